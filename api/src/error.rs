@@ -1,0 +1,207 @@
+//! Errors as callers see them: a gRPC status plus a stable reason code.
+//!
+//! Every non-OK status carries a `google.rpc.ErrorInfo` detail with `reason` set to one of the
+//! [`Reason`] codes below and `domain` set to [`ERROR_DOMAIN`]. Codes are part of the API: they
+//! are never renamed or reused. The message says what was wrong and what is allowed.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use warrant_proto::log::RejectReason;
+use warrant_raft::{ProposeError, ReadError};
+
+pub const ERROR_DOMAIN: &str = "warrant.dev";
+
+/// Stable reason codes for non-OK statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    // Caller credentials.
+    CredentialMissing,
+    CredentialInvalid,
+    PermissionDenied,
+    // Request fields.
+    FieldRequired,
+    FieldTooLong,
+    FieldInvalid,
+    ListTooLong,
+    ValueOutOfRange,
+    // Domain outcomes.
+    AlreadyExists,
+    AudienceTaken,
+    HumanNotFound,
+    AgentNotFound,
+    ServiceNotFound,
+    TokenNotFound,
+    AgentDisabled,
+    ScopeNotAllowed,
+    SigningKeyNotFound,
+    SigningKeyConflict,
+    IdempotencyKeyReused,
+    InvalidCommand,
+    IssuedByOtherNode,
+    // Cluster conditions.
+    NotLeader,
+    NoQuorum,
+    ReadTimeout,
+    Overloaded,
+    OutcomeUnknown,
+    NodeStopped,
+    Internal,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::CredentialMissing => "CREDENTIAL_MISSING",
+            Reason::CredentialInvalid => "CREDENTIAL_INVALID",
+            Reason::PermissionDenied => "PERMISSION_DENIED",
+            Reason::FieldRequired => "FIELD_REQUIRED",
+            Reason::FieldTooLong => "FIELD_TOO_LONG",
+            Reason::FieldInvalid => "FIELD_INVALID",
+            Reason::ListTooLong => "LIST_TOO_LONG",
+            Reason::ValueOutOfRange => "VALUE_OUT_OF_RANGE",
+            Reason::AlreadyExists => "ALREADY_EXISTS",
+            Reason::AudienceTaken => "AUDIENCE_TAKEN",
+            Reason::HumanNotFound => "HUMAN_NOT_FOUND",
+            Reason::AgentNotFound => "AGENT_NOT_FOUND",
+            Reason::ServiceNotFound => "SERVICE_NOT_FOUND",
+            Reason::TokenNotFound => "TOKEN_NOT_FOUND",
+            Reason::AgentDisabled => "AGENT_DISABLED",
+            Reason::ScopeNotAllowed => "SCOPE_NOT_ALLOWED",
+            Reason::SigningKeyNotFound => "SIGNING_KEY_NOT_FOUND",
+            Reason::SigningKeyConflict => "SIGNING_KEY_CONFLICT",
+            Reason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Reason::InvalidCommand => "INVALID_COMMAND",
+            Reason::IssuedByOtherNode => "ISSUED_BY_OTHER_NODE",
+            Reason::NotLeader => "NOT_LEADER",
+            Reason::NoQuorum => "NO_QUORUM",
+            Reason::ReadTimeout => "READ_TIMEOUT",
+            Reason::Overloaded => "OVERLOADED",
+            Reason::OutcomeUnknown => "OUTCOME_UNKNOWN",
+            Reason::NodeStopped => "NODE_STOPPED",
+            Reason::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// An error on its way to becoming a gRPC status.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason:?}: {message}")]
+pub struct ApiError {
+    pub code: Code,
+    pub reason: Reason,
+    pub message: String,
+    /// Extra ErrorInfo metadata, e.g. the offending field or the leader's address.
+    pub metadata: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, reason: Reason, message: impl Into<String>) -> Self {
+        ApiError { code, reason, message: message.into(), metadata: Vec::new() }
+    }
+
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.metadata.push((key, value.into()));
+        self
+    }
+
+    pub fn invalid_field(reason: Reason, field: &str, message: impl Into<String>) -> Self {
+        ApiError::new(Code::InvalidArgument, reason, message).with("field", field)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(Code::Internal, Reason::Internal, message)
+    }
+
+    /// Maps a domain rejection from apply.
+    pub fn from_rejection(reason: i32, message: String) -> Self {
+        let reason = RejectReason::try_from(reason).unwrap_or(RejectReason::Unspecified);
+        let (code, reason) = match reason {
+            RejectReason::InvalidCommand | RejectReason::Unspecified => (Code::InvalidArgument, Reason::InvalidCommand),
+            RejectReason::IdempotencyKeyReused => (Code::FailedPrecondition, Reason::IdempotencyKeyReused),
+            RejectReason::AlreadyExists => (Code::AlreadyExists, Reason::AlreadyExists),
+            RejectReason::AudienceTaken => (Code::AlreadyExists, Reason::AudienceTaken),
+            RejectReason::HumanNotFound => (Code::NotFound, Reason::HumanNotFound),
+            RejectReason::AgentNotFound => (Code::NotFound, Reason::AgentNotFound),
+            RejectReason::ServiceNotFound => (Code::NotFound, Reason::ServiceNotFound),
+            RejectReason::TokenNotFound => (Code::NotFound, Reason::TokenNotFound),
+            RejectReason::AgentDisabled => (Code::FailedPrecondition, Reason::AgentDisabled),
+            RejectReason::ScopeNotAllowed => (Code::PermissionDenied, Reason::ScopeNotAllowed),
+            RejectReason::SigningKeyNotFound => (Code::FailedPrecondition, Reason::SigningKeyNotFound),
+            RejectReason::SigningKeyConflict => (Code::FailedPrecondition, Reason::SigningKeyConflict),
+            RejectReason::PermissionDenied => (Code::PermissionDenied, Reason::PermissionDenied),
+        };
+        ApiError::new(code, reason, message)
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        let metadata: HashMap<String, String> = error.metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let details = ErrorDetails::with_error_info(error.reason.as_str(), ERROR_DOMAIN, metadata);
+        Status::with_error_details(error.code, error.message, details)
+    }
+}
+
+impl From<ProposeError> for ApiError {
+    fn from(error: ProposeError) -> Self {
+        match error {
+            ProposeError::NotLeader { leader_id, leader_addr } => leader_hint(
+                ApiError::new(Code::Unavailable, Reason::NotLeader, "this node is not the leader; nothing was proposed: retry on the leader"),
+                leader_id,
+                leader_addr,
+            ),
+            ProposeError::Overloaded { queue_len_max } => ApiError::new(
+                Code::ResourceExhausted,
+                Reason::Overloaded,
+                format!("the proposal queue is full ({queue_len_max} commands); nothing was proposed: retry with backoff"),
+            ),
+            ProposeError::Indeterminate(why) => ApiError::new(
+                Code::Unavailable,
+                Reason::OutcomeUnknown,
+                format!("the command may or may not have committed ({why}); retry with the same idempotency key"),
+            ),
+            ProposeError::Stopped(why) => ApiError::new(Code::Unavailable, Reason::NodeStopped, format!("node is stopping: {why}")),
+        }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::NotLeader { leader_id, leader_addr } => leader_hint(
+                ApiError::new(
+                    Code::Unavailable,
+                    Reason::NotLeader,
+                    "a LINEARIZABLE read needs the leader, and this node is not it: retry on the leader or use AT_LEAST",
+                ),
+                leader_id,
+                leader_addr,
+            ),
+            ReadError::NoQuorum(why) => ApiError::new(
+                Code::Unavailable,
+                Reason::NoQuorum,
+                format!("leadership could not be confirmed by a quorum ({why}); a stale answer is never given"),
+            ),
+            ReadError::Timeout { wanted, applied, waited_ms } => ApiError::new(
+                Code::Unavailable,
+                Reason::ReadTimeout,
+                format!("this node applied up to seq {applied}, not {wanted}, within {waited_ms} ms"),
+            ),
+            ReadError::Stopped(why) => ApiError::new(Code::Unavailable, Reason::NodeStopped, format!("node is stopping: {why}")),
+        }
+    }
+}
+
+fn leader_hint(error: ApiError, leader_id: Option<u64>, leader_addr: Option<String>) -> ApiError {
+    let error = match leader_id {
+        Some(id) => error.with("leader_id", id.to_string()),
+        None => error,
+    };
+    match leader_addr {
+        Some(addr) => error.with("leader_addr", addr),
+        None => error,
+    }
+}

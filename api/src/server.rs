@@ -1,0 +1,188 @@
+//! Starting a node: storage, Raft, the signing key, and one gRPC listener that serves the public
+//! API, the peer RPCs, health and reflection.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use warrant_identity::query;
+use warrant_proto::{
+    api::{
+        audit_service_server::AuditServiceServer, cluster_service_server::ClusterServiceServer,
+        identity_service_server::IdentityServiceServer, token_service_server::TokenServiceServer,
+    },
+    log,
+};
+use warrant_raft::{RaftConfig, RaftNode};
+
+use crate::{
+    auth::Authenticator,
+    services::{Context, audit::AuditApi, cluster::ClusterApi, identity::IdentityApi, token::TokenApi},
+    signing_key::NodeSigningKey,
+};
+
+/// The largest public request accepted. Tokens are at most 8 KiB; nothing legitimate comes close.
+pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// Every RPC is answered within this, whatever deadline the client sent.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Concurrent RPCs per client connection.
+pub const CONCURRENCY_PER_CONNECTION_MAX: usize = 256;
+/// Concurrent HTTP/2 streams per connection.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 512;
+
+/// How a node runs. Built by the `warrant` binary from its config file, environment and flags.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub listen_addr: SocketAddr,
+    /// The address peers and clients should use for this node (`host:port`).
+    pub advertise_addr: String,
+    pub admin_token: String,
+    pub issuer: String,
+    pub token_ttl_default_s: u32,
+    pub clock_leeway_s: u64,
+    /// Make this node a one-member cluster on start if it is not in one yet.
+    pub init_single_node: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("signing key: {0}")]
+    SigningKey(#[from] crate::signing_key::SigningKeyError),
+    #[error("start raft: {0}")]
+    Raft(#[from] warrant_raft::StartError),
+    #[error("bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("serve: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A running node.
+pub struct Warrant {
+    pub node: RaftNode,
+    pub local_addr: SocketAddr,
+    pub key_id: String,
+}
+
+impl Warrant {
+    /// Starts the node and serves until `shutdown` resolves.
+    pub async fn run(config: ApiConfig, shutdown: impl Future<Output = ()> + Send + 'static, on_ready: impl FnOnce(&Warrant)) -> Result<(), ServeError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::SigningKey(crate::signing_key::SigningKeyError::Write { path: config.data_dir.display().to_string(), source: e }))?;
+        let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
+        let node = RaftNode::start(RaftConfig::new(config.node_id, config.advertise_addr.clone(), config.data_dir.clone())).await?;
+        let listener = TcpListener::bind(config.listen_addr).await.map_err(|source| ServeError::Bind { addr: config.listen_addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen_addr, source })?;
+
+        let context = Arc::new(Context {
+            node: node.clone(),
+            auth: Authenticator::new(&config.admin_token),
+            signing_key: signing_key.clone(),
+            issuer: config.issuer.clone(),
+            token_ttl_default_s: config.token_ttl_default_s,
+            clock_leeway_s: config.clock_leeway_s,
+        });
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(warrant_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+        let identity = IdentityServiceServer::new(IdentityApi { context: context.clone() }).max_decoding_message_size(REQUEST_BYTES_MAX);
+        let token = TokenServiceServer::new(TokenApi { context: context.clone() }).max_decoding_message_size(REQUEST_BYTES_MAX);
+        let cluster = ClusterServiceServer::new(ClusterApi { context: context.clone() }).max_decoding_message_size(REQUEST_BYTES_MAX);
+        let audit = AuditServiceServer::new(AuditApi { context: context.clone() }).max_decoding_message_size(REQUEST_BYTES_MAX);
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let serve = Server::builder()
+            .timeout(RPC_TIMEOUT)
+            .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION_MAX)
+            .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
+            .tcp_nodelay(true)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(node.peer_service())
+            .add_service(identity)
+            .add_service(token)
+            .add_service(cluster)
+            .add_service(audit)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+                let mut stop_rx = stop_rx.clone();
+                async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                }
+            });
+        let server = tokio::spawn(serve);
+
+        if config.init_single_node && node.initialize_single().await? {
+            tracing::info!(node_id = config.node_id, "initialised a one-member cluster");
+        }
+        let warrant = Warrant { node: node.clone(), local_addr, key_id: signing_key.key_id().to_string() };
+        let publisher = tokio::spawn(publish_signing_key(node.clone(), signing_key.clone(), health_reporter, stop_rx));
+        on_ready(&warrant);
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        publisher.abort();
+        let served = server.await;
+        node.shutdown().await;
+        match served {
+            Ok(result) => result.map_err(ServeError::from),
+            Err(e) => {
+                tracing::error!(error = %e, "server task failed");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Publishes this node's public key through the log once a leader exists, then reports the
+/// node healthy. Retries until it succeeds or the node stops: a node whose key is unpublished
+/// cannot issue.
+async fn publish_signing_key(
+    node: RaftNode,
+    key: Arc<NodeSigningKey>,
+    health: tonic_health::server::HealthReporter,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let command = log::Command {
+        idempotency_key: format!("publish-signing-key-{}", key.key_id()),
+        request_digest: Sha256::digest(key.public_key()).to_vec(),
+        actor: Some(log::Actor { kind: log::PrincipalKind::Node as i32, id: node.node_id().to_string(), on_behalf_of: vec![] }),
+        kind: Some(log::command::Kind::PublishSigningKey(log::PublishSigningKey {
+            key_id: key.key_id().to_string(),
+            node_id: node.node_id(),
+            algorithm: log::SigningAlgorithm::Ed25519 as i32,
+            public_key: key.public_key().to_vec(),
+        })),
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let published = matches!(query::signing_key(&node.reader(), key.key_id()), Ok(Some(_)));
+        if published {
+            break;
+        }
+        if node.wait_for_leader(Duration::from_secs(5)).await.is_ok() {
+            match node.propose(command.clone()).await {
+                Ok(proposal) => match proposal.outcome.result {
+                    Some(log::outcome::Result::Accepted(_)) => break,
+                    other => tracing::error!(outcome = ?other, "publishing the signing key was rejected"),
+                },
+                Err(e) => tracing::warn!(error = %e, "publishing the signing key failed; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    tracing::info!(key_id = key.key_id(), "signing key published");
+    health.set_serving::<TokenServiceServer<TokenApi>>().await;
+    health.set_serving::<IdentityServiceServer<IdentityApi>>().await;
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+}

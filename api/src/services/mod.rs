@@ -1,0 +1,92 @@
+//! The gRPC services. Each RPC: authenticate, validate, then either propose a command and map
+//! its outcome, or pass the read barrier and answer from the projection.
+
+pub mod audit;
+pub mod cluster;
+pub mod identity;
+pub mod token;
+
+use std::sync::Arc;
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::metadata::MetadataMap;
+use warrant_proto::{log, state};
+use warrant_raft::{RaftNode, ReadConsistency, StateReader};
+
+use crate::{
+    auth::{Authenticator, Caller},
+    error::ApiError,
+    signing_key::NodeSigningKey,
+};
+
+/// What every service shares.
+pub struct Context {
+    pub node: RaftNode,
+    pub auth: Authenticator,
+    pub signing_key: Arc<NodeSigningKey>,
+    /// The `iss` of every token this cluster signs.
+    pub issuer: String,
+    pub token_ttl_default_s: u32,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub clock_leeway_s: u64,
+}
+
+impl Context {
+    /// Authenticates the caller against this node's applied state.
+    pub async fn caller(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
+        self.auth.authenticate(metadata, &self.node.reader()).await
+    }
+
+    pub async fn admin(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
+        let caller = self.caller(metadata).await?;
+        caller.require_admin()?;
+        Ok(caller)
+    }
+
+    /// Passes the read barrier for `consistency` and returns a reader over the state.
+    pub async fn read(&self, consistency: ReadConsistency) -> Result<StateReader, ApiError> {
+        self.node.read_barrier(consistency).await?;
+        Ok(self.node.reader())
+    }
+
+    /// Proposes a command and returns its acceptance, or maps its rejection to an error.
+    pub async fn commit(&self, command: log::Command) -> Result<log::Accepted, ApiError> {
+        let proposal = self.node.propose(command).await?;
+        match proposal.outcome.result {
+            Some(log::outcome::Result::Accepted(accepted)) => Ok(accepted),
+            Some(log::outcome::Result::Rejected(rejected)) => Err(ApiError::from_rejection(rejected.reason, rejected.message)),
+            None => Err(ApiError::internal("apply returned an empty outcome")),
+        }
+    }
+}
+
+/// Builds a command. The request digest covers the RPC name and the request as the client sent
+/// it, minus its idempotency key, so a retry matches and a changed request does not.
+pub fn command(caller: &Caller, idempotency_key: &str, method: &str, request_without_key: &impl Message, kind: log::command::Kind) -> log::Command {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(request_without_key.encode_to_vec());
+    let idempotency_key =
+        if idempotency_key.is_empty() { format!("auto-{}", uuid::Uuid::new_v4()) } else { idempotency_key.to_string() };
+    log::Command {
+        idempotency_key,
+        request_digest: hasher.finalize().to_vec(),
+        actor: Some(caller.actor()),
+        kind: Some(kind),
+    }
+}
+
+pub(crate) fn principal_status(status: i32) -> i32 {
+    use warrant_proto::api::PrincipalStatus;
+    match state::Status::try_from(status) {
+        Ok(state::Status::Active) => PrincipalStatus::Active as i32,
+        Ok(state::Status::Disabled) => PrincipalStatus::Disabled as i32,
+        _ => PrincipalStatus::Unspecified as i32,
+    }
+}
+
+pub(crate) fn storage(e: warrant_identity::StateError) -> ApiError {
+    ApiError::internal(format!("read state: {e}"))
+}

@@ -1,0 +1,115 @@
+//! The node's own signing key.
+//!
+//! Each node generates an Ed25519 key on first start and keeps it in its data directory, mode
+//! 0600. The private key never enters the log; the public key is published through it (a
+//! `PublishSigningKey` command), so every node can verify every node's tokens.
+//!
+//! The key id is the RFC 7638 JWK thumbprint of the public key.
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::Path,
+};
+
+use aws_lc_rs::{
+    rand::SystemRandom,
+    signature::{Ed25519KeyPair, KeyPair},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::EncodingKey;
+use sha2::{Digest, Sha256};
+
+const KEY_FILE: &str = "signing-key.p8";
+
+/// A node's Ed25519 signing key.
+pub struct NodeSigningKey {
+    key_id: String,
+    public_key: [u8; 32],
+    encoding_key: EncodingKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SigningKeyError {
+    #[error("read signing key {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("write signing key {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("signing key {path} is not a valid Ed25519 PKCS#8 key")]
+    Invalid { path: String },
+    #[error("signing key {path} is readable by others (mode {mode:o}); allowed: 0600")]
+    Permissions { path: String, mode: u32 },
+    #[error("generate signing key: {0}")]
+    Generate(String),
+}
+
+impl NodeSigningKey {
+    /// Loads the key from `data_dir`, generating and saving one on first start.
+    pub fn load_or_generate(data_dir: &Path) -> Result<Self, SigningKeyError> {
+        let path = data_dir.join(KEY_FILE);
+        let path_text = path.display().to_string();
+        let pkcs8 = match fs::read(&path) {
+            Ok(bytes) => {
+                let mode = fs::metadata(&path).map_err(|source| SigningKeyError::Read { path: path_text.clone(), source })?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    return Err(SigningKeyError::Permissions { path: path_text, mode: mode & 0o777 });
+                }
+                bytes
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|e| SigningKeyError::Generate(e.to_string()))?;
+                let bytes = document.as_ref().to_vec();
+                write_private(&path, &bytes).map_err(|source| SigningKeyError::Write { path: path_text.clone(), source })?;
+                bytes
+            }
+            Err(source) => return Err(SigningKeyError::Read { path: path_text, source }),
+        };
+        Self::from_pkcs8(&pkcs8).ok_or(SigningKeyError::Invalid { path: path_text })
+    }
+
+    /// A key from PKCS#8 bytes, or `None` if they are not an Ed25519 key.
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Option<Self> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).ok()?;
+        let public_key: [u8; 32] = pair.public_key().as_ref().try_into().ok()?;
+        Some(NodeSigningKey { key_id: jwk_thumbprint(&public_key), public_key, encoding_key: EncodingKey::from_ed_der(pkcs8) })
+    }
+
+    /// A fresh key that lives only in memory (benchmarks and tests).
+    pub fn generate_ephemeral() -> Result<Self, SigningKeyError> {
+        let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|e| SigningKeyError::Generate(e.to_string()))?;
+        Self::from_pkcs8(document.as_ref()).ok_or_else(|| SigningKeyError::Generate("generated key did not parse".to_string()))
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn public_key(&self) -> &[u8; 32] {
+        &self.public_key
+    }
+
+    pub(crate) fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding_key
+    }
+}
+
+/// RFC 7638 thumbprint of an Ed25519 public key: SHA-256 over the canonical JWK members in
+/// lexicographic order, base64url without padding.
+pub fn jwk_thumbprint(public_key: &[u8; 32]) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(public_key));
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) => fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,85 @@
+//! Shared fixtures for Warrant's benchmarks.
+//!
+//! Results go in `BENCHMARKS.md` together with the machine and the anchor measured in the same
+//! run. These are benchmarks, never tests: nothing here asserts a speed.
+
+use warrant_identity::{InMemoryState, apply_batch};
+use warrant_proto::log::{self, command::Kind};
+
+pub const HUMAN: &str = "alice";
+pub const AGENT: &str = "alice-assistant";
+pub const AUDIENCE: &str = "https://calendar.example/mcp";
+pub const KEY_ID: &str = "bench-key";
+
+fn command(actor_kind: log::PrincipalKind, actor_id: &str, key: String, kind: Kind) -> log::Command {
+    log::Command {
+        idempotency_key: key,
+        request_digest: vec![7; 32],
+        actor: Some(log::Actor { kind: actor_kind as i32, id: actor_id.to_string(), on_behalf_of: vec![] }),
+        kind: Some(kind),
+    }
+}
+
+/// A state holding one human, one agent, one service and one signing key.
+pub fn seeded_state() -> InMemoryState {
+    let admin = |key: &str, kind| command(log::PrincipalKind::Admin, "admin", key.to_string(), kind);
+    let batch = log::Batch {
+        time_unix_ms: 1_700_000_000_000,
+        commands: vec![
+            admin("h", Kind::RegisterHuman(log::RegisterHuman { human_id: HUMAN.into(), display_name: "Alice".into(), email: String::new() })),
+            admin(
+                "a",
+                Kind::RegisterAgent(log::RegisterAgent {
+                    agent_id: AGENT.into(),
+                    owner_human_id: HUMAN.into(),
+                    kind: "assistant".into(),
+                    description: String::new(),
+                    credentials: vec![],
+                }),
+            ),
+            admin(
+                "s",
+                Kind::RegisterService(log::RegisterService {
+                    service_id: "calendar".into(),
+                    audience: AUDIENCE.into(),
+                    tools: vec![log::Tool { name: "read_events".into(), description: String::new() }],
+                }),
+            ),
+            admin(
+                "k",
+                Kind::PublishSigningKey(log::PublishSigningKey {
+                    key_id: KEY_ID.into(),
+                    node_id: 1,
+                    algorithm: log::SigningAlgorithm::Ed25519 as i32,
+                    public_key: vec![1; 32],
+                }),
+            ),
+        ],
+    };
+    let mut state = InMemoryState::new();
+    let applied = apply_batch(&state, &batch, 1).expect("seed batch applies");
+    state.apply_writes(&applied.writes);
+    state
+}
+
+/// A batch of `n` token issuances with jtis starting at `first`.
+pub fn issue_batch(first: u64, n: u64) -> log::Batch {
+    let commands = (first..first + n)
+        .map(|i| {
+            command(
+                log::PrincipalKind::Agent,
+                AGENT,
+                format!("issue-{i}"),
+                Kind::IssueToken(log::IssueToken {
+                    jti: format!("jti-{i}"),
+                    agent_id: AGENT.into(),
+                    audience: AUDIENCE.into(),
+                    scopes: vec!["read_events".into()],
+                    ttl_seconds: 600,
+                    key_id: KEY_ID.into(),
+                }),
+            )
+        })
+        .collect();
+    log::Batch { time_unix_ms: 1_700_000_001_000, commands }
+}

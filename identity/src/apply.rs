@@ -1,0 +1,845 @@
+//! Deciding a committed batch: every command becomes an outcome, and accepted ones become events
+//! and projection rows.
+//!
+//! **Architecture Invariant:** [`apply_batch`] is a pure function of the state it reads, the batch
+//! and the log index. It reads no clock (time is the batch stamp), draws no randomness, iterates
+//! no hash map, and never panics, so every replica computes the same bytes. It returns `Err` only
+//! when the store fails or holds a corrupt row; a bad command is a `Rejected` outcome, never an
+//! error, because an error stops the node.
+//!
+//! Each command goes through the same steps:
+//! 1. envelope checks (kind, idempotency key, request digest, actor), else `INVALID_COMMAND`;
+//! 2. idempotency: a key seen before replays its first outcome, or is rejected as reused when the
+//!    request digest differs;
+//! 3. the command's own rules: field validation, then permission, then the state it depends on.
+//!    A rejection at any step writes nothing.
+//!
+//! An accepted command that changed state appends exactly one event and stores its outcome under
+//! its idempotency key. An accepted no-op (revoking a revoked token, republishing an identical
+//! key) appends nothing and stores nothing.
+
+use std::collections::BTreeSet;
+
+use prost::Message;
+use warrant_proto::{
+    log::{
+        self, PrincipalKind, RejectReason, SigningAlgorithm, command::Kind as CommandKind,
+        credential::Kind as CredentialKind, event::Kind as EventKind,
+        outcome::Result as OutcomeResult,
+    },
+    state::{AgentRow, HumanRow, IdempotencyRow, ServiceRow, SigningKeyRow, Status, TokenRow},
+};
+
+use crate::{
+    keys,
+    limits::{
+        self, CREDENTIALS_PER_AGENT_MAX, DESCRIPTION_LEN_MAX, DISPLAY_NAME_LEN_MAX,
+        ED25519_PUBLIC_KEY_LEN, EMAIL_LEN_MAX, FieldError, ON_BEHALF_OF_MAX, REASON_LEN_MAX,
+        REQUEST_DIGEST_LEN, SCOPES_PER_TOKEN_MAX, TOKEN_TTL_SECONDS_MAX, TOOLS_PER_SERVICE_MAX,
+    },
+    query,
+    state::{Overlay, StateError, StateRead, WriteSet},
+};
+
+/// What applying one batch decided.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AppliedBatch {
+    /// One outcome per command, in batch order.
+    pub outcomes: Vec<log::Outcome>,
+    /// Every row to write, to be committed atomically: projection rows, the events, the
+    /// idempotency rows and the last seq. Empty when no command changed anything.
+    pub writes: WriteSet,
+    /// The events appended, in seq order. They are also in `writes`.
+    pub events: Vec<log::Event>,
+}
+
+/// Decides every command of `batch`, committed at `log_index`, against `state`.
+///
+/// Deterministic. Err only for storage failures (StateError); domain rejections are
+/// Outcome::Rejected.
+pub fn apply_batch(
+    state: &dyn StateRead,
+    batch: &log::Batch,
+    log_index: u64,
+) -> Result<AppliedBatch, StateError> {
+    let seq_before = query::applied_seq(state)?;
+    let mut applier = Applier {
+        overlay: Overlay::new(state),
+        time_unix_ms: batch.time_unix_ms,
+        log_index,
+        last_seq: seq_before,
+        events: Vec::new(),
+    };
+    let mut outcomes = Vec::with_capacity(batch.commands.len());
+    for (position, command) in batch.commands.iter().enumerate() {
+        let outcome = match u32::try_from(position) {
+            Ok(batch_position) if position < limits::COMMANDS_PER_BATCH_MAX => {
+                applier.apply_command(batch_position, command)?
+            }
+            _ => rejected(
+                RejectReason::InvalidCommand,
+                format!(
+                    "command {position} is past the batch limit; allowed: at most {} commands \
+                     per batch",
+                    limits::COMMANDS_PER_BATCH_MAX
+                ),
+            ),
+        };
+        outcomes.push(outcome);
+    }
+    let Applier {
+        overlay,
+        last_seq,
+        events,
+        ..
+    } = applier;
+    let mut writes = overlay.into_writes();
+    if last_seq != seq_before {
+        writes.put(keys::LAST_SEQ.to_vec(), last_seq.to_be_bytes().to_vec());
+    }
+    Ok(AppliedBatch {
+        outcomes,
+        writes,
+        events,
+    })
+}
+
+/// The state of one batch being applied.
+struct Applier<'a> {
+    /// The state as the next command sees it: the store plus the writes of earlier commands.
+    overlay: Overlay<'a>,
+    time_unix_ms: u64,
+    log_index: u64,
+    last_seq: u64,
+    events: Vec<log::Event>,
+}
+
+impl Applier<'_> {
+    fn apply_command(
+        &mut self,
+        batch_position: u32,
+        command: &log::Command,
+    ) -> Result<log::Outcome, StateError> {
+        let (kind, actor) = match check_envelope(command) {
+            Ok(it) => it,
+            Err(field_error) => {
+                return Ok(rejected(
+                    RejectReason::InvalidCommand,
+                    field_error.to_string(),
+                ));
+            }
+        };
+        let idempotency_key = keys::idempotency(actor.kind, &actor.id, &command.idempotency_key);
+        if let Some(row) = query::read_row::<IdempotencyRow>(&self.overlay, &idempotency_key)? {
+            return replay(&idempotency_key, row, command);
+        }
+        // Only a corrupt store can hold u64::MAX as the last seq: 2^64 events cannot be written.
+        let Some(seq) = self.last_seq.checked_add(1) else {
+            return Err(StateError::corrupt(
+                keys::LAST_SEQ,
+                "no seq left after u64::MAX",
+            ));
+        };
+        let context = Context {
+            actor,
+            seq,
+            time_unix_ms: self.time_unix_ms,
+        };
+        let effect = match decide(&self.overlay, &context, kind) {
+            Ok(effect) => effect,
+            Err(Refusal::Reject(rejection)) => {
+                return Ok(outcome(OutcomeResult::Rejected(rejection)));
+            }
+            Err(Refusal::Storage(error)) => return Err(error),
+        };
+        let Effect::Changed {
+            event_kind,
+            mut writes,
+            token_issued,
+        } = effect
+        else {
+            return Ok(accepted(log::Accepted {
+                seq: self.last_seq,
+                replayed: false,
+                token_issued: None,
+                changed: false,
+            }));
+        };
+        let event = log::Event {
+            seq,
+            time_unix_ms: self.time_unix_ms,
+            log_index: self.log_index,
+            batch_position,
+            idempotency_key: command.idempotency_key.clone(),
+            actor: Some(actor.clone()),
+            kind: Some(event_kind),
+        };
+        let outcome = accepted(log::Accepted {
+            seq,
+            replayed: false,
+            token_issued,
+            changed: true,
+        });
+        let idempotency_row = IdempotencyRow {
+            request_digest: command.request_digest.clone(),
+            outcome: Some(outcome.clone()),
+        };
+        writes.put(keys::event(seq), event.encode_to_vec());
+        writes.put(idempotency_key, idempotency_row.encode_to_vec());
+        self.overlay.write(writes);
+        self.events.push(event);
+        self.last_seq = seq;
+        Ok(outcome)
+    }
+}
+
+/// Checks what every command must carry, in a fixed order so that the first problem is always
+/// the one reported.
+fn check_envelope(command: &log::Command) -> Result<(&CommandKind, &log::Actor), FieldError> {
+    let Some(kind) = &command.kind else {
+        return Err(FieldError::new(
+            "kind",
+            "is missing",
+            "one of register_human, register_agent, register_service, issue_token, \
+             revoke_token, publish_signing_key",
+        ));
+    };
+    limits::validate_idempotency_key("idempotency_key", &command.idempotency_key)?;
+    if command.request_digest.len() != REQUEST_DIGEST_LEN {
+        return Err(FieldError::new(
+            "request_digest",
+            format!("is {} bytes long", command.request_digest.len()),
+            format!("exactly {REQUEST_DIGEST_LEN} bytes (SHA-256)"),
+        ));
+    }
+    let Some(actor) = &command.actor else {
+        return Err(FieldError::new(
+            "actor",
+            "is missing",
+            "the principal that asked",
+        ));
+    };
+    match PrincipalKind::try_from(actor.kind) {
+        Ok(PrincipalKind::Unspecified) | Err(_) => {
+            return Err(FieldError::new(
+                "actor.kind",
+                format!("is {}", actor.kind),
+                "admin, human, agent, service or node",
+            ));
+        }
+        Ok(_) => {}
+    }
+    limits::validate_actor_id("actor.id", &actor.id)?;
+    if ON_BEHALF_OF_MAX < actor.on_behalf_of.len() {
+        return Err(FieldError::new(
+            "actor.on_behalf_of",
+            format!("has {} entries", actor.on_behalf_of.len()),
+            format!("at most {ON_BEHALF_OF_MAX}"),
+        ));
+    }
+    for (idx, principal) in actor.on_behalf_of.iter().enumerate() {
+        limits::validate_actor_id(&format!("actor.on_behalf_of[{idx}]"), principal)?;
+    }
+    Ok((kind, actor))
+}
+
+/// The first outcome for a retried idempotency key, or a rejection if the key now names a
+/// different request.
+fn replay(
+    key: &[u8],
+    row: IdempotencyRow,
+    command: &log::Command,
+) -> Result<log::Outcome, StateError> {
+    if row.request_digest != command.request_digest {
+        return Ok(rejected(
+            RejectReason::IdempotencyKeyReused,
+            format!(
+                "idempotency key {} was already used by this actor for a different request; \
+                 allowed: a new key per request",
+                command.idempotency_key
+            ),
+        ));
+    }
+    // Only accepted outcomes are ever stored.
+    match row.outcome.and_then(|it| it.result) {
+        Some(OutcomeResult::Accepted(first)) => Ok(accepted(log::Accepted {
+            replayed: true,
+            ..first
+        })),
+        _ => Err(StateError::corrupt(
+            key,
+            "idempotency row without an accepted outcome",
+        )),
+    }
+}
+
+/// What a command may depend on besides state and its own fields.
+struct Context<'a> {
+    actor: &'a log::Actor,
+    /// The seq its event gets, if it makes one.
+    seq: u64,
+    time_unix_ms: u64,
+}
+
+/// An accepted command's effect.
+enum Effect {
+    /// Nothing to change: accepted as a no-op.
+    Unchanged,
+    /// One event plus the projection rows it changes.
+    Changed {
+        event_kind: EventKind,
+        writes: WriteSet,
+        token_issued: Option<log::TokenIssued>,
+    },
+}
+
+impl Effect {
+    fn changed(event_kind: EventKind, writes: WriteSet) -> Self {
+        Self::Changed {
+            event_kind,
+            writes,
+            token_issued: None,
+        }
+    }
+}
+
+/// Why a command was not accepted. Lets handlers use `?` for both rejections and store errors.
+enum Refusal {
+    /// A domain rejection: becomes the command's outcome.
+    Reject(log::Rejected),
+    /// A store failure: stops the batch.
+    Storage(StateError),
+}
+
+impl From<StateError> for Refusal {
+    fn from(error: StateError) -> Self {
+        Self::Storage(error)
+    }
+}
+
+impl From<FieldError> for Refusal {
+    fn from(error: FieldError) -> Self {
+        reject(RejectReason::InvalidCommand, error.to_string())
+    }
+}
+
+fn reject(reason: RejectReason, message: impl Into<String>) -> Refusal {
+    Refusal::Reject(log::Rejected {
+        reason: reason as i32,
+        message: message.into(),
+    })
+}
+
+fn decide(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    kind: &CommandKind,
+) -> Result<Effect, Refusal> {
+    match kind {
+        CommandKind::RegisterHuman(command) => register_human(state, context, command),
+        CommandKind::RegisterAgent(command) => register_agent(state, context, command),
+        CommandKind::RegisterService(command) => register_service(state, context, command),
+        CommandKind::IssueToken(command) => issue_token(state, context, command),
+        CommandKind::RevokeToken(command) => revoke_token(state, context, command),
+        CommandKind::PublishSigningKey(command) => publish_signing_key(state, context, command),
+    }
+}
+
+fn register_human(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::RegisterHuman,
+) -> Result<Effect, Refusal> {
+    limits::validate_id("human_id", &command.human_id)?;
+    limits::validate_text("display_name", &command.display_name, DISPLAY_NAME_LEN_MAX)?;
+    limits::validate_text("email", &command.email, EMAIL_LEN_MAX)?;
+
+    let key = keys::human(&command.human_id);
+    if state.get(&key)?.is_some() {
+        return Err(reject(
+            RejectReason::AlreadyExists,
+            format!("human {} already exists", command.human_id),
+        ));
+    }
+
+    let row = HumanRow {
+        human_id: command.human_id.clone(),
+        display_name: command.display_name.clone(),
+        email: command.email.clone(),
+        status: Status::Active as i32,
+        created_seq: context.seq,
+        created_unix_ms: context.time_unix_ms,
+    };
+    let mut writes = WriteSet::new();
+    writes.put(key, row.encode_to_vec());
+    let event = log::HumanRegistered {
+        human_id: command.human_id.clone(),
+        display_name: command.display_name.clone(),
+        email: command.email.clone(),
+    };
+    Ok(Effect::changed(EventKind::HumanRegistered(event), writes))
+}
+
+fn register_agent(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::RegisterAgent,
+) -> Result<Effect, Refusal> {
+    limits::validate_id("agent_id", &command.agent_id)?;
+    limits::validate_id("owner_human_id", &command.owner_human_id)?;
+    limits::validate_name("kind", &command.kind, limits::AGENT_KIND_LEN_MAX)?;
+    limits::validate_text("description", &command.description, DESCRIPTION_LEN_MAX)?;
+    validate_credentials(&command.credentials)?;
+
+    match query::human(state, &command.owner_human_id)? {
+        None => {
+            return Err(reject(
+                RejectReason::HumanNotFound,
+                format!("owner human {} does not exist", command.owner_human_id),
+            ));
+        }
+        Some(owner) if owner.status != Status::Active as i32 => {
+            return Err(reject(
+                RejectReason::HumanNotFound,
+                format!("owner human {} is not active", command.owner_human_id),
+            ));
+        }
+        Some(_) => {}
+    }
+    let key = keys::agent(&command.agent_id);
+    if state.get(&key)?.is_some() {
+        return Err(reject(
+            RejectReason::AlreadyExists,
+            format!("agent {} already exists", command.agent_id),
+        ));
+    }
+
+    let row = AgentRow {
+        agent_id: command.agent_id.clone(),
+        owner_human_id: command.owner_human_id.clone(),
+        kind: command.kind.clone(),
+        description: command.description.clone(),
+        status: Status::Active as i32,
+        credentials: command.credentials.clone(),
+        created_seq: context.seq,
+        created_unix_ms: context.time_unix_ms,
+    };
+    let mut writes = WriteSet::new();
+    writes.put(key, row.encode_to_vec());
+    writes.put(
+        keys::agent_by_owner(&command.owner_human_id, &command.agent_id),
+        Vec::new(),
+    );
+    // The event names the credentials but never carries their hashes: the audit stream is read
+    // far more widely than the projection.
+    let event = log::AgentRegistered {
+        agent_id: command.agent_id.clone(),
+        owner_human_id: command.owner_human_id.clone(),
+        kind: command.kind.clone(),
+        description: command.description.clone(),
+        credential_ids: command
+            .credentials
+            .iter()
+            .map(|it| it.credential_id.clone())
+            .collect(),
+    };
+    Ok(Effect::changed(EventKind::AgentRegistered(event), writes))
+}
+
+fn validate_credentials(credentials: &[log::Credential]) -> Result<(), FieldError> {
+    if CREDENTIALS_PER_AGENT_MAX < credentials.len() {
+        return Err(FieldError::new(
+            "credentials",
+            format!("has {} entries", credentials.len()),
+            format!("at most {CREDENTIALS_PER_AGENT_MAX}"),
+        ));
+    }
+    let mut credential_ids = BTreeSet::new();
+    for (idx, credential) in credentials.iter().enumerate() {
+        let field = format!("credentials[{idx}].credential_id");
+        limits::validate_id(&field, &credential.credential_id)?;
+        if !credential_ids.insert(credential.credential_id.as_str()) {
+            return Err(FieldError::new(
+                field,
+                format!("repeats {}", credential.credential_id),
+                "credential ids unique within the agent",
+            ));
+        }
+        match &credential.kind {
+            Some(CredentialKind::ClientSecretArgon2id(phc)) => limits::validate_argon2id_phc(
+                &format!("credentials[{idx}].client_secret_argon2id"),
+                phc,
+            )?,
+            None => {
+                return Err(FieldError::new(
+                    format!("credentials[{idx}].kind"),
+                    "is missing",
+                    "client_secret_argon2id",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn register_service(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::RegisterService,
+) -> Result<Effect, Refusal> {
+    limits::validate_id("service_id", &command.service_id)?;
+    limits::validate_audience("audience", &command.audience)?;
+    validate_tools(&command.tools)?;
+
+    let key = keys::service(&command.service_id);
+    if state.get(&key)?.is_some() {
+        return Err(reject(
+            RejectReason::AlreadyExists,
+            format!("service {} already exists", command.service_id),
+        ));
+    }
+    let audience_key = keys::service_by_audience(&command.audience);
+    if let Some(owner) = state.get(&audience_key)? {
+        return Err(reject(
+            RejectReason::AudienceTaken,
+            format!(
+                "audience {} already names service {}",
+                command.audience,
+                String::from_utf8_lossy(&owner)
+            ),
+        ));
+    }
+
+    let row = ServiceRow {
+        service_id: command.service_id.clone(),
+        audience: command.audience.clone(),
+        tools: command.tools.clone(),
+        status: Status::Active as i32,
+        created_seq: context.seq,
+        created_unix_ms: context.time_unix_ms,
+    };
+    let mut writes = WriteSet::new();
+    writes.put(key, row.encode_to_vec());
+    writes.put(audience_key, command.service_id.clone().into_bytes());
+    let event = log::ServiceRegistered {
+        service_id: command.service_id.clone(),
+        audience: command.audience.clone(),
+        tools: command.tools.clone(),
+    };
+    Ok(Effect::changed(EventKind::ServiceRegistered(event), writes))
+}
+
+fn validate_tools(tools: &[log::Tool]) -> Result<(), FieldError> {
+    if TOOLS_PER_SERVICE_MAX < tools.len() {
+        return Err(FieldError::new(
+            "tools",
+            format!("has {} entries", tools.len()),
+            format!("at most {TOOLS_PER_SERVICE_MAX}"),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (idx, tool) in tools.iter().enumerate() {
+        let field = format!("tools[{idx}].name");
+        limits::validate_id(&field, &tool.name)?;
+        if !names.insert(tool.name.as_str()) {
+            return Err(FieldError::new(
+                field,
+                format!("repeats {}", tool.name),
+                "tool names unique within the service",
+            ));
+        }
+        limits::validate_text(
+            &format!("tools[{idx}].description"),
+            &tool.description,
+            DESCRIPTION_LEN_MAX,
+        )?;
+    }
+    Ok(())
+}
+
+fn issue_token(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::IssueToken,
+) -> Result<Effect, Refusal> {
+    limits::validate_jti("jti", &command.jti)?;
+    limits::validate_id("agent_id", &command.agent_id)?;
+    limits::validate_audience("audience", &command.audience)?;
+    validate_scopes(&command.scopes)?;
+    if !(1 <= command.ttl_seconds && command.ttl_seconds <= TOKEN_TTL_SECONDS_MAX) {
+        return Err(FieldError::new(
+            "ttl_seconds",
+            format!("is {}", command.ttl_seconds),
+            format!("1 to {TOKEN_TTL_SECONDS_MAX}"),
+        )
+        .into());
+    }
+    limits::validate_key_id("key_id", &command.key_id)?;
+
+    // An agent asks for its own tokens; nobody else may mint them in its name.
+    if !(context.actor.kind == PrincipalKind::Agent as i32 && context.actor.id == command.agent_id)
+    {
+        return Err(reject(
+            RejectReason::PermissionDenied,
+            format!(
+                "only agent {} itself may ask for its tokens",
+                command.agent_id
+            ),
+        ));
+    }
+    let Some(agent) = query::agent(state, &command.agent_id)? else {
+        return Err(reject(
+            RejectReason::AgentNotFound,
+            format!("agent {} does not exist", command.agent_id),
+        ));
+    };
+    if agent.status != Status::Active as i32 {
+        return Err(reject(
+            RejectReason::AgentDisabled,
+            format!("agent {} is not active", command.agent_id),
+        ));
+    }
+    let service = match query::service_by_audience(state, &command.audience)? {
+        Some(service) if service.status == Status::Active as i32 => service,
+        Some(service) => {
+            return Err(reject(
+                RejectReason::ServiceNotFound,
+                format!(
+                    "service {} for audience {} is not active",
+                    service.service_id, command.audience
+                ),
+            ));
+        }
+        None => {
+            return Err(reject(
+                RejectReason::ServiceNotFound,
+                format!("no service has audience {}", command.audience),
+            ));
+        }
+    };
+    check_scopes_allowed(&service, &command.scopes)?;
+    if query::signing_key(state, &command.key_id)?.is_none() {
+        return Err(reject(
+            RejectReason::SigningKeyNotFound,
+            format!("signing key {} is not published", command.key_id),
+        ));
+    }
+    let key = keys::token(&command.jti);
+    if state.get(&key)?.is_some() {
+        return Err(reject(
+            RejectReason::AlreadyExists,
+            format!("token {} already exists", command.jti),
+        ));
+    }
+
+    let issued_at_unix_s = context.time_unix_ms / 1000;
+    let claims = log::TokenIssued {
+        jti: command.jti.clone(),
+        subject: command.agent_id.clone(),
+        agent_id: command.agent_id.clone(),
+        audience: command.audience.clone(),
+        scopes: command.scopes.clone(),
+        issued_at_unix_s,
+        expires_at_unix_s: issued_at_unix_s.saturating_add(u64::from(command.ttl_seconds)),
+        key_id: command.key_id.clone(),
+    };
+    let row = TokenRow {
+        issued: Some(claims.clone()),
+        issued_seq: context.seq,
+        revoked: false,
+        revoked_seq: 0,
+        revoke_reason: String::new(),
+    };
+    let mut writes = WriteSet::new();
+    writes.put(key, row.encode_to_vec());
+    Ok(Effect::Changed {
+        event_kind: EventKind::TokenIssued(claims.clone()),
+        writes,
+        token_issued: Some(claims),
+    })
+}
+
+fn validate_scopes(scopes: &[String]) -> Result<(), FieldError> {
+    if !(1 <= scopes.len() && scopes.len() <= SCOPES_PER_TOKEN_MAX) {
+        return Err(FieldError::new(
+            "scopes",
+            format!("has {} entries", scopes.len()),
+            format!("1 to {SCOPES_PER_TOKEN_MAX} tool names"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (idx, scope) in scopes.iter().enumerate() {
+        let field = format!("scopes[{idx}]");
+        limits::validate_id(&field, scope)?;
+        if !seen.insert(scope.as_str()) {
+            return Err(FieldError::new(
+                field,
+                format!("repeats {scope}"),
+                "unique scopes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Scopes are tool names: a token may only name tools of the service it is for.
+fn check_scopes_allowed(service: &ServiceRow, scopes: &[String]) -> Result<(), Refusal> {
+    let tools: BTreeSet<&str> = service.tools.iter().map(|it| it.name.as_str()).collect();
+    let Some(scope) = scopes.iter().find(|it| !tools.contains(it.as_str())) else {
+        return Ok(());
+    };
+    let allowed = if tools.is_empty() {
+        "none: the service has no tools".to_owned()
+    } else {
+        // A service may have hundreds of tools; name enough to help, not all of them.
+        let shown: Vec<&str> = tools.iter().copied().take(SCOPES_LISTED_MAX).collect();
+        let hidden = tools.len().saturating_sub(shown.len());
+        match hidden {
+            0 => shown.join(", "),
+            _ => format!("{} and {hidden} more", shown.join(", ")),
+        }
+    };
+    Err(reject(
+        RejectReason::ScopeNotAllowed,
+        format!(
+            "scope {scope} is not a tool of service {}; allowed: {allowed}",
+            service.service_id
+        ),
+    ))
+}
+
+/// Most tool names a `SCOPE_NOT_ALLOWED` message lists.
+const SCOPES_LISTED_MAX: usize = 16;
+
+fn revoke_token(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::RevokeToken,
+) -> Result<Effect, Refusal> {
+    limits::validate_jti("jti", &command.jti)?;
+    limits::validate_text("reason", &command.reason, REASON_LEN_MAX)?;
+
+    let Some(mut row) = query::token(state, &command.jti)? else {
+        return Err(reject(
+            RejectReason::TokenNotFound,
+            format!("token {} does not exist", command.jti),
+        ));
+    };
+    let agent_id = row
+        .issued
+        .as_ref()
+        .map(|it| it.agent_id.as_str())
+        .unwrap_or_default();
+    let actor = context.actor;
+    let is_admin = actor.kind == PrincipalKind::Admin as i32;
+    let is_holder = actor.kind == PrincipalKind::Agent as i32 && actor.id == agent_id;
+    if !(is_admin || is_holder) {
+        return Err(reject(
+            RejectReason::PermissionDenied,
+            format!(
+                "only an admin or agent {agent_id} may revoke token {}",
+                command.jti
+            ),
+        ));
+    }
+    if row.revoked {
+        return Ok(Effect::Unchanged);
+    }
+
+    row.revoked = true;
+    row.revoked_seq = context.seq;
+    row.revoke_reason = command.reason.clone();
+    let mut writes = WriteSet::new();
+    writes.put(keys::token(&command.jti), row.encode_to_vec());
+    let event = log::TokenRevoked {
+        jti: command.jti.clone(),
+        reason: command.reason.clone(),
+    };
+    Ok(Effect::changed(EventKind::TokenRevoked(event), writes))
+}
+
+fn publish_signing_key(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::PublishSigningKey,
+) -> Result<Effect, Refusal> {
+    limits::validate_key_id("key_id", &command.key_id)?;
+    if command.algorithm != SigningAlgorithm::Ed25519 as i32 {
+        let algorithm = SigningAlgorithm::try_from(command.algorithm)
+            .map(|it| it.as_str_name().to_owned())
+            .unwrap_or_else(|_| command.algorithm.to_string());
+        return Err(FieldError::new(
+            "algorithm",
+            format!("is {algorithm}"),
+            SigningAlgorithm::Ed25519.as_str_name(),
+        )
+        .into());
+    }
+    if command.public_key.len() != ED25519_PUBLIC_KEY_LEN {
+        return Err(FieldError::new(
+            "public_key",
+            format!("is {} bytes long", command.public_key.len()),
+            format!("exactly {ED25519_PUBLIC_KEY_LEN} bytes (an Ed25519 public key)"),
+        )
+        .into());
+    }
+
+    let actor_kind = context.actor.kind;
+    if !(actor_kind == PrincipalKind::Node as i32 || actor_kind == PrincipalKind::Admin as i32) {
+        return Err(reject(
+            RejectReason::PermissionDenied,
+            "only a node or an admin may publish signing keys",
+        ));
+    }
+    let published = log::SigningKeyPublished {
+        key_id: command.key_id.clone(),
+        node_id: command.node_id,
+        algorithm: command.algorithm,
+        public_key: command.public_key.clone(),
+    };
+    if let Some(existing) = query::signing_key(state, &command.key_id)? {
+        // Republishing the same key is what a node does after a restart: harmless.
+        if existing.key.as_ref() == Some(&published) {
+            return Ok(Effect::Unchanged);
+        }
+        return Err(reject(
+            RejectReason::SigningKeyConflict,
+            format!(
+                "signing key {} is already published with different content",
+                command.key_id
+            ),
+        ));
+    }
+
+    let row = SigningKeyRow {
+        key: Some(published.clone()),
+        published_seq: context.seq,
+        published_unix_ms: context.time_unix_ms,
+    };
+    let mut writes = WriteSet::new();
+    writes.put(keys::signing_key(&command.key_id), row.encode_to_vec());
+    Ok(Effect::changed(
+        EventKind::SigningKeyPublished(published),
+        writes,
+    ))
+}
+
+fn outcome(result: OutcomeResult) -> log::Outcome {
+    log::Outcome {
+        result: Some(result),
+    }
+}
+
+fn accepted(accepted: log::Accepted) -> log::Outcome {
+    outcome(OutcomeResult::Accepted(accepted))
+}
+
+fn rejected(reason: RejectReason, message: String) -> log::Outcome {
+    outcome(OutcomeResult::Rejected(log::Rejected {
+        reason: reason as i32,
+        message,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! The state store's key layout.
+//!
+//! Every key starts with a short table tag and a NUL byte. Ids, audiences, key ids and
+//! idempotency keys never contain NUL (apply rejects those that do before building a key), so a
+//! NUL can separate the parts of a composite key and every key maps back to exactly one row.
+//!
+//! | key | value |
+//! |---|---|
+//! | `m\0last_seq` | the seq of the last event, u64 big-endian |
+//! | `e\0` + seq (u64 BE) | `log::Event` |
+//! | `h\0` + human_id | `state::HumanRow` |
+//! | `a\0` + agent_id | `state::AgentRow` |
+//! | `ao\0` + owner_human_id + `\0` + agent_id | empty (agents by owner) |
+//! | `s\0` + service_id | `state::ServiceRow` |
+//! | `sa\0` + audience | the service id, UTF-8 |
+//! | `t\0` + jti | `state::TokenRow` |
+//! | `k\0` + key_id | `state::SigningKeyRow` |
+//! | `i\0` + actor kind (i32 BE) + actor_id + `\0` + idempotency key | `state::IdempotencyRow` |
+//!
+//! Big-endian numbers keep the store's byte order equal to numeric order, so events scan in seq
+//! order.
+
+/// The key holding the seq of the last event.
+pub const LAST_SEQ: &[u8] = b"m\0last_seq";
+/// The prefix of every event row.
+pub const EVENT_PREFIX: &[u8] = b"e\0";
+/// The prefix of every human row.
+pub const HUMAN_PREFIX: &[u8] = b"h\0";
+/// The prefix of every agent row.
+pub const AGENT_PREFIX: &[u8] = b"a\0";
+/// The prefix of the agents-by-owner index.
+pub const AGENT_BY_OWNER_PREFIX: &[u8] = b"ao\0";
+/// The prefix of every service row.
+pub const SERVICE_PREFIX: &[u8] = b"s\0";
+/// The prefix of the services-by-audience index.
+pub const SERVICE_BY_AUDIENCE_PREFIX: &[u8] = b"sa\0";
+/// The prefix of every token row.
+pub const TOKEN_PREFIX: &[u8] = b"t\0";
+/// The prefix of every signing key row.
+pub const SIGNING_KEY_PREFIX: &[u8] = b"k\0";
+/// The prefix of every idempotency row.
+pub const IDEMPOTENCY_PREFIX: &[u8] = b"i\0";
+
+/// The key of the event with `seq`.
+pub fn event(seq: u64) -> Vec<u8> {
+    join(EVENT_PREFIX, &seq.to_be_bytes())
+}
+
+/// The seq encoded in an event key, or `None` when `key` is not an event key.
+pub fn event_seq(key: &[u8]) -> Option<u64> {
+    let seq = key.strip_prefix(EVENT_PREFIX)?;
+    Some(u64::from_be_bytes(seq.try_into().ok()?))
+}
+
+/// The key of a human row.
+pub fn human(human_id: &str) -> Vec<u8> {
+    join(HUMAN_PREFIX, human_id.as_bytes())
+}
+
+/// The key of an agent row.
+pub fn agent(agent_id: &str) -> Vec<u8> {
+    join(AGENT_PREFIX, agent_id.as_bytes())
+}
+
+/// The prefix of one owner's entries in the agents-by-owner index.
+pub fn agent_by_owner_prefix(owner_human_id: &str) -> Vec<u8> {
+    let mut key = join(AGENT_BY_OWNER_PREFIX, owner_human_id.as_bytes());
+    key.push(0);
+    key
+}
+
+/// The key of one entry in the agents-by-owner index.
+pub fn agent_by_owner(owner_human_id: &str, agent_id: &str) -> Vec<u8> {
+    join(&agent_by_owner_prefix(owner_human_id), agent_id.as_bytes())
+}
+
+/// The key of a service row.
+pub fn service(service_id: &str) -> Vec<u8> {
+    join(SERVICE_PREFIX, service_id.as_bytes())
+}
+
+/// The key of an entry in the services-by-audience index.
+pub fn service_by_audience(audience: &str) -> Vec<u8> {
+    join(SERVICE_BY_AUDIENCE_PREFIX, audience.as_bytes())
+}
+
+/// The key of a token row.
+pub fn token(jti: &str) -> Vec<u8> {
+    join(TOKEN_PREFIX, jti.as_bytes())
+}
+
+/// The key of a signing key row.
+pub fn signing_key(key_id: &str) -> Vec<u8> {
+    join(SIGNING_KEY_PREFIX, key_id.as_bytes())
+}
+
+/// The key of an idempotency row. Keys are scoped by actor, so two callers can never see or
+/// collide with each other's keys.
+pub fn idempotency(actor_kind: i32, actor_id: &str, idempotency_key: &str) -> Vec<u8> {
+    let mut key = join(IDEMPOTENCY_PREFIX, &actor_kind.to_be_bytes());
+    key.extend_from_slice(actor_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(idempotency_key.as_bytes());
+    key
+}
+
+/// The smallest key that sorts after `key`, for resuming a scan strictly after a row.
+pub fn successor(key: &[u8]) -> Vec<u8> {
+    join(key, &[0])
+}
+
+/// A key rendered for error messages: printable ASCII as is, every other byte escaped.
+pub fn display(key: &[u8]) -> String {
+    key.escape_ascii().to_string()
+}
+
+fn join(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len().saturating_add(rest.len()));
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(rest);
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_the_documented_bytes() {
+        let cases: &[(Vec<u8>, &[u8])] = &[
+            (event(258), b"e\0\0\0\0\0\0\0\x01\x02"),
+            (human("alice"), b"h\0alice"),
+            (agent("bot"), b"a\0bot"),
+            (agent_by_owner_prefix("alice"), b"ao\0alice\0"),
+            (agent_by_owner("alice", "bot"), b"ao\0alice\0bot"),
+            (service("mail"), b"s\0mail"),
+            (service_by_audience("https://mail"), b"sa\0https://mail"),
+            (token("j1"), b"t\0j1"),
+            (signing_key("k1"), b"k\0k1"),
+            (idempotency(3, "bot", "key-1"), b"i\0\0\0\0\x03bot\0key-1"),
+            (successor(b"a\0bot"), b"a\0bot\0"),
+        ];
+        for (actual, expected) in cases {
+            assert_eq!(display(actual), display(expected));
+        }
+    }
+
+    #[test]
+    fn event_keys_sort_by_seq_and_parse_back() {
+        let seqs = [0, 1, 255, 256, 65_536, u64::MAX - 1, u64::MAX];
+        for pair in seqs.windows(2) {
+            if let [lower, higher] = pair {
+                assert!(event(*lower) < event(*higher), "{lower} < {higher}");
+            }
+        }
+        for seq in seqs {
+            assert_eq!(event_seq(&event(seq)), Some(seq));
+        }
+        assert_eq!(event_seq(b"e\0short"), None);
+        assert_eq!(event_seq(&human("alice")), None);
+    }
+
+    #[test]
+    fn tables_do_not_share_prefixes() {
+        let prefixes = [
+            LAST_SEQ,
+            EVENT_PREFIX,
+            HUMAN_PREFIX,
+            AGENT_PREFIX,
+            AGENT_BY_OWNER_PREFIX,
+            SERVICE_PREFIX,
+            SERVICE_BY_AUDIENCE_PREFIX,
+            TOKEN_PREFIX,
+            SIGNING_KEY_PREFIX,
+            IDEMPOTENCY_PREFIX,
+        ];
+        for (a_idx, a) in prefixes.iter().enumerate() {
+            for (b_idx, b) in prefixes.iter().enumerate() {
+                if a_idx != b_idx {
+                    assert!(
+                        !a.starts_with(b),
+                        "{} starts with {}",
+                        display(a),
+                        display(b)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn display_escapes_non_printable_bytes() {
+        assert_eq!(display(b"i\0\xff~"), "i\\x00\\xff~");
+    }
+}

@@ -1,0 +1,23 @@
+//! Warrant's identity model: commands in, outcomes, events and projection rows out.
+//!
+//! - [`apply`]: decides a committed [`log::Batch`](warrant_proto::log::Batch) against state.
+//! - [`state`]: the storage boundary ([`StateRead`], [`WriteSet`]) and an in-memory store.
+//! - [`query`]: reads the projection, for `apply` and for the API layer.
+//! - [`limits`]: size limits and field rules, shared with the API layer's validation.
+//! - [`keys`]: the key layout of the state store.
+//! - [`digest`]: a fingerprint of the whole state, for comparing replicas.
+//!
+//! **Architecture Invariant:** this crate does no I/O. It has no tokio, RocksDB or network
+//! dependency, reads no clock and draws no randomness; storage is reached only through
+//! [`StateRead`], and writes are returned, never made.
+
+pub mod apply;
+pub mod digest;
+pub mod keys;
+pub mod limits;
+pub mod query;
+pub mod state;
+
+pub use apply::{AppliedBatch, apply_batch};
+pub use digest::state_digest;
+pub use state::{InMemoryState, StateError, StateRead, WriteSet};

@@ -1,0 +1,431 @@
+//! Size limits and field validation rules, shared by `apply` and the API layer.
+//!
+//! The API layer validates requests with these helpers so that bad input gets a precise error
+//! before it is proposed; `apply` runs the same checks again because the log is an input too: a
+//! replica must reach the same verdict on every entry ever committed, whoever proposed it.
+//!
+//! Lengths are in UTF-8 bytes, because bytes are what the rows and the log store.
+
+/// Longest id in bytes: human, agent, service, credential and tool ids (tool names are scopes).
+pub const ID_LEN_MAX: usize = 64;
+/// Longest idempotency key in bytes.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 128;
+/// Longest human display name in bytes.
+pub const DISPLAY_NAME_LEN_MAX: usize = 256;
+/// Longest email address in bytes (RFC 5321's path limit).
+pub const EMAIL_LEN_MAX: usize = 254;
+/// Longest agent or tool description in bytes.
+pub const DESCRIPTION_LEN_MAX: usize = 1024;
+/// Longest agent kind in bytes.
+pub const AGENT_KIND_LEN_MAX: usize = 64;
+/// Longest service audience in bytes.
+pub const AUDIENCE_LEN_MAX: usize = 256;
+/// Most tools one service may declare.
+pub const TOOLS_PER_SERVICE_MAX: usize = 256;
+/// Most scopes one token may carry.
+pub const SCOPES_PER_TOKEN_MAX: usize = 64;
+/// Most credentials one agent may hold.
+pub const CREDENTIALS_PER_AGENT_MAX: usize = 8;
+/// Longest argon2id PHC string in bytes.
+pub const PHC_HASH_LEN_MAX: usize = 512;
+/// Longest token id (`jti`) in bytes.
+pub const JTI_LEN_MAX: usize = 64;
+/// Longest signing key id in bytes.
+pub const KEY_ID_LEN_MAX: usize = 128;
+/// Longest revocation reason in bytes.
+pub const REASON_LEN_MAX: usize = 512;
+/// Longest token lifetime.
+pub const TOKEN_TTL_SECONDS_MAX: u32 = 86_400;
+/// Most commands `apply` decides in one batch; the rest are rejected.
+pub const COMMANDS_PER_BATCH_MAX: usize = 4096;
+/// Most events one `query::events` page returns.
+pub const EVENTS_PAGE_MAX: usize = 1000;
+/// Most rows one list page returns.
+pub const LIST_PAGE_MAX: usize = 500;
+/// Longest actor id in bytes. Actors are named by the API layer (admins, nodes and principals),
+/// so this is looser than [`ID_LEN_MAX`]; it bounds the idempotency keys and events they appear in.
+pub const ACTOR_ID_LEN_MAX: usize = 256;
+/// Longest on-behalf-of chain an actor may carry.
+pub const ON_BEHALF_OF_MAX: usize = 16;
+/// Exact length of a command's request digest (SHA-256).
+pub const REQUEST_DIGEST_LEN: usize = 32;
+/// Exact length of an Ed25519 public key.
+pub const ED25519_PUBLIC_KEY_LEN: usize = 32;
+/// The prefix every argon2id PHC string starts with.
+pub const ARGON2ID_PHC_PREFIX: &str = "$argon2id$";
+
+// Relationships between the limits, checked at compile time. Agent kinds share the id charset and
+// must fit wherever an id fits; a batch position must fit the event's u32 field.
+const _: () = assert!(AGENT_KIND_LEN_MAX <= ID_LEN_MAX);
+const _: () = assert!(ID_LEN_MAX <= ACTOR_ID_LEN_MAX);
+const _: () = assert!(SCOPES_PER_TOKEN_MAX <= TOOLS_PER_SERVICE_MAX);
+const _: () = assert!(COMMANDS_PER_BATCH_MAX <= u32::MAX as usize);
+
+/// A field that breaks a rule: which field, what was wrong, and what is allowed.
+///
+/// Its `Display` form is meant for humans and goes into rejection messages verbatim.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {problem}; allowed: {allowed}")]
+pub struct FieldError {
+    /// The field's name as the request spells it, e.g. `credentials[2].credential_id`.
+    pub field: String,
+    /// What was wrong, e.g. `is empty`.
+    pub problem: String,
+    /// What the rule allows, e.g. `1 to 64 bytes`.
+    pub allowed: String,
+}
+
+impl FieldError {
+    /// A field error from its three parts.
+    pub fn new(
+        field: impl Into<String>,
+        problem: impl Into<String>,
+        allowed: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+/// Checks an id: 1 to [`ID_LEN_MAX`] ASCII letters, digits, `.`, `_` or `-`, starting with a
+/// letter or digit. Used for human, agent, service, credential and tool ids.
+pub fn validate_id(field: &str, value: &str) -> Result<(), FieldError> {
+    validate_name(field, value, ID_LEN_MAX)
+}
+
+/// Checks a name with the id charset and a custom length limit (e.g. an agent kind, up to
+/// [`AGENT_KIND_LEN_MAX`]).
+pub fn validate_name(field: &str, value: &str, len_max: usize) -> Result<(), FieldError> {
+    let allowed = || {
+        format!(
+            "1 to {len_max} ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    };
+    check_len(field, value, 1, len_max, allowed)?;
+    if let Some(first) = value.chars().next()
+        && !first.is_ascii_alphanumeric()
+    {
+        return Err(FieldError::new(
+            field,
+            format!("starts with {}", describe_char(first)),
+            allowed(),
+        ));
+    }
+    check_chars(field, value, is_name_char, allowed)
+}
+
+/// Checks a token id (`jti`): 1 to [`JTI_LEN_MAX`] ASCII letters, digits, `.`, `_` or `-`.
+///
+/// Unlike an id it may start with any of those characters, because the API node generates jtis
+/// as base64url, which can start with `-` or `_`.
+pub fn validate_jti(field: &str, value: &str) -> Result<(), FieldError> {
+    let allowed = || format!("1 to {JTI_LEN_MAX} ASCII letters, digits, '.', '_' or '-'");
+    check_len(field, value, 1, JTI_LEN_MAX, allowed)?;
+    check_chars(field, value, is_name_char, allowed)
+}
+
+/// Checks optional free text: up to `len_max` bytes of UTF-8 without control characters. Empty
+/// text is allowed; see [`validate_required_text`] otherwise.
+pub fn validate_text(field: &str, value: &str, len_max: usize) -> Result<(), FieldError> {
+    let allowed = || format!("up to {len_max} bytes of text without control characters");
+    check_len(field, value, 0, len_max, allowed)?;
+    check_chars(field, value, |it| !it.is_control(), allowed)
+}
+
+/// Checks required free text: 1 to `len_max` bytes of UTF-8 without control characters.
+pub fn validate_required_text(field: &str, value: &str, len_max: usize) -> Result<(), FieldError> {
+    let allowed = || format!("1 to {len_max} bytes of text without control characters");
+    check_len(field, value, 1, len_max, allowed)?;
+    check_chars(field, value, |it| !it.is_control(), allowed)
+}
+
+/// Checks an idempotency key: 1 to [`IDEMPOTENCY_KEY_LEN_MAX`] printable ASCII characters
+/// (`!` to `~`, no space).
+pub fn validate_idempotency_key(field: &str, value: &str) -> Result<(), FieldError> {
+    validate_printable_ascii(field, value, IDEMPOTENCY_KEY_LEN_MAX)
+}
+
+/// Checks a service audience (an RFC 8707 resource, usually a URI): 1 to [`AUDIENCE_LEN_MAX`]
+/// printable ASCII characters without whitespace.
+pub fn validate_audience(field: &str, value: &str) -> Result<(), FieldError> {
+    validate_printable_ascii(field, value, AUDIENCE_LEN_MAX)
+}
+
+/// Checks a signing key id: 1 to [`KEY_ID_LEN_MAX`] printable ASCII characters without
+/// whitespace (it becomes a JWK `kid`).
+pub fn validate_key_id(field: &str, value: &str) -> Result<(), FieldError> {
+    validate_printable_ascii(field, value, KEY_ID_LEN_MAX)
+}
+
+/// Checks an argon2id PHC string: printable ASCII, starting with [`ARGON2ID_PHC_PREFIX`], at most
+/// [`PHC_HASH_LEN_MAX`] bytes. Only the shape is checked; apply never runs argon2.
+pub fn validate_argon2id_phc(field: &str, value: &str) -> Result<(), FieldError> {
+    let allowed = || {
+        format!(
+            "an argon2id PHC string starting with '{ARGON2ID_PHC_PREFIX}', up to \
+             {PHC_HASH_LEN_MAX} printable ASCII characters"
+        )
+    };
+    check_len(field, value, 1, PHC_HASH_LEN_MAX, allowed)?;
+    check_chars(field, value, is_printable_ascii, allowed)?;
+    if !value.starts_with(ARGON2ID_PHC_PREFIX) {
+        return Err(FieldError::new(
+            field,
+            format!("does not start with '{ARGON2ID_PHC_PREFIX}'"),
+            allowed(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an actor id: 1 to [`ACTOR_ID_LEN_MAX`] bytes of text without control characters.
+pub fn validate_actor_id(field: &str, value: &str) -> Result<(), FieldError> {
+    validate_required_text(field, value, ACTOR_ID_LEN_MAX)
+}
+
+fn validate_printable_ascii(field: &str, value: &str, len_max: usize) -> Result<(), FieldError> {
+    let allowed = || format!("1 to {len_max} printable ASCII characters ('!' to '~', no spaces)");
+    check_len(field, value, 1, len_max, allowed)?;
+    check_chars(field, value, is_printable_ascii, allowed)
+}
+
+fn check_len(
+    field: &str,
+    value: &str,
+    len_min: usize,
+    len_max: usize,
+    allowed: impl Fn() -> String,
+) -> Result<(), FieldError> {
+    let len = value.len();
+    if len < len_min {
+        return Err(FieldError::new(field, "is empty", allowed()));
+    }
+    if len_max < len {
+        return Err(FieldError::new(
+            field,
+            format!("is {len} bytes long"),
+            allowed(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_chars(
+    field: &str,
+    value: &str,
+    is_allowed: impl Fn(char) -> bool,
+    allowed: impl Fn() -> String,
+) -> Result<(), FieldError> {
+    match value.char_indices().find(|(_, it)| !is_allowed(*it)) {
+        // The offending character is escaped, never echoed raw: it may be a control character.
+        Some((offset, it)) => Err(FieldError::new(
+            field,
+            format!("contains {} at byte {offset}", describe_char(it)),
+            allowed(),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn is_name_char(it: char) -> bool {
+    it.is_ascii_alphanumeric() || matches!(it, '.' | '_' | '-')
+}
+
+fn is_printable_ascii(it: char) -> bool {
+    matches!(it, '!'..='~')
+}
+
+fn describe_char(it: char) -> String {
+    format!("'{}'", it.escape_debug())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `validate` on `value` and compares the verdict with `expected`: `None` for valid,
+    /// or the rendered error.
+    fn check(
+        validate: impl Fn(&str, &str) -> Result<(), FieldError>,
+        value: &str,
+        expected: Option<&str>,
+    ) {
+        let actual = validate("f", value).err().map(|it| it.to_string());
+        assert_eq!(actual.as_deref(), expected, "value {value:?}");
+    }
+
+    const ID_RULE: &str =
+        "1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit";
+
+    #[test]
+    fn ids() {
+        let long = "a".repeat(ID_LEN_MAX + 1);
+        let longest = "a".repeat(ID_LEN_MAX);
+        let cases: &[(&str, Option<String>)] = &[
+            ("alice", None),
+            ("a", None),
+            ("A0._-z", None),
+            (&longest, None),
+            ("", Some(format!("f is empty; allowed: {ID_RULE}"))),
+            (
+                &long,
+                Some(format!("f is 65 bytes long; allowed: {ID_RULE}")),
+            ),
+            ("-a", Some(format!("f starts with '-'; allowed: {ID_RULE}"))),
+            (".a", Some(format!("f starts with '.'; allowed: {ID_RULE}"))),
+            (
+                "a b",
+                Some(format!("f contains ' ' at byte 1; allowed: {ID_RULE}")),
+            ),
+            (
+                "a\0",
+                Some(format!("f contains '\\0' at byte 1; allowed: {ID_RULE}")),
+            ),
+            (
+                "ab/c",
+                Some(format!("f contains '/' at byte 2; allowed: {ID_RULE}")),
+            ),
+            ("é", Some(format!("f starts with 'é'; allowed: {ID_RULE}"))),
+            (
+                "aé",
+                Some(format!("f contains 'é' at byte 1; allowed: {ID_RULE}")),
+            ),
+        ];
+        for (value, expected) in cases {
+            check(validate_id, value, expected.as_deref());
+        }
+    }
+
+    #[test]
+    fn jtis() {
+        check(validate_jti, "-_abc.9", None);
+        check(validate_jti, &"j".repeat(JTI_LEN_MAX), None);
+        check(
+            validate_jti,
+            "",
+            Some("f is empty; allowed: 1 to 64 ASCII letters, digits, '.', '_' or '-'"),
+        );
+        check(
+            validate_jti,
+            "a=",
+            Some(
+                "f contains '=' at byte 1; allowed: 1 to 64 ASCII letters, digits, '.', '_' or '-'",
+            ),
+        );
+    }
+
+    #[test]
+    fn text() {
+        let rule = "up to 8 bytes of text without control characters";
+        let optional = |field: &str, value: &str| validate_text(field, value, 8);
+        check(optional, "", None);
+        check(optional, "Zoë Ω", None);
+        check(
+            optional,
+            "a\tb",
+            Some(&format!("f contains '\\t' at byte 1; allowed: {rule}")),
+        );
+        check(
+            optional,
+            "\u{7f}",
+            Some(&format!(
+                "f contains '\\u{{7f}}' at byte 0; allowed: {rule}"
+            )),
+        );
+        check(
+            optional,
+            "\u{85}",
+            Some(&format!(
+                "f contains '\\u{{85}}' at byte 0; allowed: {rule}"
+            )),
+        );
+        // Eight characters but nine bytes: the limit is in bytes.
+        check(
+            optional,
+            "ééééa",
+            Some(&format!("f is 9 bytes long; allowed: {rule}")),
+        );
+
+        let required = |field: &str, value: &str| validate_required_text(field, value, 8);
+        check(required, "x", None);
+        check(
+            required,
+            "",
+            Some("f is empty; allowed: 1 to 8 bytes of text without control characters"),
+        );
+    }
+
+    #[test]
+    fn printable_ascii() {
+        let rule = "1 to 128 printable ASCII characters ('!' to '~', no spaces)";
+        check(validate_idempotency_key, "!~azAZ09{}", None);
+        check(
+            validate_idempotency_key,
+            &"k".repeat(IDEMPOTENCY_KEY_LEN_MAX),
+            None,
+        );
+        check(
+            validate_idempotency_key,
+            "",
+            Some(&format!("f is empty; allowed: {rule}")),
+        );
+        check(
+            validate_idempotency_key,
+            "a b",
+            Some(&format!("f contains ' ' at byte 1; allowed: {rule}")),
+        );
+        check(
+            validate_idempotency_key,
+            &"k".repeat(IDEMPOTENCY_KEY_LEN_MAX + 1),
+            Some(&format!("f is 129 bytes long; allowed: {rule}")),
+        );
+        check(validate_audience, "https://mcp.example.com/tools", None);
+        check(
+            validate_audience,
+            "https://ex\u{e9}.com",
+            Some(
+                "f contains 'é' at byte 10; allowed: 1 to 256 printable ASCII characters \
+                 ('!' to '~', no spaces)",
+            ),
+        );
+        check(validate_key_id, "node-1/2024-01", None);
+        check(
+            validate_key_id,
+            &"k".repeat(KEY_ID_LEN_MAX + 1),
+            Some(
+                "f is 129 bytes long; allowed: 1 to 128 printable ASCII characters ('!' to '~', no spaces)",
+            ),
+        );
+    }
+
+    #[test]
+    fn argon2id_phc() {
+        let rule = "an argon2id PHC string starting with '$argon2id$', up to 512 printable ASCII \
+                    characters";
+        check(
+            validate_argon2id_phc,
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+            None,
+        );
+        check(
+            validate_argon2id_phc,
+            "$argon2i$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+            Some(&format!(
+                "f does not start with '$argon2id$'; allowed: {rule}"
+            )),
+        );
+        check(
+            validate_argon2id_phc,
+            "",
+            Some(&format!("f is empty; allowed: {rule}")),
+        );
+        check(
+            validate_argon2id_phc,
+            &format!("$argon2id${}", "a".repeat(PHC_HASH_LEN_MAX)),
+            Some(&format!("f is 522 bytes long; allowed: {rule}")),
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! Reading the projection: the lookups `apply` decides with and the API layer answers with.
+//!
+//! Every row read is checked against the key it was found under (an event's seq, a row's id), so
+//! a row written under the wrong key is reported as corrupt instead of being served.
+
+use prost::Message;
+use warrant_proto::{
+    log,
+    state::{AgentRow, HumanRow, ServiceRow, SigningKeyRow, TokenRow},
+};
+
+use crate::{
+    keys,
+    limits::{EVENTS_PAGE_MAX, LIST_PAGE_MAX},
+    state::{StateError, StateRead},
+};
+
+/// The seq of the last event, 0 if none.
+pub fn applied_seq(state: &dyn StateRead) -> Result<u64, StateError> {
+    match state.get(keys::LAST_SEQ)? {
+        None => Ok(0),
+        Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+            Ok(seq) => Ok(u64::from_be_bytes(seq)),
+            Err(_) => Err(StateError::corrupt(
+                keys::LAST_SEQ,
+                format!("{} bytes where a u64 was expected", bytes.len()),
+            )),
+        },
+    }
+}
+
+/// The human `id`, if registered.
+pub fn human(state: &dyn StateRead, id: &str) -> Result<Option<HumanRow>, StateError> {
+    let key = keys::human(id);
+    let row: Option<HumanRow> = read_row(state, &key)?;
+    if let Some(row) = &row {
+        check_id(&key, &row.human_id, id)?;
+    }
+    Ok(row)
+}
+
+/// The agent `id`, if registered.
+pub fn agent(state: &dyn StateRead, id: &str) -> Result<Option<AgentRow>, StateError> {
+    let key = keys::agent(id);
+    let row: Option<AgentRow> = read_row(state, &key)?;
+    if let Some(row) = &row {
+        check_id(&key, &row.agent_id, id)?;
+    }
+    Ok(row)
+}
+
+/// The service `id`, if registered.
+pub fn service(state: &dyn StateRead, id: &str) -> Result<Option<ServiceRow>, StateError> {
+    let key = keys::service(id);
+    let row: Option<ServiceRow> = read_row(state, &key)?;
+    if let Some(row) = &row {
+        check_id(&key, &row.service_id, id)?;
+    }
+    Ok(row)
+}
+
+/// The service whose audience is `audience`, if any.
+pub fn service_by_audience(
+    state: &dyn StateRead,
+    audience: &str,
+) -> Result<Option<ServiceRow>, StateError> {
+    let key = keys::service_by_audience(audience);
+    let Some(service_id) = state.get(&key)? else {
+        return Ok(None);
+    };
+    let Ok(service_id) = String::from_utf8(service_id) else {
+        return Err(StateError::corrupt(&key, "service id is not UTF-8"));
+    };
+    match service(state, &service_id)? {
+        Some(row) if row.audience == audience => Ok(Some(row)),
+        Some(row) => Err(StateError::corrupt(
+            &key,
+            format!("service {service_id} has audience {}", row.audience),
+        )),
+        None => Err(StateError::corrupt(
+            &key,
+            format!("service {service_id} does not exist"),
+        )),
+    }
+}
+
+/// The token `jti`, if issued.
+pub fn token(state: &dyn StateRead, jti: &str) -> Result<Option<TokenRow>, StateError> {
+    let key = keys::token(jti);
+    let row: Option<TokenRow> = read_row(state, &key)?;
+    if let Some(row) = &row {
+        let Some(issued) = &row.issued else {
+            return Err(StateError::corrupt(&key, "token row without claims"));
+        };
+        check_id(&key, &issued.jti, jti)?;
+    }
+    Ok(row)
+}
+
+/// The signing key `key_id`, if published.
+pub fn signing_key(
+    state: &dyn StateRead,
+    key_id: &str,
+) -> Result<Option<SigningKeyRow>, StateError> {
+    let key = keys::signing_key(key_id);
+    let row: Option<SigningKeyRow> = read_row(state, &key)?;
+    if let Some(row) = &row {
+        check_signing_key(&key, row, key_id)?;
+    }
+    Ok(row)
+}
+
+/// Up to `limit` published signing keys, in key id order.
+pub fn signing_keys(state: &dyn StateRead, limit: usize) -> Result<Vec<SigningKeyRow>, StateError> {
+    let rows = state.scan(keys::SIGNING_KEY_PREFIX, b"", limit)?;
+    let mut signing_keys = Vec::with_capacity(rows.len());
+    for (key, bytes) in rows {
+        let row: SigningKeyRow = decode_row(&key, &bytes)?;
+        let key_id = key
+            .get(keys::SIGNING_KEY_PREFIX.len()..)
+            .unwrap_or_default();
+        check_signing_key(&key, &row, &String::from_utf8_lossy(key_id))?;
+        signing_keys.push(row);
+    }
+    Ok(signing_keys)
+}
+
+/// Up to `limit` agents (capped at [`LIST_PAGE_MAX`]) in ascending agent id order, strictly after
+/// `after_agent_id` (empty = from the start), optionally only those owned by `owner_human_id`.
+///
+/// To page, pass the last agent id of one page as `after_agent_id` of the next.
+pub fn list_agents(
+    state: &dyn StateRead,
+    owner_human_id: Option<&str>,
+    after_agent_id: &str,
+    limit: usize,
+) -> Result<Vec<AgentRow>, StateError> {
+    let limit = limit.min(LIST_PAGE_MAX);
+    let Some(owner_human_id) = owner_human_id else {
+        let start = match after_agent_id {
+            "" => Vec::new(),
+            after => keys::successor(&keys::agent(after)),
+        };
+        let rows = state.scan(keys::AGENT_PREFIX, &start, limit)?;
+        let mut agents = Vec::with_capacity(rows.len());
+        for (key, bytes) in rows {
+            let row: AgentRow = decode_row(&key, &bytes)?;
+            let agent_id = key.get(keys::AGENT_PREFIX.len()..).unwrap_or_default();
+            check_id(&key, &row.agent_id, &String::from_utf8_lossy(agent_id))?;
+            agents.push(row);
+        }
+        return Ok(agents);
+    };
+
+    let prefix = keys::agent_by_owner_prefix(owner_human_id);
+    let start = match after_agent_id {
+        "" => Vec::new(),
+        after => keys::successor(&keys::agent_by_owner(owner_human_id, after)),
+    };
+    let entries = state.scan(&prefix, &start, limit)?;
+    let mut agents = Vec::with_capacity(entries.len());
+    for (key, _) in entries {
+        let agent_id = key.get(prefix.len()..).unwrap_or_default();
+        let Ok(agent_id) = std::str::from_utf8(agent_id) else {
+            return Err(StateError::corrupt(&key, "agent id is not UTF-8"));
+        };
+        match agent(state, agent_id)? {
+            Some(row) if row.owner_human_id == owner_human_id => agents.push(row),
+            Some(row) => {
+                return Err(StateError::corrupt(
+                    &key,
+                    format!("agent {agent_id} is owned by {}", row.owner_human_id),
+                ));
+            }
+            None => {
+                return Err(StateError::corrupt(
+                    &key,
+                    format!("agent {agent_id} does not exist"),
+                ));
+            }
+        }
+    }
+    Ok(agents)
+}
+
+/// Up to `limit` events (capped at [`EVENTS_PAGE_MAX`]) with seq >= `from_seq`, in seq order.
+pub fn events(
+    state: &dyn StateRead,
+    from_seq: u64,
+    limit: usize,
+) -> Result<Vec<log::Event>, StateError> {
+    let limit = limit.min(EVENTS_PAGE_MAX);
+    let rows = state.scan(keys::EVENT_PREFIX, &keys::event(from_seq), limit)?;
+    let mut events = Vec::with_capacity(rows.len());
+    for (key, bytes) in rows {
+        let event: log::Event = decode_row(&key, &bytes)?;
+        if keys::event_seq(&key) != Some(event.seq) {
+            return Err(StateError::corrupt(
+                &key,
+                format!("event has seq {}", event.seq),
+            ));
+        }
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// The row under `key`, decoded, if any.
+pub(crate) fn read_row<M>(state: &dyn StateRead, key: &[u8]) -> Result<Option<M>, StateError>
+where
+    M: Message + Default,
+{
+    match state.get(key)? {
+        Some(bytes) => decode_row(key, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn decode_row<M>(key: &[u8], bytes: &[u8]) -> Result<M, StateError>
+where
+    M: Message + Default,
+{
+    M::decode(bytes).map_err(|error| StateError::corrupt(key, format!("decode: {error}")))
+}
+
+fn check_id(key: &[u8], stored: &str, expected: &str) -> Result<(), StateError> {
+    if stored != expected {
+        return Err(StateError::corrupt(key, format!("row names {stored}")));
+    }
+    Ok(())
+}
+
+fn check_signing_key(key: &[u8], row: &SigningKeyRow, key_id: &str) -> Result<(), StateError> {
+    match &row.key {
+        Some(published) => check_id(key, &published.key_id, key_id),
+        None => Err(StateError::corrupt(key, "signing key row without a key")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::state::{InMemoryState, WriteSet};
+
+    fn store(rows: Vec<(Vec<u8>, Vec<u8>)>) -> InMemoryState {
+        let mut writes = WriteSet::new();
+        for (key, value) in rows {
+            writes.put(key, value);
+        }
+        let mut state = InMemoryState::new();
+        state.apply_writes(&writes);
+        state
+    }
+
+    fn agent_row(agent_id: &str, owner: &str) -> (Vec<u8>, Vec<u8>) {
+        let row = AgentRow {
+            agent_id: agent_id.to_owned(),
+            owner_human_id: owner.to_owned(),
+            ..AgentRow::default()
+        };
+        (keys::agent(agent_id), row.encode_to_vec())
+    }
+
+    fn agents_world() -> InMemoryState {
+        let mut rows = Vec::new();
+        for (agent_id, owner) in [
+            ("a1", "alice"),
+            ("a2", "bob"),
+            ("a3", "alice"),
+            ("a4", "alice"),
+        ] {
+            rows.push(agent_row(agent_id, owner));
+            rows.push((keys::agent_by_owner(owner, agent_id), Vec::new()));
+        }
+        // An owner whose id extends another's must not leak into its pages.
+        rows.push(agent_row("b1", "alice2"));
+        rows.push((keys::agent_by_owner("alice2", "b1"), Vec::new()));
+        store(rows)
+    }
+
+    /// Lists agents and renders their ids, so cases read as data.
+    fn check_list(owner: Option<&str>, after: &str, limit: usize, expected: &[&str]) {
+        let agents = list_agents(&agents_world(), owner, after, limit).unwrap();
+        let ids: Vec<&str> = agents.iter().map(|it| it.agent_id.as_str()).collect();
+        assert_eq!(
+            ids, expected,
+            "owner {owner:?}, after {after:?}, limit {limit}"
+        );
+    }
+
+    #[test]
+    fn list_agents_pages() {
+        check_list(None, "", 10, &["a1", "a2", "a3", "a4", "b1"]);
+        check_list(None, "", 2, &["a1", "a2"]);
+        check_list(None, "a2", 2, &["a3", "a4"]);
+        check_list(None, "a", 1, &["a1"]);
+        check_list(None, "b1", 10, &[]);
+        check_list(None, "", 0, &[]);
+        check_list(Some("alice"), "", 10, &["a1", "a3", "a4"]);
+        check_list(Some("alice"), "a1", 1, &["a3"]);
+        check_list(Some("alice"), "a3", 10, &["a4"]);
+        check_list(Some("alice2"), "", 10, &["b1"]);
+        check_list(Some("bob"), "a2", 10, &[]);
+        check_list(Some("nobody"), "", 10, &[]);
+    }
+
+    #[test]
+    fn list_agents_caps_the_page() {
+        let mut rows = Vec::new();
+        for idx in 0..LIST_PAGE_MAX + 5 {
+            rows.push(agent_row(&format!("agent{idx:04}"), "alice"));
+        }
+        let agents = list_agents(&store(rows), None, "", usize::MAX).unwrap();
+        assert_eq!(agents.len(), LIST_PAGE_MAX);
+    }
+
+    #[test]
+    fn owner_index_pointing_nowhere_is_corrupt() {
+        let state = store(vec![(keys::agent_by_owner("alice", "ghost"), Vec::new())]);
+        let error = list_agents(&state, Some("alice"), "", 10).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "corrupt row ao\\x00alice\\x00ghost: agent ghost does not exist"
+        );
+    }
+
+    #[test]
+    fn rows_under_the_wrong_key_are_corrupt() {
+        let (_, bytes) = agent_row("a1", "alice");
+        let state = store(vec![(keys::agent("a2"), bytes)]);
+        let error = agent(&state, "a2").unwrap_err();
+        assert_eq!(error.to_string(), "corrupt row a\\x00a2: row names a1");
+    }
+
+    #[test]
+    fn undecodable_rows_are_corrupt() {
+        let state = store(vec![(keys::human("alice"), vec![0xff, 0xff])]);
+        let error = human(&state, "alice").unwrap_err();
+        assert!(matches!(error, StateError::Corrupt { .. }), "{error}");
+    }
+
+    #[test]
+    fn applied_seq_reads_the_meta_row() {
+        assert_eq!(applied_seq(&InMemoryState::new()).unwrap(), 0);
+        let state = store(vec![(keys::LAST_SEQ.to_vec(), 7u64.to_be_bytes().to_vec())]);
+        assert_eq!(applied_seq(&state).unwrap(), 7);
+        let state = store(vec![(keys::LAST_SEQ.to_vec(), vec![7])]);
+        assert_eq!(
+            applied_seq(&state).unwrap_err().to_string(),
+            "corrupt row m\\x00last_seq: 1 bytes where a u64 was expected"
+        );
+    }
+
+    #[test]
+    fn events_page_from_a_seq() {
+        let rows = (1..=5)
+            .map(|seq| {
+                (
+                    keys::event(seq),
+                    log::Event {
+                        seq,
+                        ..log::Event::default()
+                    }
+                    .encode_to_vec(),
+                )
+            })
+            .collect();
+        let state = store(rows);
+        let seqs = |from, limit| -> Vec<u64> {
+            events(&state, from, limit)
+                .unwrap()
+                .iter()
+                .map(|it| it.seq)
+                .collect()
+        };
+        assert_eq!(seqs(0, 10), [1, 2, 3, 4, 5]);
+        assert_eq!(seqs(3, 10), [3, 4, 5]);
+        assert_eq!(seqs(2, 2), [2, 3]);
+        assert_eq!(seqs(6, 10), Vec::<u64>::new());
+        assert_eq!(seqs(u64::MAX, 10), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn an_event_under_another_seq_is_corrupt() {
+        let event = log::Event {
+            seq: 2,
+            ..log::Event::default()
+        };
+        let state = store(vec![(keys::event(1), event.encode_to_vec())]);
+        assert!(matches!(
+            events(&state, 0, 10),
+            Err(StateError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,125 @@
+//! Server configuration: built-in defaults < TOML file < `WARRANT_*` environment < flags.
+//!
+//! Errors name the key that is wrong and, through figment, where its value came from.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// Admin tokens shorter than this are refused: the token is the bootstrap root credential.
+pub const ADMIN_TOKEN_LEN_MIN: usize = 16;
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// This node's id: unique in the cluster, never reused.
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub listen_addr: SocketAddr,
+    /// What peers and clients dial; defaults to `listen_addr`.
+    pub advertise_addr: Option<String>,
+    /// The bootstrap admin credential. Prefer `admin_token_file`.
+    pub admin_token: Option<String>,
+    /// A file holding the bootstrap admin credential (e.g. a Kubernetes secret or systemd
+    /// credential).
+    pub admin_token_file: Option<PathBuf>,
+    /// The `iss` of every token this cluster signs.
+    pub issuer: String,
+    pub token_ttl_default_s: u32,
+    pub clock_leeway_s: u64,
+    /// Make this node a one-member cluster on start, if it is not in one yet.
+    pub init_single_node: bool,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            node_id: 1,
+            data_dir: PathBuf::from("/var/lib/warrant"),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            advertise_addr: None,
+            admin_token: None,
+            admin_token_file: None,
+            issuer: "https://warrant.local".to_string(),
+            token_ttl_default_s: 900,
+            clock_leeway_s: 5,
+            init_single_node: false,
+            log_format: "text".to_string(),
+        }
+    }
+}
+
+/// Flags that override the file and the environment.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_single_node: Option<bool>,
+}
+
+impl ServerConfig {
+    pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let figment = figment.merge(Env::prefixed("WARRANT_")).merge(Serialized::defaults(overrides));
+        let config: ServerConfig = figment.extract().map_err(|e| anyhow::format_err!("invalid config: {e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.node_id != 0, "invalid config: key node_id is 0; allowed: 1 or more");
+        anyhow::ensure!(!self.issuer.is_empty(), "invalid config: key issuer is empty; allowed: a URL naming this cluster");
+        anyhow::ensure!(
+            0 < self.token_ttl_default_s && self.token_ttl_default_s <= warrant_identity::limits::TOKEN_TTL_SECONDS_MAX,
+            "invalid config: key token_ttl_default_s is {}; allowed: 1 to {}",
+            self.token_ttl_default_s,
+            warrant_identity::limits::TOKEN_TTL_SECONDS_MAX
+        );
+        anyhow::ensure!(
+            self.log_format == "text" || self.log_format == "json",
+            "invalid config: key log_format is {:?}; allowed: text, json",
+            self.log_format
+        );
+        Ok(())
+    }
+
+    /// The admin token, from `admin_token` or `admin_token_file`.
+    pub fn admin_token(&self) -> anyhow::Result<String> {
+        let token = match (&self.admin_token, &self.admin_token_file) {
+            (Some(_), Some(_)) => anyhow::bail!("invalid config: keys admin_token and admin_token_file are both set; allowed: one of them"),
+            (Some(token), None) => token.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("read admin_token_file {}", path.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => anyhow::bail!("invalid config: neither admin_token nor admin_token_file is set; allowed: one of them"),
+        };
+        anyhow::ensure!(
+            ADMIN_TOKEN_LEN_MIN <= token.len() && token.bytes().all(|b| b.is_ascii_graphic()),
+            "invalid config: the admin token must be at least {ADMIN_TOKEN_LEN_MIN} printable ASCII characters"
+        );
+        Ok(token)
+    }
+
+    pub fn advertise_addr(&self) -> String {
+        self.advertise_addr.clone().unwrap_or_else(|| self.listen_addr.to_string())
+    }
+}

@@ -1,0 +1,160 @@
+//! The `warrant` binary: `server` runs a node, `dev` runs a one-node cluster for development,
+//! `demo` runs one and walks through issue, verify, revoke and audit against it.
+
+mod config;
+mod demo;
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use warrant_api::{ApiConfig, Warrant};
+
+use crate::config::{Overrides, ServerConfig};
+
+#[derive(Parser)]
+#[command(name = "warrant", version, about = "Identity authority for humans and AI agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node from a TOML config file (overridable by WARRANT_* variables and flags).
+    Server {
+        #[arg(short, long, env = "WARRANT_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        node_id: Option<u64>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        listen_addr: Option<SocketAddr>,
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        /// Make this node a one-member cluster if it is not in one yet.
+        #[arg(long)]
+        init_single_node: bool,
+    },
+    /// Run a one-node cluster for development and print its endpoints.
+    Dev {
+        #[arg(long, default_value = ".warrant-dev")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen_addr: SocketAddr,
+    },
+    /// Start a one-node cluster in a temporary directory, walk through register, issue, verify,
+    /// revoke and audit over gRPC, and stop.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen_addr: SocketAddr,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start tokio runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Server { config, node_id, data_dir, listen_addr, advertise_addr, init_single_node } => {
+                let overrides = Overrides {
+                    node_id,
+                    data_dir,
+                    listen_addr,
+                    advertise_addr,
+                    init_single_node: init_single_node.then_some(true),
+                };
+                let config = ServerConfig::load(config.as_deref(), &overrides)?;
+                init_logging(&config.log_format);
+                let api = api_config(&config)?;
+                serve(api, |warrant| {
+                    tracing::info!(node_id = warrant.node.node_id(), addr = %warrant.local_addr, key_id = %warrant.key_id, "serving");
+                })
+                .await
+            }
+            Command::Dev { data_dir, listen_addr } => {
+                init_logging("text");
+                let admin_token = dev_admin_token(&data_dir)?;
+                let config = ServerConfig {
+                    data_dir: data_dir.clone(),
+                    listen_addr,
+                    admin_token: Some(admin_token.clone()),
+                    init_single_node: true,
+                    ..ServerConfig::default()
+                };
+                let api = api_config(&config)?;
+                serve(api, |warrant| {
+                    println!("warrant dev node {} is up", warrant.node.node_id());
+                    println!("  gRPC endpoint : http://{}", warrant.local_addr);
+                    println!("  data dir      : {}", data_dir.display());
+                    println!("  admin token   : {admin_token}   (authorization: Bearer <token>)");
+                    println!("  health        : grpc.health.v1.Health/Check; reflection is on");
+                })
+                .await
+            }
+            Command::Demo { listen_addr } => {
+                init_logging("text");
+                demo::run(listen_addr).await
+            }
+        }
+    })
+}
+
+fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
+    Ok(ApiConfig {
+        node_id: config.node_id,
+        data_dir: config.data_dir.clone(),
+        listen_addr: config.listen_addr,
+        advertise_addr: config.advertise_addr(),
+        admin_token: config.admin_token()?,
+        issuer: config.issuer.clone(),
+        token_ttl_default_s: config.token_ttl_default_s,
+        clock_leeway_s: config.clock_leeway_s,
+        init_single_node: config.init_single_node,
+    })
+}
+
+/// Serves until SIGINT or SIGTERM.
+pub async fn serve(api: ApiConfig, on_ready: impl FnOnce(&Warrant)) -> anyhow::Result<()> {
+    Warrant::run(api, shutdown_signal(), on_ready).await.context("run node")
+}
+
+async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// The dev node's admin token: generated once per data directory and kept there (mode 0600).
+fn dev_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    let path = data_dir.join("dev-admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_string());
+    }
+    let token = format!("dev-{}", hex::encode(rand::random::<[u8; 16]>()));
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(|| format!("create {}", path.display()))?;
+    file.write_all(token.as_bytes()).with_context(|| format!("write {}", path.display()))?;
+    Ok(token)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}

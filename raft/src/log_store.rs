@@ -1,0 +1,228 @@
+//! The Raft log on RocksDB.
+//!
+//! Column families: `logs` maps a big-endian `u64` index to a postcard-encoded [`Entry`]; `meta`
+//! holds the vote, the last purged log id and the committed log id.
+//!
+//! Durability: `append` writes one synced `WriteBatch` and only then tells openraft the entries
+//! are flushed; the vote is written synced before `save_vote` returns; `purge` persists the last
+//! purged log id in the same synced batch that deletes the entries. The committed log id is
+//! written without sync because openraft treats it as a hint (it re-learns commit from the
+//! leader).
+
+use std::{fmt::Debug, ops::RangeBounds, path::Path, sync::Arc};
+
+use openraft::{
+    LogState, OptionalSend, RaftLogReader,
+    storage::{LogFlushed, RaftLogStorage},
+};
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::types::{Entry, LogId, NodeId, StorageError, StorageIOError, TypeConfig, Vote};
+
+const CF_LOGS: &str = "logs";
+const CF_META: &str = "meta";
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_LAST_PURGED: &[u8] = b"last_purged";
+const KEY_COMMITTED: &[u8] = b"committed";
+
+/// The RocksDB-backed Raft log. Cheap to clone: clones share one database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log database in `path`.
+    pub fn open(path: &Path) -> Result<Self, rocksdb::Error> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // Two cores are shared by three nodes in tests; keep background work small.
+        options.set_max_background_jobs(2);
+        let cfs = [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, cfs)?;
+        Ok(LogStore { db: Arc::new(db) })
+    }
+
+    fn logs(&self) -> &rocksdb::ColumnFamily {
+        // Invariant: both column families are created in `open`.
+        self.db.cf_handle(CF_LOGS).expect("logs column family exists")
+    }
+
+    fn meta(&self) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(CF_META).expect("meta column family exists")
+    }
+
+    fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        let bytes = self.db.get_cf(self.meta(), key).map_err(|e| StorageIOError::read(&e))?;
+        match bytes {
+            None => Ok(None),
+            Some(bytes) => postcard::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|e| StorageIOError::read(&e).into()),
+        }
+    }
+
+    fn write_meta<T: Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageError> {
+        let bytes = postcard::to_allocvec(value).map_err(|e| StorageIOError::write(&e))?;
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(sync);
+        self.db
+            .put_cf_opt(self.meta(), key, bytes, &write_options)
+            .map_err(|e| StorageIOError::write(&e).into())
+    }
+
+    fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        let mut iter = self.db.iterator_cf(self.logs(), IteratorMode::End);
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (_, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
+                let entry: Entry = postcard::from_bytes(&value).map_err(|e| StorageIOError::read_logs(&e))?;
+                Ok(Some(entry.log_id))
+            }
+        }
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        self.db.write_opt(batch, &write_options)
+    }
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn start_index(range: &impl RangeBounds<u64>) -> u64 {
+    match range.start_bound() {
+        std::ops::Bound::Included(start) => *start,
+        std::ops::Bound::Excluded(start) => start.saturating_add(1),
+        std::ops::Bound::Unbounded => 0,
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let start = start_index(&range);
+            let mode = IteratorMode::From(&index_key(start), Direction::Forward);
+            let mut entries = Vec::new();
+            for item in store.db.iterator_cf(store.logs(), mode) {
+                let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
+                let index = u64::from_be_bytes(
+                    key.as_ref().try_into().map_err(|_| StorageIOError::read_logs(&std::io::Error::other("log key is not 8 bytes")))?,
+                );
+                if !range.contains(&index) {
+                    break;
+                }
+                let entry: Entry = postcard::from_bytes(&value).map_err(|e| StorageIOError::read_logs(&e))?;
+                entries.push(entry);
+            }
+            Ok(entries)
+        })
+        .await
+        .map_err(|e| StorageError::from(StorageIOError::read_logs(&e)))?
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.read_meta(KEY_LAST_PURGED)?;
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let store = self.clone();
+        let vote = *vote;
+        tokio::task::spawn_blocking(move || store.write_meta(KEY_VOTE, &vote, true))
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))?
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.read_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.write_meta(KEY_COMMITTED, &committed, false)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            let bytes = postcard::to_allocvec(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            batch.put_cf(self.logs(), index_key(entry.log_id.index), bytes);
+        }
+        let store = self.clone();
+        // The synced write is the fsync: openraft may count these entries toward a quorum only
+        // once they survive a crash, so the callback fires after it returns.
+        let result = tokio::task::spawn_blocking(move || store.write_synced(batch))
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_logs(&e)))?;
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(StorageIOError::write_logs(&e).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.logs(), index_key(log_id.index), index_key(u64::MAX));
+        batch.delete_cf(self.logs(), index_key(u64::MAX));
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_synced(batch))
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_logs(&e)))?
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        let bytes = postcard::to_allocvec(&log_id).map_err(|e| StorageIOError::write_logs(&e))?;
+        batch.put_cf(self.meta(), KEY_LAST_PURGED, bytes);
+        batch.delete_range_cf(self.logs(), index_key(0), index_key(log_id.index.saturating_add(1)));
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_synced(batch))
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_logs(&e)))?
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+impl LogStore {
+    /// The last committed index this node recorded, 0 if none. A hint for status reports.
+    pub fn committed_index(&self) -> u64 {
+        match self.read_meta::<Option<LogId>>(KEY_COMMITTED) {
+            Ok(committed) => committed.flatten().map(|l| l.index).unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+}

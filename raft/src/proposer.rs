@@ -1,0 +1,143 @@
+//! Group commit: concurrent commands share one Raft entry.
+//!
+//! openraft 0.9 fsyncs once per `client_write`, so throughput comes from putting many commands
+//! in one entry. The proposer drains whatever commands are queued (up to a count and a byte
+//! limit), stamps the batch with the leader's clock (never below the last applied stamp), and
+//! hands it to Raft in order. At most [`BATCHES_IN_FLIGHT_MAX`] batches are outstanding: while
+//! one is being fsynced and replicated the next one fills up, so the batch size follows the load
+//! without any timer.
+
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use openraft::error::ClientWriteError;
+use prost::Message;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use warrant_proto::log;
+
+use crate::{
+    error::ProposeError,
+    state_machine::StateMachineStore,
+    types::{BatchPayload, Raft},
+};
+
+/// Commands waiting for a batch. Beyond this, proposals are refused with `Overloaded`.
+pub const QUEUE_LEN_MAX: usize = 16_384;
+/// Commands per Raft entry.
+pub const BATCH_COMMANDS_MAX: usize = 1024;
+/// Encoded bytes per Raft entry, to keep AppendEntries well under the peer message limit.
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Batches handed to Raft and not yet answered.
+pub const BATCHES_IN_FLIGHT_MAX: usize = 2;
+
+/// A committed command's result.
+#[derive(Clone, Debug)]
+pub struct Proposal {
+    pub outcome: log::Outcome,
+    /// The Raft log index of the entry that carried the command.
+    pub log_index: u64,
+    /// The batch's stamp: the time apply saw.
+    pub batch_time_ms: u64,
+}
+
+struct Pending {
+    command: log::Command,
+    reply: oneshot::Sender<Result<Proposal, ProposeError>>,
+}
+
+/// The handle API code proposes through. Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Proposer {
+    pub(crate) fn spawn(raft: Raft, sm: StateMachineStore) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE_LEN_MAX);
+        tokio::spawn(run(raft, sm, receiver));
+        Proposer { queue }
+    }
+
+    /// Proposes one command and waits until it is committed and applied on this node.
+    pub async fn propose(&self, command: log::Command) -> Result<Proposal, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.try_send(Pending { command, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded { queue_len_max: QUEUE_LEN_MAX },
+            mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped("proposer stopped".to_string()),
+        })?;
+        answer.await.map_err(|_| ProposeError::Indeterminate("proposer dropped the command".to_string()))?
+    }
+}
+
+async fn run(raft: Raft, sm: StateMachineStore, mut receiver: mpsc::Receiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
+    let mut last_stamp_ms = 0u64;
+    while let Some(first) = receiver.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let mut pending = vec![first];
+        let mut n_bytes = pending[0].command.encoded_len();
+        while pending.len() < BATCH_COMMANDS_MAX && n_bytes < BATCH_BYTES_MAX {
+            let Ok(next) = receiver.try_recv() else { break };
+            n_bytes += next.command.encoded_len();
+            pending.push(next);
+        }
+        // The stamp never goes backwards, not even across a leader change to a node whose clock
+        // is behind: it is at least the last stamp this node applied.
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let applied_stamp_ms = sm.last_batch_time_ms().unwrap_or(0);
+        let stamp_ms = now_ms.max(last_stamp_ms).max(applied_stamp_ms);
+        last_stamp_ms = stamp_ms;
+        let (commands, replies): (Vec<_>, Vec<_>) = pending.into_iter().map(|p| (p.command, p.reply)).unzip();
+        let batch = log::Batch { time_unix_ms: stamp_ms, commands };
+        let receiver_of_result = match raft.client_write_ff(BatchPayload(batch.encode_to_vec())).await {
+            Ok(receiver_of_result) => receiver_of_result,
+            Err(fatal) => {
+                fail_all(replies, || ProposeError::Stopped(fatal.to_string()));
+                break;
+            }
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            match receiver_of_result.await {
+                Ok(Ok(response)) => answer_all(replies, &response.data.0, response.log_id.index, stamp_ms),
+                Ok(Err(ClientWriteError::ForwardToLeader(forward))) => fail_all(replies, || ProposeError::NotLeader {
+                    leader_id: forward.leader_id,
+                    leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()),
+                }),
+                Ok(Err(e)) => fail_all(replies, || ProposeError::Indeterminate(e.to_string())),
+                Err(_) => fail_all(replies, || ProposeError::Indeterminate("raft dropped the write".to_string())),
+            }
+        });
+    }
+    tracing::info!("proposer stopped");
+}
+
+fn answer_all(
+    replies: Vec<oneshot::Sender<Result<Proposal, ProposeError>>>,
+    response: &[u8],
+    log_index: u64,
+    batch_time_ms: u64,
+) {
+    let outcomes = match log::BatchOutcomes::decode(response) {
+        Ok(decoded) if decoded.outcomes.len() == replies.len() => decoded.outcomes,
+        other => {
+            // Invariant: apply returns one outcome per command. Breaking it is a bug, reported
+            // to every waiting caller rather than guessed around.
+            tracing::error!(log_index, decoded = ?other.map(|d| d.outcomes.len()), expected = replies.len(), "outcome count mismatch");
+            fail_all(replies, || ProposeError::Indeterminate("outcome count mismatch".to_string()));
+            return;
+        }
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // A caller that gave up (deadline) no longer listens; its command still committed.
+        let _ = reply.send(Ok(Proposal { outcome, log_index, batch_time_ms }));
+    }
+}
+
+fn fail_all(replies: Vec<oneshot::Sender<Result<Proposal, ProposeError>>>, error: impl Fn() -> ProposeError) {
+    for reply in replies {
+        let _ = reply.send(Err(error()));
+    }
+}

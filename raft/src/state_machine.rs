@@ -1,0 +1,523 @@
+//! The state machine: committed batches applied through `warrant_identity::apply_batch`.
+//!
+//! Layout on disk, under the node's `sm/` directory:
+//! - `CURRENT` names the live generation (`gen-<n>`), replaced by write-temp + rename + fsync;
+//! - `gen-<n>/` is a RocksDB with two column families: `state` (the identity model's rows:
+//!   events and projections) and `raft` (the applied log id, the membership and the last batch
+//!   stamp);
+//! - snapshots live beside it in `snapshots/`.
+//!
+//! Every `apply` call writes all of its rows plus the applied log id in one synced `WriteBatch`,
+//! so the applied index is atomic with the data and a restart never applies an entry twice.
+//! Installing a snapshot builds a new generation and switches `CURRENT` only once it is
+//! complete, so a crash mid-install leaves the old state intact.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, storage::RaftStateMachine};
+use prost::Message;
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
+use tokio::sync::watch;
+use warrant_identity::{StateError, StateRead, WriteSet};
+use warrant_proto::log;
+
+use crate::{
+    node::AppliedPosition,
+    snapshot::{self, RowFamily, SnapshotReader, SnapshotWriter},
+    types::{
+        BatchResponse, Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StorageError, StorageIOError,
+        StoredMembership, TypeConfig,
+    },
+};
+
+const CF_STATE: &str = "state";
+const CF_RAFT: &str = "raft";
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_MEMBERSHIP: &[u8] = b"membership";
+const KEY_LAST_BATCH_TIME: &[u8] = b"last_batch_time_ms";
+/// Rows per `WriteBatch` when loading a snapshot into a fresh generation: bounds memory while
+/// installing snapshots of millions of events.
+const INSTALL_ROWS_PER_WRITE_MAX: usize = 4096;
+/// How many snapshot files to keep: the current one only. Older ones are deleted once a newer
+/// one is durable.
+const SNAPSHOT_FILE_PREFIX: &str = "snap-";
+
+/// The RocksDB-backed state machine. Cheap to clone.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    sm_dir: PathBuf,
+    snapshot_dir: PathBuf,
+    db: RwLock<Arc<DB>>,
+    current_snapshot: Mutex<Option<SnapshotMeta>>,
+    applied: watch::Sender<AppliedPosition>,
+    snapshot_counter: AtomicU64,
+}
+
+/// A read handle on the applied state, for the API layer's queries.
+///
+/// Each read sees whole batches: rows of one `apply` call become visible together.
+#[derive(Clone)]
+pub struct StateReader {
+    db: Arc<DB>,
+}
+
+impl StateMachineStore {
+    /// Opens the state machine under `data_dir` (`sm/` and `snapshots/`).
+    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        let sm_dir = data_dir.join("sm");
+        let snapshot_dir = data_dir.join("snapshots");
+        fs::create_dir_all(&sm_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        fs::create_dir_all(&snapshot_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let generation = read_current_generation(&sm_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let generation = match generation {
+            Some(generation) => generation,
+            None => {
+                write_current_generation(&sm_dir, 1).map_err(|e| StorageIOError::write_state_machine(&e))?;
+                1
+            }
+        };
+        remove_stale_generations(&sm_dir, generation);
+        let db = open_generation(&sm_dir, generation).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let db = Arc::new(db);
+        let current_snapshot = latest_snapshot(&snapshot_dir);
+        let position = applied_position(&db)?;
+        let (applied, _) = watch::channel(position);
+        Ok(StateMachineStore {
+            shared: Arc::new(Shared {
+                sm_dir,
+                snapshot_dir,
+                db: RwLock::new(db),
+                current_snapshot: Mutex::new(current_snapshot),
+                applied,
+                snapshot_counter: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// A reader over the current applied state.
+    pub fn reader(&self) -> StateReader {
+        StateReader { db: self.db() }
+    }
+
+    /// Watches the applied position: it changes after every `apply` and snapshot install.
+    pub fn applied_watch(&self) -> watch::Receiver<AppliedPosition> {
+        self.shared.applied.subscribe()
+    }
+
+    /// The stamp of the last applied batch; the proposer never stamps below it.
+    pub fn last_batch_time_ms(&self) -> Result<u64, StorageError> {
+        let db = self.db();
+        let bytes = db.get_cf(raft_cf(&db), KEY_LAST_BATCH_TIME).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        Ok(bytes.and_then(|b| b.as_slice().try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
+    }
+
+    fn db(&self) -> Arc<DB> {
+        // A poisoned lock means a panic while swapping handles; the handle itself is still valid.
+        self.shared.db.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn next_snapshot_id(&self, last_log_id: Option<LogId>) -> String {
+        let counter = self.shared.snapshot_counter.fetch_add(1, Ordering::Relaxed);
+        let (term, index) = last_log_id.map(|l| (l.leader_id.term, l.index)).unwrap_or((0, 0));
+        format!("{index:020}-{term}-{counter}-{}", std::process::id())
+    }
+
+    fn set_current_snapshot(&self, meta: SnapshotMeta) {
+        let keep = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
+        *self.shared.current_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(meta);
+        // Older snapshots are superseded only once the new one is durable (it is, here).
+        if let Ok(entries) = fs::read_dir(&self.shared.snapshot_dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let is_snapshot = entry.file_name().to_string_lossy().starts_with(SNAPSHOT_FILE_PREFIX);
+                if is_snapshot && path != keep {
+                    let _ = fs::remove_file(path);
+                }
+            }
+        }
+    }
+
+    fn publish_position(&self, db: &Arc<DB>) -> Result<(), StorageError> {
+        let position = applied_position(db)?;
+        self.shared.applied.send_replace(position);
+        Ok(())
+    }
+
+    fn build_snapshot_blocking(&self) -> Result<Snapshot, StorageError> {
+        let db = self.db();
+        let db_snapshot = db.snapshot();
+        let mut read_options = ReadOptions::default();
+        read_options.set_snapshot(&db_snapshot);
+        let get = |key: &[u8]| db_snapshot.get_cf(raft_cf(&db), key).map_err(|e| StorageIOError::read_state_machine(&e));
+        let last_applied: Option<LogId> = decode_opt(get(KEY_APPLIED)?)?.flatten();
+        let last_membership: StoredMembership = decode_opt(get(KEY_MEMBERSHIP)?)?.unwrap_or_default();
+        let snapshot_id = self.next_snapshot_id(last_applied);
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership, snapshot_id };
+        let path = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
+        let write_err = |e: snapshot::SnapshotFileError| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+        let mut writer = SnapshotWriter::create(&path, &meta).map_err(write_err)?;
+        for (family, cf_name) in [(RowFamily::State, CF_STATE), (RowFamily::Raft, CF_RAFT)] {
+            let cf = db.cf_handle(cf_name).expect("column family exists");
+            let mut read_options = ReadOptions::default();
+            read_options.set_snapshot(&db_snapshot);
+            for item in db.iterator_cf_opt(cf, read_options, IteratorMode::Start) {
+                let (key, value) = item.map_err(|e| StorageIOError::read_state_machine(&e))?;
+                writer.write_row(family, &key, &value).map_err(write_err)?;
+            }
+        }
+        writer.finish().map_err(write_err)?;
+        self.set_current_snapshot(meta.clone());
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) })
+    }
+
+    fn install_snapshot_blocking(&self, meta: &SnapshotMeta, source: &Path) -> Result<(), StorageError> {
+        let read_err = |e: snapshot::SnapshotFileError| StorageIOError::read_snapshot(Some(meta.signature()), &e);
+        // Refuse a corrupt or mismatched file before touching anything.
+        let file_meta = snapshot::verify(source).map_err(read_err)?;
+        if file_meta.last_log_id != meta.last_log_id || file_meta.last_membership != meta.last_membership {
+            let e = std::io::Error::other("snapshot file metadata does not match the announced metadata");
+            return Err(StorageIOError::read_snapshot(Some(meta.signature()), &e).into());
+        }
+        // Keep a durable copy as our current snapshot, so we can serve it to others.
+        let kept = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
+        if source != kept {
+            let write_err = |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+            let tmp = kept.with_extension("tmp");
+            fs::copy(source, &tmp).map_err(write_err)?;
+            fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(write_err)?;
+            fs::rename(&tmp, &kept).map_err(write_err)?;
+            snapshot::sync_parent_dir(&kept).map_err(write_err)?;
+        }
+
+        let old_generation = read_current_generation(&self.shared.sm_dir)
+            .map_err(|e| StorageIOError::read_state_machine(&e))?
+            .unwrap_or(1);
+        let new_generation = old_generation + 1;
+        let new_dir = generation_dir(&self.shared.sm_dir, new_generation);
+        let _ = fs::remove_dir_all(&new_dir);
+        let new_db = open_generation(&self.shared.sm_dir, new_generation).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let mut reader = SnapshotReader::open(&kept).map_err(read_err)?;
+        let mut batch = WriteBatch::default();
+        let mut n_rows = 0usize;
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(true);
+        while let Some((family, key, value)) = reader.next_row().map_err(read_err)? {
+            let cf = match family {
+                RowFamily::State => state_cf(&new_db),
+                RowFamily::Raft => raft_cf(&new_db),
+            };
+            batch.put_cf(cf, key, value);
+            n_rows += 1;
+            if n_rows % INSTALL_ROWS_PER_WRITE_MAX == 0 {
+                new_db.write_opt(std::mem::take(&mut batch), &write_options).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            }
+        }
+        new_db.write_opt(batch, &write_options).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        // The WAL was off for the bulk load: flush memtables to SST files before switching.
+        for cf in [CF_STATE, CF_RAFT] {
+            new_db.flush_cf(new_db.cf_handle(cf).expect("column family exists")).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        }
+        write_current_generation(&self.shared.sm_dir, new_generation).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let new_db = Arc::new(new_db);
+        let old_db = std::mem::replace(&mut *self.shared.db.write().unwrap_or_else(|e| e.into_inner()), new_db.clone());
+        drop(old_db);
+        remove_stale_generations(&self.shared.sm_dir, new_generation);
+        self.set_current_snapshot(meta.clone());
+        self.publish_position(&new_db)?;
+        tracing::info!(snapshot_id = %meta.snapshot_id, rows = n_rows, "installed snapshot");
+        Ok(())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let db = self.db();
+        let get = |key: &[u8]| db.get_cf(raft_cf(&db), key).map_err(|e| StorageIOError::read_state_machine(&e));
+        let applied: Option<LogId> = decode_opt(get(KEY_APPLIED)?)?.flatten();
+        let membership: StoredMembership = decode_opt(get(KEY_MEMBERSHIP)?)?.unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let db = self.db();
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let responses = apply_entries(&db, entries)?;
+            store.publish_position(&db)?;
+            Ok(responses)
+        })
+        .await
+        .map_err(|e| StorageError::from(StorageIOError::write_state_machine(&e)))?
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        let counter = self.shared.snapshot_counter.fetch_add(1, Ordering::Relaxed);
+        let path = self.shared.snapshot_dir.join(format!("incoming-{}-{counter}.partial", std::process::id()));
+        Ok(Box::new(SnapshotFile { path }))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotFile>) -> Result<(), StorageError> {
+        let store = self.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || store.install_snapshot_blocking(&meta, &snapshot.path))
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_state_machine(&e)))?
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let meta = self.shared.current_snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok(meta.map(|meta| {
+            let path = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
+            Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) }
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.build_snapshot_blocking())
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_state_machine(&e)))?
+    }
+}
+
+/// Applies committed entries in one synced `WriteBatch`. Later entries see earlier entries'
+/// writes through an overlay, exactly as if each had been written on its own.
+fn apply_entries(db: &Arc<DB>, entries: Vec<Entry>) -> Result<Vec<BatchResponse>, StorageError> {
+    let base = StateReader { db: db.clone() };
+    let mut pending = WriteSet::default();
+    let mut responses = Vec::with_capacity(entries.len());
+    let mut last_applied = None;
+    let mut membership = None;
+    let mut last_batch_time_ms = None;
+    for entry in entries {
+        last_applied = Some(entry.log_id);
+        match entry.payload {
+            EntryPayload::Blank => responses.push(BatchResponse::default()),
+            EntryPayload::Membership(m) => {
+                membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                responses.push(BatchResponse::default());
+            }
+            EntryPayload::Normal(payload) => {
+                // Every replica decodes the same bytes, so a payload that fails to decode is
+                // rejected identically everywhere: it yields no outcomes rather than stopping
+                // the node.
+                let batch = match log::Batch::decode(payload.0.as_slice()) {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        tracing::warn!(index = entry.log_id.index, error = %e, "undecodable batch in the log; applied as empty");
+                        responses.push(BatchResponse(log::BatchOutcomes::default().encode_to_vec()));
+                        continue;
+                    }
+                };
+                let overlay = Overlay { base: &base, pending: &pending };
+                let applied = warrant_identity::apply_batch(&overlay, &batch, entry.log_id.index)
+                    .map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
+                for (key, value) in applied.writes.ops {
+                    pending.ops.insert(key, value);
+                }
+                last_batch_time_ms = Some(batch.time_unix_ms);
+                responses.push(BatchResponse(log::BatchOutcomes { outcomes: applied.outcomes }.encode_to_vec()));
+            }
+        }
+    }
+    let mut batch = WriteBatch::default();
+    let state = state_cf(db);
+    for (key, value) in pending.ops {
+        match value {
+            Some(value) => batch.put_cf(state, key, value),
+            None => batch.delete_cf(state, key),
+        }
+    }
+    let raft = raft_cf(db);
+    if let Some(last_applied) = last_applied {
+        batch.put_cf(raft, KEY_APPLIED, encode(&Some(last_applied))?);
+    }
+    if let Some(membership) = membership {
+        batch.put_cf(raft, KEY_MEMBERSHIP, encode(&membership)?);
+    }
+    if let Some(time) = last_batch_time_ms {
+        batch.put_cf(raft, KEY_LAST_BATCH_TIME, time.to_be_bytes());
+    }
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(true);
+    db.write_opt(batch, &write_options).map_err(|e| StorageIOError::write_state_machine(&e))?;
+    Ok(responses)
+}
+
+impl StateRead for StateReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.db.get_cf(state_cf(&self.db), key).map_err(|e| StateError::Storage(e.to_string()))
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let from = if start > prefix { start } else { prefix };
+        let mut rows = Vec::new();
+        let mode = IteratorMode::From(from, Direction::Forward);
+        for item in self.db.iterator_cf(state_cf(&self.db), mode) {
+            if !(rows.len() < limit) {
+                break;
+            }
+            let (key, value) = item.map_err(|e| StateError::Storage(e.to_string()))?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            rows.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(rows)
+    }
+}
+
+/// Committed state plus the writes of entries applied earlier in the same `apply` call.
+struct Overlay<'a> {
+    base: &'a StateReader,
+    pending: &'a WriteSet,
+}
+
+impl StateRead for Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        match self.pending.ops.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.base.get(key),
+        }
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let from = if start > prefix { start.to_vec() } else { prefix.to_vec() };
+        // Read enough base rows to fill `limit` even if pending deletes hide some of them.
+        let n_pending_deletes = self.pending.ops.range(from.clone()..).take_while(|(k, _)| k.starts_with(prefix)).count();
+        let base_rows = self.base.scan(prefix, &from, limit.saturating_add(n_pending_deletes))?;
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base_rows.into_iter().collect();
+        for (key, value) in self.pending.ops.range(from..).take_while(|(k, _)| k.starts_with(prefix)) {
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+}
+
+fn state_cf(db: &DB) -> &rocksdb::ColumnFamily {
+    // Invariant: both column families are created when a generation is opened.
+    db.cf_handle(CF_STATE).expect("state column family exists")
+}
+
+fn raft_cf(db: &DB) -> &rocksdb::ColumnFamily {
+    db.cf_handle(CF_RAFT).expect("raft column family exists")
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+    postcard::to_allocvec(value).map_err(|e| StorageIOError::write_state_machine(&e).into())
+}
+
+fn decode_opt<T: serde::de::DeserializeOwned>(bytes: Option<Vec<u8>>) -> Result<Option<T>, StorageError> {
+    match bytes {
+        None => Ok(None),
+        Some(bytes) => postcard::from_bytes(&bytes).map(Some).map_err(|e| StorageIOError::read_state_machine(&e).into()),
+    }
+}
+
+fn applied_position(db: &Arc<DB>) -> Result<AppliedPosition, StorageError> {
+    let bytes = db.get_cf(raft_cf(db), KEY_APPLIED).map_err(|e| StorageIOError::read_state_machine(&e))?;
+    let applied: Option<LogId> = decode_opt(bytes)?.flatten();
+    let seq = warrant_identity::query::applied_seq(&StateReader { db: db.clone() })
+        .map_err(|e| StorageIOError::read_state_machine(&e))?;
+    Ok(AppliedPosition { log_index: applied.map(|l| l.index).unwrap_or(0), seq })
+}
+
+fn generation_dir(sm_dir: &Path, generation: u64) -> PathBuf {
+    sm_dir.join(format!("gen-{generation}"))
+}
+
+fn snapshot_path(snapshot_dir: &Path, snapshot_id: &str) -> PathBuf {
+    snapshot_dir.join(format!("{SNAPSHOT_FILE_PREFIX}{snapshot_id}.snap"))
+}
+
+fn open_generation(sm_dir: &Path, generation: u64) -> Result<DB, rocksdb::Error> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_max_background_jobs(2);
+    let cfs = [CF_STATE, CF_RAFT].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    DB::open_cf_descriptors(&options, generation_dir(sm_dir, generation), cfs)
+}
+
+fn read_current_generation(sm_dir: &Path) -> std::io::Result<Option<u64>> {
+    match fs::read_to_string(sm_dir.join("CURRENT")) {
+        Ok(text) => text
+            .trim()
+            .strip_prefix("gen-")
+            .and_then(|n| n.parse().ok())
+            .map(Some)
+            .ok_or_else(|| std::io::Error::other(format!("sm/CURRENT is corrupt: {text:?}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_current_generation(sm_dir: &Path, generation: u64) -> std::io::Result<()> {
+    let tmp = sm_dir.join("CURRENT.tmp");
+    fs::write(&tmp, format!("gen-{generation}\n"))?;
+    fs::File::open(&tmp)?.sync_all()?;
+    let current = sm_dir.join("CURRENT");
+    fs::rename(&tmp, &current)?;
+    snapshot::sync_parent_dir(&current)
+}
+
+/// Deletes generations other than the live one: leftovers of an install that crashed before
+/// switching, or of the generation an install replaced.
+fn remove_stale_generations(sm_dir: &Path, live: u64) {
+    let Ok(entries) = fs::read_dir(sm_dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(generation) = name.strip_prefix("gen-").and_then(|n| n.parse::<u64>().ok()) else { continue };
+        if generation != live {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The newest complete snapshot file in `snapshot_dir`, if any; partial files are removed.
+fn latest_snapshot(snapshot_dir: &Path) -> Option<SnapshotMeta> {
+    let entries = fs::read_dir(snapshot_dir).ok()?;
+    let mut best: Option<SnapshotMeta> = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(SNAPSHOT_FILE_PREFIX) || !name.ends_with(".snap") {
+            let _ = fs::remove_file(entry.path());
+            continue;
+        }
+        let Ok(reader) = SnapshotReader::open(&entry.path()) else { continue };
+        let meta = reader.meta().clone();
+        let newer = best.as_ref().is_none_or(|b| meta.last_log_id > b.last_log_id);
+        if newer {
+            best = Some(meta);
+        }
+    }
+    best
+}

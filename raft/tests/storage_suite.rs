@@ -1,0 +1,26 @@
+//! openraft's storage test suite against the RocksDB log store and state machine.
+
+use openraft::{StorageError, testing::StoreBuilder};
+use tempfile::TempDir;
+use warrant_raft::{
+    log_store::LogStore,
+    state_machine::StateMachineStore,
+    types::{NodeId, TypeConfig},
+};
+
+struct RocksBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RocksBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
+        let dir = TempDir::new().expect("create temp dir");
+        let log_store = LogStore::open(&dir.path().join("raft-log")).expect("open log store");
+        let state_machine = StateMachineStore::open(dir.path())?;
+        Ok((dir, log_store, state_machine))
+    }
+}
+
+#[test]
+fn openraft_storage_suite() -> Result<(), StorageError<NodeId>> {
+    // The suite builds its own tokio runtime per case, so this is a plain #[test].
+    openraft::testing::Suite::test_all(RocksBuilder)
+}
