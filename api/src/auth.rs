@@ -61,7 +61,7 @@ impl Authenticator {
     }
 
     /// Authenticates the caller of one request. `state` is read for agent credentials.
-    pub async fn authenticate(&self, metadata: &MetadataMap, state: &dyn StateRead) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, metadata: &MetadataMap, state: &(dyn StateRead + Sync)) -> Result<Caller, ApiError> {
         let Some(value) = metadata.get("authorization") else {
             return Err(unauthenticated(Reason::CredentialMissing, "no authorization metadata; allowed: 'Bearer <admin token>' or 'Basic base64(agent_id:client_secret)'"));
         };
@@ -83,7 +83,7 @@ impl Authenticator {
         Err(unauthenticated(Reason::CredentialInvalid, "unknown authorization scheme; allowed: Bearer, Basic"))
     }
 
-    async fn authenticate_agent(&self, encoded: &str, state: &dyn StateRead) -> Result<Caller, ApiError> {
+    async fn authenticate_agent(&self, encoded: &str, state: &(dyn StateRead + Sync)) -> Result<Caller, ApiError> {
         let decoded = STANDARD.decode(encoded).map_err(|_| unauthenticated(Reason::CredentialInvalid, "Basic credential is not valid base64"))?;
         let decoded = String::from_utf8(decoded).map_err(|_| unauthenticated(Reason::CredentialInvalid, "Basic credential is not UTF-8"))?;
         let Some((agent_id, secret)) = decoded.split_once(':') else {

@@ -97,7 +97,20 @@ impl Warrant {
         let audit = AuditServiceServer::new(AuditApi { context: context.clone() }).max_decoding_message_size(REQUEST_BYTES_MAX);
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let node_id = config.node_id;
         let serve = Server::builder()
+            // Every request runs in a span naming the node and a request id (the caller's
+            // `x-request-id` when it sent one), so one request's logs can be followed.
+            .trace_fn(move |request| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| v.len() <= 128)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                tracing::info_span!("rpc", node_id, method = %request.uri().path(), request_id = %request_id)
+            })
             .timeout(RPC_TIMEOUT)
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION_MAX)
             .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)

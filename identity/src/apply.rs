@@ -145,18 +145,18 @@ impl Applier<'_> {
             seq,
             time_unix_ms: self.time_unix_ms,
         };
-        let effect = match decide(&self.overlay, &context, kind) {
-            Ok(effect) => effect,
+        let change = match decide(&self.overlay, &context, kind) {
+            Ok(change) => change,
             Err(Refusal::Reject(rejection)) => {
                 return Ok(outcome(OutcomeResult::Rejected(rejection)));
             }
             Err(Refusal::Storage(error)) => return Err(error),
         };
-        let Effect::Changed {
+        let Some(Change {
             event_kind,
             mut writes,
             token_issued,
-        } = effect
+        }) = change
         else {
             return Ok(accepted(log::Accepted {
                 seq: self.last_seq,
@@ -281,21 +281,18 @@ struct Context<'a> {
     time_unix_ms: u64,
 }
 
-/// An accepted command's effect.
-enum Effect {
-    /// Nothing to change: accepted as a no-op.
-    Unchanged,
-    /// One event plus the projection rows it changes.
-    Changed {
-        event_kind: EventKind,
-        writes: WriteSet,
-        token_issued: Option<log::TokenIssued>,
-    },
+/// What an accepted command changes: one event plus the projection rows it writes. A command
+/// accepted as a no-op (nothing to change) has no `Change`.
+struct Change {
+    event_kind: EventKind,
+    writes: WriteSet,
+    /// The claims to return, for `IssueToken`.
+    token_issued: Option<log::TokenIssued>,
 }
 
-impl Effect {
-    fn changed(event_kind: EventKind, writes: WriteSet) -> Self {
-        Self::Changed {
+impl Change {
+    fn new(event_kind: EventKind, writes: WriteSet) -> Self {
+        Self {
             event_kind,
             writes,
             token_issued: None,
@@ -334,7 +331,7 @@ fn decide(
     state: &dyn StateRead,
     context: &Context<'_>,
     kind: &CommandKind,
-) -> Result<Effect, Refusal> {
+) -> Result<Option<Change>, Refusal> {
     match kind {
         CommandKind::RegisterHuman(command) => register_human(state, context, command),
         CommandKind::RegisterAgent(command) => register_agent(state, context, command),
@@ -349,7 +346,7 @@ fn register_human(
     state: &dyn StateRead,
     context: &Context<'_>,
     command: &log::RegisterHuman,
-) -> Result<Effect, Refusal> {
+) -> Result<Option<Change>, Refusal> {
     limits::validate_id("human_id", &command.human_id)?;
     limits::validate_text("display_name", &command.display_name, DISPLAY_NAME_LEN_MAX)?;
     limits::validate_text("email", &command.email, EMAIL_LEN_MAX)?;
@@ -377,14 +374,14 @@ fn register_human(
         display_name: command.display_name.clone(),
         email: command.email.clone(),
     };
-    Ok(Effect::changed(EventKind::HumanRegistered(event), writes))
+    Ok(Some(Change::new(EventKind::HumanRegistered(event), writes)))
 }
 
 fn register_agent(
     state: &dyn StateRead,
     context: &Context<'_>,
     command: &log::RegisterAgent,
-) -> Result<Effect, Refusal> {
+) -> Result<Option<Change>, Refusal> {
     limits::validate_id("agent_id", &command.agent_id)?;
     limits::validate_id("owner_human_id", &command.owner_human_id)?;
     limits::validate_name("kind", &command.kind, limits::AGENT_KIND_LEN_MAX)?;
@@ -443,7 +440,7 @@ fn register_agent(
             .map(|it| it.credential_id.clone())
             .collect(),
     };
-    Ok(Effect::changed(EventKind::AgentRegistered(event), writes))
+    Ok(Some(Change::new(EventKind::AgentRegistered(event), writes)))
 }
 
 fn validate_credentials(credentials: &[log::Credential]) -> Result<(), FieldError> {
@@ -486,7 +483,7 @@ fn register_service(
     state: &dyn StateRead,
     context: &Context<'_>,
     command: &log::RegisterService,
-) -> Result<Effect, Refusal> {
+) -> Result<Option<Change>, Refusal> {
     limits::validate_id("service_id", &command.service_id)?;
     limits::validate_audience("audience", &command.audience)?;
     validate_tools(&command.tools)?;
@@ -526,7 +523,10 @@ fn register_service(
         audience: command.audience.clone(),
         tools: command.tools.clone(),
     };
-    Ok(Effect::changed(EventKind::ServiceRegistered(event), writes))
+    Ok(Some(Change::new(
+        EventKind::ServiceRegistered(event),
+        writes,
+    )))
 }
 
 fn validate_tools(tools: &[log::Tool]) -> Result<(), FieldError> {
@@ -561,7 +561,7 @@ fn issue_token(
     state: &dyn StateRead,
     context: &Context<'_>,
     command: &log::IssueToken,
-) -> Result<Effect, Refusal> {
+) -> Result<Option<Change>, Refusal> {
     limits::validate_jti("jti", &command.jti)?;
     limits::validate_id("agent_id", &command.agent_id)?;
     limits::validate_audience("audience", &command.audience)?;
@@ -652,15 +652,15 @@ fn issue_token(
     };
     let mut writes = WriteSet::new();
     writes.put(key, row.encode_to_vec());
-    Ok(Effect::Changed {
+    Ok(Some(Change {
         event_kind: EventKind::TokenIssued(claims.clone()),
         writes,
         token_issued: Some(claims),
-    })
+    }))
 }
 
 fn validate_scopes(scopes: &[String]) -> Result<(), FieldError> {
-    if !(1 <= scopes.len() && scopes.len() <= SCOPES_PER_TOKEN_MAX) {
+    if scopes.is_empty() || SCOPES_PER_TOKEN_MAX < scopes.len() {
         return Err(FieldError::new(
             "scopes",
             format!("has {} entries", scopes.len()),
@@ -715,7 +715,7 @@ fn revoke_token(
     state: &dyn StateRead,
     context: &Context<'_>,
     command: &log::RevokeToken,
-) -> Result<Effect, Refusal> {
+) -> Result<Option<Change>, Refusal> {
     limits::validate_jti("jti", &command.jti)?;
     limits::validate_text("reason", &command.reason, REASON_LEN_MAX)?;
 
@@ -743,7 +743,7 @@ fn revoke_token(
         ));
     }
     if row.revoked {
-        return Ok(Effect::Unchanged);
+        return Ok(None);
     }
 
     row.revoked = true;
@@ -755,14 +755,14 @@ fn revoke_token(
         jti: command.jti.clone(),
         reason: command.reason.clone(),
     };
-    Ok(Effect::changed(EventKind::TokenRevoked(event), writes))
+    Ok(Some(Change::new(EventKind::TokenRevoked(event), writes)))
 }
 
 fn publish_signing_key(
     state: &dyn StateRead,
     context: &Context<'_>,
     command: &log::PublishSigningKey,
-) -> Result<Effect, Refusal> {
+) -> Result<Option<Change>, Refusal> {
     limits::validate_key_id("key_id", &command.key_id)?;
     if command.algorithm != SigningAlgorithm::Ed25519 as i32 {
         let algorithm = SigningAlgorithm::try_from(command.algorithm)
@@ -800,7 +800,7 @@ fn publish_signing_key(
     if let Some(existing) = query::signing_key(state, &command.key_id)? {
         // Republishing the same key is what a node does after a restart: harmless.
         if existing.key.as_ref() == Some(&published) {
-            return Ok(Effect::Unchanged);
+            return Ok(None);
         }
         return Err(reject(
             RejectReason::SigningKeyConflict,
@@ -818,10 +818,10 @@ fn publish_signing_key(
     };
     let mut writes = WriteSet::new();
     writes.put(keys::signing_key(&command.key_id), row.encode_to_vec());
-    Ok(Effect::changed(
+    Ok(Some(Change::new(
         EventKind::SigningKeyPublished(published),
         writes,
-    ))
+    )))
 }
 
 fn outcome(result: OutcomeResult) -> log::Outcome {

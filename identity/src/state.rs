@@ -16,6 +16,8 @@ pub trait StateRead {
 
     /// Up to `limit` rows whose key starts with `prefix` and is >= `start`, ascending key order.
     /// `start` may be empty or shorter than prefix (then it means "from the prefix").
+    // The row type is spelled out, not aliased: implementors in other crates write it as is.
+    #[allow(clippy::type_complexity)]
     fn scan(
         &self,
         prefix: &[u8],

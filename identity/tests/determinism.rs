@@ -26,6 +26,7 @@ const IDS: &[&str] = &[
 ];
 const AUDIENCES: &[&str] = &["https://mail", "https://docs"];
 const KEY_IDS: &[&str] = &["k1", "k2"];
+const SCOPES: &[&str] = &["send", "read", "write"];
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
@@ -34,6 +35,78 @@ proptest! {
     fn replicas_agree(batches in proptest::collection::vec(arb_batch(), 1..8)) {
         check_replicas_agree(batches)?;
     }
+}
+
+/// The generator is only useful if random batches get past validation often enough to reach
+/// every decision: this samples it with a fixed seed and checks what the outcomes cover.
+#[test]
+fn generated_batches_reach_every_decision() {
+    use std::collections::BTreeSet;
+
+    use proptest::{strategy::ValueTree, test_runner::TestRunner};
+
+    let mut runner = TestRunner::deterministic();
+    let strategy = proptest::collection::vec(arb_batch(), 1..8);
+    let mut reached = BTreeSet::new();
+    for _ in 0..256 {
+        let batches = strategy.new_tree(&mut runner).unwrap().current();
+        let mut state = InMemoryState::new();
+        for (idx, batch) in std::iter::once(genesis()).chain(batches).enumerate() {
+            let applied = apply_batch(&state, &batch, idx as u64 + 1).unwrap();
+            state.apply_writes(&applied.writes);
+            if idx == 0 {
+                // The genesis batch is fixed; only the random batches count.
+                let all_accepted = applied.events.len() == batch.commands.len();
+                assert!(all_accepted, "genesis rejected: {:?}", applied.outcomes);
+                continue;
+            }
+            for outcome in &applied.outcomes {
+                let label = match &outcome.result {
+                    Some(OutcomeResult::Accepted(it)) if it.replayed => "replayed".to_owned(),
+                    Some(OutcomeResult::Accepted(it)) if !it.changed => "unchanged".to_owned(),
+                    Some(OutcomeResult::Accepted(_)) => "changed".to_owned(),
+                    Some(OutcomeResult::Rejected(it)) => log::RejectReason::try_from(it.reason)
+                        .map(|reason| reason.as_str_name().to_owned())
+                        .unwrap_or_default(),
+                    None => "none".to_owned(),
+                };
+                reached.insert(label);
+            }
+            for event in &applied.events {
+                let label = format!("{:?}", event.kind.as_ref().map(std::mem::discriminant));
+                reached.insert(label);
+            }
+        }
+    }
+    let decisions = [
+        "changed",
+        "replayed",
+        "unchanged",
+        "REJECT_REASON_INVALID_COMMAND",
+        "REJECT_REASON_IDEMPOTENCY_KEY_REUSED",
+        "REJECT_REASON_ALREADY_EXISTS",
+        "REJECT_REASON_HUMAN_NOT_FOUND",
+        "REJECT_REASON_AGENT_NOT_FOUND",
+        "REJECT_REASON_SERVICE_NOT_FOUND",
+        "REJECT_REASON_TOKEN_NOT_FOUND",
+        "REJECT_REASON_SCOPE_NOT_ALLOWED",
+        "REJECT_REASON_SIGNING_KEY_NOT_FOUND",
+        "REJECT_REASON_AUDIENCE_TAKEN",
+        "REJECT_REASON_PERMISSION_DENIED",
+        "REJECT_REASON_SIGNING_KEY_CONFLICT",
+    ];
+    let missing: Vec<&str> = decisions
+        .iter()
+        .copied()
+        .filter(|it| !reached.contains(*it))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "never reached {missing:?}; reached {reached:?}"
+    );
+    // Every event kind, from random batches alone.
+    let n_event_kinds = reached.iter().filter(|it| it.starts_with("Some(")).count();
+    assert_eq!(n_event_kinds, 6, "reached {reached:?}");
 }
 
 fn check_replicas_agree(batches: Vec<Batch>) -> Result<(), TestCaseError> {
@@ -146,8 +219,8 @@ fn copy_rows(state: &InMemoryState) -> InMemoryState {
     copy
 }
 
-/// A first batch that makes later random commands likely to succeed: a human, her agents, a
-/// service and a signing key.
+/// A first batch that makes later random commands likely to succeed: a human, her agent, a
+/// service, a signing key and a token.
 fn genesis() -> Batch {
     let admin = Actor {
         kind: PrincipalKind::Admin as i32,
@@ -186,7 +259,7 @@ fn genesis() -> Batch {
             public_key: vec![1; 32],
         }),
     ];
-    let commands = kinds
+    let mut commands: Vec<Command> = kinds
         .into_iter()
         .enumerate()
         .map(|(idx, kind)| Command {
@@ -196,13 +269,31 @@ fn genesis() -> Batch {
             kind: Some(kind),
         })
         .collect();
+    // A token to revoke: random issuance succeeds too rarely to leave one around.
+    commands.push(Command {
+        idempotency_key: "genesis-token".to_owned(),
+        request_digest: vec![0; 32],
+        actor: Some(Actor {
+            kind: PrincipalKind::Agent as i32,
+            id: "bot".to_owned(),
+            on_behalf_of: vec![],
+        }),
+        kind: Some(CommandKind::IssueToken(log::IssueToken {
+            jti: "j1".to_owned(),
+            agent_id: "bot".to_owned(),
+            audience: "https://mail".to_owned(),
+            scopes: vec!["send".to_owned()],
+            ttl_seconds: 600,
+            key_id: "k1".to_owned(),
+        })),
+    });
     Batch {
         time_unix_ms: 1_700_000_000_000,
         commands,
     }
 }
 
-fn arb_batch() -> impl Strategy<Value = Batch> {
+fn arb_batch() -> BoxedStrategy<Batch> {
     prop_oneof![
         6 => arb_plain_batch(),
         2 => (arb_plain_batch(), proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4))
@@ -210,6 +301,7 @@ fn arb_batch() -> impl Strategy<Value = Batch> {
         1 => proptest::collection::vec(any::<u8>(), 0..64)
             .prop_map(|bytes| Batch::decode(bytes.as_slice()).unwrap_or_default()),
     ]
+    .boxed()
 }
 
 /// The batch with some bytes of its encoding flipped, when that still decodes.
@@ -225,36 +317,50 @@ fn mutate(batch: &Batch, flips: &[(usize, u8)]) -> Batch {
     Batch::decode(bytes.as_slice()).unwrap_or_else(|_| batch.clone())
 }
 
-fn arb_plain_batch() -> impl Strategy<Value = Batch> {
+fn arb_plain_batch() -> BoxedStrategy<Batch> {
     let time_unix_ms = prop_oneof![
         4 => 1_700_000_000_000u64..1_700_100_000_000,
         1 => any::<u64>(),
         1 => Just(0u64),
     ];
-    (time_unix_ms, proptest::collection::vec(arb_command(), 0..8)).prop_map(
-        |(time_unix_ms, commands)| Batch {
+    (time_unix_ms, proptest::collection::vec(arb_command(), 0..8))
+        .prop_map(|(time_unix_ms, commands)| Batch {
             time_unix_ms,
             commands,
-        },
-    )
+        })
+        .boxed()
 }
 
-fn arb_command() -> impl Strategy<Value = Command> {
+fn arb_command() -> BoxedStrategy<Command> {
     (
         arb_idempotency_key(),
         arb_digest(),
         prop_oneof![9 => arb_actor().prop_map(Some), 1 => Just(None)],
         prop_oneof![19 => arb_kind().prop_map(Some), 1 => Just(None)],
+        proptest::bool::weighted(0.7),
     )
-        .prop_map(|(idempotency_key, request_digest, actor, kind)| Command {
-            idempotency_key,
-            request_digest,
-            actor,
-            kind,
+        .prop_map(|(idempotency_key, request_digest, actor, kind, coherent)| {
+            // Only an agent may ask for its own tokens; left to chance, actor and agent id would
+            // almost never match and issuance would go untested.
+            let actor = match &kind {
+                Some(CommandKind::IssueToken(issue)) if coherent => Some(Actor {
+                    kind: PrincipalKind::Agent as i32,
+                    id: issue.agent_id.clone(),
+                    on_behalf_of: Vec::new(),
+                }),
+                _ => actor,
+            };
+            Command {
+                idempotency_key,
+                request_digest,
+                actor,
+                kind,
+            }
         })
+        .boxed()
 }
 
-fn arb_kind() -> impl Strategy<Value = CommandKind> {
+fn arb_kind() -> BoxedStrategy<CommandKind> {
     prop_oneof![
         (arb_id(), arb_text(), arb_text()).prop_map(|(human_id, display_name, email)| {
             CommandKind::RegisterHuman(log::RegisterHuman {
@@ -298,16 +404,16 @@ fn arb_kind() -> impl Strategy<Value = CommandKind> {
                 })
             }),
         (
-            arb_id(),
-            arb_id(),
+            arb_jti(),
+            arb_issuer(),
             arb_audience(),
-            proptest::collection::vec(arb_id(), 0..3),
+            proptest::collection::vec(arb_scope(), 0..3),
             prop_oneof![
-                Just(0u32),
-                1u32..1000,
-                Just(86_400),
-                Just(86_401),
-                any::<u32>()
+                1 => Just(0u32),
+                8 => 1u32..1000,
+                1 => Just(86_400),
+                1 => Just(86_401),
+                1 => any::<u32>(),
             ],
             arb_key_id(),
         )
@@ -321,7 +427,7 @@ fn arb_kind() -> impl Strategy<Value = CommandKind> {
                     key_id,
                 })
             }),
-        (arb_id(), arb_text())
+        (arb_jti(), arb_text())
             .prop_map(|(jti, reason)| CommandKind::RevokeToken(log::RevokeToken { jti, reason })),
         (
             arb_key_id(),
@@ -342,21 +448,24 @@ fn arb_kind() -> impl Strategy<Value = CommandKind> {
                 })
             }),
     ]
+    .boxed()
 }
 
-fn arb_credential() -> impl Strategy<Value = Credential> {
+fn arb_credential() -> BoxedStrategy<Credential> {
     let kind = prop_oneof![
         4 => Just(Some(CredentialKind::ClientSecretArgon2id(PHC.to_owned()))),
         1 => Just(Some(CredentialKind::ClientSecretArgon2id("plain".to_owned()))),
         1 => Just(None),
     ];
-    (arb_id(), kind).prop_map(|(credential_id, kind)| Credential {
-        credential_id,
-        kind,
-    })
+    (arb_id(), kind)
+        .prop_map(|(credential_id, kind)| Credential {
+            credential_id,
+            kind,
+        })
+        .boxed()
 }
 
-fn arb_actor() -> impl Strategy<Value = Actor> {
+fn arb_actor() -> BoxedStrategy<Actor> {
     let kind = prop_oneof![
         3 => Just(PrincipalKind::Admin as i32),
         4 => Just(PrincipalKind::Agent as i32),
@@ -365,17 +474,34 @@ fn arb_actor() -> impl Strategy<Value = Actor> {
         1 => any::<i32>(),
     ];
     let actor_id = prop_oneof![4 => select(IDS).prop_map(str::to_owned), 1 => Just("root".to_owned()), 1 => arb_garbage()];
-    (kind, actor_id, proptest::collection::vec(arb_id(), 0..2)).prop_map(
-        |(kind, id, on_behalf_of)| Actor {
+    (kind, actor_id, proptest::collection::vec(arb_id(), 0..2))
+        .prop_map(|(kind, id, on_behalf_of)| Actor {
             kind,
             id,
             on_behalf_of,
-        },
-    )
+        })
+        .boxed()
 }
 
 fn arb_id() -> impl Strategy<Value = String> {
     prop_oneof![8 => select(IDS).prop_map(str::to_owned), 2 => arb_garbage()]
+}
+
+fn arb_jti() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => select(&["j1", "j2", "j3"][..]).prop_map(str::to_owned),
+        4 => (0u32..10_000).prop_map(|n| format!("jti-{n}")),
+        1 => arb_garbage(),
+    ]
+}
+
+/// The agent a token is asked for: mostly the one the genesis batch registers.
+fn arb_issuer() -> impl Strategy<Value = String> {
+    prop_oneof![3 => Just("bot".to_owned()), 2 => arb_id()]
+}
+
+fn arb_scope() -> impl Strategy<Value = String> {
+    prop_oneof![8 => select(SCOPES).prop_map(str::to_owned), 1 => arb_garbage()]
 }
 
 fn arb_audience() -> impl Strategy<Value = String> {
@@ -387,7 +513,13 @@ fn arb_key_id() -> impl Strategy<Value = String> {
 }
 
 fn arb_idempotency_key() -> impl Strategy<Value = String> {
-    prop_oneof![8 => select(&["r1", "r2", "r3", "r4"][..]).prop_map(str::to_owned), 2 => arb_garbage()]
+    // A few keys reused often (retries and reuse), and many fresh ones so that actors do not
+    // run out of unused keys and see nothing but replays.
+    prop_oneof![
+        4 => select(&["r1", "r2", "r3", "r4"][..]).prop_map(str::to_owned),
+        4 => (0u32..10_000).prop_map(|n| format!("fresh-{n}")),
+        1 => arb_garbage(),
+    ]
 }
 
 fn arb_text() -> impl Strategy<Value = String> {
@@ -395,7 +527,7 @@ fn arb_text() -> impl Strategy<Value = String> {
 }
 
 /// Strings that break one rule or another.
-fn arb_garbage() -> impl Strategy<Value = String> {
+fn arb_garbage() -> BoxedStrategy<String> {
     prop_oneof![
         Just(String::new()),
         Just("x".repeat(65)),
@@ -407,6 +539,7 @@ fn arb_garbage() -> impl Strategy<Value = String> {
         Just("ünïcode".to_owned()),
         any::<String>(),
     ]
+    .boxed()
 }
 
 fn arb_digest() -> impl Strategy<Value = Vec<u8>> {

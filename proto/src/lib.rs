@@ -10,21 +10,30 @@
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
-pub mod log {
-    tonic::include_proto!("warrant.log.v1");
+/// Modules mirror the protobuf package paths, because generated code refers to other packages
+/// by relative paths (`super::super::log::v1`).
+pub mod warrant {
+    pub mod log {
+        pub mod v1 {
+            tonic::include_proto!("warrant.log.v1");
+        }
+    }
+    pub mod state {
+        pub mod v1 {
+            tonic::include_proto!("warrant.state.v1");
+        }
+    }
+    pub mod v1 {
+        tonic::include_proto!("warrant.v1");
+    }
+    pub mod raft {
+        pub mod v1 {
+            tonic::include_proto!("warrant.raft.v1");
+        }
+    }
 }
 
-pub mod state {
-    tonic::include_proto!("warrant.state.v1");
-}
-
-pub mod api {
-    tonic::include_proto!("warrant.v1");
-}
-
-pub mod raft {
-    tonic::include_proto!("warrant.raft.v1");
-}
+pub use warrant::{log::v1 as log, raft::v1 as raft, state::v1 as state, v1 as api};
 
 /// The encoded `FileDescriptorSet` of every contract, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

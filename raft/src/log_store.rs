@@ -18,7 +18,7 @@ use openraft::{
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::types::{Entry, LogId, NodeId, StorageError, StorageIOError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
 
 const CF_LOGS: &str = "logs";
 const CF_META: &str = "meta";
@@ -110,8 +110,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let store = self.clone();
+        let start = start_index(&range);
+        // Exclusive end; `None` means unbounded.
+        let end = match range.end_bound() {
+            std::ops::Bound::Included(end) => Some(end.saturating_add(1)),
+            std::ops::Bound::Excluded(end) => Some(*end),
+            std::ops::Bound::Unbounded => None,
+        };
         tokio::task::spawn_blocking(move || {
-            let start = start_index(&range);
             let mode = IteratorMode::From(&index_key(start), Direction::Forward);
             let mut entries = Vec::new();
             for item in store.db.iterator_cf(store.logs(), mode) {
@@ -119,7 +125,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 let index = u64::from_be_bytes(
                     key.as_ref().try_into().map_err(|_| StorageIOError::read_logs(&std::io::Error::other("log key is not 8 bytes")))?,
                 );
-                if !range.contains(&index) {
+                if end.is_some_and(|end| end <= index) {
                     break;
                 }
                 let entry: Entry = postcard::from_bytes(&value).map_err(|e| StorageIOError::read_logs(&e))?;

@@ -158,8 +158,6 @@ impl StateMachineStore {
     fn build_snapshot_blocking(&self) -> Result<Snapshot, StorageError> {
         let db = self.db();
         let db_snapshot = db.snapshot();
-        let mut read_options = ReadOptions::default();
-        read_options.set_snapshot(&db_snapshot);
         let get = |key: &[u8]| db_snapshot.get_cf(raft_cf(&db), key).map_err(|e| StorageIOError::read_state_machine(&e));
         let last_applied: Option<LogId> = decode_opt(get(KEY_APPLIED)?)?.flatten();
         let last_membership: StoredMembership = decode_opt(get(KEY_MEMBERSHIP)?)?.unwrap_or_default();
@@ -379,7 +377,7 @@ impl StateRead for StateReader {
         let mut rows = Vec::new();
         let mode = IteratorMode::From(from, Direction::Forward);
         for item in self.db.iterator_cf(state_cf(&self.db), mode) {
-            if !(rows.len() < limit) {
+            if limit <= rows.len() {
                 break;
             }
             let (key, value) = item.map_err(|e| StateError::Storage(e.to_string()))?;

@@ -1,0 +1,538 @@
+//! A harness that runs the real `warrant` binary as a one-node cluster.
+//!
+//! Each [`Node`] owns a temporary directory (config, data dir, stdout/stderr logs) and exactly one
+//! child process. It kills only that child, by its own handle (SIGKILL), including on drop.
+//! Readiness is a bounded poll of a condition, never a sleep: the gRPC health check reports
+//! SERVING (the node's signing key is published) and `ClusterService.Status` reports LEADER.
+
+#![allow(dead_code)] // Each test binary uses a subset of the helpers.
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use tonic::{
+    Request, Status,
+    metadata::MetadataValue,
+    transport::{Channel, Endpoint},
+};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_types::StatusExt;
+use warrant_proto::api::{
+    self, Consistency, ReadOptions, audit_service_client::AuditServiceClient,
+    cluster_service_client::ClusterServiceClient, identity_service_client::IdentityServiceClient,
+    token_service_client::TokenServiceClient,
+};
+
+/// How long a node may take to become ready.
+pub const READY_WAIT_MAX: Duration = Duration::from_secs(60);
+/// How often readiness is polled.
+pub const READY_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// The per-RPC deadline of the test clients: no call hangs a test.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many times a start is retried on a fresh port when the picked one was taken meanwhile.
+const PORT_ATTEMPTS_MAX: usize = 5;
+/// The clock leeway the node is configured with.
+pub const CLOCK_LEEWAY_S: u64 = 5;
+/// How much of a log file a failure message quotes.
+const LOG_TAIL_BYTES: usize = 6 * 1024;
+
+/// One running `warrant server` process and its directory.
+pub struct Node {
+    dir: tempfile::TempDir,
+    port: u16,
+    admin_token: String,
+    issuer: String,
+    child: Option<Child>,
+    channel: Option<Channel>,
+    /// Starts so far; each start logs to its own pair of files.
+    starts: u32,
+}
+
+impl Node {
+    /// Starts a fresh node in a new temporary directory and waits until it is ready.
+    pub async fn start() -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("warrant-it-")
+            .tempdir()
+            .expect("create temp dir");
+        let admin_token = format!("test-admin-{}", hex::encode(rand::random::<[u8; 16]>()));
+        let mut node = Node {
+            dir,
+            port: 0,
+            admin_token,
+            issuer: "https://warrant.test".to_string(),
+            child: None,
+            channel: None,
+            starts: 0,
+        };
+        node.launch(None).await;
+        node
+    }
+
+    /// SIGKILLs the node (no graceful shutdown) and starts it again on the same data dir, on the
+    /// same port if it is still free. Waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let port = self.port;
+        self.launch(Some(port)).await;
+    }
+
+    /// SIGKILLs this node's process (only it) and reaps it.
+    pub fn kill(&mut self) {
+        self.channel = None;
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the node");
+            child.wait().expect("reap the node");
+        }
+    }
+
+    /// The process id of the running node.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The Ed25519 PKCS#8 signing key the node generated in its data dir.
+    pub fn signing_key_pkcs8(&self) -> Vec<u8> {
+        fs::read(self.data_dir().join("signing-key.p8")).expect("read the node's signing key")
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone().expect("the node is running")
+    }
+
+    pub fn identity(&self) -> IdentityServiceClient<Channel> {
+        IdentityServiceClient::new(self.channel())
+    }
+
+    pub fn tokens(&self) -> TokenServiceClient<Channel> {
+        TokenServiceClient::new(self.channel())
+    }
+
+    pub fn audit(&self) -> AuditServiceClient<Channel> {
+        AuditServiceClient::new(self.channel())
+    }
+
+    pub fn cluster(&self) -> ClusterServiceClient<Channel> {
+        ClusterServiceClient::new(self.channel())
+    }
+
+    /// The admin credential as `authorization` metadata.
+    pub fn admin_auth(&self) -> String {
+        format!("Bearer {}", self.admin_token)
+    }
+
+    /// `message` with the admin credential.
+    pub fn admin<T>(&self, message: T) -> Request<T> {
+        with_auth(Some(&self.admin_auth()), message)
+    }
+
+    /// The digest of the whole projected state and the applied seq it was taken at.
+    pub async fn digest(&self) -> api::DigestResponse {
+        self.cluster()
+            .digest(self.admin(api::DigestRequest {}))
+            .await
+            .expect("Digest")
+            .into_inner()
+    }
+
+    pub async fn register_human(&self, human_id: &str) -> api::RegisterHumanResponse {
+        let request = api::RegisterHumanRequest {
+            human_id: human_id.to_string(),
+            display_name: format!("Human {human_id}"),
+            email: format!("{human_id}@example.com"),
+            ..Default::default()
+        };
+        self.identity()
+            .register_human(self.admin(request))
+            .await
+            .expect("RegisterHuman")
+            .into_inner()
+    }
+
+    pub async fn register_agent(
+        &self,
+        agent_id: &str,
+        owner_human_id: &str,
+        client_secret: &str,
+    ) -> api::RegisterAgentResponse {
+        let request = api::RegisterAgentRequest {
+            agent_id: agent_id.to_string(),
+            owner_human_id: owner_human_id.to_string(),
+            kind: "assistant".to_string(),
+            description: format!("agent {agent_id}"),
+            client_secret: client_secret.to_string(),
+            ..Default::default()
+        };
+        self.identity()
+            .register_agent(self.admin(request))
+            .await
+            .expect("RegisterAgent")
+            .into_inner()
+    }
+
+    pub async fn register_service(
+        &self,
+        service_id: &str,
+        audience: &str,
+        tools: &[&str],
+    ) -> api::RegisterServiceResponse {
+        let request = api::RegisterServiceRequest {
+            service_id: service_id.to_string(),
+            audience: audience.to_string(),
+            tools: tools
+                .iter()
+                .map(|name| api::Tool {
+                    name: name.to_string(),
+                    description: format!("tool {name}"),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        self.identity()
+            .register_service(self.admin(request))
+            .await
+            .expect("RegisterService")
+            .into_inner()
+    }
+
+    /// The agent issues a token for itself.
+    pub async fn issue(
+        &self,
+        agent: &AgentCredential,
+        audience: &str,
+        scopes: &[&str],
+    ) -> api::IssueResponse {
+        let request = api::IssueRequest {
+            audience: audience.to_string(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            ttl_seconds: 600,
+            ..Default::default()
+        };
+        self.tokens()
+            .issue(agent.request(request))
+            .await
+            .expect("Issue")
+            .into_inner()
+    }
+
+    /// Verifies a token as the admin, LINEARIZABLE.
+    pub async fn verify(&self, token: &str, audience: &str) -> api::VerifyResponse {
+        self.tokens()
+            .verify(self.admin(verify_request(token, audience)))
+            .await
+            .expect("Verify")
+            .into_inner()
+    }
+
+    /// Every event from seq 1, all pages, LINEARIZABLE.
+    pub async fn all_events(&self) -> Vec<warrant_proto::log::Event> {
+        let mut events = Vec::new();
+        let mut from_seq = 1;
+        loop {
+            let request = api::ListEventsRequest {
+                from_seq,
+                limit: 1000,
+                read: Some(linearizable()),
+            };
+            let page = self
+                .audit()
+                .list_events(self.admin(request))
+                .await
+                .expect("ListEvents")
+                .into_inner();
+            let done = page.events.is_empty() || page.applied_seq < page.next_seq;
+            events.extend(page.events);
+            if done {
+                return events;
+            }
+            assert!(
+                from_seq < page.next_seq,
+                "ListEvents did not advance: from {from_seq}, next {}",
+                page.next_seq
+            );
+            from_seq = page.next_seq;
+        }
+    }
+
+    /// The last `LOG_TAIL_BYTES` of the current start's stderr.
+    pub fn stderr_tail(&self) -> String {
+        tail(&self.log_path("stderr", self.starts))
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("warrant.toml")
+    }
+
+    fn log_path(&self, stream: &str, start: u32) -> PathBuf {
+        self.dir.path().join(format!("{stream}.{start}.log"))
+    }
+
+    fn write_config(&self) {
+        let mut table = toml::Table::new();
+        table.insert("node_id".into(), toml::Value::Integer(1));
+        table.insert(
+            "data_dir".into(),
+            self.data_dir().display().to_string().into(),
+        );
+        table.insert(
+            "listen_addr".into(),
+            format!("127.0.0.1:{}", self.port).into(),
+        );
+        table.insert("admin_token".into(), self.admin_token.clone().into());
+        table.insert("issuer".into(), self.issuer.clone().into());
+        table.insert(
+            "clock_leeway_s".into(),
+            toml::Value::Integer(CLOCK_LEEWAY_S as i64),
+        );
+        table.insert("init_single_node".into(), true.into());
+        fs::write(
+            self.config_path(),
+            toml::to_string(&table).expect("render config"),
+        )
+        .expect("write config");
+    }
+
+    /// Starts the process on `port` (or a free one) and waits until it is ready. If the port
+    /// was taken by someone else between picking and binding, tries again on a new one.
+    async fn launch(&mut self, port: Option<u16>) {
+        let mut port = port;
+        for _ in 0..PORT_ATTEMPTS_MAX {
+            self.port = match port.take() {
+                Some(port) if port_is_free(port) => port,
+                _ => free_port(),
+            };
+            self.write_config();
+            self.spawn();
+            match self.wait_ready().await {
+                Ok(channel) => {
+                    self.channel = Some(channel);
+                    return;
+                }
+                Err(Failure::PortTaken) => self.kill(),
+                Err(Failure::Other(why)) => {
+                    self.kill();
+                    panic!(
+                        "warrant node did not become ready: {why}\n--- stderr tail ---\n{}",
+                        self.stderr_tail()
+                    );
+                }
+            }
+        }
+        panic!("warrant node could not bind a free port in {PORT_ATTEMPTS_MAX} attempts");
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let stdout =
+            fs::File::create(self.log_path("stdout", self.starts)).expect("create stdout log");
+        let stderr =
+            fs::File::create(self.log_path("stderr", self.starts)).expect("create stderr log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_warrant"));
+        command
+            .arg("server")
+            .arg("--config")
+            .arg(self.config_path());
+        // The config file is the whole configuration: nothing from the test's environment leaks in.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("WARRANT_") {
+                command.env_remove(name);
+            }
+        }
+        command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        self.child = Some(command.spawn().expect("spawn the warrant binary"));
+    }
+
+    async fn wait_ready(&mut self) -> Result<Channel, Failure> {
+        let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(RPC_TIMEOUT);
+        let deadline = tokio::time::Instant::now() + READY_WAIT_MAX;
+        let mut poll = tokio::time::interval(READY_POLL_INTERVAL);
+        let mut last_error = String::from("not polled yet");
+        loop {
+            poll.tick().await;
+            let child = self.child.as_mut().expect("a child was spawned");
+            if let Some(exit) = child
+                .try_wait()
+                .map_err(|e| Failure::Other(format!("wait for the node: {e}")))?
+            {
+                let stderr = self.stderr_tail();
+                if stderr.contains("Address already in use") {
+                    return Err(Failure::PortTaken);
+                }
+                return Err(Failure::Other(format!(
+                    "the node exited with {exit} before it was ready"
+                )));
+            }
+            match probe(&endpoint, &self.admin_auth()).await {
+                Ok(channel) => return Ok(channel),
+                Err(why) => last_error = why,
+            }
+            if deadline <= tokio::time::Instant::now() {
+                return Err(Failure::Other(format!(
+                    "not ready within {READY_WAIT_MAX:?}; last probe: {last_error}"
+                )));
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- warrant node stderr tail ({}) ---\n{}",
+                self.dir.path().display(),
+                self.stderr_tail()
+            );
+        }
+    }
+}
+
+enum Failure {
+    PortTaken,
+    Other(String),
+}
+
+/// Ready means: health SERVING (the signing key is published) and this node is the leader (so
+/// LINEARIZABLE reads and writes are answered right away).
+///
+/// The Digest call (admin only) proves the process answering is ours, not another test's node
+/// that took the port first: only ours knows this admin token.
+async fn probe(endpoint: &Endpoint, admin_auth: &str) -> Result<Channel, String> {
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map_err(|e| format!("health: {e}"))?
+        .into_inner();
+    if health.status != ServingStatus::Serving as i32 {
+        return Err(format!("health status {}", health.status));
+    }
+    let status = ClusterServiceClient::new(channel.clone())
+        .status(api::StatusRequest {})
+        .await
+        .map_err(|e| format!("status: {e}"))?
+        .into_inner();
+    if status.role != "LEADER" {
+        return Err(format!("role {}", status.role));
+    }
+    ClusterServiceClient::new(channel.clone())
+        .digest(with_auth(Some(admin_auth), api::DigestRequest {}))
+        .await
+        .map_err(|e| format!("digest as this node's admin: {e}"))?;
+    Ok(channel)
+}
+
+/// A port that was free a moment ago (bound to port 0, then released).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn tail(path: &Path) -> String {
+    let bytes = fs::read(path).unwrap_or_default();
+    let start = bytes.len().saturating_sub(LOG_TAIL_BYTES);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// An agent's own credential.
+#[derive(Clone, Debug)]
+pub struct AgentCredential {
+    pub agent_id: String,
+    pub secret: String,
+}
+
+impl AgentCredential {
+    /// A new credential with a random secret.
+    pub fn new(agent_id: &str) -> Self {
+        AgentCredential {
+            agent_id: agent_id.to_string(),
+            secret: hex::encode(rand::random::<[u8; 24]>()),
+        }
+    }
+
+    /// `Basic base64(agent_id:secret)`.
+    pub fn auth(&self) -> String {
+        basic_auth(&self.agent_id, &self.secret)
+    }
+
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        with_auth(Some(&self.auth()), message)
+    }
+}
+
+pub fn basic_auth(agent_id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{agent_id}:{secret}")))
+}
+
+/// `message` with `authorization: <authorization>`, or without any when `None`.
+pub fn with_auth<T>(authorization: Option<&str>, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(authorization) = authorization {
+        let value =
+            MetadataValue::try_from(authorization).expect("authorization is valid metadata");
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+pub fn linearizable() -> ReadOptions {
+    ReadOptions {
+        consistency: Consistency::Linearizable as i32,
+        at_least_seq: 0,
+    }
+}
+
+pub fn verify_request(token: &str, audience: &str) -> api::VerifyRequest {
+    api::VerifyRequest {
+        token: token.to_string(),
+        audience: audience.to_string(),
+        read: Some(linearizable()),
+    }
+}
+
+/// The `reason` of the status's `google.rpc.ErrorInfo` detail, or "" when it carries none.
+pub fn error_reason(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}
+
+/// The name of a `TokenInvalidReason` value, for readable assertions.
+pub fn invalid_reason_name(reason: i32) -> String {
+    api::TokenInvalidReason::try_from(reason)
+        .map(|r| r.as_str_name().to_string())
+        .unwrap_or_else(|_| format!("unknown({reason})"))
+}
