@@ -16,7 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let file_descriptors = protox::compile(PROTO_FILES, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out_dir.join("descriptor.bin"), file_descriptors.encode_to_vec())?;
+    fs::write(
+        out_dir.join("descriptor.bin"),
+        file_descriptors.encode_to_vec(),
+    )?;
     tonic_prost_build::configure()
         .bytes(".warrant.raft")
         .compile_fds(file_descriptors)?;

@@ -35,17 +35,27 @@ pub enum Caller {
 impl Caller {
     pub fn actor(&self) -> log::Actor {
         match self {
-            Caller::Admin => log::Actor { kind: log::PrincipalKind::Admin as i32, id: "admin".to_string(), on_behalf_of: vec![] },
-            Caller::Agent { agent_id } => {
-                log::Actor { kind: log::PrincipalKind::Agent as i32, id: agent_id.clone(), on_behalf_of: vec![] }
-            }
+            Caller::Admin => log::Actor {
+                kind: log::PrincipalKind::Admin as i32,
+                id: "admin".to_string(),
+                on_behalf_of: vec![],
+            },
+            Caller::Agent { agent_id } => log::Actor {
+                kind: log::PrincipalKind::Agent as i32,
+                id: agent_id.clone(),
+                on_behalf_of: vec![],
+            },
         }
     }
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self {
             Caller::Admin => Ok(()),
-            Caller::Agent { .. } => Err(ApiError::new(Code::PermissionDenied, Reason::PermissionDenied, "this RPC needs the admin credential")),
+            Caller::Agent { .. } => Err(ApiError::new(
+                Code::PermissionDenied,
+                Reason::PermissionDenied,
+                "this RPC needs the admin credential",
+            )),
         }
     }
 }
@@ -57,46 +67,98 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(admin_token: &str) -> Self {
-        Authenticator { admin_token_sha256: Sha256::digest(admin_token.as_bytes()).into(), verified: Mutex::default() }
+        Authenticator {
+            admin_token_sha256: Sha256::digest(admin_token.as_bytes()).into(),
+            verified: Mutex::default(),
+        }
     }
 
     /// Authenticates the caller of one request. `state` is read for agent credentials.
-    pub async fn authenticate(&self, metadata: &MetadataMap, state: &(dyn StateRead + Sync)) -> Result<Caller, ApiError> {
+    pub async fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+        state: &(dyn StateRead + Sync),
+    ) -> Result<Caller, ApiError> {
         let Some(value) = metadata.get("authorization") else {
-            return Err(unauthenticated(Reason::CredentialMissing, "no authorization metadata; allowed: 'Bearer <admin token>' or 'Basic base64(agent_id:client_secret)'"));
+            return Err(unauthenticated(
+                Reason::CredentialMissing,
+                "no authorization metadata; allowed: 'Bearer <admin token>' or 'Basic base64(agent_id:client_secret)'",
+            ));
         };
-        let value = value.to_str().map_err(|_| unauthenticated(Reason::CredentialInvalid, "authorization metadata is not ASCII"))?;
+        let value = value.to_str().map_err(|_| {
+            unauthenticated(
+                Reason::CredentialInvalid,
+                "authorization metadata is not ASCII",
+            )
+        })?;
         if AUTHORIZATION_LEN_MAX < value.len() {
-            return Err(unauthenticated(Reason::CredentialInvalid, format!("authorization metadata is {} bytes; allowed: at most {AUTHORIZATION_LEN_MAX}", value.len())));
+            return Err(unauthenticated(
+                Reason::CredentialInvalid,
+                format!(
+                    "authorization metadata is {} bytes; allowed: at most {AUTHORIZATION_LEN_MAX}",
+                    value.len()
+                ),
+            ));
         }
         if let Some(token) = value.strip_prefix("Bearer ") {
             let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             return if constant_time_eq(&presented, &self.admin_token_sha256) {
                 Ok(Caller::Admin)
             } else {
-                Err(unauthenticated(Reason::CredentialInvalid, "the bearer credential is not the admin token"))
+                Err(unauthenticated(
+                    Reason::CredentialInvalid,
+                    "the bearer credential is not the admin token",
+                ))
             };
         }
         if let Some(encoded) = value.strip_prefix("Basic ") {
             return self.authenticate_agent(encoded, state).await;
         }
-        Err(unauthenticated(Reason::CredentialInvalid, "unknown authorization scheme; allowed: Bearer, Basic"))
+        Err(unauthenticated(
+            Reason::CredentialInvalid,
+            "unknown authorization scheme; allowed: Bearer, Basic",
+        ))
     }
 
-    async fn authenticate_agent(&self, encoded: &str, state: &(dyn StateRead + Sync)) -> Result<Caller, ApiError> {
-        let decoded = STANDARD.decode(encoded).map_err(|_| unauthenticated(Reason::CredentialInvalid, "Basic credential is not valid base64"))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| unauthenticated(Reason::CredentialInvalid, "Basic credential is not UTF-8"))?;
+    async fn authenticate_agent(
+        &self,
+        encoded: &str,
+        state: &(dyn StateRead + Sync),
+    ) -> Result<Caller, ApiError> {
+        let decoded = STANDARD.decode(encoded).map_err(|_| {
+            unauthenticated(
+                Reason::CredentialInvalid,
+                "Basic credential is not valid base64",
+            )
+        })?;
+        let decoded = String::from_utf8(decoded).map_err(|_| {
+            unauthenticated(Reason::CredentialInvalid, "Basic credential is not UTF-8")
+        })?;
         let Some((agent_id, secret)) = decoded.split_once(':') else {
-            return Err(unauthenticated(Reason::CredentialInvalid, "Basic credential must be agent_id:client_secret"));
+            return Err(unauthenticated(
+                Reason::CredentialInvalid,
+                "Basic credential must be agent_id:client_secret",
+            ));
         };
         // Any failure below reads the same to the caller, so it learns nothing about which agents exist.
-        let rejected = || unauthenticated(Reason::CredentialInvalid, "unknown agent or wrong client secret");
+        let rejected = || {
+            unauthenticated(
+                Reason::CredentialInvalid,
+                "unknown agent or wrong client secret",
+            )
+        };
         if warrant_identity::limits::validate_id("agent_id", agent_id).is_err() {
             return Err(rejected());
         }
-        let agent = query::agent(state, agent_id).map_err(|e| ApiError::internal(format!("read agent: {e}")))?.ok_or_else(rejected)?;
+        let agent = query::agent(state, agent_id)
+            .map_err(|e| ApiError::internal(format!("read agent: {e}")))?
+            .ok_or_else(rejected)?;
         if agent.status != state::Status::Active as i32 {
-            return Err(ApiError::new(Code::PermissionDenied, Reason::AgentDisabled, format!("agent {agent_id} is disabled")));
+            return Err(ApiError::new(
+                Code::PermissionDenied,
+                Reason::AgentDisabled,
+                format!("agent {agent_id} is disabled"),
+            ));
         }
         let secret_sha256: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let hashes: Vec<String> = agent
@@ -107,23 +169,35 @@ impl Authenticator {
                 None => None,
             })
             .collect();
-        if let Some((cached_sha, cached_phc)) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(agent_id)
+        if let Some((cached_sha, cached_phc)) = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(agent_id)
             && constant_time_eq(cached_sha, &secret_sha256)
             && hashes.contains(cached_phc)
         {
-            return Ok(Caller::Agent { agent_id: agent_id.to_string() });
+            return Ok(Caller::Agent {
+                agent_id: agent_id.to_string(),
+            });
         }
         let secret = secret.to_string();
-        let matched = tokio::task::spawn_blocking(move || hashes.into_iter().find(|phc| verify_secret(&secret, phc)))
-            .await
-            .map_err(|e| ApiError::internal(format!("verify secret: {e}")))?;
-        let Some(phc) = matched else { return Err(rejected()) };
+        let matched = tokio::task::spawn_blocking(move || {
+            hashes.into_iter().find(|phc| verify_secret(&secret, phc))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("verify secret: {e}")))?;
+        let Some(phc) = matched else {
+            return Err(rejected());
+        };
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if VERIFIED_SECRETS_MAX <= verified.len() {
             verified.clear();
         }
         verified.insert(agent_id.to_string(), (secret_sha256, phc));
-        Ok(Caller::Agent { agent_id: agent_id.to_string() })
+        Ok(Caller::Agent {
+            agent_id: agent_id.to_string(),
+        })
     }
 }
 
@@ -139,7 +213,9 @@ pub fn hash_secret(secret: &str) -> Result<String, ApiError> {
 
 fn verify_secret(secret: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(hash) => Argon2::default().verify_password(secret.as_bytes(), &hash).is_ok(),
+        Ok(hash) => Argon2::default()
+            .verify_password(secret.as_bytes(), &hash)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -149,5 +225,8 @@ fn unauthenticated(reason: Reason, message: impl Into<String>) -> ApiError {
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }

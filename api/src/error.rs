@@ -99,7 +99,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: Code, reason: Reason, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), metadata: Vec::new() }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            metadata: Vec::new(),
+        }
     }
 
     pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
@@ -119,8 +124,12 @@ impl ApiError {
     pub fn from_rejection(reason: i32, message: String) -> Self {
         let reason = RejectReason::try_from(reason).unwrap_or(RejectReason::Unspecified);
         let (code, reason) = match reason {
-            RejectReason::InvalidCommand | RejectReason::Unspecified => (Code::InvalidArgument, Reason::InvalidCommand),
-            RejectReason::IdempotencyKeyReused => (Code::FailedPrecondition, Reason::IdempotencyKeyReused),
+            RejectReason::InvalidCommand | RejectReason::Unspecified => {
+                (Code::InvalidArgument, Reason::InvalidCommand)
+            }
+            RejectReason::IdempotencyKeyReused => {
+                (Code::FailedPrecondition, Reason::IdempotencyKeyReused)
+            }
             RejectReason::AlreadyExists => (Code::AlreadyExists, Reason::AlreadyExists),
             RejectReason::AudienceTaken => (Code::AlreadyExists, Reason::AudienceTaken),
             RejectReason::HumanNotFound => (Code::NotFound, Reason::HumanNotFound),
@@ -129,8 +138,12 @@ impl ApiError {
             RejectReason::TokenNotFound => (Code::NotFound, Reason::TokenNotFound),
             RejectReason::AgentDisabled => (Code::FailedPrecondition, Reason::AgentDisabled),
             RejectReason::ScopeNotAllowed => (Code::PermissionDenied, Reason::ScopeNotAllowed),
-            RejectReason::SigningKeyNotFound => (Code::FailedPrecondition, Reason::SigningKeyNotFound),
-            RejectReason::SigningKeyConflict => (Code::FailedPrecondition, Reason::SigningKeyConflict),
+            RejectReason::SigningKeyNotFound => {
+                (Code::FailedPrecondition, Reason::SigningKeyNotFound)
+            }
+            RejectReason::SigningKeyConflict => {
+                (Code::FailedPrecondition, Reason::SigningKeyConflict)
+            }
             RejectReason::PermissionDenied => (Code::PermissionDenied, Reason::PermissionDenied),
         };
         ApiError::new(code, reason, message)
@@ -139,7 +152,11 @@ impl ApiError {
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Status {
-        let metadata: HashMap<String, String> = error.metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let metadata: HashMap<String, String> = error
+            .metadata
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         let details = ErrorDetails::with_error_info(error.reason.as_str(), ERROR_DOMAIN, metadata);
         Status::with_error_details(error.code, error.message, details)
     }
@@ -148,22 +165,37 @@ impl From<ApiError> for Status {
 impl From<ProposeError> for ApiError {
     fn from(error: ProposeError) -> Self {
         match error {
-            ProposeError::NotLeader { leader_id, leader_addr } => leader_hint(
-                ApiError::new(Code::Unavailable, Reason::NotLeader, "this node is not the leader; nothing was proposed: retry on the leader"),
+            ProposeError::NotLeader {
+                leader_id,
+                leader_addr,
+            } => leader_hint(
+                ApiError::new(
+                    Code::Unavailable,
+                    Reason::NotLeader,
+                    "this node is not the leader; nothing was proposed: retry on the leader",
+                ),
                 leader_id,
                 leader_addr,
             ),
             ProposeError::Overloaded { queue_len_max } => ApiError::new(
                 Code::ResourceExhausted,
                 Reason::Overloaded,
-                format!("the proposal queue is full ({queue_len_max} commands); nothing was proposed: retry with backoff"),
+                format!(
+                    "the proposal queue is full ({queue_len_max} commands); nothing was proposed: retry with backoff"
+                ),
             ),
             ProposeError::Indeterminate(why) => ApiError::new(
                 Code::Unavailable,
                 Reason::OutcomeUnknown,
-                format!("the command may or may not have committed ({why}); retry with the same idempotency key"),
+                format!(
+                    "the command may or may not have committed ({why}); retry with the same idempotency key"
+                ),
             ),
-            ProposeError::Stopped(why) => ApiError::new(Code::Unavailable, Reason::NodeStopped, format!("node is stopping: {why}")),
+            ProposeError::Stopped(why) => ApiError::new(
+                Code::Unavailable,
+                Reason::NodeStopped,
+                format!("node is stopping: {why}"),
+            ),
         }
     }
 }
@@ -171,7 +203,10 @@ impl From<ProposeError> for ApiError {
 impl From<ReadError> for ApiError {
     fn from(error: ReadError) -> Self {
         match error {
-            ReadError::NotLeader { leader_id, leader_addr } => leader_hint(
+            ReadError::NotLeader {
+                leader_id,
+                leader_addr,
+            } => leader_hint(
                 ApiError::new(
                     Code::Unavailable,
                     Reason::NotLeader,
@@ -183,14 +218,26 @@ impl From<ReadError> for ApiError {
             ReadError::NoQuorum(why) => ApiError::new(
                 Code::Unavailable,
                 Reason::NoQuorum,
-                format!("leadership could not be confirmed by a quorum ({why}); a stale answer is never given"),
+                format!(
+                    "leadership could not be confirmed by a quorum ({why}); a stale answer is never given"
+                ),
             ),
-            ReadError::Timeout { wanted, applied, waited_ms } => ApiError::new(
+            ReadError::Timeout {
+                wanted,
+                applied,
+                waited_ms,
+            } => ApiError::new(
                 Code::Unavailable,
                 Reason::ReadTimeout,
-                format!("this node applied up to seq {applied}, not {wanted}, within {waited_ms} ms"),
+                format!(
+                    "this node applied up to seq {applied}, not {wanted}, within {waited_ms} ms"
+                ),
             ),
-            ReadError::Stopped(why) => ApiError::new(Code::Unavailable, Reason::NodeStopped, format!("node is stopping: {why}")),
+            ReadError::Stopped(why) => ApiError::new(
+                Code::Unavailable,
+                Reason::NodeStopped,
+                format!("node is stopping: {why}"),
+            ),
         }
     }
 }

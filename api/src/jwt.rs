@@ -65,7 +65,8 @@ pub fn sign(key: &NodeSigningKey, claims: &AccessClaims) -> Result<String, ApiEr
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some(ACCESS_TOKEN_TYPE.to_string());
     header.kid = Some(key.key_id().to_string());
-    jsonwebtoken::encode(&header, claims, key.encoding_key()).map_err(|e| ApiError::internal(format!("sign token: {e}")))
+    jsonwebtoken::encode(&header, claims, key.encoding_key())
+        .map_err(|e| ApiError::internal(format!("sign token: {e}")))
 }
 
 /// Why a token is not valid.
@@ -77,7 +78,10 @@ pub struct Invalid {
 
 impl Invalid {
     fn new(reason: TokenInvalidReason, message: impl Into<String>) -> Self {
-        Invalid { reason, message: message.into() }
+        Invalid {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -116,19 +120,38 @@ pub trait KeyLookup {
 
 /// Verifies a compact JWS access token. `Ok(Err(_))` is an invalid token; `Err(_)` is a failure
 /// to check it (storage), which the caller reports as an error status.
-pub fn verify(token: &str, keys: &dyn KeyLookup, expect: &Expectations<'_>) -> Result<Result<VerifiedClaims, Invalid>, ApiError> {
+pub fn verify(
+    token: &str,
+    keys: &dyn KeyLookup,
+    expect: &Expectations<'_>,
+) -> Result<Result<VerifiedClaims, Invalid>, ApiError> {
     use TokenInvalidReason as R;
     if TOKEN_LEN_MAX < token.len() {
-        return Ok(Err(Invalid::new(R::TooLarge, format!("token is {} bytes; allowed: at most {TOKEN_LEN_MAX}", token.len()))));
+        return Ok(Err(Invalid::new(
+            R::TooLarge,
+            format!(
+                "token is {} bytes; allowed: at most {TOKEN_LEN_MAX}",
+                token.len()
+            ),
+        )));
     }
     let segments: Vec<&str> = token.split('.').collect();
     let [header_b64, payload_b64, signature_b64] = segments.as_slice() else {
-        return Ok(Err(Invalid::new(R::Malformed, format!("token has {} segments; allowed: 3 (a compact JWS)", segments.len()))));
+        return Ok(Err(Invalid::new(
+            R::Malformed,
+            format!(
+                "token has {} segments; allowed: 3 (a compact JWS)",
+                segments.len()
+            ),
+        )));
     };
     let decode = |what: &str, segment: &str| {
-        URL_SAFE_NO_PAD
-            .decode(segment)
-            .map_err(|_| Invalid::new(R::Malformed, format!("{what} is not strict base64url (no padding, no whitespace)")))
+        URL_SAFE_NO_PAD.decode(segment).map_err(|_| {
+            Invalid::new(
+                R::Malformed,
+                format!("{what} is not strict base64url (no padding, no whitespace)"),
+            )
+        })
     };
     let header_bytes = match decode("header", header_b64) {
         Ok(bytes) => bytes,
@@ -147,17 +170,34 @@ pub fn verify(token: &str, keys: &dyn KeyLookup, expect: &Expectations<'_>) -> R
         Err(invalid) => return Ok(Err(invalid)),
     };
     let Some(public_key) = keys.public_key(&key_id)? else {
-        return Ok(Err(Invalid::new(R::UnknownKey, "the token's kid names no key this cluster published")));
+        return Ok(Err(Invalid::new(
+            R::UnknownKey,
+            "the token's kid names no key this cluster published",
+        )));
     };
     if signature.len() != 64 {
-        return Ok(Err(Invalid::new(R::BadSignature, format!("signature is {} bytes; allowed: 64 (Ed25519)", signature.len()))));
+        return Ok(Err(Invalid::new(
+            R::BadSignature,
+            format!(
+                "signature is {} bytes; allowed: 64 (Ed25519)",
+                signature.len()
+            ),
+        )));
     }
     let message_len = header_b64.len() + 1 + payload_b64.len();
     let message = &token.as_bytes()[..message_len];
-    let signature_ok = jsonwebtoken::crypto::verify(signature_b64, message, &DecodingKey::from_ed_der(&public_key), Algorithm::EdDSA)
-        .unwrap_or(false);
+    let signature_ok = jsonwebtoken::crypto::verify(
+        signature_b64,
+        message,
+        &DecodingKey::from_ed_der(&public_key),
+        Algorithm::EdDSA,
+    )
+    .unwrap_or(false);
     if !signature_ok {
-        return Ok(Err(Invalid::new(R::BadSignature, "the signature does not verify with the named key")));
+        return Ok(Err(Invalid::new(
+            R::BadSignature,
+            "the signature does not verify with the named key",
+        )));
     }
     Ok(check_claims(&payload_bytes, key_id, expect))
 }
@@ -169,41 +209,79 @@ fn check_header(header_bytes: &[u8]) -> Result<String, Invalid> {
         match name.as_str() {
             "alg" | "typ" | "kid" => {}
             "jku" | "x5u" | "jwk" | "x5c" | "x5t" | "x5t#S256" => {
-                return Err(Invalid::new(R::KeySourceNotAllowed, format!("header parameter {name:?} is not allowed: keys come only from the cluster's published keys")));
+                return Err(Invalid::new(
+                    R::KeySourceNotAllowed,
+                    format!(
+                        "header parameter {name:?} is not allowed: keys come only from the cluster's published keys"
+                    ),
+                ));
             }
             other => {
-                return Err(Invalid::new(R::Malformed, format!("header parameter {other:?} is not allowed; allowed: alg, typ, kid")));
+                return Err(Invalid::new(
+                    R::Malformed,
+                    format!("header parameter {other:?} is not allowed; allowed: alg, typ, kid"),
+                ));
             }
         }
     }
     match header.get("alg") {
         Some(Value::String(alg)) if alg == "EdDSA" => {}
-        Some(Value::String(alg)) => return Err(Invalid::new(R::AlgNotAllowed, format!("alg {alg:?} is not allowed; allowed: EdDSA"))),
+        Some(Value::String(alg)) => {
+            return Err(Invalid::new(
+                R::AlgNotAllowed,
+                format!("alg {alg:?} is not allowed; allowed: EdDSA"),
+            ));
+        }
         Some(_) => return Err(Invalid::new(R::Malformed, "alg is not a string")),
         None => return Err(Invalid::new(R::Malformed, "header has no alg")),
     }
     match header.get("typ") {
-        Some(Value::String(typ)) if typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || typ.eq_ignore_ascii_case("application/at+jwt") => {}
+        Some(Value::String(typ))
+            if typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
+                || typ.eq_ignore_ascii_case("application/at+jwt") => {}
         Some(Value::String(typ)) => {
-            return Err(Invalid::new(R::WrongTokenType, format!("typ {typ:?} is not an access token; allowed: at+jwt")));
+            return Err(Invalid::new(
+                R::WrongTokenType,
+                format!("typ {typ:?} is not an access token; allowed: at+jwt"),
+            ));
         }
         Some(_) => return Err(Invalid::new(R::Malformed, "typ is not a string")),
-        None => return Err(Invalid::new(R::WrongTokenType, "header has no typ; allowed: at+jwt")),
+        None => {
+            return Err(Invalid::new(
+                R::WrongTokenType,
+                "header has no typ; allowed: at+jwt",
+            ));
+        }
     }
     match header.get("kid") {
-        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= KEY_ID_LEN_MAX => Ok(kid.clone()),
-        Some(Value::String(kid)) => Err(Invalid::new(R::Malformed, format!("kid is {} bytes; allowed: 1 to {KEY_ID_LEN_MAX}", kid.len()))),
+        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= KEY_ID_LEN_MAX => {
+            Ok(kid.clone())
+        }
+        Some(Value::String(kid)) => Err(Invalid::new(
+            R::Malformed,
+            format!("kid is {} bytes; allowed: 1 to {KEY_ID_LEN_MAX}", kid.len()),
+        )),
         Some(_) => Err(Invalid::new(R::Malformed, "kid is not a string")),
         None => Err(Invalid::new(R::Malformed, "header has no kid")),
     }
 }
 
-fn check_claims(payload_bytes: &[u8], key_id: String, expect: &Expectations<'_>) -> Result<VerifiedClaims, Invalid> {
+fn check_claims(
+    payload_bytes: &[u8],
+    key_id: String,
+    expect: &Expectations<'_>,
+) -> Result<VerifiedClaims, Invalid> {
     use TokenInvalidReason as R;
     let claims = parse_object(payload_bytes, "payload")?;
     let iss = string_claim(&claims, "iss")?;
     if iss != expect.issuer {
-        return Err(Invalid::new(R::IssuerMismatch, format!("iss {iss:?} is not this cluster's issuer {:?}", expect.issuer)));
+        return Err(Invalid::new(
+            R::IssuerMismatch,
+            format!(
+                "iss {iss:?} is not this cluster's issuer {:?}",
+                expect.issuer
+            ),
+        ));
     }
     let sub = string_claim(&claims, "sub")?;
     let jti = string_claim(&claims, "jti")?;
@@ -214,12 +292,19 @@ fn check_claims(payload_bytes: &[u8], key_id: String, expect: &Expectations<'_>)
         Some(Value::Array(items)) => {
             let mut auds = Vec::with_capacity(items.len());
             for item in items {
-                let Value::String(aud) = item else { return Err(Invalid::new(R::Malformed, "aud holds a non-string")) };
+                let Value::String(aud) = item else {
+                    return Err(Invalid::new(R::Malformed, "aud holds a non-string"));
+                };
                 auds.push(aud.clone());
             }
             auds
         }
-        Some(_) => return Err(Invalid::new(R::Malformed, "aud is neither a string nor an array of strings")),
+        Some(_) => {
+            return Err(Invalid::new(
+                R::Malformed,
+                "aud is neither a string nor an array of strings",
+            ));
+        }
     };
     if aud.is_empty() {
         return Err(Invalid::new(R::AudienceMismatch, "aud is empty"));
@@ -227,35 +312,71 @@ fn check_claims(payload_bytes: &[u8], key_id: String, expect: &Expectations<'_>)
     if let Some(expected) = expect.audience
         && !aud.iter().any(|a| a == expected)
     {
-        return Err(Invalid::new(R::AudienceMismatch, format!("the token is not for audience {expected:?}")));
+        return Err(Invalid::new(
+            R::AudienceMismatch,
+            format!("the token is not for audience {expected:?}"),
+        ));
     }
-    let exp = time_claim(&claims, "exp")?.ok_or_else(|| Invalid::new(R::MissingClaim, "claim exp is missing"))?;
-    let iat = time_claim(&claims, "iat")?.ok_or_else(|| Invalid::new(R::MissingClaim, "claim iat is missing"))?;
+    let exp = time_claim(&claims, "exp")?
+        .ok_or_else(|| Invalid::new(R::MissingClaim, "claim exp is missing"))?;
+    let iat = time_claim(&claims, "iat")?
+        .ok_or_else(|| Invalid::new(R::MissingClaim, "claim iat is missing"))?;
     let nbf = time_claim(&claims, "nbf")?;
     let now = expect.now_unix_s;
     if exp.saturating_add(expect.leeway_s) <= now {
-        return Err(Invalid::new(R::Expired, format!("the token expired at {exp} (now {now}, leeway {} s)", expect.leeway_s)));
+        return Err(Invalid::new(
+            R::Expired,
+            format!(
+                "the token expired at {exp} (now {now}, leeway {} s)",
+                expect.leeway_s
+            ),
+        ));
     }
     for (name, at) in [("nbf", nbf), ("iat", Some(iat))] {
         if let Some(at) = at
             && now.saturating_add(expect.leeway_s) < at
         {
-            return Err(Invalid::new(R::NotYetValid, format!("{name} {at} is in the future (now {now}, leeway {} s)", expect.leeway_s)));
+            return Err(Invalid::new(
+                R::NotYetValid,
+                format!(
+                    "{name} {at} is in the future (now {now}, leeway {} s)",
+                    expect.leeway_s
+                ),
+            ));
         }
     }
     let scopes = match claims.get("scope") {
         None => Vec::new(),
-        Some(Value::String(scope)) => scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        Some(Value::String(scope)) => scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
         Some(_) => return Err(Invalid::new(R::Malformed, "scope is not a string")),
     };
-    Ok(VerifiedClaims { key_id, sub, aud, exp, iat, jti, client_id, scopes })
+    Ok(VerifiedClaims {
+        key_id,
+        sub,
+        aud,
+        exp,
+        iat,
+        jti,
+        client_id,
+        scopes,
+    })
 }
 
 fn string_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<String, Invalid> {
     match claims.get(name) {
         Some(Value::String(value)) => Ok(value.clone()),
-        Some(_) => Err(Invalid::new(TokenInvalidReason::Malformed, format!("claim {name} is not a string"))),
-        None => Err(Invalid::new(TokenInvalidReason::MissingClaim, format!("claim {name} is missing"))),
+        Some(_) => Err(Invalid::new(
+            TokenInvalidReason::Malformed,
+            format!("claim {name} is not a string"),
+        )),
+        None => Err(Invalid::new(
+            TokenInvalidReason::MissingClaim,
+            format!("claim {name} is missing"),
+        )),
     }
 }
 
@@ -266,9 +387,15 @@ fn time_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<Option<u64
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(value) if value <= UNIX_TIME_MAX => Ok(Some(value)),
-            _ => Err(Invalid::new(TokenInvalidReason::Malformed, format!("claim {name} is not a time in 0..={UNIX_TIME_MAX}"))),
+            _ => Err(Invalid::new(
+                TokenInvalidReason::Malformed,
+                format!("claim {name} is not a time in 0..={UNIX_TIME_MAX}"),
+            )),
         },
-        Some(_) => Err(Invalid::new(TokenInvalidReason::Malformed, format!("claim {name} is not a number"))),
+        Some(_) => Err(Invalid::new(
+            TokenInvalidReason::Malformed,
+            format!("claim {name} is not a number"),
+        )),
     }
 }
 
@@ -276,7 +403,12 @@ fn time_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<Option<u64
 fn parse_object(bytes: &[u8], what: &str) -> Result<BTreeMap<String, Value>, Invalid> {
     serde_json::from_slice::<StrictObject>(bytes)
         .map(|object| object.0)
-        .map_err(|e| Invalid::new(TokenInvalidReason::Malformed, format!("{what} is not a JSON object without duplicate members: {e}")))
+        .map_err(|e| {
+            Invalid::new(
+                TokenInvalidReason::Malformed,
+                format!("{what} is not a JSON object without duplicate members: {e}"),
+            )
+        })
 }
 
 struct StrictObject(BTreeMap<String, Value>);
@@ -295,7 +427,9 @@ impl<'de> Deserialize<'de> for StrictObject {
                 let mut members = BTreeMap::new();
                 while let Some((name, value)) = map.next_entry::<String, Value>()? {
                     if members.contains_key(&name) {
-                        return Err(serde::de::Error::custom(format!("duplicate member {name:?}")));
+                        return Err(serde::de::Error::custom(format!(
+                            "duplicate member {name:?}"
+                        )));
                     }
                     members.insert(name, value);
                 }

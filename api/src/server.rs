@@ -18,7 +18,9 @@ use warrant_raft::{RaftConfig, RaftNode};
 
 use crate::{
     auth::Authenticator,
-    services::{Context, audit::AuditApi, cluster::ClusterApi, identity::IdentityApi, token::TokenApi},
+    services::{
+        Context, audit::AuditApi, cluster::ClusterApi, identity::IdentityApi, token::TokenApi,
+    },
     signing_key::NodeSigningKey,
 };
 
@@ -54,7 +56,10 @@ pub enum ServeError {
     #[error("start raft: {0}")]
     Raft(#[from] warrant_raft::StartError),
     #[error("bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("reflection: {0}")]
     Reflection(String),
     #[error("serve: {0}")]
@@ -70,12 +75,34 @@ pub struct Warrant {
 
 impl Warrant {
     /// Starts the node and serves until `shutdown` resolves.
-    pub async fn run(config: ApiConfig, shutdown: impl Future<Output = ()> + Send + 'static, on_ready: impl FnOnce(&Warrant)) -> Result<(), ServeError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::SigningKey(crate::signing_key::SigningKeyError::Write { path: config.data_dir.display().to_string(), source: e }))?;
+    pub async fn run(
+        config: ApiConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        on_ready: impl FnOnce(&Warrant),
+    ) -> Result<(), ServeError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            ServeError::SigningKey(crate::signing_key::SigningKeyError::Write {
+                path: config.data_dir.display().to_string(),
+                source: e,
+            })
+        })?;
         let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
-        let node = RaftNode::start(RaftConfig::new(config.node_id, config.advertise_addr.clone(), config.data_dir.clone())).await?;
-        let listener = TcpListener::bind(config.listen_addr).await.map_err(|source| ServeError::Bind { addr: config.listen_addr, source })?;
-        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen_addr, source })?;
+        let node = RaftNode::start(RaftConfig::new(
+            config.node_id,
+            config.advertise_addr.clone(),
+            config.data_dir.clone(),
+        ))
+        .await?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
 
         let context = Arc::new(Context {
             node: node.clone(),
@@ -91,10 +118,22 @@ impl Warrant {
             .build_v1()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
-        let identity = IdentityServiceServer::new(IdentityApi { context: context.clone() }).max_decoding_message_size(REQUEST_BYTES_MAX);
-        let token = TokenServiceServer::new(TokenApi { context: context.clone() }).max_decoding_message_size(REQUEST_BYTES_MAX);
-        let cluster = ClusterServiceServer::new(ClusterApi { context: context.clone() }).max_decoding_message_size(REQUEST_BYTES_MAX);
-        let audit = AuditServiceServer::new(AuditApi { context: context.clone() }).max_decoding_message_size(REQUEST_BYTES_MAX);
+        let identity = IdentityServiceServer::new(IdentityApi {
+            context: context.clone(),
+        })
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
+        let token = TokenServiceServer::new(TokenApi {
+            context: context.clone(),
+        })
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
+        let cluster = ClusterServiceServer::new(ClusterApi {
+            context: context.clone(),
+        })
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
+        let audit = AuditServiceServer::new(AuditApi {
+            context: context.clone(),
+        })
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let node_id = config.node_id;
@@ -133,8 +172,17 @@ impl Warrant {
         if config.init_single_node && node.initialize_single().await? {
             tracing::info!(node_id = config.node_id, "initialised a one-member cluster");
         }
-        let warrant = Warrant { node: node.clone(), local_addr, key_id: signing_key.key_id().to_string() };
-        let publisher = tokio::spawn(publish_signing_key(node.clone(), signing_key.clone(), health_reporter, stop_rx));
+        let warrant = Warrant {
+            node: node.clone(),
+            local_addr,
+            key_id: signing_key.key_id().to_string(),
+        };
+        let publisher = tokio::spawn(publish_signing_key(
+            node.clone(),
+            signing_key.clone(),
+            health_reporter,
+            stop_rx,
+        ));
         on_ready(&warrant);
 
         shutdown.await;
@@ -165,17 +213,26 @@ async fn publish_signing_key(
     let command = log::Command {
         idempotency_key: format!("publish-signing-key-{}", key.key_id()),
         request_digest: Sha256::digest(key.public_key()).to_vec(),
-        actor: Some(log::Actor { kind: log::PrincipalKind::Node as i32, id: node.node_id().to_string(), on_behalf_of: vec![] }),
-        kind: Some(log::command::Kind::PublishSigningKey(log::PublishSigningKey {
-            key_id: key.key_id().to_string(),
-            node_id: node.node_id(),
-            algorithm: log::SigningAlgorithm::Ed25519 as i32,
-            public_key: key.public_key().to_vec(),
-        })),
+        actor: Some(log::Actor {
+            kind: log::PrincipalKind::Node as i32,
+            id: node.node_id().to_string(),
+            on_behalf_of: vec![],
+        }),
+        kind: Some(log::command::Kind::PublishSigningKey(
+            log::PublishSigningKey {
+                key_id: key.key_id().to_string(),
+                node_id: node.node_id(),
+                algorithm: log::SigningAlgorithm::Ed25519 as i32,
+                public_key: key.public_key().to_vec(),
+            },
+        )),
     };
     let mut backoff = Duration::from_millis(100);
     loop {
-        let published = matches!(query::signing_key(&node.reader(), key.key_id()), Ok(Some(_)));
+        let published = matches!(
+            query::signing_key(&node.reader(), key.key_id()),
+            Ok(Some(_))
+        );
         if published {
             break;
         }
@@ -183,7 +240,9 @@ async fn publish_signing_key(
             match node.propose(command.clone()).await {
                 Ok(proposal) => match proposal.outcome.result {
                     Some(log::outcome::Result::Accepted(_)) => break,
-                    other => tracing::error!(outcome = ?other, "publishing the signing key was rejected"),
+                    other => {
+                        tracing::error!(outcome = ?other, "publishing the signing key was rejected")
+                    }
                 },
                 Err(e) => tracing::warn!(error = %e, "publishing the signing key failed; retrying"),
             }
@@ -196,6 +255,10 @@ async fn publish_signing_key(
     }
     tracing::info!(key_id = key.key_id(), "signing key published");
     health.set_serving::<TokenServiceServer<TokenApi>>().await;
-    health.set_serving::<IdentityServiceServer<IdentityApi>>().await;
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health
+        .set_serving::<IdentityServiceServer<IdentityApi>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
 }

@@ -33,9 +33,15 @@ pub struct NodeSigningKey {
 #[derive(Debug, thiserror::Error)]
 pub enum SigningKeyError {
     #[error("read signing key {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("write signing key {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("signing key {path} is not a valid Ed25519 PKCS#8 key")]
     Invalid { path: String },
     #[error("signing key {path} is readable by others (mode {mode:o}); allowed: 0600")]
@@ -51,19 +57,37 @@ impl NodeSigningKey {
         let path_text = path.display().to_string();
         let pkcs8 = match fs::read(&path) {
             Ok(bytes) => {
-                let mode = fs::metadata(&path).map_err(|source| SigningKeyError::Read { path: path_text.clone(), source })?.permissions().mode();
+                let mode = fs::metadata(&path)
+                    .map_err(|source| SigningKeyError::Read {
+                        path: path_text.clone(),
+                        source,
+                    })?
+                    .permissions()
+                    .mode();
                 if mode & 0o077 != 0 {
-                    return Err(SigningKeyError::Permissions { path: path_text, mode: mode & 0o777 });
+                    return Err(SigningKeyError::Permissions {
+                        path: path_text,
+                        mode: mode & 0o777,
+                    });
                 }
                 bytes
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|e| SigningKeyError::Generate(e.to_string()))?;
+                let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                    .map_err(|e| SigningKeyError::Generate(e.to_string()))?;
                 let bytes = document.as_ref().to_vec();
-                write_private(&path, &bytes).map_err(|source| SigningKeyError::Write { path: path_text.clone(), source })?;
+                write_private(&path, &bytes).map_err(|source| SigningKeyError::Write {
+                    path: path_text.clone(),
+                    source,
+                })?;
                 bytes
             }
-            Err(source) => return Err(SigningKeyError::Read { path: path_text, source }),
+            Err(source) => {
+                return Err(SigningKeyError::Read {
+                    path: path_text,
+                    source,
+                });
+            }
         };
         Self::from_pkcs8(&pkcs8).ok_or(SigningKeyError::Invalid { path: path_text })
     }
@@ -72,13 +96,19 @@ impl NodeSigningKey {
     pub fn from_pkcs8(pkcs8: &[u8]) -> Option<Self> {
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8).ok()?;
         let public_key: [u8; 32] = pair.public_key().as_ref().try_into().ok()?;
-        Some(NodeSigningKey { key_id: jwk_thumbprint(&public_key), public_key, encoding_key: EncodingKey::from_ed_der(pkcs8) })
+        Some(NodeSigningKey {
+            key_id: jwk_thumbprint(&public_key),
+            public_key,
+            encoding_key: EncodingKey::from_ed_der(pkcs8),
+        })
     }
 
     /// A fresh key that lives only in memory (benchmarks and tests).
     pub fn generate_ephemeral() -> Result<Self, SigningKeyError> {
-        let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|e| SigningKeyError::Generate(e.to_string()))?;
-        Self::from_pkcs8(document.as_ref()).ok_or_else(|| SigningKeyError::Generate("generated key did not parse".to_string()))
+        let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|e| SigningKeyError::Generate(e.to_string()))?;
+        Self::from_pkcs8(document.as_ref())
+            .ok_or_else(|| SigningKeyError::Generate("generated key did not parse".to_string()))
     }
 
     pub fn key_id(&self) -> &str {
@@ -97,13 +127,21 @@ impl NodeSigningKey {
 /// RFC 7638 thumbprint of an Ed25519 public key: SHA-256 over the canonical JWK members in
 /// lexicographic order, base64url without padding.
 pub fn jwk_thumbprint(public_key: &[u8; 32]) -> String {
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(public_key));
+    let canonical = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(public_key)
+    );
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);

@@ -51,12 +51,17 @@ pub fn optional_idempotency_key(value: &str) -> Result<(), ApiError> {
 
 /// Parses the read options of a query.
 pub fn read_consistency(read: Option<&ReadOptions>) -> Result<ReadConsistency, ApiError> {
-    let Some(read) = read else { return Ok(ReadConsistency::Linearizable) };
+    let Some(read) = read else {
+        return Ok(ReadConsistency::Linearizable);
+    };
     let consistency = Consistency::try_from(read.consistency).map_err(|_| {
         ApiError::invalid_field(
             Reason::FieldInvalid,
             "read.consistency",
-            format!("read.consistency {} is unknown; allowed: LOCAL, AT_LEAST, LINEARIZABLE", read.consistency),
+            format!(
+                "read.consistency {} is unknown; allowed: LOCAL, AT_LEAST, LINEARIZABLE",
+                read.consistency
+            ),
         )
     })?;
     match consistency {

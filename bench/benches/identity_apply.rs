@@ -13,5 +13,7 @@ fn main() {
 fn apply_issue_batch(bencher: Bencher, n: u64) {
     let state = seeded_state();
     let batch = issue_batch(1, n);
-    bencher.counter(ItemsCount::new(n)).bench(|| apply_batch(divan::black_box(&state), divan::black_box(&batch), 2).expect("apply"));
+    bencher.counter(ItemsCount::new(n)).bench(|| {
+        apply_batch(divan::black_box(&state), divan::black_box(&batch), 2).expect("apply")
+    });
 }

@@ -45,7 +45,12 @@ fn verify(bencher: Bencher) {
     let key = NodeSigningKey::generate_ephemeral().expect("key");
     let token = jwt::sign(&key, &claims(1)).expect("sign");
     let keys = OneKey(key.key_id().to_string(), *key.public_key());
-    let expect = Expectations { issuer: "https://warrant.local", audience: Some("https://calendar.example/mcp"), now_unix_s: 1_800_000_000, leeway_s: 5 };
+    let expect = Expectations {
+        issuer: "https://warrant.local",
+        audience: Some("https://calendar.example/mcp"),
+        now_unix_s: 1_800_000_000,
+        leeway_s: 5,
+    };
     bencher.bench(|| {
         let verdict = jwt::verify(divan::black_box(&token), &keys, &expect).expect("verify runs");
         assert!(verdict.is_ok());

@@ -11,22 +11,39 @@ pub const AGENT: &str = "alice-assistant";
 pub const AUDIENCE: &str = "https://calendar.example/mcp";
 pub const KEY_ID: &str = "bench-key";
 
-fn command(actor_kind: log::PrincipalKind, actor_id: &str, key: String, kind: Kind) -> log::Command {
+fn command(
+    actor_kind: log::PrincipalKind,
+    actor_id: &str,
+    key: String,
+    kind: Kind,
+) -> log::Command {
     log::Command {
         idempotency_key: key,
         request_digest: vec![7; 32],
-        actor: Some(log::Actor { kind: actor_kind as i32, id: actor_id.to_string(), on_behalf_of: vec![] }),
+        actor: Some(log::Actor {
+            kind: actor_kind as i32,
+            id: actor_id.to_string(),
+            on_behalf_of: vec![],
+        }),
         kind: Some(kind),
     }
 }
 
 /// A state holding one human, one agent, one service and one signing key.
 pub fn seeded_state() -> InMemoryState {
-    let admin = |key: &str, kind| command(log::PrincipalKind::Admin, "admin", key.to_string(), kind);
+    let admin =
+        |key: &str, kind| command(log::PrincipalKind::Admin, "admin", key.to_string(), kind);
     let batch = log::Batch {
         time_unix_ms: 1_700_000_000_000,
         commands: vec![
-            admin("h", Kind::RegisterHuman(log::RegisterHuman { human_id: HUMAN.into(), display_name: "Alice".into(), email: String::new() })),
+            admin(
+                "h",
+                Kind::RegisterHuman(log::RegisterHuman {
+                    human_id: HUMAN.into(),
+                    display_name: "Alice".into(),
+                    email: String::new(),
+                }),
+            ),
             admin(
                 "a",
                 Kind::RegisterAgent(log::RegisterAgent {
@@ -42,7 +59,10 @@ pub fn seeded_state() -> InMemoryState {
                 Kind::RegisterService(log::RegisterService {
                     service_id: "calendar".into(),
                     audience: AUDIENCE.into(),
-                    tools: vec![log::Tool { name: "read_events".into(), description: String::new() }],
+                    tools: vec![log::Tool {
+                        name: "read_events".into(),
+                        description: String::new(),
+                    }],
                 }),
             ),
             admin(
@@ -81,5 +101,8 @@ pub fn issue_batch(first: u64, n: u64) -> log::Batch {
             )
         })
         .collect();
-    log::Batch { time_unix_ms: 1_700_000_001_000, commands }
+    log::Batch {
+        time_unix_ms: 1_700_000_001_000,
+        commands,
+    }
 }

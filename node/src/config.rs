@@ -75,20 +75,35 @@ impl ServerConfig {
     pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
         if let Some(file) = file {
-            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            anyhow::ensure!(
+                file.exists(),
+                "config file {} does not exist",
+                file.display()
+            );
             figment = figment.merge(Toml::file_exact(file));
         }
-        let figment = figment.merge(Env::prefixed("WARRANT_")).merge(Serialized::defaults(overrides));
-        let config: ServerConfig = figment.extract().map_err(|e| anyhow::format_err!("invalid config: {e}"))?;
+        let figment = figment
+            .merge(Env::prefixed("WARRANT_"))
+            .merge(Serialized::defaults(overrides));
+        let config: ServerConfig = figment
+            .extract()
+            .map_err(|e| anyhow::format_err!("invalid config: {e}"))?;
         config.check()?;
         Ok(config)
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.node_id != 0, "invalid config: key node_id is 0; allowed: 1 or more");
-        anyhow::ensure!(!self.issuer.is_empty(), "invalid config: key issuer is empty; allowed: a URL naming this cluster");
         anyhow::ensure!(
-            0 < self.token_ttl_default_s && self.token_ttl_default_s <= warrant_identity::limits::TOKEN_TTL_SECONDS_MAX,
+            self.node_id != 0,
+            "invalid config: key node_id is 0; allowed: 1 or more"
+        );
+        anyhow::ensure!(
+            !self.issuer.is_empty(),
+            "invalid config: key issuer is empty; allowed: a URL naming this cluster"
+        );
+        anyhow::ensure!(
+            0 < self.token_ttl_default_s
+                && self.token_ttl_default_s <= warrant_identity::limits::TOKEN_TTL_SECONDS_MAX,
             "invalid config: key token_ttl_default_s is {}; allowed: 1 to {}",
             self.token_ttl_default_s,
             warrant_identity::limits::TOKEN_TTL_SECONDS_MAX
@@ -104,13 +119,17 @@ impl ServerConfig {
     /// The admin token, from `admin_token` or `admin_token_file`.
     pub fn admin_token(&self) -> anyhow::Result<String> {
         let token = match (&self.admin_token, &self.admin_token_file) {
-            (Some(_), Some(_)) => anyhow::bail!("invalid config: keys admin_token and admin_token_file are both set; allowed: one of them"),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "invalid config: keys admin_token and admin_token_file are both set; allowed: one of them"
+            ),
             (Some(token), None) => token.clone(),
             (None, Some(path)) => std::fs::read_to_string(path)
                 .with_context(|| format!("read admin_token_file {}", path.display()))?
                 .trim()
                 .to_string(),
-            (None, None) => anyhow::bail!("invalid config: neither admin_token nor admin_token_file is set; allowed: one of them"),
+            (None, None) => anyhow::bail!(
+                "invalid config: neither admin_token nor admin_token_file is set; allowed: one of them"
+            ),
         };
         anyhow::ensure!(
             ADMIN_TOKEN_LEN_MIN <= token.len() && token.bytes().all(|b| b.is_ascii_graphic()),
@@ -120,6 +139,8 @@ impl ServerConfig {
     }
 
     pub fn advertise_addr(&self) -> String {
-        self.advertise_addr.clone().unwrap_or_else(|| self.listen_addr.to_string())
+        self.advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.listen_addr.to_string())
     }
 }

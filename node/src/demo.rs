@@ -9,8 +9,8 @@ use tonic::{Request, metadata::MetadataValue, transport::Channel};
 use warrant_api::ApiConfig;
 use warrant_proto::{
     api::{
-        self, Consistency, ReadOptions, audit_service_client::AuditServiceClient, identity_service_client::IdentityServiceClient,
-        token_service_client::TokenServiceClient,
+        self, Consistency, ReadOptions, audit_service_client::AuditServiceClient,
+        identity_service_client::IdentityServiceClient, token_service_client::TokenServiceClient,
     },
     log::event::Kind,
 };
@@ -35,7 +35,10 @@ pub async fn run(listen_addr: SocketAddr) -> anyhow::Result<()> {
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let node = tokio::spawn(warrant_api::Warrant::run(
-        ApiConfig { advertise_addr: listen_addr.to_string(), ..api },
+        ApiConfig {
+            advertise_addr: listen_addr.to_string(),
+            ..api
+        },
         async move {
             let _ = stop_rx.await;
         },
@@ -52,7 +55,10 @@ pub async fn run(listen_addr: SocketAddr) -> anyhow::Result<()> {
 }
 
 async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(format!("http://{addr}"))?.connect().await.context("connect to node")?;
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .context("connect to node")?;
     wait_ready(channel.clone()).await?;
     println!("== Warrant demo: a one-node cluster at http://{addr}");
     let admin = format!("Bearer {admin_token}");
@@ -61,10 +67,21 @@ async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()>
     let mut audit = AuditServiceClient::new(channel.clone());
 
     let human = identity
-        .register_human(authed(&admin, api::RegisterHumanRequest { human_id: "alice".into(), display_name: "Alice".into(), email: "alice@example.com".into(), ..Default::default() }))
+        .register_human(authed(
+            &admin,
+            api::RegisterHumanRequest {
+                human_id: "alice".into(),
+                display_name: "Alice".into(),
+                email: "alice@example.com".into(),
+                ..Default::default()
+            },
+        ))
         .await?
         .into_inner();
-    println!("registered human   alice                      (seq {})", human.seq);
+    println!(
+        "registered human   alice                      (seq {})",
+        human.seq
+    );
     let secret = hex::encode(rand::random::<[u8; 24]>());
     let agent = identity
         .register_agent(authed(
@@ -80,58 +97,145 @@ async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()>
         ))
         .await?
         .into_inner();
-    println!("registered agent   alice-assistant (owner alice) (seq {})", agent.seq);
+    println!(
+        "registered agent   alice-assistant (owner alice) (seq {})",
+        agent.seq
+    );
     let service = identity
         .register_service(authed(
             &admin,
             api::RegisterServiceRequest {
                 service_id: "calendar".into(),
                 audience: "https://calendar.example/mcp".into(),
-                tools: vec![api::Tool { name: "read_events".into(), description: "List events".into() }, api::Tool { name: "create_event".into(), description: "Create an event".into() }],
+                tools: vec![
+                    api::Tool {
+                        name: "read_events".into(),
+                        description: "List events".into(),
+                    },
+                    api::Tool {
+                        name: "create_event".into(),
+                        description: "Create an event".into(),
+                    },
+                ],
                 ..Default::default()
             },
         ))
         .await?
         .into_inner();
-    println!("registered service calendar (audience https://calendar.example/mcp) (seq {})", service.seq);
+    println!(
+        "registered service calendar (audience https://calendar.example/mcp) (seq {})",
+        service.seq
+    );
 
-    let agent_credential = format!("Basic {}", STANDARD.encode(format!("alice-assistant:{secret}")));
+    let agent_credential = format!(
+        "Basic {}",
+        STANDARD.encode(format!("alice-assistant:{secret}"))
+    );
     let issued = tokens
-        .issue(authed(&agent_credential, api::IssueRequest { audience: "https://calendar.example/mcp".into(), scopes: vec!["read_events".into()], ttl_seconds: 600, ..Default::default() }))
+        .issue(authed(
+            &agent_credential,
+            api::IssueRequest {
+                audience: "https://calendar.example/mcp".into(),
+                scopes: vec!["read_events".into()],
+                ttl_seconds: 600,
+                ..Default::default()
+            },
+        ))
         .await?
         .into_inner();
-    println!("issued token       jti {} (seq {}, expires in {} s)", issued.jti, issued.seq, issued.expires_in);
+    println!(
+        "issued token       jti {} (seq {}, expires in {} s)",
+        issued.jti, issued.seq, issued.expires_in
+    );
 
     let verify = |token: String| api::VerifyRequest {
         token,
         audience: "https://calendar.example/mcp".into(),
-        read: Some(ReadOptions { consistency: Consistency::Linearizable as i32, at_least_seq: 0 }),
+        read: Some(ReadOptions {
+            consistency: Consistency::Linearizable as i32,
+            at_least_seq: 0,
+        }),
     };
-    let verified = tokens.verify(authed(&admin, verify(issued.access_token.clone()))).await?.into_inner();
-    println!("verified           active={} sub={} agent={} scopes={:?}", verified.active, verified.subject, verified.agent_id, verified.scopes);
-    anyhow::ensure!(verified.active, "a fresh token did not verify: {}", verified.reason_message);
+    let verified = tokens
+        .verify(authed(&admin, verify(issued.access_token.clone())))
+        .await?
+        .into_inner();
+    println!(
+        "verified           active={} sub={} agent={} scopes={:?}",
+        verified.active, verified.subject, verified.agent_id, verified.scopes
+    );
+    anyhow::ensure!(
+        verified.active,
+        "a fresh token did not verify: {}",
+        verified.reason_message
+    );
 
-    let revoked = tokens.revoke(authed(&admin, api::RevokeRequest { jti: issued.jti.clone(), reason: "demo".into(), ..Default::default() })).await?.into_inner();
-    println!("revoked            jti {} (seq {})", issued.jti, revoked.seq);
-    let verified = tokens.verify(authed(&admin, verify(issued.access_token))).await?.into_inner();
-    let reason = api::TokenInvalidReason::try_from(verified.reason).map(|r| r.as_str_name()).unwrap_or("?");
-    println!("verified again     active={} reason={reason}", verified.active);
+    let revoked = tokens
+        .revoke(authed(
+            &admin,
+            api::RevokeRequest {
+                jti: issued.jti.clone(),
+                reason: "demo".into(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    println!(
+        "revoked            jti {} (seq {})",
+        issued.jti, revoked.seq
+    );
+    let verified = tokens
+        .verify(authed(&admin, verify(issued.access_token)))
+        .await?
+        .into_inner();
+    let reason = api::TokenInvalidReason::try_from(verified.reason)
+        .map(|r| r.as_str_name())
+        .unwrap_or("?");
+    println!(
+        "verified again     active={} reason={reason}",
+        verified.active
+    );
     anyhow::ensure!(!verified.active, "a revoked token still verified");
 
-    let events = audit.list_events(authed(&admin, api::ListEventsRequest { from_seq: 1, limit: 100, read: None })).await?.into_inner();
+    let events = audit
+        .list_events(authed(
+            &admin,
+            api::ListEventsRequest {
+                from_seq: 1,
+                limit: 100,
+                read: None,
+            },
+        ))
+        .await?
+        .into_inner();
     println!("audit trail ({} events):", events.events.len());
     for event in &events.events {
         let what = match &event.kind {
             Some(Kind::HumanRegistered(e)) => format!("HumanRegistered {}", e.human_id),
-            Some(Kind::AgentRegistered(e)) => format!("AgentRegistered {} owner={}", e.agent_id, e.owner_human_id),
-            Some(Kind::ServiceRegistered(e)) => format!("ServiceRegistered {} aud={}", e.service_id, e.audience),
-            Some(Kind::TokenIssued(e)) => format!("TokenIssued jti={} sub={} scopes={:?}", e.jti, e.subject, e.scopes),
-            Some(Kind::TokenRevoked(e)) => format!("TokenRevoked jti={} reason={}", e.jti, e.reason),
-            Some(Kind::SigningKeyPublished(e)) => format!("SigningKeyPublished kid={} node={}", e.key_id, e.node_id),
+            Some(Kind::AgentRegistered(e)) => {
+                format!("AgentRegistered {} owner={}", e.agent_id, e.owner_human_id)
+            }
+            Some(Kind::ServiceRegistered(e)) => {
+                format!("ServiceRegistered {} aud={}", e.service_id, e.audience)
+            }
+            Some(Kind::TokenIssued(e)) => format!(
+                "TokenIssued jti={} sub={} scopes={:?}",
+                e.jti, e.subject, e.scopes
+            ),
+            Some(Kind::TokenRevoked(e)) => {
+                format!("TokenRevoked jti={} reason={}", e.jti, e.reason)
+            }
+            Some(Kind::SigningKeyPublished(e)) => {
+                format!("SigningKeyPublished kid={} node={}", e.key_id, e.node_id)
+            }
             None => "?".to_string(),
         };
         let actor = event.actor.as_ref().map(|a| a.id.as_str()).unwrap_or("?");
-        println!("  #{:<3} log {:<4} by {:<16} {what}", event.seq, event.log_index, actor);
+        println!(
+            "  #{:<3} log {:<4} by {:<16} {what}",
+            event.seq, event.log_index, actor
+        );
     }
     Ok(())
 }
@@ -151,12 +255,20 @@ async fn wait_ready(channel: Channel) -> anyhow::Result<()> {
     let mut interval = tokio::time::interval(Duration::from_millis(100));
     loop {
         interval.tick().await;
-        let reply = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+        let reply = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
         if let Ok(reply) = reply
-            && reply.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            && reply.into_inner().status
+                == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         {
             return Ok(());
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "node not healthy within {READY_WAIT_MAX:?}");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "node not healthy within {READY_WAIT_MAX:?}"
+        );
     }
 }

@@ -13,7 +13,11 @@ use warrant_api::{ApiConfig, Warrant};
 use crate::config::{Overrides, ServerConfig};
 
 #[derive(Parser)]
-#[command(name = "warrant", version, about = "Identity authority for humans and AI agents")]
+#[command(
+    name = "warrant",
+    version,
+    about = "Identity authority for humans and AI agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start tokio runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Server { config, node_id, data_dir, listen_addr, advertise_addr, init_single_node } => {
@@ -117,18 +124,21 @@ fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
 
 /// Serves until SIGINT or SIGTERM.
 pub async fn serve(api: ApiConfig, on_ready: impl FnOnce(&Warrant)) -> anyhow::Result<()> {
-    Warrant::run(api, shutdown_signal(), on_ready).await.context("run node")
+    Warrant::run(api, shutdown_signal(), on_ready)
+        .await
+        .context("run node")
 }
 
 async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
@@ -144,16 +154,29 @@ fn dev_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
         return Ok(token.trim().to_string());
     }
     let token = format!("dev-{}", hex::encode(rand::random::<[u8; 16]>()));
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(|| format!("create {}", path.display()))?;
-    file.write_all(token.as_bytes()).with_context(|| format!("write {}", path.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("create {}", path.display()))?;
+    file.write_all(token.as_bytes())
+        .with_context(|| format!("write {}", path.display()))?;
     Ok(token)
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
-        builder.json().flatten_event(true).with_current_span(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     } else {
         builder.init();
     }

@@ -11,7 +11,10 @@ use crate::types::NodeId;
 pub enum ProposeError {
     /// This node is not the leader. Nothing was proposed; the caller may retry on the leader.
     #[error("not the leader; leader is {leader_id:?} at {leader_addr:?}")]
-    NotLeader { leader_id: Option<NodeId>, leader_addr: Option<String> },
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
     /// The proposal queue is full. Nothing was proposed.
     #[error("proposal queue is full ({queue_len_max} commands waiting)")]
     Overloaded { queue_len_max: usize },
@@ -29,13 +32,20 @@ pub enum ProposeError {
 pub enum ReadError {
     /// This node cannot confirm it is the leader, and follower reads ask the leader.
     #[error("not the leader; leader is {leader_id:?} at {leader_addr:?}")]
-    NotLeader { leader_id: Option<NodeId>, leader_addr: Option<String> },
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
     /// No quorum confirmed leadership in time: answering would risk a stale read.
     #[error("no quorum: {0}")]
     NoQuorum(String),
     /// The node did not apply far enough within the wait limit.
     #[error("not applied to seq {wanted} within {waited_ms} ms (applied {applied})")]
-    Timeout { wanted: u64, applied: u64, waited_ms: u64 },
+    Timeout {
+        wanted: u64,
+        applied: u64,
+        waited_ms: u64,
+    },
     #[error("raft node stopped: {0}")]
     Stopped(String),
 }
@@ -44,7 +54,10 @@ pub enum ReadError {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("open raft log at {path}: {source}")]
-    OpenLog { path: String, source: rocksdb::Error },
+    OpenLog {
+        path: String,
+        source: rocksdb::Error,
+    },
     #[error("open state machine: {0}")]
     OpenStateMachine(String),
     #[error("invalid raft config: {0}")]

@@ -15,7 +15,9 @@ use openraft::{
     LogState, OptionalSend, RaftLogReader,
     storage::{LogFlushed, RaftLogStorage},
 };
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
@@ -40,22 +42,30 @@ impl LogStore {
         options.create_missing_column_families(true);
         // Two cores are shared by three nodes in tests; keep background work small.
         options.set_max_background_jobs(2);
-        let cfs = [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let cfs =
+            [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, cfs)?;
         Ok(LogStore { db: Arc::new(db) })
     }
 
     fn logs(&self) -> &rocksdb::ColumnFamily {
         // Invariant: both column families are created in `open`.
-        self.db.cf_handle(CF_LOGS).expect("logs column family exists")
+        self.db
+            .cf_handle(CF_LOGS)
+            .expect("logs column family exists")
     }
 
     fn meta(&self) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(CF_META).expect("meta column family exists")
+        self.db
+            .cf_handle(CF_META)
+            .expect("meta column family exists")
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
-        let bytes = self.db.get_cf(self.meta(), key).map_err(|e| StorageIOError::read(&e))?;
+        let bytes = self
+            .db
+            .get_cf(self.meta(), key)
+            .map_err(|e| StorageIOError::read(&e))?;
         match bytes {
             None => Ok(None),
             Some(bytes) => postcard::from_bytes(&bytes)
@@ -64,7 +74,12 @@ impl LogStore {
         }
     }
 
-    fn write_meta<T: Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageError> {
+    fn write_meta<T: Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), StorageError> {
         let bytes = postcard::to_allocvec(value).map_err(|e| StorageIOError::write(&e))?;
         let mut write_options = WriteOptions::default();
         write_options.set_sync(sync);
@@ -79,7 +94,8 @@ impl LogStore {
             None => Ok(None),
             Some(item) => {
                 let (_, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-                let entry: Entry = postcard::from_bytes(&value).map_err(|e| StorageIOError::read_logs(&e))?;
+                let entry: Entry =
+                    postcard::from_bytes(&value).map_err(|e| StorageIOError::read_logs(&e))?;
                 Ok(Some(entry.log_id))
             }
         }
@@ -122,13 +138,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let mut entries = Vec::new();
             for item in store.db.iterator_cf(store.logs(), mode) {
                 let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-                let index = u64::from_be_bytes(
-                    key.as_ref().try_into().map_err(|_| StorageIOError::read_logs(&std::io::Error::other("log key is not 8 bytes")))?,
-                );
+                let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
+                    StorageIOError::read_logs(&std::io::Error::other("log key is not 8 bytes"))
+                })?);
                 if end.is_some_and(|end| end <= index) {
                     break;
                 }
-                let entry: Entry = postcard::from_bytes(&value).map_err(|e| StorageIOError::read_logs(&e))?;
+                let entry: Entry =
+                    postcard::from_bytes(&value).map_err(|e| StorageIOError::read_logs(&e))?;
                 entries.push(entry);
             }
             Ok(entries)
@@ -144,7 +161,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_meta(KEY_LAST_PURGED)?;
         let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -171,14 +191,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::default();
         for entry in entries {
-            let bytes = postcard::to_allocvec(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            let bytes =
+                postcard::to_allocvec(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
             batch.put_cf(self.logs(), index_key(entry.log_id.index), bytes);
         }
         let store = self.clone();
@@ -214,7 +239,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         let bytes = postcard::to_allocvec(&log_id).map_err(|e| StorageIOError::write_logs(&e))?;
         batch.put_cf(self.meta(), KEY_LAST_PURGED, bytes);
-        batch.delete_range_cf(self.logs(), index_key(0), index_key(log_id.index.saturating_add(1)));
+        batch.delete_range_cf(
+            self.logs(),
+            index_key(0),
+            index_key(log_id.index.saturating_add(1)),
+        );
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.write_synced(batch))
             .await

@@ -14,9 +14,14 @@ use std::{
 
 use openraft::{
     BasicNode, RaftNetwork, RaftNetworkFactory,
-    error::{Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError, Unreachable},
+    error::{
+        Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+        Unreachable,
+    },
     network::RPCOption,
-    raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse},
+    raft::{
+        AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    },
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tonic::transport::{Channel, Endpoint};
@@ -43,7 +48,10 @@ pub struct NetworkFactory {
 
 impl NetworkFactory {
     pub fn new(source: NodeId) -> Self {
-        NetworkFactory { source, channels: Arc::default() }
+        NetworkFactory {
+            source,
+            channels: Arc::default(),
+        }
     }
 
     fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {
@@ -66,7 +74,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         let channel = self.channel(target, &node.addr).map_err(|e| e.to_string());
-        PeerClient { source: self.source, target, channel }
+        PeerClient {
+            source: self.source,
+            target,
+            channel,
+        }
     }
 }
 
@@ -80,7 +92,12 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    async fn call<Req, Resp>(&self, method: PeerMethod, rpc: &Req, option: &RPCOption) -> RpcResult<Resp>
+    async fn call<Req, Resp>(
+        &self,
+        method: PeerMethod,
+        rpc: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -89,8 +106,13 @@ impl PeerClient {
             .channel
             .clone()
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
-        let payload = postcard::to_allocvec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftRequest { target_node_id: self.target, source_node_id: self.source, payload: payload.into() });
+        let payload =
+            postcard::to_allocvec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(RaftRequest {
+            target_node_id: self.target,
+            source_node_id: self.source,
+            payload: payload.into(),
+        });
         request.set_timeout(option.hard_ttl());
         let mut client = RaftServiceClient::new(channel)
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
@@ -100,16 +122,23 @@ impl PeerClient {
             PeerMethod::Vote => client.vote(request).await,
         };
         let reply = reply.map_err(|status| match status.code() {
-            tonic::Code::Unavailable | tonic::Code::FailedPrecondition => RPCError::Unreachable(Unreachable::new(&status)),
+            tonic::Code::Unavailable | tonic::Code::FailedPrecondition => {
+                RPCError::Unreachable(Unreachable::new(&status))
+            }
             _ => RPCError::Network(NetworkError::new(&status)),
         })?;
         match reply.into_inner().result {
-            Some(raft_reply::Result::Ok(bytes)) => postcard::from_bytes(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e))),
+            Some(raft_reply::Result::Ok(bytes)) => {
+                postcard::from_bytes(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+            }
             Some(raft_reply::Result::Error(bytes)) => {
-                let error: RaftError<NodeId> = postcard::from_bytes(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                let error: RaftError<NodeId> = postcard::from_bytes(&bytes)
+                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
                 Err(RPCError::RemoteError(RemoteError::new(self.target, error)))
             }
-            None => Err(RPCError::Network(NetworkError::new(&std::io::Error::other("empty raft reply")))),
+            None => Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other("empty raft reply"),
+            ))),
         }
     }
 }
@@ -129,7 +158,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         self.call(PeerMethod::AppendEntries, &rpc, &option).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
         self.call(PeerMethod::Vote, &rpc, &option).await
     }
 
@@ -143,9 +176,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         // A single-node cluster never sends a snapshot. Streaming snapshots to peers belongs to
         // multi-node support; until then a peer that needs one is reported unreachable, which
         // makes openraft back off and retry rather than fail.
-        Err(StreamingError::Unreachable(Unreachable::new(&std::io::Error::other(
-            "snapshot streaming to peers is not supported by this version",
-        ))))
+        Err(StreamingError::Unreachable(Unreachable::new(
+            &std::io::Error::other("snapshot streaming to peers is not supported by this version"),
+        )))
     }
 }
 
@@ -178,27 +211,46 @@ impl RaftPeerService {
 }
 
 fn decode_payload<T: DeserializeOwned>(request: &RaftRequest) -> Result<T, tonic::Status> {
-    postcard::from_bytes(&request.payload).map_err(|e| tonic::Status::invalid_argument(format!("undecodable raft payload: {e}")))
+    postcard::from_bytes(&request.payload)
+        .map_err(|e| tonic::Status::invalid_argument(format!("undecodable raft payload: {e}")))
 }
 
-fn encode_reply<T: Serialize>(result: Result<T, RaftError<NodeId>>) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+fn encode_reply<T: Serialize>(
+    result: Result<T, RaftError<NodeId>>,
+) -> Result<tonic::Response<RaftReply>, tonic::Status> {
     let result = match result {
-        Ok(value) => raft_reply::Result::Ok(postcard::to_allocvec(&value).map_err(|e| tonic::Status::internal(e.to_string()))?.into()),
-        Err(error) => raft_reply::Result::Error(postcard::to_allocvec(&error).map_err(|e| tonic::Status::internal(e.to_string()))?.into()),
+        Ok(value) => raft_reply::Result::Ok(
+            postcard::to_allocvec(&value)
+                .map_err(|e| tonic::Status::internal(e.to_string()))?
+                .into(),
+        ),
+        Err(error) => raft_reply::Result::Error(
+            postcard::to_allocvec(&error)
+                .map_err(|e| tonic::Status::internal(e.to_string()))?
+                .into(),
+        ),
     };
-    Ok(tonic::Response::new(RaftReply { result: Some(result) }))
+    Ok(tonic::Response::new(RaftReply {
+        result: Some(result),
+    }))
 }
 
 #[tonic::async_trait]
 impl RaftService for RaftPeerService {
-    async fn append_entries(&self, request: tonic::Request<RaftRequest>) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+    async fn append_entries(
+        &self,
+        request: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let request = request.into_inner();
         self.check_target(&request)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode_payload(&request)?;
         encode_reply(self.raft.append_entries(rpc).await)
     }
 
-    async fn vote(&self, request: tonic::Request<RaftRequest>) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+    async fn vote(
+        &self,
+        request: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let request = request.into_inner();
         self.check_target(&request)?;
         let rpc: VoteRequest<NodeId> = decode_payload(&request)?;

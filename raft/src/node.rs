@@ -2,7 +2,9 @@
 
 use std::{collections::BTreeMap, fs, sync::Arc, time::Duration};
 
-use openraft::{BasicNode, ServerState, error::CheckIsLeaderError, error::InitializeError, error::RaftError};
+use openraft::{
+    BasicNode, ServerState, error::CheckIsLeaderError, error::InitializeError, error::RaftError,
+};
 use tokio::sync::watch;
 use warrant_proto::log;
 
@@ -71,18 +73,33 @@ impl RaftNode {
     /// unless its data directory already holds a cluster.
     pub async fn start(config: RaftConfig) -> Result<Self, StartError> {
         let openraft_config = config.to_openraft().map_err(StartError::Config)?;
-        fs::create_dir_all(&config.data_dir).map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
+        fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
         let log_path = config.data_dir.join("raft-log");
-        let log_store = LogStore::open(&log_path)
-            .map_err(|source| StartError::OpenLog { path: log_path.display().to_string(), source })?;
-        let state_machine =
-            StateMachineStore::open(&config.data_dir).map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
+        let log_store = LogStore::open(&log_path).map_err(|source| StartError::OpenLog {
+            path: log_path.display().to_string(),
+            source,
+        })?;
+        let state_machine = StateMachineStore::open(&config.data_dir)
+            .map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
         let network = NetworkFactory::new(config.node_id);
-        let raft = Raft::new(config.node_id, Arc::new(openraft_config), network, log_store.clone(), state_machine.clone())
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(openraft_config),
+            network,
+            log_store.clone(),
+            state_machine.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
         let proposer = Proposer::spawn(raft.clone(), state_machine.clone());
-        Ok(RaftNode { config: Arc::new(config), raft, log_store, state_machine, proposer })
+        Ok(RaftNode {
+            config: Arc::new(config),
+            raft,
+            log_store,
+            state_machine,
+            proposer,
+        })
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -92,10 +109,20 @@ impl RaftNode {
     /// Makes this node a one-member cluster if it is not part of one yet. Returns whether it
     /// initialised now. Idempotent: a node that already belongs to a cluster is left alone.
     pub async fn initialize_single(&self) -> Result<bool, StartError> {
-        if self.raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
+        {
             return Ok(false);
         }
-        let members = BTreeMap::from([(self.config.node_id, BasicNode { addr: self.config.advertise_addr.clone() })]);
+        let members = BTreeMap::from([(
+            self.config.node_id,
+            BasicNode {
+                addr: self.config.advertise_addr.clone(),
+            },
+        )]);
         match self.raft.initialize(members).await {
             Ok(()) => Ok(true),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
@@ -111,7 +138,9 @@ impl RaftNode {
             .metrics(|m| m.current_leader.is_some(), "a leader is known")
             .await
             .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
-        metrics.current_leader.ok_or_else(|| ReadError::NoQuorum("no leader".to_string()))
+        metrics
+            .current_leader
+            .ok_or_else(|| ReadError::NoQuorum("no leader".to_string()))
     }
 
     /// Proposes one command through the group-commit batcher.
@@ -130,28 +159,43 @@ impl RaftNode {
 
     /// Waits until reading this node's state meets `consistency`. Returns the applied position
     /// the read may rely on.
-    pub async fn read_barrier(&self, consistency: ReadConsistency) -> Result<AppliedPosition, ReadError> {
+    pub async fn read_barrier(
+        &self,
+        consistency: ReadConsistency,
+    ) -> Result<AppliedPosition, ReadError> {
         match consistency {
             ReadConsistency::Local => Ok(self.applied()),
             ReadConsistency::AtLeast(seq) => self.wait_applied(|p| p.seq >= seq, seq).await,
             ReadConsistency::Linearizable => {
                 let read_wait_max = self.config.read_wait_max;
-                let result = tokio::time::timeout(read_wait_max, self.raft.ensure_linearizable()).await;
+                let result =
+                    tokio::time::timeout(read_wait_max, self.raft.ensure_linearizable()).await;
                 match result {
-                    Err(_) => Err(ReadError::NoQuorum(format!("leadership not confirmed within {} ms", read_wait_max.as_millis()))),
+                    Err(_) => Err(ReadError::NoQuorum(format!(
+                        "leadership not confirmed within {} ms",
+                        read_wait_max.as_millis()
+                    ))),
                     Ok(Ok(_)) => Ok(self.applied()),
-                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => Err(ReadError::NotLeader {
-                        leader_id: forward.leader_id,
-                        leader_addr: forward.leader_node.map(|n| n.addr),
-                    }),
-                    Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => Err(ReadError::NoQuorum(e.to_string())),
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
+                        Err(ReadError::NotLeader {
+                            leader_id: forward.leader_id,
+                            leader_addr: forward.leader_node.map(|n| n.addr),
+                        })
+                    }
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                        Err(ReadError::NoQuorum(e.to_string()))
+                    }
                     Ok(Err(RaftError::Fatal(fatal))) => Err(ReadError::Stopped(fatal.to_string())),
                 }
             }
         }
     }
 
-    async fn wait_applied(&self, done: impl Fn(&AppliedPosition) -> bool, wanted: u64) -> Result<AppliedPosition, ReadError> {
+    async fn wait_applied(
+        &self,
+        done: impl Fn(&AppliedPosition) -> bool,
+        wanted: u64,
+    ) -> Result<AppliedPosition, ReadError> {
         let mut watch: watch::Receiver<AppliedPosition> = self.state_machine.applied_watch();
         let read_wait_max = self.config.read_wait_max;
         let waited = tokio::time::timeout(read_wait_max, watch.wait_for(|p| done(p))).await;
@@ -179,7 +223,11 @@ impl RaftNode {
         let voters: Vec<NodeId> = membership.voter_ids().collect();
         let members = membership
             .nodes()
-            .map(|(id, node)| MemberStatus { node_id: *id, address: node.addr.clone(), voter: voters.contains(id) })
+            .map(|(id, node)| MemberStatus {
+                node_id: *id,
+                address: node.addr.clone(),
+                voter: voters.contains(id),
+            })
             .collect();
         let committed_index = self.log_store.committed_index();
         ClusterStatus {
@@ -196,7 +244,9 @@ impl RaftNode {
     }
 
     /// The gRPC service peers call.
-    pub fn peer_service(&self) -> warrant_proto::raft::raft_service_server::RaftServiceServer<RaftPeerService> {
+    pub fn peer_service(
+        &self,
+    ) -> warrant_proto::raft::raft_service_server::RaftServiceServer<RaftPeerService> {
         RaftPeerService::new(self.config.node_id, self.raft.clone()).into_server()
     }
 

@@ -63,11 +63,19 @@ impl Proposer {
     /// Proposes one command and waits until it is committed and applied on this node.
     pub async fn propose(&self, command: log::Command) -> Result<Proposal, ProposeError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send(Pending { command, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded { queue_len_max: QUEUE_LEN_MAX },
-            mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped("proposer stopped".to_string()),
-        })?;
-        answer.await.map_err(|_| ProposeError::Indeterminate("proposer dropped the command".to_string()))?
+        self.queue
+            .try_send(Pending { command, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded {
+                    queue_len_max: QUEUE_LEN_MAX,
+                },
+                mpsc::error::TrySendError::Closed(_) => {
+                    ProposeError::Stopped("proposer stopped".to_string())
+                }
+            })?;
+        answer
+            .await
+            .map_err(|_| ProposeError::Indeterminate("proposer dropped the command".to_string()))?
     }
 }
 
@@ -75,7 +83,9 @@ async fn run(raft: Raft, sm: StateMachineStore, mut receiver: mpsc::Receiver<Pen
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
     let mut last_stamp_ms = 0u64;
     while let Some(first) = receiver.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
         let mut pending = vec![first];
         let mut n_bytes = pending[0].command.encoded_len();
         while pending.len() < BATCH_COMMANDS_MAX && n_bytes < BATCH_BYTES_MAX {
@@ -85,13 +95,23 @@ async fn run(raft: Raft, sm: StateMachineStore, mut receiver: mpsc::Receiver<Pen
         }
         // The stamp never goes backwards, not even across a leader change to a node whose clock
         // is behind: it is at least the last stamp this node applied.
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         let applied_stamp_ms = sm.last_batch_time_ms().unwrap_or(0);
         let stamp_ms = now_ms.max(last_stamp_ms).max(applied_stamp_ms);
         last_stamp_ms = stamp_ms;
-        let (commands, replies): (Vec<_>, Vec<_>) = pending.into_iter().map(|p| (p.command, p.reply)).unzip();
-        let batch = log::Batch { time_unix_ms: stamp_ms, commands };
-        let receiver_of_result = match raft.client_write_ff(BatchPayload(batch.encode_to_vec())).await {
+        let (commands, replies): (Vec<_>, Vec<_>) =
+            pending.into_iter().map(|p| (p.command, p.reply)).unzip();
+        let batch = log::Batch {
+            time_unix_ms: stamp_ms,
+            commands,
+        };
+        let receiver_of_result = match raft
+            .client_write_ff(BatchPayload(batch.encode_to_vec()))
+            .await
+        {
             Ok(receiver_of_result) => receiver_of_result,
             Err(fatal) => {
                 fail_all(replies, || ProposeError::Stopped(fatal.to_string()));
@@ -101,13 +121,19 @@ async fn run(raft: Raft, sm: StateMachineStore, mut receiver: mpsc::Receiver<Pen
         tokio::spawn(async move {
             let _permit = permit;
             match receiver_of_result.await {
-                Ok(Ok(response)) => answer_all(replies, &response.data.0, response.log_id.index, stamp_ms),
-                Ok(Err(ClientWriteError::ForwardToLeader(forward))) => fail_all(replies, || ProposeError::NotLeader {
-                    leader_id: forward.leader_id,
-                    leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()),
-                }),
+                Ok(Ok(response)) => {
+                    answer_all(replies, &response.data.0, response.log_id.index, stamp_ms)
+                }
+                Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
+                    fail_all(replies, || ProposeError::NotLeader {
+                        leader_id: forward.leader_id,
+                        leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()),
+                    })
+                }
                 Ok(Err(e)) => fail_all(replies, || ProposeError::Indeterminate(e.to_string())),
-                Err(_) => fail_all(replies, || ProposeError::Indeterminate("raft dropped the write".to_string())),
+                Err(_) => fail_all(replies, || {
+                    ProposeError::Indeterminate("raft dropped the write".to_string())
+                }),
             }
         });
     }
@@ -126,17 +152,26 @@ fn answer_all(
             // Invariant: apply returns one outcome per command. Breaking it is a bug, reported
             // to every waiting caller rather than guessed around.
             tracing::error!(log_index, decoded = ?other.map(|d| d.outcomes.len()), expected = replies.len(), "outcome count mismatch");
-            fail_all(replies, || ProposeError::Indeterminate("outcome count mismatch".to_string()));
+            fail_all(replies, || {
+                ProposeError::Indeterminate("outcome count mismatch".to_string())
+            });
             return;
         }
     };
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         // A caller that gave up (deadline) no longer listens; its command still committed.
-        let _ = reply.send(Ok(Proposal { outcome, log_index, batch_time_ms }));
+        let _ = reply.send(Ok(Proposal {
+            outcome,
+            log_index,
+            batch_time_ms,
+        }));
     }
 }
 
-fn fail_all(replies: Vec<oneshot::Sender<Result<Proposal, ProposeError>>>, error: impl Fn() -> ProposeError) {
+fn fail_all(
+    replies: Vec<oneshot::Sender<Result<Proposal, ProposeError>>>,
+    error: impl Fn() -> ProposeError,
+) {
     for reply in replies {
         let _ = reply.send(Err(error()));
     }

@@ -75,7 +75,8 @@ impl SnapshotWriter {
             path: path.to_path_buf(),
             n_rows: 0,
         };
-        let meta_bytes = postcard::to_allocvec(meta).map_err(|e| corrupt(format!("encode meta: {e}")))?;
+        let meta_bytes =
+            postcard::to_allocvec(meta).map_err(|e| corrupt(format!("encode meta: {e}")))?;
         let meta_len = u32::try_from(meta_bytes.len()).map_err(|_| corrupt("meta too large"))?;
         writer.write_all(MAGIC)?;
         writer.write_all(&meta_len.to_be_bytes())?;
@@ -83,10 +84,20 @@ impl SnapshotWriter {
         Ok(writer)
     }
 
-    pub fn write_row(&mut self, family: RowFamily, key: &[u8], value: &[u8]) -> Result<(), SnapshotFileError> {
-        let key_len = u32::try_from(key.len()).ok().filter(|n| *n <= KEY_LEN_MAX).ok_or_else(|| corrupt("key too long"))?;
-        let value_len =
-            u32::try_from(value.len()).ok().filter(|n| *n <= VALUE_LEN_MAX).ok_or_else(|| corrupt("value too long"))?;
+    pub fn write_row(
+        &mut self,
+        family: RowFamily,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), SnapshotFileError> {
+        let key_len = u32::try_from(key.len())
+            .ok()
+            .filter(|n| *n <= KEY_LEN_MAX)
+            .ok_or_else(|| corrupt("key too long"))?;
+        let value_len = u32::try_from(value.len())
+            .ok()
+            .filter(|n| *n <= VALUE_LEN_MAX)
+            .ok_or_else(|| corrupt("value too long"))?;
         self.write_all(&[family as u8])?;
         self.write_all(&key_len.to_be_bytes())?;
         self.write_all(key)?;
@@ -128,8 +139,12 @@ pub struct SnapshotReader {
 impl SnapshotReader {
     pub fn open(path: &Path) -> Result<Self, SnapshotFileError> {
         let file = File::open(path)?;
-        let mut reader =
-            SnapshotReader { input: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new(), meta: SnapshotMeta::default(), finished: false };
+        let mut reader = SnapshotReader {
+            input: BufReader::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            meta: SnapshotMeta::default(),
+            finished: false,
+        };
         let mut magic = [0u8; 8];
         reader.read_exact(&mut magic)?;
         if &magic != MAGIC {
@@ -137,10 +152,13 @@ impl SnapshotReader {
         }
         let meta_len = reader.read_u32()?;
         if meta_len > META_LEN_MAX {
-            return Err(corrupt(format!("meta length {meta_len} exceeds {META_LEN_MAX}")));
+            return Err(corrupt(format!(
+                "meta length {meta_len} exceeds {META_LEN_MAX}"
+            )));
         }
         let meta_bytes = reader.read_vec(meta_len)?;
-        reader.meta = postcard::from_bytes(&meta_bytes).map_err(|e| corrupt(format!("decode meta: {e}")))?;
+        reader.meta =
+            postcard::from_bytes(&meta_bytes).map_err(|e| corrupt(format!("decode meta: {e}")))?;
         Ok(reader)
     }
 
@@ -176,12 +194,16 @@ impl SnapshotReader {
         };
         let key_len = self.read_u32()?;
         if key_len > KEY_LEN_MAX {
-            return Err(corrupt(format!("key length {key_len} exceeds {KEY_LEN_MAX}")));
+            return Err(corrupt(format!(
+                "key length {key_len} exceeds {KEY_LEN_MAX}"
+            )));
         }
         let key = self.read_vec(key_len)?;
         let value_len = self.read_u32()?;
         if value_len > VALUE_LEN_MAX {
-            return Err(corrupt(format!("value length {value_len} exceeds {VALUE_LEN_MAX}")));
+            return Err(corrupt(format!(
+                "value length {value_len} exceeds {VALUE_LEN_MAX}"
+            )));
         }
         let value = self.read_vec(value_len)?;
         Ok(Some((family, key, value)))

@@ -24,7 +24,10 @@ use std::{
 
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, storage::RaftStateMachine};
 use prost::Message;
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions,
+};
 use tokio::sync::watch;
 use warrant_identity::{StateError, StateRead, WriteSet};
 use warrant_proto::log;
@@ -33,8 +36,8 @@ use crate::{
     node::AppliedPosition,
     snapshot::{self, RowFamily, SnapshotReader, SnapshotWriter},
     types::{
-        BatchResponse, Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StorageError, StorageIOError,
-        StoredMembership, TypeConfig,
+        BatchResponse, Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StorageError,
+        StorageIOError, StoredMembership, TypeConfig,
     },
 };
 
@@ -80,16 +83,19 @@ impl StateMachineStore {
         let snapshot_dir = data_dir.join("snapshots");
         fs::create_dir_all(&sm_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
         fs::create_dir_all(&snapshot_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
-        let generation = read_current_generation(&sm_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let generation =
+            read_current_generation(&sm_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
         let generation = match generation {
             Some(generation) => generation,
             None => {
-                write_current_generation(&sm_dir, 1).map_err(|e| StorageIOError::write_state_machine(&e))?;
+                write_current_generation(&sm_dir, 1)
+                    .map_err(|e| StorageIOError::write_state_machine(&e))?;
                 1
             }
         };
         remove_stale_generations(&sm_dir, generation);
-        let db = open_generation(&sm_dir, generation).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let db = open_generation(&sm_dir, generation)
+            .map_err(|e| StorageIOError::read_state_machine(&e))?;
         let db = Arc::new(db);
         let current_snapshot = latest_snapshot(&snapshot_dir);
         let position = applied_position(&db)?;
@@ -119,29 +125,47 @@ impl StateMachineStore {
     /// The stamp of the last applied batch; the proposer never stamps below it.
     pub fn last_batch_time_ms(&self) -> Result<u64, StorageError> {
         let db = self.db();
-        let bytes = db.get_cf(raft_cf(&db), KEY_LAST_BATCH_TIME).map_err(|e| StorageIOError::read_state_machine(&e))?;
-        Ok(bytes.and_then(|b| b.as_slice().try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
+        let bytes = db
+            .get_cf(raft_cf(&db), KEY_LAST_BATCH_TIME)
+            .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        Ok(bytes
+            .and_then(|b| b.as_slice().try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
     }
 
     fn db(&self) -> Arc<DB> {
         // A poisoned lock means a panic while swapping handles; the handle itself is still valid.
-        self.shared.db.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn next_snapshot_id(&self, last_log_id: Option<LogId>) -> String {
         let counter = self.shared.snapshot_counter.fetch_add(1, Ordering::Relaxed);
-        let (term, index) = last_log_id.map(|l| (l.leader_id.term, l.index)).unwrap_or((0, 0));
+        let (term, index) = last_log_id
+            .map(|l| (l.leader_id.term, l.index))
+            .unwrap_or((0, 0));
         format!("{index:020}-{term}-{counter}-{}", std::process::id())
     }
 
     fn set_current_snapshot(&self, meta: SnapshotMeta) {
         let keep = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
-        *self.shared.current_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(meta);
+        *self
+            .shared
+            .current_snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(meta);
         // Older snapshots are superseded only once the new one is durable (it is, here).
         if let Ok(entries) = fs::read_dir(&self.shared.snapshot_dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                let is_snapshot = entry.file_name().to_string_lossy().starts_with(SNAPSHOT_FILE_PREFIX);
+                let is_snapshot = entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(SNAPSHOT_FILE_PREFIX);
                 if is_snapshot && path != keep {
                     let _ = fs::remove_file(path);
                 }
@@ -158,13 +182,24 @@ impl StateMachineStore {
     fn build_snapshot_blocking(&self) -> Result<Snapshot, StorageError> {
         let db = self.db();
         let db_snapshot = db.snapshot();
-        let get = |key: &[u8]| db_snapshot.get_cf(raft_cf(&db), key).map_err(|e| StorageIOError::read_state_machine(&e));
+        let get = |key: &[u8]| {
+            db_snapshot
+                .get_cf(raft_cf(&db), key)
+                .map_err(|e| StorageIOError::read_state_machine(&e))
+        };
         let last_applied: Option<LogId> = decode_opt(get(KEY_APPLIED)?)?.flatten();
-        let last_membership: StoredMembership = decode_opt(get(KEY_MEMBERSHIP)?)?.unwrap_or_default();
+        let last_membership: StoredMembership =
+            decode_opt(get(KEY_MEMBERSHIP)?)?.unwrap_or_default();
         let snapshot_id = self.next_snapshot_id(last_applied);
-        let meta = SnapshotMeta { last_log_id: last_applied, last_membership, snapshot_id };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership,
+            snapshot_id,
+        };
         let path = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
-        let write_err = |e: snapshot::SnapshotFileError| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+        let write_err = |e: snapshot::SnapshotFileError| {
+            StorageIOError::write_snapshot(Some(meta.signature()), &e)
+        };
         let mut writer = SnapshotWriter::create(&path, &meta).map_err(write_err)?;
         for (family, cf_name) in [(RowFamily::State, CF_STATE), (RowFamily::Raft, CF_RAFT)] {
             let cf = db.cf_handle(cf_name).expect("column family exists");
@@ -177,24 +212,40 @@ impl StateMachineStore {
         }
         writer.finish().map_err(write_err)?;
         self.set_current_snapshot(meta.clone());
-        Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile { path }),
+        })
     }
 
-    fn install_snapshot_blocking(&self, meta: &SnapshotMeta, source: &Path) -> Result<(), StorageError> {
-        let read_err = |e: snapshot::SnapshotFileError| StorageIOError::read_snapshot(Some(meta.signature()), &e);
+    fn install_snapshot_blocking(
+        &self,
+        meta: &SnapshotMeta,
+        source: &Path,
+    ) -> Result<(), StorageError> {
+        let read_err = |e: snapshot::SnapshotFileError| {
+            StorageIOError::read_snapshot(Some(meta.signature()), &e)
+        };
         // Refuse a corrupt or mismatched file before touching anything.
         let file_meta = snapshot::verify(source).map_err(read_err)?;
-        if file_meta.last_log_id != meta.last_log_id || file_meta.last_membership != meta.last_membership {
-            let e = std::io::Error::other("snapshot file metadata does not match the announced metadata");
+        if file_meta.last_log_id != meta.last_log_id
+            || file_meta.last_membership != meta.last_membership
+        {
+            let e = std::io::Error::other(
+                "snapshot file metadata does not match the announced metadata",
+            );
             return Err(StorageIOError::read_snapshot(Some(meta.signature()), &e).into());
         }
         // Keep a durable copy as our current snapshot, so we can serve it to others.
         let kept = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
         if source != kept {
-            let write_err = |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+            let write_err =
+                |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
             let tmp = kept.with_extension("tmp");
             fs::copy(source, &tmp).map_err(write_err)?;
-            fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(write_err)?;
+            fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(write_err)?;
             fs::rename(&tmp, &kept).map_err(write_err)?;
             snapshot::sync_parent_dir(&kept).map_err(write_err)?;
         }
@@ -205,7 +256,8 @@ impl StateMachineStore {
         let new_generation = old_generation + 1;
         let new_dir = generation_dir(&self.shared.sm_dir, new_generation);
         let _ = fs::remove_dir_all(&new_dir);
-        let new_db = open_generation(&self.shared.sm_dir, new_generation).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let new_db = open_generation(&self.shared.sm_dir, new_generation)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         let mut reader = SnapshotReader::open(&kept).map_err(read_err)?;
         let mut batch = WriteBatch::default();
         let mut n_rows = 0usize;
@@ -219,17 +271,27 @@ impl StateMachineStore {
             batch.put_cf(cf, key, value);
             n_rows += 1;
             if n_rows % INSTALL_ROWS_PER_WRITE_MAX == 0 {
-                new_db.write_opt(std::mem::take(&mut batch), &write_options).map_err(|e| StorageIOError::write_state_machine(&e))?;
+                new_db
+                    .write_opt(std::mem::take(&mut batch), &write_options)
+                    .map_err(|e| StorageIOError::write_state_machine(&e))?;
             }
         }
-        new_db.write_opt(batch, &write_options).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        new_db
+            .write_opt(batch, &write_options)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         // The WAL was off for the bulk load: flush memtables to SST files before switching.
         for cf in [CF_STATE, CF_RAFT] {
-            new_db.flush_cf(new_db.cf_handle(cf).expect("column family exists")).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            new_db
+                .flush_cf(new_db.cf_handle(cf).expect("column family exists"))
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
         }
-        write_current_generation(&self.shared.sm_dir, new_generation).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        write_current_generation(&self.shared.sm_dir, new_generation)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         let new_db = Arc::new(new_db);
-        let old_db = std::mem::replace(&mut *self.shared.db.write().unwrap_or_else(|e| e.into_inner()), new_db.clone());
+        let old_db = std::mem::replace(
+            &mut *self.shared.db.write().unwrap_or_else(|e| e.into_inner()),
+            new_db.clone(),
+        );
         drop(old_db);
         remove_stale_generations(&self.shared.sm_dir, new_generation);
         self.set_current_snapshot(meta.clone());
@@ -244,7 +306,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         let db = self.db();
-        let get = |key: &[u8]| db.get_cf(raft_cf(&db), key).map_err(|e| StorageIOError::read_state_machine(&e));
+        let get = |key: &[u8]| {
+            db.get_cf(raft_cf(&db), key)
+                .map_err(|e| StorageIOError::read_state_machine(&e))
+        };
         let applied: Option<LogId> = decode_opt(get(KEY_APPLIED)?)?.flatten();
         let membership: StoredMembership = decode_opt(get(KEY_MEMBERSHIP)?)?.unwrap_or_default();
         Ok((applied, membership))
@@ -273,11 +338,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
         let counter = self.shared.snapshot_counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.shared.snapshot_dir.join(format!("incoming-{}-{counter}.partial", std::process::id()));
+        let path = self
+            .shared
+            .snapshot_dir
+            .join(format!("incoming-{}-{counter}.partial", std::process::id()));
         Ok(Box::new(SnapshotFile { path }))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotFile>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError> {
         let store = self.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || store.install_snapshot_blocking(&meta, &snapshot.path))
@@ -286,10 +358,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let meta = self.shared.current_snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let meta = self
+            .shared
+            .current_snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Ok(meta.map(|meta| {
             let path = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
-            Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) }
+            Snapshot {
+                meta,
+                snapshot: Box::new(SnapshotFile { path }),
+            }
         }))
     }
 }
@@ -328,18 +408,27 @@ fn apply_entries(db: &Arc<DB>, entries: Vec<Entry>) -> Result<Vec<BatchResponse>
                     Ok(batch) => batch,
                     Err(e) => {
                         tracing::warn!(index = entry.log_id.index, error = %e, "undecodable batch in the log; applied as empty");
-                        responses.push(BatchResponse(log::BatchOutcomes::default().encode_to_vec()));
+                        responses
+                            .push(BatchResponse(log::BatchOutcomes::default().encode_to_vec()));
                         continue;
                     }
                 };
-                let overlay = Overlay { base: &base, pending: &pending };
+                let overlay = Overlay {
+                    base: &base,
+                    pending: &pending,
+                };
                 let applied = warrant_identity::apply_batch(&overlay, &batch, entry.log_id.index)
                     .map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
                 for (key, value) in applied.writes.ops {
                     pending.ops.insert(key, value);
                 }
                 last_batch_time_ms = Some(batch.time_unix_ms);
-                responses.push(BatchResponse(log::BatchOutcomes { outcomes: applied.outcomes }.encode_to_vec()));
+                responses.push(BatchResponse(
+                    log::BatchOutcomes {
+                        outcomes: applied.outcomes,
+                    }
+                    .encode_to_vec(),
+                ));
             }
         }
     }
@@ -363,16 +452,24 @@ fn apply_entries(db: &Arc<DB>, entries: Vec<Entry>) -> Result<Vec<BatchResponse>
     }
     let mut write_options = WriteOptions::default();
     write_options.set_sync(true);
-    db.write_opt(batch, &write_options).map_err(|e| StorageIOError::write_state_machine(&e))?;
+    db.write_opt(batch, &write_options)
+        .map_err(|e| StorageIOError::write_state_machine(&e))?;
     Ok(responses)
 }
 
 impl StateRead for StateReader {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.db.get_cf(state_cf(&self.db), key).map_err(|e| StateError::Storage(e.to_string()))
+        self.db
+            .get_cf(state_cf(&self.db), key)
+            .map_err(|e| StateError::Storage(e.to_string()))
     }
 
-    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
         let from = if start > prefix { start } else { prefix };
         let mut rows = Vec::new();
         let mode = IteratorMode::From(from, Direction::Forward);
@@ -404,13 +501,34 @@ impl StateRead for Overlay<'_> {
         }
     }
 
-    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
-        let from = if start > prefix { start.to_vec() } else { prefix.to_vec() };
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let from = if start > prefix {
+            start.to_vec()
+        } else {
+            prefix.to_vec()
+        };
         // Read enough base rows to fill `limit` even if pending deletes hide some of them.
-        let n_pending_deletes = self.pending.ops.range(from.clone()..).take_while(|(k, _)| k.starts_with(prefix)).count();
-        let base_rows = self.base.scan(prefix, &from, limit.saturating_add(n_pending_deletes))?;
+        let n_pending_deletes = self
+            .pending
+            .ops
+            .range(from.clone()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count();
+        let base_rows = self
+            .base
+            .scan(prefix, &from, limit.saturating_add(n_pending_deletes))?;
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base_rows.into_iter().collect();
-        for (key, value) in self.pending.ops.range(from..).take_while(|(k, _)| k.starts_with(prefix)) {
+        for (key, value) in self
+            .pending
+            .ops
+            .range(from..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
             match value {
                 Some(value) => merged.insert(key.clone(), value.clone()),
                 None => merged.remove(key),
@@ -433,19 +551,28 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
     postcard::to_allocvec(value).map_err(|e| StorageIOError::write_state_machine(&e).into())
 }
 
-fn decode_opt<T: serde::de::DeserializeOwned>(bytes: Option<Vec<u8>>) -> Result<Option<T>, StorageError> {
+fn decode_opt<T: serde::de::DeserializeOwned>(
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<T>, StorageError> {
     match bytes {
         None => Ok(None),
-        Some(bytes) => postcard::from_bytes(&bytes).map(Some).map_err(|e| StorageIOError::read_state_machine(&e).into()),
+        Some(bytes) => postcard::from_bytes(&bytes)
+            .map(Some)
+            .map_err(|e| StorageIOError::read_state_machine(&e).into()),
     }
 }
 
 fn applied_position(db: &Arc<DB>) -> Result<AppliedPosition, StorageError> {
-    let bytes = db.get_cf(raft_cf(db), KEY_APPLIED).map_err(|e| StorageIOError::read_state_machine(&e))?;
+    let bytes = db
+        .get_cf(raft_cf(db), KEY_APPLIED)
+        .map_err(|e| StorageIOError::read_state_machine(&e))?;
     let applied: Option<LogId> = decode_opt(bytes)?.flatten();
     let seq = warrant_identity::query::applied_seq(&StateReader { db: db.clone() })
         .map_err(|e| StorageIOError::read_state_machine(&e))?;
-    Ok(AppliedPosition { log_index: applied.map(|l| l.index).unwrap_or(0), seq })
+    Ok(AppliedPosition {
+        log_index: applied.map(|l| l.index).unwrap_or(0),
+        seq,
+    })
 }
 
 fn generation_dir(sm_dir: &Path, generation: u64) -> PathBuf {
@@ -490,10 +617,17 @@ fn write_current_generation(sm_dir: &Path, generation: u64) -> std::io::Result<(
 /// Deletes generations other than the live one: leftovers of an install that crashed before
 /// switching, or of the generation an install replaced.
 fn remove_stale_generations(sm_dir: &Path, live: u64) {
-    let Ok(entries) = fs::read_dir(sm_dir) else { return };
+    let Ok(entries) = fs::read_dir(sm_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(generation) = name.strip_prefix("gen-").and_then(|n| n.parse::<u64>().ok()) else { continue };
+        let Some(generation) = name
+            .strip_prefix("gen-")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
         if generation != live {
             let _ = fs::remove_dir_all(entry.path());
         }
@@ -510,9 +644,13 @@ fn latest_snapshot(snapshot_dir: &Path) -> Option<SnapshotMeta> {
             let _ = fs::remove_file(entry.path());
             continue;
         }
-        let Ok(reader) = SnapshotReader::open(&entry.path()) else { continue };
+        let Ok(reader) = SnapshotReader::open(&entry.path()) else {
+            continue;
+        };
         let meta = reader.meta().clone();
-        let newer = best.as_ref().is_none_or(|b| meta.last_log_id > b.last_log_id);
+        let newer = best
+            .as_ref()
+            .is_none_or(|b| meta.last_log_id > b.last_log_id);
         if newer {
             best = Some(meta);
         }

@@ -15,7 +15,10 @@ pub struct ClusterApi {
 #[tonic::async_trait]
 impl ClusterService for ClusterApi {
     /// Unauthenticated, like a health check: it reveals topology, never identities.
-    async fn status(&self, _request: Request<api::StatusRequest>) -> Result<Response<api::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<api::StatusRequest>,
+    ) -> Result<Response<api::StatusResponse>, Status> {
         let status = self.context.node.status();
         Ok(Response::new(api::StatusResponse {
             node_id: status.node_id,
@@ -30,14 +33,21 @@ impl ClusterService for ClusterApi {
             members: status
                 .members
                 .into_iter()
-                .map(|m| api::Member { node_id: m.node_id, address: m.address, voter: m.voter })
+                .map(|m| api::Member {
+                    node_id: m.node_id,
+                    address: m.address,
+                    voter: m.voter,
+                })
                 .collect(),
             snapshot_index: status.snapshot_index,
             version: env!("CARGO_PKG_VERSION").to_string(),
         }))
     }
 
-    async fn digest(&self, request: Request<api::DigestRequest>) -> Result<Response<api::DigestResponse>, Status> {
+    async fn digest(
+        &self,
+        request: Request<api::DigestRequest>,
+    ) -> Result<Response<api::DigestResponse>, Status> {
         self.context.admin(request.metadata()).await?;
         let reader = self.context.node.reader();
         // The digest walks the whole state: off the async runtime.

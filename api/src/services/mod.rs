@@ -55,7 +55,9 @@ impl Context {
         let proposal = self.node.propose(command).await?;
         match proposal.outcome.result {
             Some(log::outcome::Result::Accepted(accepted)) => Ok(accepted),
-            Some(log::outcome::Result::Rejected(rejected)) => Err(ApiError::from_rejection(rejected.reason, rejected.message)),
+            Some(log::outcome::Result::Rejected(rejected)) => {
+                Err(ApiError::from_rejection(rejected.reason, rejected.message))
+            }
             None => Err(ApiError::internal("apply returned an empty outcome")),
         }
     }
@@ -63,13 +65,22 @@ impl Context {
 
 /// Builds a command. The request digest covers the RPC name and the request as the client sent
 /// it, minus its idempotency key, so a retry matches and a changed request does not.
-pub fn command(caller: &Caller, idempotency_key: &str, method: &str, request_without_key: &impl Message, kind: log::command::Kind) -> log::Command {
+pub fn command(
+    caller: &Caller,
+    idempotency_key: &str,
+    method: &str,
+    request_without_key: &impl Message,
+    kind: log::command::Kind,
+) -> log::Command {
     let mut hasher = Sha256::new();
     hasher.update(method.as_bytes());
     hasher.update([0u8]);
     hasher.update(request_without_key.encode_to_vec());
-    let idempotency_key =
-        if idempotency_key.is_empty() { format!("auto-{}", uuid::Uuid::new_v4()) } else { idempotency_key.to_string() };
+    let idempotency_key = if idempotency_key.is_empty() {
+        format!("auto-{}", uuid::Uuid::new_v4())
+    } else {
+        idempotency_key.to_string()
+    };
     log::Command {
         idempotency_key,
         request_digest: hasher.finalize().to_vec(),

@@ -26,20 +26,42 @@ pub struct TokenApi {
 
 #[tonic::async_trait]
 impl TokenService for TokenApi {
-    async fn issue(&self, request: Request<api::IssueRequest>) -> Result<Response<api::IssueResponse>, Status> {
+    async fn issue(
+        &self,
+        request: Request<api::IssueRequest>,
+    ) -> Result<Response<api::IssueResponse>, Status> {
         let caller = self.context.caller(request.metadata()).await?;
         let Caller::Agent { agent_id } = &caller else {
-            return Err(ApiError::new(Code::PermissionDenied, Reason::PermissionDenied, "Issue is called by the agent the token is for, with its own credential").into());
+            return Err(ApiError::new(
+                Code::PermissionDenied,
+                Reason::PermissionDenied,
+                "Issue is called by the agent the token is for, with its own credential",
+            )
+            .into());
         };
         let mut request = request.into_inner();
         validate::optional_idempotency_key(&request.idempotency_key)?;
         limits::validate_audience("audience", &request.audience).map_err(ApiError::from)?;
-        validate::list_len("scopes", request.scopes.len(), 1, limits::SCOPES_PER_TOKEN_MAX)?;
+        validate::list_len(
+            "scopes",
+            request.scopes.len(),
+            1,
+            limits::SCOPES_PER_TOKEN_MAX,
+        )?;
         for (i, scope) in request.scopes.iter().enumerate() {
             limits::validate_id(&format!("scopes[{i}]"), scope).map_err(ApiError::from)?;
         }
-        let ttl_seconds = if request.ttl_seconds == 0 { self.context.token_ttl_default_s } else { request.ttl_seconds };
-        validate::in_range("ttl_seconds", u64::from(ttl_seconds), 1, u64::from(limits::TOKEN_TTL_SECONDS_MAX))?;
+        let ttl_seconds = if request.ttl_seconds == 0 {
+            self.context.token_ttl_default_s
+        } else {
+            request.ttl_seconds
+        };
+        validate::in_range(
+            "ttl_seconds",
+            u64::from(ttl_seconds),
+            1,
+            u64::from(limits::TOKEN_TTL_SECONDS_MAX),
+        )?;
         let key = std::mem::take(&mut request.idempotency_key);
         let kind = log::command::Kind::IssueToken(log::IssueToken {
             jti: uuid::Uuid::now_v7().to_string(),
@@ -49,15 +71,23 @@ impl TokenService for TokenApi {
             ttl_seconds,
             key_id: self.context.signing_key.key_id().to_string(),
         });
-        let accepted = self.context.commit(command(&caller, &key, "Issue", &request, kind)).await?;
-        let issued = accepted.token_issued.ok_or_else(|| ApiError::internal("accepted issuance carries no claims"))?;
+        let accepted = self
+            .context
+            .commit(command(&caller, &key, "Issue", &request, kind))
+            .await?;
+        let issued = accepted
+            .token_issued
+            .ok_or_else(|| ApiError::internal("accepted issuance carries no claims"))?;
         // The token is signed only now, after its issuance is committed: no token exists whose
         // issuance is not in the log. A replayed issuance is signed again to the same bytes.
         if issued.key_id != self.context.signing_key.key_id() {
             return Err(ApiError::new(
                 Code::FailedPrecondition,
                 Reason::IssuedByOtherNode,
-                format!("this idempotency key was first used on the node with key {}; retry there", issued.key_id),
+                format!(
+                    "this idempotency key was first used on the node with key {}; retry there",
+                    issued.key_id
+                ),
             )
             .into());
         }
@@ -66,7 +96,12 @@ impl TokenService for TokenApi {
         Ok(Response::new(api::IssueResponse {
             access_token,
             token_type: "Bearer".to_string(),
-            expires_in: u32::try_from(issued.expires_at_unix_s.saturating_sub(issued.issued_at_unix_s)).unwrap_or(u32::MAX),
+            expires_in: u32::try_from(
+                issued
+                    .expires_at_unix_s
+                    .saturating_sub(issued.issued_at_unix_s),
+            )
+            .unwrap_or(u32::MAX),
             jti: issued.jti,
             seq: accepted.seq,
             issued_at_unix_s: issued.issued_at_unix_s,
@@ -74,14 +109,22 @@ impl TokenService for TokenApi {
         }))
     }
 
-    async fn verify(&self, request: Request<api::VerifyRequest>) -> Result<Response<api::VerifyResponse>, Status> {
+    async fn verify(
+        &self,
+        request: Request<api::VerifyRequest>,
+    ) -> Result<Response<api::VerifyResponse>, Status> {
         self.context.admin(request.metadata()).await?;
         let request = request.into_inner();
         if !request.audience.is_empty() {
             limits::validate_audience("audience", &request.audience).map_err(ApiError::from)?;
         }
         if request.token.is_empty() {
-            return Err(ApiError::invalid_field(Reason::FieldRequired, "token", "token is empty; allowed: a compact JWS access token").into());
+            return Err(ApiError::invalid_field(
+                Reason::FieldRequired,
+                "token",
+                "token is empty; allowed: a compact JWS access token",
+            )
+            .into());
         }
         let consistency = validate::read_consistency(request.read.as_ref())?;
         let reader = self.context.read(consistency).await?;
@@ -123,16 +166,29 @@ impl TokenService for TokenApi {
         Ok(Response::new(reply))
     }
 
-    async fn revoke(&self, request: Request<api::RevokeRequest>) -> Result<Response<api::RevokeResponse>, Status> {
+    async fn revoke(
+        &self,
+        request: Request<api::RevokeRequest>,
+    ) -> Result<Response<api::RevokeResponse>, Status> {
         let caller = self.context.caller(request.metadata()).await?;
         let mut request = request.into_inner();
         validate::optional_idempotency_key(&request.idempotency_key)?;
         limits::validate_jti("jti", &request.jti).map_err(ApiError::from)?;
-        limits::validate_text("reason", &request.reason, limits::REASON_LEN_MAX).map_err(ApiError::from)?;
+        limits::validate_text("reason", &request.reason, limits::REASON_LEN_MAX)
+            .map_err(ApiError::from)?;
         let key = std::mem::take(&mut request.idempotency_key);
-        let kind = log::command::Kind::RevokeToken(log::RevokeToken { jti: request.jti.clone(), reason: request.reason.clone() });
-        let accepted = self.context.commit(command(&caller, &key, "Revoke", &request, kind)).await?;
-        Ok(Response::new(api::RevokeResponse { seq: accepted.seq, changed: accepted.changed }))
+        let kind = log::command::Kind::RevokeToken(log::RevokeToken {
+            jti: request.jti.clone(),
+            reason: request.reason.clone(),
+        });
+        let accepted = self
+            .context
+            .commit(command(&caller, &key, "Revoke", &request, kind))
+            .await?;
+        Ok(Response::new(api::RevokeResponse {
+            seq: accepted.seq,
+            changed: accepted.changed,
+        }))
     }
 }
 
@@ -144,7 +200,9 @@ struct PublishedKeys<'a> {
 impl KeyLookup for PublishedKeys<'_> {
     fn public_key(&self, key_id: &str) -> Result<Option<[u8; 32]>, ApiError> {
         let row = query::signing_key(self.state, key_id).map_err(storage)?;
-        Ok(row.and_then(|row| row.key).and_then(|key| key.public_key.as_slice().try_into().ok()))
+        Ok(row
+            .and_then(|row| row.key)
+            .and_then(|key| key.public_key.as_slice().try_into().ok()))
     }
 }
 
@@ -152,13 +210,23 @@ type Verified = (jwt::VerifiedClaims, state::TokenRow, state::AgentRow);
 
 /// A token with a good signature is still only valid if the log says so: it was issued with
 /// these claims, it is not revoked, and its agent is active.
-fn check_state(state: &dyn StateRead, claims: jwt::VerifiedClaims) -> Result<Result<Verified, Invalid>, ApiError> {
-    let invalid = |reason: TokenInvalidReason, message: String| Ok(Err(Invalid { reason, message }));
+fn check_state(
+    state: &dyn StateRead,
+    claims: jwt::VerifiedClaims,
+) -> Result<Result<Verified, Invalid>, ApiError> {
+    let invalid =
+        |reason: TokenInvalidReason, message: String| Ok(Err(Invalid { reason, message }));
     let Some(row) = query::token(state, &claims.jti).map_err(storage)? else {
-        return invalid(TokenInvalidReason::UnknownToken, format!("no issuance of jti {} is in the log", claims.jti));
+        return invalid(
+            TokenInvalidReason::UnknownToken,
+            format!("no issuance of jti {} is in the log", claims.jti),
+        );
     };
     let Some(issued) = row.issued.as_ref() else {
-        return invalid(TokenInvalidReason::UnknownToken, "the token's issuance record is empty".to_string());
+        return invalid(
+            TokenInvalidReason::UnknownToken,
+            "the token's issuance record is empty".to_string(),
+        );
     };
     let matches = issued.subject == claims.sub
         && issued.agent_id == claims.client_id
@@ -166,20 +234,35 @@ fn check_state(state: &dyn StateRead, claims: jwt::VerifiedClaims) -> Result<Res
         && issued.key_id == claims.key_id
         && claims.aud.iter().any(|a| *a == issued.audience);
     if !matches {
-        return invalid(TokenInvalidReason::UnknownToken, "the token's claims differ from its logged issuance".to_string());
+        return invalid(
+            TokenInvalidReason::UnknownToken,
+            "the token's claims differ from its logged issuance".to_string(),
+        );
     }
     if row.revoked {
-        return invalid(TokenInvalidReason::Revoked, format!("the token was revoked at seq {}", row.revoked_seq));
+        return invalid(
+            TokenInvalidReason::Revoked,
+            format!("the token was revoked at seq {}", row.revoked_seq),
+        );
     }
     let Some(agent) = query::agent(state, &issued.agent_id).map_err(storage)? else {
-        return invalid(TokenInvalidReason::AgentDisabled, format!("agent {} no longer exists", issued.agent_id));
+        return invalid(
+            TokenInvalidReason::AgentDisabled,
+            format!("agent {} no longer exists", issued.agent_id),
+        );
     };
     if agent.status != state::Status::Active as i32 {
-        return invalid(TokenInvalidReason::AgentDisabled, format!("agent {} is disabled", issued.agent_id));
+        return invalid(
+            TokenInvalidReason::AgentDisabled,
+            format!("agent {} is disabled", issued.agent_id),
+        );
     }
     Ok(Ok((claims, row, agent)))
 }
 
 fn now_unix_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

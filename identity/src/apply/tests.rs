@@ -122,7 +122,7 @@ fn check_accepted(replica: &mut Replica, command: Command) -> (Accepted, Event) 
     assert_eq!(event.actor, command.actor);
     assert_eq!(
         query::events(&replica.state, event.seq, 10).unwrap(),
-        [event.clone()]
+        std::slice::from_ref(event)
     );
     (accepted, event.clone())
 }
