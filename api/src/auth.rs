@@ -164,9 +164,10 @@ impl Authenticator {
         let hashes: Vec<String> = agent
             .credentials
             .iter()
-            .filter_map(|c| match &c.kind {
-                Some(log::credential::Kind::ClientSecretArgon2id(phc)) => Some(phc.clone()),
-                None => None,
+            .filter_map(|c| {
+                c.kind
+                    .as_ref()
+                    .map(|log::credential::Kind::ClientSecretArgon2id(phc)| phc.clone())
             })
             .collect();
         if let Some((cached_sha, cached_phc)) = self

@@ -41,6 +41,14 @@ pub enum RowFamily {
     Raft = 2,
 }
 
+/// One row of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRow {
+    pub family: RowFamily,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotFileError {
     #[error("snapshot io: {0}")]
@@ -167,7 +175,7 @@ impl SnapshotReader {
     }
 
     /// The next row, or `None` at the end once the checksum has been verified.
-    pub fn next_row(&mut self) -> Result<Option<(RowFamily, Vec<u8>, Vec<u8>)>, SnapshotFileError> {
+    pub fn next_row(&mut self) -> Result<Option<SnapshotRow>, SnapshotFileError> {
         if self.finished {
             return Ok(None);
         }
@@ -206,7 +214,7 @@ impl SnapshotReader {
             )));
         }
         let value = self.read_vec(value_len)?;
-        Ok(Some((family, key, value)))
+        Ok(Some(SnapshotRow { family, key, value }))
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), SnapshotFileError> {

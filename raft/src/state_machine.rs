@@ -263,14 +263,16 @@ impl StateMachineStore {
         let mut n_rows = 0usize;
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
-        while let Some((family, key, value)) = reader.next_row().map_err(read_err)? {
+        while let Some(snapshot::SnapshotRow { family, key, value }) =
+            reader.next_row().map_err(read_err)?
+        {
             let cf = match family {
                 RowFamily::State => state_cf(&new_db),
                 RowFamily::Raft => raft_cf(&new_db),
             };
             batch.put_cf(cf, key, value);
             n_rows += 1;
-            if n_rows % INSTALL_ROWS_PER_WRITE_MAX == 0 {
+            if n_rows.is_multiple_of(INSTALL_ROWS_PER_WRITE_MAX) {
                 new_db
                     .write_opt(std::mem::take(&mut batch), &write_options)
                     .map_err(|e| StorageIOError::write_state_machine(&e))?;

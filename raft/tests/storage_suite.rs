@@ -20,7 +20,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RocksBui
 }
 
 #[test]
-fn openraft_storage_suite() -> Result<(), StorageError<NodeId>> {
+fn openraft_storage_suite() {
     // The suite builds its own tokio runtime per case, so this is a plain #[test].
-    openraft::testing::Suite::test_all(RocksBuilder)
+    if let Err(e) = openraft::testing::Suite::test_all(RocksBuilder) {
+        panic!("storage suite failed: {e}");
+    }
 }

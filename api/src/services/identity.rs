@@ -244,7 +244,7 @@ impl IdentityService for IdentityApi {
 
 fn check_client_secret(secret: &str) -> Result<(), ApiError> {
     let len = secret.len();
-    if len < auth::CLIENT_SECRET_LEN_MIN || auth::CLIENT_SECRET_LEN_MAX < len {
+    if !(auth::CLIENT_SECRET_LEN_MIN..=auth::CLIENT_SECRET_LEN_MAX).contains(&len) {
         return Err(ApiError::invalid_field(
             if len == 0 {
                 Reason::FieldRequired

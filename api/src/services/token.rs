@@ -232,7 +232,7 @@ fn check_state(
         && issued.agent_id == claims.client_id
         && issued.expires_at_unix_s == claims.exp
         && issued.key_id == claims.key_id
-        && claims.aud.iter().any(|a| *a == issued.audience);
+        && claims.aud.contains(&issued.audience);
     if !matches {
         return invalid(
             TokenInvalidReason::UnknownToken,

@@ -365,7 +365,6 @@ impl Node {
             .timeout(RPC_TIMEOUT);
         let deadline = tokio::time::Instant::now() + READY_WAIT_MAX;
         let mut poll = tokio::time::interval(READY_POLL_INTERVAL);
-        let mut last_error = String::from("not polled yet");
         loop {
             poll.tick().await;
             let child = self.child.as_mut().expect("a child was spawned");
@@ -381,10 +380,10 @@ impl Node {
                     "the node exited with {exit} before it was ready"
                 )));
             }
-            match probe(&endpoint, &self.admin_auth()).await {
+            let last_error = match probe(&endpoint, &self.admin_auth()).await {
                 Ok(channel) => return Ok(channel),
-                Err(why) => last_error = why,
-            }
+                Err(why) => why,
+            };
             if deadline <= tokio::time::Instant::now() {
                 return Err(Failure::Other(format!(
                     "not ready within {READY_WAIT_MAX:?}; last probe: {last_error}"
