@@ -229,14 +229,14 @@ async fn publish_signing_key(
     };
     let mut backoff = Duration::from_millis(100);
     loop {
-        let published = matches!(
-            query::signing_key(&node.reader(), key.key_id()),
-            Ok(Some(_))
-        );
-        if published {
-            break;
-        }
+        // Healthy means able to serve: a leader is known and our key is in the log.
         if node.wait_for_leader(Duration::from_secs(5)).await.is_ok() {
+            if matches!(
+                query::signing_key(&node.reader(), key.key_id()),
+                Ok(Some(_))
+            ) {
+                break;
+            }
             match node.propose(command.clone()).await {
                 Ok(proposal) => match proposal.outcome.result {
                     Some(log::outcome::Result::Accepted(_)) => break,

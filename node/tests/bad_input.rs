@@ -2056,3 +2056,45 @@ async fn bad_requests_are_refused_and_change_nothing() {
     let verified = f.node.verify(&f.live.access_token, AUD).await;
     assert!(verified.active, "{}", invalid_reason_name(verified.reason));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Known gap, kept as a ready test
+// ---------------------------------------------------------------------------------------------
+
+/// A token signed with the node's key but whose claims differ from the logged issuance must not
+/// verify: Verify should answer from the log, not from the token. Today `check_state`
+/// (api/src/services/token.rs) compares sub, client_id, exp, kid and aud with the logged
+/// issuance, but not `scope`, `iat` or `nbf`, and Verify replies with the token's own scopes.
+/// Only the holder of a node's private key can mint such a token, so this is defence in depth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_that_differ_from_the_logged_issuance_do_not_verify() {
+    let f = Fixture::start().await;
+    let resign = |name: &'static str, value: Value| {
+        sign_json(
+            &f.key,
+            &Value::Object(f.header()),
+            &Value::Object(f.live_claims_with(set(name, value))),
+        )
+    };
+    let cases = vec![
+        token_case(
+            "37",
+            "live jti re-signed with an ungranted scope",
+            resign("scope", json!("write_file")),
+            Expect::Inactive(R::UnknownToken),
+        ),
+        token_case(
+            "37",
+            "live jti re-signed with an extra scope",
+            resign("scope", json!("read_file write_file")),
+            Expect::Inactive(R::UnknownToken),
+        ),
+        token_case(
+            "37",
+            "live jti re-signed with another iat",
+            resign("iat", json!(f.live.issued_at_unix_s - 60)),
+            Expect::Inactive(R::UnknownToken),
+        ),
+    ];
+    check_all(&f.node, &cases).await;
+}

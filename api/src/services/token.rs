@@ -231,6 +231,8 @@ fn check_state(
     let matches = issued.subject == claims.sub
         && issued.agent_id == claims.client_id
         && issued.expires_at_unix_s == claims.exp
+        && issued.issued_at_unix_s == claims.iat
+        && issued.scopes == claims.scopes
         && issued.key_id == claims.key_id
         && claims.aud.contains(&issued.audience);
     if !matches {

@@ -354,6 +354,8 @@ impl Node {
                 command.env_remove(name);
             }
         }
+        // Plain log files, without ANSI colours.
+        command.env("NO_COLOR", "1");
         command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         self.child = Some(command.spawn().expect("spawn the warrant binary"));
     }
@@ -415,7 +417,9 @@ enum Failure {
 }
 
 /// Ready means: health SERVING (the signing key is published) and this node is the leader (so
-/// LINEARIZABLE reads and writes are answered right away).
+/// LINEARIZABLE reads and writes are answered right away). Health alone is not enough: after a
+/// restart the node reports SERVING as soon as it sees its key already published, which can be
+/// before it has elected itself (observed: SERVING with role LEARNER and no leader).
 ///
 /// The Digest call (admin only) proves the process answering is ours, not another test's node
 /// that took the port first: only ours knows this admin token.
