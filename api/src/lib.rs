@@ -1,5 +1,6 @@
-//! Warrant's edges: the gRPC services, request validation, caller authentication and token
-//! signing and verification.
+//! Warrant's edges: the gRPC services, request validation and caller authentication. Tokens are
+//! signed and verified by `warrant_token`; this crate decides what to sign and checks tokens
+//! against the log's state.
 //!
 //! Requests are parsed into commands here; the identity model never sees raw protobuf requests
 //! or secrets in clear. Replies are built from projections read through `warrant_raft`.
@@ -9,12 +10,10 @@
 
 pub mod auth;
 pub mod error;
-pub mod jwt;
 pub mod server;
 pub mod services;
-pub mod signing_key;
 pub mod validate;
 
 pub use error::{ApiError, Reason};
 pub use server::{ApiConfig, Warrant};
-pub use signing_key::NodeSigningKey;
+pub use warrant_token::{NodeSigningKey, jwt, signing_key};

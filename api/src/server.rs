@@ -15,13 +15,13 @@ use warrant_proto::{
     log,
 };
 use warrant_raft::{RaftConfig, RaftNode};
+use warrant_token::NodeSigningKey;
 
 use crate::{
     auth::Authenticator,
     services::{
         Context, audit::AuditApi, cluster::ClusterApi, identity::IdentityApi, token::TokenApi,
     },
-    signing_key::NodeSigningKey,
 };
 
 /// The largest public request accepted. Tokens are at most 8 KiB; nothing legitimate comes close.
@@ -52,7 +52,7 @@ pub struct ApiConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("signing key: {0}")]
-    SigningKey(#[from] crate::signing_key::SigningKeyError),
+    SigningKey(#[from] warrant_token::signing_key::SigningKeyError),
     #[error("start raft: {0}")]
     Raft(#[from] warrant_raft::StartError),
     #[error("bind {addr}: {source}")]
@@ -81,7 +81,7 @@ impl Warrant {
         on_ready: impl FnOnce(&Warrant),
     ) -> Result<(), ServeError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            ServeError::SigningKey(crate::signing_key::SigningKeyError::Write {
+            ServeError::SigningKey(warrant_token::signing_key::SigningKeyError::Write {
                 path: config.data_dir.display().to_string(),
                 source: e,
             })

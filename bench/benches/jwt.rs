@@ -1,7 +1,7 @@
 //! JWT sign and verify with the node's EdDSA key, as Issue and Verify run them.
 
 use divan::Bencher;
-use warrant_api::{
+use warrant_token::{
     NodeSigningKey,
     jwt::{self, AccessClaims, Expectations, KeyLookup},
 };
@@ -13,7 +13,9 @@ fn main() {
 struct OneKey(String, [u8; 32]);
 
 impl KeyLookup for OneKey {
-    fn public_key(&self, key_id: &str) -> Result<Option<[u8; 32]>, warrant_api::ApiError> {
+    type Error = std::convert::Infallible;
+
+    fn public_key(&self, key_id: &str) -> Result<Option<[u8; 32]>, Self::Error> {
         Ok((key_id == self.0).then_some(self.1))
     }
 }

@@ -13,11 +13,11 @@ use sha2::{Digest, Sha256};
 use tonic::metadata::MetadataMap;
 use warrant_proto::{log, state};
 use warrant_raft::{RaftNode, ReadConsistency, StateReader};
+use warrant_token::NodeSigningKey;
 
 use crate::{
     auth::{Authenticator, Caller},
     error::ApiError,
-    signing_key::NodeSigningKey,
 };
 
 /// What every service shares.

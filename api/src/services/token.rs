@@ -12,11 +12,12 @@ use warrant_proto::{
     log, state,
 };
 
+use warrant_token::jwt::{self, AccessClaims, Expectations, Invalid, KeyLookup};
+
 use super::{Context, command, storage};
 use crate::{
     auth::Caller,
     error::{ApiError, Reason},
-    jwt::{self, AccessClaims, Expectations, Invalid, KeyLookup},
     validate,
 };
 
@@ -92,7 +93,8 @@ impl TokenService for TokenApi {
             .into());
         }
         let claims = AccessClaims::from_issued(&self.context.issuer, &issued);
-        let access_token = jwt::sign(&self.context.signing_key, &claims)?;
+        let access_token = jwt::sign(&self.context.signing_key, &claims)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(Response::new(api::IssueResponse {
             access_token,
             token_type: "Bearer".to_string(),
@@ -198,6 +200,8 @@ struct PublishedKeys<'a> {
 }
 
 impl KeyLookup for PublishedKeys<'_> {
+    type Error = ApiError;
+
     fn public_key(&self, key_id: &str) -> Result<Option<[u8; 32]>, ApiError> {
         let row = query::signing_key(self.state, key_id).map_err(storage)?;
         Ok(row

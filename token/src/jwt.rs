@@ -18,7 +18,7 @@ use serde::{
 use serde_json::Value;
 use warrant_proto::{api::TokenInvalidReason, log};
 
-use crate::{error::ApiError, signing_key::NodeSigningKey};
+use crate::signing_key::NodeSigningKey;
 
 /// Tokens longer than this are refused before parsing.
 pub const TOKEN_LEN_MAX: usize = 8 * 1024;
@@ -61,12 +61,16 @@ impl AccessClaims {
 
 /// Signs `claims` with the node's key. Ed25519 signatures are deterministic, so signing the same
 /// committed claims again yields the same token.
-pub fn sign(key: &NodeSigningKey, claims: &AccessClaims) -> Result<String, ApiError> {
+/// Why a token could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[error("sign token: {0}")]
+pub struct SignError(String);
+
+pub fn sign(key: &NodeSigningKey, claims: &AccessClaims) -> Result<String, SignError> {
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some(ACCESS_TOKEN_TYPE.to_string());
     header.kid = Some(key.key_id().to_string());
-    jsonwebtoken::encode(&header, claims, key.encoding_key())
-        .map_err(|e| ApiError::internal(format!("sign token: {e}")))
+    jsonwebtoken::encode(&header, claims, key.encoding_key()).map_err(|e| SignError(e.to_string()))
 }
 
 /// Why a token is not valid.
@@ -115,16 +119,19 @@ pub struct Expectations<'a> {
 
 /// Looks up the raw Ed25519 public key for a `kid`.
 pub trait KeyLookup {
-    fn public_key(&self, key_id: &str) -> Result<Option<[u8; 32]>, ApiError>;
+    /// A failure to look (storage), distinct from "no such key".
+    type Error;
+
+    fn public_key(&self, key_id: &str) -> Result<Option<[u8; 32]>, Self::Error>;
 }
 
 /// Verifies a compact JWS access token. `Ok(Err(_))` is an invalid token; `Err(_)` is a failure
-/// to check it (storage), which the caller reports as an error status.
-pub fn verify(
+/// to look up its key, which the caller reports as an error.
+pub fn verify<L: KeyLookup + ?Sized>(
     token: &str,
-    keys: &dyn KeyLookup,
+    keys: &L,
     expect: &Expectations<'_>,
-) -> Result<Result<VerifiedClaims, Invalid>, ApiError> {
+) -> Result<Result<VerifiedClaims, Invalid>, L::Error> {
     use TokenInvalidReason as R;
     if TOKEN_LEN_MAX < token.len() {
         return Ok(Err(Invalid::new(

@@ -1,0 +1,10 @@
+//! Warrant's access tokens: RFC 9068 JWTs signed with a node's Ed25519 key, and their strict
+//! verification.
+//!
+//! **Architecture Invariant:** pure computation over bytes and keys. No storage, no network, no
+//! clock (the caller passes "now"): where keys come from is the caller's [`jwt::KeyLookup`].
+
+pub mod jwt;
+pub mod signing_key;
+
+pub use signing_key::NodeSigningKey;
