@@ -58,3 +58,31 @@ fn verify(bencher: Bencher) {
         assert!(verdict.is_ok());
     });
 }
+
+/// Anchor, measured in the same run: a bare aws-lc-rs Ed25519 signature over a token-sized
+/// message. `sign` above minus this is our JWT overhead (serde, base64, key handling).
+#[divan::bench]
+fn anchor_ed25519_sign(bencher: Bencher) {
+    use aws_lc_rs::signature::Ed25519KeyPair;
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("key");
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("parse key");
+    let message = [0x5au8; 220];
+    bencher.bench(|| pair.sign(divan::black_box(&message)));
+}
+
+/// Anchor: a bare aws-lc-rs Ed25519 verification of a token-sized message.
+#[divan::bench]
+fn anchor_ed25519_verify(bencher: Bencher) {
+    use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("key");
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("parse key");
+    let message = [0x5au8; 220];
+    let sig = pair.sign(&message);
+    let public_key =
+        UnparsedPublicKey::new(&signature::ED25519, pair.public_key().as_ref().to_vec());
+    bencher.bench(|| {
+        public_key
+            .verify(divan::black_box(&message), sig.as_ref())
+            .expect("verifies")
+    });
+}

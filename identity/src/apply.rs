@@ -347,6 +347,7 @@ fn register_human(
     context: &Context<'_>,
     command: &log::RegisterHuman,
 ) -> Result<Option<Change>, Refusal> {
+    require_admin(context, "register humans")?;
     limits::validate_id("human_id", &command.human_id)?;
     limits::validate_text("display_name", &command.display_name, DISPLAY_NAME_LEN_MAX)?;
     limits::validate_text("email", &command.email, EMAIL_LEN_MAX)?;
@@ -382,6 +383,7 @@ fn register_agent(
     context: &Context<'_>,
     command: &log::RegisterAgent,
 ) -> Result<Option<Change>, Refusal> {
+    require_admin(context, "register agents")?;
     limits::validate_id("agent_id", &command.agent_id)?;
     limits::validate_id("owner_human_id", &command.owner_human_id)?;
     limits::validate_name("kind", &command.kind, limits::AGENT_KIND_LEN_MAX)?;
@@ -484,6 +486,7 @@ fn register_service(
     context: &Context<'_>,
     command: &log::RegisterService,
 ) -> Result<Option<Change>, Refusal> {
+    require_admin(context, "register services")?;
     limits::validate_id("service_id", &command.service_id)?;
     limits::validate_audience("audience", &command.audience)?;
     validate_tools(&command.tools)?;
@@ -791,6 +794,17 @@ fn publish_signing_key(
             "only a node or an admin may publish signing keys",
         ));
     }
+    // A node publishes only its own keys: a key attributed to another node would let one node
+    // sign tokens that verify as another's.
+    if actor_kind == PrincipalKind::Node as i32 && context.actor.id != command.node_id.to_string() {
+        return Err(reject(
+            RejectReason::PermissionDenied,
+            format!(
+                "node {} may publish only its own keys, not node {}'s",
+                context.actor.id, command.node_id
+            ),
+        ));
+    }
     let published = log::SigningKeyPublished {
         key_id: command.key_id.clone(),
         node_id: command.node_id,
@@ -843,3 +857,15 @@ fn rejected(reason: RejectReason, message: String) -> log::Outcome {
 
 #[cfg(test)]
 mod tests;
+
+/// Registration is an admin act. The API layer checks this too; apply checks it again so that no
+/// path into the log can skip it.
+fn require_admin(context: &Context<'_>, what: &str) -> Result<(), Refusal> {
+    if context.actor.kind == PrincipalKind::Admin as i32 {
+        return Ok(());
+    }
+    Err(reject(
+        RejectReason::PermissionDenied,
+        format!("only an admin may {what}"),
+    ))
+}

@@ -446,3 +446,128 @@ impl<'de> Deserialize<'de> for StrictObject {
         deserializer.deserialize_map(StrictVisitor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct OneKey(String, [u8; 32]);
+
+    impl KeyLookup for OneKey {
+        type Error = std::convert::Infallible;
+
+        fn public_key(&self, key_id: &str) -> Result<Option<[u8; 32]>, Self::Error> {
+            Ok((key_id == self.0).then_some(self.1))
+        }
+    }
+
+    const ISSUER: &str = "https://warrant.test";
+    const AUDIENCE: &str = "https://calendar.example/mcp";
+
+    fn claims() -> AccessClaims {
+        AccessClaims {
+            iss: ISSUER.into(),
+            sub: "agent-a".into(),
+            aud: AUDIENCE.into(),
+            exp: 1_000_600,
+            iat: 1_000_000,
+            nbf: 1_000_000,
+            jti: "jti-1".into(),
+            client_id: "agent-a".into(),
+            scope: "read_events create_event".into(),
+        }
+    }
+
+    /// Signs `claims`, then verifies at `now` with a leeway of 5 s.
+    fn check(claims: &AccessClaims, now_unix_s: u64) -> Result<VerifiedClaims, TokenInvalidReason> {
+        let key = NodeSigningKey::generate_ephemeral().expect("generate key");
+        let token = sign(&key, claims).expect("sign");
+        let keys = OneKey(key.key_id().to_string(), *key.public_key());
+        let expect = Expectations {
+            issuer: ISSUER,
+            audience: Some(AUDIENCE),
+            now_unix_s,
+            leeway_s: 5,
+        };
+        let Ok(verdict) = verify(&token, &keys, &expect);
+        verdict.map_err(|invalid| invalid.reason)
+    }
+
+    #[test]
+    fn a_fresh_token_verifies_with_its_claims() {
+        let verified = check(&claims(), 1_000_100).expect("valid");
+        assert_eq!(verified.sub, "agent-a");
+        assert_eq!(verified.aud, vec![AUDIENCE.to_string()]);
+        assert_eq!(
+            verified.scopes,
+            vec!["read_events".to_string(), "create_event".to_string()]
+        );
+        assert_eq!((verified.iat, verified.exp), (1_000_000, 1_000_600));
+    }
+
+    #[test]
+    fn expiry_is_exact_at_the_leeway_boundary() {
+        // Row 19: with leeway 5 s, exp + 4 is still valid and exp + 5 is expired.
+        assert!(check(&claims(), 1_000_604).is_ok());
+        assert_eq!(
+            check(&claims(), 1_000_605).err(),
+            Some(TokenInvalidReason::Expired)
+        );
+    }
+
+    #[test]
+    fn not_before_and_issued_at_in_the_future_are_rejected() {
+        assert_eq!(
+            check(&claims(), 999_994).err(),
+            Some(TokenInvalidReason::NotYetValid)
+        );
+        assert!(check(&claims(), 999_995).is_ok());
+    }
+
+    #[test]
+    fn the_audience_must_match_when_the_caller_names_one() {
+        let mut other = claims();
+        other.aud = "https://other.example".into();
+        assert_eq!(
+            check(&other, 1_000_100).err(),
+            Some(TokenInvalidReason::AudienceMismatch)
+        );
+    }
+
+    #[test]
+    fn the_issuer_must_be_ours() {
+        let mut other = claims();
+        other.iss = "https://evil.example".into();
+        assert_eq!(
+            check(&other, 1_000_100).err(),
+            Some(TokenInvalidReason::IssuerMismatch)
+        );
+    }
+
+    #[test]
+    fn a_token_signed_by_an_unknown_key_names_no_published_key() {
+        let signer = NodeSigningKey::generate_ephemeral().expect("generate key");
+        let published = NodeSigningKey::generate_ephemeral().expect("generate key");
+        let token = sign(&signer, &claims()).expect("sign");
+        let keys = OneKey(published.key_id().to_string(), *published.public_key());
+        let expect = Expectations {
+            issuer: ISSUER,
+            audience: None,
+            now_unix_s: 1_000_100,
+            leeway_s: 5,
+        };
+        let Ok(verdict) = verify(&token, &keys, &expect);
+        assert_eq!(
+            verdict.err().map(|i| i.reason),
+            Some(TokenInvalidReason::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn duplicate_members_are_malformed() {
+        let error =
+            parse_object(br#"{"sub":"alice","sub":"admin"}"#, "payload").expect_err("duplicate");
+        assert_eq!(error.reason, TokenInvalidReason::Malformed);
+        assert!(parse_object(br#"{"sub":"alice"}"#, "payload").is_ok());
+    }
+}

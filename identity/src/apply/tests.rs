@@ -1062,10 +1062,11 @@ fn publish_signing_key_rejections() {
         (signing_key("k2", 2).by(human_actor("alice")), PermissionDenied, "only a node or an admin may publish signing keys".to_owned()),
         (signing_key("k1", 9).by(node()), SigningKeyConflict, "signing key k1 is already published with different content".to_owned()),
         (
-            log::PublishSigningKey { node_id: 2, ..signing_key("k1", 1) }.by(node()),
+            log::PublishSigningKey { node_id: 2, ..signing_key("k1", 1) }.by(admin()),
             SigningKeyConflict,
             "signing key k1 is already published with different content".to_owned(),
         ),
+        (log::PublishSigningKey { node_id: 2, ..signing_key("k2", 2) }.by(node()), PermissionDenied, "node 1 may publish only its own keys, not node 2's".to_owned()),
     ];
     for (command, reason, message) in cases {
         check_rejected(Replica::world(), command, reason, &message);
@@ -1153,15 +1154,8 @@ fn keys_are_scoped_by_actor() {
     }
     .key("shared");
     check_accepted(&mut replica, by_other);
-    // The same id under another principal kind is another actor too.
-    let by_node = Command {
-        actor: Some(Actor {
-            id: "root".to_owned(),
-            ..node()
-        }),
-        ..register_human("zara")
-    }
-    .key("shared");
+    // Another principal kind is another actor too.
+    let by_node = signing_key("k7", 1).by(node()).key("shared");
     check_accepted(&mut replica, by_node);
 }
 
