@@ -20,4 +20,4 @@ pub mod state;
 
 pub use apply::{AppliedBatch, apply_batch};
 pub use digest::state_digest;
-pub use state::{InMemoryState, StateError, StateRead, WriteSet};
+pub use state::{InMemoryState, Overlay, StateError, StateRead, WriteSet};

@@ -148,25 +148,27 @@ impl StateRead for InMemoryState {
 }
 
 /// Reads through pending writes to the state below: what `apply` reads while deciding a batch, so
-/// that each command sees the writes of the commands before it.
-pub(crate) struct Overlay<'a> {
+/// that each command sees the writes of the commands before it. The state machine uses it the same
+/// way across the entries of one `apply` call.
+pub struct Overlay<'a> {
     base: &'a dyn StateRead,
     writes: WriteSet,
 }
 
 impl<'a> Overlay<'a> {
-    pub(crate) fn new(base: &'a dyn StateRead) -> Self {
+    pub fn new(base: &'a dyn StateRead) -> Self {
         Self {
             base,
             writes: WriteSet::new(),
         }
     }
 
-    pub(crate) fn write(&mut self, writes: WriteSet) {
+    /// Layers `writes` over what is already pending; later writes win.
+    pub fn write(&mut self, writes: WriteSet) {
         self.writes.extend(writes);
     }
 
-    pub(crate) fn into_writes(self) -> WriteSet {
+    pub fn into_writes(self) -> WriteSet {
         self.writes
     }
 }

@@ -13,7 +13,6 @@
 //! complete, so a crash mid-install leaves the old state intact.
 
 use std::{
-    collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
     sync::{
@@ -29,7 +28,7 @@ use rocksdb::{
     WriteOptions,
 };
 use tokio::sync::watch;
-use warrant_identity::{StateError, StateRead, WriteSet};
+use warrant_identity::{Overlay, StateError, StateRead};
 use warrant_proto::log;
 
 use crate::{
@@ -389,7 +388,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
 /// writes through an overlay, exactly as if each had been written on its own.
 fn apply_entries(db: &Arc<DB>, entries: Vec<Entry>) -> Result<Vec<BatchResponse>, StorageError> {
     let base = StateReader { db: db.clone() };
-    let mut pending = WriteSet::default();
+    let mut overlay = Overlay::new(&base);
     let mut responses = Vec::with_capacity(entries.len());
     let mut last_applied = None;
     let mut membership = None;
@@ -415,15 +414,9 @@ fn apply_entries(db: &Arc<DB>, entries: Vec<Entry>) -> Result<Vec<BatchResponse>
                         continue;
                     }
                 };
-                let overlay = Overlay {
-                    base: &base,
-                    pending: &pending,
-                };
                 let applied = warrant_identity::apply_batch(&overlay, &batch, entry.log_id.index)
                     .map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
-                for (key, value) in applied.writes.ops {
-                    pending.ops.insert(key, value);
-                }
+                overlay.write(applied.writes);
                 last_batch_time_ms = Some(batch.time_unix_ms);
                 responses.push(BatchResponse(
                     log::BatchOutcomes {
@@ -436,7 +429,7 @@ fn apply_entries(db: &Arc<DB>, entries: Vec<Entry>) -> Result<Vec<BatchResponse>
     }
     let mut batch = WriteBatch::default();
     let state = state_cf(db);
-    for (key, value) in pending.ops {
+    for (key, value) in overlay.into_writes().ops {
         match value {
             Some(value) => batch.put_cf(state, key, value),
             None => batch.delete_cf(state, key),
@@ -486,57 +479,6 @@ impl StateRead for StateReader {
             rows.push((key.into_vec(), value.into_vec()));
         }
         Ok(rows)
-    }
-}
-
-/// Committed state plus the writes of entries applied earlier in the same `apply` call.
-struct Overlay<'a> {
-    base: &'a StateReader,
-    pending: &'a WriteSet,
-}
-
-impl StateRead for Overlay<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        match self.pending.ops.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => self.base.get(key),
-        }
-    }
-
-    fn scan(
-        &self,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
-        let from = if start > prefix {
-            start.to_vec()
-        } else {
-            prefix.to_vec()
-        };
-        // Read enough base rows to fill `limit` even if pending deletes hide some of them.
-        let n_pending_deletes = self
-            .pending
-            .ops
-            .range(from.clone()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .count();
-        let base_rows = self
-            .base
-            .scan(prefix, &from, limit.saturating_add(n_pending_deletes))?;
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base_rows.into_iter().collect();
-        for (key, value) in self
-            .pending
-            .ops
-            .range(from..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-        {
-            match value {
-                Some(value) => merged.insert(key.clone(), value.clone()),
-                None => merged.remove(key),
-            };
-        }
-        Ok(merged.into_iter().take(limit).collect())
     }
 }
 
