@@ -1,0 +1,99 @@
+//! `warrant server` refuses a bad configuration before it touches any data, with a message that
+//! names the key. Runs the real binary; each case must exit non-zero within a bound.
+
+use std::{
+    io::Read,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+/// A config error is reported at start-up, long before this.
+const EXIT_WAIT_MAX: Duration = Duration::from_secs(30);
+const TOKEN: &str = "admin_token = \"a-long-enough-admin-token\"";
+
+/// Runs `warrant server` with `toml` (plus a data_dir line) as its config file and `env` set,
+/// and returns its stderr.
+fn start_with(toml: &str, env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("warrant.toml");
+    let data_dir = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n{toml}\n", data_dir.display().to_string()),
+    )
+    .expect("write config");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warrant"));
+    command
+        .arg("server")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn warrant");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let pid = child.id();
+    let (exited, exit) = mpsc::channel();
+    std::thread::spawn(move || exited.send(child.wait()));
+    let status = match exit.recv_timeout(EXIT_WAIT_MAX) {
+        Ok(status) => status.expect("wait for warrant"),
+        Err(_) => {
+            // Only the PID this test started.
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("warrant kept running with a bad config: {toml:?}");
+        }
+    };
+    assert!(
+        !status.success(),
+        "a bad config must make warrant exit non-zero: {toml:?}"
+    );
+    let mut text = String::new();
+    stderr.read_to_string(&mut text).expect("read stderr");
+    assert!(
+        !data_dir.exists(),
+        "a bad config must not create the data directory: {toml:?}"
+    );
+    text
+}
+
+#[test]
+fn bad_values_are_reported_by_key() {
+    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+        (format!("node_id = \"one\"\n{TOKEN}"), vec![], "node_id"),
+        (format!("node_id = 0\n{TOKEN}"), vec![], "node_id"),
+        (
+            format!("listen_addr = \"not an address\"\n{TOKEN}"),
+            vec![],
+            "listen_addr",
+        ),
+        (
+            format!("log_format = \"xml\"\n{TOKEN}"),
+            vec![],
+            "log_format",
+        ),
+        (format!("unknown_key = 1\n{TOKEN}"), vec![], "unknown_key"),
+        (
+            format!("token_ttl_default_s = 999999\n{TOKEN}"),
+            vec![],
+            "token_ttl_default_s",
+        ),
+        ("admin_token = \"short\"".to_string(), vec![], "admin token"),
+        (String::new(), vec![], "admin_token"),
+        (
+            TOKEN.to_string(),
+            vec![("WARRANT_NODE_ID", "zero")],
+            "node_id",
+        ),
+    ];
+    for (toml, env, key) in &cases {
+        let stderr = start_with(toml, env);
+        // figment names environment keys as spelled there (NODE_ID): compare case-insensitively.
+        assert!(
+            stderr.to_lowercase().contains(&key.to_lowercase()),
+            "config {toml:?} with env {env:?}: stderr does not name {key:?}:\n{stderr}"
+        );
+    }
+}
