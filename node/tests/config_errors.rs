@@ -59,9 +59,12 @@ fn start_with(toml: &str, env: &[(&str, &str)]) -> String {
     text
 }
 
+/// A config file's body, the environment to start with, and the key the error must name.
+type Case = (String, Vec<(&'static str, &'static str)>, &'static str);
+
 #[test]
 fn bad_values_are_reported_by_key() {
-    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (format!("node_id = \"one\"\n{TOKEN}"), vec![], "node_id"),
         (format!("node_id = 0\n{TOKEN}"), vec![], "node_id"),
         (
