@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod http;
 pub mod server;
 pub mod services;
 pub mod validate;

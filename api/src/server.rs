@@ -39,6 +39,8 @@ pub struct ApiConfig {
     pub node_id: u64,
     pub data_dir: PathBuf,
     pub listen_addr: SocketAddr,
+    /// Where `/.well-known/jwks.json` and `/healthz` are served over HTTP, if anywhere.
+    pub http_listen_addr: Option<SocketAddr>,
     /// The address peers and clients should use for this node (`host:port`).
     pub advertise_addr: String,
     pub admin_token: String,
@@ -70,6 +72,8 @@ pub enum ServeError {
 pub struct Warrant {
     pub node: RaftNode,
     pub local_addr: SocketAddr,
+    /// The bound HTTP address, when HTTP is enabled.
+    pub http_addr: Option<SocketAddr>,
     pub key_id: String,
 }
 
@@ -103,6 +107,15 @@ impl Warrant {
             addr: config.listen_addr,
             source,
         })?;
+        let http_listener = match config.http_listen_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
 
         let context = Arc::new(Context {
             node: node.clone(),
@@ -168,6 +181,21 @@ impl Warrant {
                 }
             });
         let server = tokio::spawn(serve);
+        let http_server = http_listener.map(|http_listener| {
+            let mut stop_rx = stop_rx.clone();
+            let app = crate::http::router(node.clone());
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                };
+                if let Err(e) = axum::serve(http_listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "http server failed");
+                }
+            })
+        });
 
         if config.init_single_node && node.initialize_single().await? {
             tracing::info!(node_id = config.node_id, "initialised a one-member cluster");
@@ -175,6 +203,7 @@ impl Warrant {
         let warrant = Warrant {
             node: node.clone(),
             local_addr,
+            http_addr,
             key_id: signing_key.key_id().to_string(),
         };
         let publisher = tokio::spawn(publish_signing_key(
@@ -189,6 +218,9 @@ impl Warrant {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         publisher.abort();
+        if let Some(http_server) = http_server {
+            let _ = http_server.await;
+        }
         let served = server.await;
         node.shutdown().await;
         match served {

@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub node_id: u64,
     pub data_dir: PathBuf,
     pub listen_addr: SocketAddr,
+    /// Where `/.well-known/jwks.json` and `/healthz` are served over HTTP; unset disables HTTP.
+    pub http_listen_addr: Option<SocketAddr>,
     /// What peers and clients dial; defaults to `listen_addr`.
     pub advertise_addr: Option<String>,
     /// The bootstrap admin credential. Prefer `admin_token_file`.
@@ -44,6 +46,7 @@ impl Default for ServerConfig {
             node_id: 1,
             data_dir: PathBuf::from("/var/lib/warrant"),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            http_listen_addr: None,
             advertise_addr: None,
             admin_token: None,
             admin_token_file: None,
@@ -65,6 +68,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen_addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -25,6 +25,7 @@ pub async fn run(listen_addr: SocketAddr) -> anyhow::Result<()> {
         node_id: 1,
         data_dir: data_dir.clone(),
         listen_addr,
+        http_listen_addr: None,
         advertise_addr: listen_addr.to_string(),
         admin_token: admin_token.clone(),
         issuer: "https://warrant.local".to_string(),

@@ -35,6 +35,9 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[arg(long)]
         listen_addr: Option<SocketAddr>,
+        /// Serve /.well-known/jwks.json and /healthz over HTTP here.
+        #[arg(long)]
+        http_listen_addr: Option<SocketAddr>,
         #[arg(long)]
         advertise_addr: Option<String>,
         /// Make this node a one-member cluster if it is not in one yet.
@@ -47,6 +50,8 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen_addr: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:7401")]
+        http_listen_addr: SocketAddr,
     },
     /// Start a one-node cluster in a temporary directory, walk through register, issue, verify,
     /// revoke and audit over gRPC, and stop.
@@ -64,11 +69,12 @@ fn main() -> anyhow::Result<()> {
         .context("start tokio runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Server { config, node_id, data_dir, listen_addr, advertise_addr, init_single_node } => {
+            Command::Server { config, node_id, data_dir, listen_addr, http_listen_addr, advertise_addr, init_single_node } => {
                 let overrides = Overrides {
                     node_id,
                     data_dir,
                     listen_addr,
+                    http_listen_addr,
                     advertise_addr,
                     init_single_node: init_single_node.then_some(true),
                 };
@@ -80,12 +86,13 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
-            Command::Dev { data_dir, listen_addr } => {
+            Command::Dev { data_dir, listen_addr, http_listen_addr } => {
                 init_logging("text");
                 let admin_token = dev_admin_token(&data_dir)?;
                 let config = ServerConfig {
                     data_dir: data_dir.clone(),
                     listen_addr,
+                    http_listen_addr: Some(http_listen_addr),
                     admin_token: Some(admin_token.clone()),
                     init_single_node: true,
                     ..ServerConfig::default()
@@ -94,6 +101,9 @@ fn main() -> anyhow::Result<()> {
                 serve(api, |warrant| {
                     println!("warrant dev node {} is up", warrant.node.node_id());
                     println!("  gRPC endpoint : http://{}", warrant.local_addr);
+                    if let Some(http_addr) = warrant.http_addr {
+                        println!("  JWKS          : http://{http_addr}/.well-known/jwks.json");
+                    }
                     println!("  data dir      : {}", data_dir.display());
                     println!("  admin token   : {admin_token}   (authorization: Bearer <token>)");
                     println!("  health        : grpc.health.v1.Health/Check; reflection is on");
@@ -113,6 +123,7 @@ fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
         node_id: config.node_id,
         data_dir: config.data_dir.clone(),
         listen_addr: config.listen_addr,
+        http_listen_addr: config.http_listen_addr,
         advertise_addr: config.advertise_addr(),
         admin_token: config.admin_token()?,
         issuer: config.issuer.clone(),

@@ -48,6 +48,8 @@ const LOG_TAIL_BYTES: usize = 6 * 1024;
 pub struct Node {
     dir: tempfile::TempDir,
     port: u16,
+    /// The HTTP port (JWKS, healthz); picked anew with each config written.
+    http_port: u16,
     admin_token: String,
     issuer: String,
     child: Option<Child>,
@@ -67,6 +69,7 @@ impl Node {
         let mut node = Node {
             dir,
             port: 0,
+            http_port: 0,
             admin_token,
             issuer: "https://warrant.test".to_string(),
             child: None,
@@ -97,6 +100,33 @@ impl Node {
     /// The process id of the running node.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// A plain HTTP/1.1 GET against the node's HTTP port: (status code, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))
+            .expect("connect to the HTTP port");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set read timeout");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read response");
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("a status line");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        (status, body)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -283,7 +313,8 @@ impl Node {
         self.dir.path().join(format!("{stream}.{start}.log"))
     }
 
-    fn write_config(&self) {
+    fn write_config(&mut self) {
+        self.http_port = free_port();
         let mut table = toml::Table::new();
         table.insert("node_id".into(), toml::Value::Integer(1));
         table.insert(
@@ -293,6 +324,10 @@ impl Node {
         table.insert(
             "listen_addr".into(),
             format!("127.0.0.1:{}", self.port).into(),
+        );
+        table.insert(
+            "http_listen_addr".into(),
+            format!("127.0.0.1:{}", self.http_port).into(),
         );
         table.insert("admin_token".into(), self.admin_token.clone().into());
         table.insert("issuer".into(), self.issuer.clone().into());
