@@ -9,7 +9,7 @@ mod support;
 use std::{path::Path, process::Command};
 
 use serde_json::Value;
-use support::{AgentCredential, Node};
+use support::{Node, tamper_signature};
 
 const AUDIENCE: &str = "https://calendar.example/mcp";
 const SCRIPT: &str = concat!(
@@ -70,14 +70,8 @@ async fn a_warrant_token_verifies_in_pyjwt_from_the_jwks_alone() {
     install_pyjwt(&pythonpath);
 
     let node = Node::start().await;
-    node.register_human("alice").await;
-    let agent = AgentCredential::new("alice-assistant");
-    node.register_agent(&agent.agent_id, "alice", &agent.secret)
-        .await;
-    node.register_service("calendar", AUDIENCE, &["read_events", "create_event"])
-        .await;
     let issued = node
-        .issue(&agent, AUDIENCE, &["read_events", "create_event"])
+        .issue_calendar_token(AUDIENCE, &["read_events", "create_event"])
         .await;
     let (status, jwks) = node.http_get("/.well-known/jwks.json");
     assert_eq!(status, 200, "JWKS: {jwks}");
@@ -108,12 +102,7 @@ async fn a_warrant_token_verifies_in_pyjwt_from_the_jwks_alone() {
         "https://evil.example",
     );
     assert!(!ok, "PyJWT accepted a token for the wrong issuer");
-    // Change a character well inside the signature: the last one also carries padding bits that
-    // lenient base64 decoders ignore.
-    let mut tampered = issued.access_token.clone().into_bytes();
-    let inside = tampered.len() - 10;
-    tampered[inside] = if tampered[inside] == b'A' { b'B' } else { b'A' };
-    let tampered = String::from_utf8(tampered).unwrap();
+    let tampered = tamper_signature(&issued.access_token);
     let (ok, _, _) = pyjwt_verify(&pythonpath, work.path(), &jwks, &tampered, node.issuer());
     assert!(!ok, "PyJWT accepted a tampered token");
 }

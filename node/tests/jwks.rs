@@ -7,20 +7,14 @@ mod support;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::Value;
-use support::{AgentCredential, Node};
+use support::{Node, tamper_signature};
 
 const AUDIENCE: &str = "https://calendar.example/mcp";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_verify_against_the_published_jwks() {
     let node = Node::start().await;
-    node.register_human("alice").await;
-    let agent = AgentCredential::new("alice-assistant");
-    node.register_agent(&agent.agent_id, "alice", &agent.secret)
-        .await;
-    node.register_service("calendar", AUDIENCE, &["read_events", "create_event"])
-        .await;
-    let issued = node.issue(&agent, AUDIENCE, &["read_events"]).await;
+    let issued = node.issue_calendar_token(AUDIENCE, &["read_events"]).await;
 
     let (status, body) = node.http_get("/.well-known/jwks.json");
     assert_eq!(status, 200, "JWKS: {body}");
@@ -44,12 +38,7 @@ async fn tokens_verify_against_the_published_jwks() {
     assert_eq!(claims["jti"], issued.jti.as_str());
 
     // A token tampered with after signing fails offline too.
-    // Change a character well inside the signature: the last one also carries padding bits that
-    // lenient base64 decoders ignore.
-    let mut tampered = issued.access_token.clone().into_bytes();
-    let inside = tampered.len() - 10;
-    tampered[inside] = if tampered[inside] == b'A' { b'B' } else { b'A' };
-    let tampered = String::from_utf8(tampered).unwrap();
+    let tampered = tamper_signature(&issued.access_token);
     assert!(jsonwebtoken::decode::<Value>(&tampered, &key, &validation).is_err());
 
     let (status, body) = node.http_get("/healthz");

@@ -241,6 +241,22 @@ impl Node {
             .into_inner()
     }
 
+    /// Registers alice, her agent `alice-assistant` and the `calendar` service at `audience`
+    /// (tools read_events and create_event), then has the agent issue a token with `scopes`.
+    pub async fn issue_calendar_token(
+        &self,
+        audience: &str,
+        scopes: &[&str],
+    ) -> api::IssueResponse {
+        self.register_human("alice").await;
+        let agent = AgentCredential::new("alice-assistant");
+        self.register_agent(&agent.agent_id, "alice", &agent.secret)
+            .await;
+        self.register_service("calendar", audience, &["read_events", "create_event"])
+            .await;
+        self.issue(&agent, audience, scopes).await
+    }
+
     /// The agent issues a token for itself.
     pub async fn issue(
         &self,
@@ -573,4 +589,13 @@ pub fn invalid_reason_name(reason: i32) -> String {
     api::TokenInvalidReason::try_from(reason)
         .map(|r| r.as_str_name().to_string())
         .unwrap_or_else(|_| format!("unknown({reason})"))
+}
+
+/// The token with one character changed well inside its signature. (The last character also
+/// carries padding bits that lenient base64 decoders ignore, so it is not a reliable tamper.)
+pub fn tamper_signature(token: &str) -> String {
+    let mut bytes = token.as_bytes().to_vec();
+    let inside = bytes.len() - 10;
+    bytes[inside] = if bytes[inside] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).expect("a token is ASCII")
 }
