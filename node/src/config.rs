@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 /// Admin tokens shorter than this are refused: the token is the bootstrap root credential.
 pub const ADMIN_TOKEN_LEN_MIN: usize = 16;
+/// Raft entries between snapshots, at most. Entries hold up to 1024 commands each.
+pub const SNAPSHOT_LOGS_SINCE_LAST_MAX: u64 = 10_000_000;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +40,11 @@ pub struct ServerConfig {
     pub init_single_node: bool,
     /// `text` or `json`.
     pub log_format: String,
+    /// Build a snapshot, and compact the log behind it, every this many Raft entries.
+    pub snapshot_logs_since_last: u64,
+    /// Raft entries kept behind a snapshot, so a briefly absent follower catches up from the
+    /// log rather than by snapshot.
+    pub snapshot_logs_kept: u64,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +62,8 @@ impl Default for ServerConfig {
             clock_leeway_s: 5,
             init_single_node: false,
             log_format: "text".to_string(),
+            snapshot_logs_since_last: 20_000,
+            snapshot_logs_kept: 10_000,
         }
     }
 }
@@ -112,6 +121,16 @@ impl ServerConfig {
             "invalid config: key token_ttl_default_s is {}; allowed: 1 to {}",
             self.token_ttl_default_s,
             warrant_identity::limits::TOKEN_TTL_SECONDS_MAX
+        );
+        anyhow::ensure!(
+            (1..=SNAPSHOT_LOGS_SINCE_LAST_MAX).contains(&self.snapshot_logs_since_last),
+            "invalid config: key snapshot_logs_since_last is {}; allowed: 1 to {SNAPSHOT_LOGS_SINCE_LAST_MAX}",
+            self.snapshot_logs_since_last
+        );
+        anyhow::ensure!(
+            self.snapshot_logs_kept <= SNAPSHOT_LOGS_SINCE_LAST_MAX,
+            "invalid config: key snapshot_logs_kept is {}; allowed: 0 to {SNAPSHOT_LOGS_SINCE_LAST_MAX}",
+            self.snapshot_logs_kept
         );
         anyhow::ensure!(
             self.log_format == "text" || self.log_format == "json",

@@ -1,12 +1,12 @@
-//! `warrant demo`: a one-node cluster in a temporary directory and a scripted walk through the
-//! API, as a client would make it.
+//! `warrant demo`: a three-node cluster on loopback in a temporary directory, and a scripted
+//! walk through the API as a client would make it: register on one node, issue on another,
+//! verify on the third, revoke, verify again, and read the audit trail.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::TcpListener;
 
 use anyhow::Context as _;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
-use warrant_api::ApiConfig;
 use warrant_proto::{
     api::{
         self, Consistency, ReadOptions, audit_service_client::AuditServiceClient,
@@ -15,57 +15,67 @@ use warrant_proto::{
     log::event::Kind,
 };
 
-/// How long the demo waits for the node to become healthy.
-const READY_WAIT_MAX: Duration = Duration::from_secs(60);
+use crate::local_cluster::{LOCAL_NODES, LocalCluster};
 
-pub async fn run(listen_addr: SocketAddr) -> anyhow::Result<()> {
-    let data_dir = std::env::temp_dir().join(format!("warrant-demo-{}", std::process::id()));
+/// Attempts at finding a run of free loopback ports.
+const PORT_ATTEMPTS_MAX: usize = 20;
+
+pub async fn run() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("warrant-demo-{}", std::process::id()));
     let admin_token = format!("demo-{}", hex::encode(rand::random::<[u8; 16]>()));
-    let api = ApiConfig {
-        node_id: 1,
-        data_dir: data_dir.clone(),
-        listen_addr,
-        http_listen_addr: None,
-        advertise_addr: listen_addr.to_string(),
-        admin_token: admin_token.clone(),
-        issuer: "https://warrant.local".to_string(),
-        token_ttl_default_s: 900,
-        clock_leeway_s: 5,
-        init_single_node: true,
-    };
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let node = tokio::spawn(warrant_api::Warrant::run(
-        ApiConfig {
-            advertise_addr: listen_addr.to_string(),
-            ..api
-        },
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |warrant| {
-            let _ = addr_tx.send(warrant.local_addr);
-        },
-    ));
-    let addr = addr_rx.await.context("node failed to start")?;
-    let result = walk_through(addr, &admin_token).await;
-    let _ = stop_tx.send(());
-    node.await.context("join node")?.context("run node")?;
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let base_port = free_port_run(2 * LOCAL_NODES as usize)?;
+    println!(
+        "== starting a three-node cluster on 127.0.0.1:{base_port}.. (logs in {})",
+        dir.display()
+    );
+    let cluster = LocalCluster::start(&dir, base_port, &admin_token).await?;
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    let result = walk_through(&addrs, &admin_token).await;
+    println!("== stopping the cluster");
+    cluster.stop().await;
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 
-async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await
-        .context("connect to node")?;
-    wait_ready(channel.clone()).await?;
-    println!("== Warrant demo: a one-node cluster at http://{addr}");
+/// The first of `len` consecutive loopback ports that were all free a moment ago.
+pub fn free_port_run(len: usize) -> anyhow::Result<u16> {
+    for _ in 0..PORT_ATTEMPTS_MAX {
+        let base = 20_000 + rand::random::<u16>() % 30_000;
+        let all_free = (0..len).all(|i| {
+            u16::try_from(i)
+                .ok()
+                .and_then(|i| base.checked_add(i))
+                .is_some_and(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        });
+        if all_free {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!("no run of {len} free loopback ports found in {PORT_ATTEMPTS_MAX} attempts")
+}
+
+async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()> {
+    let mut channels = Vec::new();
+    for addr in addrs {
+        channels.push(crate::client::connect(addr).await?);
+    }
+    let [one, two, three] = channels.as_slice() else {
+        anyhow::bail!("the demo needs three nodes");
+    };
+    let leader = api_status(one.clone()).await?.leader_id;
+    println!(
+        "== nodes 1, 2, 3 at {}; node {leader} leads",
+        addrs.join(", ")
+    );
     let admin = format!("Bearer {admin_token}");
-    let mut identity = IdentityServiceClient::new(channel.clone());
-    let mut tokens = TokenServiceClient::new(channel.clone());
-    let mut audit = AuditServiceClient::new(channel.clone());
+    // Registration on node 1, issuing on node 2, verification on node 3: any node serves any
+    // request, and a follower forwards writes to the leader.
+    let mut identity = IdentityServiceClient::new(one.clone());
+    let mut tokens = TokenServiceClient::new(two.clone());
+    let mut verifier = TokenServiceClient::new(three.clone());
+    let mut audit = AuditServiceClient::new(three.clone());
 
     let human = identity
         .register_human(authed(
@@ -80,7 +90,7 @@ async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()>
         .await?
         .into_inner();
     println!(
-        "registered human   alice                      (seq {})",
+        "node 1: registered human   alice                      (seq {})",
         human.seq
     );
     let secret = hex::encode(rand::random::<[u8; 24]>());
@@ -99,7 +109,7 @@ async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()>
         .await?
         .into_inner();
     println!(
-        "registered agent   alice-assistant (owner alice) (seq {})",
+        "node 1: registered agent   alice-assistant (owner alice) (seq {})",
         agent.seq
     );
     let service = identity
@@ -124,7 +134,7 @@ async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()>
         .await?
         .into_inner();
     println!(
-        "registered service calendar (audience https://calendar.example/mcp) (seq {})",
+        "node 1: registered service calendar (audience https://calendar.example/mcp) (seq {})",
         service.seq
     );
 
@@ -145,7 +155,7 @@ async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()>
         .await?
         .into_inner();
     println!(
-        "issued token       jti {} (seq {}, expires in {} s)",
+        "node 2: issued token       jti {} (seq {}, expires in {} s)",
         issued.jti, issued.seq, issued.expires_in
     );
 
@@ -157,12 +167,12 @@ async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()>
             at_least_seq: 0,
         }),
     };
-    let verified = tokens
+    let verified = verifier
         .verify(authed(&admin, verify(issued.access_token.clone())))
         .await?
         .into_inner();
     println!(
-        "verified           active={} sub={} agent={} scopes={:?}",
+        "node 3: verified           active={} sub={} agent={} scopes={:?} (LINEARIZABLE)",
         verified.active, verified.subject, verified.agent_id, verified.scopes
     );
     anyhow::ensure!(
@@ -183,10 +193,10 @@ async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()>
         .await?
         .into_inner();
     println!(
-        "revoked            jti {} (seq {})",
+        "node 2: revoked            jti {} (seq {})",
         issued.jti, revoked.seq
     );
-    let verified = tokens
+    let verified = verifier
         .verify(authed(&admin, verify(issued.access_token)))
         .await?
         .into_inner();
@@ -194,7 +204,7 @@ async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()>
         .map(|r| r.as_str_name())
         .unwrap_or("?");
     println!(
-        "verified again     active={} reason={reason}",
+        "node 3: verified again     active={} reason={reason} (LINEARIZABLE)",
         verified.active
     );
     anyhow::ensure!(!verified.active, "a revoked token still verified");
@@ -205,12 +215,15 @@ async fn walk_through(addr: SocketAddr, admin_token: &str) -> anyhow::Result<()>
             api::ListEventsRequest {
                 from_seq: 1,
                 limit: 100,
-                read: None,
+                read: Some(ReadOptions {
+                    consistency: Consistency::AtLeast as i32,
+                    at_least_seq: revoked.seq,
+                }),
             },
         ))
         .await?
         .into_inner();
-    println!("audit trail ({} events):", events.events.len());
+    println!("node 3: audit trail ({} events):", events.events.len());
     for event in &events.events {
         let what = match &event.kind {
             Some(Kind::HumanRegistered(e)) => format!("HumanRegistered {}", e.human_id),
@@ -249,27 +262,12 @@ fn authed<T>(authorization: &str, message: T) -> Request<T> {
     request
 }
 
-/// Waits, bounded, for the node's health check to report SERVING (its key is published).
-async fn wait_ready(channel: Channel) -> anyhow::Result<()> {
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let deadline = tokio::time::Instant::now() + READY_WAIT_MAX;
-    let mut interval = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        interval.tick().await;
-        let reply = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await;
-        if let Ok(reply) = reply
-            && reply.into_inner().status
-                == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-        {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "node not healthy within {READY_WAIT_MAX:?}"
-        );
-    }
+async fn api_status(channel: Channel) -> anyhow::Result<api::StatusResponse> {
+    Ok(
+        api::cluster_service_client::ClusterServiceClient::new(channel)
+            .status(api::StatusRequest {})
+            .await
+            .context("cluster status")?
+            .into_inner(),
+    )
 }

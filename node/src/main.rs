@@ -1,8 +1,12 @@
-//! The `warrant` binary: `server` runs a node, `dev` runs a one-node cluster for development,
-//! `demo` runs one and walks through issue, verify, revoke and audit against it.
+//! The `warrant` binary: `server` runs a node; `cluster` and `member` administer a cluster;
+//! `local-cluster` runs three nodes on loopback; `dev` runs a one-node cluster for development;
+//! `demo` runs a local cluster and walks through issue, verify, revoke and audit against it.
 
+mod client;
+mod cluster_cli;
 mod config;
 mod demo;
+mod local_cluster;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -53,12 +57,24 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:7401")]
         http_listen_addr: SocketAddr,
     },
-    /// Start a one-node cluster in a temporary directory, walk through register, issue, verify,
-    /// revoke and audit over gRPC, and stop.
-    Demo {
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen_addr: SocketAddr,
+    /// Start a three-node cluster on loopback in a temporary directory, walk through register,
+    /// issue, verify, revoke and audit over gRPC across its nodes, and stop it.
+    Demo,
+    /// Run a three-node cluster on loopback until Ctrl-C, then stop it cleanly.
+    LocalCluster {
+        /// Data directories and logs of the three nodes.
+        #[arg(long, default_value = ".warrant-local")]
+        dir: PathBuf,
+        /// Node n listens on base-port + 2(n-1) for gRPC and the next port for HTTP.
+        #[arg(long, default_value_t = 7410)]
+        base_port: u16,
     },
+    /// Bootstrap a cluster, or show its members' status.
+    #[command(subcommand)]
+    Cluster(cluster_cli::ClusterCommand),
+    /// Add, promote or remove a member.
+    #[command(subcommand)]
+    Member(cluster_cli::MemberCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,10 +126,10 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
-            Command::Demo { listen_addr } => {
-                init_logging("text");
-                demo::run(listen_addr).await
-            }
+            Command::Demo => demo::run().await,
+            Command::LocalCluster { dir, base_port } => local_cluster(dir, base_port).await,
+            Command::Cluster(command) => cluster_cli::run_cluster(command).await,
+            Command::Member(command) => cluster_cli::run_member(command).await,
         }
     })
 }
@@ -130,7 +146,37 @@ fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
         token_ttl_default_s: config.token_ttl_default_s,
         clock_leeway_s: config.clock_leeway_s,
         init_single_node: config.init_single_node,
+        snapshot_logs_since_last: config.snapshot_logs_since_last,
+        snapshot_logs_kept: config.snapshot_logs_kept,
     })
+}
+
+async fn local_cluster(dir: PathBuf, base_port: u16) -> anyhow::Result<()> {
+    let admin_token = dev_admin_token(&dir)?;
+    let cluster = local_cluster::LocalCluster::start(&dir, base_port, &admin_token).await?;
+    println!(
+        "warrant local cluster is up ({} nodes)",
+        cluster.nodes.len()
+    );
+    for node in &cluster.nodes {
+        println!(
+            "  node {}: gRPC {}  JWKS http://{}/.well-known/jwks.json  log {}",
+            node.node_id,
+            node.addr,
+            node.http_addr,
+            node.log_path.display()
+        );
+    }
+    println!("  admin token : {admin_token}   (authorization: Bearer <token>)");
+    println!(
+        "  status      : warrant cluster status --endpoint {}",
+        cluster.nodes[0].addr
+    );
+    println!("Ctrl-C stops the cluster.");
+    shutdown_signal().await;
+    println!("stopping");
+    cluster.stop().await;
+    Ok(())
 }
 
 /// Serves until SIGINT or SIGTERM.

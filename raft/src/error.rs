@@ -40,10 +40,14 @@ pub enum ReadError {
     #[error("no quorum: {0}")]
     NoQuorum(String),
     /// The node did not apply far enough within the wait limit.
-    #[error("not applied to seq {wanted} within {waited_ms} ms (applied {applied})")]
+    #[error(
+        "not applied to {wanted} within {waited_ms} ms (applied log index {applied_index}, seq {applied_seq})"
+    )]
     Timeout {
-        wanted: u64,
-        applied: u64,
+        /// What the read needed, e.g. `seq 17` or `log index 42`.
+        wanted: String,
+        applied_index: u64,
+        applied_seq: u64,
         waited_ms: u64,
     },
     #[error("raft node stopped: {0}")]
@@ -64,4 +68,41 @@ pub enum StartError {
     Config(String),
     #[error("start raft: {0}")]
     Raft(String),
+}
+
+/// Why a membership change (or cluster initialisation) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// Membership changes run on the leader.
+    #[error("not the leader; leader is {leader_id:?} at {leader_addr:?}")]
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
+    /// `init` was asked for a membership other than the one the cluster already has.
+    #[error("the cluster is already initialised with members {current}")]
+    AlreadyInitialized { current: String },
+    #[error("{0}")]
+    Invalid(String),
+    /// The node is not in the membership (or not as a learner, for a promotion).
+    #[error("{0}")]
+    NotFound(String),
+    #[error("node {node_id} is already a member")]
+    AlreadyMember { node_id: NodeId },
+    /// A learner that is still far behind is not made a voter: it would weaken the quorum.
+    #[error(
+        "learner {node_id} is {lag} entries behind the leader; it is promoted once at most {lag_max} behind"
+    )]
+    LearnerBehind {
+        node_id: NodeId,
+        lag: u64,
+        lag_max: u64,
+    },
+    /// Another membership change has not finished yet.
+    #[error("another membership change is in progress: {0}")]
+    InProgress(String),
+    #[error("no quorum committed the change: {0}")]
+    NoQuorum(String),
+    #[error("raft node stopped: {0}")]
+    Stopped(String),
 }

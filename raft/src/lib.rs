@@ -18,14 +18,17 @@ pub mod error;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod peer_service;
 pub mod proposer;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
 pub use config::RaftConfig;
-pub use error::{ProposeError, ReadError, StartError};
-pub use node::{AppliedPosition, ClusterStatus, MemberStatus, RaftNode, ReadConsistency};
+pub use error::{MembershipError, ProposeError, ReadError, StartError};
+pub use node::{
+    AppliedPosition, ClusterStatus, MemberStatus, RaftNode, ReadConsistency, ReplicationStatus,
+};
 pub use proposer::Proposal;
 pub use state_machine::StateReader;
 pub use types::{NodeId, TypeConfig};

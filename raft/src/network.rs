@@ -1,10 +1,13 @@
-//! The peer transport: openraft's AppendEntries and Vote over tonic.
+//! The peer transport, client side: openraft's AppendEntries, Vote and snapshots over tonic, plus
+//! the two calls a follower makes to the leader on a client's behalf (forwarding a write, asking
+//! for a read index).
 //!
 //! openraft's own request and response types travel postcard-encoded inside a protobuf `bytes`
 //! field. Channels are created lazily and cached per peer, because openraft asks for a client on
-//! every election round and every linearizable read (openraft-notes §4). Every request names the
-//! node it is meant for, and a node refuses requests meant for another: a misconfigured address
-//! must not make a leader replicate to the wrong node.
+//! every election round and every linearizable read (openraft-notes §4); snapshots get a channel
+//! of their own so a long transfer never delays heartbeats. Every request names the node it is
+//! meant for, and a node refuses requests meant for another: a misconfigured address must not make
+//! a leader replicate to the wrong node.
 
 use std::{
     collections::BTreeMap,
@@ -16,7 +19,7 @@ use openraft::{
     BasicNode, RaftNetwork, RaftNetworkFactory,
     error::{
         Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
-        Unreachable,
+        Timeout, Unreachable,
     },
     network::RPCOption,
     raft::{
@@ -24,26 +27,57 @@ use openraft::{
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
+use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
-use warrant_proto::raft::{
-    RaftReply, RaftRequest, raft_reply,
-    raft_service_client::RaftServiceClient,
-    raft_service_server::{RaftService, RaftServiceServer},
+use warrant_proto::{
+    log,
+    raft::{
+        ForwardRequest, PeerError, RaftRequest, ReadIndexRequest, SnapshotChunk, SnapshotHeader,
+        forward_reply, peer_error, raft_reply, raft_service_client::RaftServiceClient,
+        read_index_reply, snapshot_chunk,
+    },
 };
 
-use crate::types::{NodeId, Raft, Snapshot, TypeConfig, Vote};
+use crate::{
+    error::{ProposeError, ReadError},
+    proposer::Proposal,
+    types::{NodeId, Snapshot, TypeConfig, Vote},
+};
 
 /// The largest peer message accepted: a full AppendEntries of `max_payload_entries` batches.
 pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Snapshot bytes per streamed message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Chunks read ahead of the network on the sending side: with the chunk size, this bounds the
+/// sender's memory for a snapshot of any size.
+pub const SNAPSHOT_CHUNKS_AHEAD_MAX: usize = 2;
+/// The largest snapshot a node accepts.
+pub const SNAPSHOT_BYTES_MAX: u64 = 64 * 1024 * 1024 * 1024;
+/// Forwarding stops after this many nodes: a follower, then at most one stale leader.
+pub const FORWARD_HOPS_MAX: u32 = 2;
+/// A snapshot transfer may take this long plus [`SNAPSHOT_SECONDS_PER_GIB`] per GiB; beyond it
+/// the sender gives up and openraft retries.
+const SNAPSHOT_TRANSFER_BASE: Duration = Duration::from_secs(60);
+/// Allows for a 2-core machine that is writing, fsyncing and installing at the same time.
+const SNAPSHOT_SECONDS_PER_GIB: u64 = 300;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 type RpcResult<T> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId>>>;
 
-/// Creates peer clients over cached, lazily connected channels.
+/// Which of a peer's two connections a call uses.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Lane {
+    /// AppendEntries, Vote, forwarding and read indexes: small, latency-sensitive.
+    Control,
+    /// Snapshots: large and slow.
+    Snapshot,
+}
+
+/// Creates peer clients over cached, lazily connected channels. Cheap to clone.
 #[derive(Clone)]
 pub struct NetworkFactory {
     source: NodeId,
-    channels: Arc<Mutex<BTreeMap<(NodeId, String), Channel>>>,
+    channels: Arc<Mutex<BTreeMap<(NodeId, String, Lane), Channel>>>,
 }
 
 impl NetworkFactory {
@@ -54,18 +88,130 @@ impl NetworkFactory {
         }
     }
 
-    fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    fn channel(&self, target: NodeId, addr: &str, lane: Lane) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(channel) = channels.get(&(target, addr.to_string())) {
+        let key = (target, addr.to_string(), lane);
+        if let Some(channel) = channels.get(&key) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("invalid peer address {addr:?}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20))
             .connect_lazy();
-        channels.insert((target, addr.to_string()), channel.clone());
+        channels.insert(key, channel.clone());
         Ok(channel)
+    }
+
+    fn client(
+        &self,
+        target: NodeId,
+        addr: &str,
+        lane: Lane,
+    ) -> Result<RaftServiceClient<Channel>, String> {
+        Ok(RaftServiceClient::new(self.channel(target, addr, lane)?)
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX))
+    }
+
+    /// Hands a command to the leader (`target`) and returns its committed outcome.
+    pub(crate) async fn forward(
+        &self,
+        target: NodeId,
+        addr: &str,
+        command: log::Command,
+        hops: u32,
+        wait_max: Duration,
+    ) -> Result<Proposal, ProposeError> {
+        let mut client =
+            self.client(target, addr, Lane::Control)
+                .map_err(|e| ProposeError::NotLeader {
+                    leader_id: Some(target),
+                    leader_addr: Some(format!("{addr} ({e})")),
+                })?;
+        let mut request = tonic::Request::new(ForwardRequest {
+            target_node_id: target,
+            source_node_id: self.source,
+            hops,
+            command: Some(command),
+        });
+        request.set_timeout(wait_max);
+        let reply = client.forward(request).await.map_err(|status| {
+            // The command may have reached the leader before the connection failed.
+            ProposeError::Indeterminate(format!(
+                "forwarding to leader {target} at {addr} failed: {}",
+                status.message()
+            ))
+        })?;
+        match reply.into_inner().result {
+            Some(forward_reply::Result::Proposal(p)) => Ok(Proposal {
+                outcome: p.outcome.unwrap_or_default(),
+                log_index: p.log_index,
+                batch_time_ms: p.batch_time_ms,
+            }),
+            Some(forward_reply::Result::Error(e)) => Err(propose_error(e)),
+            None => Err(ProposeError::Indeterminate(format!(
+                "leader {target} sent an empty forward reply"
+            ))),
+        }
+    }
+
+    /// Asks the leader (`target`) for a read index confirmed by a quorum.
+    pub(crate) async fn read_index(
+        &self,
+        target: NodeId,
+        addr: &str,
+        wait_max: Duration,
+    ) -> Result<u64, ReadError> {
+        let unreachable = |why: String| {
+            ReadError::NoQuorum(format!(
+                "the leader (node {target} at {addr}) did not confirm a read index: {why}"
+            ))
+        };
+        let mut client = self
+            .client(target, addr, Lane::Control)
+            .map_err(unreachable)?;
+        let mut request = tonic::Request::new(ReadIndexRequest {
+            target_node_id: target,
+            source_node_id: self.source,
+        });
+        request.set_timeout(wait_max);
+        let reply = client
+            .read_index(request)
+            .await
+            .map_err(|status| unreachable(status.message().to_string()))?;
+        match reply.into_inner().result {
+            Some(read_index_reply::Result::ReadIndex(index)) => Ok(index),
+            Some(read_index_reply::Result::Error(e)) => Err(read_error(e)),
+            None => Err(unreachable("empty reply".to_string())),
+        }
+    }
+}
+
+fn propose_error(e: PeerError) -> ProposeError {
+    match peer_error::Kind::try_from(e.kind) {
+        Ok(peer_error::Kind::NotLeader) => ProposeError::NotLeader {
+            leader_id: e.has_leader.then_some(e.leader_id),
+            leader_addr: (e.has_leader && !e.leader_addr.is_empty()).then_some(e.leader_addr),
+        },
+        Ok(peer_error::Kind::Overloaded) => ProposeError::Overloaded {
+            queue_len_max: crate::proposer::QUEUE_LEN_MAX,
+        },
+        Ok(peer_error::Kind::Stopped) => ProposeError::Stopped(e.message),
+        _ => ProposeError::Indeterminate(e.message),
+    }
+}
+
+fn read_error(e: PeerError) -> ReadError {
+    match peer_error::Kind::try_from(e.kind) {
+        Ok(peer_error::Kind::NotLeader) => ReadError::NotLeader {
+            leader_id: e.has_leader.then_some(e.leader_id),
+            leader_addr: (e.has_leader && !e.leader_addr.is_empty()).then_some(e.leader_addr),
+        },
+        Ok(peer_error::Kind::Stopped) => ReadError::Stopped(e.message),
+        _ => ReadError::NoQuorum(e.message),
     }
 }
 
@@ -73,22 +219,27 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        let channel = self.channel(target, &node.addr).map_err(|e| e.to_string());
         PeerClient {
             source: self.source,
             target,
-            channel,
+            control: self.client(target, &node.addr, Lane::Control),
+            snapshot: self.client(target, &node.addr, Lane::Snapshot),
         }
     }
 }
 
-/// A client for one peer.
+/// openraft's client for one peer.
 pub struct PeerClient {
     source: NodeId,
     target: NodeId,
     /// An invalid address is reported on every call as unreachable, not at creation: openraft's
     /// `new_client` cannot fail.
-    channel: Result<Channel, String>,
+    control: Result<RaftServiceClient<Channel>, String>,
+    snapshot: Result<RaftServiceClient<Channel>, String>,
+}
+
+fn unreachable_because(why: impl Into<String>) -> Unreachable {
+    Unreachable::new(&std::io::Error::other(why.into()))
 }
 
 impl PeerClient {
@@ -102,10 +253,10 @@ impl PeerClient {
         Req: Serialize,
         Resp: DeserializeOwned,
     {
-        let channel = self
-            .channel
+        let mut client = self
+            .control
             .clone()
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
+            .map_err(|e| RPCError::Unreachable(unreachable_because(e)))?;
         let payload =
             postcard::to_allocvec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftRequest {
@@ -114,9 +265,6 @@ impl PeerClient {
             payload: payload.into(),
         });
         request.set_timeout(option.hard_ttl());
-        let mut client = RaftServiceClient::new(channel)
-            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let reply = match method {
             PeerMethod::AppendEntries => client.append_entries(request).await,
             PeerMethod::Vote => client.vote(request).await,
@@ -141,6 +289,120 @@ impl PeerClient {
             ))),
         }
     }
+
+    /// Streams the snapshot file: a header, then chunks read from disk no faster than the
+    /// network takes them.
+    async fn send_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let mut client = self
+            .snapshot
+            .clone()
+            .map_err(|e| StreamingError::Unreachable(unreachable_because(e)))?;
+        let storage_err = |e: &std::io::Error| {
+            StreamingError::StorageError(
+                crate::types::StorageIOError::read_snapshot(Some(snapshot.meta.signature()), e)
+                    .into(),
+            )
+        };
+        let mut file = tokio::fs::File::open(&snapshot.snapshot.path)
+            .await
+            .map_err(|e| storage_err(&e))?;
+        let total_bytes = file.metadata().await.map_err(|e| storage_err(&e))?.len();
+        let header = SnapshotHeader {
+            target_node_id: self.target,
+            source_node_id: self.source,
+            vote: encode_header_field(&vote)?,
+            meta: encode_header_field(&snapshot.meta)?,
+            total_bytes,
+        };
+        let (chunks, receiver) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_AHEAD_MAX);
+        let _ = chunks
+            .send(SnapshotChunk {
+                chunk: Some(snapshot_chunk::Chunk::Header(header)),
+            })
+            .await;
+        let target = self.target;
+        let reader = tokio::spawn(async move {
+            loop {
+                let mut buffer = bytes::BytesMut::zeroed(SNAPSHOT_CHUNK_BYTES);
+                let mut filled = 0;
+                while filled < SNAPSHOT_CHUNK_BYTES {
+                    match file.read(&mut buffer[filled..]).await {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) => {
+                            // Ending the stream short makes the receiver refuse it.
+                            tracing::error!(target, error = %e, "reading the snapshot to send failed");
+                            return;
+                        }
+                    }
+                }
+                if filled == 0 {
+                    return;
+                }
+                buffer.truncate(filled);
+                let chunk = SnapshotChunk {
+                    chunk: Some(snapshot_chunk::Chunk::Data(buffer.freeze())),
+                };
+                if chunks.send(chunk).await.is_err() {
+                    return; // the call ended
+                }
+            }
+        });
+        let mut request =
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
+        let gib = total_bytes.div_ceil(1 << 30);
+        let deadline = SNAPSHOT_TRANSFER_BASE + Duration::from_secs(gib * SNAPSHOT_SECONDS_PER_GIB);
+        request.set_timeout(deadline);
+        let started = std::time::Instant::now();
+        let reply = client.install_snapshot(request).await;
+        reader.abort();
+        let reply = reply.map_err(|status| match status.code() {
+            tonic::Code::DeadlineExceeded => StreamingError::Timeout(Timeout {
+                action: openraft::network::RPCTypes::InstallSnapshot,
+                id: self.source,
+                target: self.target,
+                timeout: deadline,
+            }),
+            tonic::Code::Unavailable | tonic::Code::FailedPrecondition => {
+                StreamingError::Unreachable(Unreachable::new(&status))
+            }
+            _ => StreamingError::Network(NetworkError::new(&status)),
+        })?;
+        let decode_err = |e: postcard::Error| StreamingError::Network(NetworkError::new(&e));
+        match reply.into_inner().result {
+            Some(raft_reply::Result::Ok(bytes)) => {
+                tracing::info!(
+                    target,
+                    bytes = total_bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "sent snapshot"
+                );
+                postcard::from_bytes(&bytes).map_err(decode_err)
+            }
+            Some(raft_reply::Result::Error(bytes)) => {
+                let fatal: Fatal<NodeId> = postcard::from_bytes(&bytes).map_err(decode_err)?;
+                Err(StreamingError::RemoteError(RemoteError::new(
+                    self.target,
+                    fatal,
+                )))
+            }
+            None => Err(StreamingError::Network(NetworkError::new(
+                &std::io::Error::other("empty snapshot reply"),
+            ))),
+        }
+    }
+}
+
+fn encode_header_field<T: Serialize>(
+    value: &T,
+) -> Result<bytes::Bytes, StreamingError<TypeConfig, Fatal<NodeId>>> {
+    postcard::to_allocvec(value)
+        .map(bytes::Bytes::from)
+        .map_err(|e| StreamingError::Network(NetworkError::new(&e)))
 }
 
 #[derive(Clone, Copy)]
@@ -168,92 +430,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     async fn full_snapshot(
         &mut self,
-        _vote: Vote,
-        _snapshot: Snapshot,
-        _cancel: impl std::future::Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
-        // A single-node cluster never sends a snapshot. Streaming snapshots to peers belongs to
-        // multi-node support; until then a peer that needs one is reported unreachable, which
-        // makes openraft back off and retry rather than fail.
-        Err(StreamingError::Unreachable(Unreachable::new(
-            &std::io::Error::other("snapshot streaming to peers is not supported by this version"),
-        )))
-    }
-}
-
-/// The server side: hands peer requests to the local Raft after checking they are for us.
-pub struct RaftPeerService {
-    node_id: NodeId,
-    raft: Raft,
-}
-
-impl RaftPeerService {
-    pub fn new(node_id: NodeId, raft: Raft) -> Self {
-        RaftPeerService { node_id, raft }
-    }
-
-    pub fn into_server(self) -> RaftServiceServer<Self> {
-        RaftServiceServer::new(self)
-            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
-    }
-
-    fn check_target(&self, request: &RaftRequest) -> Result<(), tonic::Status> {
-        if request.target_node_id == self.node_id {
-            return Ok(());
+        // openraft wraps this call in no timeout of its own; `send_snapshot` sets the deadline.
+        tokio::select! {
+            result = self.send_snapshot(vote, snapshot) => result,
+            closed = cancel => Err(StreamingError::Closed(closed)),
         }
-        Err(tonic::Status::failed_precondition(format!(
-            "this is node {}, not node {}: check the peer address configuration",
-            self.node_id, request.target_node_id
-        )))
-    }
-}
-
-fn decode_payload<T: DeserializeOwned>(request: &RaftRequest) -> Result<T, tonic::Status> {
-    postcard::from_bytes(&request.payload)
-        .map_err(|e| tonic::Status::invalid_argument(format!("undecodable raft payload: {e}")))
-}
-
-fn encode_reply<T: Serialize>(
-    result: Result<T, RaftError<NodeId>>,
-) -> Result<tonic::Response<RaftReply>, tonic::Status> {
-    let result = match result {
-        Ok(value) => raft_reply::Result::Ok(
-            postcard::to_allocvec(&value)
-                .map_err(|e| tonic::Status::internal(e.to_string()))?
-                .into(),
-        ),
-        Err(error) => raft_reply::Result::Error(
-            postcard::to_allocvec(&error)
-                .map_err(|e| tonic::Status::internal(e.to_string()))?
-                .into(),
-        ),
-    };
-    Ok(tonic::Response::new(RaftReply {
-        result: Some(result),
-    }))
-}
-
-#[tonic::async_trait]
-impl RaftService for RaftPeerService {
-    async fn append_entries(
-        &self,
-        request: tonic::Request<RaftRequest>,
-    ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
-        let request = request.into_inner();
-        self.check_target(&request)?;
-        let rpc: AppendEntriesRequest<TypeConfig> = decode_payload(&request)?;
-        encode_reply(self.raft.append_entries(rpc).await)
-    }
-
-    async fn vote(
-        &self,
-        request: tonic::Request<RaftRequest>,
-    ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
-        let request = request.into_inner();
-        self.check_target(&request)?;
-        let rpc: VoteRequest<NodeId> = decode_payload(&request)?;
-        encode_reply(self.raft.vote(rpc).await)
     }
 }

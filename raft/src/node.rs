@@ -1,22 +1,49 @@
-//! A running Raft node: stores, openraft, the proposer and the read barrier.
+//! A running Raft node: stores, openraft, the proposer, forwarding, the read barrier and
+//! membership changes.
+//!
+//! Any node serves any request. A follower forwards a write to the leader (at most
+//! [`FORWARD_HOPS_MAX`] nodes deep) and waits until it has applied the write itself, so a client
+//! that reads back from the node it wrote through sees its write. A LINEARIZABLE read on a
+//! follower asks the leader for a read index (which the leader confirms with a quorum), then
+//! waits until this node has applied that index.
 
-use std::{collections::BTreeMap, fs, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
 
 use openraft::{
-    BasicNode, ServerState, error::CheckIsLeaderError, error::InitializeError, error::RaftError,
+    BasicNode, ChangeMembers, ServerState,
+    error::{
+        ChangeMembershipError, CheckIsLeaderError, ClientWriteError, InitializeError, RaftError,
+    },
 };
 use tokio::sync::watch;
 use warrant_proto::log;
 
 use crate::{
     config::RaftConfig,
-    error::{ProposeError, ReadError, StartError},
+    error::{MembershipError, ProposeError, ReadError, StartError},
     log_store::LogStore,
-    network::{NetworkFactory, RaftPeerService},
+    network::{FORWARD_HOPS_MAX, NetworkFactory},
+    peer_service::RaftPeerService,
     proposer::{Proposal, Proposer},
     state_machine::{StateMachineStore, StateReader},
     types::{NodeId, Raft},
 };
+
+/// The longest a write waits to be committed (through forwarding, if any) before its outcome is
+/// reported unknown. A retry with the same idempotency key is then safe.
+pub const PROPOSE_WAIT_MAX: Duration = Duration::from_secs(10);
+/// The longest a membership change waits to be committed.
+pub const MEMBERSHIP_WAIT_MAX: Duration = Duration::from_secs(30);
+/// A learner is made a voter only once it is at most this many entries behind the leader.
+pub const PROMOTE_LAG_MAX: u64 = 1000;
+/// Pause between attempts to find a leader that confirms a read index.
+const READ_INDEX_RETRY: Duration = Duration::from_millis(50);
 
 /// How far this node has applied: the Raft log index and the last event seq.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,6 +83,21 @@ pub struct ClusterStatus {
     pub applied: AppliedPosition,
     pub snapshot_index: u64,
     pub members: Vec<MemberStatus>,
+    /// The log is compacted up to here.
+    pub purged_index: u64,
+    /// On the leader: how far each other member has replicated.
+    pub replication: Vec<ReplicationStatus>,
+    pub initialized: bool,
+    /// On the leader: milliseconds since a quorum last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
+}
+
+/// How far one member has replicated, as the leader knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicationStatus {
+    pub node_id: NodeId,
+    pub matched_index: u64,
+    pub lag: u64,
 }
 
 /// A started node. Cheap to clone.
@@ -66,6 +108,7 @@ pub struct RaftNode {
     log_store: LogStore,
     state_machine: StateMachineStore,
     proposer: Proposer,
+    peers: NetworkFactory,
 }
 
 impl RaftNode {
@@ -82,11 +125,11 @@ impl RaftNode {
         })?;
         let state_machine = StateMachineStore::open(&config.data_dir)
             .map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
-        let network = NetworkFactory::new(config.node_id);
+        let peers = NetworkFactory::new(config.node_id);
         let raft = Raft::new(
             config.node_id,
             Arc::new(openraft_config),
-            network,
+            peers.clone(),
             log_store.clone(),
             state_machine.clone(),
         )
@@ -99,11 +142,52 @@ impl RaftNode {
             log_store,
             state_machine,
             proposer,
+            peers,
         })
     }
 
     pub fn node_id(&self) -> NodeId {
         self.config.node_id
+    }
+
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub(crate) fn snapshot_dir(&self) -> &Path {
+        self.state_machine.snapshot_dir()
+    }
+
+    pub(crate) fn read_wait_max(&self) -> Duration {
+        self.config.read_wait_max
+    }
+
+    /// The leader this node knows of, with its address, unless that is this node.
+    fn remote_leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        if leader == self.config.node_id {
+            return None;
+        }
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .addr
+            .clone();
+        Some((leader, addr))
+    }
+
+    fn leader_hint(&self) -> (Option<NodeId>, Option<String>) {
+        let metrics = self.raft.metrics().borrow().clone();
+        let addr = metrics.current_leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        });
+        (metrics.current_leader, addr)
     }
 
     /// Makes this node a one-member cluster if it is not part of one yet. Returns whether it
@@ -143,9 +227,61 @@ impl RaftNode {
             .ok_or_else(|| ReadError::NoQuorum("no leader".to_string()))
     }
 
-    /// Proposes one command through the group-commit batcher.
+    /// Commits one command: through this node's group-commit batcher when it leads, otherwise
+    /// forwarded to the leader. Returns once the command is applied on this node.
     pub async fn propose(&self, command: log::Command) -> Result<Proposal, ProposeError> {
-        self.proposer.propose(command).await
+        match tokio::time::timeout(PROPOSE_WAIT_MAX, self.propose_hops(command, 0)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProposeError::Indeterminate(format!(
+                "not committed within {} ms; retry with the same idempotency key",
+                PROPOSE_WAIT_MAX.as_millis()
+            ))),
+        }
+    }
+
+    /// Proposes a command that has already passed through `hops` nodes.
+    pub(crate) async fn propose_hops(
+        &self,
+        command: log::Command,
+        hops: u32,
+    ) -> Result<Proposal, ProposeError> {
+        let may_forward = hops < FORWARD_HOPS_MAX;
+        if may_forward && let Some((leader_id, addr)) = self.remote_leader() {
+            return self.forward(leader_id, &addr, command, hops + 1).await;
+        }
+        match self.proposer.propose(command.clone()).await {
+            // Leadership moved between the check and the proposal.
+            Err(ProposeError::NotLeader {
+                leader_id: Some(leader_id),
+                leader_addr: Some(addr),
+            }) if may_forward && leader_id != self.config.node_id => {
+                self.forward(leader_id, &addr, command, hops + 1).await
+            }
+            result => result,
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader_id: NodeId,
+        addr: &str,
+        command: log::Command,
+        hops: u32,
+    ) -> Result<Proposal, ProposeError> {
+        let proposal = self
+            .peers
+            .forward(leader_id, addr, command, hops, PROPOSE_WAIT_MAX)
+            .await?;
+        if hops == 1 {
+            // The node the client talks to: make the write visible here before answering, so
+            // the client reads its own write from this node. The write is committed either way;
+            // if this node lags too far, it still answers and reads use AT_LEAST.
+            let index = proposal.log_index;
+            let _ = self
+                .wait_applied(|p| p.log_index >= index, || format!("log index {index}"))
+                .await;
+        }
+        Ok(proposal)
     }
 
     /// A reader over the applied state. Take it after [`RaftNode::read_barrier`].
@@ -165,36 +301,71 @@ impl RaftNode {
     ) -> Result<AppliedPosition, ReadError> {
         match consistency {
             ReadConsistency::Local => Ok(self.applied()),
-            ReadConsistency::AtLeast(seq) => self.wait_applied(|p| p.seq >= seq, seq).await,
-            ReadConsistency::Linearizable => {
-                let read_wait_max = self.config.read_wait_max;
-                let result =
-                    tokio::time::timeout(read_wait_max, self.raft.ensure_linearizable()).await;
-                match result {
-                    Err(_) => Err(ReadError::NoQuorum(format!(
-                        "leadership not confirmed within {} ms",
-                        read_wait_max.as_millis()
-                    ))),
-                    Ok(Ok(_)) => Ok(self.applied()),
-                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
-                        Err(ReadError::NotLeader {
-                            leader_id: forward.leader_id,
-                            leader_addr: forward.leader_node.map(|n| n.addr),
-                        })
-                    }
-                    Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
-                        Err(ReadError::NoQuorum(e.to_string()))
-                    }
-                    Ok(Err(RaftError::Fatal(fatal))) => Err(ReadError::Stopped(fatal.to_string())),
-                }
+            ReadConsistency::AtLeast(seq) => {
+                self.wait_applied(|p| p.seq >= seq, || format!("seq {seq}"))
+                    .await
             }
+            ReadConsistency::Linearizable => {
+                let index = self.read_index().await?;
+                self.wait_applied(|p| p.log_index >= index, || format!("log index {index}"))
+                    .await
+            }
+        }
+    }
+
+    /// A log index that every write acknowledged before now is at or below, confirmed by a
+    /// quorum: the leader's own, or asked of the leader by a follower. Retries across leader
+    /// changes until the read wait limit; never answers from an unconfirmed leader.
+    async fn read_index(&self) -> Result<u64, ReadError> {
+        let read_wait_max = self.config.read_wait_max;
+        let deadline = tokio::time::Instant::now() + read_wait_max;
+        let mut last_error;
+        loop {
+            let attempt = tokio::time::timeout_at(deadline, self.read_index_once()).await;
+            match attempt {
+                Err(_) => {
+                    return Err(ReadError::NoQuorum(format!(
+                        "no leader confirmed a read index within {} ms",
+                        read_wait_max.as_millis()
+                    )));
+                }
+                Ok(Ok(index)) => return Ok(index),
+                Ok(Err(e @ ReadError::Stopped(_))) => return Err(e),
+                Ok(Err(e)) => last_error = e,
+            }
+            if tokio::time::Instant::now() + READ_INDEX_RETRY >= deadline {
+                return Err(last_error);
+            }
+            tokio::time::sleep(READ_INDEX_RETRY).await;
+        }
+    }
+
+    async fn read_index_once(&self) -> Result<u64, ReadError> {
+        if let Some((leader_id, addr)) = self.remote_leader() {
+            return self
+                .peers
+                .read_index(leader_id, &addr, self.config.read_wait_max)
+                .await;
+        }
+        match self.raft.get_read_log_id().await {
+            Ok((read_log_id, _)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                Err(ReadError::NotLeader {
+                    leader_id: forward.leader_id,
+                    leader_addr: forward.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                Err(ReadError::NoQuorum(e.to_string()))
+            }
+            Err(RaftError::Fatal(fatal)) => Err(ReadError::Stopped(fatal.to_string())),
         }
     }
 
     async fn wait_applied(
         &self,
         done: impl Fn(&AppliedPosition) -> bool,
-        wanted: u64,
+        wanted: impl FnOnce() -> String,
     ) -> Result<AppliedPosition, ReadError> {
         let mut watch: watch::Receiver<AppliedPosition> = self.state_machine.applied_watch();
         let read_wait_max = self.config.read_wait_max;
@@ -203,8 +374,9 @@ impl RaftNode {
             Ok(Ok(position)) => Ok(*position),
             Ok(Err(_)) => Err(ReadError::Stopped("state machine closed".to_string())),
             Err(_) => Err(ReadError::Timeout {
-                wanted,
-                applied: self.applied().seq,
+                wanted: wanted(),
+                applied_index: self.applied().log_index,
+                applied_seq: self.applied().seq,
                 waited_ms: u64::try_from(read_wait_max.as_millis()).unwrap_or(u64::MAX),
             }),
         }
@@ -230,16 +402,40 @@ impl RaftNode {
             })
             .collect();
         let committed_index = self.log_store.committed_index();
+        let last_log_index = metrics.last_log_index.unwrap_or(0);
+        let replication = metrics
+            .replication
+            .as_ref()
+            .map(|replication| {
+                replication
+                    .iter()
+                    .filter(|(id, _)| **id != self.config.node_id)
+                    .map(|(id, matched)| {
+                        let matched_index = matched.map(|l| l.index).unwrap_or(0);
+                        ReplicationStatus {
+                            node_id: *id,
+                            matched_index,
+                            lag: last_log_index.saturating_sub(matched_index),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let initialized = membership.voter_ids().next().is_some();
         ClusterStatus {
             node_id: self.config.node_id,
             role,
             leader_id: metrics.current_leader,
             term: metrics.current_term,
-            last_log_index: metrics.last_log_index.unwrap_or(0),
+            last_log_index,
             committed_index,
             applied: self.applied(),
             snapshot_index: metrics.snapshot.map(|l| l.index).unwrap_or(0),
             members,
+            purged_index: metrics.purged.map(|l| l.index).unwrap_or(0),
+            replication,
+            initialized,
+            millis_since_quorum_ack: metrics.millis_since_quorum_ack,
         }
     }
 
@@ -247,7 +443,192 @@ impl RaftNode {
     pub fn peer_service(
         &self,
     ) -> warrant_proto::raft::raft_service_server::RaftServiceServer<RaftPeerService> {
-        RaftPeerService::new(self.config.node_id, self.raft.clone()).into_server()
+        RaftPeerService::new(self.clone()).into_server()
+    }
+
+    /// Builds a snapshot of everything applied so far, then purges the log up to it. Returns
+    /// (snapshot index, purged index).
+    pub async fn compact(&self) -> Result<(u64, u64), ReadError> {
+        let applied = self.applied().log_index;
+        let stopped = |e: openraft::error::Fatal<NodeId>| ReadError::Stopped(e.to_string());
+        self.raft.trigger().snapshot().await.map_err(stopped)?;
+        let metrics = self
+            .raft
+            .wait(Some(MEMBERSHIP_WAIT_MAX))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "snapshot covers the applied index",
+            )
+            .await
+            .map_err(|e| ReadError::NoQuorum(format!("snapshot not built: {e}")))?;
+        let snapshot_index = metrics.snapshot.map(|s| s.index).unwrap_or(0);
+        self.raft
+            .trigger()
+            .purge_log(snapshot_index)
+            .await
+            .map_err(stopped)?;
+        let metrics = self
+            .raft
+            .wait(Some(MEMBERSHIP_WAIT_MAX))
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index >= snapshot_index),
+                "log purged up to the snapshot",
+            )
+            .await
+            .map_err(|e| ReadError::NoQuorum(format!("log not purged: {e}")))?;
+        Ok((snapshot_index, metrics.purged.map(|p| p.index).unwrap_or(0)))
+    }
+
+    /// Makes `members` (this node among them) the cluster's first voters. Idempotent: if the
+    /// cluster already has exactly these members it returns `Ok(false)`.
+    pub async fn initialize(
+        &self,
+        members: BTreeMap<NodeId, String>,
+    ) -> Result<bool, MembershipError> {
+        if !members.contains_key(&self.config.node_id) {
+            return Err(MembershipError::Invalid(format!(
+                "the members must include this node ({})",
+                self.config.node_id
+            )));
+        }
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
+        let stopped = |e: openraft::error::Fatal<NodeId>| MembershipError::Stopped(e.to_string());
+        if !self.raft.is_initialized().await.map_err(stopped)? {
+            match self.raft.initialize(nodes.clone()).await {
+                Ok(()) => return Ok(true),
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(RaftError::APIError(e)) => return Err(MembershipError::Invalid(e.to_string())),
+                Err(RaftError::Fatal(e)) => return Err(stopped(e)),
+            }
+        }
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let same = voters == members.keys().copied().collect::<BTreeSet<_>>()
+            && members
+                .iter()
+                .all(|(id, addr)| membership.get_node(id).is_some_and(|n| &n.addr == addr));
+        if same {
+            Ok(false)
+        } else {
+            Err(MembershipError::AlreadyInitialized {
+                current: membership
+                    .nodes()
+                    .map(|(id, n)| format!("{id}={}", n.addr))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            })
+        }
+    }
+
+    /// Adds a node as a learner. Returns the log index of the membership entry.
+    pub async fn add_learner(&self, node_id: NodeId, addr: String) -> Result<u64, MembershipError> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        if membership.membership().get_node(&node_id).is_some() {
+            return Err(MembershipError::AlreadyMember { node_id });
+        }
+        let change = self.raft.add_learner(node_id, BasicNode { addr }, false);
+        self.membership_write(change).await
+    }
+
+    /// Makes a learner a voter once it has caught up.
+    pub async fn promote(&self, node_id: NodeId) -> Result<u64, MembershipError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        if membership.get_node(&node_id).is_none() {
+            return Err(MembershipError::NotFound(format!(
+                "node {node_id} is not a member; add it as a learner first"
+            )));
+        }
+        if membership.voter_ids().any(|id| id == node_id) {
+            return Err(MembershipError::AlreadyMember { node_id });
+        }
+        if let Some(replication) = &metrics.replication {
+            let matched = replication
+                .get(&node_id)
+                .copied()
+                .flatten()
+                .map(|l| l.index)
+                .unwrap_or(0);
+            let lag = metrics.last_log_index.unwrap_or(0).saturating_sub(matched);
+            if lag > PROMOTE_LAG_MAX {
+                return Err(MembershipError::LearnerBehind {
+                    node_id,
+                    lag,
+                    lag_max: PROMOTE_LAG_MAX,
+                });
+            }
+        }
+        let change = self
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false);
+        self.membership_write(change).await
+    }
+
+    /// Removes a voter or a learner from the cluster.
+    pub async fn remove(&self, node_id: NodeId) -> Result<u64, MembershipError> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        if membership.get_node(&node_id).is_none() {
+            return Err(MembershipError::NotFound(format!(
+                "node {node_id} is not a member"
+            )));
+        }
+        let ids = BTreeSet::from([node_id]);
+        let change = if membership.voter_ids().any(|id| id == node_id) {
+            if membership.voter_ids().count() == 1 {
+                return Err(MembershipError::Invalid(
+                    "the last voter cannot be removed".to_string(),
+                ));
+            }
+            ChangeMembers::RemoveVoters(ids)
+        } else {
+            ChangeMembers::RemoveNodes(ids)
+        };
+        let change = self.raft.change_membership(change, false);
+        self.membership_write(change).await
+    }
+
+    async fn membership_write(
+        &self,
+        change: impl std::future::Future<
+            Output = Result<
+                openraft::raft::ClientWriteResponse<crate::types::TypeConfig>,
+                RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+            >,
+        >,
+    ) -> Result<u64, MembershipError> {
+        let result = tokio::time::timeout(MEMBERSHIP_WAIT_MAX, change)
+            .await
+            .map_err(|_| {
+                MembershipError::NoQuorum(format!(
+                    "not committed within {} s",
+                    MEMBERSHIP_WAIT_MAX.as_secs()
+                ))
+            })?;
+        match result {
+            Ok(response) => Ok(response.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                let (leader_id, leader_addr) = self.leader_hint();
+                Err(MembershipError::NotLeader {
+                    leader_id,
+                    leader_addr,
+                })
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(match e {
+                ChangeMembershipError::InProgress(e) => MembershipError::InProgress(e.to_string()),
+                ChangeMembershipError::LearnerNotFound(e) => {
+                    MembershipError::NotFound(e.to_string())
+                }
+                ChangeMembershipError::EmptyMembership(e) => {
+                    MembershipError::Invalid(e.to_string())
+                }
+            }),
+            Err(RaftError::Fatal(e)) => Err(MembershipError::Stopped(e.to_string())),
+        }
     }
 
     /// Stops Raft. Storage is durable at every acknowledged point, so nothing needs flushing.

@@ -51,6 +51,8 @@ const INSTALL_ROWS_PER_WRITE_MAX: usize = 4096;
 /// How many snapshot files to keep: the current one only. Older ones are deleted once a newer
 /// one is durable.
 const SNAPSHOT_FILE_PREFIX: &str = "snap-";
+/// Snapshot files still being received from a peer.
+pub(crate) const INCOMING_FILE_PREFIX: &str = "incoming-";
 
 /// The RocksDB-backed state machine. Cheap to clone.
 #[derive(Clone)]
@@ -61,6 +63,8 @@ pub struct StateMachineStore {
 struct Shared {
     sm_dir: PathBuf,
     snapshot_dir: PathBuf,
+    /// RocksDB checkpoints a snapshot is built from; each lives only while its snapshot builds.
+    checkpoint_dir: PathBuf,
     db: RwLock<Arc<DB>>,
     current_snapshot: Mutex<Option<SnapshotMeta>>,
     applied: watch::Sender<AppliedPosition>,
@@ -80,8 +84,12 @@ impl StateMachineStore {
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
         let sm_dir = data_dir.join("sm");
         let snapshot_dir = data_dir.join("snapshots");
-        fs::create_dir_all(&sm_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
-        fs::create_dir_all(&snapshot_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let checkpoint_dir = data_dir.join("checkpoints");
+        // A checkpoint left by a crash mid-build is useless: the build restarts from a new one.
+        let _ = fs::remove_dir_all(&checkpoint_dir);
+        for dir in [&sm_dir, &snapshot_dir, &checkpoint_dir] {
+            fs::create_dir_all(dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        }
         let generation =
             read_current_generation(&sm_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
         let generation = match generation {
@@ -103,6 +111,7 @@ impl StateMachineStore {
             shared: Arc::new(Shared {
                 sm_dir,
                 snapshot_dir,
+                checkpoint_dir,
                 db: RwLock::new(db),
                 current_snapshot: Mutex::new(current_snapshot),
                 applied,
@@ -131,6 +140,11 @@ impl StateMachineStore {
             .and_then(|b| b.as_slice().try_into().ok())
             .map(u64::from_be_bytes)
             .unwrap_or(0))
+    }
+
+    /// Where snapshot files live; the peer transport receives incoming snapshots here.
+    pub(crate) fn snapshot_dir(&self) -> &Path {
+        &self.shared.snapshot_dir
     }
 
     fn db(&self) -> Arc<DB> {
@@ -178,12 +192,37 @@ impl StateMachineStore {
         Ok(())
     }
 
-    fn build_snapshot_blocking(&self) -> Result<Snapshot, StorageError> {
+    /// Takes a RocksDB checkpoint of the live generation: hard links to its SST files, so it is
+    /// cheap, and a consistent view of one applied position, because it runs on the state
+    /// machine worker between applies.
+    fn checkpoint(&self) -> Result<PathBuf, String> {
+        let counter = self.shared.snapshot_counter.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .shared
+            .checkpoint_dir
+            .join(format!("checkpoint-{}-{counter}", std::process::id()));
         let db = self.db();
-        let db_snapshot = db.snapshot();
+        rocksdb::checkpoint::Checkpoint::new(&db)
+            .and_then(|checkpoint| checkpoint.create_checkpoint(&path))
+            .map_err(|e| format!("create checkpoint {}: {e}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Streams a checkpoint's rows into a snapshot file, then deletes the checkpoint.
+    fn build_snapshot_blocking(&self, checkpoint: &Path) -> Result<Snapshot, StorageError> {
+        let result = self.write_snapshot_from(checkpoint);
+        if let Err(e) = fs::remove_dir_all(checkpoint) {
+            tracing::warn!(path = %checkpoint.display(), error = %e, "could not remove a snapshot checkpoint");
+        }
+        result
+    }
+
+    fn write_snapshot_from(&self, checkpoint: &Path) -> Result<Snapshot, StorageError> {
+        let db =
+            DB::open_cf_for_read_only(&Options::default(), checkpoint, [CF_STATE, CF_RAFT], false)
+                .map_err(|e| StorageIOError::read_state_machine(&e))?;
         let get = |key: &[u8]| {
-            db_snapshot
-                .get_cf(raft_cf(&db), key)
+            db.get_cf(raft_cf(&db), key)
                 .map_err(|e| StorageIOError::read_state_machine(&e))
         };
         let last_applied: Option<LogId> = decode_opt(get(KEY_APPLIED)?)?.flatten();
@@ -203,14 +242,16 @@ impl StateMachineStore {
         for (family, cf_name) in [(RowFamily::State, CF_STATE), (RowFamily::Raft, CF_RAFT)] {
             let cf = db.cf_handle(cf_name).expect("column family exists");
             let mut read_options = ReadOptions::default();
-            read_options.set_snapshot(&db_snapshot);
+            // A one-pass scan: keep it out of the block cache.
+            read_options.fill_cache(false);
             for item in db.iterator_cf_opt(cf, read_options, IteratorMode::Start) {
                 let (key, value) = item.map_err(|e| StorageIOError::read_state_machine(&e))?;
                 writer.write_row(family, &key, &value).map_err(write_err)?;
             }
         }
-        writer.finish().map_err(write_err)?;
+        let n_rows = writer.finish().map_err(write_err)?;
         self.set_current_snapshot(meta.clone());
+        tracing::info!(snapshot_id = %meta.snapshot_id, rows = n_rows, "built snapshot");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(SnapshotFile { path }),
@@ -237,7 +278,17 @@ impl StateMachineStore {
         }
         // Keep a durable copy as our current snapshot, so we can serve it to others.
         let kept = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
-        if source != kept {
+        let received_here = source.parent() == Some(self.shared.snapshot_dir.as_path())
+            && source
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(INCOMING_FILE_PREFIX));
+        if received_here {
+            // A file the peer transport received (and fsynced) into our own directory: move it.
+            let write_err =
+                |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+            fs::rename(source, &kept).map_err(write_err)?;
+            snapshot::sync_parent_dir(&kept).map_err(write_err)?;
+        } else if source != kept {
             let write_err =
                 |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
             let tmp = kept.with_extension("tmp");
@@ -303,7 +354,7 @@ impl StateMachineStore {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotBuilder = StateMachineStore;
+    type SnapshotBuilder = CheckpointSnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         let db = self.db();
@@ -334,15 +385,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
+        CheckpointSnapshotBuilder {
+            store: self.clone(),
+            checkpoint: self.checkpoint(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
         let counter = self.shared.snapshot_counter.fetch_add(1, Ordering::Relaxed);
-        let path = self
-            .shared
-            .snapshot_dir
-            .join(format!("incoming-{}-{counter}.partial", std::process::id()));
+        let path = self.shared.snapshot_dir.join(format!(
+            "{INCOMING_FILE_PREFIX}{}-{counter}.partial",
+            std::process::id()
+        ));
         Ok(Box::new(SnapshotFile { path }))
     }
 
@@ -375,10 +429,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+/// Builds one snapshot from the checkpoint taken when openraft asked for a builder.
+pub struct CheckpointSnapshotBuilder {
+    store: StateMachineStore,
+    checkpoint: Result<PathBuf, String>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for CheckpointSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.build_snapshot_blocking())
+        let checkpoint = self.checkpoint.clone().map_err(|e| {
+            StorageError::from(StorageIOError::read_state_machine(&std::io::Error::other(
+                e,
+            )))
+        })?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.build_snapshot_blocking(&checkpoint))
             .await
             .map_err(|e| StorageError::from(StorageIOError::write_state_machine(&e)))?
     }

@@ -1,15 +1,90 @@
 //! `warrant.v1.ClusterService`: this node's view of the cluster.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use tonic::{Request, Response, Status};
 use warrant_proto::api::{self, cluster_service_server::ClusterService};
 
 use super::{Context, storage};
-use crate::error::ApiError;
+use crate::{
+    error::{ApiError, Reason},
+    validate,
+};
+
+/// Members named in one `InitCluster`.
+pub const INIT_MEMBERS_MAX: usize = 7;
+/// A peer address is `host:port`.
+pub const PEER_ADDRESS_LEN_MAX: usize = 255;
 
 pub struct ClusterApi {
     pub context: Arc<Context>,
+}
+
+impl ClusterApi {
+    fn members(&self) -> Vec<api::Member> {
+        self.context
+            .node
+            .status()
+            .members
+            .into_iter()
+            .map(|m| api::Member {
+                node_id: m.node_id,
+                address: m.address,
+                voter: m.voter,
+            })
+            .collect()
+    }
+
+    fn membership_response(&self, log_index: u64) -> Response<api::MembershipResponse> {
+        Response::new(api::MembershipResponse {
+            members: self.members(),
+            log_index,
+        })
+    }
+}
+
+fn check_node_id(node_id: u64) -> Result<(), ApiError> {
+    if node_id == 0 {
+        return Err(ApiError::invalid_field(
+            Reason::FieldRequired,
+            "node_id",
+            "node_id is 0; allowed: 1 or more",
+        ));
+    }
+    Ok(())
+}
+
+/// A member's address is what peers dial: `host:port`, nothing else.
+fn check_member(node_id: u64, address: &str) -> Result<(), ApiError> {
+    check_node_id(node_id)?;
+    let invalid = |problem: &str| {
+        ApiError::invalid_field(
+            Reason::FieldInvalid,
+            "address",
+            format!("address {problem}; allowed: host:port, at most {PEER_ADDRESS_LEN_MAX} bytes"),
+        )
+    };
+    if address.is_empty() {
+        return Err(ApiError::invalid_field(
+            Reason::FieldRequired,
+            "address",
+            "address is empty; allowed: host:port",
+        ));
+    }
+    if address.len() > PEER_ADDRESS_LEN_MAX {
+        return Err(invalid("is too long"));
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(invalid("has no port"));
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
+    if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(invalid("is not host:port"));
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -41,7 +116,117 @@ impl ClusterService for ClusterApi {
                 .collect(),
             snapshot_index: status.snapshot_index,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            purged_index: status.purged_index,
+            replication: status
+                .replication
+                .into_iter()
+                .map(|r| api::Replication {
+                    node_id: r.node_id,
+                    matched_index: r.matched_index,
+                    lag: r.lag,
+                })
+                .collect(),
+            initialized: status.initialized,
+            millis_since_quorum_ack: status.millis_since_quorum_ack.unwrap_or(0),
         }))
+    }
+
+    async fn init_cluster(
+        &self,
+        request: Request<api::InitClusterRequest>,
+    ) -> Result<Response<api::InitClusterResponse>, Status> {
+        self.context.admin(request.metadata()).await?;
+        let request = request.into_inner();
+        validate::list_len("members", request.members.len(), 1, INIT_MEMBERS_MAX)?;
+        let mut members = BTreeMap::new();
+        for member in &request.members {
+            check_member(member.node_id, &member.address)?;
+            if members
+                .insert(member.node_id, member.address.clone())
+                .is_some()
+            {
+                return Err(ApiError::invalid_field(
+                    Reason::FieldInvalid,
+                    "members",
+                    format!(
+                        "node id {} is listed twice; allowed: each id once",
+                        member.node_id
+                    ),
+                )
+                .into());
+            }
+        }
+        let initialized_now = self
+            .context
+            .node
+            .initialize(members)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(api::InitClusterResponse {
+            initialized_now,
+            members: self.members(),
+        }))
+    }
+
+    async fn add_member(
+        &self,
+        request: Request<api::AddMemberRequest>,
+    ) -> Result<Response<api::MembershipResponse>, Status> {
+        self.context.admin(request.metadata()).await?;
+        let request = request.into_inner();
+        check_member(request.node_id, &request.address)?;
+        let log_index = self
+            .context
+            .node
+            .add_learner(request.node_id, request.address)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(self.membership_response(log_index))
+    }
+
+    async fn promote_member(
+        &self,
+        request: Request<api::PromoteMemberRequest>,
+    ) -> Result<Response<api::MembershipResponse>, Status> {
+        self.context.admin(request.metadata()).await?;
+        let node_id = request.into_inner().node_id;
+        check_node_id(node_id)?;
+        let log_index = self
+            .context
+            .node
+            .promote(node_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(self.membership_response(log_index))
+    }
+
+    async fn compact(
+        &self,
+        request: Request<api::CompactRequest>,
+    ) -> Result<Response<api::CompactResponse>, Status> {
+        self.context.admin(request.metadata()).await?;
+        let (snapshot_index, purged_index) =
+            self.context.node.compact().await.map_err(ApiError::from)?;
+        Ok(Response::new(api::CompactResponse {
+            snapshot_index,
+            purged_index,
+        }))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<api::RemoveMemberRequest>,
+    ) -> Result<Response<api::MembershipResponse>, Status> {
+        self.context.admin(request.metadata()).await?;
+        let node_id = request.into_inner().node_id;
+        check_node_id(node_id)?;
+        let log_index = self
+            .context
+            .node
+            .remove(node_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(self.membership_response(log_index))
     }
 
     async fn digest(

@@ -34,8 +34,23 @@ pub struct Context {
 
 impl Context {
     /// Authenticates the caller against this node's applied state.
+    ///
+    /// A credential this node does not recognise may belong to an agent registered a moment ago
+    /// through another node: the node then catches up to the leader's read index and looks once
+    /// more, so a client may register on one node and authenticate on another right away.
     pub async fn caller(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
-        self.auth.authenticate(metadata, &self.node.reader()).await
+        let before = self.node.applied();
+        match self.auth.authenticate(metadata, &self.node.reader()).await {
+            Err(e) if e.reason == crate::error::Reason::CredentialInvalid => {
+                match self.node.read_barrier(ReadConsistency::Linearizable).await {
+                    Ok(after) if after.seq > before.seq => {
+                        self.auth.authenticate(metadata, &self.node.reader()).await
+                    }
+                    _ => Err(e),
+                }
+            }
+            result => result,
+        }
     }
 
     pub async fn admin(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {

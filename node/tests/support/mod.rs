@@ -1,11 +1,13 @@
-//! A harness that runs the real `warrant` binary as a one-node cluster.
+//! A harness that runs the real `warrant` binary: one node as a one-node cluster, or several as
+//! members of one cluster ([`cluster`]).
 //!
 //! Each [`Node`] owns a temporary directory (config, data dir, stdout/stderr logs) and exactly one
-//! child process. It kills only that child, by its own handle (SIGKILL), including on drop.
-//! Readiness is a bounded poll of a condition, never a sleep: the gRPC health check reports
-//! SERVING (the node's signing key is published) and `ClusterService.Status` reports LEADER.
+//! child process. It signals only that child, by its own pid, and kills it on drop. Readiness is
+//! a bounded poll of a condition, never a sleep (see [`Ready`]).
 
 #![allow(dead_code)] // Each test binary uses a subset of the helpers.
+
+pub mod cluster;
 
 use std::{
     fs,
@@ -44,8 +46,24 @@ pub const CLOCK_LEEWAY_S: u64 = 5;
 /// How much of a log file a failure message quotes.
 const LOG_TAIL_BYTES: usize = 6 * 1024;
 
+/// What "ready" means for a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ready {
+    /// Health SERVING and this node is the leader: a one-node cluster.
+    Leader,
+    /// Health SERVING: a leader is known and this node's signing key is published.
+    Serving,
+    /// The process answers as ours (admin Digest), nothing more: an uninitialised member.
+    Listening,
+}
+
 /// One running `warrant server` process and its directory.
 pub struct Node {
+    node_id: u64,
+    init_single_node: bool,
+    /// Extra config keys (e.g. snapshot tuning).
+    extra: toml::Table,
+    ready: Ready,
     dir: tempfile::TempDir,
     port: u16,
     /// The HTTP port (JWKS, healthz); picked anew with each config written.
@@ -59,14 +77,45 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a fresh node in a new temporary directory and waits until it is ready.
+    /// Starts a fresh one-node cluster in a new temporary directory and waits until it leads.
     pub async fn start() -> Node {
+        let admin_token = format!("test-admin-{}", hex::encode(rand::random::<[u8; 16]>()));
+        let mut node = Node::new(1, true, toml::Table::new(), Ready::Leader, admin_token);
+        node.launch(None).await;
+        node
+    }
+
+    /// Starts an uninitialised node that will join a cluster, and waits until it answers.
+    pub async fn start_member(node_id: u64, admin_token: &str, extra: toml::Table) -> Node {
+        let mut node = Node::new(
+            node_id,
+            false,
+            extra,
+            Ready::Listening,
+            admin_token.to_string(),
+        );
+        node.launch(None).await;
+        // From now on (restarts), ready means serving in the cluster.
+        node.ready = Ready::Serving;
+        node
+    }
+
+    fn new(
+        node_id: u64,
+        init_single_node: bool,
+        extra: toml::Table,
+        ready: Ready,
+        admin_token: String,
+    ) -> Node {
         let dir = tempfile::Builder::new()
-            .prefix("warrant-it-")
+            .prefix(&format!("warrant-it-{node_id}-"))
             .tempdir()
             .expect("create temp dir");
-        let admin_token = format!("test-admin-{}", hex::encode(rand::random::<[u8; 16]>()));
-        let mut node = Node {
+        Node {
+            node_id,
+            init_single_node,
+            extra,
+            ready,
             dir,
             port: 0,
             http_port: 0,
@@ -75,15 +124,48 @@ impl Node {
             child: None,
             channel: None,
             starts: 0,
-        };
-        node.launch(None).await;
-        node
+        }
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// The gRPC address peers and clients use.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until the node is ready in the sense of [`Ready::Serving`].
+    pub async fn wait_serving(&mut self) {
+        self.ready = Ready::Serving;
+        match self.wait_ready().await {
+            Ok(channel) => self.channel = Some(channel),
+            Err(Failure::PortTaken) => panic!("node {} lost its port", self.node_id),
+            Err(Failure::Other(why)) => panic!(
+                "node {} did not start serving: {why}\n--- stderr tail ---\n{}",
+                self.node_id,
+                self.stderr_tail()
+            ),
+        }
+    }
+
+    /// Sends `signal` to this node's process (only it).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.pid().expect("the node is running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+            .expect("signal the node");
     }
 
     /// SIGKILLs the node (no graceful shutdown) and starts it again on the same data dir, on the
     /// same port if it is still free. Waits until it is ready.
     pub async fn restart(&mut self) {
         self.kill();
+        self.start_again().await;
+    }
+
+    /// Starts a killed node again on the same data dir and port, and waits until it is ready.
+    pub async fn start_again(&mut self) {
         let port = self.port;
         self.launch(Some(port)).await;
     }
@@ -332,7 +414,7 @@ impl Node {
     fn write_config(&mut self) {
         self.http_port = free_port();
         let mut table = toml::Table::new();
-        table.insert("node_id".into(), toml::Value::Integer(1));
+        table.insert("node_id".into(), toml::Value::Integer(self.node_id as i64));
         table.insert(
             "data_dir".into(),
             self.data_dir().display().to_string().into(),
@@ -351,7 +433,10 @@ impl Node {
             "clock_leeway_s".into(),
             toml::Value::Integer(CLOCK_LEEWAY_S as i64),
         );
-        table.insert("init_single_node".into(), true.into());
+        table.insert("init_single_node".into(), self.init_single_node.into());
+        for (key, value) in &self.extra {
+            table.insert(key.clone(), value.clone());
+        }
         fs::write(
             self.config_path(),
             toml::to_string(&table).expect("render config"),
@@ -433,7 +518,7 @@ impl Node {
                     "the node exited with {exit} before it was ready"
                 )));
             }
-            let last_error = match probe(&endpoint, &self.admin_auth()).await {
+            let last_error = match probe(&endpoint, &self.admin_auth(), self.ready).await {
                 Ok(channel) => return Ok(channel),
                 Err(why) => why,
             };
@@ -474,11 +559,18 @@ enum Failure {
 ///
 /// The Digest call (admin only) proves the process answering is ours, not another test's node
 /// that took the port first: only ours knows this admin token.
-async fn probe(endpoint: &Endpoint, admin_auth: &str) -> Result<Channel, String> {
+async fn probe(endpoint: &Endpoint, admin_auth: &str, ready: Ready) -> Result<Channel, String> {
     let channel = endpoint
         .connect()
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    if ready == Ready::Listening {
+        ClusterServiceClient::new(channel.clone())
+            .digest(with_auth(Some(admin_auth), api::DigestRequest {}))
+            .await
+            .map_err(|e| format!("digest as this node's admin: {e}"))?;
+        return Ok(channel);
+    }
     let health = HealthClient::new(channel.clone())
         .check(HealthCheckRequest {
             service: String::new(),
@@ -494,7 +586,7 @@ async fn probe(endpoint: &Endpoint, admin_auth: &str) -> Result<Channel, String>
         .await
         .map_err(|e| format!("status: {e}"))?
         .into_inner();
-    if status.role != "LEADER" {
+    if ready == Ready::Leader && status.role != "LEADER" {
         return Err(format!("role {}", status.role));
     }
     ClusterServiceClient::new(channel.clone())

@@ -1,0 +1,298 @@
+//! `warrant cluster …` and `warrant member …`: bootstrap, membership and status, as etcdctl and
+//! cockroach do them. Each talks gRPC to one node; membership changes follow NOT_LEADER answers
+//! to the leader.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use serde::Serialize;
+use warrant_proto::api::{self, cluster_service_client::ClusterServiceClient};
+
+use crate::client::{AdminAuth, authed, connect, on_leader};
+
+/// How long `cluster status` waits for each member.
+const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Make the listed nodes one cluster. Run once, against any one of them; running it again
+    /// with the same members changes nothing.
+    Init {
+        #[command(flatten)]
+        auth: AdminAuth,
+        /// Every initial voter as id=host:port, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<String>,
+    },
+    /// Show every member: id, address, role, term, commit index, applied index and lag.
+    Status {
+        /// Any member's gRPC endpoint.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        endpoint: String,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MemberCommand {
+    /// Add a node as a learner: it catches up from the log or a snapshot, without a vote.
+    Add {
+        #[command(flatten)]
+        auth: AdminAuth,
+        #[arg(long)]
+        node_id: u64,
+        /// The address the other members dial, host:port.
+        #[arg(long)]
+        address: String,
+    },
+    /// Make a learner a voter (once it has caught up).
+    Promote {
+        #[command(flatten)]
+        auth: AdminAuth,
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Remove a member. Its id is never reused: a wiped node rejoins under a new id.
+    Remove {
+        #[command(flatten)]
+        auth: AdminAuth,
+        #[arg(long)]
+        node_id: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+pub async fn run_cluster(command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Init { auth, members } => {
+            let members = members
+                .iter()
+                .map(|m| parse_member(m))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let authorization = auth.authorization()?;
+            let channel = connect(&auth.endpoint).await?;
+            let reply = ClusterServiceClient::new(channel)
+                .init_cluster(authed(&authorization, api::InitClusterRequest { members }))
+                .await
+                .map_err(|status| {
+                    let (reason, _) = crate::client::error_info(&status);
+                    anyhow::anyhow!("{} ({reason}): {}", status.code(), status.message())
+                })?
+                .into_inner();
+            if reply.initialized_now {
+                println!("initialised the cluster:");
+            } else {
+                println!("the cluster was already initialised with these members:");
+            }
+            for m in reply.members {
+                println!("  {}  {}", m.node_id, m.address);
+            }
+            Ok(())
+        }
+        ClusterCommand::Status { endpoint, output } => status(&endpoint, output).await,
+    }
+}
+
+pub async fn run_member(command: MemberCommand) -> anyhow::Result<()> {
+    let (auth, what) = match &command {
+        MemberCommand::Add { auth, node_id, .. } => (auth, format!("added learner {node_id}")),
+        MemberCommand::Promote { auth, node_id } => (auth, format!("promoted {node_id} to voter")),
+        MemberCommand::Remove { auth, node_id } => (auth, format!("removed {node_id}")),
+    };
+    let authorization = auth.authorization()?;
+    let reply = on_leader(&auth.endpoint, |channel| {
+        let mut client = ClusterServiceClient::new(channel);
+        let authorization = authorization.clone();
+        let command = &command;
+        async move {
+            let reply = match command {
+                MemberCommand::Add {
+                    node_id, address, ..
+                } => {
+                    client
+                        .add_member(authed(
+                            &authorization,
+                            api::AddMemberRequest {
+                                node_id: *node_id,
+                                address: address.clone(),
+                            },
+                        ))
+                        .await
+                }
+                MemberCommand::Promote { node_id, .. } => {
+                    client
+                        .promote_member(authed(
+                            &authorization,
+                            api::PromoteMemberRequest { node_id: *node_id },
+                        ))
+                        .await
+                }
+                MemberCommand::Remove { node_id, .. } => {
+                    client
+                        .remove_member(authed(
+                            &authorization,
+                            api::RemoveMemberRequest { node_id: *node_id },
+                        ))
+                        .await
+                }
+            };
+            reply.map(tonic::Response::into_inner)
+        }
+    })
+    .await?;
+    println!("{what} (log index {}); members now:", reply.log_index);
+    for m in reply.members {
+        let role = if m.voter { "voter" } else { "learner" };
+        println!("  {}  {}  {role}", m.node_id, m.address);
+    }
+    Ok(())
+}
+
+fn parse_member(text: &str) -> anyhow::Result<api::Member> {
+    let (id, address) = text
+        .split_once('=')
+        .with_context(|| format!("member {text:?} is not id=host:port"))?;
+    let node_id = id
+        .trim()
+        .parse()
+        .with_context(|| format!("member {text:?}: {id:?} is not a node id"))?;
+    Ok(api::Member {
+        node_id,
+        address: address.trim().to_string(),
+        voter: true,
+    })
+}
+
+/// One row of `cluster status`.
+#[derive(Debug, Serialize)]
+struct MemberRow {
+    id: u64,
+    address: String,
+    voter: bool,
+    role: String,
+    term: u64,
+    leader_id: Option<u64>,
+    commit_index: u64,
+    applied_index: u64,
+    applied_seq: u64,
+    /// The leader's commit index minus this member's applied index.
+    lag: Option<u64>,
+    snapshot_index: u64,
+    purged_index: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+async fn member_status(address: &str) -> Result<api::StatusResponse, String> {
+    let call = async {
+        let channel = connect(address).await.map_err(|e| format!("{e:#}"))?;
+        ClusterServiceClient::new(channel)
+            .status(api::StatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| s.message().to_string())
+    };
+    tokio::time::timeout(MEMBER_STATUS_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| Err("no answer".to_string()))
+}
+
+async fn status(endpoint: &str, output: Output) -> anyhow::Result<()> {
+    let first = member_status(endpoint)
+        .await
+        .map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))?;
+    let mut statuses = Vec::new();
+    for member in &first.members {
+        let status = if member.node_id == first.node_id {
+            Ok(first.clone())
+        } else {
+            member_status(&member.address).await
+        };
+        statuses.push((member.clone(), status));
+    }
+    if first.members.is_empty() {
+        statuses.push((
+            api::Member {
+                node_id: first.node_id,
+                address: endpoint.to_string(),
+                voter: false,
+            },
+            Ok(first.clone()),
+        ));
+    }
+    let leader_commit = statuses
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok())
+        .find(|s| s.role == "LEADER")
+        .map(|s| s.committed_index);
+    let rows: Vec<MemberRow> = statuses
+        .into_iter()
+        .map(|(member, status)| match status {
+            Ok(s) => MemberRow {
+                id: member.node_id,
+                address: member.address,
+                voter: member.voter,
+                role: s.role,
+                term: s.term,
+                leader_id: s.has_leader.then_some(s.leader_id),
+                commit_index: s.committed_index,
+                applied_index: s.applied_index,
+                applied_seq: s.applied_seq,
+                lag: leader_commit.map(|c| c.saturating_sub(s.applied_index)),
+                snapshot_index: s.snapshot_index,
+                purged_index: s.purged_index,
+                error: None,
+            },
+            Err(e) => MemberRow {
+                id: member.node_id,
+                address: member.address,
+                voter: member.voter,
+                role: "UNREACHABLE".to_string(),
+                term: 0,
+                leader_id: None,
+                commit_index: 0,
+                applied_index: 0,
+                applied_seq: 0,
+                lag: None,
+                snapshot_index: 0,
+                purged_index: 0,
+                error: Some(e),
+            },
+        })
+        .collect();
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Table => {
+            println!(
+                "{:<4} {:<22} {:<8} {:<12} {:>6} {:>10} {:>10} {:>8} {:>9}",
+                "ID", "ADDRESS", "VOTER", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "SNAPSHOT"
+            );
+            for r in &rows {
+                let lag = r.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<4} {:<22} {:<8} {:<12} {:>6} {:>10} {:>10} {:>8} {:>9}",
+                    r.id,
+                    r.address,
+                    if r.voter { "voter" } else { "learner" },
+                    r.role,
+                    r.term,
+                    r.commit_index,
+                    r.applied_index,
+                    lag,
+                    r.snapshot_index
+                );
+                if let Some(e) = &r.error {
+                    println!("     ^ {e}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

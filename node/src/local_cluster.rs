@@ -1,0 +1,196 @@
+//! A three-node cluster on loopback, as child `warrant server` processes of this binary: for
+//! `warrant local-cluster` and `warrant demo`.
+//!
+//! Each node gets its own data directory and log file under one directory. Stopping sends each
+//! child SIGTERM (a graceful shutdown) and waits for it; a child still running after
+//! [`STOP_WAIT_MAX`] is killed. Only the children this process started are ever signalled.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use nix::{sys::signal::Signal, unistd::Pid};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use warrant_proto::api::{self, cluster_service_client::ClusterServiceClient};
+
+use crate::client::{authed, connect};
+
+/// Nodes in a local cluster.
+pub const LOCAL_NODES: u64 = 3;
+/// How long the cluster may take to start and elect a leader.
+const START_WAIT_MAX: Duration = Duration::from_secs(60);
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a node may take to shut down after SIGTERM.
+const STOP_WAIT_MAX: Duration = Duration::from_secs(15);
+
+/// One local node.
+pub struct LocalNode {
+    pub node_id: u64,
+    /// gRPC: API and peers.
+    pub addr: String,
+    /// HTTP: JWKS and /healthz.
+    pub http_addr: String,
+    pub log_path: PathBuf,
+    child: Child,
+}
+
+pub struct LocalCluster {
+    pub nodes: Vec<LocalNode>,
+    pub admin_token: String,
+}
+
+impl LocalCluster {
+    /// Starts the nodes under `dir` on ports `base_port..base_port + 2 * LOCAL_NODES` (gRPC and
+    /// HTTP alternating), initialises the cluster and waits until every node serves.
+    pub async fn start(dir: &Path, base_port: u16, admin_token: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        let exe = std::env::current_exe().context("find the warrant binary")?;
+        let mut cluster = LocalCluster {
+            nodes: Vec::new(),
+            admin_token: admin_token.to_string(),
+        };
+        for node_id in 1..=LOCAL_NODES {
+            let offset = u16::try_from(2 * (node_id - 1)).context("port offset")?;
+            let port = base_port
+                .checked_add(offset)
+                .context("base port too high")?;
+            let addr = format!("127.0.0.1:{port}");
+            let http_addr = format!("127.0.0.1:{}", port + 1);
+            let log_path = dir.join(format!("node-{node_id}.log"));
+            let log = std::fs::File::create(&log_path)
+                .with_context(|| format!("create {}", log_path.display()))?;
+            let child = Command::new(&exe)
+                .arg("server")
+                .args(["--node-id", &node_id.to_string()])
+                .arg("--data-dir")
+                .arg(dir.join(format!("node-{node_id}")))
+                .args(["--listen-addr", &addr, "--http-listen-addr", &http_addr])
+                .env("WARRANT_ADMIN_TOKEN", admin_token)
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().context("log file")?)
+                .stderr(log)
+                .spawn()
+                .context("start a warrant server")?;
+            cluster.nodes.push(LocalNode {
+                node_id,
+                addr,
+                http_addr,
+                log_path,
+                child,
+            });
+        }
+        if let Err(e) = cluster.bootstrap().await {
+            cluster.stop().await;
+            return Err(e);
+        }
+        Ok(cluster)
+    }
+
+    async fn bootstrap(&mut self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + START_WAIT_MAX;
+        for node in &mut self.nodes {
+            wait_until(deadline, node, |channel| async move {
+                ClusterServiceClient::new(channel)
+                    .status(api::StatusRequest {})
+                    .await
+                    .is_ok()
+            })
+            .await?;
+        }
+        let members = self
+            .nodes
+            .iter()
+            .map(|n| api::Member {
+                node_id: n.node_id,
+                address: n.addr.clone(),
+                voter: true,
+            })
+            .collect();
+        let channel = connect(&self.nodes[0].addr).await?;
+        ClusterServiceClient::new(channel)
+            .init_cluster(authed(
+                &format!("Bearer {}", self.admin_token),
+                api::InitClusterRequest { members },
+            ))
+            .await
+            .context("initialise the cluster")?;
+        for node in &mut self.nodes {
+            wait_until(deadline, node, |channel| async move {
+                HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERMs every node and waits for each to exit.
+    pub async fn stop(self) {
+        for node in &self.nodes {
+            if let Ok(pid) = i32::try_from(node.child.id()) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        for mut node in self.nodes {
+            let deadline = tokio::time::Instant::now() + STOP_WAIT_MAX;
+            loop {
+                match node.child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if tokio::time::Instant::now() >= deadline => {
+                        eprintln!(
+                            "node {} did not stop within {STOP_WAIT_MAX:?}; killing it",
+                            node.node_id
+                        );
+                        let _ = node.child.kill();
+                        let _ = node.child.wait();
+                        break;
+                    }
+                    Ok(None) => tokio::time::sleep(POLL_INTERVAL).await,
+                }
+            }
+        }
+    }
+}
+
+/// Polls `ready` against `node` until it holds, the node exits, or the deadline passes.
+async fn wait_until<F, Fut>(
+    deadline: tokio::time::Instant,
+    node: &mut LocalNode,
+    ready: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(tonic::transport::Channel) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    loop {
+        if let Some(exit) = node.child.try_wait().context("wait for a node")? {
+            anyhow::bail!(
+                "node {} exited with {exit}; see {}",
+                node.node_id,
+                node.log_path.display()
+            );
+        }
+        if let Ok(channel) = connect(&node.addr).await
+            && ready(channel).await
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "node {} not ready within {START_WAIT_MAX:?}; see {}",
+            node.node_id,
+            node.log_path.display()
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
