@@ -49,7 +49,9 @@ impl RaftConfig {
             install_snapshot_timeout: 60_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
-            purge_batch_size: 1024,
+            // openraft purges only once this many entries are purgeable: never more than half
+            // a snapshot interval, or a small interval would never compact.
+            purge_batch_size: (self.snapshot_logs_since_last / 2).clamp(1, 1024),
             max_payload_entries: 256,
             replication_lag_threshold: self.snapshot_logs_since_last.saturating_mul(2),
             ..Default::default()

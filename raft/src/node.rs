@@ -40,6 +40,8 @@ use crate::{
 pub const PROPOSE_WAIT_MAX: Duration = Duration::from_secs(10);
 /// The longest a membership change waits to be committed.
 pub const MEMBERSHIP_WAIT_MAX: Duration = Duration::from_secs(30);
+/// The longest `compact` waits for a snapshot to be built and the log purged behind it.
+pub const COMPACT_WAIT_MAX: Duration = Duration::from_secs(600);
 /// A learner is made a voter only once it is at most this many entries behind the leader.
 pub const PROMOTE_LAG_MAX: u64 = 1000;
 /// Pause between attempts to find a leader that confirms a read index.
@@ -454,7 +456,7 @@ impl RaftNode {
         self.raft.trigger().snapshot().await.map_err(stopped)?;
         let metrics = self
             .raft
-            .wait(Some(MEMBERSHIP_WAIT_MAX))
+            .wait(Some(COMPACT_WAIT_MAX))
             .metrics(
                 |m| m.snapshot.is_some_and(|s| s.index >= applied),
                 "snapshot covers the applied index",
@@ -469,7 +471,7 @@ impl RaftNode {
             .map_err(stopped)?;
         let metrics = self
             .raft
-            .wait(Some(MEMBERSHIP_WAIT_MAX))
+            .wait(Some(COMPACT_WAIT_MAX))
             .metrics(
                 |m| m.purged.is_some_and(|p| p.index >= snapshot_index),
                 "log purged up to the snapshot",
