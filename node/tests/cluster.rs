@@ -12,8 +12,9 @@ use std::{
 
 use nix::sys::signal::Signal;
 use support::{
-    AgentCredential, error_reason, invalid_reason_name, linearizable, verify_request,
-    cluster::{Cluster, CONVERGE_WAIT_MAX},
+    AgentCredential,
+    cluster::{CONVERGE_WAIT_MAX, Cluster},
+    error_reason, invalid_reason_name, linearizable, verify_request,
 };
 use tonic::Code;
 use warrant_proto::api::{self, Consistency, ReadOptions, TokenInvalidReason};
@@ -78,7 +79,10 @@ async fn a_write_through_a_follower_reads_back_linearizably_on_the_other_followe
         .await
         .expect("retried RegisterHuman")
         .into_inner();
-    assert_eq!(retried.seq, registered.seq, "the retry got the first outcome");
+    assert_eq!(
+        retried.seq, registered.seq,
+        "the retry got the first outcome"
+    );
     let events = f2.all_events().await;
     let carols = events
         .iter()
@@ -91,10 +95,15 @@ async fn a_write_through_a_follower_reads_back_linearizably_on_the_other_followe
     // An agent registered through one follower issues through the other at once, and its token
     // verifies on the leader.
     let agent = AgentCredential::new("carol-agent");
-    f1.register_agent(&agent.agent_id, "carol", &agent.secret).await;
-    f1.register_service("calendar", AUDIENCE, &["read_events"]).await;
+    f1.register_agent(&agent.agent_id, "carol", &agent.secret)
+        .await;
+    f1.register_service("calendar", AUDIENCE, &["read_events"])
+        .await;
     let issued = f2.issue(&agent, AUDIENCE, &["read_events"]).await;
-    let verified = cluster.node(leader).verify(&issued.access_token, AUDIENCE).await;
+    let verified = cluster
+        .node(leader)
+        .verify(&issued.access_token, AUDIENCE)
+        .await;
     assert!(verified.active, "{}", verified.reason_message);
     assert_eq!(verified.agent_id, "carol-agent");
 }
@@ -190,7 +199,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
                     match client.register_human(request).await {
                         Ok(reply) => {
                             let seq = reply.into_inner().seq;
-                            acks.lock().unwrap().acked.push((
+                            acks.lock().expect("acks lock").acked.push((
                                 human_id.clone(),
                                 seq,
                                 sent,
@@ -210,7 +219,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         async move {
             let deadline = tokio::time::Instant::now() + CONVERGE_WAIT_MAX;
             loop {
-                if acks.lock().unwrap().acked.len() >= count {
+                if acks.lock().expect("acks lock").acked.len() >= count {
                     return;
                 }
                 assert!(
@@ -222,7 +231,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         }
     };
     wait_acks(WRITES_BEFORE_KILL).await;
-    let acked_at_kill = acks.lock().unwrap().acked.len();
+    let acked_at_kill = acks.lock().expect("acks lock").acked.len();
     let killed_at = Instant::now();
     cluster.node_mut(leader).kill();
     wait_acks(acked_at_kill + WRITES_AFTER_RESUME).await;
@@ -230,7 +239,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     for writer in writers {
         writer.await.expect("writer");
     }
-    let acked = std::mem::take(&mut acks.lock().unwrap().acked);
+    let acked = std::mem::take(&mut acks.lock().expect("acks lock").acked);
     // Writes resumed when the first write sent after the kill was acknowledged: only a new
     // leader can have committed it.
     let resumed_at = acked
@@ -302,8 +311,10 @@ async fn a_paused_leader_never_answers_valid_for_a_revoked_token() {
     let old = cluster.node(leader);
     old.register_human("alice").await;
     let agent = AgentCredential::new("alice-assistant");
-    old.register_agent(&agent.agent_id, "alice", &agent.secret).await;
-    old.register_service("calendar", AUDIENCE, &["read_events"]).await;
+    old.register_agent(&agent.agent_id, "alice", &agent.secret)
+        .await;
+    old.register_service("calendar", AUDIENCE, &["read_events"])
+        .await;
     // Revoked before the pause.
     let first = old.issue(&agent, AUDIENCE, &["read_events"]).await;
     // Valid when the leader is paused, then revoked through the new leader while it sleeps:

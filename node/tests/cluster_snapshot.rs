@@ -71,13 +71,27 @@ async fn a_node_added_after_compaction_gets_a_snapshot_and_the_whole_history() {
         .collect();
     let endpoint = cluster.node(1).addr();
     let (ok, stdout, stderr) = warrant(
-        &["cluster", "init", "--endpoint", &endpoint, "--members", &members.join(",")],
+        &[
+            "cluster",
+            "init",
+            "--endpoint",
+            &endpoint,
+            "--members",
+            &members.join(","),
+        ],
         cluster.admin_token(),
     );
     assert!(ok, "{stderr}");
     assert!(stdout.contains("already initialised"), "{stdout}");
     let (ok, _, stderr) = warrant(
-        &["cluster", "init", "--endpoint", &endpoint, "--members", &members[0]],
+        &[
+            "cluster",
+            "init",
+            "--endpoint",
+            &endpoint,
+            "--members",
+            &members[0],
+        ],
         cluster.admin_token(),
     );
     assert!(!ok);
@@ -106,7 +120,9 @@ async fn a_node_added_after_compaction_gets_a_snapshot_and_the_whole_history() {
     cluster.converged().await;
 
     let joined = cluster.node(4);
-    let status = support::cluster::status_of(joined.channel()).await.expect("Status");
+    let status = support::cluster::status_of(joined.channel())
+        .await
+        .expect("Status");
     assert_eq!(status.role, "LEARNER");
     assert!(
         status.snapshot_index > 0,
@@ -131,7 +147,14 @@ async fn a_node_added_after_compaction_gets_a_snapshot_and_the_whole_history() {
 
     // Promote it, then check `cluster status -o json` reports four voters with no lag.
     let (ok, _, stderr) = warrant(
-        &["member", "promote", "--endpoint", &endpoint, "--node-id", "4"],
+        &[
+            "member",
+            "promote",
+            "--endpoint",
+            &endpoint,
+            "--node-id",
+            "4",
+        ],
         cluster.admin_token(),
     );
     assert!(ok, "member promote failed: {stderr}");
@@ -145,7 +168,11 @@ async fn a_node_added_after_compaction_gets_a_snapshot_and_the_whole_history() {
     let rows = rows.as_array().expect("an array of members");
     assert_eq!(rows.len(), 4, "{stdout}");
     assert!(rows.iter().all(|r| r["voter"] == true), "{stdout}");
-    assert_eq!(rows.iter().filter(|r| r["role"] == "LEADER").count(), 1, "{stdout}");
+    assert_eq!(
+        rows.iter().filter(|r| r["role"] == "LEADER").count(),
+        1,
+        "{stdout}"
+    );
     assert!(
         rows.iter().all(|r| r["lag"].as_u64().is_some()),
         "every member reports a lag: {stdout}"
@@ -153,7 +180,14 @@ async fn a_node_added_after_compaction_gets_a_snapshot_and_the_whole_history() {
 
     // Remove node 4 again; the cluster keeps serving LINEARIZABLE reads.
     let (ok, _, stderr) = warrant(
-        &["member", "remove", "--endpoint", &endpoint, "--node-id", "4"],
+        &[
+            "member",
+            "remove",
+            "--endpoint",
+            &endpoint,
+            "--node-id",
+            "4",
+        ],
         cluster.admin_token(),
     );
     assert!(ok, "member remove failed: {stderr}");
@@ -269,7 +303,10 @@ async fn a_million_event_snapshot_streams_without_memory_growing_with_it() {
     let status = support::cluster::status_of(cluster.node(2).channel())
         .await
         .expect("Status");
-    assert!(status.snapshot_index >= compacted.snapshot_index, "node 2 installed the snapshot");
+    assert!(
+        status.snapshot_index >= compacted.snapshot_index,
+        "node 2 installed the snapshot"
+    );
 
     let snapshot_kib = snapshot_bytes / 1024;
     eprintln!(

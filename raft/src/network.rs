@@ -73,11 +73,14 @@ enum Lane {
     Snapshot,
 }
 
+/// One cached channel per peer id, address and lane.
+type ChannelCache = BTreeMap<(NodeId, String, Lane), Channel>;
+
 /// Creates peer clients over cached, lazily connected channels. Cheap to clone.
 #[derive(Clone)]
 pub struct NetworkFactory {
     source: NodeId,
-    channels: Arc<Mutex<BTreeMap<(NodeId, String, Lane), Channel>>>,
+    channels: Arc<Mutex<ChannelCache>>,
 }
 
 impl NetworkFactory {

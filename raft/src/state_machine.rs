@@ -48,6 +48,10 @@ const KEY_LAST_BATCH_TIME: &[u8] = b"last_batch_time_ms";
 /// Rows per `WriteBatch` when loading a snapshot into a fresh generation: bounds memory while
 /// installing snapshots of millions of events.
 const INSTALL_ROWS_PER_WRITE_MAX: usize = 4096;
+/// Row bytes loaded between memtable flushes while installing a snapshot. The load runs without
+/// a WAL, so memtables would otherwise grow to RocksDB's write-buffer limits (128 MiB per column
+/// family by default) however small the memory budget.
+const INSTALL_BYTES_PER_FLUSH_MAX: usize = 16 * 1024 * 1024;
 /// How many snapshot files to keep: the current one only. Older ones are deleted once a newer
 /// one is durable.
 const SNAPSHOT_FILE_PREFIX: &str = "snap-";
@@ -311,6 +315,7 @@ impl StateMachineStore {
         let mut reader = SnapshotReader::open(&kept).map_err(read_err)?;
         let mut batch = WriteBatch::default();
         let mut n_rows = 0usize;
+        let mut bytes_since_flush = 0usize;
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
         while let Some(snapshot::SnapshotRow { family, key, value }) =
@@ -320,6 +325,7 @@ impl StateMachineStore {
                 RowFamily::State => state_cf(&new_db),
                 RowFamily::Raft => raft_cf(&new_db),
             };
+            bytes_since_flush += key.len() + value.len();
             batch.put_cf(cf, key, value);
             n_rows += 1;
             if n_rows.is_multiple_of(INSTALL_ROWS_PER_WRITE_MAX) {
@@ -327,16 +333,19 @@ impl StateMachineStore {
                     .write_opt(std::mem::take(&mut batch), &write_options)
                     .map_err(|e| StorageIOError::write_state_machine(&e))?;
             }
+            if bytes_since_flush >= INSTALL_BYTES_PER_FLUSH_MAX {
+                new_db
+                    .write_opt(std::mem::take(&mut batch), &write_options)
+                    .map_err(|e| StorageIOError::write_state_machine(&e))?;
+                flush_all(&new_db)?;
+                bytes_since_flush = 0;
+            }
         }
         new_db
             .write_opt(batch, &write_options)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         // The WAL was off for the bulk load: flush memtables to SST files before switching.
-        for cf in [CF_STATE, CF_RAFT] {
-            new_db
-                .flush_cf(new_db.cf_handle(cf).expect("column family exists"))
-                .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        }
+        flush_all(&new_db)?;
         write_current_generation(&self.shared.sm_dir, new_generation)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         let new_db = Arc::new(new_db);
@@ -582,6 +591,15 @@ fn applied_position(db: &Arc<DB>) -> Result<AppliedPosition, StorageError> {
         log_index: applied.map(|l| l.index).unwrap_or(0),
         seq,
     })
+}
+
+/// Flushes both column families' memtables to SST files and waits for it.
+fn flush_all(db: &DB) -> Result<(), StorageError> {
+    for cf in [CF_STATE, CF_RAFT] {
+        db.flush_cf(db.cf_handle(cf).expect("column family exists"))
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+    }
+    Ok(())
 }
 
 fn generation_dir(sm_dir: &Path, generation: u64) -> PathBuf {
