@@ -130,6 +130,11 @@ impl Warrant {
             clock_leeway_s: config.clock_leeway_s,
         });
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        // tonic-health starts the overall service ("") as SERVING; this node serves only once a
+        // leader is known and its signing key is published (`publish_signing_key`).
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(warrant_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
