@@ -407,7 +407,7 @@ fn time_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<Option<u64
 }
 
 /// Parses a JSON object, refusing duplicate members and anything that is not an object.
-fn parse_object(bytes: &[u8], what: &str) -> Result<BTreeMap<String, Value>, Invalid> {
+pub(crate) fn parse_object(bytes: &[u8], what: &str) -> Result<BTreeMap<String, Value>, Invalid> {
     serde_json::from_slice::<StrictObject>(bytes)
         .map(|object| object.0)
         .map_err(|e| {
