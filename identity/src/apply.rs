@@ -27,15 +27,20 @@ use warrant_proto::{
         credential::Kind as CredentialKind, event::Kind as EventKind,
         outcome::Result as OutcomeResult,
     },
-    state::{AgentRow, HumanRow, IdempotencyRow, ServiceRow, SigningKeyRow, Status, TokenRow},
+    state::{AgentRow, HumanRow, IdempotencyRow, ServiceRow, SigningKeyRow, Status},
 };
+
+mod delegations;
+mod principals;
+mod sessions;
+mod tokens;
 
 use crate::{
     keys,
     limits::{
         self, CREDENTIALS_PER_AGENT_MAX, DESCRIPTION_LEN_MAX, DISPLAY_NAME_LEN_MAX,
         ED25519_PUBLIC_KEY_LEN, EMAIL_LEN_MAX, FieldError, ON_BEHALF_OF_MAX, REASON_LEN_MAX,
-        REQUEST_DIGEST_LEN, SCOPES_PER_TOKEN_MAX, TOKEN_TTL_SECONDS_MAX, TOOLS_PER_SERVICE_MAX,
+        REQUEST_DIGEST_LEN, TOOLS_PER_SERVICE_MAX,
     },
     query,
     state::{Overlay, StateError, StateRead, WriteSet},
@@ -140,6 +145,24 @@ impl Applier<'_> {
                 "no seq left after u64::MAX",
             ));
         };
+        // A client assertion authenticates one command, once, anywhere in the cluster.
+        let assertion_key = match &command.assertion {
+            None => None,
+            Some(assertion) => {
+                let key = keys::assertion(&assertion.agent_id, &assertion.jti);
+                if self.overlay.get(&key)?.is_some() {
+                    return Ok(rejected(
+                        RejectReason::AssertionReplayed,
+                        format!(
+                            "client assertion {} of agent {} was already used; allowed: a new \
+                             assertion (new jti) per request",
+                            assertion.jti, assertion.agent_id
+                        ),
+                    ));
+                }
+                Some((key, assertion.expires_at_unix_s.to_be_bytes().to_vec()))
+            }
+        };
         let context = Context {
             actor,
             seq,
@@ -156,15 +179,24 @@ impl Applier<'_> {
             event_kind,
             mut writes,
             token_issued,
+            session_started,
+            delegation_created,
         }) = change
         else {
+            if let Some((key, value)) = assertion_key {
+                let mut writes = WriteSet::new();
+                writes.put(key, value);
+                self.overlay.write(writes);
+            }
             return Ok(accepted(log::Accepted {
                 seq: self.last_seq,
-                replayed: false,
-                token_issued: None,
                 changed: false,
+                ..log::Accepted::default()
             }));
         };
+        if let Some((key, value)) = assertion_key {
+            writes.put(key, value);
+        }
         let event = log::Event {
             seq,
             time_unix_ms: self.time_unix_ms,
@@ -179,6 +211,8 @@ impl Applier<'_> {
             replayed: false,
             token_issued,
             changed: true,
+            session_started,
+            delegation_created,
         });
         let idempotency_row = IdempotencyRow {
             request_digest: command.request_digest.clone(),
@@ -200,8 +234,7 @@ fn check_envelope(command: &log::Command) -> Result<(&CommandKind, &log::Actor),
         return Err(FieldError::new(
             "kind",
             "is missing",
-            "one of register_human, register_agent, register_service, issue_token, \
-             revoke_token, publish_signing_key",
+            "one of the command kinds of warrant.log.v1.Command",
         ));
     };
     limits::validate_idempotency_key("idempotency_key", &command.idempotency_key)?;
@@ -239,6 +272,20 @@ fn check_envelope(command: &log::Command) -> Result<(&CommandKind, &log::Actor),
     }
     for (idx, principal) in actor.on_behalf_of.iter().enumerate() {
         limits::validate_actor_id(&format!("actor.on_behalf_of[{idx}]"), principal)?;
+    }
+    if let Some(assertion) = &command.assertion {
+        if !(actor.kind == PrincipalKind::Agent as i32 && actor.id == assertion.agent_id) {
+            return Err(FieldError::new(
+                "assertion.agent_id",
+                format!("is {} but the actor is {}", assertion.agent_id, actor.id),
+                "the agent that is the actor",
+            ));
+        }
+        limits::validate_opaque(
+            "assertion.jti",
+            &assertion.jti,
+            limits::ASSERTION_JTI_LEN_MAX,
+        )?;
     }
     Ok((kind, actor))
 }
@@ -288,6 +335,10 @@ struct Change {
     writes: WriteSet,
     /// The claims to return, for `IssueToken`.
     token_issued: Option<log::TokenIssued>,
+    /// The session to return, for `StartSession`.
+    session_started: Option<log::SessionStarted>,
+    /// The grant to return, for `CreateDelegation`.
+    delegation_created: Option<log::DelegationCreated>,
 }
 
 impl Change {
@@ -296,6 +347,8 @@ impl Change {
             event_kind,
             writes,
             token_issued: None,
+            session_started: None,
+            delegation_created: None,
         }
     }
 }
@@ -336,9 +389,34 @@ fn decide(
         CommandKind::RegisterHuman(command) => register_human(state, context, command),
         CommandKind::RegisterAgent(command) => register_agent(state, context, command),
         CommandKind::RegisterService(command) => register_service(state, context, command),
-        CommandKind::IssueToken(command) => issue_token(state, context, command),
+        CommandKind::IssueToken(command) => tokens::issue_token(state, context, command),
         CommandKind::RevokeToken(command) => revoke_token(state, context, command),
         CommandKind::PublishSigningKey(command) => publish_signing_key(state, context, command),
+        CommandKind::UpdateHuman(command) => principals::update_human(state, context, command),
+        CommandKind::UpdateAgent(command) => principals::update_agent(state, context, command),
+        CommandKind::UpdateService(command) => principals::update_service(state, context, command),
+        CommandKind::RegisterDevice(command) => {
+            principals::register_device(state, context, command)
+        }
+        CommandKind::UpdateDevice(command) => principals::update_device(state, context, command),
+        CommandKind::BindAgentDevice(command) => {
+            principals::bind_agent_device(state, context, command)
+        }
+        CommandKind::SetStatus(command) => principals::set_status(state, context, command),
+        CommandKind::ChangeCredentials(command) => {
+            principals::change_credentials(state, context, command)
+        }
+        CommandKind::StartSession(command) => sessions::start_session(state, context, command),
+        CommandKind::EndSession(command) => sessions::end_session(state, context, command),
+        CommandKind::CreateDelegation(command) => {
+            delegations::create_delegation(state, context, command)
+        }
+        CommandKind::RevokeDelegation(command) => {
+            delegations::revoke_delegation(state, context, command)
+        }
+        CommandKind::RetireSigningKey(command) => {
+            tokens::retire_signing_key(state, context, command)
+        }
     }
 }
 
@@ -351,6 +429,12 @@ fn register_human(
     limits::validate_id("human_id", &command.human_id)?;
     limits::validate_text("display_name", &command.display_name, DISPLAY_NAME_LEN_MAX)?;
     limits::validate_text("email", &command.email, EMAIL_LEN_MAX)?;
+    if let Some(federated) = &command.federated {
+        validate_federated(federated)?;
+    }
+    if !command.password_argon2id.is_empty() {
+        limits::validate_argon2id_phc("password_argon2id", &command.password_argon2id)?;
+    }
 
     let key = keys::human(&command.human_id);
     if state.get(&key)?.is_some() {
@@ -358,6 +442,22 @@ fn register_human(
             RejectReason::AlreadyExists,
             format!("human {} already exists", command.human_id),
         ));
+    }
+    let mut writes = WriteSet::new();
+    if let Some(federated) = &command.federated {
+        let federated_key = keys::federated(&federated.issuer, &federated.subject);
+        if let Some(taken_by) = state.get(&federated_key)? {
+            return Err(reject(
+                RejectReason::FederatedIdentityTaken,
+                format!(
+                    "subject {} of issuer {} already names human {}",
+                    federated.subject,
+                    federated.issuer,
+                    String::from_utf8_lossy(&taken_by)
+                ),
+            ));
+        }
+        writes.put(federated_key, command.human_id.clone().into_bytes());
     }
 
     let row = HumanRow {
@@ -367,13 +467,16 @@ fn register_human(
         status: Status::Active as i32,
         created_seq: context.seq,
         created_unix_ms: context.time_unix_ms,
+        federated: command.federated.clone(),
+        password_argon2id: command.password_argon2id.clone(),
     };
-    let mut writes = WriteSet::new();
     writes.put(key, row.encode_to_vec());
     let event = log::HumanRegistered {
         human_id: command.human_id.clone(),
         display_name: command.display_name.clone(),
         email: command.email.clone(),
+        federated: command.federated.clone(),
+        has_password: !command.password_argon2id.is_empty(),
     };
     Ok(Some(Change::new(EventKind::HumanRegistered(event), writes)))
 }
@@ -422,6 +525,7 @@ fn register_agent(
         credentials: command.credentials.clone(),
         created_seq: context.seq,
         created_unix_ms: context.time_unix_ms,
+        device_id: String::new(),
     };
     let mut writes = WriteSet::new();
     writes.put(key, row.encode_to_vec());
@@ -456,7 +560,6 @@ fn validate_credentials(credentials: &[log::Credential]) -> Result<(), FieldErro
     let mut credential_ids = BTreeSet::new();
     for (idx, credential) in credentials.iter().enumerate() {
         let field = format!("credentials[{idx}].credential_id");
-        limits::validate_id(&field, &credential.credential_id)?;
         if !credential_ids.insert(credential.credential_id.as_str()) {
             return Err(FieldError::new(
                 field,
@@ -464,21 +567,44 @@ fn validate_credentials(credentials: &[log::Credential]) -> Result<(), FieldErro
                 "credential ids unique within the agent",
             ));
         }
-        match &credential.kind {
-            Some(CredentialKind::ClientSecretArgon2id(phc)) => limits::validate_argon2id_phc(
-                &format!("credentials[{idx}].client_secret_argon2id"),
-                phc,
-            )?,
-            None => {
-                return Err(FieldError::new(
-                    format!("credentials[{idx}].kind"),
-                    "is missing",
-                    "client_secret_argon2id",
-                ));
-            }
-        }
+        validate_credential(&format!("credentials[{idx}]"), credential)?;
     }
     Ok(())
+}
+
+/// Checks one credential's shape: an id, and either an argon2id hash or an Ed25519 key.
+fn validate_credential(field: &str, credential: &log::Credential) -> Result<(), FieldError> {
+    limits::validate_id(&format!("{field}.credential_id"), &credential.credential_id)?;
+    match &credential.kind {
+        Some(CredentialKind::ClientSecretArgon2id(phc)) => {
+            limits::validate_argon2id_phc(&format!("{field}.client_secret_argon2id"), phc)
+        }
+        Some(CredentialKind::Ed25519PublicKey(key)) if key.len() == ED25519_PUBLIC_KEY_LEN => Ok(()),
+        Some(CredentialKind::Ed25519PublicKey(key)) => Err(FieldError::new(
+            format!("{field}.ed25519_public_key"),
+            format!("is {} bytes long", key.len()),
+            format!("exactly {ED25519_PUBLIC_KEY_LEN} bytes (an Ed25519 public key)"),
+        )),
+        None => Err(FieldError::new(
+            format!("{field}.kind"),
+            "is missing",
+            "client_secret_argon2id or ed25519_public_key",
+        )),
+    }
+}
+
+/// Checks an upstream identity: an issuer URL and the subject it names the human by.
+fn validate_federated(federated: &log::FederatedIdentity) -> Result<(), FieldError> {
+    limits::validate_opaque(
+        "federated.issuer",
+        &federated.issuer,
+        limits::ISSUER_LEN_MAX,
+    )?;
+    limits::validate_opaque(
+        "federated.subject",
+        &federated.subject,
+        limits::FEDERATED_SUBJECT_LEN_MAX,
+    )
 }
 
 fn register_service(
@@ -560,160 +686,6 @@ fn validate_tools(tools: &[log::Tool]) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn issue_token(
-    state: &dyn StateRead,
-    context: &Context<'_>,
-    command: &log::IssueToken,
-) -> Result<Option<Change>, Refusal> {
-    limits::validate_jti("jti", &command.jti)?;
-    limits::validate_id("agent_id", &command.agent_id)?;
-    limits::validate_audience("audience", &command.audience)?;
-    validate_scopes(&command.scopes)?;
-    if !(1 <= command.ttl_seconds && command.ttl_seconds <= TOKEN_TTL_SECONDS_MAX) {
-        return Err(FieldError::new(
-            "ttl_seconds",
-            format!("is {}", command.ttl_seconds),
-            format!("1 to {TOKEN_TTL_SECONDS_MAX}"),
-        )
-        .into());
-    }
-    limits::validate_key_id("key_id", &command.key_id)?;
-
-    // An agent asks for its own tokens; nobody else may mint them in its name.
-    if !(context.actor.kind == PrincipalKind::Agent as i32 && context.actor.id == command.agent_id)
-    {
-        return Err(reject(
-            RejectReason::PermissionDenied,
-            format!(
-                "only agent {} itself may ask for its tokens",
-                command.agent_id
-            ),
-        ));
-    }
-    let Some(agent) = query::agent(state, &command.agent_id)? else {
-        return Err(reject(
-            RejectReason::AgentNotFound,
-            format!("agent {} does not exist", command.agent_id),
-        ));
-    };
-    if agent.status != Status::Active as i32 {
-        return Err(reject(
-            RejectReason::AgentDisabled,
-            format!("agent {} is not active", command.agent_id),
-        ));
-    }
-    let service = match query::service_by_audience(state, &command.audience)? {
-        Some(service) if service.status == Status::Active as i32 => service,
-        Some(service) => {
-            return Err(reject(
-                RejectReason::ServiceNotFound,
-                format!(
-                    "service {} for audience {} is not active",
-                    service.service_id, command.audience
-                ),
-            ));
-        }
-        None => {
-            return Err(reject(
-                RejectReason::ServiceNotFound,
-                format!("no service has audience {}", command.audience),
-            ));
-        }
-    };
-    check_scopes_allowed(&service, &command.scopes)?;
-    if query::signing_key(state, &command.key_id)?.is_none() {
-        return Err(reject(
-            RejectReason::SigningKeyNotFound,
-            format!("signing key {} is not published", command.key_id),
-        ));
-    }
-    let key = keys::token(&command.jti);
-    if state.get(&key)?.is_some() {
-        return Err(reject(
-            RejectReason::AlreadyExists,
-            format!("token {} already exists", command.jti),
-        ));
-    }
-
-    let issued_at_unix_s = context.time_unix_ms / 1000;
-    let claims = log::TokenIssued {
-        jti: command.jti.clone(),
-        subject: command.agent_id.clone(),
-        agent_id: command.agent_id.clone(),
-        audience: command.audience.clone(),
-        scopes: command.scopes.clone(),
-        issued_at_unix_s,
-        expires_at_unix_s: issued_at_unix_s.saturating_add(u64::from(command.ttl_seconds)),
-        key_id: command.key_id.clone(),
-    };
-    let row = TokenRow {
-        issued: Some(claims.clone()),
-        issued_seq: context.seq,
-        revoked: false,
-        revoked_seq: 0,
-        revoke_reason: String::new(),
-    };
-    let mut writes = WriteSet::new();
-    writes.put(key, row.encode_to_vec());
-    Ok(Some(Change {
-        event_kind: EventKind::TokenIssued(claims.clone()),
-        writes,
-        token_issued: Some(claims),
-    }))
-}
-
-fn validate_scopes(scopes: &[String]) -> Result<(), FieldError> {
-    if scopes.is_empty() || SCOPES_PER_TOKEN_MAX < scopes.len() {
-        return Err(FieldError::new(
-            "scopes",
-            format!("has {} entries", scopes.len()),
-            format!("1 to {SCOPES_PER_TOKEN_MAX} tool names"),
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    for (idx, scope) in scopes.iter().enumerate() {
-        let field = format!("scopes[{idx}]");
-        limits::validate_id(&field, scope)?;
-        if !seen.insert(scope.as_str()) {
-            return Err(FieldError::new(
-                field,
-                format!("repeats {scope}"),
-                "unique scopes",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Scopes are tool names: a token may only name tools of the service it is for.
-fn check_scopes_allowed(service: &ServiceRow, scopes: &[String]) -> Result<(), Refusal> {
-    let tools: BTreeSet<&str> = service.tools.iter().map(|it| it.name.as_str()).collect();
-    let Some(scope) = scopes.iter().find(|it| !tools.contains(it.as_str())) else {
-        return Ok(());
-    };
-    let allowed = if tools.is_empty() {
-        "none: the service has no tools".to_owned()
-    } else {
-        // A service may have hundreds of tools; name enough to help, not all of them.
-        let shown: Vec<&str> = tools.iter().copied().take(SCOPES_LISTED_MAX).collect();
-        let hidden = tools.len().saturating_sub(shown.len());
-        match hidden {
-            0 => shown.join(", "),
-            _ => format!("{} and {hidden} more", shown.join(", ")),
-        }
-    };
-    Err(reject(
-        RejectReason::ScopeNotAllowed,
-        format!(
-            "scope {scope} is not a tool of service {}; allowed: {allowed}",
-            service.service_id
-        ),
-    ))
-}
-
-/// Most tool names a `SCOPE_NOT_ALLOWED` message lists.
-const SCOPES_LISTED_MAX: usize = 16;
-
 fn revoke_token(
     state: &dyn StateRead,
     context: &Context<'_>,
@@ -736,11 +708,16 @@ fn revoke_token(
     let actor = context.actor;
     let is_admin = actor.kind == PrincipalKind::Admin as i32;
     let is_holder = actor.kind == PrincipalKind::Agent as i32 && actor.id == agent_id;
-    if !(is_admin || is_holder) {
+    let is_subject_human = row.issued.as_ref().is_some_and(|it| {
+        it.subject_kind == PrincipalKind::Human as i32
+            && actor.kind == PrincipalKind::Human as i32
+            && actor.id == it.subject
+    });
+    if !(is_admin || is_holder || is_subject_human) {
         return Err(reject(
             RejectReason::PermissionDenied,
             format!(
-                "only an admin or agent {agent_id} may revoke token {}",
+                "only an admin, agent {agent_id} or the human it acts for may revoke token {}",
                 command.jti
             ),
         ));
@@ -829,6 +806,7 @@ fn publish_signing_key(
         key: Some(published.clone()),
         published_seq: context.seq,
         published_unix_ms: context.time_unix_ms,
+        ..SigningKeyRow::default()
     };
     let mut writes = WriteSet::new();
     writes.put(keys::signing_key(&command.key_id), row.encode_to_vec());

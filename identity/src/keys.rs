@@ -16,6 +16,12 @@
 //! | `t\0` + jti | `state::TokenRow` |
 //! | `k\0` + key_id | `state::SigningKeyRow` |
 //! | `i\0` + actor kind (i32 BE) + actor_id + `\0` + idempotency key | `state::IdempotencyRow` |
+//! | `d\0` + device_id | `state::DeviceRow` |
+//! | `x\0` + session_id | `state::SessionRow` |
+//! | `g\0` + delegation_id | `state::DelegationRow` |
+//! | `gg\0` + grantee agent_id + `\0` + delegation_id | empty (delegations by grantee) |
+//! | `f\0` + issuer + `\0` + subject | the human id, UTF-8 (federated identities) |
+//! | `u\0` + agent_id + `\0` + assertion jti | the assertion's exp, u64 BE (spent assertions) |
 //!
 //! Big-endian numbers keep the store's byte order equal to numeric order, so events scan in seq
 //! order.
@@ -40,6 +46,64 @@ pub const TOKEN_PREFIX: &[u8] = b"t\0";
 pub const SIGNING_KEY_PREFIX: &[u8] = b"k\0";
 /// The prefix of every idempotency row.
 pub const IDEMPOTENCY_PREFIX: &[u8] = b"i\0";
+/// The prefix of every device row.
+pub const DEVICE_PREFIX: &[u8] = b"d\0";
+/// The prefix of every session row.
+pub const SESSION_PREFIX: &[u8] = b"x\0";
+/// The prefix of every delegation row.
+pub const DELEGATION_PREFIX: &[u8] = b"g\0";
+/// The prefix of the delegations-by-grantee index.
+pub const DELEGATION_BY_GRANTEE_PREFIX: &[u8] = b"gg\0";
+/// The prefix of the federated identity index.
+pub const FEDERATED_PREFIX: &[u8] = b"f\0";
+/// The prefix of the spent client assertions.
+pub const ASSERTION_PREFIX: &[u8] = b"u\0";
+
+/// The key of a device row.
+pub fn device(device_id: &str) -> Vec<u8> {
+    join(DEVICE_PREFIX, device_id.as_bytes())
+}
+
+/// The key of a session row.
+pub fn session(session_id: &str) -> Vec<u8> {
+    join(SESSION_PREFIX, session_id.as_bytes())
+}
+
+/// The key of a delegation row.
+pub fn delegation(delegation_id: &str) -> Vec<u8> {
+    join(DELEGATION_PREFIX, delegation_id.as_bytes())
+}
+
+/// The prefix of one agent's entries in the delegations-by-grantee index.
+pub fn delegation_by_grantee_prefix(agent_id: &str) -> Vec<u8> {
+    let mut key = join(DELEGATION_BY_GRANTEE_PREFIX, agent_id.as_bytes());
+    key.push(0);
+    key
+}
+
+/// The key of one entry in the delegations-by-grantee index.
+pub fn delegation_by_grantee(agent_id: &str, delegation_id: &str) -> Vec<u8> {
+    join(
+        &delegation_by_grantee_prefix(agent_id),
+        delegation_id.as_bytes(),
+    )
+}
+
+/// The key of a federated identity's entry.
+pub fn federated(issuer: &str, subject: &str) -> Vec<u8> {
+    let mut key = join(FEDERATED_PREFIX, issuer.as_bytes());
+    key.push(0);
+    key.extend_from_slice(subject.as_bytes());
+    key
+}
+
+/// The key marking a client assertion as spent.
+pub fn assertion(agent_id: &str, jti: &str) -> Vec<u8> {
+    let mut key = join(ASSERTION_PREFIX, agent_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(jti.as_bytes());
+    key
+}
 
 /// The key of the event with `seq`.
 pub fn event(seq: u64) -> Vec<u8> {
@@ -138,6 +202,12 @@ mod tests {
             (token("j1"), b"t\0j1"),
             (signing_key("k1"), b"k\0k1"),
             (idempotency(3, "bot", "key-1"), b"i\0\0\0\0\x03bot\0key-1"),
+            (device("laptop"), b"d\0laptop"),
+            (session("s1"), b"x\0s1"),
+            (delegation("d1"), b"g\0d1"),
+            (delegation_by_grantee("bot", "d1"), b"gg\0bot\0d1"),
+            (federated("https://idp", "42"), b"f\0https://idp\x0042"),
+            (assertion("bot", "j1"), b"u\0bot\0j1"),
             (successor(b"a\0bot"), b"a\0bot\0"),
         ];
         for (actual, expected) in cases {
@@ -173,6 +243,12 @@ mod tests {
             TOKEN_PREFIX,
             SIGNING_KEY_PREFIX,
             IDEMPOTENCY_PREFIX,
+            DEVICE_PREFIX,
+            SESSION_PREFIX,
+            DELEGATION_PREFIX,
+            DELEGATION_BY_GRANTEE_PREFIX,
+            FEDERATED_PREFIX,
+            ASSERTION_PREFIX,
         ];
         for (a_idx, a) in prefixes.iter().enumerate() {
             for (b_idx, b) in prefixes.iter().enumerate() {

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod limits;
 pub mod query;
 pub mod state;
+pub mod validity;
 
 pub use apply::{AppliedBatch, apply_batch};
 pub use digest::state_digest;

@@ -53,6 +53,29 @@ pub const REQUEST_DIGEST_LEN: usize = 32;
 pub const ED25519_PUBLIC_KEY_LEN: usize = 32;
 /// The prefix every argon2id PHC string starts with.
 pub const ARGON2ID_PHC_PREFIX: &str = "$argon2id$";
+/// Longest chain of agents below a human: H→A→B is depth 2. Bounds the `act` nesting in a
+/// token and the links verify walks.
+pub const DELEGATION_DEPTH_MAX: u32 = 8;
+/// Most audiences one delegation may cover.
+pub const AUDIENCES_PER_DELEGATION_MAX: usize = 16;
+/// Longest delegation task description in bytes.
+pub const TASK_LEN_MAX: usize = 1024;
+/// Longest delegation lifetime, counted from when it is committed.
+pub const DELEGATION_TTL_SECONDS_MAX: u64 = 30 * 86_400;
+/// Longest session lifetime.
+pub const SESSION_TTL_SECONDS_MAX: u32 = 7 * 86_400;
+/// Longest upstream issuer URL in bytes.
+pub const ISSUER_LEN_MAX: usize = 256;
+/// Longest upstream subject in bytes (OpenID Connect Core §2: at most 255 ASCII characters).
+pub const FEDERATED_SUBJECT_LEN_MAX: usize = 255;
+/// Longest client assertion `jti` in bytes.
+pub const ASSERTION_JTI_LEN_MAX: usize = 128;
+/// Longest device name in bytes.
+pub const DEVICE_NAME_LEN_MAX: usize = 128;
+/// Longest device platform in bytes.
+pub const PLATFORM_LEN_MAX: usize = 64;
+/// Most credentials one `ChangeCredentials` may add or remove.
+pub const CREDENTIAL_CHANGES_MAX: usize = CREDENTIALS_PER_AGENT_MAX;
 
 // Relationships between the limits, checked at compile time. Agent kinds share the id charset and
 // must fit wherever an id fits; a batch position must fit the event's u32 field.
@@ -179,6 +202,12 @@ pub fn validate_argon2id_phc(field: &str, value: &str) -> Result<(), FieldError>
         ));
     }
     Ok(())
+}
+
+/// Checks an upstream OIDC issuer or subject, or a client assertion `jti`: 1 to `len_max`
+/// printable ASCII characters without whitespace.
+pub fn validate_opaque(field: &str, value: &str, len_max: usize) -> Result<(), FieldError> {
+    validate_printable_ascii(field, value, len_max)
 }
 
 /// Checks an actor id: 1 to [`ACTOR_ID_LEN_MAX`] bytes of text without control characters.

@@ -6,7 +6,10 @@
 use prost::Message;
 use warrant_proto::{
     log,
-    state::{AgentRow, HumanRow, ServiceRow, SigningKeyRow, TokenRow},
+    state::{
+        AgentRow, DelegationRow, DeviceRow, HumanRow, ServiceRow, SessionRow, SigningKeyRow,
+        TokenRow,
+    },
 };
 
 use crate::{
@@ -203,6 +206,162 @@ pub fn events(
         events.push(event);
     }
     Ok(events)
+}
+
+/// The device `id`, if registered.
+pub fn device(state: &dyn StateRead, id: &str) -> Result<Option<DeviceRow>, StateError> {
+    let key = keys::device(id);
+    let row: Option<DeviceRow> = read_row(state, &key)?;
+    if let Some(row) = &row {
+        check_id(&key, &row.device_id, id)?;
+    }
+    Ok(row)
+}
+
+/// The session `id`, if started.
+pub fn session(state: &dyn StateRead, id: &str) -> Result<Option<SessionRow>, StateError> {
+    let key = keys::session(id);
+    let row: Option<SessionRow> = read_row(state, &key)?;
+    if let Some(row) = &row {
+        let Some(started) = &row.started else {
+            return Err(StateError::corrupt(&key, "session row without its start"));
+        };
+        check_id(&key, &started.session_id, id)?;
+    }
+    Ok(row)
+}
+
+/// The delegation `id`, if created.
+pub fn delegation(state: &dyn StateRead, id: &str) -> Result<Option<DelegationRow>, StateError> {
+    let key = keys::delegation(id);
+    let row: Option<DelegationRow> = read_row(state, &key)?;
+    if let Some(row) = &row {
+        let Some(created) = &row.created else {
+            return Err(StateError::corrupt(&key, "delegation row without its grant"));
+        };
+        check_id(&key, &created.delegation_id, id)?;
+    }
+    Ok(row)
+}
+
+/// Up to `limit` delegations granted to `agent_id`, in delegation id order.
+pub fn delegations_to(
+    state: &dyn StateRead,
+    agent_id: &str,
+    limit: usize,
+) -> Result<Vec<DelegationRow>, StateError> {
+    let prefix = keys::delegation_by_grantee_prefix(agent_id);
+    let entries = state.scan(&prefix, b"", limit.min(LIST_PAGE_MAX))?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for (key, _) in entries {
+        let Ok(delegation_id) = std::str::from_utf8(key.get(prefix.len()..).unwrap_or_default())
+        else {
+            return Err(StateError::corrupt(&key, "delegation id is not UTF-8"));
+        };
+        match delegation(state, delegation_id)? {
+            Some(row)
+                if row
+                    .created
+                    .as_ref()
+                    .is_some_and(|it| it.grantee_agent_id == agent_id) =>
+            {
+                rows.push(row);
+            }
+            _ => {
+                return Err(StateError::corrupt(
+                    &key,
+                    format!("delegation {delegation_id} is not granted to {agent_id}"),
+                ));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The human an upstream issuer names `subject`, if registered.
+pub fn human_by_federated(
+    state: &dyn StateRead,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<HumanRow>, StateError> {
+    let key = keys::federated(issuer, subject);
+    let Some(human_id) = state.get(&key)? else {
+        return Ok(None);
+    };
+    let Ok(human_id) = String::from_utf8(human_id) else {
+        return Err(StateError::corrupt(&key, "human id is not UTF-8"));
+    };
+    match human(state, &human_id)? {
+        Some(row) => Ok(Some(row)),
+        None => Err(StateError::corrupt(
+            &key,
+            format!("human {human_id} does not exist"),
+        )),
+    }
+}
+
+/// Whether the client assertion `jti` of `agent_id` was already spent.
+pub fn assertion_spent(state: &dyn StateRead, agent_id: &str, jti: &str) -> Result<bool, StateError> {
+    Ok(state.get(&keys::assertion(agent_id, jti))?.is_some())
+}
+
+/// Up to `limit` humans (capped at [`LIST_PAGE_MAX`]) in id order, strictly after `after`.
+pub fn list_humans(
+    state: &dyn StateRead,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<HumanRow>, StateError> {
+    list_table(state, keys::HUMAN_PREFIX, after, limit, |row: &HumanRow| {
+        &row.human_id
+    })
+}
+
+/// Up to `limit` services (capped at [`LIST_PAGE_MAX`]) in id order, strictly after `after`.
+pub fn list_services(
+    state: &dyn StateRead,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<ServiceRow>, StateError> {
+    list_table(state, keys::SERVICE_PREFIX, after, limit, |row: &ServiceRow| {
+        &row.service_id
+    })
+}
+
+/// Up to `limit` devices (capped at [`LIST_PAGE_MAX`]) in id order, strictly after `after`.
+pub fn list_devices(
+    state: &dyn StateRead,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<DeviceRow>, StateError> {
+    list_table(state, keys::DEVICE_PREFIX, after, limit, |row: &DeviceRow| {
+        &row.device_id
+    })
+}
+
+/// One page of a table keyed by `prefix` + id, each row checked against its key.
+fn list_table<M>(
+    state: &dyn StateRead,
+    prefix: &[u8],
+    after: &str,
+    limit: usize,
+    id_of: impl Fn(&M) -> &str,
+) -> Result<Vec<M>, StateError>
+where
+    M: Message + Default,
+{
+    let start = match after {
+        "" => Vec::new(),
+        after => keys::successor(&[prefix, after.as_bytes()].concat()),
+    };
+    let rows = state.scan(prefix, &start, limit.min(LIST_PAGE_MAX))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (key, bytes) in rows {
+        let row: M = decode_row(&key, &bytes)?;
+        let id = key.get(prefix.len()..).unwrap_or_default();
+        check_id(&key, id_of(&row), &String::from_utf8_lossy(id))?;
+        out.push(row);
+    }
+    Ok(out)
 }
 
 /// The row under `key`, decoded, if any.

@@ -267,6 +267,7 @@ fn genesis() -> Batch {
             request_digest: vec![0; 32],
             actor: Some(admin.clone()),
             kind: Some(kind),
+            ..Default::default()
         })
         .collect();
     // A token to revoke: random issuance succeeds too rarely to leave one around.
@@ -285,7 +286,9 @@ fn genesis() -> Batch {
             scopes: vec!["send".to_owned()],
             ttl_seconds: 600,
             key_id: "k1".to_owned(),
+            ..Default::default()
         })),
+        ..Default::default()
     });
     Batch {
         time_unix_ms: 1_700_000_000_000,
@@ -355,6 +358,7 @@ fn arb_command() -> BoxedStrategy<Command> {
                 request_digest,
                 actor,
                 kind,
+                ..Default::default()
             }
         })
         .boxed()
@@ -367,6 +371,7 @@ fn arb_kind() -> BoxedStrategy<CommandKind> {
                 human_id,
                 display_name,
                 email,
+                ..Default::default()
             })
         }),
         (
@@ -425,6 +430,7 @@ fn arb_kind() -> BoxedStrategy<CommandKind> {
                     scopes,
                     ttl_seconds,
                     key_id,
+                    ..Default::default()
                 })
             }),
         (arb_jti(), arb_text())

@@ -28,6 +28,10 @@ pub const KEY_ID_LEN_MAX: usize = 128;
 pub const UNIX_TIME_MAX: u64 = 253_402_300_799;
 /// The `typ` RFC 9068 requires of access tokens.
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// The `client_id` of a human's session token, which no agent holds: Warrant's own client.
+pub const SESSION_CLIENT_ID: &str = "warrant";
+/// The deepest `act` nesting parsed; deeper is malformed. Above identity's delegation depth cap.
+pub const ACT_DEPTH_MAX: usize = 16;
 
 /// The claims Warrant puts in an access token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -40,11 +44,42 @@ pub struct AccessClaims {
     pub nbf: u64,
     pub jti: String,
     pub client_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
+    /// The session the token belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// RFC 8693 §4.1: the current actor, with the actors before it nested inside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+}
+
+/// One level of an RFC 8693 `act` claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    pub sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// Nests `chain` (current actor first) into an `act` claim; `None` for an empty chain.
+    pub fn from_chain(chain: &[String]) -> Option<Actor> {
+        let (first, rest) = chain.split_first()?;
+        Some(Actor {
+            sub: first.clone(),
+            act: Actor::from_chain(rest).map(Box::new),
+        })
+    }
 }
 
 impl AccessClaims {
     pub fn from_issued(issuer: &str, issued: &log::TokenIssued) -> Self {
+        let non_empty = |value: &str| (!value.is_empty()).then(|| value.to_string());
         AccessClaims {
             iss: issuer.to_string(),
             sub: issued.subject.clone(),
@@ -53,9 +88,23 @@ impl AccessClaims {
             iat: issued.issued_at_unix_s,
             nbf: issued.issued_at_unix_s,
             jti: issued.jti.clone(),
-            client_id: issued.agent_id.clone(),
+            client_id: client_id_of(issued).to_string(),
             scope: issued.scopes.join(" "),
+            sid: non_empty(&issued.session_id),
+            act: Actor::from_chain(&issued.actor_chain),
+            delegation_id: non_empty(&issued.delegation_id),
+            task: non_empty(&issued.task),
         }
+    }
+}
+
+/// The `client_id` a logged issuance is signed with: its agent, or Warrant itself for a human's
+/// session token.
+pub fn client_id_of(issued: &log::TokenIssued) -> &str {
+    if issued.agent_id.is_empty() {
+        SESSION_CLIENT_ID
+    } else {
+        &issued.agent_id
     }
 }
 
@@ -106,6 +155,11 @@ pub struct VerifiedClaims {
     pub jti: String,
     pub client_id: String,
     pub scopes: Vec<String>,
+    pub sid: Option<String>,
+    /// The `act` chain, current actor first.
+    pub actor_chain: Vec<String>,
+    pub delegation_id: Option<String>,
+    pub task: Option<String>,
 }
 
 /// What a verification is checked against.
@@ -361,6 +415,21 @@ fn check_claims(
             .collect(),
         Some(_) => return Err(Invalid::new(R::Malformed, "scope is not a string")),
     };
+    let optional_string = |name: &str| match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(Invalid::new(
+            R::Malformed,
+            format!("claim {name} is not a string"),
+        )),
+    };
+    let sid = optional_string("sid")?;
+    let delegation_id = optional_string("delegation_id")?;
+    let task = optional_string("task")?;
+    let actor_chain = match claims.get("act") {
+        None => Vec::new(),
+        Some(act) => parse_act(act)?,
+    };
     Ok(VerifiedClaims {
         key_id,
         sub,
@@ -370,7 +439,50 @@ fn check_claims(
         jti,
         client_id,
         scopes,
+        sid,
+        actor_chain,
+        delegation_id,
+        task,
     })
+}
+
+/// Flattens a nested `act` claim into a chain, current actor first. Each level is an object with
+/// a string `sub` and optionally a nested `act`; nesting deeper than [`ACT_DEPTH_MAX`] is
+/// malformed. Iterative, so no input can exhaust the stack.
+fn parse_act(act: &Value) -> Result<Vec<String>, Invalid> {
+    let mut chain = Vec::new();
+    let mut level = Some(act);
+    while let Some(value) = level {
+        if ACT_DEPTH_MAX <= chain.len() {
+            return Err(Invalid::new(
+                TokenInvalidReason::Malformed,
+                format!("act is nested deeper than {ACT_DEPTH_MAX}"),
+            ));
+        }
+        let Value::Object(object) = value else {
+            return Err(Invalid::new(
+                TokenInvalidReason::Malformed,
+                "act is not an object",
+            ));
+        };
+        match object.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => chain.push(sub.clone()),
+            _ => {
+                return Err(Invalid::new(
+                    TokenInvalidReason::Malformed,
+                    "act has no string sub",
+                ));
+            }
+        }
+        if let Some(name) = object.keys().find(|it| !matches!(it.as_str(), "sub" | "act")) {
+            return Err(Invalid::new(
+                TokenInvalidReason::Malformed,
+                format!("act has member {name:?}; allowed: sub, act"),
+            ));
+        }
+        level = object.get("act");
+    }
+    Ok(chain)
 }
 
 fn string_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<String, Invalid> {
@@ -475,7 +587,50 @@ mod tests {
             jti: "jti-1".into(),
             client_id: "agent-a".into(),
             scope: "read_events create_event".into(),
+            sid: None,
+            act: None,
+            delegation_id: None,
+            task: None,
         }
+    }
+
+    #[test]
+    fn the_act_chain_round_trips_nested() {
+        let mut delegated = claims();
+        delegated.sub = "human-h".into();
+        delegated.client_id = "agent-b".into();
+        delegated.act = Actor::from_chain(&["agent-b".to_string(), "agent-a".to_string()]);
+        delegated.sid = Some("s1".into());
+        delegated.delegation_id = Some("d2".into());
+        let json = serde_json::to_value(&delegated).expect("serialise");
+        assert_eq!(
+            json["act"],
+            serde_json::json!({"sub": "agent-b", "act": {"sub": "agent-a"}})
+        );
+        let verified = check(&delegated, 1_000_100).expect("valid");
+        assert_eq!(verified.actor_chain, vec!["agent-b", "agent-a"]);
+        assert_eq!(verified.sid.as_deref(), Some("s1"));
+        assert_eq!(verified.delegation_id.as_deref(), Some("d2"));
+    }
+
+    #[test]
+    fn act_nesting_is_bounded_and_shaped() {
+        let mut act = serde_json::json!({"sub": "leaf"});
+        for _ in 0..ACT_DEPTH_MAX {
+            act = serde_json::json!({"sub": "x", "act": act});
+        }
+        assert_eq!(
+            parse_act(&act).map_err(|it| it.reason),
+            Err(TokenInvalidReason::Malformed)
+        );
+        let extra = serde_json::json!({"sub": "a", "iss": "x"});
+        assert!(parse_act(&extra).is_err());
+        let no_sub = serde_json::json!({"act": {"sub": "a"}});
+        assert!(parse_act(&no_sub).is_err());
+        assert_eq!(
+            parse_act(&serde_json::json!({"sub": "a"})).expect("one level"),
+            vec!["a"]
+        );
     }
 
     /// Signs `claims`, then verifies at `now` with a leeway of 5 s.

@@ -4,6 +4,8 @@
 //! **Architecture Invariant:** pure computation over bytes and keys. No storage, no network, no
 //! clock (the caller passes "now"): where keys come from is the caller's [`jwt::KeyLookup`].
 
+pub mod assertion;
+pub mod id_token;
 pub mod jwt;
 pub mod signing_key;
 

@@ -9,7 +9,8 @@ use warrant_proto::log::{
 };
 
 use super::*;
-use crate::{InMemoryState, state_digest};
+use crate::{InMemoryState, limits::TOKEN_TTL_SECONDS_MAX, state_digest};
+use warrant_proto::state::TokenRow;
 
 /// The batch stamp of set-up batches.
 const T0: u64 = 1_700_000_000_000;
@@ -137,6 +138,7 @@ fn check_unchanged(replica: &mut Replica, command: Command) {
         replayed: false,
         token_issued: None,
         changed: false,
+        ..Default::default()
     };
     assert_eq!(accepted_of(&applied.outcomes[0]), expected);
     assert_eq!(applied.events, []);
@@ -199,6 +201,7 @@ fn human(id: &str) -> log::RegisterHuman {
         human_id: id.to_owned(),
         display_name: format!("{id} Example"),
         email: format!("{id}@example.com"),
+        ..Default::default()
     }
 }
 
@@ -241,6 +244,7 @@ fn issue(jti: &str, agent_id: &str, scopes: &[&str]) -> log::IssueToken {
         scopes: scopes.iter().map(|it| (*it).to_owned()).collect(),
         ttl_seconds: 600,
         key_id: "k1".to_owned(),
+        ..Default::default()
     }
 }
 
@@ -339,8 +343,7 @@ fn envelope_rejections() {
                 kind: None,
                 ..valid.clone()
             },
-            "kind is missing; allowed: one of register_human, register_agent, register_service, \
-             issue_token, revoke_token, publish_signing_key"
+            "kind is missing; allowed: one of the command kinds of warrant.log.v1.Command"
                 .to_owned(),
         ),
         (
@@ -452,6 +455,7 @@ fn envelope_checks_run_in_order() {
         request_digest: Vec::new(),
         actor: None,
         kind: None,
+        ..Default::default()
     };
     let with_kind = Command {
         kind: register_human("zed").kind,
@@ -498,7 +502,8 @@ fn register_human_accepts() {
             seq: 1,
             replayed: false,
             token_issued: None,
-            changed: true
+            changed: true,
+            ..Default::default()
         }
     );
     assert_eq!(
@@ -507,6 +512,7 @@ fn register_human_accepts() {
             human_id: "alice".to_owned(),
             display_name: "alice Example".to_owned(),
             email: "alice@example.com".to_owned(),
+            ..Default::default()
         }))
     );
     let row = query::human(&replica.state, "alice").unwrap().unwrap();
@@ -519,6 +525,7 @@ fn register_human_accepts() {
             status: Status::Active as i32,
             created_seq: 1,
             created_unix_ms: T1,
+            ..Default::default()
         }
     );
 }
@@ -651,7 +658,7 @@ fn register_agent_rejections() {
         (
             with(|it| it.credentials = vec![Credential { kind: None, ..credential("c1") }]),
             InvalidCommand,
-            "credentials[0].kind is missing; allowed: client_secret_argon2id".to_owned(),
+            "credentials[0].kind is missing; allowed: client_secret_argon2id or ed25519_public_key".to_owned(),
         ),
         (
             with(|it| it.credentials = vec![Credential {
@@ -790,10 +797,12 @@ fn issue_token_derives_claims_from_the_batch_stamp() {
         agent_id: "bot".to_owned(),
         audience: MAIL.to_owned(),
         scopes: vec!["send".to_owned()],
+        subject_kind: log::PrincipalKind::Agent as i32,
         // T1 is 1_700_000_123_456 ms: seconds round down.
         issued_at_unix_s: 1_700_000_123,
         expires_at_unix_s: 1_700_000_723,
         key_id: "k1".to_owned(),
+        ..Default::default()
     };
     assert_eq!(
         accepted,
@@ -801,7 +810,8 @@ fn issue_token_derives_claims_from_the_batch_stamp() {
             seq: seq_before + 1,
             replayed: false,
             token_issued: Some(claims.clone()),
-            changed: true
+            changed: true,
+            ..Default::default()
         }
     );
     assert_eq!(event.kind, Some(EventKind::TokenIssued(claims.clone())));
@@ -859,7 +869,7 @@ fn issue_token_rejections() {
         (issue("j9", "bot", &["send"]).by(agent_actor("bot2")), PermissionDenied, "only agent bot itself may ask for its tokens".to_owned()),
         (issue("j9", "bot", &["send"]).by(human_actor("bot")), PermissionDenied, "only agent bot itself may ask for its tokens".to_owned()),
         (issue("j9", "ghost", &["send"]).by(agent_actor("ghost")), AgentNotFound, "agent ghost does not exist".to_owned()),
-        (issue("j9", "sleepy", &["send"]).by(agent_actor("sleepy")), AgentDisabled, "agent sleepy is not active".to_owned()),
+        (issue("j9", "sleepy", &["send"]).by(agent_actor("sleepy")), AgentDisabled, "agent sleepy is disabled".to_owned()),
         (with(|it| it.audience = "https://nowhere".to_owned()), ServiceNotFound, "no service has audience https://nowhere".to_owned()),
         (
             with(|it| it.scopes = vec!["send".to_owned(), "delete".to_owned()]),
@@ -994,9 +1004,9 @@ fn revoke_token_rejections() {
             "reason contains '\\u{85}' at byte 4; allowed: up to 512 bytes of text without control characters".to_owned(),
         ),
         (revoke("j2").by(admin()), TokenNotFound, "token j2 does not exist".to_owned()),
-        (revoke("j1").by(agent_actor("bot2")), PermissionDenied, "only an admin or agent bot may revoke token j1".to_owned()),
-        (revoke("j1").by(human_actor("alice")), PermissionDenied, "only an admin or agent bot may revoke token j1".to_owned()),
-        (revoke("j1").by(node()), PermissionDenied, "only an admin or agent bot may revoke token j1".to_owned()),
+        (revoke("j1").by(agent_actor("bot2")), PermissionDenied, "only an admin, agent bot or the human it acts for may revoke token j1".to_owned()),
+        (revoke("j1").by(human_actor("alice")), PermissionDenied, "only an admin, agent bot or the human it acts for may revoke token j1".to_owned()),
+        (revoke("j1").by(node()), PermissionDenied, "only an admin, agent bot or the human it acts for may revoke token j1".to_owned()),
     ];
     for (command, reason, message) in cases {
         check_rejected(world_with_token(), command, reason, &message);
@@ -1023,6 +1033,7 @@ fn publish_signing_key_accepts() {
         key: Some(published),
         published_seq: accepted.seq,
         published_unix_ms: T1,
+        ..Default::default()
     };
     assert_eq!(
         query::signing_key(&replica.state, "k1").unwrap(),
