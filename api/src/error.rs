@@ -41,6 +41,29 @@ pub enum Reason {
     IdempotencyKeyReused,
     InvalidCommand,
     IssuedByOtherNode,
+    AssertionReplayed,
+    DeviceNotFound,
+    DeviceDisabled,
+    DelegationNotFound,
+    DelegationInactive,
+    ScopeExceedsParent,
+    AudienceExceedsParent,
+    ExpiryExceedsParent,
+    DelegationDepthExceeded,
+    DelegationCycle,
+    SessionNotFound,
+    SessionEnded,
+    HumanDisabled,
+    CredentialNotFound,
+    SigningKeyRetired,
+    FederatedIdentityTaken,
+    SubjectTokenInactive,
+    AudienceNotDelegated,
+    ScopeNotDelegated,
+    IssuerNotConfigured,
+    LocalPasswordsDisabled,
+    /// A credential check's own stable code (`ASSERTION_*`, `ID_TOKEN_*`, `SUBJECT_TOKEN_*`).
+    Credential(&'static str),
     // Membership.
     AlreadyInitialized,
     NotAMember,
@@ -81,6 +104,28 @@ impl Reason {
             Reason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Reason::InvalidCommand => "INVALID_COMMAND",
             Reason::IssuedByOtherNode => "ISSUED_BY_OTHER_NODE",
+            Reason::AssertionReplayed => "ASSERTION_REPLAYED",
+            Reason::DeviceNotFound => "DEVICE_NOT_FOUND",
+            Reason::DeviceDisabled => "DEVICE_DISABLED",
+            Reason::DelegationNotFound => "DELEGATION_NOT_FOUND",
+            Reason::DelegationInactive => "DELEGATION_INACTIVE",
+            Reason::ScopeExceedsParent => "SCOPE_EXCEEDS_PARENT",
+            Reason::AudienceExceedsParent => "AUDIENCE_EXCEEDS_PARENT",
+            Reason::ExpiryExceedsParent => "EXPIRY_EXCEEDS_PARENT",
+            Reason::DelegationDepthExceeded => "DELEGATION_DEPTH_EXCEEDED",
+            Reason::DelegationCycle => "DELEGATION_CYCLE",
+            Reason::SessionNotFound => "SESSION_NOT_FOUND",
+            Reason::SessionEnded => "SESSION_ENDED",
+            Reason::HumanDisabled => "HUMAN_DISABLED",
+            Reason::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
+            Reason::SigningKeyRetired => "SIGNING_KEY_RETIRED",
+            Reason::FederatedIdentityTaken => "FEDERATED_IDENTITY_TAKEN",
+            Reason::SubjectTokenInactive => "SUBJECT_TOKEN_INACTIVE",
+            Reason::AudienceNotDelegated => "AUDIENCE_NOT_DELEGATED",
+            Reason::ScopeNotDelegated => "SCOPE_NOT_DELEGATED",
+            Reason::IssuerNotConfigured => "ISSUER_NOT_CONFIGURED",
+            Reason::LocalPasswordsDisabled => "LOCAL_PASSWORDS_DISABLED",
+            Reason::Credential(code) => code,
             Reason::AlreadyInitialized => "ALREADY_INITIALIZED",
             Reason::NotAMember => "NOT_A_MEMBER",
             Reason::AlreadyAMember => "ALREADY_A_MEMBER",
@@ -156,6 +201,42 @@ impl ApiError {
                 (Code::FailedPrecondition, Reason::SigningKeyConflict)
             }
             RejectReason::PermissionDenied => (Code::PermissionDenied, Reason::PermissionDenied),
+            // A spent assertion is a bad credential: the caller must authenticate afresh.
+            RejectReason::AssertionReplayed => (Code::Unauthenticated, Reason::AssertionReplayed),
+            RejectReason::DeviceNotFound => (Code::NotFound, Reason::DeviceNotFound),
+            RejectReason::DeviceDisabled => (Code::FailedPrecondition, Reason::DeviceDisabled),
+            RejectReason::DelegationNotFound => (Code::NotFound, Reason::DelegationNotFound),
+            RejectReason::DelegationInactive => {
+                (Code::FailedPrecondition, Reason::DelegationInactive)
+            }
+            RejectReason::ScopeExceedsParent => {
+                (Code::FailedPrecondition, Reason::ScopeExceedsParent)
+            }
+            RejectReason::AudienceExceedsParent => {
+                (Code::FailedPrecondition, Reason::AudienceExceedsParent)
+            }
+            RejectReason::ExpiryExceedsParent => {
+                (Code::FailedPrecondition, Reason::ExpiryExceedsParent)
+            }
+            RejectReason::DelegationDepthExceeded => {
+                (Code::FailedPrecondition, Reason::DelegationDepthExceeded)
+            }
+            RejectReason::DelegationCycle => (Code::FailedPrecondition, Reason::DelegationCycle),
+            RejectReason::SessionNotFound => (Code::NotFound, Reason::SessionNotFound),
+            RejectReason::SessionEnded => (Code::FailedPrecondition, Reason::SessionEnded),
+            RejectReason::HumanDisabled => (Code::FailedPrecondition, Reason::HumanDisabled),
+            RejectReason::CredentialNotFound => (Code::NotFound, Reason::CredentialNotFound),
+            RejectReason::SigningKeyRetired => (Code::FailedPrecondition, Reason::SigningKeyRetired),
+            RejectReason::FederatedIdentityTaken => {
+                (Code::AlreadyExists, Reason::FederatedIdentityTaken)
+            }
+            RejectReason::SubjectTokenInactive => {
+                (Code::FailedPrecondition, Reason::SubjectTokenInactive)
+            }
+            RejectReason::AudienceNotDelegated => {
+                (Code::PermissionDenied, Reason::AudienceNotDelegated)
+            }
+            RejectReason::ScopeNotDelegated => (Code::PermissionDenied, Reason::ScopeNotDelegated),
         };
         ApiError::new(code, reason, message)
     }

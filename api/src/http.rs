@@ -1,32 +1,75 @@
-//! The HTTP side: `/.well-known/jwks.json` for services that verify tokens offline, and
-//! `/healthz`.
-//!
-//! JWKS lists every signing key published through the log, so every node serves the same set and
-//! a token signed by any node verifies against any node's JWKS.
+//! The HTTP side, for OAuth clients and services that verify offline:
+//! - `/.well-known/jwks.json`: every signing key in force, of every node, from the log (so every
+//!   node serves the same set). A retired key stays until the last token it signed expires.
+//! - `/.well-known/oauth-authorization-server` (RFC 8414) and `/.well-known/openid-configuration`
+//!   (the same document, for clients that only look there): the issuer, JWKS and token endpoint.
+//! - `/oauth2/token`: RFC 6749 `client_credentials` (an agent for itself) and RFC 8693 token
+//!   exchange, with `private_key_jwt` (RFC 7523) or `client_secret_basic` client authentication.
+//!   Both run the same code as the gRPC `Issue` and `Exchange`.
+//! - `/healthz`.
 
-use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use std::sync::Arc;
+
+use axum::{
+    Form, Json, Router,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use warrant_identity::query;
-use warrant_proto::log::SigningAlgorithm;
-use warrant_raft::RaftNode;
+use tonic::{Code, metadata::MetadataMap};
+use warrant_identity::{limits, query};
+use warrant_proto::{api, log, log::SigningAlgorithm};
+use warrant_token::assertion::ASSERTION_TYPE;
+
+use crate::{
+    ApiError,
+    auth::{Caller, now_unix_s},
+    services::{
+        Context,
+        token::{TOKEN_EXCHANGE_GRANT, exchange, issue_and_sign},
+    },
+};
 
 /// Keys listed in one JWKS document. Each node publishes one key per rotation, so this is far
 /// beyond any real cluster.
 pub const JWKS_KEYS_MAX: usize = 1024;
+/// The token endpoint's path under the issuer.
+pub const TOKEN_ENDPOINT_PATH: &str = "/oauth2/token";
+/// RFC 6749 §4.4.
+pub const CLIENT_CREDENTIALS_GRANT: &str = "client_credentials";
 
-pub fn router(node: RaftNode) -> Router {
-    Router::new()
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/healthz", get(healthz))
-        .with_state(node)
+/// The token endpoint's URL for `issuer`: a client assertion may name it as its audience.
+pub fn token_endpoint(issuer: &str) -> String {
+    format!("{}{TOKEN_ENDPOINT_PATH}", issuer.trim_end_matches('/'))
 }
 
-async fn jwks(State(node): State<RaftNode>) -> impl IntoResponse {
-    match query::signing_keys(&node.reader(), JWKS_KEYS_MAX) {
+pub fn router(context: Arc<Context>) -> Router {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(metadata))
+        .route(TOKEN_ENDPOINT_PATH, post(token))
+        .route("/healthz", get(healthz))
+        .with_state(context)
+}
+
+async fn jwks(State(context): State<Arc<Context>>) -> Response {
+    match query::signing_keys(&context.node.reader(), JWKS_KEYS_MAX) {
         Ok(rows) => {
+            let now = now_unix_s();
             let keys: Vec<Value> = rows
                 .into_iter()
+                .filter(|row| {
+                    !row.retired
+                        || now
+                            <= row
+                                .last_token_expires_at_unix_s
+                                .saturating_add(context.clock_leeway_s)
+                })
                 .filter_map(|row| row.key)
                 .filter(|key| key.algorithm == SigningAlgorithm::Ed25519 as i32)
                 .map(|key| {
@@ -53,8 +96,176 @@ async fn jwks(State(node): State<RaftNode>) -> impl IntoResponse {
     }
 }
 
-async fn healthz(State(node): State<RaftNode>) -> impl IntoResponse {
-    let status = node.status();
+async fn metadata(State(context): State<Arc<Context>>) -> Response {
+    let issuer = context.issuer.trim_end_matches('/');
+    Json(json!({
+        "issuer": context.issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "token_endpoint": token_endpoint(&context.issuer),
+        "grant_types_supported": [CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        // No authorization endpoint: humans log in upstream and through SessionService.
+        "response_types_supported": [],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "token_types_supported": [
+            crate::services::token::ACCESS_TOKEN_TYPE_URN,
+            crate::services::token::JWT_TOKEN_TYPE_URN,
+        ],
+    }))
+    .into_response()
+}
+
+/// The form of a token request (RFC 6749 §4.4.2, RFC 7523 §2.2, RFC 8693 §2.1).
+#[derive(Debug, Default, Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    grant_type: String,
+    #[serde(default)]
+    client_assertion_type: String,
+    #[serde(default)]
+    client_assertion: String,
+    #[serde(default)]
+    resource: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    subject_token: String,
+    #[serde(default)]
+    subject_token_type: String,
+    #[serde(default)]
+    actor_token: String,
+    #[serde(default)]
+    actor_token_type: String,
+}
+
+async fn token(
+    State(context): State<Arc<Context>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    match token_reply(&context, headers, form).await {
+        Ok(reply) => {
+            let mut body = json!({
+                "access_token": reply.access_token,
+                "token_type": reply.token_type,
+                "expires_in": reply.expires_in,
+                "scope": reply.scope,
+            });
+            if !reply.issued_token_type.is_empty() {
+                body["issued_token_type"] = json!(reply.issued_token_type);
+            }
+            (
+                StatusCode::OK,
+                [("cache-control", "no-store")],
+                Json(body),
+            )
+                .into_response()
+        }
+        Err(error) => oauth_error(error),
+    }
+}
+
+async fn token_reply(
+    context: &Context,
+    headers: HeaderMap,
+    form: TokenForm,
+) -> Result<api::IssueResponse, ApiError> {
+    let caller = client(context, headers, &form).await?;
+    match form.grant_type.as_str() {
+        CLIENT_CREDENTIALS_GRANT => {
+            let Caller::Agent { agent_id, .. } = &caller else {
+                return Err(ApiError::new(
+                    Code::PermissionDenied,
+                    crate::Reason::PermissionDenied,
+                    "client_credentials is for agents",
+                ));
+            };
+            limits::validate_audience("resource", &form.resource)?;
+            let scopes: Vec<String> = form
+                .scope
+                .split(' ')
+                .filter(|it| !it.is_empty())
+                .map(str::to_string)
+                .collect();
+            crate::validate::list_len("scope", scopes.len(), 1, limits::SCOPES_PER_TOKEN_MAX)?;
+            let request = api::IssueRequest {
+                audience: form.resource.clone(),
+                scopes: scopes.clone(),
+                ..Default::default()
+            };
+            let issue = log::IssueToken {
+                jti: uuid::Uuid::now_v7().to_string(),
+                agent_id: agent_id.clone(),
+                audience: form.resource,
+                scopes,
+                ttl_seconds: context.token_ttl_default_s,
+                ..Default::default()
+            };
+            issue_and_sign(context, &caller, "", "Issue", &request, issue).await
+        }
+        _ => {
+            let mut request = api::ExchangeRequest {
+                grant_type: form.grant_type,
+                subject_token: form.subject_token,
+                subject_token_type: form.subject_token_type,
+                actor_token: String::new(),
+                actor_token_type: form.actor_token_type,
+                resource: form.resource,
+                scope: form.scope,
+                ..Default::default()
+            };
+            exchange(context, &caller, &mut request).await
+        }
+    }
+}
+
+/// Authenticates the client: an RFC 7523 assertion in the form (or as the RFC 8693 actor token),
+/// else the `authorization` header.
+async fn client(context: &Context, headers: HeaderMap, form: &TokenForm) -> Result<Caller, ApiError> {
+    let assertion = if !form.client_assertion.is_empty() {
+        if form.client_assertion_type != ASSERTION_TYPE {
+            return Err(ApiError::invalid_field(
+                crate::Reason::FieldInvalid,
+                "client_assertion_type",
+                format!("client_assertion_type must be {ASSERTION_TYPE}"),
+            ));
+        }
+        Some(form.client_assertion.as_str())
+    } else if !form.actor_token.is_empty() {
+        Some(form.actor_token.as_str())
+    } else {
+        None
+    };
+    match assertion {
+        Some(assertion) => context.assertion_caller(assertion).await,
+        None => context.caller(&MetadataMap::from_headers(headers)).await,
+    }
+}
+
+/// RFC 6749 §5.2 error responses; the stable Warrant reason rides along.
+fn oauth_error(error: ApiError) -> Response {
+    let (status, code) = match error.code {
+        Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "invalid_client"),
+        Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_request"),
+        Code::PermissionDenied => (StatusCode::BAD_REQUEST, "invalid_scope"),
+        Code::NotFound | Code::FailedPrecondition => (StatusCode::BAD_REQUEST, "invalid_grant"),
+        Code::Unavailable | Code::ResourceExhausted => {
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+    };
+    let body = json!({
+        "error": code,
+        "error_description": error.message,
+        "warrant_reason": error.reason.as_str(),
+    });
+    (status, [("cache-control", "no-store")], Json(body)).into_response()
+}
+
+async fn healthz(State(context): State<Arc<Context>>) -> impl IntoResponse {
+    let status = context.node.status();
     let body = json!({
         "node_id": status.node_id,
         "role": status.role,

@@ -10,9 +10,13 @@
 
 pub mod auth;
 pub mod error;
+pub mod federation;
 pub mod http;
+pub mod keys;
 pub mod server;
 pub mod services;
+pub mod signing;
+pub mod tokens;
 pub mod validate;
 
 pub use error::{ApiError, Reason};

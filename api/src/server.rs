@@ -3,14 +3,15 @@
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use warrant_identity::query;
 use warrant_proto::{
     api::{
         audit_service_server::AuditServiceServer, cluster_service_server::ClusterServiceServer,
-        identity_service_server::IdentityServiceServer, token_service_server::TokenServiceServer,
+        delegation_service_server::DelegationServiceServer,
+        identity_service_server::IdentityServiceServer,
+        session_service_server::SessionServiceServer, token_service_server::TokenServiceServer,
     },
     log,
 };
@@ -18,10 +19,13 @@ use warrant_raft::{RaftConfig, RaftNode};
 use warrant_token::NodeSigningKey;
 
 use crate::{
-    auth::Authenticator,
+    auth::{AuthConfig, Authenticator},
+    federation::{Federation, FederationError, IssuerConfig},
     services::{
-        Context, audit::AuditApi, cluster::ClusterApi, identity::IdentityApi, token::TokenApi,
+        Context, audit::AuditApi, cluster::ClusterApi, delegation::DelegationApi,
+        identity::IdentityApi, session::SessionApi, token::TokenApi,
     },
+    signing::SigningKeys,
 };
 
 /// The largest public request accepted. Tokens are at most 8 KiB; nothing legitimate comes close.
@@ -51,6 +55,11 @@ pub struct ApiConfig {
     pub snapshot_logs_since_last: u64,
     /// Entries kept behind a snapshot, so a briefly absent follower catches up from the log.
     pub snapshot_logs_kept: u64,
+    /// Upstream OIDC issuers whose humans log in with id_tokens.
+    pub federation: Vec<IssuerConfig>,
+    /// Whether humans may log in with a local password (development clusters only).
+    pub allow_local_passwords: bool,
+    pub session_ttl_default_s: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +73,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Federation(#[from] FederationError),
     #[error("reflection: {0}")]
     Reflection(String),
     #[error("serve: {0}")]
@@ -121,13 +132,24 @@ impl Warrant {
         };
         let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
 
+        let federation = Arc::new(Federation::load(config.federation.clone()).await?);
         let context = Arc::new(Context {
             node: node.clone(),
-            auth: Authenticator::new(&config.admin_token),
-            signing_key: signing_key.clone(),
+            auth: Authenticator::new(AuthConfig {
+                admin_token: config.admin_token.clone(),
+                issuer: config.issuer.clone(),
+                assertion_audiences: vec![crate::http::token_endpoint(&config.issuer)],
+                clock_leeway_s: config.clock_leeway_s,
+            }),
+            signing_keys: SigningKeys::new(signing_key.clone()),
             issuer: config.issuer.clone(),
             token_ttl_default_s: config.token_ttl_default_s,
+            session_ttl_default_s: config.session_ttl_default_s,
             clock_leeway_s: config.clock_leeway_s,
+            federation: federation.clone(),
+            allow_local_passwords: config.allow_local_passwords,
+            data_dir: config.data_dir.clone(),
+            rotation: tokio::sync::Mutex::new(()),
         });
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         // tonic-health starts the overall service ("") as SERVING; this node serves only once a
@@ -153,6 +175,14 @@ impl Warrant {
         })
         .max_decoding_message_size(REQUEST_BYTES_MAX);
         let audit = AuditServiceServer::new(AuditApi {
+            context: context.clone(),
+        })
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
+        let session = SessionServiceServer::new(SessionApi {
+            context: context.clone(),
+        })
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
+        let delegation = DelegationServiceServer::new(DelegationApi {
             context: context.clone(),
         })
         .max_decoding_message_size(REQUEST_BYTES_MAX);
@@ -182,6 +212,8 @@ impl Warrant {
             .add_service(token)
             .add_service(cluster)
             .add_service(audit)
+            .add_service(session)
+            .add_service(delegation)
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
                 let mut stop_rx = stop_rx.clone();
                 async move {
@@ -191,7 +223,7 @@ impl Warrant {
         let server = tokio::spawn(serve);
         let http_server = http_listener.map(|http_listener| {
             let mut stop_rx = stop_rx.clone();
-            let app = crate::http::router(node.clone());
+            let app = crate::http::router(context.clone());
             tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -214,6 +246,7 @@ impl Warrant {
             http_addr,
             key_id: signing_key.key_id().to_string(),
         };
+        let refresher = tokio::spawn(federation.refresh_forever(stop_rx.clone()));
         let publisher = tokio::spawn(publish_signing_key(
             node.clone(),
             signing_key.clone(),
@@ -226,6 +259,7 @@ impl Warrant {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         publisher.abort();
+        refresher.abort();
         if let Some(http_server) = http_server {
             let _ = http_server.await;
         }
@@ -250,23 +284,7 @@ async fn publish_signing_key(
     health: tonic_health::server::HealthReporter,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let command = log::Command {
-        idempotency_key: format!("publish-signing-key-{}", key.key_id()),
-        request_digest: Sha256::digest(key.public_key()).to_vec(),
-        actor: Some(log::Actor {
-            kind: log::PrincipalKind::Node as i32,
-            id: node.node_id().to_string(),
-            on_behalf_of: vec![],
-        }),
-        kind: Some(log::command::Kind::PublishSigningKey(
-            log::PublishSigningKey {
-                key_id: key.key_id().to_string(),
-                node_id: node.node_id(),
-                algorithm: log::SigningAlgorithm::Ed25519 as i32,
-                public_key: key.public_key().to_vec(),
-            },
-        )),
-    };
+    let command = crate::keys::publish_command(node.node_id(), &key);
     let mut backoff = Duration::from_millis(100);
     loop {
         // Healthy means able to serve: a leader is known and our key is in the log.
@@ -294,6 +312,7 @@ async fn publish_signing_key(
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     tracing::info!(key_id = key.key_id(), "signing key published");
+    crate::keys::retire_earlier_keys(&node, key.key_id()).await;
     health.set_serving::<TokenServiceServer<TokenApi>>().await;
     health
         .set_serving::<IdentityServiceServer<IdentityApi>>()

@@ -31,6 +31,7 @@ fn claims(i: u64) -> AccessClaims {
         jti: format!("0190c6a2-7e55-7cc0-8f4e-{i:012}"),
         client_id: "alice-assistant".into(),
         scope: "read_events".into(),
+        ..Default::default()
     }
 }
 

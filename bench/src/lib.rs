@@ -26,6 +26,7 @@ fn command(
             on_behalf_of: vec![],
         }),
         kind: Some(kind),
+        ..Default::default()
     }
 }
 
@@ -42,6 +43,7 @@ pub fn seeded_state() -> InMemoryState {
                     human_id: HUMAN.into(),
                     display_name: "Alice".into(),
                     email: String::new(),
+                    ..Default::default()
                 }),
             ),
             admin(
@@ -97,6 +99,7 @@ pub fn issue_batch(first: u64, n: u64) -> log::Batch {
                     scopes: vec!["read_events".into()],
                     ttl_seconds: 600,
                     key_id: KEY_ID.into(),
+                    ..Default::default()
                 }),
             )
         })

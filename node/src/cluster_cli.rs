@@ -36,6 +36,35 @@ pub enum ClusterCommand {
 }
 
 #[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Rotate the signing key of the node at --endpoint: a new key is published and signs from
+    /// now on; the old one is retired and stays in JWKS until the last token it signed expires.
+    Rotate {
+        #[command(flatten)]
+        auth: AdminAuth,
+    },
+}
+
+pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
+    let KeyCommand::Rotate { auth } = command;
+    let authorization = auth.authorization()?;
+    let channel = crate::client::connect(&auth.endpoint).await?;
+    let reply = ClusterServiceClient::new(channel)
+        .rotate_signing_key(authed(&authorization, api::RotateSigningKeyRequest {}))
+        .await
+        .map_err(|status| {
+            let (reason, _) = crate::client::error_info(&status);
+            anyhow::anyhow!("rotate signing key: {reason}: {}", status.message())
+        })?
+        .into_inner();
+    println!(
+        "rotated: new key {} signs from now on; key {} is retired (seq {})",
+        reply.new_key_id, reply.retired_key_id, reply.seq
+    );
+    Ok(())
+}
+
+#[derive(Subcommand)]
 pub enum MemberCommand {
     /// Add a node as a learner: it catches up from the log or a snapshot, without a vote.
     Add {

@@ -45,6 +45,27 @@ pub struct ServerConfig {
     /// Raft entries kept behind a snapshot, so a briefly absent follower catches up from the
     /// log rather than by snapshot.
     pub snapshot_logs_kept: u64,
+    /// Lifetime of a session when the client asks for none.
+    pub session_ttl_default_s: u32,
+    /// Whether humans may log in with a local password. For development clusters: production
+    /// humans log in through an upstream OIDC issuer (`[[federation]]`).
+    pub allow_local_passwords: bool,
+    /// Upstream OIDC issuers whose id_tokens log humans in.
+    pub federation: Vec<FederatedIssuer>,
+}
+
+/// One trusted upstream OIDC issuer (`[[federation]]` in the TOML file).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FederatedIssuer {
+    /// Its `iss`, exactly as its id_tokens spell it.
+    pub issuer: String,
+    /// Warrant's client id at that issuer: the `aud` its id_tokens carry.
+    pub audience: String,
+    /// Its JWKS, from a file...
+    pub jwks_file: Option<PathBuf>,
+    /// ...or fetched from a URL by this node (https, or http on loopback only).
+    pub jwks_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +85,9 @@ impl Default for ServerConfig {
             log_format: "text".to_string(),
             snapshot_logs_since_last: 20_000,
             snapshot_logs_kept: 10_000,
+            session_ttl_default_s: 8 * 3600,
+            allow_local_passwords: false,
+            federation: Vec::new(),
         }
     }
 }
@@ -133,11 +157,37 @@ impl ServerConfig {
             self.snapshot_logs_kept
         );
         anyhow::ensure!(
+            0 < self.session_ttl_default_s
+                && self.session_ttl_default_s <= warrant_identity::limits::SESSION_TTL_SECONDS_MAX,
+            "invalid config: key session_ttl_default_s is {}; allowed: 1 to {}",
+            self.session_ttl_default_s,
+            warrant_identity::limits::SESSION_TTL_SECONDS_MAX
+        );
+        for (idx, issuer) in self.federation.iter().enumerate() {
+            issuer.check(idx)?;
+        }
+        anyhow::ensure!(
             self.log_format == "text" || self.log_format == "json",
             "invalid config: key log_format is {:?}; allowed: text, json",
             self.log_format
         );
         Ok(())
+    }
+
+    /// The trusted upstream issuers, as the API layer takes them.
+    pub fn federation(&self) -> Vec<warrant_api::federation::IssuerConfig> {
+        use warrant_api::federation::{IssuerConfig, JwksSource};
+        self.federation
+            .iter()
+            .map(|it| IssuerConfig {
+                issuer: it.issuer.clone(),
+                audience: it.audience.clone(),
+                jwks: match (&it.jwks_file, &it.jwks_url) {
+                    (Some(file), _) => JwksSource::File(file.clone()),
+                    (None, url) => JwksSource::Url(url.clone().unwrap_or_default()),
+                },
+            })
+            .collect()
     }
 
     /// The admin token, from `admin_token` or `admin_token_file`.
@@ -166,5 +216,38 @@ impl ServerConfig {
         self.advertise_addr
             .clone()
             .unwrap_or_else(|| self.listen_addr.to_string())
+    }
+}
+
+impl FederatedIssuer {
+    fn check(&self, idx: usize) -> anyhow::Result<()> {
+        let key = format!("federation[{idx}]");
+        anyhow::ensure!(
+            !self.issuer.is_empty() && self.issuer.len() <= warrant_identity::limits::ISSUER_LEN_MAX,
+            "invalid config: key {key}.issuer is {} bytes; allowed: 1 to {}",
+            self.issuer.len(),
+            warrant_identity::limits::ISSUER_LEN_MAX
+        );
+        anyhow::ensure!(
+            !self.audience.is_empty(),
+            "invalid config: key {key}.audience is empty; allowed: Warrant's client id at {}",
+            self.issuer
+        );
+        match (&self.jwks_file, &self.jwks_url) {
+            (Some(_), None) => Ok(()),
+            (None, Some(url)) => {
+                let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+                    .iter()
+                    .any(|prefix| url.starts_with(prefix));
+                anyhow::ensure!(
+                    url.starts_with("https://") || loopback,
+                    "invalid config: key {key}.jwks_url is {url:?}; allowed: an https URL (http only on loopback)"
+                );
+                Ok(())
+            }
+            _ => anyhow::bail!(
+                "invalid config: {key} needs exactly one of jwks_file and jwks_url"
+            ),
+        }
     }
 }

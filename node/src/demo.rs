@@ -209,6 +209,8 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
     );
     anyhow::ensure!(!verified.active, "a revoked token still verified");
 
+    let last_seq = delegation_chain(one, two, three, &admin).await?;
+
     let events = audit
         .list_events(authed(
             &admin,
@@ -217,7 +219,7 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
                 limit: 100,
                 read: Some(ReadOptions {
                     consistency: Consistency::AtLeast as i32,
-                    at_least_seq: revoked.seq,
+                    at_least_seq: last_seq,
                 }),
             },
         ))
@@ -225,26 +227,7 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
         .into_inner();
     println!("node 3: audit trail ({} events):", events.events.len());
     for event in &events.events {
-        let what = match &event.kind {
-            Some(Kind::HumanRegistered(e)) => format!("HumanRegistered {}", e.human_id),
-            Some(Kind::AgentRegistered(e)) => {
-                format!("AgentRegistered {} owner={}", e.agent_id, e.owner_human_id)
-            }
-            Some(Kind::ServiceRegistered(e)) => {
-                format!("ServiceRegistered {} aud={}", e.service_id, e.audience)
-            }
-            Some(Kind::TokenIssued(e)) => format!(
-                "TokenIssued jti={} sub={} scopes={:?}",
-                e.jti, e.subject, e.scopes
-            ),
-            Some(Kind::TokenRevoked(e)) => {
-                format!("TokenRevoked jti={} reason={}", e.jti, e.reason)
-            }
-            Some(Kind::SigningKeyPublished(e)) => {
-                format!("SigningKeyPublished kid={} node={}", e.key_id, e.node_id)
-            }
-            None => "?".to_string(),
-        };
+        let what = describe(event);
         let actor = event.actor.as_ref().map(|a| a.id.as_str()).unwrap_or("?");
         println!(
             "  #{:<3} log {:<4} by {:<16} {what}",
@@ -252,6 +235,246 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
         );
     }
     Ok(())
+}
+
+/// Human alice logs in and delegates to her assistant, which delegates a narrower part to a
+/// researcher sub-agent; the researcher's token carries alice as `sub` and the act chain
+/// researcher → assistant. Revoking alice's grant stops the researcher's token on every node.
+/// Returns the last seq written.
+async fn delegation_chain(
+    one: &Channel,
+    two: &Channel,
+    three: &Channel,
+    admin: &str,
+) -> anyhow::Result<u64> {
+    let mut identity = IdentityServiceClient::new(one.clone());
+    let password = hex::encode(rand::random::<[u8; 16]>());
+    identity
+        .update_human(authed(
+            admin,
+            api::UpdateHumanRequest {
+                human_id: "alice".into(),
+                display_name: "Alice Liddell".into(),
+                email: "alice@example.com".into(),
+                ..Default::default()
+            },
+        ))
+        .await?;
+    identity
+        .register_human(authed(
+            admin,
+            api::RegisterHumanRequest {
+                human_id: "alice-local".into(),
+                display_name: "Alice (local login)".into(),
+                password: password.clone(),
+                ..Default::default()
+            },
+        ))
+        .await?;
+    let secret = hex::encode(rand::random::<[u8; 24]>());
+    for (agent_id, description) in [
+        ("assistant", "plans the team offsite"),
+        ("researcher", "finds free slots"),
+    ] {
+        identity
+            .register_agent(authed(
+                admin,
+                api::RegisterAgentRequest {
+                    agent_id: agent_id.into(),
+                    owner_human_id: "alice-local".into(),
+                    kind: "assistant".into(),
+                    description: description.into(),
+                    client_secret: secret.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await?;
+    }
+    let session = api::session_service_client::SessionServiceClient::new(one.clone())
+        .start_session(api::StartSessionRequest {
+            human_id: "alice-local".into(),
+            password,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    println!(
+        "node 1: alice-local logged in      session {} (seq {})",
+        session.session_id, session.seq
+    );
+    let as_alice = format!("Bearer {}", session.access_token);
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut delegations = api::delegation_service_client::DelegationServiceClient::new(one.clone());
+    let root = delegations
+        .create_delegation(authed(
+            &as_alice,
+            api::CreateDelegationRequest {
+                grantee_agent_id: "assistant".into(),
+                scopes: vec!["read_events".into(), "create_event".into()],
+                audiences: vec!["https://calendar.example/mcp".into()],
+                task: "plan the team offsite".into(),
+                expires_at_unix_s: expires + 3600,
+                max_depth: 2,
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    let root_id = root.delegation.map(|d| d.delegation_id).unwrap_or_default();
+    println!("node 1: alice-local -> assistant    delegation {root_id} (read_events create_event, 1 h, depth 2)");
+    let agent = |id: &str| format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
+    let mut delegations_two =
+        api::delegation_service_client::DelegationServiceClient::new(two.clone());
+    let child = delegations_two
+        .create_delegation(authed(
+            &agent("assistant"),
+            api::CreateDelegationRequest {
+                parent_delegation_id: root_id.clone(),
+                grantee_agent_id: "researcher".into(),
+                scopes: vec!["read_events".into()],
+                audiences: vec!["https://calendar.example/mcp".into()],
+                expires_at_unix_s: expires + 1800,
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    let child_id = child.delegation.map(|d| d.delegation_id).unwrap_or_default();
+    println!("node 2: assistant -> researcher     delegation {child_id} (read_events only, 30 min)");
+    let widened = delegations_two
+        .create_delegation(authed(
+            &agent("researcher"),
+            api::CreateDelegationRequest {
+                parent_delegation_id: child_id.clone(),
+                grantee_agent_id: "assistant".into(),
+                scopes: vec!["read_events".into()],
+                audiences: vec!["https://calendar.example/mcp".into()],
+                expires_at_unix_s: expires + 600,
+                ..Default::default()
+            },
+        ))
+        .await;
+    let refused = widened
+        .err()
+        .map(|status| crate::client::error_info(&status).0)
+        .unwrap_or_else(|| "accepted?!".to_string());
+    println!("node 2: researcher -> assistant     refused: {refused}");
+    let issued = TokenServiceClient::new(two.clone())
+        .issue(authed(
+            &agent("researcher"),
+            api::IssueRequest {
+                audience: "https://calendar.example/mcp".into(),
+                scopes: vec!["read_events".into()],
+                delegation_id: child_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    let mut verifier = TokenServiceClient::new(three.clone());
+    let verify = || api::VerifyRequest {
+        token: issued.access_token.clone(),
+        audience: "https://calendar.example/mcp".into(),
+        read: Some(ReadOptions {
+            consistency: Consistency::Linearizable as i32,
+            at_least_seq: 0,
+        }),
+    };
+    let verified = verifier.verify(authed(admin, verify())).await?.into_inner();
+    println!(
+        "node 3: researcher's token         active={} sub={} act={} task={:?}",
+        verified.active,
+        verified.subject,
+        verified.actor_chain.join(" -> "),
+        verified.task
+    );
+    anyhow::ensure!(verified.active, "the delegated token did not verify: {}", verified.reason_message);
+    let revoked = TokenServiceClient::new(one.clone())
+        .revoke(authed(
+            &as_alice,
+            api::RevokeRequest {
+                delegation_id: root_id.clone(),
+                reason: "offsite cancelled".into(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    println!("node 1: alice-local revoked        delegation {root_id} (seq {})", revoked.seq);
+    let verified = verifier.verify(authed(admin, verify())).await?.into_inner();
+    let reason = api::TokenInvalidReason::try_from(verified.reason)
+        .map(|r| r.as_str_name())
+        .unwrap_or("?");
+    println!(
+        "node 3: researcher's token         active={} reason={reason} (LINEARIZABLE)",
+        verified.active
+    );
+    anyhow::ensure!(!verified.active, "a token under a revoked delegation still verified");
+    Ok(revoked.seq)
+}
+
+/// One line about an audit event.
+pub fn describe(event: &warrant_proto::log::Event) -> String {
+    match &event.kind {
+        Some(Kind::HumanRegistered(e)) => format!("HumanRegistered {}", e.human_id),
+        Some(Kind::AgentRegistered(e)) => {
+            format!("AgentRegistered {} owner={}", e.agent_id, e.owner_human_id)
+        }
+        Some(Kind::ServiceRegistered(e)) => {
+            format!("ServiceRegistered {} aud={}", e.service_id, e.audience)
+        }
+        Some(Kind::TokenIssued(e)) if e.actor_chain.is_empty() => format!(
+            "TokenIssued jti={} sub={} scopes={:?}",
+            e.jti, e.subject, e.scopes
+        ),
+        Some(Kind::TokenIssued(e)) => format!(
+            "TokenIssued jti={} sub={} act={} delegation={}",
+            e.jti,
+            e.subject,
+            e.actor_chain.join("->"),
+            e.delegation_id
+        ),
+        Some(Kind::TokenRevoked(e)) => format!("TokenRevoked jti={} reason={}", e.jti, e.reason),
+        Some(Kind::SigningKeyPublished(e)) => {
+            format!("SigningKeyPublished kid={} node={}", e.key_id, e.node_id)
+        }
+        Some(Kind::SigningKeyRetired(e)) => {
+            format!("SigningKeyRetired kid={} node={}", e.key_id, e.node_id)
+        }
+        Some(Kind::HumanUpdated(e)) => format!("HumanUpdated {}", e.human_id),
+        Some(Kind::AgentUpdated(e)) => format!("AgentUpdated {}", e.agent_id),
+        Some(Kind::ServiceUpdated(e)) => format!("ServiceUpdated {}", e.service_id),
+        Some(Kind::DeviceRegistered(e)) => {
+            format!("DeviceRegistered {} owner={}", e.device_id, e.owner_human_id)
+        }
+        Some(Kind::DeviceUpdated(e)) => format!("DeviceUpdated {}", e.device_id),
+        Some(Kind::AgentDeviceBound(e)) => {
+            format!("AgentDeviceBound {} device={}", e.agent_id, e.device_id)
+        }
+        Some(Kind::StatusChanged(e)) => format!(
+            "StatusChanged {} {}",
+            e.id,
+            if e.disabled { "disabled" } else { "enabled" }
+        ),
+        Some(Kind::CredentialsChanged(e)) => format!(
+            "CredentialsChanged {} +{:?} -{:?}",
+            e.agent_id, e.added_ids, e.removed_ids
+        ),
+        Some(Kind::SessionStarted(e)) => {
+            format!("SessionStarted {} for {}", e.session_id, e.principal_id)
+        }
+        Some(Kind::SessionEnded(e)) => format!("SessionEnded {}", e.session_id),
+        Some(Kind::DelegationCreated(e)) => format!(
+            "DelegationCreated {} {} -> {} scopes={:?}",
+            e.delegation_id, e.grantor_id, e.grantee_agent_id, e.scopes
+        ),
+        Some(Kind::DelegationRevoked(e)) => {
+            format!("DelegationRevoked {} reason={}", e.delegation_id, e.reason)
+        }
+        None => "?".to_string(),
+    }
 }
 
 fn authed<T>(authorization: &str, message: T) -> Request<T> {

@@ -71,6 +71,8 @@ impl LocalCluster {
                 .arg(dir.join(format!("node-{node_id}")))
                 .args(["--listen-addr", &addr, "--http-listen-addr", &http_addr])
                 .env("WARRANT_ADMIN_TOKEN", admin_token)
+                // A development cluster: humans may log in with local passwords.
+                .env("WARRANT_ALLOW_LOCAL_PASSWORDS", "true")
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().context("log file")?)

@@ -75,6 +75,9 @@ enum Command {
     /// Add, promote or remove a member.
     #[command(subcommand)]
     Member(cluster_cli::MemberCommand),
+    /// Manage the signing key of the node at --endpoint.
+    #[command(subcommand)]
+    Key(cluster_cli::KeyCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -111,6 +114,7 @@ fn main() -> anyhow::Result<()> {
                     http_listen_addr: Some(http_listen_addr),
                     admin_token: Some(admin_token.clone()),
                     init_single_node: true,
+                    allow_local_passwords: true,
                     ..ServerConfig::default()
                 };
                 let api = api_config(&config)?;
@@ -130,6 +134,7 @@ fn main() -> anyhow::Result<()> {
             Command::LocalCluster { dir, base_port } => local_cluster(dir, base_port).await,
             Command::Cluster(command) => cluster_cli::run_cluster(command).await,
             Command::Member(command) => cluster_cli::run_member(command).await,
+            Command::Key(command) => cluster_cli::run_key(command).await,
         }
     })
 }
@@ -148,6 +153,9 @@ fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
         init_single_node: config.init_single_node,
         snapshot_logs_since_last: config.snapshot_logs_since_last,
         snapshot_logs_kept: config.snapshot_logs_kept,
+        federation: config.federation(),
+        allow_local_passwords: config.allow_local_passwords,
+        session_ttl_default_s: config.session_ttl_default_s,
     })
 }
 

@@ -413,6 +413,7 @@ fn idem_human_request() -> api::RegisterHumanRequest {
         human_id: "idem-human".into(),
         display_name: "Original".into(),
         email: "original@example.com".into(),
+        ..Default::default()
     }
 }
 
@@ -422,6 +423,7 @@ fn idem_issue_request() -> api::IssueRequest {
         audience: AUD.into(),
         scopes: vec!["read_file".into()],
         ttl_seconds: 300,
+        ..Default::default()
     }
 }
 

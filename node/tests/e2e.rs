@@ -141,6 +141,7 @@ async fn idempotent_retries_replay_the_first_outcome() {
         human_id: "carol".into(),
         display_name: "Carol".into(),
         email: "carol@example.com".into(),
+        ..Default::default()
     };
     let first = node
         .identity()
@@ -172,6 +173,7 @@ async fn idempotent_retries_replay_the_first_outcome() {
         audience: "https://mail.example/mcp".into(),
         scopes: vec!["read".into()],
         ttl_seconds: 300,
+        ..Default::default()
     };
     let first = node
         .tokens()
@@ -270,6 +272,7 @@ fn kind_name(event: &warrant_proto::log::Event) -> &'static str {
         Some(Kind::TokenIssued(_)) => "TokenIssued",
         Some(Kind::TokenRevoked(_)) => "TokenRevoked",
         Some(Kind::SigningKeyPublished(_)) => "SigningKeyPublished",
+        Some(_) => "Other",
         None => "None",
     }
 }

@@ -40,6 +40,7 @@ fn cases() -> Vec<(&'static str, log::Event, &'static str)> {
                     human_id: "alice".into(),
                     display_name: "Alice".into(),
                     email: "a@example.com".into(),
+                    ..Default::default()
                 }),
             ),
             V1_HUMAN_REGISTERED,
@@ -86,6 +87,7 @@ fn cases() -> Vec<(&'static str, log::Event, &'static str)> {
                     issued_at_unix_s: 1_764_000_000,
                     expires_at_unix_s: 1_764_000_600,
                     key_id: "kid-1".into(),
+                    ..Default::default()
                 }),
             ),
             V1_TOKEN_ISSUED,

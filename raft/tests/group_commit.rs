@@ -22,7 +22,9 @@ fn register_human(i: usize) -> log::Command {
             human_id: format!("human-{i}"),
             display_name: String::new(),
             email: String::new(),
+            ..Default::default()
         })),
+        ..Default::default()
     }
 }
 

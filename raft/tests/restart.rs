@@ -32,7 +32,9 @@ fn register_human(index: u64, human_id: &str) -> Entry {
                 human_id: human_id.into(),
                 display_name: String::new(),
                 email: String::new(),
+                ..Default::default()
             })),
+            ..Default::default()
         }],
     };
     Entry {

@@ -34,7 +34,7 @@ pub const SESSION_CLIENT_ID: &str = "warrant";
 pub const ACT_DEPTH_MAX: usize = 16;
 
 /// The claims Warrant puts in an access token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct AccessClaims {
     pub iss: String,
     pub sub: String,

@@ -92,6 +92,22 @@ impl NodeSigningKey {
         Self::from_pkcs8(&pkcs8).ok_or(SigningKeyError::Invalid { path: path_text })
     }
 
+    /// Generates a new key and makes it the one `data_dir` holds (temp file, fsync, rename, fsync
+    /// of the directory), replacing the previous one. The caller publishes the new public key
+    /// through the log first, so no token is ever signed by a key that is not in JWKS.
+    pub fn rotate(data_dir: &Path) -> Result<Self, SigningKeyError> {
+        let path = data_dir.join(KEY_FILE);
+        let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|e| SigningKeyError::Generate(e.to_string()))?;
+        let key = Self::from_pkcs8(document.as_ref())
+            .ok_or_else(|| SigningKeyError::Generate("generated key did not parse".to_string()))?;
+        write_private(&path, document.as_ref()).map_err(|source| SigningKeyError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(key)
+    }
+
     /// A key from PKCS#8 bytes, or `None` if they are not an Ed25519 key.
     pub fn from_pkcs8(pkcs8: &[u8]) -> Option<Self> {
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8).ok()?;

@@ -213,6 +213,14 @@ impl ClusterService for ClusterApi {
         }))
     }
 
+    async fn rotate_signing_key(
+        &self,
+        request: Request<api::RotateSigningKeyRequest>,
+    ) -> Result<Response<api::RotateSigningKeyResponse>, Status> {
+        self.context.admin(request.metadata()).await?;
+        Ok(Response::new(crate::keys::rotate(&self.context).await?))
+    }
+
     async fn remove_member(
         &self,
         request: Request<api::RemoveMemberRequest>,

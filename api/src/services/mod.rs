@@ -3,7 +3,9 @@
 
 pub mod audit;
 pub mod cluster;
+pub mod delegation;
 pub mod identity;
+pub mod session;
 pub mod token;
 
 use std::sync::Arc;
@@ -13,23 +15,31 @@ use sha2::{Digest, Sha256};
 use tonic::metadata::MetadataMap;
 use warrant_proto::{log, state};
 use warrant_raft::{RaftNode, ReadConsistency, StateReader};
-use warrant_token::NodeSigningKey;
-
 use crate::{
     auth::{Authenticator, Caller},
     error::ApiError,
+    federation::Federation,
+    signing::SigningKeys,
 };
 
 /// What every service shares.
 pub struct Context {
     pub node: RaftNode,
     pub auth: Authenticator,
-    pub signing_key: Arc<NodeSigningKey>,
+    pub signing_keys: SigningKeys,
     /// The `iss` of every token this cluster signs.
     pub issuer: String,
     pub token_ttl_default_s: u32,
+    pub session_ttl_default_s: u32,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub clock_leeway_s: u64,
+    pub federation: Arc<Federation>,
+    /// Whether humans may log in with a local password (development clusters).
+    pub allow_local_passwords: bool,
+    /// Where the node keeps its signing key, for rotation.
+    pub data_dir: std::path::PathBuf,
+    /// One key rotation at a time on this node.
+    pub rotation: tokio::sync::Mutex<()>,
 }
 
 impl Context {
@@ -46,6 +56,26 @@ impl Context {
                     Ok(after) if after.seq > before.seq => {
                         self.auth.authenticate(metadata, &self.node.reader()).await
                     }
+                    _ => Err(e),
+                }
+            }
+            result => result,
+        }
+    }
+
+    /// Authenticates an RFC 7523 client assertion passed in a request body (RFC 8693's
+    /// `actor_token`), with the same catch-up as [`Context::caller`].
+    pub async fn assertion_caller(&self, assertion: &str) -> Result<Caller, ApiError> {
+        let before = self.node.applied();
+        match self
+            .auth
+            .authenticate_assertion(assertion, &self.node.reader())
+        {
+            Err(e) if e.reason == crate::error::Reason::CredentialInvalid => {
+                match self.node.read_barrier(ReadConsistency::Linearizable).await {
+                    Ok(after) if after.seq > before.seq => self
+                        .auth
+                        .authenticate_assertion(assertion, &self.node.reader()),
                     _ => Err(e),
                 }
             }
@@ -100,6 +130,7 @@ pub fn command(
         idempotency_key,
         request_digest: hasher.finalize().to_vec(),
         actor: Some(caller.actor()),
+        assertion: caller.assertion(),
         kind: Some(kind),
     }
 }

@@ -1,25 +1,29 @@
-//! `warrant.v1.TokenService`: issue, verify and revoke access tokens.
+//! `warrant.v1.TokenService`: issue (for an agent itself or under a delegation), exchange
+//! (RFC 8693), verify and revoke access tokens.
 
-use std::{
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::sync::Arc;
 
+use prost::Message;
 use tonic::{Code, Request, Response, Status};
-use warrant_identity::{StateRead, limits, query};
+use warrant_identity::{StateRead, limits, query, validity};
 use warrant_proto::{
     api::{self, TokenInvalidReason, token_service_server::TokenService},
-    log, state,
+    log,
 };
-
-use warrant_token::jwt::{self, AccessClaims, Expectations, Invalid, KeyLookup};
+use warrant_token::jwt::{self, AccessClaims, Expectations};
 
 use super::{Context, command, storage};
 use crate::{
-    auth::Caller,
+    auth::{Caller, now_unix_s},
     error::{ApiError, Reason},
-    validate,
+    tokens, validate,
 };
+
+/// RFC 8693 §2.1 `grant_type`.
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 §3 token type identifiers.
+pub const ACCESS_TOKEN_TYPE_URN: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const JWT_TOKEN_TYPE_URN: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 pub struct TokenApi {
     pub context: Arc<Context>,
@@ -32,93 +36,77 @@ impl TokenService for TokenApi {
         request: Request<api::IssueRequest>,
     ) -> Result<Response<api::IssueResponse>, Status> {
         let caller = self.context.caller(request.metadata()).await?;
-        let Caller::Agent { agent_id } = &caller else {
-            return Err(ApiError::new(
-                Code::PermissionDenied,
-                Reason::PermissionDenied,
-                "Issue is called by the agent the token is for, with its own credential",
-            )
-            .into());
-        };
+        let agent_id = calling_agent(&caller)?;
         let mut request = request.into_inner();
         validate::optional_idempotency_key(&request.idempotency_key)?;
         limits::validate_audience("audience", &request.audience).map_err(ApiError::from)?;
-        validate::list_len(
-            "scopes",
-            request.scopes.len(),
-            1,
-            limits::SCOPES_PER_TOKEN_MAX,
-        )?;
-        for (i, scope) in request.scopes.iter().enumerate() {
-            limits::validate_id(&format!("scopes[{i}]"), scope).map_err(ApiError::from)?;
+        validate_scopes(&request.scopes)?;
+        if !request.delegation_id.is_empty() {
+            limits::validate_id("delegation_id", &request.delegation_id)
+                .map_err(ApiError::from)?;
         }
-        let ttl_seconds = if request.ttl_seconds == 0 {
-            self.context.token_ttl_default_s
-        } else {
-            request.ttl_seconds
-        };
-        validate::in_range(
-            "ttl_seconds",
-            u64::from(ttl_seconds),
-            1,
-            u64::from(limits::TOKEN_TTL_SECONDS_MAX),
-        )?;
+        if !request.session_id.is_empty() {
+            limits::validate_id("session_id", &request.session_id).map_err(ApiError::from)?;
+        }
+        let ttl_seconds = self.ttl(request.ttl_seconds)?;
         let key = std::mem::take(&mut request.idempotency_key);
-        let kind = log::command::Kind::IssueToken(log::IssueToken {
+        let issue = log::IssueToken {
             jti: uuid::Uuid::now_v7().to_string(),
-            agent_id: agent_id.clone(),
+            agent_id,
             audience: request.audience.clone(),
             scopes: request.scopes.clone(),
             ttl_seconds,
-            key_id: self.context.signing_key.key_id().to_string(),
-        });
-        let accepted = self
-            .context
-            .commit(command(&caller, &key, "Issue", &request, kind))
-            .await?;
-        let issued = accepted
-            .token_issued
-            .ok_or_else(|| ApiError::internal("accepted issuance carries no claims"))?;
-        // The token is signed only now, after its issuance is committed: no token exists whose
-        // issuance is not in the log. A replayed issuance is signed again to the same bytes.
-        if issued.key_id != self.context.signing_key.key_id() {
-            return Err(ApiError::new(
-                Code::FailedPrecondition,
-                Reason::IssuedByOtherNode,
-                format!(
-                    "this idempotency key was first used on the node with key {}; retry there",
-                    issued.key_id
-                ),
-            )
-            .into());
-        }
-        let claims = AccessClaims::from_issued(&self.context.issuer, &issued);
-        let access_token = jwt::sign(&self.context.signing_key, &claims)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(Response::new(api::IssueResponse {
-            access_token,
-            token_type: "Bearer".to_string(),
-            expires_in: u32::try_from(
-                issued
-                    .expires_at_unix_s
-                    .saturating_sub(issued.issued_at_unix_s),
-            )
-            .unwrap_or(u32::MAX),
-            jti: issued.jti,
-            seq: accepted.seq,
-            issued_at_unix_s: issued.issued_at_unix_s,
-            expires_at_unix_s: issued.expires_at_unix_s,
-        }))
+            key_id: String::new(),
+            delegation_id: request.delegation_id.clone(),
+            session_id: request.session_id.clone(),
+            subject_jti: String::new(),
+        };
+        let reply = issue_and_sign(&self.context, &caller, &key, "Issue", &request, issue).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn exchange(
+        &self,
+        request: Request<api::ExchangeRequest>,
+    ) -> Result<Response<api::IssueResponse>, Status> {
+        let metadata = request.metadata().clone();
+        let mut request = request.into_inner();
+        let caller = if request.actor_token.is_empty() {
+            self.context.caller(&metadata).await?
+        } else {
+            if request.actor_token_type != JWT_TOKEN_TYPE_URN {
+                return Err(ApiError::invalid_field(
+                    Reason::FieldInvalid,
+                    "actor_token_type",
+                    format!(
+                        "actor_token_type is {:?}; allowed: {JWT_TOKEN_TYPE_URN} (a client assertion)",
+                        request.actor_token_type
+                    ),
+                )
+                .into());
+            }
+            self.context.assertion_caller(&request.actor_token).await?
+        };
+        let reply = exchange(&self.context, &caller, &mut request).await?;
+        Ok(Response::new(reply))
     }
 
     async fn verify(
         &self,
         request: Request<api::VerifyRequest>,
     ) -> Result<Response<api::VerifyResponse>, Status> {
-        self.context.admin(request.metadata()).await?;
+        let caller = self.context.caller(request.metadata()).await?;
+        caller.require_reusable_credential()?;
         let request = request.into_inner();
         if !request.audience.is_empty() {
             limits::validate_audience("audience", &request.audience).map_err(ApiError::from)?;
+        } else if caller != Caller::Admin {
+            return Err(ApiError::invalid_field(
+                Reason::FieldRequired,
+                "audience",
+                "audience is empty; allowed: the audience you expect (only admins may skip the check)",
+            )
+            .into());
         }
         if request.token.is_empty() {
             return Err(ApiError::invalid_field(
@@ -136,27 +124,43 @@ impl TokenService for TokenApi {
             now_unix_s: now_unix_s(),
             leeway_s: self.context.clock_leeway_s,
         };
-        let verdict = jwt::verify(&request.token, &PublishedKeys { state: &reader }, &expect)?;
-        let verdict = match verdict {
-            Ok(claims) => check_state(&reader, claims)?,
-            Err(invalid) => Err(invalid),
-        };
+        let verdict = tokens::check(&reader, &request.token, &expect)?;
         let applied_seq = query::applied_seq(&reader).map_err(storage)?;
         let reply = match verdict {
-            Ok((claims, token_row, agent)) => api::VerifyResponse {
-                active: true,
-                reason: TokenInvalidReason::Unspecified as i32,
-                reason_message: String::new(),
-                subject: claims.sub,
-                agent_id: claims.client_id,
-                owner_human_id: agent.owner_human_id,
-                scopes: claims.scopes,
-                audience: token_row.issued.map(|i| i.audience).unwrap_or_default(),
-                jti: claims.jti,
-                issued_at_unix_s: claims.iat,
-                expires_at_unix_s: claims.exp,
-                applied_seq,
-            },
+            Ok(checked) => {
+                let issued = checked.issued();
+                let owner_human_id = match issued.agent_id.as_str() {
+                    "" => String::new(),
+                    agent_id => query::agent(&reader, agent_id)
+                        .map_err(storage)?
+                        .map(|agent| agent.owner_human_id)
+                        .unwrap_or_default(),
+                };
+                let human_id = if issued.subject_kind == log::PrincipalKind::Human as i32 {
+                    issued.subject.clone()
+                } else {
+                    String::new()
+                };
+                api::VerifyResponse {
+                    active: true,
+                    reason: TokenInvalidReason::Unspecified as i32,
+                    reason_message: String::new(),
+                    subject: checked.claims.sub,
+                    agent_id: issued.agent_id,
+                    owner_human_id,
+                    scopes: checked.claims.scopes,
+                    audience: issued.audience,
+                    jti: checked.claims.jti,
+                    issued_at_unix_s: checked.claims.iat,
+                    expires_at_unix_s: checked.claims.exp,
+                    applied_seq,
+                    human_id,
+                    actor_chain: issued.actor_chain,
+                    delegation_id: issued.delegation_id,
+                    session_id: issued.session_id,
+                    task: issued.task,
+                }
+            }
             Err(invalid) => api::VerifyResponse {
                 active: false,
                 reason: invalid.reason as i32,
@@ -175,14 +179,77 @@ impl TokenService for TokenApi {
         let caller = self.context.caller(request.metadata()).await?;
         let mut request = request.into_inner();
         validate::optional_idempotency_key(&request.idempotency_key)?;
-        limits::validate_jti("jti", &request.jti).map_err(ApiError::from)?;
         limits::validate_text("reason", &request.reason, limits::REASON_LEN_MAX)
             .map_err(ApiError::from)?;
+        let targets = [
+            ("jti", &request.jti),
+            ("session_id", &request.session_id),
+            ("delegation_id", &request.delegation_id),
+            ("agent_id", &request.agent_id),
+            ("human_id", &request.human_id),
+        ];
+        let named: Vec<&str> = targets
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(field, _)| *field)
+            .collect();
+        let [field] = named.as_slice() else {
+            return Err(ApiError::invalid_field(
+                Reason::FieldInvalid,
+                "jti",
+                format!(
+                    "{} revocation targets are set ({}); allowed: exactly one of jti, session_id, \
+                     delegation_id, agent_id, human_id",
+                    named.len(),
+                    named.join(", ")
+                ),
+            )
+            .into());
+        };
+        let reason = request.reason.clone();
+        let kind = match *field {
+            "jti" => {
+                limits::validate_jti("jti", &request.jti).map_err(ApiError::from)?;
+                log::command::Kind::RevokeToken(log::RevokeToken {
+                    jti: request.jti.clone(),
+                    reason,
+                })
+            }
+            "session_id" => {
+                limits::validate_id("session_id", &request.session_id).map_err(ApiError::from)?;
+                log::command::Kind::EndSession(log::EndSession {
+                    session_id: request.session_id.clone(),
+                    reason,
+                })
+            }
+            "delegation_id" => {
+                limits::validate_id("delegation_id", &request.delegation_id)
+                    .map_err(ApiError::from)?;
+                log::command::Kind::RevokeDelegation(log::RevokeDelegation {
+                    delegation_id: request.delegation_id.clone(),
+                    reason,
+                })
+            }
+            "agent_id" => {
+                limits::validate_id("agent_id", &request.agent_id).map_err(ApiError::from)?;
+                log::command::Kind::SetStatus(log::SetStatus {
+                    entity: log::EntityKind::Agent as i32,
+                    id: request.agent_id.clone(),
+                    disabled: true,
+                    reason,
+                })
+            }
+            _ => {
+                limits::validate_id("human_id", &request.human_id).map_err(ApiError::from)?;
+                log::command::Kind::SetStatus(log::SetStatus {
+                    entity: log::EntityKind::Human as i32,
+                    id: request.human_id.clone(),
+                    disabled: true,
+                    reason,
+                })
+            }
+        };
         let key = std::mem::take(&mut request.idempotency_key);
-        let kind = log::command::Kind::RevokeToken(log::RevokeToken {
-            jti: request.jti.clone(),
-            reason: request.reason.clone(),
-        });
         let accepted = self
             .context
             .commit(command(&caller, &key, "Revoke", &request, kind))
@@ -194,81 +261,277 @@ impl TokenService for TokenApi {
     }
 }
 
-/// Signing keys as the log published them.
-struct PublishedKeys<'a> {
-    state: &'a dyn StateRead,
-}
-
-impl KeyLookup for PublishedKeys<'_> {
-    type Error = ApiError;
-
-    fn public_key(&self, key_id: &str) -> Result<Option<[u8; 32]>, ApiError> {
-        let row = query::signing_key(self.state, key_id).map_err(storage)?;
-        Ok(row
-            .and_then(|row| row.key)
-            .and_then(|key| key.public_key.as_slice().try_into().ok()))
+impl TokenApi {
+    fn ttl(&self, requested: u32) -> Result<u32, ApiError> {
+        let ttl_seconds = if requested == 0 {
+            self.context.token_ttl_default_s
+        } else {
+            requested
+        };
+        validate::in_range(
+            "ttl_seconds",
+            u64::from(ttl_seconds),
+            1,
+            u64::from(limits::TOKEN_TTL_SECONDS_MAX),
+        )?;
+        Ok(ttl_seconds)
     }
 }
 
-type Verified = (jwt::VerifiedClaims, state::TokenRow, state::AgentRow);
+/// The agent making the call: only agents are issued access tokens.
+fn calling_agent(caller: &Caller) -> Result<String, ApiError> {
+    match caller {
+        Caller::Agent { agent_id, .. } => Ok(agent_id.clone()),
+        _ => Err(ApiError::new(
+            Code::PermissionDenied,
+            Reason::PermissionDenied,
+            "tokens are issued to the agent they are for, authenticated with its own credential",
+        )),
+    }
+}
 
-/// A token with a good signature is still only valid if the log says so: it was issued with
-/// these claims, it is not revoked, and its agent is active.
-fn check_state(
+fn validate_scopes(scopes: &[String]) -> Result<(), ApiError> {
+    validate::list_len("scopes", scopes.len(), 1, limits::SCOPES_PER_TOKEN_MAX)?;
+    for (i, scope) in scopes.iter().enumerate() {
+        limits::validate_id(&format!("scopes[{i}]"), scope).map_err(ApiError::from)?;
+    }
+    Ok(())
+}
+
+/// RFC 8693 token exchange by `caller` (the actor agent).
+pub(crate) async fn exchange(
+    context: &Context,
+    caller: &Caller,
+    request: &mut api::ExchangeRequest,
+) -> Result<api::IssueResponse, ApiError> {
+    let agent_id = calling_agent(caller)?;
+    validate::optional_idempotency_key(&request.idempotency_key)?;
+    if request.grant_type != TOKEN_EXCHANGE_GRANT {
+        return Err(ApiError::invalid_field(
+            Reason::FieldInvalid,
+            "grant_type",
+            format!(
+                "grant_type is {:?}; allowed: {TOKEN_EXCHANGE_GRANT}",
+                request.grant_type
+            ),
+        ));
+    }
+    if !matches!(
+        request.subject_token_type.as_str(),
+        ACCESS_TOKEN_TYPE_URN | JWT_TOKEN_TYPE_URN
+    ) {
+        return Err(ApiError::invalid_field(
+            Reason::FieldInvalid,
+            "subject_token_type",
+            format!(
+                "subject_token_type is {:?}; allowed: {ACCESS_TOKEN_TYPE_URN} or {JWT_TOKEN_TYPE_URN}",
+                request.subject_token_type
+            ),
+        ));
+    }
+    if request.subject_token.is_empty() {
+        return Err(ApiError::invalid_field(
+            Reason::FieldRequired,
+            "subject_token",
+            "subject_token is empty; allowed: a Warrant access token",
+        ));
+    }
+    limits::validate_audience("resource", &request.resource).map_err(ApiError::from)?;
+    let scopes: Vec<String> = request
+        .scope
+        .split(' ')
+        .filter(|it| !it.is_empty())
+        .map(str::to_string)
+        .collect();
+    validate_scopes(&scopes)?;
+    if !request.delegation_id.is_empty() {
+        limits::validate_id("delegation_id", &request.delegation_id).map_err(ApiError::from)?;
+    }
+    let ttl_seconds = if request.ttl_seconds == 0 {
+        context.token_ttl_default_s
+    } else {
+        request.ttl_seconds
+    };
+    validate::in_range(
+        "ttl_seconds",
+        u64::from(ttl_seconds),
+        1,
+        u64::from(limits::TOKEN_TTL_SECONDS_MAX),
+    )?;
+
+    let reader = context.node.reader();
+    let now = now_unix_s();
+    let expect = Expectations {
+        issuer: &context.issuer,
+        audience: None,
+        now_unix_s: now,
+        leeway_s: context.clock_leeway_s,
+    };
+    let subject = match tokens::check(&reader, &request.subject_token, &expect)? {
+        Ok(checked) => checked.issued(),
+        Err(invalid) => {
+            return Err(ApiError::new(
+                Code::FailedPrecondition,
+                Reason::SubjectTokenInactive,
+                format!(
+                    "the subject token is not valid ({}): {}",
+                    invalid.reason.as_str_name(),
+                    invalid.message
+                ),
+            ));
+        }
+    };
+    let is_human_session =
+        subject.subject_kind == log::PrincipalKind::Human as i32 && subject.agent_id.is_empty();
+    if !is_human_session && subject.delegation_id.is_empty() {
+        return Err(ApiError::new(
+            Code::FailedPrecondition,
+            Reason::SubjectTokenInactive,
+            "the subject token is an agent's token for itself; allowed: a human's session token \
+             or a token an agent holds under a delegation",
+        ));
+    }
+    let delegation_id = if request.delegation_id.is_empty() {
+        find_delegation(
+            &reader,
+            &agent_id,
+            &subject,
+            &request.resource,
+            &scopes,
+            now,
+        )?
+    } else {
+        request.delegation_id.clone()
+    };
+    let key = std::mem::take(&mut request.idempotency_key);
+    // The actor token is a single-use credential, spent through the command; it is not part of
+    // what a retry must repeat.
+    let mut digest_source = request.clone();
+    digest_source.actor_token.clear();
+    let issue = log::IssueToken {
+        jti: uuid::Uuid::now_v7().to_string(),
+        agent_id,
+        audience: request.resource.clone(),
+        scopes,
+        ttl_seconds,
+        key_id: String::new(),
+        delegation_id,
+        session_id: String::new(),
+        subject_jti: subject.jti,
+    };
+    issue_and_sign(context, caller, &key, "Exchange", &digest_source, issue).await
+}
+
+/// The first delegation (in id order) to `agent_id` that continues `subject`'s authority, covers
+/// `audience` and `scopes`, and is in force.
+fn find_delegation(
     state: &dyn StateRead,
-    claims: jwt::VerifiedClaims,
-) -> Result<Result<Verified, Invalid>, ApiError> {
-    let invalid =
-        |reason: TokenInvalidReason, message: String| Ok(Err(Invalid { reason, message }));
-    let Some(row) = query::token(state, &claims.jti).map_err(storage)? else {
-        return invalid(
-            TokenInvalidReason::UnknownToken,
-            format!("no issuance of jti {} is in the log", claims.jti),
-        );
-    };
-    let Some(issued) = row.issued.as_ref() else {
-        return invalid(
-            TokenInvalidReason::UnknownToken,
-            "the token's issuance record is empty".to_string(),
-        );
-    };
-    let matches = issued.subject == claims.sub
-        && issued.agent_id == claims.client_id
-        && issued.expires_at_unix_s == claims.exp
-        && issued.issued_at_unix_s == claims.iat
-        && issued.scopes == claims.scopes
-        && issued.key_id == claims.key_id
-        && claims.aud.contains(&issued.audience);
-    if !matches {
-        return invalid(
-            TokenInvalidReason::UnknownToken,
-            "the token's claims differ from its logged issuance".to_string(),
-        );
+    agent_id: &str,
+    subject: &log::TokenIssued,
+    audience: &str,
+    scopes: &[String],
+    now_unix_s: u64,
+) -> Result<String, ApiError> {
+    let is_human_session = subject.agent_id.is_empty();
+    for row in query::delegations_to(state, agent_id, limits::LIST_PAGE_MAX).map_err(storage)? {
+        let Some(grant) = row.created else { continue };
+        let continues = if is_human_session {
+            grant.parent_delegation_id.is_empty() && grant.root_human_id == subject.subject
+        } else {
+            grant.parent_delegation_id == subject.delegation_id
+                && grant.grantor_id == subject.agent_id
+        };
+        let covers = grant.audiences.iter().any(|it| it == audience)
+            && scopes.iter().all(|scope| grant.scopes.contains(scope));
+        if continues
+            && covers
+            && validity::delegation_chain(state, &grant.delegation_id, now_unix_s)
+                .map_err(storage)?
+                .is_ok()
+        {
+            return Ok(grant.delegation_id);
+        }
     }
-    if row.revoked {
-        return invalid(
-            TokenInvalidReason::Revoked,
-            format!("the token was revoked at seq {}", row.revoked_seq),
-        );
-    }
-    let Some(agent) = query::agent(state, &issued.agent_id).map_err(storage)? else {
-        return invalid(
-            TokenInvalidReason::AgentDisabled,
-            format!("agent {} no longer exists", issued.agent_id),
-        );
-    };
-    if agent.status != state::Status::Active as i32 {
-        return invalid(
-            TokenInvalidReason::AgentDisabled,
-            format!("agent {} is disabled", issued.agent_id),
-        );
-    }
-    Ok(Ok((claims, row, agent)))
+    Err(ApiError::new(
+        Code::FailedPrecondition,
+        Reason::DelegationNotFound,
+        format!(
+            "no delegation in force to agent {agent_id} continues the subject token's authority \
+             and covers {audience} with scopes {}",
+            scopes.join(" ")
+        ),
+    ))
 }
 
-fn now_unix_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// Commits an issuance with this node's current key, then signs the committed claims. If a key
+/// rotation retired the key between choosing it and committing, tries once more with the new one.
+pub(crate) async fn issue_and_sign(
+    context: &Context,
+    caller: &Caller,
+    idempotency_key: &str,
+    method: &str,
+    request_without_key: &impl Message,
+    mut issue: log::IssueToken,
+) -> Result<api::IssueResponse, ApiError> {
+    let mut attempts_left = 2;
+    let accepted = loop {
+        attempts_left -= 1;
+        issue.key_id = context.signing_keys.current().key_id().to_string();
+        let kind = log::command::Kind::IssueToken(issue.clone());
+        match context
+            .commit(command(
+                caller,
+                idempotency_key,
+                method,
+                request_without_key,
+                kind,
+            ))
+            .await
+        {
+            Err(error) if error.reason == Reason::SigningKeyRetired && 0 < attempts_left => {}
+            other => break other?,
+        }
+    };
+    let issued = accepted
+        .token_issued
+        .ok_or_else(|| ApiError::internal("accepted issuance carries no claims"))?;
+    sign_issued(context, &issued, accepted.seq)
+}
+
+/// Signs committed claims. The token is signed only after its issuance is committed: no token
+/// exists whose issuance is not in the log. A replayed issuance is signed again to the same bytes.
+pub(crate) fn sign_issued(
+    context: &Context,
+    issued: &log::TokenIssued,
+    seq: u64,
+) -> Result<api::IssueResponse, ApiError> {
+    let Some(key) = context.signing_keys.by_id(&issued.key_id) else {
+        return Err(ApiError::new(
+            Code::FailedPrecondition,
+            Reason::IssuedByOtherNode,
+            format!(
+                "this idempotency key was first used on the node with key {}; retry there",
+                issued.key_id
+            ),
+        ));
+    };
+    let claims = AccessClaims::from_issued(&context.issuer, issued);
+    let access_token =
+        jwt::sign(&key, &claims).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(api::IssueResponse {
+        access_token,
+        token_type: "Bearer".to_string(),
+        expires_in: u32::try_from(
+            issued
+                .expires_at_unix_s
+                .saturating_sub(issued.issued_at_unix_s),
+        )
+        .unwrap_or(u32::MAX),
+        jti: issued.jti.clone(),
+        seq,
+        issued_at_unix_s: issued.issued_at_unix_s,
+        expires_at_unix_s: issued.expires_at_unix_s,
+        issued_token_type: ACCESS_TOKEN_TYPE_URN.to_string(),
+        scope: issued.scopes.join(" "),
+    })
 }

@@ -1,0 +1,151 @@
+//! `warrant.v1.DelegationService`: grants from humans to agents and from agents to sub-agents.
+//! Attenuation (narrower scopes, audiences and expiry; the depth cap; no cycles) is decided in
+//! apply against committed state; this layer only shapes the request.
+
+use std::sync::Arc;
+
+use tonic::{Code, Request, Response, Status};
+use warrant_identity::{limits, query};
+use warrant_proto::{
+    api::{self, delegation_service_server::DelegationService},
+    log, state,
+};
+
+use super::{Context, command, storage};
+use crate::{
+    auth::Caller,
+    error::{ApiError, Reason},
+    validate,
+};
+
+pub struct DelegationApi {
+    pub context: Arc<Context>,
+}
+
+#[tonic::async_trait]
+impl DelegationService for DelegationApi {
+    async fn create_delegation(
+        &self,
+        request: Request<api::CreateDelegationRequest>,
+    ) -> Result<Response<api::CreateDelegationResponse>, Status> {
+        let caller = self.context.caller(request.metadata()).await?;
+        let mut request = request.into_inner();
+        validate::optional_idempotency_key(&request.idempotency_key)?;
+        limits::validate_id("grantee_agent_id", &request.grantee_agent_id)
+            .map_err(ApiError::from)?;
+        if !request.parent_delegation_id.is_empty() {
+            limits::validate_id("parent_delegation_id", &request.parent_delegation_id)
+                .map_err(ApiError::from)?;
+        }
+        validate::list_len("scopes", request.scopes.len(), 1, limits::SCOPES_PER_TOKEN_MAX)?;
+        for (i, scope) in request.scopes.iter().enumerate() {
+            limits::validate_id(&format!("scopes[{i}]"), scope).map_err(ApiError::from)?;
+        }
+        validate::list_len(
+            "audiences",
+            request.audiences.len(),
+            1,
+            limits::AUDIENCES_PER_DELEGATION_MAX,
+        )?;
+        for (i, audience) in request.audiences.iter().enumerate() {
+            limits::validate_audience(&format!("audiences[{i}]"), audience)
+                .map_err(ApiError::from)?;
+        }
+        limits::validate_text("task", &request.task, limits::TASK_LEN_MAX)
+            .map_err(ApiError::from)?;
+        validate::in_range(
+            "max_depth",
+            u64::from(request.max_depth),
+            0,
+            u64::from(limits::DELEGATION_DEPTH_MAX),
+        )?;
+        let max_depth = match (request.max_depth, request.parent_delegation_id.as_str()) {
+            (0, "") => 1,
+            (0, parent_id) => query::delegation(&self.context.node.reader(), parent_id)
+                .map_err(storage)?
+                .and_then(|row| row.created)
+                .map_or(1, |parent| parent.max_depth),
+            (depth, _) => depth,
+        };
+        let key = std::mem::take(&mut request.idempotency_key);
+        let kind = log::command::Kind::CreateDelegation(log::CreateDelegation {
+            delegation_id: uuid::Uuid::now_v7().to_string(),
+            parent_delegation_id: request.parent_delegation_id.clone(),
+            grantee_agent_id: request.grantee_agent_id.clone(),
+            scopes: request.scopes.clone(),
+            audiences: request.audiences.clone(),
+            task: request.task.clone(),
+            expires_at_unix_s: request.expires_at_unix_s,
+            max_depth,
+            grantor_human_id: request.grantor_human_id.clone(),
+        });
+        let accepted = self
+            .context
+            .commit(command(&caller, &key, "CreateDelegation", &request, kind))
+            .await?;
+        let created = accepted
+            .delegation_created
+            .ok_or_else(|| ApiError::internal("accepted delegation carries no grant"))?;
+        Ok(Response::new(api::CreateDelegationResponse {
+            delegation: Some(delegation_reply(state::DelegationRow {
+                created: Some(created),
+                created_seq: accepted.seq,
+                ..Default::default()
+            })),
+            seq: accepted.seq,
+        }))
+    }
+
+    async fn get_delegation(
+        &self,
+        request: Request<api::GetDelegationRequest>,
+    ) -> Result<Response<api::Delegation>, Status> {
+        let caller = self.context.caller(request.metadata()).await?;
+        caller.require_reusable_credential()?;
+        let request = request.into_inner();
+        limits::validate_id("delegation_id", &request.delegation_id).map_err(ApiError::from)?;
+        let consistency = validate::read_consistency(request.read.as_ref())?;
+        let reader = self.context.read(consistency).await?;
+        let not_found = || {
+            ApiError::new(
+                Code::NotFound,
+                Reason::DelegationNotFound,
+                format!("delegation {} does not exist", request.delegation_id),
+            )
+        };
+        let row = query::delegation(&reader, &request.delegation_id)
+            .map_err(storage)?
+            .ok_or_else(not_found)?;
+        let created = row.created.clone().unwrap_or_default();
+        let party = match &caller {
+            Caller::Admin => true,
+            Caller::Human { human_id, .. } => *human_id == created.root_human_id,
+            Caller::Agent { agent_id, .. } => created.agent_chain.contains(agent_id),
+        };
+        // Someone outside the chain learns nothing, not even that the delegation exists.
+        if !party {
+            return Err(not_found().into());
+        }
+        Ok(Response::new(delegation_reply(row)))
+    }
+}
+
+fn delegation_reply(row: state::DelegationRow) -> api::Delegation {
+    let created = row.created.unwrap_or_default();
+    api::Delegation {
+        delegation_id: created.delegation_id,
+        parent_delegation_id: created.parent_delegation_id,
+        root_human_id: created.root_human_id,
+        grantor_id: created.grantor_id,
+        grantee_agent_id: created.grantee_agent_id,
+        scopes: created.scopes,
+        audiences: created.audiences,
+        task: created.task,
+        expires_at_unix_s: created.expires_at_unix_s,
+        max_depth: created.max_depth,
+        depth: created.depth,
+        agent_chain: created.agent_chain,
+        revoked: row.revoked,
+        created_seq: row.created_seq,
+    }
+}

@@ -1,0 +1,262 @@
+//! `warrant.v1.SessionService`: human logins (upstream id_token or local password) and agent
+//! sessions.
+
+use std::sync::Arc;
+
+use tonic::{Code, Request, Response, Status};
+use warrant_identity::{limits, query};
+use warrant_proto::{
+    api::{self, session_service_server::SessionService},
+    log,
+};
+use warrant_raft::ReadConsistency;
+
+use super::{Context, command, storage, token::sign_issued};
+use crate::{
+    auth::{self, Caller, now_unix_s},
+    error::{ApiError, Reason},
+    validate,
+};
+
+/// Longest local password accepted; argon2 cost grows with it.
+pub const PASSWORD_LEN_MAX: usize = 256;
+
+pub struct SessionApi {
+    pub context: Arc<Context>,
+}
+
+#[tonic::async_trait]
+impl SessionService for SessionApi {
+    async fn start_session(
+        &self,
+        request: Request<api::StartSessionRequest>,
+    ) -> Result<Response<api::StartSessionResponse>, Status> {
+        let metadata = request.metadata().clone();
+        let mut request = request.into_inner();
+        validate::optional_idempotency_key(&request.idempotency_key)?;
+        if !request.device_id.is_empty() {
+            limits::validate_id("device_id", &request.device_id).map_err(ApiError::from)?;
+        }
+        let ttl_seconds = if request.ttl_seconds == 0 {
+            self.context.session_ttl_default_s
+        } else {
+            request.ttl_seconds
+        };
+        validate::in_range(
+            "ttl_seconds",
+            u64::from(ttl_seconds),
+            1,
+            u64::from(limits::SESSION_TTL_SECONDS_MAX),
+        )?;
+        let (caller, method, federated) = if !request.id_token.is_empty() {
+            self.federated_login(&request).await?
+        } else if !request.human_id.is_empty() || !request.password.is_empty() {
+            self.password_login(&request).await?
+        } else {
+            let caller = self.context.caller(&metadata).await?;
+            let Caller::Agent { method, .. } = &caller else {
+                return Err(ApiError::new(
+                    Code::InvalidArgument,
+                    Reason::FieldRequired,
+                    "no login given; allowed: id_token (a federated human), human_id and password \
+                     (a local human), or an agent's credential in the metadata",
+                )
+                .with("field", "id_token")
+                .into());
+            };
+            let method = *method;
+            (caller, method, None)
+        };
+        let (principal_kind, principal_id) = match &caller {
+            Caller::Human { human_id, .. } => (log::PrincipalKind::Human, human_id.clone()),
+            Caller::Agent { agent_id, .. } => (log::PrincipalKind::Agent, agent_id.clone()),
+            Caller::Admin => {
+                return Err(ApiError::internal("a login resolved to the admin").into());
+            }
+        };
+        let is_human = principal_kind == log::PrincipalKind::Human;
+        let key = std::mem::take(&mut request.idempotency_key);
+        // Secrets stay out of the request digest, which the log keeps for years.
+        let mut digest_source = request.clone();
+        digest_source.password.clear();
+        digest_source.id_token.clear();
+        digest_source.human_id = principal_id.clone();
+        let mut start = log::StartSession {
+            session_id: uuid::Uuid::now_v7().to_string(),
+            principal_kind: principal_kind as i32,
+            principal_id: principal_id.clone(),
+            device_id: request.device_id.clone(),
+            auth_method: method as i32,
+            ttl_seconds,
+            federated,
+            token_jti: String::new(),
+            token_key_id: String::new(),
+            token_audience: String::new(),
+        };
+        if is_human {
+            start.token_jti = uuid::Uuid::now_v7().to_string();
+            start.token_audience = self.context.issuer.clone();
+        }
+        let mut attempts_left = 2;
+        let accepted = loop {
+            attempts_left -= 1;
+            if is_human {
+                start.token_key_id = self.context.signing_keys.current().key_id().to_string();
+            }
+            let kind = log::command::Kind::StartSession(start.clone());
+            match self
+                .context
+                .commit(command(&caller, &key, "StartSession", &digest_source, kind))
+                .await
+            {
+                Err(error) if error.reason == Reason::SigningKeyRetired && 0 < attempts_left => {}
+                other => break other?,
+            }
+        };
+        let started = accepted
+            .session_started
+            .ok_or_else(|| ApiError::internal("accepted session carries no start"))?;
+        let access_token = match &started.token {
+            Some(token) => sign_issued(&self.context, token, accepted.seq)?.access_token,
+            None => String::new(),
+        };
+        Ok(Response::new(api::StartSessionResponse {
+            session_id: started.session_id,
+            access_token,
+            expires_at_unix_s: started.expires_at_unix_s,
+            seq: accepted.seq,
+            principal_id: started.principal_id,
+        }))
+    }
+
+    async fn end_session(
+        &self,
+        request: Request<api::EndSessionRequest>,
+    ) -> Result<Response<api::EndSessionResponse>, Status> {
+        let caller = self.context.caller(request.metadata()).await?;
+        let mut request = request.into_inner();
+        validate::optional_idempotency_key(&request.idempotency_key)?;
+        limits::validate_id("session_id", &request.session_id).map_err(ApiError::from)?;
+        limits::validate_text("reason", &request.reason, limits::REASON_LEN_MAX)
+            .map_err(ApiError::from)?;
+        let key = std::mem::take(&mut request.idempotency_key);
+        let kind = log::command::Kind::EndSession(log::EndSession {
+            session_id: request.session_id.clone(),
+            reason: request.reason.clone(),
+        });
+        let accepted = self
+            .context
+            .commit(command(&caller, &key, "EndSession", &request, kind))
+            .await?;
+        Ok(Response::new(api::EndSessionResponse {
+            seq: accepted.seq,
+            changed: accepted.changed,
+        }))
+    }
+}
+
+type Login = (Caller, log::AuthMethod, Option<log::FederatedIdentity>);
+
+impl SessionApi {
+    /// A federated human: the id_token must verify against its issuer's configured keys, and the
+    /// (issuer, subject) must name a registered human.
+    async fn federated_login(&self, request: &api::StartSessionRequest) -> Result<Login, ApiError> {
+        let nonce = (!request.nonce.is_empty()).then_some(request.nonce.as_str());
+        let verified = self
+            .context
+            .federation
+            .verify(
+                &request.id_token,
+                nonce,
+                now_unix_s(),
+                self.context.clock_leeway_s,
+            )
+            .await?;
+        let mut human =
+            query::human_by_federated(&self.context.node.reader(), &verified.issuer, &verified.subject)
+                .map_err(storage)?;
+        if human.is_none() {
+            // Registered a moment ago through another node, perhaps.
+            let reader = self.context.read(ReadConsistency::Linearizable).await?;
+            human = query::human_by_federated(&reader, &verified.issuer, &verified.subject)
+                .map_err(storage)?;
+        }
+        let Some(human) = human else {
+            return Err(ApiError::new(
+                Code::Unauthenticated,
+                Reason::CredentialInvalid,
+                format!(
+                    "no human is registered as subject {} of issuer {}",
+                    verified.subject, verified.issuer
+                ),
+            ));
+        };
+        Ok((
+            Caller::Human {
+                human_id: human.human_id,
+                session_id: String::new(),
+            },
+            log::AuthMethod::OidcIdToken,
+            Some(log::FederatedIdentity {
+                issuer: verified.issuer,
+                subject: verified.subject,
+            }),
+        ))
+    }
+
+    /// A local human with a password, where the cluster allows it.
+    async fn password_login(&self, request: &api::StartSessionRequest) -> Result<Login, ApiError> {
+        if !self.context.allow_local_passwords {
+            return Err(ApiError::new(
+                Code::FailedPrecondition,
+                Reason::LocalPasswordsDisabled,
+                "this cluster does not allow local passwords (allow_local_passwords = false); log \
+                 in with an id_token from a configured issuer",
+            ));
+        }
+        limits::validate_id("human_id", &request.human_id).map_err(ApiError::from)?;
+        if request.password.is_empty() || PASSWORD_LEN_MAX < request.password.len() {
+            return Err(ApiError::invalid_field(
+                Reason::FieldInvalid,
+                "password",
+                format!(
+                    "password is {} bytes; allowed: 1 to {PASSWORD_LEN_MAX}",
+                    request.password.len()
+                ),
+            ));
+        }
+        let rejected = || {
+            ApiError::new(
+                Code::Unauthenticated,
+                Reason::CredentialInvalid,
+                "unknown human or wrong password",
+            )
+        };
+        let mut human = query::human(&self.context.node.reader(), &request.human_id)
+            .map_err(storage)?;
+        if human.is_none() {
+            let reader = self.context.read(ReadConsistency::Linearizable).await?;
+            human = query::human(&reader, &request.human_id).map_err(storage)?;
+        }
+        let human = human.ok_or_else(rejected)?;
+        if human.password_argon2id.is_empty() {
+            return Err(rejected());
+        }
+        let password = request.password.clone();
+        let phc = human.password_argon2id.clone();
+        let matches = tokio::task::spawn_blocking(move || auth::verify_secret(&password, &phc))
+            .await
+            .map_err(|e| ApiError::internal(format!("verify password: {e}")))?;
+        if !matches {
+            return Err(rejected());
+        }
+        Ok((
+            Caller::Human {
+                human_id: human.human_id,
+                session_id: String::new(),
+            },
+            log::AuthMethod::LocalPassword,
+            None,
+        ))
+    }
+}

@@ -1,0 +1,95 @@
+//! Checking a presented Warrant access token: its signature and claims (the `token` crate), then
+//! the log: it was issued with exactly these claims, and it and everything it names (agent,
+//! human, session, delegation chain) are still in force. Shared by Verify, token exchange and
+//! human bearer authentication, so all three answer alike.
+
+use warrant_identity::{
+    StateRead, query,
+    validity::{self, LapseKind},
+};
+use warrant_proto::{api::TokenInvalidReason, state};
+use warrant_token::jwt::{self, Expectations, Invalid, KeyLookup, VerifiedClaims};
+
+use crate::{error::ApiError, services::storage};
+
+/// Signing keys as the log published them.
+pub struct PublishedKeys<'a> {
+    pub state: &'a dyn StateRead,
+}
+
+impl KeyLookup for PublishedKeys<'_> {
+    type Error = ApiError;
+
+    fn public_key(&self, key_id: &str) -> Result<Option<[u8; 32]>, ApiError> {
+        let row = query::signing_key(self.state, key_id).map_err(storage)?;
+        Ok(row
+            .and_then(|row| row.key)
+            .and_then(|key| key.public_key.as_slice().try_into().ok()))
+    }
+}
+
+/// A token that checked out, with its logged issuance.
+pub struct Checked {
+    pub claims: VerifiedClaims,
+    pub row: state::TokenRow,
+}
+
+impl Checked {
+    pub fn issued(&self) -> warrant_proto::log::TokenIssued {
+        self.row.issued.clone().unwrap_or_default()
+    }
+}
+
+/// Checks `token` against the published keys, `expect`, and the state. `Ok(Err(_))` is an
+/// invalid token; `Err(_)` a failure to read.
+pub fn check(
+    state: &dyn StateRead,
+    token: &str,
+    expect: &Expectations<'_>,
+) -> Result<Result<Checked, Invalid>, ApiError> {
+    let claims = match jwt::verify(token, &PublishedKeys { state }, expect)? {
+        Ok(claims) => claims,
+        Err(invalid) => return Ok(Err(invalid)),
+    };
+    let invalid = |reason: TokenInvalidReason, message: String| Ok(Err(Invalid { reason, message }));
+    let Some(row) = query::token(state, &claims.jti).map_err(storage)? else {
+        return invalid(
+            TokenInvalidReason::UnknownToken,
+            format!("no issuance of jti {} is in the log", claims.jti),
+        );
+    };
+    let issued = row.issued.clone().unwrap_or_default();
+    let optional = |value: &str| (!value.is_empty()).then(|| value.to_string());
+    let matches = issued.subject == claims.sub
+        && jwt::client_id_of(&issued) == claims.client_id
+        && issued.expires_at_unix_s == claims.exp
+        && issued.issued_at_unix_s == claims.iat
+        && issued.scopes == claims.scopes
+        && issued.key_id == claims.key_id
+        && issued.actor_chain == claims.actor_chain
+        && optional(&issued.session_id) == claims.sid
+        && optional(&issued.delegation_id) == claims.delegation_id
+        && optional(&issued.task) == claims.task
+        && claims.aud.contains(&issued.audience);
+    if !matches {
+        return invalid(
+            TokenInvalidReason::UnknownToken,
+            "the token's claims differ from its logged issuance".to_string(),
+        );
+    }
+    if let Err(lapse) = validity::token(state, &row, expect.now_unix_s).map_err(storage)? {
+        let reason = match lapse.kind {
+            LapseKind::AgentDisabled => TokenInvalidReason::AgentDisabled,
+            LapseKind::HumanDisabled => TokenInvalidReason::HumanDisabled,
+            LapseKind::DeviceDisabled => TokenInvalidReason::DeviceDisabled,
+            LapseKind::SessionEnded => TokenInvalidReason::SessionEnded,
+            LapseKind::DelegationNotFound | LapseKind::DelegationRevoked => {
+                TokenInvalidReason::DelegationRevoked
+            }
+            LapseKind::DelegationExpired => TokenInvalidReason::DelegationExpired,
+            LapseKind::TokenRevoked => TokenInvalidReason::Revoked,
+        };
+        return invalid(reason, lapse.message);
+    }
+    Ok(Ok(Checked { claims, row }))
+}
