@@ -43,7 +43,10 @@ pub const CLIENT_SECRET_LEN_MAX: usize = 256;
 pub enum Caller {
     Admin,
     /// A human with a session access token.
-    Human { human_id: String, session_id: String },
+    Human {
+        human_id: String,
+        session_id: String,
+    },
     Agent {
         agent_id: String,
         method: log::AuthMethod,
@@ -356,7 +359,11 @@ impl Authenticator {
                 format!("agent {} is disabled", agent.agent_id),
             ));
         }
-        let audiences: Vec<&str> = self.assertion_audiences.iter().map(String::as_str).collect();
+        let audiences: Vec<&str> = self
+            .assertion_audiences
+            .iter()
+            .map(String::as_str)
+            .collect();
         let expect = AssertionExpectations {
             audiences: &audiences,
             now_unix_s: now_unix_s(),

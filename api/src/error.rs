@@ -226,7 +226,9 @@ impl ApiError {
             RejectReason::SessionEnded => (Code::FailedPrecondition, Reason::SessionEnded),
             RejectReason::HumanDisabled => (Code::FailedPrecondition, Reason::HumanDisabled),
             RejectReason::CredentialNotFound => (Code::NotFound, Reason::CredentialNotFound),
-            RejectReason::SigningKeyRetired => (Code::FailedPrecondition, Reason::SigningKeyRetired),
+            RejectReason::SigningKeyRetired => {
+                (Code::FailedPrecondition, Reason::SigningKeyRetired)
+            }
             RejectReason::FederatedIdentityTaken => {
                 (Code::AlreadyExists, Reason::FederatedIdentityTaken)
             }

@@ -95,12 +95,11 @@ impl Federation {
         for config in configs {
             let keys = match &config.jwks {
                 JwksSource::File(path) => {
-                    let bytes =
-                        std::fs::read(path).map_err(|source| FederationError::Read {
-                            issuer: config.issuer.clone(),
-                            path: path.display().to_string(),
-                            source,
-                        })?;
+                    let bytes = std::fs::read(path).map_err(|source| FederationError::Read {
+                        issuer: config.issuer.clone(),
+                        path: path.display().to_string(),
+                        source,
+                    })?;
                     let keys = IssuerKeys::from_jwks_json(&bytes).map_err(|source| {
                         FederationError::Jwks {
                             issuer: config.issuer.clone(),
@@ -154,9 +153,10 @@ impl Federation {
             }
             *last = Some(Instant::now());
         }
-        match fetch(&self.http, url).await.and_then(|bytes| {
-            IssuerKeys::from_jwks_json(&bytes).map_err(|e| e.to_string())
-        }) {
+        match fetch(&self.http, url)
+            .await
+            .and_then(|bytes| IssuerKeys::from_jwks_json(&bytes).map_err(|e| e.to_string()))
+        {
             Ok(keys) => {
                 tracing::info!(issuer = %issuer.config.issuer, keys = keys.len(), "fetched issuer JWKS");
                 *issuer.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(keys));
@@ -200,7 +200,11 @@ impl Federation {
             now_unix_s,
             leeway_s,
         };
-        let keys = issuer.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let keys = issuer
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let first = match &keys {
             Some(keys) => id_token::verify(token, keys, &expect),
             None => Err(IdTokenError::UnknownKey(format!(
@@ -209,7 +213,11 @@ impl Federation {
         };
         match first {
             Err(IdTokenError::UnknownKey(_)) if self.refresh(issuer).await => {
-                let keys = issuer.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
+                let keys = issuer
+                    .keys
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
                 match keys {
                     Some(keys) => id_token::verify(token, &keys, &expect).map_err(rejected),
                     None => Err(rejected(IdTokenError::UnknownKey(

@@ -156,12 +156,7 @@ async fn token(
             if !reply.issued_token_type.is_empty() {
                 body["issued_token_type"] = json!(reply.issued_token_type);
             }
-            (
-                StatusCode::OK,
-                [("cache-control", "no-store")],
-                Json(body),
-            )
-                .into_response()
+            (StatusCode::OK, [("cache-control", "no-store")], Json(body)).into_response()
         }
         Err(error) => oauth_error(error),
     }
@@ -223,7 +218,11 @@ async fn token_reply(
 
 /// Authenticates the client: an RFC 7523 assertion in the form (or as the RFC 8693 actor token),
 /// else the `authorization` header.
-async fn client(context: &Context, headers: HeaderMap, form: &TokenForm) -> Result<Caller, ApiError> {
+async fn client(
+    context: &Context,
+    headers: HeaderMap,
+    form: &TokenForm,
+) -> Result<Caller, ApiError> {
     let assertion = if !form.client_assertion.is_empty() {
         if form.client_assertion_type != ASSERTION_TYPE {
             return Err(ApiError::invalid_field(

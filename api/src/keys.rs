@@ -46,9 +46,11 @@ pub fn retire_command(node_id: u64, key_id: &str) -> log::Command {
         request_digest: Sha256::digest(key_id.as_bytes()).to_vec(),
         actor: Some(node_actor(node_id)),
         assertion: None,
-        kind: Some(log::command::Kind::RetireSigningKey(log::RetireSigningKey {
-            key_id: key_id.to_string(),
-        })),
+        kind: Some(log::command::Kind::RetireSigningKey(
+            log::RetireSigningKey {
+                key_id: key_id.to_string(),
+            },
+        )),
     }
 }
 
@@ -69,7 +71,11 @@ pub async fn rotate(context: &Context) -> Result<api::RotateSigningKeyResponse, 
     let accepted = context
         .commit(retire_command(node_id, old.key_id()))
         .await?;
-    tracing::info!(new_key_id = new.key_id(), retired_key_id = old.key_id(), "signing key rotated");
+    tracing::info!(
+        new_key_id = new.key_id(),
+        retired_key_id = old.key_id(),
+        "signing key rotated"
+    );
     Ok(api::RotateSigningKeyResponse {
         new_key_id: new.key_id().to_string(),
         retired_key_id: old.key_id().to_string(),
@@ -92,9 +98,14 @@ pub async fn retire_earlier_keys(node: &RaftNode, current_key_id: &str) {
         if key.node_id != node.node_id() || key.key_id == current_key_id || row.retired {
             continue;
         }
-        match node.propose(retire_command(node.node_id(), &key.key_id)).await {
+        match node
+            .propose(retire_command(node.node_id(), &key.key_id))
+            .await
+        {
             Ok(_) => tracing::info!(key_id = %key.key_id, "retired an earlier signing key"),
-            Err(error) => tracing::warn!(key_id = %key.key_id, %error, "retiring an earlier signing key failed"),
+            Err(error) => {
+                tracing::warn!(key_id = %key.key_id, %error, "retiring an earlier signing key failed")
+            }
         }
     }
 }

@@ -51,7 +51,8 @@ pub fn check(
         Ok(claims) => claims,
         Err(invalid) => return Ok(Err(invalid)),
     };
-    let invalid = |reason: TokenInvalidReason, message: String| Ok(Err(Invalid { reason, message }));
+    let invalid =
+        |reason: TokenInvalidReason, message: String| Ok(Err(Invalid { reason, message }));
     let Some(row) = query::token(state, &claims.jti).map_err(storage)? else {
         return invalid(
             TokenInvalidReason::UnknownToken,

@@ -579,7 +579,9 @@ fn validate_credential(field: &str, credential: &log::Credential) -> Result<(), 
         Some(CredentialKind::ClientSecretArgon2id(phc)) => {
             limits::validate_argon2id_phc(&format!("{field}.client_secret_argon2id"), phc)
         }
-        Some(CredentialKind::Ed25519PublicKey(key)) if key.len() == ED25519_PUBLIC_KEY_LEN => Ok(()),
+        Some(CredentialKind::Ed25519PublicKey(key)) if key.len() == ED25519_PUBLIC_KEY_LEN => {
+            Ok(())
+        }
         Some(CredentialKind::Ed25519PublicKey(key)) => Err(FieldError::new(
             format!("{field}.ed25519_public_key"),
             format!("is {} bytes long", key.len()),

@@ -237,7 +237,10 @@ pub fn delegation(state: &dyn StateRead, id: &str) -> Result<Option<DelegationRo
     let row: Option<DelegationRow> = read_row(state, &key)?;
     if let Some(row) = &row {
         let Some(created) = &row.created else {
-            return Err(StateError::corrupt(&key, "delegation row without its grant"));
+            return Err(StateError::corrupt(
+                &key,
+                "delegation row without its grant",
+            ));
         };
         check_id(&key, &created.delegation_id, id)?;
     }
@@ -301,7 +304,11 @@ pub fn human_by_federated(
 }
 
 /// Whether the client assertion `jti` of `agent_id` was already spent.
-pub fn assertion_spent(state: &dyn StateRead, agent_id: &str, jti: &str) -> Result<bool, StateError> {
+pub fn assertion_spent(
+    state: &dyn StateRead,
+    agent_id: &str,
+    jti: &str,
+) -> Result<bool, StateError> {
     Ok(state.get(&keys::assertion(agent_id, jti))?.is_some())
 }
 
@@ -322,9 +329,13 @@ pub fn list_services(
     after: &str,
     limit: usize,
 ) -> Result<Vec<ServiceRow>, StateError> {
-    list_table(state, keys::SERVICE_PREFIX, after, limit, |row: &ServiceRow| {
-        &row.service_id
-    })
+    list_table(
+        state,
+        keys::SERVICE_PREFIX,
+        after,
+        limit,
+        |row: &ServiceRow| &row.service_id,
+    )
 }
 
 /// Up to `limit` devices (capped at [`LIST_PAGE_MAX`]) in id order, strictly after `after`.
@@ -333,9 +344,13 @@ pub fn list_devices(
     after: &str,
     limit: usize,
 ) -> Result<Vec<DeviceRow>, StateError> {
-    list_table(state, keys::DEVICE_PREFIX, after, limit, |row: &DeviceRow| {
-        &row.device_id
-    })
+    list_table(
+        state,
+        keys::DEVICE_PREFIX,
+        after,
+        limit,
+        |row: &DeviceRow| &row.device_id,
+    )
 }
 
 /// One page of a table keyed by `prefix` + id, each row checked against its key.

@@ -155,7 +155,10 @@ pub fn delegation_chain(
         if row.revoked {
             return Ok(Err(Lapse::new(
                 LapseKind::DelegationRevoked,
-                format!("delegation {current} was revoked at seq {}", row.revoked_seq),
+                format!(
+                    "delegation {current} was revoked at seq {}",
+                    row.revoked_seq
+                ),
             )));
         }
         if created.expires_at_unix_s <= now_unix_s {

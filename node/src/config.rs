@@ -223,7 +223,8 @@ impl FederatedIssuer {
     fn check(&self, idx: usize) -> anyhow::Result<()> {
         let key = format!("federation[{idx}]");
         anyhow::ensure!(
-            !self.issuer.is_empty() && self.issuer.len() <= warrant_identity::limits::ISSUER_LEN_MAX,
+            !self.issuer.is_empty()
+                && self.issuer.len() <= warrant_identity::limits::ISSUER_LEN_MAX,
             "invalid config: key {key}.issuer is {} bytes; allowed: 1 to {}",
             self.issuer.len(),
             warrant_identity::limits::ISSUER_LEN_MAX
@@ -245,9 +246,7 @@ impl FederatedIssuer {
                 );
                 Ok(())
             }
-            _ => anyhow::bail!(
-                "invalid config: {key} needs exactly one of jwks_file and jwks_url"
-            ),
+            _ => anyhow::bail!("invalid config: {key} needs exactly one of jwks_file and jwks_url"),
         }
     }
 }

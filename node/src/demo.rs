@@ -77,6 +77,9 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
     let mut verifier = TokenServiceClient::new(three.clone());
     let mut audit = AuditServiceClient::new(three.clone());
 
+    // A local password: the demo cluster is a development cluster. Production humans log in
+    // with an id_token from an upstream issuer.
+    let password = hex::encode(rand::random::<[u8; 16]>());
     let human = identity
         .register_human(authed(
             &admin,
@@ -84,6 +87,7 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
                 human_id: "alice".into(),
                 display_name: "Alice".into(),
                 email: "alice@example.com".into(),
+                password: password.clone(),
                 ..Default::default()
             },
         ))
@@ -209,7 +213,7 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
     );
     anyhow::ensure!(!verified.active, "a revoked token still verified");
 
-    let last_seq = delegation_chain(one, two, three, &admin).await?;
+    let last_seq = delegation_chain(one, two, three, &admin, password).await?;
 
     let events = audit
         .list_events(authed(
@@ -237,43 +241,21 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Human alice logs in and delegates to her assistant, which delegates a narrower part to a
+/// Human alice logs in and delegates to her planner agent, which delegates a narrower part to a
 /// researcher sub-agent; the researcher's token carries alice as `sub` and the act chain
-/// researcher → assistant. Revoking alice's grant stops the researcher's token on every node.
+/// researcher → planner. Revoking alice's grant stops the researcher's token on every node.
 /// Returns the last seq written.
 async fn delegation_chain(
     one: &Channel,
     two: &Channel,
     three: &Channel,
     admin: &str,
+    password: String,
 ) -> anyhow::Result<u64> {
     let mut identity = IdentityServiceClient::new(one.clone());
-    let password = hex::encode(rand::random::<[u8; 16]>());
-    identity
-        .update_human(authed(
-            admin,
-            api::UpdateHumanRequest {
-                human_id: "alice".into(),
-                display_name: "Alice Liddell".into(),
-                email: "alice@example.com".into(),
-                ..Default::default()
-            },
-        ))
-        .await?;
-    identity
-        .register_human(authed(
-            admin,
-            api::RegisterHumanRequest {
-                human_id: "alice-local".into(),
-                display_name: "Alice (local login)".into(),
-                password: password.clone(),
-                ..Default::default()
-            },
-        ))
-        .await?;
     let secret = hex::encode(rand::random::<[u8; 24]>());
     for (agent_id, description) in [
-        ("assistant", "plans the team offsite"),
+        ("planner", "plans the team offsite"),
         ("researcher", "finds free slots"),
     ] {
         identity
@@ -281,7 +263,7 @@ async fn delegation_chain(
                 admin,
                 api::RegisterAgentRequest {
                     agent_id: agent_id.into(),
-                    owner_human_id: "alice-local".into(),
+                    owner_human_id: "alice".into(),
                     kind: "assistant".into(),
                     description: description.into(),
                     client_secret: secret.clone(),
@@ -292,14 +274,14 @@ async fn delegation_chain(
     }
     let session = api::session_service_client::SessionServiceClient::new(one.clone())
         .start_session(api::StartSessionRequest {
-            human_id: "alice-local".into(),
+            human_id: "alice".into(),
             password,
             ..Default::default()
         })
         .await?
         .into_inner();
     println!(
-        "node 1: alice-local logged in      session {} (seq {})",
+        "node 1: alice logged in            session {} (seq {})",
         session.session_id, session.seq
     );
     let as_alice = format!("Bearer {}", session.access_token);
@@ -311,7 +293,7 @@ async fn delegation_chain(
         .create_delegation(authed(
             &as_alice,
             api::CreateDelegationRequest {
-                grantee_agent_id: "assistant".into(),
+                grantee_agent_id: "planner".into(),
                 scopes: vec!["read_events".into(), "create_event".into()],
                 audiences: vec!["https://calendar.example/mcp".into()],
                 task: "plan the team offsite".into(),
@@ -323,13 +305,15 @@ async fn delegation_chain(
         .await?
         .into_inner();
     let root_id = root.delegation.map(|d| d.delegation_id).unwrap_or_default();
-    println!("node 1: alice-local -> assistant    delegation {root_id} (read_events create_event, 1 h, depth 2)");
+    println!(
+        "node 1: alice -> planner           delegation {root_id} (read_events create_event, 1 h, depth 2)"
+    );
     let agent = |id: &str| format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
     let mut delegations_two =
         api::delegation_service_client::DelegationServiceClient::new(two.clone());
     let child = delegations_two
         .create_delegation(authed(
-            &agent("assistant"),
+            &agent("planner"),
             api::CreateDelegationRequest {
                 parent_delegation_id: root_id.clone(),
                 grantee_agent_id: "researcher".into(),
@@ -341,14 +325,17 @@ async fn delegation_chain(
         ))
         .await?
         .into_inner();
-    let child_id = child.delegation.map(|d| d.delegation_id).unwrap_or_default();
-    println!("node 2: assistant -> researcher     delegation {child_id} (read_events only, 30 min)");
+    let child_id = child
+        .delegation
+        .map(|d| d.delegation_id)
+        .unwrap_or_default();
+    println!("node 2: planner -> researcher      delegation {child_id} (read_events only, 30 min)");
     let widened = delegations_two
         .create_delegation(authed(
             &agent("researcher"),
             api::CreateDelegationRequest {
                 parent_delegation_id: child_id.clone(),
-                grantee_agent_id: "assistant".into(),
+                grantee_agent_id: "planner".into(),
                 scopes: vec!["read_events".into()],
                 audiences: vec!["https://calendar.example/mcp".into()],
                 expires_at_unix_s: expires + 600,
@@ -360,7 +347,7 @@ async fn delegation_chain(
         .err()
         .map(|status| crate::client::error_info(&status).0)
         .unwrap_or_else(|| "accepted?!".to_string());
-    println!("node 2: researcher -> assistant     refused: {refused}");
+    println!("node 2: researcher -> planner      refused: {refused} (a cycle)");
     let issued = TokenServiceClient::new(two.clone())
         .issue(authed(
             &agent("researcher"),
@@ -390,7 +377,11 @@ async fn delegation_chain(
         verified.actor_chain.join(" -> "),
         verified.task
     );
-    anyhow::ensure!(verified.active, "the delegated token did not verify: {}", verified.reason_message);
+    anyhow::ensure!(
+        verified.active,
+        "the delegated token did not verify: {}",
+        verified.reason_message
+    );
     let revoked = TokenServiceClient::new(one.clone())
         .revoke(authed(
             &as_alice,
@@ -402,7 +393,10 @@ async fn delegation_chain(
         ))
         .await?
         .into_inner();
-    println!("node 1: alice-local revoked        delegation {root_id} (seq {})", revoked.seq);
+    println!(
+        "node 1: alice revoked              delegation {root_id} (seq {})",
+        revoked.seq
+    );
     let verified = verifier.verify(authed(admin, verify())).await?.into_inner();
     let reason = api::TokenInvalidReason::try_from(verified.reason)
         .map(|r| r.as_str_name())
@@ -411,7 +405,10 @@ async fn delegation_chain(
         "node 3: researcher's token         active={} reason={reason} (LINEARIZABLE)",
         verified.active
     );
-    anyhow::ensure!(!verified.active, "a token under a revoked delegation still verified");
+    anyhow::ensure!(
+        !verified.active,
+        "a token under a revoked delegation still verified"
+    );
     Ok(revoked.seq)
 }
 
@@ -447,7 +444,10 @@ pub fn describe(event: &warrant_proto::log::Event) -> String {
         Some(Kind::AgentUpdated(e)) => format!("AgentUpdated {}", e.agent_id),
         Some(Kind::ServiceUpdated(e)) => format!("ServiceUpdated {}", e.service_id),
         Some(Kind::DeviceRegistered(e)) => {
-            format!("DeviceRegistered {} owner={}", e.device_id, e.owner_human_id)
+            format!(
+                "DeviceRegistered {} owner={}",
+                e.device_id, e.owner_human_id
+            )
         }
         Some(Kind::DeviceUpdated(e)) => format!("DeviceUpdated {}", e.device_id),
         Some(Kind::AgentDeviceBound(e)) => {

@@ -474,7 +474,10 @@ fn parse_act(act: &Value) -> Result<Vec<String>, Invalid> {
                 ));
             }
         }
-        if let Some(name) = object.keys().find(|it| !matches!(it.as_str(), "sub" | "act")) {
+        if let Some(name) = object
+            .keys()
+            .find(|it| !matches!(it.as_str(), "sub" | "act"))
+        {
             return Err(Invalid::new(
                 TokenInvalidReason::Malformed,
                 format!("act has member {name:?}; allowed: sub, act"),

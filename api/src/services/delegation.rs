@@ -37,7 +37,12 @@ impl DelegationService for DelegationApi {
             limits::validate_id("parent_delegation_id", &request.parent_delegation_id)
                 .map_err(ApiError::from)?;
         }
-        validate::list_len("scopes", request.scopes.len(), 1, limits::SCOPES_PER_TOKEN_MAX)?;
+        validate::list_len(
+            "scopes",
+            request.scopes.len(),
+            1,
+            limits::SCOPES_PER_TOKEN_MAX,
+        )?;
         for (i, scope) in request.scopes.iter().enumerate() {
             limits::validate_id(&format!("scopes[{i}]"), scope).map_err(ApiError::from)?;
         }

@@ -79,7 +79,13 @@ impl IdentityService for IdentityApi {
         });
         let accepted = self
             .context
-            .commit(command(&caller, &key, "RegisterHuman", &digest_source, kind))
+            .commit(command(
+                &caller,
+                &key,
+                "RegisterHuman",
+                &digest_source,
+                kind,
+            ))
             .await?;
         let human = read_human(&self.context, &request.human_id, accepted.seq).await?;
         Ok(Response::new(api::RegisterHumanResponse {
@@ -156,7 +162,13 @@ impl IdentityService for IdentityApi {
         });
         let accepted = self
             .context
-            .commit(command(&caller, &key, "RegisterAgent", &digest_source, kind))
+            .commit(command(
+                &caller,
+                &key,
+                "RegisterAgent",
+                &digest_source,
+                kind,
+            ))
             .await?;
         let agent = read_agent(&self.context, &request.agent_id, accepted.seq).await?;
         Ok(Response::new(api::RegisterAgentResponse {
@@ -391,8 +403,7 @@ impl IdentityService for IdentityApi {
         self.context.admin(request.metadata()).await?;
         let (reader, page_size, after) = self.list_page(request.into_inner()).await?;
         let rows = query::list_services(&reader, &after, page_size).map_err(storage)?;
-        let next_page_token =
-            next_page(rows.len(), page_size, rows.last().map(|r| &r.service_id));
+        let next_page_token = next_page(rows.len(), page_size, rows.last().map(|r| &r.service_id));
         Ok(Response::new(api::ListServicesResponse {
             services: rows.into_iter().map(service_reply).collect(),
             next_page_token,
@@ -544,7 +555,15 @@ impl IdentityService for IdentityApi {
         }
         let agent_id = request.agent_id.clone();
         let reply = self
-            .change_credentials(&caller, &key, "AddCredential", &request, agent_id, add, vec![])
+            .change_credentials(
+                &caller,
+                &key,
+                "AddCredential",
+                &request,
+                agent_id,
+                add,
+                vec![],
+            )
             .await?;
         Ok(Response::new(reply))
     }
@@ -566,7 +585,15 @@ impl IdentityService for IdentityApi {
         let agent_id = request.agent_id.clone();
         let remove = vec![request.old_credential_id.clone()];
         let reply = self
-            .change_credentials(&caller, &key, "RotateCredential", &request, agent_id, add, remove)
+            .change_credentials(
+                &caller,
+                &key,
+                "RotateCredential",
+                &request,
+                agent_id,
+                add,
+                remove,
+            )
             .await?;
         Ok(Response::new(reply))
     }
@@ -582,7 +609,15 @@ impl IdentityService for IdentityApi {
         let agent_id = request.agent_id.clone();
         let remove = vec![request.credential_id.clone()];
         let reply = self
-            .change_credentials(&caller, &key, "RemoveCredential", &request, agent_id, vec![], remove)
+            .change_credentials(
+                &caller,
+                &key,
+                "RemoveCredential",
+                &request,
+                agent_id,
+                vec![],
+                remove,
+            )
             .await?;
         Ok(Response::new(reply))
     }
@@ -797,7 +832,11 @@ fn device_reply(row: state::DeviceRow) -> api::Device {
     }
 }
 
-async fn read_device(context: &Context, device_id: &str, seq: u64) -> Result<api::Device, ApiError> {
+async fn read_device(
+    context: &Context,
+    device_id: &str,
+    seq: u64,
+) -> Result<api::Device, ApiError> {
     let reader = context
         .read(warrant_raft::ReadConsistency::AtLeast(seq))
         .await?;

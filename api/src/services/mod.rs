@@ -10,17 +10,17 @@ pub mod token;
 
 use std::sync::Arc;
 
-use prost::Message;
-use sha2::{Digest, Sha256};
-use tonic::metadata::MetadataMap;
-use warrant_proto::{log, state};
-use warrant_raft::{RaftNode, ReadConsistency, StateReader};
 use crate::{
     auth::{Authenticator, Caller},
     error::ApiError,
     federation::Federation,
     signing::SigningKeys,
 };
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::metadata::MetadataMap;
+use warrant_proto::{log, state};
+use warrant_raft::{RaftNode, ReadConsistency, StateReader};
 
 /// What every service shares.
 pub struct Context {

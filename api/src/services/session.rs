@@ -172,9 +172,12 @@ impl SessionApi {
                 self.context.clock_leeway_s,
             )
             .await?;
-        let mut human =
-            query::human_by_federated(&self.context.node.reader(), &verified.issuer, &verified.subject)
-                .map_err(storage)?;
+        let mut human = query::human_by_federated(
+            &self.context.node.reader(),
+            &verified.issuer,
+            &verified.subject,
+        )
+        .map_err(storage)?;
         if human.is_none() {
             // Registered a moment ago through another node, perhaps.
             let reader = self.context.read(ReadConsistency::Linearizable).await?;
@@ -232,8 +235,8 @@ impl SessionApi {
                 "unknown human or wrong password",
             )
         };
-        let mut human = query::human(&self.context.node.reader(), &request.human_id)
-            .map_err(storage)?;
+        let mut human =
+            query::human(&self.context.node.reader(), &request.human_id).map_err(storage)?;
         if human.is_none() {
             let reader = self.context.read(ReadConsistency::Linearizable).await?;
             human = query::human(&reader, &request.human_id).map_err(storage)?;

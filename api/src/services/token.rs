@@ -42,8 +42,7 @@ impl TokenService for TokenApi {
         limits::validate_audience("audience", &request.audience).map_err(ApiError::from)?;
         validate_scopes(&request.scopes)?;
         if !request.delegation_id.is_empty() {
-            limits::validate_id("delegation_id", &request.delegation_id)
-                .map_err(ApiError::from)?;
+            limits::validate_id("delegation_id", &request.delegation_id).map_err(ApiError::from)?;
         }
         if !request.session_id.is_empty() {
             limits::validate_id("session_id", &request.session_id).map_err(ApiError::from)?;
@@ -516,8 +515,7 @@ pub(crate) fn sign_issued(
         ));
     };
     let claims = AccessClaims::from_issued(&context.issuer, issued);
-    let access_token =
-        jwt::sign(&key, &claims).map_err(|e| ApiError::internal(e.to_string()))?;
+    let access_token = jwt::sign(&key, &claims).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(api::IssueResponse {
         access_token,
         token_type: "Bearer".to_string(),

@@ -239,7 +239,10 @@ fn child_grant(
     if command.max_depth < depth {
         return Err(FieldError::new(
             "max_depth",
-            format!("is {} but this grant is at depth {depth}", command.max_depth),
+            format!(
+                "is {} but this grant is at depth {depth}",
+                command.max_depth
+            ),
             format!("{depth} to {}", parent.max_depth),
         )
         .into());
@@ -287,7 +290,12 @@ fn child_grant(
         grantee_agent_id: command.grantee_agent_id.clone(),
         scopes: command.scopes.clone(),
         audiences: command.audiences.clone(),
-        task: command.task.clone(),
+        // A sub-agent works on its grantor's task unless it is given a narrower one.
+        task: if command.task.is_empty() {
+            parent.task.clone()
+        } else {
+            command.task.clone()
+        },
         expires_at_unix_s: command.expires_at_unix_s,
         max_depth: command.max_depth,
         depth,
@@ -355,10 +363,16 @@ pub(super) fn revoke_delegation(
     row.revoked_seq = context.seq;
     row.revoke_reason = command.reason.clone();
     let mut writes = WriteSet::new();
-    writes.put(keys::delegation(&command.delegation_id), row.encode_to_vec());
+    writes.put(
+        keys::delegation(&command.delegation_id),
+        row.encode_to_vec(),
+    );
     let event = log::DelegationRevoked {
         delegation_id: command.delegation_id.clone(),
         reason: command.reason.clone(),
     };
-    Ok(Some(Change::new(EventKind::DelegationRevoked(event), writes)))
+    Ok(Some(Change::new(
+        EventKind::DelegationRevoked(event),
+        writes,
+    )))
 }

@@ -9,9 +9,7 @@ use warrant_proto::{
     state::{AgentRow, DeviceRow, Status},
 };
 
-use super::{
-    Change, Context, Refusal, reject, require_admin, validate_credential, validate_tools,
-};
+use super::{Change, Context, Refusal, reject, require_admin, validate_credential, validate_tools};
 use crate::{
     keys,
     limits::{
@@ -192,7 +190,10 @@ pub(super) fn register_device(
         name: command.name.clone(),
         platform: command.platform.clone(),
     };
-    Ok(Some(Change::new(EventKind::DeviceRegistered(event), writes)))
+    Ok(Some(Change::new(
+        EventKind::DeviceRegistered(event),
+        writes,
+    )))
 }
 
 pub(super) fn update_device(
@@ -261,7 +262,10 @@ pub(super) fn bind_agent_device(
         agent_id: command.agent_id.clone(),
         device_id: command.device_id.clone(),
     };
-    Ok(Some(Change::new(EventKind::AgentDeviceBound(event), writes)))
+    Ok(Some(Change::new(
+        EventKind::AgentDeviceBound(event),
+        writes,
+    )))
 }
 
 pub(super) fn set_status(
@@ -379,8 +383,8 @@ pub(super) fn change_credentials(
         limits::validate_id(&format!("remove[{idx}]"), credential_id)?;
     }
     let mut row = existing_agent(state, &command.agent_id)?;
-    let is_self = context.actor.kind == PrincipalKind::Agent as i32
-        && context.actor.id == command.agent_id;
+    let is_self =
+        context.actor.kind == PrincipalKind::Agent as i32 && context.actor.id == command.agent_id;
     if !(is_self || is_admin(context) || is_human(context, &row.owner_human_id)) {
         return Err(reject(
             RejectReason::PermissionDenied,
@@ -392,7 +396,8 @@ pub(super) fn change_credentials(
     }
     for credential_id in &command.remove {
         let before = row.credentials.len();
-        row.credentials.retain(|it| &it.credential_id != credential_id);
+        row.credentials
+            .retain(|it| &it.credential_id != credential_id);
         if row.credentials.len() == before {
             return Err(reject(
                 RejectReason::CredentialNotFound,
@@ -439,5 +444,8 @@ pub(super) fn change_credentials(
             .collect(),
         removed_ids: command.remove.clone(),
     };
-    Ok(Some(Change::new(EventKind::CredentialsChanged(event), writes)))
+    Ok(Some(Change::new(
+        EventKind::CredentialsChanged(event),
+        writes,
+    )))
 }

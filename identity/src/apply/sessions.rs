@@ -74,14 +74,10 @@ pub(super) fn start_session(
         _ => None,
     };
     // A session is started by its own principal, authenticated by the API node.
-    if !(context.actor.kind == command.principal_kind && context.actor.id == command.principal_id)
-    {
+    if !(context.actor.kind == command.principal_kind && context.actor.id == command.principal_id) {
         return Err(reject(
             RejectReason::PermissionDenied,
-            format!(
-                "only {} itself may start its session",
-                command.principal_id
-            ),
+            format!("only {} itself may start its session", command.principal_id),
         ));
     }
     let now_unix_s = context.time_unix_ms / 1000;
@@ -145,7 +141,10 @@ pub(super) fn start_session(
         if device.owner_human_id != owner_human_id {
             return Err(reject(
                 RejectReason::PermissionDenied,
-                format!("device {device_id} belongs to human {}", device.owner_human_id),
+                format!(
+                    "device {device_id} belongs to human {}",
+                    device.owner_human_id
+                ),
             ));
         }
     }

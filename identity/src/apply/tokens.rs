@@ -211,7 +211,10 @@ pub(super) fn issue_token(
         .max(claims.expires_at_unix_s);
     let mut writes = WriteSet::new();
     writes.put(key, row.encode_to_vec());
-    writes.put(keys::signing_key(&command.key_id), signing_key.encode_to_vec());
+    writes.put(
+        keys::signing_key(&command.key_id),
+        signing_key.encode_to_vec(),
+    );
     Ok(Some(Change {
         token_issued: Some(claims.clone()),
         ..Change::new(EventKind::TokenIssued(claims), writes)
@@ -276,8 +279,8 @@ fn check_exchange_link(
     command: &log::IssueToken,
     subject: &log::TokenIssued,
 ) -> Result<(), Refusal> {
-    let Some(delegation) = query::delegation(state, &command.delegation_id)?
-        .and_then(|row| row.created)
+    let Some(delegation) =
+        query::delegation(state, &command.delegation_id)?.and_then(|row| row.created)
     else {
         return Err(reject(
             RejectReason::DelegationNotFound,
@@ -363,7 +366,10 @@ pub(super) fn retire_signing_key(
         node_id: published.node_id,
         keep_until_unix_s: row.last_token_expires_at_unix_s,
     };
-    Ok(Some(Change::new(EventKind::SigningKeyRetired(event), writes)))
+    Ok(Some(Change::new(
+        EventKind::SigningKeyRetired(event),
+        writes,
+    )))
 }
 
 pub(super) fn validate_scopes(scopes: &[String]) -> Result<(), FieldError> {
@@ -426,4 +432,3 @@ pub(super) fn check_scopes_allowed(service: &ServiceRow, scopes: &[String]) -> R
 
 /// Most tool names a `SCOPE_NOT_ALLOWED` message lists.
 const SCOPES_LISTED_MAX: usize = 16;
-
