@@ -109,3 +109,94 @@ pub fn issue_batch(first: u64, n: u64) -> log::Batch {
         commands,
     }
 }
+
+/// The agent at `depth` (1-based) of the benchmark delegation chain.
+pub fn chain_agent(depth: u32) -> String {
+    format!("agent-{depth}")
+}
+
+/// The delegation granting `chain_agent(depth)` its rights.
+pub fn chain_delegation(depth: u32) -> String {
+    format!("delegation-{depth}")
+}
+
+/// [`seeded_state`] plus a delegation chain `alice → agent-1 → … → agent-{depth}`, every link
+/// granting `read_events` on the calendar until far in the future.
+pub fn chained_state(depth: u32) -> InMemoryState {
+    let mut state = seeded_state();
+    let admin = |key: String, kind| command(log::PrincipalKind::Admin, "admin", key, kind);
+    let mut commands = Vec::new();
+    for level in 1..=depth {
+        commands.push(admin(
+            format!("agent-{level}"),
+            Kind::RegisterAgent(log::RegisterAgent {
+                agent_id: chain_agent(level),
+                owner_human_id: HUMAN.into(),
+                kind: "assistant".into(),
+                ..Default::default()
+            }),
+        ));
+    }
+    for level in 1..=depth {
+        let (actor_kind, actor_id, parent) = if level == 1 {
+            (log::PrincipalKind::Human, HUMAN.to_string(), String::new())
+        } else {
+            (
+                log::PrincipalKind::Agent,
+                chain_agent(level - 1),
+                chain_delegation(level - 1),
+            )
+        };
+        commands.push(command(
+            actor_kind,
+            &actor_id,
+            format!("grant-{level}"),
+            Kind::CreateDelegation(log::CreateDelegation {
+                delegation_id: chain_delegation(level),
+                parent_delegation_id: parent,
+                grantee_agent_id: chain_agent(level),
+                scopes: vec!["read_events".into()],
+                audiences: vec![AUDIENCE.into()],
+                task: "bench".into(),
+                expires_at_unix_s: 1_700_000_000 + 86_400,
+                max_depth: warrant_identity::limits::DELEGATION_DEPTH_MAX,
+                grantor_human_id: String::new(),
+            }),
+        ));
+    }
+    let batch = log::Batch {
+        time_unix_ms: 1_700_000_000_500,
+        commands,
+    };
+    let applied = apply_batch(&state, &batch, 2).expect("chain batch applies");
+    for outcome in &applied.outcomes {
+        assert!(
+            matches!(outcome.result, Some(log::outcome::Result::Accepted(_))),
+            "chain setup rejected: {outcome:?}"
+        );
+    }
+    state.apply_writes(&applied.writes);
+    state
+}
+
+/// One issuance by `chain_agent(depth)` for alice under its delegation.
+pub fn delegated_issue_batch(depth: u32, jti: &str) -> log::Batch {
+    log::Batch {
+        time_unix_ms: 1_700_000_001_000,
+        commands: vec![command(
+            log::PrincipalKind::Agent,
+            &chain_agent(depth),
+            format!("issue-{jti}"),
+            Kind::IssueToken(log::IssueToken {
+                jti: jti.into(),
+                agent_id: chain_agent(depth),
+                audience: AUDIENCE.into(),
+                scopes: vec!["read_events".into()],
+                ttl_seconds: 600,
+                key_id: KEY_ID.into(),
+                delegation_id: chain_delegation(depth),
+                ..Default::default()
+            }),
+        )],
+    }
+}

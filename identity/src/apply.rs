@@ -16,7 +16,9 @@
 //!
 //! An accepted command that changed state appends exactly one event and stores its outcome under
 //! its idempotency key. An accepted no-op (revoking a revoked token, republishing an identical
-//! key) appends nothing and stores nothing.
+//! key) appends nothing and stores nothing, unless it carried a client assertion: then it spends
+//! the assertion and keeps its outcome, so a retry replays. A rejected command spends nothing:
+//! an assertion is spent by the first command it authenticates that is accepted.
 
 use std::collections::BTreeSet;
 
@@ -183,16 +185,24 @@ impl Applier<'_> {
             delegation_created,
         }) = change
         else {
-            if let Some((key, value)) = assertion_key {
-                let mut writes = WriteSet::new();
-                writes.put(key, value);
-                self.overlay.write(writes);
-            }
-            return Ok(accepted(log::Accepted {
+            let outcome = accepted(log::Accepted {
                 seq: self.last_seq,
                 changed: false,
                 ..log::Accepted::default()
-            }));
+            });
+            // A no-op spends its assertion like any accepted command, so it also keeps its
+            // outcome: a retry with the same key and assertion must replay, not be refused.
+            if let Some((key, value)) = assertion_key {
+                let mut writes = WriteSet::new();
+                writes.put(key, value);
+                let idempotency_row = IdempotencyRow {
+                    request_digest: command.request_digest.clone(),
+                    outcome: Some(outcome.clone()),
+                };
+                writes.put(idempotency_key, idempotency_row.encode_to_vec());
+                self.overlay.write(writes);
+            }
+            return Ok(outcome);
         };
         if let Some((key, value)) = assertion_key {
             writes.put(key, value);

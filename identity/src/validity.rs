@@ -2,7 +2,8 @@
 //!
 //! Revocation cascades by construction rather than by fan-out: a token names its agent, its
 //! session and its delegation, and a delegation names its parent, so "is this token in force"
-//! walks at most [`DELEGATION_DEPTH_MAX`] links up to the human at the root. Revoking any link,
+//! walks at most [`DELEGATION_DEPTH_MAX`] links up to the human at the root (and, for a token
+//! obtained by exchange, up the tokens it was exchanged for). Revoking any link,
 //! disabling any agent or human on the way, or ending the session, is one row write, and every
 //! token below it fails the next check. `apply` runs the same walk (at the batch stamp) before it
 //! issues or delegates, so an issuance can never race a revocation.
@@ -220,6 +221,30 @@ pub fn token(state: &dyn StateRead, row: &TokenRow, now_unix_s: u64) -> Verdict<
         && let Err(lapse) = delegation_chain(state, &issued.delegation_id, now_unix_s)?
     {
         return Ok(Err(lapse));
+    }
+    // A token obtained by exchange stands on the token it was exchanged for: revoking that one
+    // revokes everything exchanged from it, however many hops down.
+    let mut subject_jti = issued.subject_jti;
+    for _ in 0..=DELEGATION_DEPTH_MAX {
+        if subject_jti.is_empty() {
+            return Ok(Ok(()));
+        }
+        let Some(subject) = query::token(state, &subject_jti)? else {
+            return Ok(Err(Lapse::new(
+                LapseKind::TokenRevoked,
+                format!("the token it was exchanged for ({subject_jti}) is not in the log"),
+            )));
+        };
+        if subject.revoked {
+            return Ok(Err(Lapse::new(
+                LapseKind::TokenRevoked,
+                format!(
+                    "the token it was exchanged for ({subject_jti}) was revoked at seq {}",
+                    subject.revoked_seq
+                ),
+            )));
+        }
+        subject_jti = subject.issued.unwrap_or_default().subject_jti;
     }
     Ok(Ok(()))
 }

@@ -8,6 +8,24 @@
 //! the header and the signature first), so they are signed here with the node's own Ed25519 key,
 //! read from its data dir, over exactly the JSON bytes each case needs. A self-check proves the
 //! forger reproduces the node's own tokens byte for byte before any case relies on it.
+//!
+//! Rows covered here: 1–18, 19 (the reject side), 20–27, 30–41, 47, 48 and 49. Our keys are
+//! Ed25519, so rows 3–5 are their EdDSA analogues: any other `alg` named for our kid (HS256,
+//! ES256, RS256, RS512, PS256, and ES256 with r = s = 0) is ALG_NOT_ALLOWED, and an all-zero
+//! EdDSA signature is BAD_SIGNATURE.
+//!
+//! Covered elsewhere:
+//! - 19, both sides of the boundary on an injected clock: `token/src/jwt.rs`,
+//!   `expiry_is_exact_at_the_leeway_boundary`.
+//! - 28: `node/tests/cluster.rs`, `a_revocation_on_one_node_is_honoured_on_another` (revoked on
+//!   node 1, REVOKED on node 3 with LINEARIZABLE and AT_LEAST reads).
+//! - 29, with the single-use artifact being an RFC 7523 client assertion submitted to nodes 1 and
+//!   3 at once: `node/tests/agent_auth.rs`.
+//! - 9's "no refetch storm" for upstream issuers' JWKS: `node/tests/agent_auth.rs` (our own keys
+//!   come from the log and are never fetched).
+//!
+//! Not covered by any test yet: 42–46 (deadlines, metadata and stream floods). Row 50 does not
+//! apply: there is no audit-proof API.
 
 #![allow(clippy::unwrap_used)]
 
@@ -39,7 +57,9 @@ use tonic::{
     codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
     codegen::http::uri::PathAndQuery,
 };
-use warrant_proto::api::{self, TokenInvalidReason as R};
+use warrant_proto::api::{
+    self, TokenInvalidReason as R, delegation_service_client::DelegationServiceClient,
+};
 
 /// The audience of the service the fixtures' tokens are for.
 const AUD: &str = "https://files.example/mcp";
@@ -87,6 +107,7 @@ enum Call {
     RegisterService(Auth, api::RegisterServiceRequest),
     Issue(Auth, api::IssueRequest),
     Revoke(Auth, api::RevokeRequest),
+    CreateDelegation(Auth, api::CreateDelegationRequest),
     Digest(Auth),
     ListEvents(Auth, api::ListEventsRequest),
     /// Raw bytes as the protobuf body of `path`.
@@ -141,7 +162,7 @@ fn token_case(row: &'static str, name: impl Into<String>, token: String, expect:
 }
 
 enum Reply {
-    Verify(api::VerifyResponse),
+    Verify(Box<api::VerifyResponse>),
     Revoke(api::RevokeResponse),
     Other(String),
 }
@@ -156,7 +177,7 @@ async fn run(node: &Node, call: &Call) -> Result<Reply, Status> {
             .tokens()
             .verify(auth.request(node, verify_request(&token, &audience)))
             .await
-            .map(|r| Reply::Verify(r.into_inner())),
+            .map(|r| Reply::Verify(Box::new(r.into_inner()))),
         Call::RegisterHuman(auth, request) => node
             .identity()
             .register_human(auth.request(node, request))
@@ -187,6 +208,10 @@ async fn run(node: &Node, call: &Call) -> Result<Reply, Status> {
             .revoke(auth.request(node, request))
             .await
             .map(|r| Reply::Revoke(r.into_inner())),
+        Call::CreateDelegation(auth, request) => DelegationServiceClient::new(node.channel())
+            .create_delegation(auth.request(node, request))
+            .await
+            .map(|r| Reply::Other(format!("{:?}", r.into_inner()))),
         Call::Digest(auth) => node
             .cluster()
             .digest(auth.request(node, api::DigestRequest {}))
@@ -709,6 +734,13 @@ fn token_cases(f: &Fixture, canary_port: u16) -> Vec<Case> {
     );
     let hs256_header = json!({"alg": "HS256", "typ": "at+jwt", "kid": f.kid}).to_string();
     let by_attacker = |header: Value| sign_json(&f.attacker, &header, &Value::Object(f.claims()));
+    let by_attacker_claims = |claims: Map<String, Value>| {
+        sign_json(
+            &f.attacker,
+            &Value::Object(f.header()),
+            &Value::Object(claims),
+        )
+    };
     let unsigned = |header: &str| format!("{}.{}.", b64(header), b64(&claims));
     let long_kid = |len: usize| f.with_header(set("kid", Value::String("k".repeat(len))));
     let time = |name: &'static str, value: u64| f.with_claims(set(name, json!(value)));
@@ -840,6 +872,18 @@ fn token_cases(f: &Fixture, canary_port: u16) -> Vec<Case> {
         ),
         token_case(
             "4",
+            "alg RS512 for our kid",
+            f.with_header(set("alg", json!("RS512"))),
+            Inactive(R::AlgNotAllowed),
+        ),
+        token_case(
+            "4",
+            "alg PS256 for our kid",
+            f.with_header(set("alg", json!("PS256"))),
+            Inactive(R::AlgNotAllowed),
+        ),
+        token_case(
+            "4",
             "alg is not a string",
             f.with_header(set("alg", json!(["EdDSA"]))),
             Inactive(R::Malformed),
@@ -850,6 +894,27 @@ fn token_cases(f: &Fixture, canary_port: u16) -> Vec<Case> {
             "64 zero bytes as signature",
             format!("{live_h}.{live_p}.{}", b64([0u8; 64])),
             Inactive(R::BadSignature),
+        ),
+        token_case(
+            "5",
+            "ES256, r = s = 0 (64 zero bytes), our kid",
+            format!(
+                "{}.{live_p}.{}",
+                b64(json!({"alg": "ES256", "typ": "at+jwt", "kid": f.kid}).to_string()),
+                b64([0u8; 64])
+            ),
+            Inactive(R::AlgNotAllowed),
+        ),
+        token_case(
+            "5",
+            "ES256, r = s = 0, valid claims for a never-issued jti",
+            format!(
+                "{}.{}.{}",
+                b64(json!({"alg": "ES256", "typ": "at+jwt", "kid": f.kid}).to_string()),
+                b64(&claims),
+                b64([0u8; 64])
+            ),
+            Inactive(R::AlgNotAllowed),
         ),
         // 6, 7, 8: stripped signature, tampered payload, right kid but someone else's key.
         token_case(
@@ -1341,6 +1406,28 @@ fn token_cases(f: &Fixture, canary_port: u16) -> Vec<Case> {
             Inactive(R::UnknownToken),
         ),
         token_case(
+            "37",
+            "forged: sub \"admin\\u0000\", our kid, another key",
+            by_attacker_claims(f.live_claims_with(set("sub", json!("admin\u{0}")))),
+            Inactive(R::BadSignature),
+        ),
+        token_case(
+            "37",
+            "forged: sub Cyrillic \"аdmin\", our kid, another key",
+            by_attacker_claims(f.live_claims_with(set("sub", json!("\u{430}dmin")))),
+            Inactive(R::BadSignature),
+        ),
+        token_case(
+            "37",
+            "live jti with sub \"admin\", properly signed: no issuance names admin",
+            sign_json(
+                &f.key,
+                &Value::Object(f.header()),
+                &Value::Object(f.live_claims_with(set("sub", json!("admin")))),
+            ),
+            Inactive(R::UnknownToken),
+        ),
+        token_case(
             "25",
             "live jti re-signed with aud [other, us]: an array containing us is accepted (policy)",
             sign_json(
@@ -1543,9 +1630,14 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
         ),
         case(
             "auth",
-            "agent calls Verify",
-            verify(agent()),
-            Error(Code::PermissionDenied, "PERMISSION_DENIED"),
+            // Agents may verify (resource servers do), but only naming the audience they expect.
+            "agent calls Verify without an audience",
+            Call::Verify {
+                auth: agent(),
+                token: f.live.access_token.clone(),
+                audience: String::new(),
+            },
+            Error(Code::InvalidArgument, "FIELD_REQUIRED"),
         ),
         case(
             "auth",
@@ -1703,9 +1795,10 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
         ),
         case(
             "39",
-            "jti empty",
+            // Revoke takes exactly one target; with every target empty there are 0 of them.
+            "jti empty (no revocation target)",
             Call::Revoke(admin(), revoke("")),
-            Error(Code::InvalidArgument, "FIELD_REQUIRED"),
+            Error(Code::InvalidArgument, "FIELD_INVALID"),
         ),
         case(
             "39",
@@ -1768,6 +1861,64 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
                 },
             ),
             Error(Code::InvalidArgument, "FIELD_REQUIRED"),
+        ),
+        // 37: NUL and confusables in ids are refused outright: ids are printable ASCII, so
+        // neither can ever name (or be confused with) "admin".
+        case(
+            "37",
+            "Revoke agent_id \"admin\\u0000\"",
+            Call::Revoke(
+                admin(),
+                api::RevokeRequest {
+                    agent_id: "admin\u{0}".into(),
+                    reason: "test".into(),
+                    ..Default::default()
+                },
+            ),
+            Error(Code::InvalidArgument, "FIELD_INVALID"),
+        ),
+        case(
+            "37",
+            "Revoke human_id Cyrillic \"аdmin\"",
+            Call::Revoke(
+                admin(),
+                api::RevokeRequest {
+                    human_id: "\u{430}dmin".into(),
+                    reason: "test".into(),
+                    ..Default::default()
+                },
+            ),
+            Error(Code::InvalidArgument, "FIELD_INVALID"),
+        ),
+        case(
+            "37",
+            "Revoke jti \"admin\\u0000\"",
+            Call::Revoke(admin(), revoke("admin\u{0}")),
+            Error(Code::InvalidArgument, "FIELD_INVALID"),
+        ),
+        case(
+            "37",
+            "GetAgent Cyrillic \"аdmin\"",
+            Call::GetAgent(
+                admin(),
+                api::GetAgentRequest {
+                    agent_id: "\u{430}dmin".into(),
+                    read: None,
+                },
+            ),
+            Error(Code::InvalidArgument, "FIELD_INVALID"),
+        ),
+        case(
+            "37",
+            "GetAgent \"admin\\u0000\"",
+            Call::GetAgent(
+                admin(),
+                api::GetAgentRequest {
+                    agent_id: "admin\u{0}".into(),
+                    read: None,
+                },
+            ),
+            Error(Code::InvalidArgument, "FIELD_INVALID"),
         ),
         // 40: length limits.
         case(
@@ -2057,6 +2208,238 @@ async fn bad_requests_are_refused_and_change_nothing() {
     // None of it touched the live token.
     let verified = f.node.verify(&f.live.access_token, AUD).await;
     assert!(verified.active, "{}", invalid_reason_name(verified.reason));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 49: delegation cycles and escalations
+// ---------------------------------------------------------------------------------------------
+
+/// The chain the row-49 cases try to bend: owner → agent-1 (root) → agent-2 (child).
+struct Chain {
+    root_id: String,
+    root_expires: u64,
+    child_id: String,
+    child_expires: u64,
+}
+
+fn delegation_cases(f: &Fixture, chain: &Chain) -> Vec<Case> {
+    use Expect::Error;
+    let a = || Auth::Agent(f.agent.clone());
+    let b = || Auth::Agent(f.other_agent.clone());
+    let grant =
+        |parent: &str, grantee: &str, scopes: &[&str], expires: u64| api::CreateDelegationRequest {
+            parent_delegation_id: parent.into(),
+            grantee_agent_id: grantee.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            audiences: vec![AUD.into()],
+            expires_at_unix_s: expires,
+            ..Default::default()
+        };
+    vec![
+        case(
+            "49",
+            "cycle: B grants A under A → B",
+            Call::CreateDelegation(
+                b(),
+                grant(
+                    &chain.child_id,
+                    "agent-1",
+                    &["read_file"],
+                    chain.child_expires,
+                ),
+            ),
+            Error(Code::FailedPrecondition, "DELEGATION_CYCLE"),
+        ),
+        case(
+            "49",
+            "cycle: A grants itself under its own grant",
+            Call::CreateDelegation(
+                a(),
+                grant(
+                    &chain.root_id,
+                    "agent-1",
+                    &["read_file"],
+                    chain.child_expires,
+                ),
+            ),
+            Error(Code::FailedPrecondition, "DELEGATION_CYCLE"),
+        ),
+        case(
+            "49",
+            "A grants write_file, which its grant lacks",
+            Call::CreateDelegation(
+                a(),
+                grant(
+                    &chain.root_id,
+                    "agent-3",
+                    &["write_file"],
+                    chain.child_expires,
+                ),
+            ),
+            Error(Code::FailedPrecondition, "SCOPE_EXCEEDS_PARENT"),
+        ),
+        case(
+            "49",
+            "B grants read_file and write_file under a read_file grant",
+            Call::CreateDelegation(
+                b(),
+                grant(
+                    &chain.child_id,
+                    "agent-3",
+                    &["read_file", "write_file"],
+                    chain.child_expires,
+                ),
+            ),
+            Error(Code::FailedPrecondition, "SCOPE_EXCEEDS_PARENT"),
+        ),
+        case(
+            "49",
+            "A grants an audience its grant lacks",
+            Call::CreateDelegation(
+                a(),
+                api::CreateDelegationRequest {
+                    audiences: vec![AUD.into(), "https://other.example/mcp".into()],
+                    ..grant(
+                        &chain.root_id,
+                        "agent-3",
+                        &["read_file"],
+                        chain.child_expires,
+                    )
+                },
+            ),
+            Error(Code::FailedPrecondition, "AUDIENCE_EXCEEDS_PARENT"),
+        ),
+        case(
+            "49",
+            "A's grant outlives the root by an hour",
+            Call::CreateDelegation(
+                a(),
+                grant(
+                    &chain.root_id,
+                    "agent-3",
+                    &["read_file"],
+                    chain.root_expires + 3600,
+                ),
+            ),
+            Error(Code::FailedPrecondition, "EXPIRY_EXCEEDS_PARENT"),
+        ),
+        case(
+            "49",
+            "B's grant outlives the child by one second",
+            Call::CreateDelegation(
+                b(),
+                grant(
+                    &chain.child_id,
+                    "agent-3",
+                    &["read_file"],
+                    chain.child_expires + 1,
+                ),
+            ),
+            Error(Code::FailedPrecondition, "EXPIRY_EXCEEDS_PARENT"),
+        ),
+        case(
+            "49",
+            "B grants under A's root grant, which it does not hold",
+            Call::CreateDelegation(
+                b(),
+                grant(
+                    &chain.root_id,
+                    "agent-3",
+                    &["read_file"],
+                    chain.child_expires,
+                ),
+            ),
+            Error(Code::PermissionDenied, "PERMISSION_DENIED"),
+        ),
+        case(
+            "49",
+            "an agent makes a root grant (no parent)",
+            Call::CreateDelegation(
+                a(),
+                grant("", "agent-3", &["read_file"], chain.child_expires),
+            ),
+            Error(Code::PermissionDenied, "PERMISSION_DENIED"),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegation_cycles_and_escalations_are_refused_and_change_nothing() {
+    let f = Fixture::start().await;
+    let third = AgentCredential::new("agent-3");
+    f.node
+        .register_agent(&third.agent_id, "owner", &third.secret)
+        .await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut delegations = DelegationServiceClient::new(f.node.channel());
+    let root_expires = now + 3600;
+    let root = delegations
+        .create_delegation(f.node.admin(api::CreateDelegationRequest {
+            grantor_human_id: "owner".into(),
+            grantee_agent_id: f.agent.agent_id.clone(),
+            scopes: vec!["read_file".into()],
+            audiences: vec![AUD.into()],
+            expires_at_unix_s: root_expires,
+            max_depth: 3,
+            ..Default::default()
+        }))
+        .await
+        .expect("the owner's grant to agent-1")
+        .into_inner();
+    let root_id = root.delegation.expect("a delegation").delegation_id;
+    let child_expires = now + 1800;
+    let child = delegations
+        .create_delegation(f.agent.request(api::CreateDelegationRequest {
+            parent_delegation_id: root_id.clone(),
+            grantee_agent_id: f.other_agent.agent_id.clone(),
+            scopes: vec!["read_file".into()],
+            audiences: vec![AUD.into()],
+            expires_at_unix_s: child_expires,
+            ..Default::default()
+        }))
+        .await
+        .expect("agent-1's grant to agent-2")
+        .into_inner();
+    let child_id = child.delegation.expect("a delegation").delegation_id;
+    let chain = Chain {
+        root_id,
+        root_expires,
+        child_id: child_id.clone(),
+        child_expires,
+    };
+
+    let cases = delegation_cases(&f, &chain);
+    check_all(&f.node, &cases).await;
+
+    // Control: within every bound, B's grant to a third agent is accepted, so each refusal
+    // above was the bound its case broke.
+    delegations
+        .create_delegation(f.other_agent.request(api::CreateDelegationRequest {
+            parent_delegation_id: child_id,
+            grantee_agent_id: third.agent_id.clone(),
+            scopes: vec!["read_file".into()],
+            audiences: vec![AUD.into()],
+            expires_at_unix_s: child_expires,
+            ..Default::default()
+        }))
+        .await
+        .expect("a grant within every bound");
+    let created = f
+        .node
+        .all_events()
+        .await
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                Some(warrant_proto::log::event::Kind::DelegationCreated(_))
+            )
+        })
+        .count();
+    assert_eq!(created, 3, "root, child and the control: no other grant");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -116,7 +116,239 @@ fn cases() -> Vec<(&'static str, log::Event, &'static str)> {
             ),
             V1_SIGNING_KEY_PUBLISHED,
         ),
+        (
+            "v1_human_registered_federated",
+            event(
+                7,
+                Kind::HumanRegistered(log::HumanRegistered {
+                    human_id: "hana".into(),
+                    display_name: "Hana".into(),
+                    email: "h@example.com".into(),
+                    federated: Some(federated()),
+                    has_password: true,
+                }),
+            ),
+            V1_HUMAN_REGISTERED_FEDERATED,
+        ),
+        (
+            "v1_token_issued_delegated",
+            event(
+                8,
+                Kind::TokenIssued(log::TokenIssued {
+                    jti: "0190c6a2-7e55-7cc0-8f4e-000000000002".into(),
+                    subject: "alice".into(),
+                    agent_id: "alice-sub".into(),
+                    audience: "https://calendar.example/mcp".into(),
+                    scopes: vec!["read_events".into(), "list_calendars".into()],
+                    issued_at_unix_s: 1_764_000_000,
+                    expires_at_unix_s: 1_764_000_300,
+                    key_id: "kid-2".into(),
+                    session_id: "session-1".into(),
+                    delegation_id: "delegation-2".into(),
+                    actor_chain: vec!["alice-sub".into(), "alice-assistant".into()],
+                    task: "plan the offsite".into(),
+                    subject_jti: "0190c6a2-7e55-7cc0-8f4e-000000000001".into(),
+                    subject_kind: log::PrincipalKind::Human as i32,
+                }),
+            ),
+            V1_TOKEN_ISSUED_DELEGATED,
+        ),
+        (
+            "v1_human_updated",
+            event(
+                9,
+                Kind::HumanUpdated(log::HumanUpdated {
+                    human_id: "alice".into(),
+                    display_name: "Alice A.".into(),
+                    email: "alice@example.org".into(),
+                }),
+            ),
+            V1_HUMAN_UPDATED,
+        ),
+        (
+            "v1_agent_updated",
+            event(
+                10,
+                Kind::AgentUpdated(log::AgentUpdated {
+                    agent_id: "alice-assistant".into(),
+                    kind: "planner".into(),
+                    description: "scheduling and travel".into(),
+                }),
+            ),
+            V1_AGENT_UPDATED,
+        ),
+        (
+            "v1_service_updated",
+            event(
+                11,
+                Kind::ServiceUpdated(log::ServiceUpdated {
+                    service_id: "calendar".into(),
+                    tools: vec![
+                        log::Tool {
+                            name: "read_events".into(),
+                            description: "List events".into(),
+                        },
+                        log::Tool {
+                            name: "create_event".into(),
+                            description: "Create an event".into(),
+                        },
+                    ],
+                }),
+            ),
+            V1_SERVICE_UPDATED,
+        ),
+        (
+            "v1_device_registered",
+            event(
+                12,
+                Kind::DeviceRegistered(log::DeviceRegistered {
+                    device_id: "laptop-1".into(),
+                    owner_human_id: "alice".into(),
+                    name: "Alice's laptop".into(),
+                    platform: "macos".into(),
+                }),
+            ),
+            V1_DEVICE_REGISTERED,
+        ),
+        (
+            "v1_device_updated",
+            event(
+                13,
+                Kind::DeviceUpdated(log::DeviceUpdated {
+                    device_id: "laptop-1".into(),
+                    name: "Work laptop".into(),
+                    platform: "linux".into(),
+                }),
+            ),
+            V1_DEVICE_UPDATED,
+        ),
+        (
+            "v1_agent_device_bound",
+            event(
+                14,
+                Kind::AgentDeviceBound(log::AgentDeviceBound {
+                    agent_id: "alice-assistant".into(),
+                    device_id: "laptop-1".into(),
+                }),
+            ),
+            V1_AGENT_DEVICE_BOUND,
+        ),
+        (
+            "v1_status_changed",
+            event(
+                15,
+                Kind::StatusChanged(log::StatusChanged {
+                    entity: log::EntityKind::Agent as i32,
+                    id: "alice-assistant".into(),
+                    disabled: true,
+                    reason: "kill switch".into(),
+                }),
+            ),
+            V1_STATUS_CHANGED,
+        ),
+        (
+            "v1_credentials_changed",
+            event(
+                16,
+                Kind::CredentialsChanged(log::CredentialsChanged {
+                    agent_id: "alice-assistant".into(),
+                    added_ids: vec!["key-2".into()],
+                    removed_ids: vec!["secret-1".into()],
+                }),
+            ),
+            V1_CREDENTIALS_CHANGED,
+        ),
+        (
+            "v1_session_started",
+            event(
+                17,
+                Kind::SessionStarted(log::SessionStarted {
+                    session_id: "session-1".into(),
+                    principal_kind: log::PrincipalKind::Human as i32,
+                    principal_id: "alice".into(),
+                    device_id: "laptop-1".into(),
+                    auth_method: log::AuthMethod::OidcIdToken as i32,
+                    expires_at_unix_s: 1_764_003_600,
+                    federated: Some(federated()),
+                    token: Some(log::TokenIssued {
+                        jti: "0190c6a2-7e55-7cc0-8f4e-000000000003".into(),
+                        subject: "alice".into(),
+                        audience: "https://warrant.example".into(),
+                        issued_at_unix_s: 1_764_000_000,
+                        expires_at_unix_s: 1_764_003_600,
+                        key_id: "kid-1".into(),
+                        session_id: "session-1".into(),
+                        subject_kind: log::PrincipalKind::Human as i32,
+                        ..Default::default()
+                    }),
+                }),
+            ),
+            V1_SESSION_STARTED,
+        ),
+        (
+            "v1_session_ended",
+            event(
+                18,
+                Kind::SessionEnded(log::SessionEnded {
+                    session_id: "session-1".into(),
+                    reason: "logout".into(),
+                }),
+            ),
+            V1_SESSION_ENDED,
+        ),
+        (
+            "v1_delegation_created",
+            event(
+                19,
+                Kind::DelegationCreated(log::DelegationCreated {
+                    delegation_id: "delegation-2".into(),
+                    parent_delegation_id: "delegation-1".into(),
+                    root_human_id: "alice".into(),
+                    grantor_kind: log::PrincipalKind::Agent as i32,
+                    grantor_id: "alice-assistant".into(),
+                    grantee_agent_id: "alice-sub".into(),
+                    scopes: vec!["read_events".into()],
+                    audiences: vec!["https://calendar.example/mcp".into()],
+                    task: "plan the offsite".into(),
+                    expires_at_unix_s: 1_764_086_400,
+                    max_depth: 3,
+                    depth: 2,
+                    agent_chain: vec!["alice-assistant".into(), "alice-sub".into()],
+                }),
+            ),
+            V1_DELEGATION_CREATED,
+        ),
+        (
+            "v1_delegation_revoked",
+            event(
+                20,
+                Kind::DelegationRevoked(log::DelegationRevoked {
+                    delegation_id: "delegation-2".into(),
+                    reason: "task done".into(),
+                }),
+            ),
+            V1_DELEGATION_REVOKED,
+        ),
+        (
+            "v1_signing_key_retired",
+            event(
+                21,
+                Kind::SigningKeyRetired(log::SigningKeyRetired {
+                    key_id: "kid-1".into(),
+                    node_id: 1,
+                    keep_until_unix_s: 1_764_003_600,
+                }),
+            ),
+            V1_SIGNING_KEY_RETIRED,
+        ),
     ]
+}
+
+fn federated() -> log::FederatedIdentity {
+    log::FederatedIdentity {
+        issuer: "https://accounts.example".into(),
+        subject: "108234".into(),
+    }
 }
 
 #[test]
@@ -144,3 +376,18 @@ const V1_SERVICE_REGISTERED: &str = "08031080d0dfb4ab33180720012a056b65792d33320
 const V1_TOKEN_ISSUED: &str = "08041080d0dfb4ab33180720012a056b65792d3432090801120561646d696e6a86010a2430313930633661322d376535352d376363302d386634652d303030303030303030303031120f616c6963652d617373697374616e741a0f616c6963652d617373697374616e74221c68747470733a2f2f63616c656e6461722e6578616d706c652f6d63702a0b726561645f6576656e747330808292c90638d88692c90642056b69642d31";
 const V1_TOKEN_REVOKED: &str = "08051080d0dfb4ab33180720012a056b65792d3532090801120561646d696e72330a2430313930633661322d376535352d376363302d386634652d303030303030303030303031120b636f6d70726f6d69736564";
 const V1_SIGNING_KEY_PUBLISHED: &str = "08061080d0dfb4ab33180720012a056b65792d3632090801120561646d696e7a2d0a056b69642d31100118012220abababababababababababababababababababababababababababababababab";
+const V1_HUMAN_REGISTERED_FEDERATED: &str = "08071080d0dfb4ab33180720012a056b65792d3732090801120561646d696e52410a0468616e61120448616e611a0d68406578616d706c652e636f6d22220a1868747470733a2f2f6163636f756e74732e6578616d706c6512063130383233342801";
+const V1_TOKEN_ISSUED_DELEGATED: &str = "08081080d0dfb4ab33180720012a056b65792d3832090801120561646d696e6af5010a2430313930633661322d376535352d376363302d386634652d3030303030303030303030321205616c6963651a09616c6963652d737562221c68747470733a2f2f63616c656e6461722e6578616d706c652f6d63702a0b726561645f6576656e74732a0e6c6973745f63616c656e6461727330808292c90638ac8492c90642056b69642d324a0973657373696f6e2d31520c64656c65676174696f6e2d325a09616c6963652d7375625a0f616c6963652d617373697374616e746210706c616e20746865206f6666736974656a2430313930633661322d376535352d376363302d386634652d3030303030303030303030317002";
+const V1_HUMAN_UPDATED: &str = "08091080d0dfb4ab33180720012a056b65792d3932090801120561646d696e8201240a05616c6963651208416c69636520412e1a11616c696365406578616d706c652e6f7267";
+const V1_AGENT_UPDATED: &str = "080a1080d0dfb4ab33180720012a066b65792d313032090801120561646d696e8a01310a0f616c6963652d617373697374616e741207706c616e6e65721a157363686564756c696e6720616e642074726176656c";
+const V1_SERVICE_UPDATED: &str = "080b1080d0dfb4ab33180720012a066b65792d313132090801120561646d696e9201470a0863616c656e646172121a0a0b726561645f6576656e7473120b4c697374206576656e7473121f0a0c6372656174655f6576656e74120f43726561746520616e206576656e74";
+const V1_DEVICE_REGISTERED: &str = "080c1080d0dfb4ab33180720012a066b65792d313232090801120561646d696e9a01280a086c6170746f702d311205616c6963651a0e416c6963652773206c6170746f7022056d61636f73";
+const V1_DEVICE_UPDATED: &str = "080d1080d0dfb4ab33180720012a066b65792d313332090801120561646d696ea2011e0a086c6170746f702d31120b576f726b206c6170746f701a056c696e7578";
+const V1_AGENT_DEVICE_BOUND: &str = "080e1080d0dfb4ab33180720012a066b65792d313432090801120561646d696eaa011b0a0f616c6963652d617373697374616e7412086c6170746f702d31";
+const V1_STATUS_CHANGED: &str = "080f1080d0dfb4ab33180720012a066b65792d313532090801120561646d696eb201220802120f616c6963652d617373697374616e741801220b6b696c6c20737769746368";
+const V1_CREDENTIALS_CHANGED: &str = "08101080d0dfb4ab33180720012a066b65792d313632090801120561646d696eba01220a0f616c6963652d617373697374616e7412056b65792d321a087365637265742d31";
+const V1_SESSION_STARTED: &str = "08111080d0dfb4ab33180720012a066b65792d313732090801120561646d696ec201b2010a0973657373696f6e2d3110021a05616c69636522086c6170746f702d31280330909e92c9063a220a1868747470733a2f2f6163636f756e74732e6578616d706c65120631303832333442660a2430313930633661322d376535352d376363302d386634652d3030303030303030303030331205616c696365221768747470733a2f2f77617272616e742e6578616d706c6530808292c90638909e92c90642056b69642d314a0973657373696f6e2d317002";
+const V1_SESSION_ENDED: &str = "08121080d0dfb4ab33180720012a066b65792d313832090801120561646d696eca01130a0973657373696f6e2d3112066c6f676f7574";
+const V1_DELEGATION_CREATED: &str = "08131080d0dfb4ab33180720012a066b65792d313932090801120561646d696ed201a4010a0c64656c65676174696f6e2d32120c64656c65676174696f6e2d311a05616c69636520032a0f616c6963652d617373697374616e743209616c6963652d7375623a0b726561645f6576656e7473421c68747470733a2f2f63616c656e6461722e6578616d706c652f6d63704a10706c616e20746865206f6666736974655080a597c906580360026a0f616c6963652d617373697374616e746a09616c6963652d737562";
+const V1_DELEGATION_REVOKED: &str = "08141080d0dfb4ab33180720012a066b65792d323032090801120561646d696eda01190a0c64656c65676174696f6e2d3212097461736b20646f6e65";
+const V1_SIGNING_KEY_RETIRED: &str = "08151080d0dfb4ab33180720012a066b65792d323132090801120561646d696ee2010f0a056b69642d31100118909e92c906";

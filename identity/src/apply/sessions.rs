@@ -213,7 +213,8 @@ pub(super) fn start_session(
         device_id,
         auth_method: command.auth_method,
         expires_at_unix_s,
-        federated: command.federated.clone(),
+        // Only an identity the OIDC branch validated and matched against the human is recorded.
+        federated: federated.cloned(),
         token: token.clone(),
     };
     let row = SessionRow {

@@ -9,8 +9,13 @@ use warrant_proto::log::{
 };
 
 use super::*;
-use crate::{InMemoryState, limits::TOKEN_TTL_SECONDS_MAX, state_digest};
-use warrant_proto::state::TokenRow;
+use crate::{
+    InMemoryState,
+    limits::TOKEN_TTL_SECONDS_MAX,
+    state_digest,
+    validity::{self, Lapse, LapseKind},
+};
+use warrant_proto::state::{DelegationRow, SessionRow, TokenRow};
 
 /// The batch stamp of set-up batches.
 const T0: u64 = 1_700_000_000_000;
@@ -290,6 +295,19 @@ impl_by! {
     IssueToken => IssueToken,
     RevokeToken => RevokeToken,
     PublishSigningKey => PublishSigningKey,
+    UpdateHuman => UpdateHuman,
+    UpdateAgent => UpdateAgent,
+    UpdateService => UpdateService,
+    RegisterDevice => RegisterDevice,
+    UpdateDevice => UpdateDevice,
+    BindAgentDevice => BindAgentDevice,
+    SetStatus => SetStatus,
+    ChangeCredentials => ChangeCredentials,
+    StartSession => StartSession,
+    EndSession => EndSession,
+    CreateDelegation => CreateDelegation,
+    RevokeDelegation => RevokeDelegation,
+    RetireSigningKey => RetireSigningKey,
 }
 
 /// A command whose request digest is the hash of its actor and body, and whose idempotency key
@@ -313,6 +331,9 @@ fn command(actor: Actor, kind: Option<CommandKind>) -> Command {
 trait Envelope {
     fn key(self, idempotency_key: &str) -> Self;
     fn digest(self, request_digest: &[u8]) -> Self;
+    /// Marks the command as authenticated by client assertion `jti` of `agent_id`. The request
+    /// digest stays that of the body, as the API node computes it.
+    fn spending(self, agent_id: &str, jti: &str) -> Self;
 }
 
 impl Envelope for Command {
@@ -326,6 +347,17 @@ impl Envelope for Command {
     fn digest(self, request_digest: &[u8]) -> Self {
         Command {
             request_digest: request_digest.to_vec(),
+            ..self
+        }
+    }
+
+    fn spending(self, agent_id: &str, jti: &str) -> Self {
+        Command {
+            assertion: Some(log::AssertionUse {
+                agent_id: agent_id.to_owned(),
+                jti: jti.to_owned(),
+                expires_at_unix_s: NOW_S + 60,
+            }),
             ..self
         }
     }
@@ -1342,4 +1374,2030 @@ fn the_meta_row_tracks_the_last_seq() {
     // Every write of the batch: two humans, two events, two idempotency rows, the meta row.
     assert_eq!(applied.writes.len(), 7);
     assert_eq!(replica.state.len(), 7);
+}
+
+// Agents as identities: delegations, sessions, token exchange, client assertions, credentials,
+// status and key retirement.
+
+/// The stamp of set-up batches, in seconds.
+const T0_S: u64 = T0 / 1000;
+/// The stamp of the batch under test, in seconds: what `iat` and every expiry check see.
+const NOW_S: u64 = T1 / 1000;
+const CAL: &str = "https://cal.example";
+/// This cluster's issuer: the audience of human session tokens.
+const ISSUER: &str = "https://warrant.example";
+/// When d1 of [`delegation_world`] expires.
+const D1_EXPIRES: u64 = T0_S + 7_200;
+/// When d2 of [`delegation_world`] expires: before d1.
+const D2_EXPIRES: u64 = T0_S + 3_600;
+
+impl Replica {
+    /// Applies each command in a batch of its own stamped T0, checking that each adds an event.
+    fn set_up(&mut self, commands: impl IntoIterator<Item = Command>) {
+        for command in commands {
+            let context = format!("{command:?}");
+            let applied = self.apply(T0, vec![command]);
+            assert_eq!(
+                applied.events.len(),
+                1,
+                "set-up {context}: {:?}",
+                applied.outcomes
+            );
+        }
+    }
+
+    fn token_row(&self, jti: &str) -> TokenRow {
+        query::token(&self.state, jti)
+            .expect("the store reads")
+            .expect("the token was issued")
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|it| (*it).to_owned()).collect()
+}
+
+/// hana's root grant to bot: send and read on mail, for a task, chains up to 3 agents deep.
+fn d1() -> log::CreateDelegation {
+    log::CreateDelegation {
+        delegation_id: "d1".to_owned(),
+        parent_delegation_id: String::new(),
+        grantee_agent_id: "bot".to_owned(),
+        scopes: strings(&["send", "read"]),
+        audiences: strings(&[MAIL]),
+        task: "triage inbox".to_owned(),
+        expires_at_unix_s: D1_EXPIRES,
+        max_depth: 3,
+        grantor_human_id: String::new(),
+    }
+}
+
+/// bot's grant to sub under d1: read on mail, no task of its own, chains up to 2 agents deep.
+fn d2() -> log::CreateDelegation {
+    log::CreateDelegation {
+        delegation_id: "d2".to_owned(),
+        parent_delegation_id: "d1".to_owned(),
+        grantee_agent_id: "sub".to_owned(),
+        scopes: strings(&["read"]),
+        audiences: strings(&[MAIL]),
+        task: String::new(),
+        expires_at_unix_s: D2_EXPIRES,
+        max_depth: 2,
+        grantor_human_id: String::new(),
+    }
+}
+
+/// The world plus human hana, alice's agents sub and other, service cal (tool view), hana's grant
+/// d1 to bot and bot's grant d2 to sub under it. hana owns none of the agents, so disabling her
+/// reaches the tokens only through the delegation chain.
+fn delegation_world() -> Replica {
+    let mut replica = Replica::world();
+    replica.set_up([
+        register_human("hana"),
+        agent("sub", "alice").by(admin()),
+        agent("other", "alice").by(admin()),
+        service("cal", CAL, &["view"]).by(admin()),
+        d1().by(human_actor("hana")),
+        d2().by(agent_actor("bot")),
+    ]);
+    replica
+}
+
+/// A token for `agent_id` under `delegation_id`.
+fn delegated(jti: &str, agent_id: &str, delegation_id: &str, scopes: &[&str]) -> log::IssueToken {
+    log::IssueToken {
+        delegation_id: delegation_id.to_owned(),
+        ..issue(jti, agent_id, scopes)
+    }
+}
+
+/// An RFC 8693 exchange of `subject_jti` by `agent_id` under `delegation_id`, for read on mail.
+fn exchange(jti: &str, agent_id: &str, delegation_id: &str, subject_jti: &str) -> log::IssueToken {
+    log::IssueToken {
+        subject_jti: subject_jti.to_owned(),
+        ..delegated(jti, agent_id, delegation_id, &["read"])
+    }
+}
+
+fn revoke_delegation(delegation_id: &str) -> log::RevokeDelegation {
+    log::RevokeDelegation {
+        delegation_id: delegation_id.to_owned(),
+        reason: "task done".to_owned(),
+    }
+}
+
+fn set_status(entity: log::EntityKind, id: &str, disabled: bool) -> log::SetStatus {
+    log::SetStatus {
+        entity: entity as i32,
+        id: id.to_owned(),
+        disabled,
+        reason: "offboarding".to_owned(),
+    }
+}
+
+fn agent_session(session_id: &str, agent_id: &str) -> log::StartSession {
+    log::StartSession {
+        session_id: session_id.to_owned(),
+        principal_kind: PrincipalKind::Agent as i32,
+        principal_id: agent_id.to_owned(),
+        auth_method: log::AuthMethod::ClientSecret as i32,
+        ttl_seconds: 3_600,
+        ..Default::default()
+    }
+}
+
+/// A human's password login, whose session token `token_jti` is signed with k1.
+fn human_session(session_id: &str, human_id: &str, token_jti: &str) -> log::StartSession {
+    log::StartSession {
+        session_id: session_id.to_owned(),
+        principal_kind: PrincipalKind::Human as i32,
+        principal_id: human_id.to_owned(),
+        auth_method: log::AuthMethod::LocalPassword as i32,
+        ttl_seconds: 3_600,
+        token_jti: token_jti.to_owned(),
+        token_key_id: "k1".to_owned(),
+        token_audience: ISSUER.to_owned(),
+        ..Default::default()
+    }
+}
+
+fn end_session(session_id: &str) -> log::EndSession {
+    log::EndSession {
+        session_id: session_id.to_owned(),
+        reason: "logout".to_owned(),
+    }
+}
+
+fn device(device_id: &str, owner_human_id: &str) -> log::RegisterDevice {
+    log::RegisterDevice {
+        device_id: device_id.to_owned(),
+        owner_human_id: owner_human_id.to_owned(),
+        name: format!("{owner_human_id}'s {device_id}"),
+        platform: "linux".to_owned(),
+    }
+}
+
+fn bind(agent_id: &str, device_id: &str) -> log::BindAgentDevice {
+    log::BindAgentDevice {
+        agent_id: agent_id.to_owned(),
+        device_id: device_id.to_owned(),
+    }
+}
+
+/// An Ed25519 credential whose key is `len` bytes of 0xee.
+fn ed25519(credential_id: &str, len: usize) -> Credential {
+    Credential {
+        credential_id: credential_id.to_owned(),
+        kind: Some(CredentialKind::Ed25519PublicKey(vec![0xee; len])),
+    }
+}
+
+fn retire(key_id: &str) -> log::RetireSigningKey {
+    log::RetireSigningKey {
+        key_id: key_id.to_owned(),
+    }
+}
+
+fn lapse(kind: LapseKind, message: impl Into<String>) -> Result<(), Lapse> {
+    Err(Lapse {
+        kind,
+        message: message.into(),
+    })
+}
+
+/// Whether token `jti` is in force at the stamp under test.
+fn token_validity(replica: &Replica, jti: &str) -> Result<(), Lapse> {
+    validity::token(&replica.state, &replica.token_row(jti), NOW_S).expect("the store reads")
+}
+
+// CreateDelegation.
+
+#[test]
+fn a_human_grants_a_root_delegation() {
+    let mut replica = Replica::world();
+    replica.set_up([
+        register_human("hana"),
+        service("cal", CAL, &["view"]).by(admin()),
+    ]);
+    // Scopes may come from any granted audience's service.
+    let grant = log::CreateDelegation {
+        scopes: strings(&["send", "view"]),
+        audiences: strings(&[MAIL, CAL]),
+        ..d1()
+    };
+    let (accepted, event) = check_accepted(&mut replica, grant.by(human_actor("hana")));
+    let created = log::DelegationCreated {
+        delegation_id: "d1".to_owned(),
+        parent_delegation_id: String::new(),
+        root_human_id: "hana".to_owned(),
+        grantor_kind: PrincipalKind::Human as i32,
+        grantor_id: "hana".to_owned(),
+        grantee_agent_id: "bot".to_owned(),
+        scopes: strings(&["send", "view"]),
+        audiences: strings(&[MAIL, CAL]),
+        task: "triage inbox".to_owned(),
+        expires_at_unix_s: D1_EXPIRES,
+        max_depth: 3,
+        depth: 1,
+        agent_chain: strings(&["bot"]),
+    };
+    assert_eq!(accepted.delegation_created.as_ref(), Some(&created));
+    assert_eq!(
+        event.kind,
+        Some(EventKind::DelegationCreated(created.clone()))
+    );
+    let row = DelegationRow {
+        created: Some(created),
+        created_seq: accepted.seq,
+        ..Default::default()
+    };
+    assert_eq!(
+        query::delegations_to(&replica.state, "bot", 10).expect("the store reads"),
+        [row]
+    );
+}
+
+#[test]
+fn an_admin_grants_a_root_delegation_only_for_a_named_human() {
+    let mut replica = Replica::world();
+    replica.set_up([register_human("hana")]);
+    let for_hana = log::CreateDelegation {
+        grantor_human_id: "hana".to_owned(),
+        ..d1()
+    };
+    let (accepted, _) = check_accepted(&mut replica.clone(), for_hana.by(admin()));
+    let created = accepted.delegation_created.expect("the grant is returned");
+    assert_eq!(
+        (
+            created.root_human_id.as_str(),
+            created.grantor_kind,
+            created.grantor_id.as_str(),
+            created.depth,
+        ),
+        ("hana", PrincipalKind::Human as i32, "hana", 1)
+    );
+    check_rejected(
+        replica,
+        d1().by(admin()),
+        RejectReason::InvalidCommand,
+        "grantor_human_id is empty; allowed: the human an admin makes the grant for",
+    );
+}
+
+#[test]
+fn root_delegation_rejections() {
+    use RejectReason::*;
+    let mut base = Replica::world();
+    base.set_up([
+        register_human("hana"),
+        register_human("dora"),
+        set_status(log::EntityKind::Human, "dora", true).by(admin()),
+        d1().by(human_actor("hana")),
+    ]);
+    let hana = human_actor("hana");
+    let with = |change: fn(&mut log::CreateDelegation)| {
+        let mut body = log::CreateDelegation {
+            delegation_id: "d9".to_owned(),
+            ..d1()
+        };
+        change(&mut body);
+        body.by(human_actor("hana"))
+    };
+    let agent_root = "a delegation without a parent is granted by a human (or an admin for one); \
+                      an agent delegates onward only under a delegation it holds \
+                      (parent_delegation_id)";
+    let cases: Vec<(Command, RejectReason, String)> = vec![
+        (
+            with(|it| it.grantor_human_id = "alice".to_owned()),
+            PermissionDenied,
+            "human hana may grant only as themself, not as alice".to_owned(),
+        ),
+        (
+            d1().by(agent_actor("bot")),
+            PermissionDenied,
+            agent_root.to_owned(),
+        ),
+        (d1().by(node()), PermissionDenied, agent_root.to_owned()),
+        (
+            with(|it| it.scopes = strings(&["send", "view"])),
+            ScopeNotAllowed,
+            "scope view is not a tool of any granted audience's service; allowed: read send"
+                .to_owned(),
+        ),
+        (
+            with(|it| it.audiences = strings(&["https://nowhere"])),
+            ServiceNotFound,
+            "no service has audience https://nowhere".to_owned(),
+        ),
+        (
+            with(|it| it.audiences = Vec::new()),
+            InvalidCommand,
+            "audiences has 0 entries; allowed: 1 to 16 service audiences".to_owned(),
+        ),
+        (
+            with(|it| it.audiences = strings(&[MAIL, MAIL])),
+            InvalidCommand,
+            format!("audiences[1] repeats {MAIL}; allowed: unique audiences"),
+        ),
+        (
+            with(|it| it.grantee_agent_id = "ghost".to_owned()),
+            AgentNotFound,
+            "agent ghost does not exist".to_owned(),
+        ),
+        (
+            d1().by(human_actor("dora")),
+            HumanDisabled,
+            "human dora is disabled".to_owned(),
+        ),
+        (
+            log::CreateDelegation {
+                grantor_human_id: "ghost".to_owned(),
+                ..d1()
+            }
+            .by(admin()),
+            HumanNotFound,
+            "human ghost does not exist".to_owned(),
+        ),
+        (
+            log::CreateDelegation {
+                task: "another".to_owned(),
+                ..d1()
+            }
+            .by(hana),
+            AlreadyExists,
+            "delegation d1 already exists".to_owned(),
+        ),
+    ];
+    for (command, reason, message) in cases {
+        check_rejected(base.clone(), command, reason, &message);
+    }
+}
+
+#[test]
+fn an_agent_grants_a_narrower_child_that_inherits_the_task() {
+    let mut replica = Replica::world();
+    replica.set_up([
+        register_human("hana"),
+        agent("sub", "alice").by(admin()),
+        d1().by(human_actor("hana")),
+    ]);
+    let (accepted, event) = check_accepted(&mut replica, d2().by(agent_actor("bot")));
+    let created = log::DelegationCreated {
+        delegation_id: "d2".to_owned(),
+        parent_delegation_id: "d1".to_owned(),
+        root_human_id: "hana".to_owned(),
+        grantor_kind: PrincipalKind::Agent as i32,
+        grantor_id: "bot".to_owned(),
+        grantee_agent_id: "sub".to_owned(),
+        scopes: strings(&["read"]),
+        audiences: strings(&[MAIL]),
+        task: "triage inbox".to_owned(),
+        expires_at_unix_s: D2_EXPIRES,
+        max_depth: 2,
+        depth: 2,
+        agent_chain: strings(&["bot", "sub"]),
+    };
+    assert_eq!(accepted.delegation_created.as_ref(), Some(&created));
+    assert_eq!(event.kind, Some(EventKind::DelegationCreated(created)));
+    // A task of its own replaces the inherited one.
+    let own_task = log::CreateDelegation {
+        delegation_id: "d3".to_owned(),
+        task: "summarize only".to_owned(),
+        ..d2()
+    };
+    let (accepted, _) = check_accepted(&mut replica, own_task.by(agent_actor("bot")));
+    let created = accepted.delegation_created.expect("the grant is returned");
+    assert_eq!(created.task, "summarize only");
+}
+
+#[test]
+fn child_delegation_bounds_are_inclusive() {
+    // Everything at the parent's limit: its expiry, its max_depth, all its scopes and audiences.
+    let mut replica = delegation_world();
+    let at_limit = log::CreateDelegation {
+        delegation_id: "d3".to_owned(),
+        grantee_agent_id: "other".to_owned(),
+        scopes: strings(&["send", "read"]),
+        expires_at_unix_s: D1_EXPIRES,
+        max_depth: 3,
+        ..d2()
+    };
+    let (accepted, _) = check_accepted(&mut replica, at_limit.by(agent_actor("bot")));
+    let created = accepted.delegation_created.expect("the grant is returned");
+    assert_eq!((created.depth, created.max_depth), (2, 3));
+    // The deepest grant its max_depth allows.
+    let deepest = log::CreateDelegation {
+        delegation_id: "d4".to_owned(),
+        parent_delegation_id: "d2".to_owned(),
+        grantee_agent_id: "other".to_owned(),
+        ..d2()
+    };
+    let mut replica = delegation_world();
+    check_rejected(
+        replica.clone(),
+        deepest.clone().by(agent_actor("sub")),
+        RejectReason::DelegationDepthExceeded,
+        "the chain would be 3 agents deep; allowed: at most 2 under delegation d2",
+    );
+    let roomy = log::CreateDelegation {
+        delegation_id: "d2b".to_owned(),
+        max_depth: 3,
+        ..d2()
+    };
+    check_accepted(&mut replica, roomy.by(agent_actor("bot")));
+    let deepest = log::CreateDelegation {
+        parent_delegation_id: "d2b".to_owned(),
+        max_depth: 3,
+        ..deepest
+    };
+    let (accepted, _) = check_accepted(&mut replica, deepest.by(agent_actor("sub")));
+    let created = accepted.delegation_created.expect("the grant is returned");
+    assert_eq!(created.depth, 3);
+    assert_eq!(created.agent_chain, strings(&["bot", "sub", "other"]));
+    // A root grant for the longest lifetime and the deepest chain allowed.
+    let longest = log::CreateDelegation {
+        delegation_id: "d5".to_owned(),
+        expires_at_unix_s: NOW_S + limits::DELEGATION_TTL_SECONDS_MAX,
+        max_depth: limits::DELEGATION_DEPTH_MAX,
+        ..d1()
+    };
+    check_accepted(&mut replica, longest.by(human_actor("hana")));
+}
+
+#[test]
+fn child_delegation_rejections() {
+    use RejectReason::*;
+    let base = delegation_world();
+    let next_seq = base.seq() + 1;
+    let under = |parent: &str, grantee: &str| log::CreateDelegation {
+        delegation_id: "d3".to_owned(),
+        parent_delegation_id: parent.to_owned(),
+        grantee_agent_id: grantee.to_owned(),
+        ..d2()
+    };
+    let bot = || agent_actor("bot");
+    let expiry_rule = format!(
+        "allowed: a time after now and at most 2592000 s ahead (up to {})",
+        NOW_S + limits::DELEGATION_TTL_SECONDS_MAX
+    );
+    let revoke_d1 = || revoke_delegation("d1").by(human_actor("hana"));
+    let brief = log::CreateDelegation {
+        delegation_id: "brief".to_owned(),
+        expires_at_unix_s: T0_S + 60,
+        ..d1()
+    };
+    let cases: Vec<(Vec<Command>, Command, RejectReason, String)> = vec![
+        (
+            vec![],
+            log::CreateDelegation {
+                scopes: strings(&["read", "view"]),
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            ScopeExceedsParent,
+            "scope view is not in parent delegation d1; allowed: a subset of send read".to_owned(),
+        ),
+        (
+            vec![],
+            log::CreateDelegation {
+                audiences: strings(&[MAIL, CAL]),
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            AudienceExceedsParent,
+            format!("audience {CAL} is not in parent delegation d1; allowed: a subset of {MAIL}"),
+        ),
+        (
+            vec![],
+            log::CreateDelegation {
+                expires_at_unix_s: D1_EXPIRES + 1,
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            ExpiryExceedsParent,
+            format!(
+                "expiry {} is after parent delegation d1's {D1_EXPIRES}; allowed: at most {D1_EXPIRES}",
+                D1_EXPIRES + 1
+            ),
+        ),
+        (
+            vec![],
+            under("d2", "other").by(agent_actor("sub")),
+            DelegationDepthExceeded,
+            "the chain would be 3 agents deep; allowed: at most 2 under delegation d2".to_owned(),
+        ),
+        (
+            vec![],
+            log::CreateDelegation {
+                max_depth: 4,
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            DelegationDepthExceeded,
+            "max_depth 4 is above the parent's 3; allowed: 2 to 3".to_owned(),
+        ),
+        (
+            vec![],
+            log::CreateDelegation {
+                max_depth: 1,
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            InvalidCommand,
+            "max_depth is 1 but this grant is at depth 2; allowed: 2 to 3".to_owned(),
+        ),
+        (
+            vec![],
+            under("d2", "bot").by(agent_actor("sub")),
+            DelegationCycle,
+            "agent bot is already in the chain bot -> sub; allowed: an agent not yet in it"
+                .to_owned(),
+        ),
+        (
+            vec![],
+            under("d1", "bot").by(bot()),
+            DelegationCycle,
+            "agent bot is already in the chain bot; allowed: an agent not yet in it".to_owned(),
+        ),
+        (
+            vec![],
+            under("d1", "other").by(agent_actor("other")),
+            PermissionDenied,
+            "only agent bot, which holds delegation d1, may delegate under it".to_owned(),
+        ),
+        (
+            vec![],
+            under("d1", "other").by(agent_actor("sub")),
+            PermissionDenied,
+            "only agent bot, which holds delegation d1, may delegate under it".to_owned(),
+        ),
+        (
+            vec![],
+            under("d1", "other").by(human_actor("hana")),
+            PermissionDenied,
+            "only agent bot, which holds delegation d1, may delegate under it".to_owned(),
+        ),
+        (
+            vec![],
+            under("d1", "other").by(admin()),
+            PermissionDenied,
+            "only agent bot, which holds delegation d1, may delegate under it".to_owned(),
+        ),
+        (
+            vec![revoke_d1()],
+            under("d1", "other").by(bot()),
+            DelegationInactive,
+            format!("delegation d1 was revoked at seq {next_seq}"),
+        ),
+        // Revoking the root reaches every grant below it.
+        (
+            vec![revoke_d1()],
+            under("d2", "other").by(agent_actor("sub")),
+            DelegationInactive,
+            format!("delegation d1 was revoked at seq {next_seq}"),
+        ),
+        (
+            vec![brief.by(human_actor("hana"))],
+            under("brief", "other").by(bot()),
+            DelegationInactive,
+            format!("delegation brief expired at {}", T0_S + 60),
+        ),
+        (
+            vec![set_status(log::EntityKind::Agent, "bot", true).by(admin())],
+            under("d2", "other").by(agent_actor("sub")),
+            DelegationInactive,
+            "agent bot is disabled".to_owned(),
+        ),
+        (
+            vec![set_status(log::EntityKind::Human, "hana", true).by(admin())],
+            under("d1", "other").by(bot()),
+            DelegationInactive,
+            "human hana is disabled".to_owned(),
+        ),
+        (
+            vec![],
+            under("nope", "other").by(bot()),
+            DelegationNotFound,
+            "delegation nope does not exist".to_owned(),
+        ),
+        (
+            vec![],
+            log::CreateDelegation {
+                expires_at_unix_s: NOW_S,
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            InvalidCommand,
+            format!("expires_at_unix_s is {NOW_S} (now {NOW_S}); {expiry_rule}"),
+        ),
+        (
+            vec![],
+            log::CreateDelegation {
+                expires_at_unix_s: T0_S,
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            InvalidCommand,
+            format!("expires_at_unix_s is {T0_S} (now {NOW_S}); {expiry_rule}"),
+        ),
+        (
+            vec![],
+            log::CreateDelegation {
+                expires_at_unix_s: NOW_S + limits::DELEGATION_TTL_SECONDS_MAX + 1,
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            InvalidCommand,
+            format!(
+                "expires_at_unix_s is {} (now {NOW_S}); {expiry_rule}",
+                NOW_S + limits::DELEGATION_TTL_SECONDS_MAX + 1
+            ),
+        ),
+        (
+            vec![],
+            log::CreateDelegation {
+                max_depth: 0,
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            InvalidCommand,
+            "max_depth is 0; allowed: 1 to 8".to_owned(),
+        ),
+        (
+            vec![],
+            log::CreateDelegation {
+                max_depth: 9,
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            InvalidCommand,
+            "max_depth is 9; allowed: 1 to 8".to_owned(),
+        ),
+        (
+            vec![set_status(log::EntityKind::Agent, "other", true).by(admin())],
+            under("d1", "other").by(bot()),
+            AgentDisabled,
+            "agent other is disabled".to_owned(),
+        ),
+        (
+            vec![],
+            log::CreateDelegation {
+                delegation_id: "d2".to_owned(),
+                ..under("d1", "other")
+            }
+            .by(bot()),
+            AlreadyExists,
+            "delegation d2 already exists".to_owned(),
+        ),
+    ];
+    for (set_up, command, reason, message) in cases {
+        let mut replica = base.clone();
+        replica.set_up(set_up);
+        check_rejected(replica, command, reason, &message);
+    }
+}
+
+#[test]
+fn revoke_delegation_by_anyone_above_it_or_its_grantee() {
+    let actors = [
+        admin(),
+        human_actor("hana"),
+        agent_actor("bot"),
+        agent_actor("sub"),
+    ];
+    for actor in actors {
+        let mut replica = delegation_world();
+        let (accepted, event) =
+            check_accepted(&mut replica, revoke_delegation("d2").by(actor.clone()));
+        assert_eq!(
+            event.kind,
+            Some(EventKind::DelegationRevoked(log::DelegationRevoked {
+                delegation_id: "d2".to_owned(),
+                reason: "task done".to_owned(),
+            }))
+        );
+        let row = query::delegation(&replica.state, "d2")
+            .expect("the store reads")
+            .expect("d2 exists");
+        assert_eq!(
+            (row.revoked, row.revoked_seq, row.revoke_reason.as_str()),
+            (true, accepted.seq, "task done")
+        );
+        check_unchanged(
+            &mut replica,
+            revoke_delegation("d2").by(admin()).key("again"),
+        );
+    }
+    use RejectReason::*;
+    let cases = [
+        (
+            revoke_delegation("d1").by(agent_actor("sub")),
+            PermissionDenied,
+            "only an admin, human hana or an agent in the chain bot may revoke delegation d1",
+        ),
+        (
+            revoke_delegation("d2").by(human_actor("alice")),
+            PermissionDenied,
+            "only an admin, human hana or an agent in the chain bot -> sub may revoke delegation d2",
+        ),
+        (
+            revoke_delegation("d2").by(agent_actor("other")),
+            PermissionDenied,
+            "only an admin, human hana or an agent in the chain bot -> sub may revoke delegation d2",
+        ),
+        (
+            revoke_delegation("nope").by(admin()),
+            DelegationNotFound,
+            "delegation nope does not exist",
+        ),
+    ];
+    for (command, reason, message) in cases {
+        check_rejected(delegation_world(), command, reason, message);
+    }
+}
+
+// IssueToken under a delegation.
+
+#[test]
+fn a_sub_agent_issues_for_the_root_human() {
+    // The token lives at most as long as the delegation.
+    for (ttl_seconds, expires_at_unix_s) in
+        [(600, NOW_S + 600), (TOKEN_TTL_SECONDS_MAX, D2_EXPIRES)]
+    {
+        let mut replica = delegation_world();
+        let command = log::IssueToken {
+            ttl_seconds,
+            ..delegated("j2", "sub", "d2", &["read"])
+        };
+        let (accepted, event) = check_accepted(&mut replica, command.by(agent_actor("sub")));
+        let claims = log::TokenIssued {
+            jti: "j2".to_owned(),
+            subject: "hana".to_owned(),
+            agent_id: "sub".to_owned(),
+            audience: MAIL.to_owned(),
+            scopes: strings(&["read"]),
+            issued_at_unix_s: NOW_S,
+            expires_at_unix_s,
+            key_id: "k1".to_owned(),
+            session_id: String::new(),
+            delegation_id: "d2".to_owned(),
+            actor_chain: strings(&["sub", "bot"]),
+            task: "triage inbox".to_owned(),
+            subject_jti: String::new(),
+            subject_kind: PrincipalKind::Human as i32,
+        };
+        assert_eq!(accepted.token_issued.as_ref(), Some(&claims));
+        assert_eq!(event.kind, Some(EventKind::TokenIssued(claims.clone())));
+        assert_eq!(replica.token_row("j2").issued, Some(claims));
+    }
+    // The root grantee issues under its own grant: a chain of one.
+    let mut replica = delegation_world();
+    let (accepted, _) = check_accepted(
+        &mut replica,
+        delegated("j1", "bot", "d1", &["send"]).by(agent_actor("bot")),
+    );
+    let claims = accepted.token_issued.expect("claims are returned");
+    assert_eq!(
+        (
+            claims.subject.as_str(),
+            claims.actor_chain,
+            claims.expires_at_unix_s
+        ),
+        ("hana", strings(&["bot"]), NOW_S + 600)
+    );
+}
+
+#[test]
+fn issue_under_delegation_rejections() {
+    use RejectReason::*;
+    let base = delegation_world();
+    let next_seq = base.seq() + 1;
+    let sub = || agent_actor("sub");
+    let j2 = |scopes: &[&str]| delegated("j2", "sub", "d2", scopes).by(agent_actor("sub"));
+    let cases: Vec<(Vec<Command>, Command, RejectReason, String)> = vec![
+        // send is a tool of mail, so only the delegation refuses it.
+        (
+            vec![],
+            j2(&["send"]),
+            ScopeNotDelegated,
+            "scope send is not in delegation d2; allowed: read".to_owned(),
+        ),
+        (
+            vec![],
+            log::IssueToken {
+                audience: CAL.to_owned(),
+                ..delegated("j2", "sub", "d2", &["view"])
+            }
+            .by(sub()),
+            AudienceNotDelegated,
+            format!("audience {CAL} is not in delegation d2; allowed: {MAIL}"),
+        ),
+        (
+            vec![],
+            delegated("j2", "bot", "d2", &["read"]).by(agent_actor("bot")),
+            PermissionDenied,
+            "delegation d2 is granted to agent sub, not bot".to_owned(),
+        ),
+        (
+            vec![],
+            delegated("j2", "sub", "d1", &["read"]).by(sub()),
+            PermissionDenied,
+            "delegation d1 is granted to agent bot, not sub".to_owned(),
+        ),
+        (
+            vec![],
+            delegated("j2", "sub", "nope", &["read"]).by(sub()),
+            DelegationNotFound,
+            "delegation nope does not exist".to_owned(),
+        ),
+        // The cascade: revoking the root stops the child.
+        (
+            vec![revoke_delegation("d1").by(human_actor("hana"))],
+            j2(&["read"]),
+            DelegationInactive,
+            format!("delegation d1 was revoked at seq {next_seq}"),
+        ),
+        (
+            vec![revoke_delegation("d2").by(agent_actor("bot"))],
+            j2(&["read"]),
+            DelegationInactive,
+            format!("delegation d2 was revoked at seq {next_seq}"),
+        ),
+        // The kill switch on the middle of the chain.
+        (
+            vec![set_status(log::EntityKind::Agent, "bot", true).by(admin())],
+            j2(&["read"]),
+            DelegationInactive,
+            "agent bot is disabled".to_owned(),
+        ),
+        (
+            vec![set_status(log::EntityKind::Human, "hana", true).by(admin())],
+            j2(&["read"]),
+            DelegationInactive,
+            "human hana is disabled".to_owned(),
+        ),
+        // Offboarding the agents' owner stops the agent itself first.
+        (
+            vec![set_status(log::EntityKind::Human, "alice", true).by(admin())],
+            j2(&["read"]),
+            AgentDisabled,
+            "agent sub's owner: human alice is disabled".to_owned(),
+        ),
+    ];
+    for (set_up, command, reason, message) in cases {
+        let mut replica = base.clone();
+        replica.set_up(set_up);
+        check_rejected(replica, command, reason, &message);
+    }
+}
+
+#[test]
+fn a_delegated_token_lapses_with_any_link_of_its_chain() {
+    use LapseKind::*;
+    let mut base = delegation_world();
+    base.set_up([
+        agent_session("as1", "sub").by(agent_actor("sub")),
+        log::IssueToken {
+            session_id: "as1".to_owned(),
+            ..delegated("j2", "sub", "d2", &["read"])
+        }
+        .by(agent_actor("sub")),
+    ]);
+    let next_seq = base.seq() + 1;
+    let cases: Vec<(Vec<Command>, Result<(), Lapse>)> = vec![
+        (vec![], Ok(())),
+        (
+            vec![revoke_delegation("d1").by(human_actor("hana"))],
+            lapse(
+                DelegationRevoked,
+                format!("delegation d1 was revoked at seq {next_seq}"),
+            ),
+        ),
+        (
+            vec![revoke_delegation("d2").by(agent_actor("sub"))],
+            lapse(
+                DelegationRevoked,
+                format!("delegation d2 was revoked at seq {next_seq}"),
+            ),
+        ),
+        (
+            vec![set_status(log::EntityKind::Human, "hana", true).by(admin())],
+            lapse(HumanDisabled, "human hana is disabled"),
+        ),
+        (
+            vec![end_session("as1").by(agent_actor("sub"))],
+            lapse(SessionEnded, format!("session as1 ended at seq {next_seq}")),
+        ),
+        (
+            vec![set_status(log::EntityKind::Agent, "bot", true).by(admin())],
+            lapse(AgentDisabled, "agent bot is disabled"),
+        ),
+        (
+            vec![set_status(log::EntityKind::Agent, "sub", true).by(admin())],
+            lapse(AgentDisabled, "agent sub is disabled"),
+        ),
+        (
+            vec![revoke("j2").by(human_actor("hana"))],
+            lapse(
+                TokenRevoked,
+                format!("the token was revoked at seq {next_seq}"),
+            ),
+        ),
+    ];
+    for (set_up, expected) in cases {
+        let mut replica = base.clone();
+        let context = format!("{set_up:?}");
+        replica.set_up(set_up);
+        assert_eq!(token_validity(&replica, "j2"), expected, "after {context}");
+    }
+    // The chain also lapses when a link expires.
+    let row = base.token_row("j2");
+    assert_eq!(
+        validity::token(&base.state, &row, D2_EXPIRES).expect("the store reads"),
+        lapse(
+            SessionEnded,
+            format!("session as1 expired at {}", T0_S + 3_600)
+        )
+    );
+}
+
+// Token exchange (RFC 8693).
+
+#[test]
+fn exchange_a_human_session_token_down_a_delegation_chain() {
+    let mut replica = delegation_world();
+    let (accepted, event) = check_accepted(
+        &mut replica,
+        human_session("hs1", "hana", "hj").by(human_actor("hana")),
+    );
+    let session_token = log::TokenIssued {
+        jti: "hj".to_owned(),
+        subject: "hana".to_owned(),
+        subject_kind: PrincipalKind::Human as i32,
+        audience: ISSUER.to_owned(),
+        issued_at_unix_s: NOW_S,
+        expires_at_unix_s: NOW_S + 3_600,
+        key_id: "k1".to_owned(),
+        session_id: "hs1".to_owned(),
+        ..Default::default()
+    };
+    let started = log::SessionStarted {
+        session_id: "hs1".to_owned(),
+        principal_kind: PrincipalKind::Human as i32,
+        principal_id: "hana".to_owned(),
+        device_id: String::new(),
+        auth_method: log::AuthMethod::LocalPassword as i32,
+        expires_at_unix_s: NOW_S + 3_600,
+        federated: None,
+        token: Some(session_token.clone()),
+    };
+    assert_eq!(accepted.token_issued.as_ref(), Some(&session_token));
+    assert_eq!(accepted.session_started.as_ref(), Some(&started));
+    assert_eq!(event.kind, Some(EventKind::SessionStarted(started)));
+    assert_eq!(replica.token_row("hj").issued, Some(session_token));
+    assert_eq!(token_validity(&replica, "hj"), Ok(()));
+
+    // bot exchanges hana's session token under her grant d1.
+    let (accepted, _) = check_accepted(
+        &mut replica,
+        exchange("x1", "bot", "d1", "hj").by(agent_actor("bot")),
+    );
+    let x1 = log::TokenIssued {
+        jti: "x1".to_owned(),
+        subject: "hana".to_owned(),
+        agent_id: "bot".to_owned(),
+        audience: MAIL.to_owned(),
+        scopes: strings(&["read"]),
+        issued_at_unix_s: NOW_S,
+        expires_at_unix_s: NOW_S + 600,
+        key_id: "k1".to_owned(),
+        session_id: "hs1".to_owned(),
+        delegation_id: "d1".to_owned(),
+        actor_chain: strings(&["bot"]),
+        task: "triage inbox".to_owned(),
+        subject_jti: "hj".to_owned(),
+        subject_kind: PrincipalKind::Human as i32,
+    };
+    assert_eq!(accepted.token_issued, Some(x1.clone()));
+
+    // sub exchanges bot's token under the grant bot made it.
+    let (accepted, _) = check_accepted(
+        &mut replica,
+        exchange("x2", "sub", "d2", "x1").by(agent_actor("sub")),
+    );
+    let x2 = log::TokenIssued {
+        jti: "x2".to_owned(),
+        agent_id: "sub".to_owned(),
+        delegation_id: "d2".to_owned(),
+        actor_chain: strings(&["sub", "bot"]),
+        subject_jti: "x1".to_owned(),
+        ..x1
+    };
+    assert_eq!(accepted.token_issued, Some(x2));
+
+    // Logging out ends every token exchanged from the session.
+    let (ended, _) = check_accepted(&mut replica, end_session("hs1").by(human_actor("hana")));
+    for jti in ["hj", "x1", "x2"] {
+        assert_eq!(
+            token_validity(&replica, jti),
+            lapse(
+                LapseKind::SessionEnded,
+                format!("session hs1 ended at seq {}", ended.seq)
+            ),
+            "{jti}"
+        );
+    }
+}
+
+#[test]
+fn an_exchange_never_exceeds_the_subject_token() {
+    // A session shorter than the requested token: the exchanged token ends with it.
+    let mut replica = delegation_world();
+    let short = log::StartSession {
+        ttl_seconds: 60,
+        ..human_session("hs1", "hana", "hj")
+    };
+    check_accepted(&mut replica, short.by(human_actor("hana")));
+    let (accepted, _) = check_accepted(
+        &mut replica,
+        exchange("x1", "bot", "d1", "hj").by(agent_actor("bot")),
+    );
+    let claims = accepted.token_issued.expect("claims are returned");
+    assert_eq!(claims.expires_at_unix_s, NOW_S + 60);
+}
+
+#[test]
+fn token_exchange_rejections() {
+    use RejectReason::*;
+    let mut base = delegation_world();
+    base.set_up([
+        // alice's own grant to bot: not a continuation of hana's session.
+        log::CreateDelegation {
+            delegation_id: "da".to_owned(),
+            ..d1()
+        }
+        .by(human_actor("alice")),
+        human_session("hs1", "hana", "hj").by(human_actor("hana")),
+        log::StartSession {
+            ttl_seconds: 60,
+            ..human_session("hs2", "hana", "hj2")
+        }
+        .by(human_actor("hana")),
+    ]);
+    let next_seq = base.seq() + 1;
+    let no_link = |delegation_id: &str, subject_jti: &str| {
+        format!(
+            "delegation {delegation_id} does not continue from subject token {subject_jti}: \
+             allowed: a root delegation from the session's human, or a delegation granted under \
+             the subject token's own delegation by its agent"
+        )
+    };
+    let bot = || agent_actor("bot");
+    let cases: Vec<(Vec<Command>, Command, RejectReason, String)> = vec![
+        (vec![], exchange("x1", "bot", "da", "hj").by(bot()), SubjectTokenInactive, no_link("da", "hj")),
+        // A human's session token goes to a root grantee only, not down a child.
+        (vec![], exchange("x1", "sub", "d2", "hj").by(agent_actor("sub")), SubjectTokenInactive, no_link("d2", "hj")),
+        (vec![end_session("hs1").by(human_actor("hana"))], exchange("x1", "bot", "d1", "hj").by(bot()), SubjectTokenInactive, format!("subject token hj: session hs1 ended at seq {next_seq}")),
+        (vec![revoke("hj").by(human_actor("hana"))], exchange("x1", "bot", "d1", "hj").by(bot()), SubjectTokenInactive, format!("subject token hj: the token was revoked at seq {next_seq}")),
+        (vec![], exchange("x1", "bot", "d1", "nope").by(bot()), SubjectTokenInactive, "subject token nope was never issued".to_owned()),
+        (vec![], exchange("x1", "bot", "d1", "hj2").by(bot()), SubjectTokenInactive, format!("subject token hj2 expired at {}", T0_S + 60)),
+        // bot's own token (no delegation) carries no authority to pass on.
+        (
+            vec![issue("j1", "bot", &["read"]).by(bot())],
+            exchange("x1", "sub", "d2", "j1").by(agent_actor("sub")),
+            SubjectTokenInactive,
+            no_link("d2", "j1"),
+        ),
+        (vec![], log::IssueToken { delegation_id: String::new(), ..exchange("x1", "bot", "d1", "hj") }.by(bot()), InvalidCommand, "delegation_id is empty in a token exchange; allowed: the delegation the actor acts under".to_owned()),
+        (
+            vec![],
+            log::IssueToken { session_id: "hs1".to_owned(), ..exchange("x1", "bot", "d1", "hj") }.by(bot()),
+            InvalidCommand,
+            "session_id is set in a token exchange; allowed: empty: an exchanged token keeps the subject token's session".to_owned(),
+        ),
+    ];
+    for (set_up, command, reason, message) in cases {
+        let mut replica = base.clone();
+        replica.set_up(set_up);
+        check_rejected(replica, command, reason, &message);
+    }
+}
+
+// Client assertions.
+
+#[test]
+fn an_assertion_authenticates_one_command() {
+    let mut replica = Replica::world();
+    replica.set_up([agent("bot2", "alice").by(admin())]);
+    let bot = || agent_actor("bot");
+    check_accepted(
+        &mut replica,
+        issue("j1", "bot", &["send"])
+            .by(bot())
+            .spending("bot", "a-1"),
+    );
+    assert!(query::assertion_spent(&replica.state, "bot", "a-1").expect("the store reads"));
+    check_rejected(
+        replica.clone(),
+        issue("j2", "bot", &["send"])
+            .by(bot())
+            .spending("bot", "a-1"),
+        RejectReason::AssertionReplayed,
+        "client assertion a-1 of agent bot was already used; allowed: a new assertion (new jti) \
+         per request",
+    );
+    // A new jti is a new assertion, and so is the same jti of another agent.
+    check_accepted(
+        &mut replica,
+        issue("j2", "bot", &["send"])
+            .by(bot())
+            .spending("bot", "a-2"),
+    );
+    check_accepted(
+        &mut replica,
+        issue("j3", "bot2", &["send"])
+            .by(agent_actor("bot2"))
+            .spending("bot2", "a-1"),
+    );
+}
+
+#[test]
+fn an_assertion_replayed_within_a_batch_is_refused() {
+    let mut replica = Replica::world();
+    let bot = || agent_actor("bot");
+    let applied = replica.apply(
+        T1,
+        vec![
+            issue("j1", "bot", &["send"])
+                .by(bot())
+                .spending("bot", "a-1"),
+            issue("j2", "bot", &["send"])
+                .by(bot())
+                .spending("bot", "a-1"),
+        ],
+    );
+    accepted_of(&applied.outcomes[0]);
+    assert_eq!(
+        applied.outcomes[1],
+        rejected(
+            RejectReason::AssertionReplayed,
+            "client assertion a-1 of agent bot was already used; allowed: a new assertion (new \
+             jti) per request"
+                .to_owned()
+        )
+    );
+    let positions: Vec<u32> = applied.events.iter().map(|it| it.batch_position).collect();
+    assert_eq!(positions, [0]);
+    assert_eq!(
+        query::token(&replica.state, "j2").expect("the store reads"),
+        None
+    );
+}
+
+#[test]
+fn a_rejected_command_does_not_spend_its_assertion() {
+    let mut replica = Replica::world();
+    let bot = || agent_actor("bot");
+    check_rejected(
+        replica.clone(),
+        issue("j1", "bot", &["delete"])
+            .by(bot())
+            .spending("bot", "a-1"),
+        RejectReason::ScopeNotAllowed,
+        "scope delete is not a tool of service mail; allowed: read, send",
+    );
+    check_accepted(
+        &mut replica,
+        issue("j1", "bot", &["send"])
+            .by(bot())
+            .spending("bot", "a-1"),
+    );
+}
+
+#[test]
+fn an_assertion_must_name_the_acting_agent() {
+    let rule = "allowed: the agent that is the actor";
+    let cases = [
+        (
+            issue("j1", "bot", &["send"])
+                .by(agent_actor("bot"))
+                .spending("bot2", "a-1"),
+            format!("assertion.agent_id is bot2 but the actor is bot; {rule}"),
+        ),
+        (
+            register_human("zed").spending("bot", "a-1"),
+            format!("assertion.agent_id is bot but the actor is root; {rule}"),
+        ),
+        // An id equal to the assertion's is not enough: the actor must be an agent.
+        (
+            revoke("j1").by(human_actor("bot")).spending("bot", "a-1"),
+            format!("assertion.agent_id is bot but the actor is bot; {rule}"),
+        ),
+        (
+            issue("j1", "bot", &["send"])
+                .by(agent_actor("bot"))
+                .spending("bot", ""),
+            "assertion.jti is empty; allowed: 1 to 128 printable ASCII characters ('!' to '~', \
+             no spaces)"
+                .to_owned(),
+        ),
+    ];
+    for (command, message) in cases {
+        check_rejected(
+            Replica::world(),
+            command,
+            RejectReason::InvalidCommand,
+            &message,
+        );
+    }
+}
+
+#[test]
+fn a_retry_with_its_assertion_replays_the_first_outcome() {
+    let mut replica = Replica::world();
+    let command = issue("j1", "bot", &["send"])
+        .by(agent_actor("bot"))
+        .spending("bot", "a-1");
+    let (first, _) = check_accepted(&mut replica, command.clone());
+    for batch in [vec![command.clone()], vec![command.clone(), command]] {
+        let digest_before = replica.digest();
+        let applied = replica.apply(T1 + 1_000, batch);
+        for outcome in &applied.outcomes {
+            assert_eq!(
+                accepted_of(outcome),
+                Accepted {
+                    replayed: true,
+                    ..first.clone()
+                }
+            );
+        }
+        assert_eq!(applied.events, []);
+        assert!(applied.writes.is_empty());
+        assert_eq!(replica.digest(), digest_before);
+    }
+}
+
+#[test]
+fn a_retry_of_an_accepted_no_op_with_its_assertion_is_not_refused() {
+    let mut replica = Replica::world();
+    replica.set_up([
+        issue("j1", "bot", &["send"]).by(agent_actor("bot")),
+        revoke("j1").by(admin()),
+    ]);
+    // Revoking a revoked token is accepted without a change...
+    let command = revoke("j1").by(agent_actor("bot")).spending("bot", "a-1");
+    let applied = replica.apply(T1, vec![command.clone()]);
+    let first = accepted_of(&applied.outcomes[0]);
+    assert!(!first.changed);
+    // ...and so must its retry be, rather than refused as a replayed assertion.
+    let applied = replica.apply(T1 + 1_000, vec![command]);
+    let retried = accepted_of(&applied.outcomes[0]);
+    assert_eq!((retried.seq, retried.changed), (first.seq, false));
+}
+
+// Sessions.
+
+/// The world plus human hana and devices: laptop and tablet (alice's; tablet disabled) and phone
+/// (hana's).
+fn session_world() -> Replica {
+    let mut replica = Replica::world();
+    replica.set_up([
+        register_human("hana"),
+        device("laptop", "alice").by(human_actor("alice")),
+        device("tablet", "alice").by(admin()),
+        device("phone", "hana").by(human_actor("hana")),
+        set_status(log::EntityKind::Device, "tablet", true).by(human_actor("alice")),
+    ]);
+    replica
+}
+
+#[test]
+fn an_agent_session_starts_and_ends_once() {
+    let mut replica = session_world();
+    let (started_outcome, event) = check_accepted(
+        &mut replica,
+        agent_session("s1", "bot").by(agent_actor("bot")),
+    );
+    let started = log::SessionStarted {
+        session_id: "s1".to_owned(),
+        principal_kind: PrincipalKind::Agent as i32,
+        principal_id: "bot".to_owned(),
+        device_id: String::new(),
+        auth_method: log::AuthMethod::ClientSecret as i32,
+        expires_at_unix_s: NOW_S + 3_600,
+        federated: None,
+        token: None,
+    };
+    assert_eq!(started_outcome.session_started.as_ref(), Some(&started));
+    assert_eq!(started_outcome.token_issued, None);
+    assert_eq!(event.kind, Some(EventKind::SessionStarted(started.clone())));
+    let (ended, event) = check_accepted(&mut replica, end_session("s1").by(agent_actor("bot")));
+    assert_eq!(
+        event.kind,
+        Some(EventKind::SessionEnded(log::SessionEnded {
+            session_id: "s1".to_owned(),
+            reason: "logout".to_owned(),
+        }))
+    );
+    assert_eq!(
+        query::session(&replica.state, "s1").expect("the store reads"),
+        Some(SessionRow {
+            started: Some(started),
+            started_seq: started_outcome.seq,
+            ended: true,
+            ended_seq: ended.seq,
+            end_reason: "logout".to_owned(),
+        })
+    );
+    // Ending it again, by anyone allowed to, changes nothing.
+    for actor in [agent_actor("bot"), human_actor("alice"), admin()] {
+        let again = log::EndSession {
+            reason: "again".to_owned(),
+            ..end_session("s1")
+        };
+        check_unchanged(&mut replica, again.by(actor));
+    }
+}
+
+#[test]
+fn a_human_session_on_a_device_issues_its_session_token() {
+    let mut replica = session_world();
+    let command = log::StartSession {
+        device_id: "laptop".to_owned(),
+        ..human_session("hs1", "alice", "hj")
+    };
+    let (accepted, _) = check_accepted(&mut replica, command.by(human_actor("alice")));
+    let started = accepted.session_started.expect("the session is returned");
+    assert_eq!(started.device_id, "laptop");
+    let token = started.token.expect("a human session has a token");
+    assert_eq!(accepted.token_issued.as_ref(), Some(&token));
+    assert_eq!(
+        replica.token_row("hj"),
+        TokenRow {
+            issued: Some(token),
+            issued_seq: accepted.seq,
+            ..Default::default()
+        }
+    );
+    let key = query::signing_key(&replica.state, "k1")
+        .expect("the store reads")
+        .expect("k1 is published");
+    assert_eq!(key.last_token_expires_at_unix_s, NOW_S + 3_600);
+    // Disabling the device ends what was started on it.
+    check_accepted(
+        &mut replica,
+        set_status(log::EntityKind::Device, "laptop", true).by(human_actor("alice")),
+    );
+    assert_eq!(
+        token_validity(&replica, "hj"),
+        lapse(
+            LapseKind::DeviceDisabled,
+            "session hs1's device laptop is disabled"
+        )
+    );
+}
+
+#[test]
+fn a_bound_agent_starts_its_sessions_on_its_device() {
+    let mut replica = session_world();
+    let (_, event) = check_accepted(&mut replica, bind("bot", "laptop").by(human_actor("alice")));
+    assert_eq!(
+        event.kind,
+        Some(EventKind::AgentDeviceBound(log::AgentDeviceBound {
+            agent_id: "bot".to_owned(),
+            device_id: "laptop".to_owned(),
+        }))
+    );
+    check_unchanged(&mut replica, bind("bot", "laptop").by(admin()));
+    let (accepted, _) = check_accepted(
+        &mut replica,
+        agent_session("s1", "bot").by(agent_actor("bot")),
+    );
+    let started = accepted.session_started.expect("the session is returned");
+    assert_eq!(started.device_id, "laptop");
+    // Unbinding frees the agent from the device.
+    let (_, event) = check_accepted(&mut replica, bind("bot", "").by(admin()));
+    assert_eq!(
+        event.kind,
+        Some(EventKind::AgentDeviceBound(log::AgentDeviceBound {
+            agent_id: "bot".to_owned(),
+            device_id: String::new(),
+        }))
+    );
+    let (accepted, _) = check_accepted(
+        &mut replica,
+        agent_session("s2", "bot").by(agent_actor("bot")),
+    );
+    let started = accepted.session_started.expect("the session is returned");
+    assert_eq!(started.device_id, "");
+}
+
+#[test]
+fn start_session_rejections() {
+    use RejectReason::*;
+    let alice = || human_actor("alice");
+    let bot = || agent_actor("bot");
+    let on = |device_id: &str, session: log::StartSession| log::StartSession {
+        device_id: device_id.to_owned(),
+        ..session
+    };
+    let bind_laptop = || bind("bot", "laptop").by(human_actor("alice"));
+    let cases: Vec<(Vec<Command>, Command, RejectReason, String)> = vec![
+        (vec![], on("phone", human_session("hs1", "alice", "hj")).by(alice()), PermissionDenied, "device phone belongs to human hana".to_owned()),
+        (vec![], on("phone", agent_session("s1", "bot")).by(bot()), PermissionDenied, "device phone belongs to human hana".to_owned()),
+        (vec![], on("tablet", human_session("hs1", "alice", "hj")).by(alice()), DeviceDisabled, "device tablet is disabled".to_owned()),
+        (vec![], on("ghost", agent_session("s1", "bot")).by(bot()), DeviceNotFound, "device ghost does not exist".to_owned()),
+        (
+            vec![bind_laptop(), set_status(log::EntityKind::Device, "laptop", true).by(admin())],
+            agent_session("s1", "bot").by(bot()),
+            DeviceDisabled,
+            "device laptop is disabled".to_owned(),
+        ),
+        (vec![bind_laptop()], on("phone", agent_session("s1", "bot")).by(bot()), PermissionDenied, "agent bot is bound to device laptop, not phone".to_owned()),
+        // A session is started by its own principal only.
+        (vec![], agent_session("s1", "bot").by(agent_actor("bot2")), PermissionDenied, "only bot itself may start its session".to_owned()),
+        (vec![], agent_session("s1", "bot").by(alice()), PermissionDenied, "only bot itself may start its session".to_owned()),
+        (vec![], agent_session("s1", "bot").by(admin()), PermissionDenied, "only bot itself may start its session".to_owned()),
+        (vec![], human_session("hs1", "alice", "hj").by(human_actor("hana")), PermissionDenied, "only alice itself may start its session".to_owned()),
+        (vec![], human_session("hs1", "alice", "hj").by(agent_actor("alice")), PermissionDenied, "only alice itself may start its session".to_owned()),
+        (
+            vec![],
+            log::StartSession { auth_method: log::AuthMethod::ClientSecret as i32, ..human_session("hs1", "alice", "hj") }.by(alice()),
+            InvalidCommand,
+            "auth_method is 1 for principal kind 2; allowed: a human with OIDC_ID_TOKEN or LOCAL_PASSWORD, or an agent with CLIENT_SECRET or PRIVATE_KEY_JWT".to_owned(),
+        ),
+        (vec![], log::StartSession { ttl_seconds: 0, ..agent_session("s1", "bot") }.by(bot()), InvalidCommand, "ttl_seconds is 0; allowed: 1 to 604800".to_owned()),
+        (vec![set_status(log::EntityKind::Agent, "bot", true).by(admin())], agent_session("s1", "bot").by(bot()), AgentDisabled, "agent bot is disabled".to_owned()),
+        (vec![set_status(log::EntityKind::Human, "alice", true).by(admin())], human_session("hs1", "alice", "hj").by(alice()), HumanDisabled, "human alice is disabled".to_owned()),
+        (vec![agent_session("s1", "bot").by(bot())], log::StartSession { ttl_seconds: 60, ..agent_session("s1", "bot") }.by(bot()), AlreadyExists, "session s1 already exists".to_owned()),
+    ];
+    for (set_up, command, reason, message) in cases {
+        let mut replica = session_world();
+        replica.set_up(set_up);
+        check_rejected(replica, command, reason, &message);
+    }
+}
+
+#[test]
+fn end_session_rejections() {
+    use RejectReason::*;
+    let mut base = session_world();
+    base.set_up([agent_session("s1", "bot").by(agent_actor("bot"))]);
+    let cases = [
+        (
+            end_session("s1").by(agent_actor("bot2")),
+            PermissionDenied,
+            "only an admin or bot may end session s1",
+        ),
+        (
+            end_session("s1").by(human_actor("hana")),
+            PermissionDenied,
+            "only an admin or bot may end session s1",
+        ),
+        (
+            end_session("nope").by(admin()),
+            SessionNotFound,
+            "session nope does not exist",
+        ),
+    ];
+    for (command, reason, message) in cases {
+        check_rejected(base.clone(), command, reason, message);
+    }
+}
+
+#[test]
+fn bind_agent_device_rejections() {
+    use RejectReason::*;
+    let alice = || human_actor("alice");
+    let cases = [
+        (
+            bind("bot", "phone").by(alice()),
+            PermissionDenied,
+            "device phone belongs to human hana, not to agent bot's owner alice",
+        ),
+        (
+            bind("bot", "tablet").by(alice()),
+            DeviceDisabled,
+            "device tablet is disabled",
+        ),
+        (
+            bind("bot", "ghost").by(alice()),
+            DeviceNotFound,
+            "device ghost does not exist",
+        ),
+        (
+            bind("bot", "laptop").by(human_actor("hana")),
+            PermissionDenied,
+            "only an admin or human alice may bind this agent",
+        ),
+        (
+            bind("bot", "laptop").by(agent_actor("bot")),
+            PermissionDenied,
+            "only an admin or human alice may bind this agent",
+        ),
+        (
+            bind("ghost", "laptop").by(alice()),
+            AgentNotFound,
+            "agent ghost does not exist",
+        ),
+    ];
+    for (command, reason, message) in cases {
+        check_rejected(session_world(), command, reason, message);
+    }
+}
+
+// ChangeCredentials.
+
+#[test]
+fn change_credentials_adds_a_key_without_its_bytes_in_the_event() {
+    let mut replica = Replica::world();
+    let command = log::ChangeCredentials {
+        agent_id: "bot".to_owned(),
+        add: vec![ed25519("c2", 32)],
+        remove: Vec::new(),
+    };
+    let (_, event) = check_accepted(&mut replica, command.by(admin()));
+    assert_eq!(
+        event.kind,
+        Some(EventKind::CredentialsChanged(log::CredentialsChanged {
+            agent_id: "bot".to_owned(),
+            added_ids: strings(&["c2"]),
+            removed_ids: Vec::new(),
+        }))
+    );
+    let event_bytes = event.encode_to_vec();
+    assert!(
+        !event_bytes.windows(32).any(|it| it == [0xee; 32]),
+        "key leaked into the event"
+    );
+    let row = query::agent(&replica.state, "bot")
+        .expect("the store reads")
+        .expect("bot exists");
+    assert_eq!(row.credentials, [credential("c1"), ed25519("c2", 32)]);
+}
+
+#[test]
+fn an_agent_or_its_owner_rotates_its_credentials() {
+    for actor in [agent_actor("bot"), human_actor("alice")] {
+        let mut replica = Replica::world();
+        // Add and remove in one step: never a moment with neither or both.
+        let rotation = log::ChangeCredentials {
+            agent_id: "bot".to_owned(),
+            add: vec![ed25519("c2", 32)],
+            remove: strings(&["c1"]),
+        };
+        let (_, event) = check_accepted(&mut replica, rotation.by(actor));
+        assert_eq!(
+            event.kind,
+            Some(EventKind::CredentialsChanged(log::CredentialsChanged {
+                agent_id: "bot".to_owned(),
+                added_ids: strings(&["c2"]),
+                removed_ids: strings(&["c1"]),
+            }))
+        );
+        let row = query::agent(&replica.state, "bot")
+            .expect("the store reads")
+            .expect("bot exists");
+        assert_eq!(row.credentials, [ed25519("c2", 32)]);
+    }
+}
+
+#[test]
+fn change_credentials_rejections() {
+    use RejectReason::*;
+    let change = |add: Vec<Credential>, remove: &[&str]| log::ChangeCredentials {
+        agent_id: "bot".to_owned(),
+        add,
+        remove: strings(remove),
+    };
+    let bot = || agent_actor("bot");
+    let many = |from: usize, to: usize| -> Vec<Credential> {
+        (from..to)
+            .map(|idx| ed25519(&format!("c{idx}"), 32))
+            .collect()
+    };
+    let denied = "only an admin, human alice or agent bot itself may change its credentials";
+    let cases: Vec<(Command, RejectReason, String)> = vec![
+        (change(vec![], &["c9"]).by(bot()), CredentialNotFound, "agent bot has no credential c9".to_owned()),
+        (change(vec![], &["c1", "c1"]).by(bot()), CredentialNotFound, "agent bot has no credential c1".to_owned()),
+        (change(vec![ed25519("c1", 32)], &[]).by(bot()), AlreadyExists, "agent bot already has credential c1".to_owned()),
+        (change(vec![ed25519("c2", 32), credential("c2")], &[]).by(bot()), AlreadyExists, "agent bot already has credential c2".to_owned()),
+        (change(vec![ed25519("c2", 31)], &[]).by(bot()), InvalidCommand, "add[0].ed25519_public_key is 31 bytes long; allowed: exactly 32 bytes (an Ed25519 public key)".to_owned()),
+        (change(vec![ed25519("c2", 33)], &[]).by(bot()), InvalidCommand, "add[0].ed25519_public_key is 33 bytes long; allowed: exactly 32 bytes (an Ed25519 public key)".to_owned()),
+        // bot holds c1: eight more would make nine.
+        (change(many(2, 10), &[]).by(bot()), InvalidCommand, "add would leave 9 credentials; allowed: at most 8 per agent".to_owned()),
+        (change(many(2, 11), &[]).by(bot()), InvalidCommand, "add has 9 entries; allowed: at most 8".to_owned()),
+        (change(vec![], &[]).by(bot()), InvalidCommand, "add and remove are both empty; allowed: at least one credential to add or remove".to_owned()),
+        (change(vec![], &["c 1"]).by(bot()), InvalidCommand, "remove[0] contains ' ' at byte 1; allowed: 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit".to_owned()),
+        (change(vec![ed25519("c2", 32)], &["c1"]).by(agent_actor("bot2")), PermissionDenied, denied.to_owned()),
+        (change(vec![ed25519("c2", 32)], &["c1"]).by(human_actor("hana")), PermissionDenied, denied.to_owned()),
+        (log::ChangeCredentials { agent_id: "ghost".to_owned(), ..change(vec![], &["c1"]) }.by(admin()), AgentNotFound, "agent ghost does not exist".to_owned()),
+    ];
+    for (command, reason, message) in cases {
+        check_rejected(Replica::world(), command, reason, &message);
+    }
+    // Up to the cap is fine.
+    let mut replica = Replica::world();
+    check_accepted(&mut replica, change(many(2, 9), &[]).by(bot()));
+}
+
+// RetireSigningKey.
+
+#[test]
+fn a_retired_key_is_kept_until_its_last_token_expires() {
+    let bot = || agent_actor("bot");
+    let cases: Vec<(Vec<Command>, u64)> = vec![
+        (vec![], 0),
+        (
+            vec![
+                log::IssueToken {
+                    ttl_seconds: 3_600,
+                    ..issue("j1", "bot", &["send"])
+                }
+                .by(bot()),
+                issue("j2", "bot", &["send"]).by(bot()),
+            ],
+            T0_S + 3_600,
+        ),
+        // A human's session token is signed by the key too.
+        (
+            vec![
+                issue("j1", "bot", &["send"]).by(bot()),
+                log::StartSession {
+                    ttl_seconds: 7_200,
+                    ..human_session("hs1", "alice", "hj")
+                }
+                .by(human_actor("alice")),
+            ],
+            T0_S + 7_200,
+        ),
+    ];
+    for (set_up, keep_until_unix_s) in cases {
+        let mut replica = Replica::world();
+        replica.set_up(set_up);
+        let (accepted, event) = check_accepted(&mut replica, retire("k1").by(node()));
+        assert_eq!(
+            event.kind,
+            Some(EventKind::SigningKeyRetired(log::SigningKeyRetired {
+                key_id: "k1".to_owned(),
+                node_id: 1,
+                keep_until_unix_s,
+            }))
+        );
+        let row = query::signing_key(&replica.state, "k1")
+            .expect("the store reads")
+            .expect("k1 is published");
+        assert_eq!((row.retired, row.retired_seq), (true, accepted.seq));
+        // Retiring it again changes nothing.
+        check_unchanged(&mut replica, retire("k1").by(admin()));
+    }
+}
+
+#[test]
+fn retire_signing_key_rejections() {
+    use RejectReason::*;
+    let node_2 = Actor {
+        id: "2".to_owned(),
+        ..node()
+    };
+    let retire_k1 = || retire("k1").by(node());
+    let cases: Vec<(Vec<Command>, Command, RejectReason, &str)> = vec![
+        (
+            vec![retire_k1()],
+            issue("j1", "bot", &["send"]).by(agent_actor("bot")),
+            SigningKeyRetired,
+            "signing key k1 is retired; allowed: the node's current key",
+        ),
+        (
+            vec![retire_k1()],
+            human_session("hs1", "alice", "hj").by(human_actor("alice")),
+            SigningKeyRetired,
+            "signing key k1 is retired",
+        ),
+        (
+            vec![],
+            retire("k1").by(node_2),
+            PermissionDenied,
+            "only an admin or node 1 may retire its key k1",
+        ),
+        (
+            vec![],
+            retire("k1").by(agent_actor("bot")),
+            PermissionDenied,
+            "only an admin or node 1 may retire its key k1",
+        ),
+        (
+            vec![],
+            retire("k9").by(node()),
+            SigningKeyNotFound,
+            "signing key k9 is not published",
+        ),
+    ];
+    for (set_up, command, reason, message) in cases {
+        let mut replica = Replica::world();
+        replica.set_up(set_up);
+        check_rejected(replica, command, reason, message);
+    }
+}
+
+// SetStatus and updates.
+
+#[test]
+fn an_agent_is_disabled_and_enabled_again() {
+    let mut replica = Replica::world();
+    let status_changed = |disabled: bool| {
+        Some(EventKind::StatusChanged(log::StatusChanged {
+            entity: log::EntityKind::Agent as i32,
+            id: "bot".to_owned(),
+            disabled,
+            reason: "offboarding".to_owned(),
+        }))
+    };
+    let (accepted, event) = check_accepted(
+        &mut replica,
+        set_status(log::EntityKind::Agent, "bot", true).by(admin()),
+    );
+    assert!(accepted.changed);
+    assert_eq!(event.kind, status_changed(true));
+    check_unchanged(
+        &mut replica,
+        set_status(log::EntityKind::Agent, "bot", true).by(human_actor("alice")),
+    );
+    check_rejected(
+        replica.clone(),
+        issue("j1", "bot", &["send"]).by(agent_actor("bot")),
+        RejectReason::AgentDisabled,
+        "agent bot is disabled",
+    );
+    // Its owner turns it back on.
+    let (_, event) = check_accepted(
+        &mut replica,
+        set_status(log::EntityKind::Agent, "bot", false).by(human_actor("alice")),
+    );
+    assert_eq!(event.kind, status_changed(false));
+    check_unchanged(
+        &mut replica,
+        set_status(log::EntityKind::Agent, "bot", false).by(admin()),
+    );
+    check_accepted(
+        &mut replica,
+        issue("j1", "bot", &["send"]).by(agent_actor("bot")),
+    );
+}
+
+#[test]
+fn set_status_rejections() {
+    use RejectReason::*;
+    let mut base = Replica::world();
+    base.set_up([register_human("hana")]);
+    let agent_rule = "only an admin or human alice may disable or enable this agent";
+    let cases = [
+        (
+            set_status(log::EntityKind::Agent, "bot", true).by(human_actor("hana")),
+            PermissionDenied,
+            agent_rule,
+        ),
+        (
+            set_status(log::EntityKind::Agent, "bot", true).by(agent_actor("bot")),
+            PermissionDenied,
+            agent_rule,
+        ),
+        (
+            set_status(log::EntityKind::Human, "alice", true).by(human_actor("alice")),
+            PermissionDenied,
+            "only an admin may disable or enable humans",
+        ),
+        (
+            set_status(log::EntityKind::Service, "mail", true).by(human_actor("alice")),
+            PermissionDenied,
+            "only an admin may disable or enable services",
+        ),
+        (
+            set_status(log::EntityKind::Agent, "ghost", true).by(admin()),
+            AgentNotFound,
+            "agent ghost does not exist",
+        ),
+        (
+            set_status(log::EntityKind::Human, "ghost", true).by(admin()),
+            HumanNotFound,
+            "human ghost does not exist",
+        ),
+        (
+            set_status(log::EntityKind::Unspecified, "bot", true).by(admin()),
+            InvalidCommand,
+            "entity is 0; allowed: human, agent, service or device",
+        ),
+    ];
+    for (command, reason, message) in cases {
+        check_rejected(base.clone(), command, reason, message);
+    }
+}
+
+#[test]
+fn an_agent_is_updated_by_its_owner_only() {
+    let update = log::UpdateAgent {
+        agent_id: "bot".to_owned(),
+        kind: "assistant".to_owned(),
+        description: "schedules meetings".to_owned(),
+    };
+    let mut base = Replica::world();
+    base.set_up([register_human("hana")]);
+    for actor in [human_actor("alice"), admin()] {
+        let mut replica = base.clone();
+        let (_, event) = check_accepted(&mut replica, update.clone().by(actor));
+        assert_eq!(
+            event.kind,
+            Some(EventKind::AgentUpdated(log::AgentUpdated {
+                agent_id: "bot".to_owned(),
+                kind: "assistant".to_owned(),
+                description: "schedules meetings".to_owned(),
+            }))
+        );
+        let row = query::agent(&replica.state, "bot")
+            .expect("the store reads")
+            .expect("bot exists");
+        assert_eq!(
+            (row.kind.as_str(), row.description.as_str()),
+            ("assistant", "schedules meetings")
+        );
+        // The same values again change nothing.
+        check_unchanged(&mut replica, update.clone().by(admin()).key("again"));
+    }
+    use RejectReason::*;
+    let cases = [
+        (
+            update.clone().by(human_actor("hana")),
+            PermissionDenied,
+            "only an admin or human alice may update this agent",
+        ),
+        (
+            update.clone().by(agent_actor("bot")),
+            PermissionDenied,
+            "only an admin or human alice may update this agent",
+        ),
+        (
+            log::UpdateAgent {
+                agent_id: "ghost".to_owned(),
+                ..update.clone()
+            }
+            .by(admin()),
+            AgentNotFound,
+            "agent ghost does not exist",
+        ),
+    ];
+    for (command, reason, message) in cases {
+        check_rejected(base.clone(), command, reason, message);
+    }
+}
+
+#[test]
+fn humans_devices_and_services_are_updated_by_whoever_may() {
+    let mut replica = session_world();
+    let human_update = log::UpdateHuman {
+        human_id: "alice".to_owned(),
+        display_name: "Alice A.".to_owned(),
+        email: "alice@example.org".to_owned(),
+    };
+    let (_, event) = check_accepted(&mut replica, human_update.clone().by(human_actor("alice")));
+    assert_eq!(
+        event.kind,
+        Some(EventKind::HumanUpdated(log::HumanUpdated {
+            human_id: "alice".to_owned(),
+            display_name: "Alice A.".to_owned(),
+            email: "alice@example.org".to_owned(),
+        }))
+    );
+    check_rejected(
+        replica.clone(),
+        log::UpdateHuman {
+            display_name: "Mallory".to_owned(),
+            ..human_update
+        }
+        .by(human_actor("hana")),
+        RejectReason::PermissionDenied,
+        "only an admin or human alice may update this human",
+    );
+    let device_update = log::UpdateDevice {
+        device_id: "laptop".to_owned(),
+        name: "work laptop".to_owned(),
+        platform: "macos".to_owned(),
+    };
+    check_accepted(&mut replica, device_update.clone().by(human_actor("alice")));
+    check_rejected(
+        replica.clone(),
+        device_update.by(human_actor("hana")),
+        RejectReason::PermissionDenied,
+        "only an admin or human alice may update this device",
+    );
+    let service_update = log::UpdateService {
+        service_id: "mail".to_owned(),
+        tools: service("mail", MAIL, &["send", "read", "archive"]).tools,
+    };
+    let (_, event) = check_accepted(&mut replica, service_update.clone().by(admin()));
+    assert_eq!(
+        event.kind,
+        Some(EventKind::ServiceUpdated(log::ServiceUpdated {
+            service_id: "mail".to_owned(),
+            tools: service_update.tools.clone(),
+        }))
+    );
+    check_rejected(
+        replica,
+        service_update.by(human_actor("alice")),
+        RejectReason::PermissionDenied,
+        "only an admin may update services",
+    );
+}
+
+const IDP: &str = "https://idp.example";
+
+fn federated(subject: &str) -> log::FederatedIdentity {
+    log::FederatedIdentity {
+        issuer: IDP.to_owned(),
+        subject: subject.to_owned(),
+    }
+}
+
+/// hana, registered as subject 123 of the upstream issuer, logs in with its id_token.
+fn oidc_session(subject: Option<&str>) -> Command {
+    log::StartSession {
+        auth_method: log::AuthMethod::OidcIdToken as i32,
+        federated: subject.map(federated),
+        ..human_session("hs1", "hana", "hj")
+    }
+    .by(human_actor("hana"))
+}
+
+#[test]
+fn a_federated_human_logs_in_with_its_upstream_identity() {
+    let mut base = Replica::world();
+    let hana = log::RegisterHuman {
+        federated: Some(federated("123")),
+        ..human("hana")
+    };
+    base.set_up([hana.by(admin())]);
+    let mut replica = base.clone();
+    let (accepted, _) = check_accepted(&mut replica, oidc_session(Some("123")));
+    let started = accepted.session_started.expect("the session is returned");
+    assert_eq!(started.federated, Some(federated("123")));
+    use RejectReason::*;
+    let cases = [
+        (
+            oidc_session(Some("999")),
+            PermissionDenied,
+            format!("human hana is not subject 999 of issuer {IDP}"),
+        ),
+        (
+            oidc_session(None),
+            InvalidCommand,
+            "federated is missing; allowed: the issuer and subject of the verified id_token"
+                .to_owned(),
+        ),
+        (
+            oidc_session(Some("")),
+            InvalidCommand,
+            "federated.subject is empty; allowed: 1 to 255 printable ASCII characters ('!' to \
+             '~', no spaces)"
+                .to_owned(),
+        ),
+    ];
+    for (command, reason, message) in cases {
+        check_rejected(base.clone(), command, reason, &message);
+    }
+}
+
+#[test]
+fn a_session_records_only_a_verified_upstream_identity() {
+    // Neither a password login nor an agent's secret says anything about an upstream identity;
+    // one the command carries anyway, never validated, must not reach the audit log.
+    let unverified = Some(log::FederatedIdentity {
+        issuer: "https://evil.example".to_owned(),
+        subject: "not checked\n".to_owned(),
+    });
+    let commands = [
+        log::StartSession {
+            federated: unverified.clone(),
+            ..human_session("hs1", "alice", "hj")
+        }
+        .by(human_actor("alice")),
+        log::StartSession {
+            federated: unverified,
+            ..agent_session("s1", "bot")
+        }
+        .by(agent_actor("bot")),
+    ];
+    for command in commands {
+        let mut replica = Replica::world();
+        let applied = replica.apply(T1, vec![command]);
+        match &applied.outcomes[0].result {
+            Some(OutcomeResult::Accepted(accepted)) => {
+                let started = accepted.session_started.as_ref().expect("a session");
+                assert_eq!(started.federated, None);
+            }
+            _ => assert_eq!(
+                reason_of(&applied.outcomes[0]),
+                RejectReason::InvalidCommand
+            ),
+        }
+    }
 }

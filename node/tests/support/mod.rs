@@ -691,3 +691,256 @@ pub fn tamper_signature(token: &str) -> String {
     bytes[inside] = if bytes[inside] == b'A' { b'B' } else { b'A' };
     String::from_utf8(bytes).expect("a token is ASCII")
 }
+
+// ---------------------------------------------------------------------------------------------
+// Added for agent_auth.rs, key_rotation.rs and interop_pyjwt.rs
+// ---------------------------------------------------------------------------------------------
+
+impl Node {
+    /// Starts a fresh one-node cluster with `extra` config keys (e.g. `[[federation]]`,
+    /// `allow_local_passwords`) and waits until it leads.
+    pub async fn start_with(extra: toml::Table) -> Node {
+        let admin_token = format!("test-admin-{}", hex::encode(rand::random::<[u8; 16]>()));
+        let mut node = Node::new(1, true, extra, Ready::Leader, admin_token);
+        node.launch(None).await;
+        node
+    }
+
+    /// The HTTP address (JWKS, discovery, token endpoint), host:port.
+    pub fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
+    }
+
+    /// A plain HTTP/1.1 POST of an `application/x-www-form-urlencoded` body against the node's
+    /// HTTP port: (status code, body).
+    pub fn http_post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        use std::io::{Read, Write};
+        let body = form_urlencode(fields);
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))
+            .expect("connect to the HTTP port");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("set read timeout");
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read response");
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("a status line");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+/// `application/x-www-form-urlencoded`: unreserved bytes as they are, everything else %XX.
+pub fn form_urlencode(fields: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Seconds since the Unix epoch, from the test's clock.
+pub fn now_unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+}
+
+/// The decoded JSON header of a compact JWS.
+pub fn jwt_header(token: &str) -> serde_json::Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = token.split('.').next().expect("a compact JWS");
+    let bytes = URL_SAFE_NO_PAD.decode(header).expect("a base64url header");
+    serde_json::from_slice(&bytes).expect("a JSON header")
+}
+
+/// `message` with `client-assertion: <assertion>` (RFC 7523 private_key_jwt) and nothing else.
+pub fn with_assertion<T>(assertion: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = MetadataValue::try_from(assertion).expect("an assertion is valid metadata");
+    request.metadata_mut().insert("client-assertion", value);
+    request
+}
+
+/// An agent's Ed25519 key, registered (or not) as one of its credentials, that signs RFC 7523
+/// client assertions.
+pub struct AgentKey {
+    pub agent_id: String,
+    /// The credential id: the assertion's `kid`.
+    pub credential_id: String,
+    key: aws_lc_rs::signature::Ed25519KeyPair,
+}
+
+impl AgentKey {
+    /// A fresh random key.
+    pub fn generate(agent_id: &str, credential_id: &str) -> AgentKey {
+        use aws_lc_rs::{rand::SystemRandom, signature::Ed25519KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("generate a key");
+        AgentKey {
+            agent_id: agent_id.to_string(),
+            credential_id: credential_id.to_string(),
+            key: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("parse the generated key"),
+        }
+    }
+
+    /// The raw 32-byte public key.
+    pub fn public_key(&self) -> Vec<u8> {
+        use aws_lc_rs::signature::KeyPair;
+        self.key.public_key().as_ref().to_vec()
+    }
+
+    /// The credential registering this key for the agent.
+    pub fn credential(&self) -> api::NewCredential {
+        api::NewCredential {
+            credential_id: self.credential_id.clone(),
+            kind: Some(api::new_credential::Kind::Ed25519PublicKey(
+                self.public_key(),
+            )),
+        }
+    }
+
+    /// An assertion for `audience`, valid from `iat` to `exp`, with a random `jti`.
+    pub fn assertion_at(&self, audience: &str, iat: u64, exp: u64) -> String {
+        let claims = serde_json::json!({
+            "iss": self.agent_id,
+            "sub": self.agent_id,
+            "aud": audience,
+            "iat": iat,
+            "exp": exp,
+            "jti": hex::encode(rand::random::<[u8; 16]>()),
+        });
+        self.sign(&claims)
+    }
+
+    /// A fresh assertion for `audience`, valid for one minute from now.
+    pub fn assertion(&self, audience: &str) -> String {
+        let now = now_unix_s();
+        self.assertion_at(audience, now, now + 60)
+    }
+
+    /// `claims` signed under header `{"alg":"EdDSA","typ":"JWT","kid":<credential id>}`.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": self.credential_id});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self.key.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+}
+
+/// Installs PyJWT (with `cryptography` for EdDSA) from PyPI into `dir`, for PYTHONPATH.
+pub fn install_pyjwt(dir: &Path) {
+    let status = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(dir)
+        .arg("pyjwt[crypto]>=2.8")
+        .status()
+        .expect("run pip");
+    assert!(status.success(), "pip could not install pyjwt[crypto]");
+}
+
+/// Verifies many tokens in one PyJWT process, each with the key its `kid` names in `jwks`
+/// alone (EdDSA only; `aud`, `iss` and the registered claims required). One entry per token:
+/// the verified claims, or why PyJWT refused it.
+const PYJWT_VERIFY_ALL: &str = r#"
+import json, sys
+import jwt
+jwks_path, tokens_path, audience, issuer = sys.argv[1:5]
+with open(jwks_path, encoding="utf-8") as f:
+    jwks = jwt.PyJWKSet.from_json(f.read())
+with open(tokens_path, encoding="utf-8") as f:
+    tokens = json.load(f)
+results = []
+for token in tokens:
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        matching = [key for key in jwks.keys if key.key_id == kid]
+        if len(matching) != 1:
+            results.append({"ok": False, "error": f"kid {kid!r} not found exactly once in the JWKS"})
+            continue
+        claims = jwt.decode(token, matching[0].key, algorithms=["EdDSA"], audience=audience,
+                            issuer=issuer,
+                            options={"require": ["exp", "iat", "iss", "sub", "aud", "jti"]})
+        results.append({"ok": True, "claims": claims})
+    except jwt.PyJWTError as error:
+        results.append({"ok": False, "error": f"{type(error).__name__}: {error}"})
+print(json.dumps(results))
+"#;
+
+pub fn pyjwt_verify_all(
+    pythonpath: &Path,
+    work: &Path,
+    jwks: &str,
+    tokens: &[String],
+    audience: &str,
+    issuer: &str,
+) -> Vec<Result<serde_json::Value, String>> {
+    let jwks_path = work.join("jwks-all.json");
+    let tokens_path = work.join("tokens-all.json");
+    fs::write(&jwks_path, jwks).expect("write the JWKS");
+    fs::write(
+        &tokens_path,
+        serde_json::to_string(tokens).expect("tokens as JSON"),
+    )
+    .expect("write the tokens");
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(PYJWT_VERIFY_ALL)
+        .arg(&jwks_path)
+        .arg(&tokens_path)
+        .arg(audience)
+        .arg(issuer)
+        .env("PYTHONPATH", pythonpath)
+        .output()
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "the PyJWT batch verifier failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Vec<serde_json::Value> =
+        serde_json::from_slice(&output.stdout).expect("the verifier prints a JSON list");
+    assert_eq!(results.len(), tokens.len(), "one result per token");
+    results
+        .into_iter()
+        .map(|result| match result["ok"].as_bool() {
+            Some(true) => Ok(result["claims"].clone()),
+            _ => Err(result["error"].as_str().unwrap_or("?").to_string()),
+        })
+        .collect()
+}
