@@ -41,8 +41,12 @@ fn verify_state_of_chained_token(bencher: Bencher, depth: u32) {
         .expect("read")
         .expect("issued");
     bencher.bench(|| {
-        validity::token(divan::black_box(&state), divan::black_box(&row), 1_700_000_100)
-            .expect("read")
-            .expect("in force")
+        validity::token(
+            divan::black_box(&state),
+            divan::black_box(&row),
+            1_700_000_100,
+        )
+        .expect("read")
+        .expect("in force")
     });
 }

@@ -66,10 +66,26 @@ impl DelegationService for DelegationApi {
         )?;
         let max_depth = match (request.max_depth, request.parent_delegation_id.as_str()) {
             (0, "") => 1,
-            (0, parent_id) => query::delegation(&self.context.node.reader(), parent_id)
-                .map_err(storage)?
-                .and_then(|row| row.created)
-                .map_or(1, |parent| parent.max_depth),
+            (0, parent_id) => {
+                self.context
+                    .resolve(
+                        |reader| {
+                            query::delegation(reader, parent_id)
+                                .map_err(storage)?
+                                .and_then(|row| row.created)
+                                .map(|parent| parent.max_depth)
+                                .ok_or_else(|| {
+                                    ApiError::new(
+                                        Code::NotFound,
+                                        Reason::DelegationNotFound,
+                                        format!("delegation {parent_id} does not exist"),
+                                    )
+                                })
+                        },
+                        |e| e.reason == Reason::DelegationNotFound,
+                    )
+                    .await?
+            }
             (depth, _) => depth,
         };
         let key = std::mem::take(&mut request.idempotency_key);

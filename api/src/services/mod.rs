@@ -66,16 +66,27 @@ impl Context {
     /// Authenticates an RFC 7523 client assertion passed in a request body (RFC 8693's
     /// `actor_token`), with the same catch-up as [`Context::caller`].
     pub async fn assertion_caller(&self, assertion: &str) -> Result<Caller, ApiError> {
+        self.resolve(
+            |reader| self.auth.authenticate_assertion(assertion, reader),
+            |e| e.reason == crate::error::Reason::CredentialInvalid,
+        )
+        .await
+    }
+
+    /// Runs `lookup` against this node's applied state. What it looks for may have been
+    /// committed through another node a moment ago, so when it fails in a way `retry_if` accepts,
+    /// the node catches up to the leader's read index and, if that brought anything new, looks
+    /// once more. Apply re-checks whatever the lookup found, so this only spares false refusals.
+    pub async fn resolve<T>(
+        &self,
+        lookup: impl Fn(&StateReader) -> Result<T, ApiError>,
+        retry_if: impl Fn(&ApiError) -> bool,
+    ) -> Result<T, ApiError> {
         let before = self.node.applied();
-        match self
-            .auth
-            .authenticate_assertion(assertion, &self.node.reader())
-        {
-            Err(e) if e.reason == crate::error::Reason::CredentialInvalid => {
+        match lookup(&self.node.reader()) {
+            Err(e) if retry_if(&e) => {
                 match self.node.read_barrier(ReadConsistency::Linearizable).await {
-                    Ok(after) if after.seq > before.seq => self
-                        .auth
-                        .authenticate_assertion(assertion, &self.node.reader()),
+                    Ok(after) if after.seq > before.seq => lookup(&self.node.reader()),
                     _ => Err(e),
                 }
             }

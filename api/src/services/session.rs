@@ -9,7 +9,6 @@ use warrant_proto::{
     api::{self, session_service_server::SessionService},
     log,
 };
-use warrant_raft::ReadConsistency;
 
 use super::{Context, command, storage, token::sign_issued};
 use crate::{
@@ -172,28 +171,27 @@ impl SessionApi {
                 self.context.clock_leeway_s,
             )
             .await?;
-        let mut human = query::human_by_federated(
-            &self.context.node.reader(),
-            &verified.issuer,
-            &verified.subject,
-        )
-        .map_err(storage)?;
-        if human.is_none() {
-            // Registered a moment ago through another node, perhaps.
-            let reader = self.context.read(ReadConsistency::Linearizable).await?;
-            human = query::human_by_federated(&reader, &verified.issuer, &verified.subject)
-                .map_err(storage)?;
-        }
-        let Some(human) = human else {
-            return Err(ApiError::new(
-                Code::Unauthenticated,
-                Reason::CredentialInvalid,
-                format!(
-                    "no human is registered as subject {} of issuer {}",
-                    verified.subject, verified.issuer
-                ),
-            ));
-        };
+        // Registered a moment ago through another node, perhaps: `resolve` catches up once.
+        let human = self
+            .context
+            .resolve(
+                |reader| {
+                    query::human_by_federated(reader, &verified.issuer, &verified.subject)
+                        .map_err(storage)?
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                Code::Unauthenticated,
+                                Reason::CredentialInvalid,
+                                format!(
+                                    "no human is registered as subject {} of issuer {}",
+                                    verified.subject, verified.issuer
+                                ),
+                            )
+                        })
+                },
+                |e| e.reason == Reason::CredentialInvalid,
+            )
+            .await?;
         Ok((
             Caller::Human {
                 human_id: human.human_id,
@@ -235,13 +233,17 @@ impl SessionApi {
                 "unknown human or wrong password",
             )
         };
-        let mut human =
-            query::human(&self.context.node.reader(), &request.human_id).map_err(storage)?;
-        if human.is_none() {
-            let reader = self.context.read(ReadConsistency::Linearizable).await?;
-            human = query::human(&reader, &request.human_id).map_err(storage)?;
-        }
-        let human = human.ok_or_else(rejected)?;
+        let human = self
+            .context
+            .resolve(
+                |reader| {
+                    query::human(reader, &request.human_id)
+                        .map_err(storage)?
+                        .ok_or_else(rejected)
+                },
+                |e| e.reason == Reason::CredentialInvalid,
+            )
+            .await?;
         if human.password_argon2id.is_empty() {
             return Err(rejected());
         }

@@ -358,7 +358,6 @@ pub(crate) async fn exchange(
         u64::from(limits::TOKEN_TTL_SECONDS_MAX),
     )?;
 
-    let reader = context.node.reader();
     let now = now_unix_s();
     let expect = Expectations {
         issuer: &context.issuer,
@@ -366,7 +365,43 @@ pub(crate) async fn exchange(
         now_unix_s: now,
         leeway_s: context.clock_leeway_s,
     };
-    let subject = match tokens::check(&reader, &request.subject_token, &expect)? {
+    // The subject token or the delegation may have been committed through another node a moment
+    // ago (`Context::resolve` catches up once). Apply checks both again anyway.
+    let (subject, delegation_id) = context
+        .resolve(
+            |reader| resolve_exchange(reader, &agent_id, request, &scopes, &expect),
+            |_| true,
+        )
+        .await?;
+    let key = std::mem::take(&mut request.idempotency_key);
+    // The actor token is a single-use credential, spent through the command; it is not part of
+    // what a retry must repeat.
+    let mut digest_source = request.clone();
+    digest_source.actor_token.clear();
+    let issue = log::IssueToken {
+        jti: uuid::Uuid::now_v7().to_string(),
+        agent_id,
+        audience: request.resource.clone(),
+        scopes,
+        ttl_seconds,
+        key_id: String::new(),
+        delegation_id,
+        session_id: String::new(),
+        subject_jti: subject.jti,
+    };
+    issue_and_sign(context, caller, &key, "Exchange", &digest_source, issue).await
+}
+
+/// The subject token's logged issuance and the delegation the actor acts under, as `state` knows
+/// them.
+fn resolve_exchange(
+    state: &dyn StateRead,
+    agent_id: &str,
+    request: &api::ExchangeRequest,
+    scopes: &[String],
+    expect: &Expectations<'_>,
+) -> Result<(log::TokenIssued, String), ApiError> {
+    let subject = match tokens::check(state, &request.subject_token, expect)? {
         Ok(checked) => checked.issued(),
         Err(invalid) => {
             return Err(ApiError::new(
@@ -392,33 +427,17 @@ pub(crate) async fn exchange(
     }
     let delegation_id = if request.delegation_id.is_empty() {
         find_delegation(
-            &reader,
-            &agent_id,
+            state,
+            agent_id,
             &subject,
             &request.resource,
-            &scopes,
-            now,
+            scopes,
+            expect.now_unix_s,
         )?
     } else {
         request.delegation_id.clone()
     };
-    let key = std::mem::take(&mut request.idempotency_key);
-    // The actor token is a single-use credential, spent through the command; it is not part of
-    // what a retry must repeat.
-    let mut digest_source = request.clone();
-    digest_source.actor_token.clear();
-    let issue = log::IssueToken {
-        jti: uuid::Uuid::now_v7().to_string(),
-        agent_id,
-        audience: request.resource.clone(),
-        scopes,
-        ttl_seconds,
-        key_id: String::new(),
-        delegation_id,
-        session_id: String::new(),
-        subject_jti: subject.jti,
-    };
-    issue_and_sign(context, caller, &key, "Exchange", &digest_source, issue).await
+    Ok((subject, delegation_id))
 }
 
 /// The first delegation (in id order) to `agent_id` that continues `subject`'s authority, covers
