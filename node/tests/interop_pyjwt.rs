@@ -21,6 +21,16 @@ const SCRIPT: &str = concat!(
     "/tests/interop/verify_with_pyjwt.py"
 );
 
+/// Verifies `token` with PyJWT from `jwks` alone, asserting it accepts it as an RFC 9068 access
+/// token, and returns the claims PyJWT decoded.
+fn pyjwt_claims(pythonpath: &Path, work: &Path, jwks: &str, token: &str, issuer: &str) -> Value {
+    let (ok, stdout, stderr) = pyjwt_verify(pythonpath, work, jwks, token, issuer);
+    assert!(ok, "PyJWT rejected a Warrant token: {stderr}");
+    let verified: Value = serde_json::from_str(stdout.trim()).expect("verifier prints JSON");
+    assert_eq!(verified["typ"], "at+jwt");
+    verified["claims"].clone()
+}
+
 /// Runs the PyJWT verifier; returns its exit success and stdout.
 fn pyjwt_verify(
     pythonpath: &Path,
@@ -62,17 +72,13 @@ async fn a_warrant_token_verifies_in_pyjwt_from_the_jwks_alone() {
     let (status, jwks) = node.http_get("/.well-known/jwks.json");
     assert_eq!(status, 200, "JWKS: {jwks}");
 
-    let (ok, stdout, stderr) = pyjwt_verify(
+    let claims = &pyjwt_claims(
         &pythonpath,
         work.path(),
         &jwks,
         &issued.access_token,
         node.issuer(),
     );
-    assert!(ok, "PyJWT rejected a Warrant token: {stderr}");
-    let verified: Value = serde_json::from_str(stdout.trim()).expect("verifier prints JSON");
-    assert_eq!(verified["typ"], "at+jwt");
-    let claims = &verified["claims"];
     assert_eq!(claims["sub"], "alice-assistant");
     assert_eq!(claims["client_id"], "alice-assistant");
     assert_eq!(claims["aud"], AUDIENCE);
@@ -187,17 +193,13 @@ async fn a_delegated_token_verifies_in_pyjwt_with_its_act_chain() {
 
     let (status, jwks) = node.http_get("/.well-known/jwks.json");
     assert_eq!(status, 200, "JWKS: {jwks}");
-    let (ok, stdout, stderr) = pyjwt_verify(
+    let claims = &pyjwt_claims(
         &pythonpath,
         work.path(),
         &jwks,
         &issued.access_token,
         node.issuer(),
     );
-    assert!(ok, "PyJWT rejected a delegated Warrant token: {stderr}");
-    let verified: Value = serde_json::from_str(stdout.trim()).expect("verifier prints JSON");
-    assert_eq!(verified["typ"], "at+jwt");
-    let claims = &verified["claims"];
     assert_eq!(claims["sub"], "hanna", "{claims}");
     assert_eq!(
         claims["act"],

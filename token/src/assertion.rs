@@ -23,7 +23,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
-use crate::jwt::{self, KEY_ID_LEN_MAX, UNIX_TIME_MAX};
+use crate::{
+    compact::{self, SplitError},
+    jwt::{self, KEY_ID_LEN_MAX, UNIX_TIME_MAX},
+};
 
 /// The `client_assertion_type` form value that announces a JWT client assertion (RFC 7523 §2.2).
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -199,41 +202,20 @@ struct Parsed<'a> {
 }
 
 fn parse(assertion: &str) -> Result<Parsed<'_>, AssertionError> {
-    if ASSERTION_LEN_MAX < assertion.len() {
-        return Err(AssertionError::TooLarge(format!(
-            "assertion is {} bytes; allowed: at most {ASSERTION_LEN_MAX}",
-            assertion.len()
-        )));
-    }
-    let segments: Vec<&str> = assertion.split('.').collect();
-    let [header_b64, payload_b64, signature_b64] = segments.as_slice() else {
-        return Err(AssertionError::Malformed(format!(
-            "assertion has {} segments; allowed: 3 (a compact JWS)",
-            segments.len()
-        )));
-    };
-    let header = decode("header", header_b64)?;
-    let payload = decode("payload", payload_b64)?;
-    let signature = decode("signature", signature_b64)?;
-    let key_id = check_header(&header)?;
-    let claims = jwt::parse_object(&payload, "payload")
+    let compact =
+        compact::split(assertion, "assertion", ASSERTION_LEN_MAX).map_err(|e| match e {
+            SplitError::TooLarge(message) => AssertionError::TooLarge(message),
+            SplitError::Malformed(message) => AssertionError::Malformed(message),
+        })?;
+    let key_id = check_header(&compact.header)?;
+    let claims = jwt::parse_object(&compact.payload, "payload")
         .map_err(|invalid| AssertionError::Malformed(invalid.message))?;
-    let signing_input_len = header_b64.len() + 1 + payload_b64.len();
     Ok(Parsed {
-        signing_input: &assertion[..signing_input_len],
-        signature_b64,
-        signature_len: signature.len(),
+        signing_input: compact.signing_input,
+        signature_b64: compact.signature_b64,
+        signature_len: compact.signature.len(),
         key_id,
         claims,
-    })
-}
-
-/// Strict base64url: the URL-safe alphabet, no padding, no whitespace, no stray trailing bits.
-fn decode(what: &str, segment: &str) -> Result<Vec<u8>, AssertionError> {
-    URL_SAFE_NO_PAD.decode(segment).map_err(|_| {
-        AssertionError::Malformed(format!(
-            "{what} is not strict base64url (no padding, no whitespace)"
-        ))
     })
 }
 

@@ -34,7 +34,10 @@ use serde::{
 };
 use serde_json::Value;
 
-use crate::jwt::{self, KEY_ID_LEN_MAX, UNIX_TIME_MAX};
+use crate::{
+    compact::{self, SplitError},
+    jwt::{self, KEY_ID_LEN_MAX, UNIX_TIME_MAX},
+};
 
 /// A JWKS document longer than this (in bytes) is refused before parsing.
 pub const JWKS_BYTES_MAX: usize = 64 * 1024;
@@ -399,41 +402,19 @@ struct Parsed<'a> {
 }
 
 fn parse(id_token: &str) -> Result<Parsed<'_>, IdTokenError> {
-    if ID_TOKEN_LEN_MAX < id_token.len() {
-        return Err(IdTokenError::TooLarge(format!(
-            "ID token is {} bytes; allowed: at most {ID_TOKEN_LEN_MAX}",
-            id_token.len()
-        )));
-    }
-    let segments: Vec<&str> = id_token.split('.').collect();
-    let [header_b64, payload_b64, signature_b64] = segments.as_slice() else {
-        return Err(IdTokenError::Malformed(format!(
-            "ID token has {} segments; allowed: 3 (a compact JWS)",
-            segments.len()
-        )));
-    };
-    let header = decode("header", header_b64)?;
-    let payload = decode("payload", payload_b64)?;
-    decode("signature", signature_b64)?;
-    let (alg, key_id) = check_header(&header)?;
-    let claims = jwt::parse_object(&payload, "payload")
+    let compact = compact::split(id_token, "ID token", ID_TOKEN_LEN_MAX).map_err(|e| match e {
+        SplitError::TooLarge(message) => IdTokenError::TooLarge(message),
+        SplitError::Malformed(message) => IdTokenError::Malformed(message),
+    })?;
+    let (alg, key_id) = check_header(&compact.header)?;
+    let claims = jwt::parse_object(&compact.payload, "payload")
         .map_err(|invalid| IdTokenError::Malformed(invalid.message))?;
-    let signing_input_len = header_b64.len() + 1 + payload_b64.len();
     Ok(Parsed {
-        signing_input: &id_token[..signing_input_len],
-        signature_b64,
+        signing_input: compact.signing_input,
+        signature_b64: compact.signature_b64,
         alg,
         key_id,
         claims,
-    })
-}
-
-/// Strict base64url: the URL-safe alphabet, no padding, no whitespace, no stray trailing bits.
-fn decode(what: &str, segment: &str) -> Result<Vec<u8>, IdTokenError> {
-    URL_SAFE_NO_PAD.decode(segment).map_err(|_| {
-        IdTokenError::Malformed(format!(
-            "{what} is not strict base64url (no padding, no whitespace)"
-        ))
     })
 }
 

@@ -9,7 +9,6 @@
 
 use std::{collections::BTreeMap, fmt};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, Header};
 use serde::{
     Deserialize, Deserializer, Serialize,
@@ -18,7 +17,10 @@ use serde::{
 use serde_json::Value;
 use warrant_proto::{api::TokenInvalidReason, log};
 
-use crate::signing_key::NodeSigningKey;
+use crate::{
+    compact::{self, SplitError},
+    signing_key::NodeSigningKey,
+};
 
 /// Tokens longer than this are refused before parsing.
 pub const TOKEN_LEN_MAX: usize = 8 * 1024;
@@ -187,46 +189,16 @@ pub fn verify<L: KeyLookup + ?Sized>(
     expect: &Expectations<'_>,
 ) -> Result<Result<VerifiedClaims, Invalid>, L::Error> {
     use TokenInvalidReason as R;
-    if TOKEN_LEN_MAX < token.len() {
-        return Ok(Err(Invalid::new(
-            R::TooLarge,
-            format!(
-                "token is {} bytes; allowed: at most {TOKEN_LEN_MAX}",
-                token.len()
-            ),
-        )));
-    }
-    let segments: Vec<&str> = token.split('.').collect();
-    let [header_b64, payload_b64, signature_b64] = segments.as_slice() else {
-        return Ok(Err(Invalid::new(
-            R::Malformed,
-            format!(
-                "token has {} segments; allowed: 3 (a compact JWS)",
-                segments.len()
-            ),
-        )));
+    let compact = match compact::split(token, "token", TOKEN_LEN_MAX) {
+        Ok(compact) => compact,
+        Err(SplitError::TooLarge(message)) => return Ok(Err(Invalid::new(R::TooLarge, message))),
+        Err(SplitError::Malformed(message)) => {
+            return Ok(Err(Invalid::new(R::Malformed, message)));
+        }
     };
-    let decode = |what: &str, segment: &str| {
-        URL_SAFE_NO_PAD.decode(segment).map_err(|_| {
-            Invalid::new(
-                R::Malformed,
-                format!("{what} is not strict base64url (no padding, no whitespace)"),
-            )
-        })
-    };
-    let header_bytes = match decode("header", header_b64) {
-        Ok(bytes) => bytes,
-        Err(invalid) => return Ok(Err(invalid)),
-    };
-    let payload_bytes = match decode("payload", payload_b64) {
-        Ok(bytes) => bytes,
-        Err(invalid) => return Ok(Err(invalid)),
-    };
-    let signature = match decode("signature", signature_b64) {
-        Ok(bytes) => bytes,
-        Err(invalid) => return Ok(Err(invalid)),
-    };
-    let key_id = match check_header(&header_bytes) {
+    let (header_bytes, payload_bytes, signature) =
+        (&compact.header, &compact.payload, &compact.signature);
+    let key_id = match check_header(header_bytes) {
         Ok(key_id) => key_id,
         Err(invalid) => return Ok(Err(invalid)),
     };
@@ -245,11 +217,9 @@ pub fn verify<L: KeyLookup + ?Sized>(
             ),
         )));
     }
-    let message_len = header_b64.len() + 1 + payload_b64.len();
-    let message = &token.as_bytes()[..message_len];
     let signature_ok = jsonwebtoken::crypto::verify(
-        signature_b64,
-        message,
+        compact.signature_b64,
+        compact.signing_input.as_bytes(),
         &DecodingKey::from_ed_der(&public_key),
         Algorithm::EdDSA,
     )
@@ -260,7 +230,7 @@ pub fn verify<L: KeyLookup + ?Sized>(
             "the signature does not verify with the named key",
         )));
     }
-    Ok(check_claims(&payload_bytes, key_id, expect))
+    Ok(check_claims(payload_bytes, key_id, expect))
 }
 
 fn check_header(header_bytes: &[u8]) -> Result<String, Invalid> {

@@ -775,38 +775,6 @@ fn not_found(reason: Reason, message: String) -> ApiError {
     ApiError::new(Code::NotFound, reason, message)
 }
 
-// After a write commits, the reply is read at least at the write's seq (read-your-writes).
-async fn read_human(context: &Context, human_id: &str, seq: u64) -> Result<api::Human, ApiError> {
-    let reader = context
-        .read(warrant_raft::ReadConsistency::AtLeast(seq))
-        .await?;
-    let row = query::human(&reader, human_id).map_err(storage)?;
-    row.map(human_reply)
-        .ok_or_else(|| ApiError::internal("committed human is missing from the projection"))
-}
-
-async fn read_agent(context: &Context, agent_id: &str, seq: u64) -> Result<api::Agent, ApiError> {
-    let reader = context
-        .read(warrant_raft::ReadConsistency::AtLeast(seq))
-        .await?;
-    let row = query::agent(&reader, agent_id).map_err(storage)?;
-    row.map(agent_reply)
-        .ok_or_else(|| ApiError::internal("committed agent is missing from the projection"))
-}
-
-async fn read_service(
-    context: &Context,
-    service_id: &str,
-    seq: u64,
-) -> Result<api::Service, ApiError> {
-    let reader = context
-        .read(warrant_raft::ReadConsistency::AtLeast(seq))
-        .await?;
-    let row = query::service(&reader, service_id).map_err(storage)?;
-    row.map(service_reply)
-        .ok_or_else(|| ApiError::internal("committed service is missing from the projection"))
-}
-
 fn human_reply(row: state::HumanRow) -> api::Human {
     let federated = row.federated.unwrap_or_default();
     api::Human {
@@ -830,19 +798,6 @@ fn device_reply(row: state::DeviceRow) -> api::Device {
         status: principal_status(row.status),
         created_seq: row.created_seq,
     }
-}
-
-async fn read_device(
-    context: &Context,
-    device_id: &str,
-    seq: u64,
-) -> Result<api::Device, ApiError> {
-    let reader = context
-        .read(warrant_raft::ReadConsistency::AtLeast(seq))
-        .await?;
-    let row = query::device(&reader, device_id).map_err(storage)?;
-    row.map(device_reply)
-        .ok_or_else(|| ApiError::internal("committed device is missing from the projection"))
 }
 
 fn agent_reply(row: state::AgentRow) -> api::Agent {
@@ -877,4 +832,50 @@ fn service_reply(row: state::ServiceRow) -> api::Service {
         status: principal_status(row.status),
         created_seq: row.created_seq,
     }
+}
+
+/// The row a committed write made, read at least at the write's seq (read-your-writes).
+async fn read_back<R, T>(
+    context: &Context,
+    seq: u64,
+    what: &str,
+    lookup: impl FnOnce(&warrant_raft::StateReader) -> Result<Option<R>, warrant_identity::StateError>,
+    reply: impl FnOnce(R) -> T,
+) -> Result<T, ApiError> {
+    let reader = context
+        .read(warrant_raft::ReadConsistency::AtLeast(seq))
+        .await?;
+    lookup(&reader).map_err(storage)?.map(reply).ok_or_else(|| {
+        ApiError::internal(format!("committed {what} is missing from the projection"))
+    })
+}
+
+async fn read_human(context: &Context, id: &str, seq: u64) -> Result<api::Human, ApiError> {
+    read_back(context, seq, "human", |r| query::human(r, id), human_reply).await
+}
+
+async fn read_agent(context: &Context, id: &str, seq: u64) -> Result<api::Agent, ApiError> {
+    read_back(context, seq, "agent", |r| query::agent(r, id), agent_reply).await
+}
+
+async fn read_service(context: &Context, id: &str, seq: u64) -> Result<api::Service, ApiError> {
+    read_back(
+        context,
+        seq,
+        "service",
+        |r| query::service(r, id),
+        service_reply,
+    )
+    .await
+}
+
+async fn read_device(context: &Context, id: &str, seq: u64) -> Result<api::Device, ApiError> {
+    read_back(
+        context,
+        seq,
+        "device",
+        |r| query::device(r, id),
+        device_reply,
+    )
+    .await
 }

@@ -10,7 +10,10 @@ use warrant_proto::{
     log,
 };
 
-use super::{Context, command, storage, token::sign_issued};
+use super::{
+    Context, command, storage,
+    token::{commit_with_current_key, sign_issued},
+};
 use crate::{
     auth::{self, Caller, now_unix_s},
     error::{ApiError, Reason},
@@ -96,22 +99,14 @@ impl SessionService for SessionApi {
             start.token_jti = uuid::Uuid::now_v7().to_string();
             start.token_audience = self.context.issuer.clone();
         }
-        let mut attempts_left = 2;
-        let accepted = loop {
-            attempts_left -= 1;
+        let accepted = commit_with_current_key(&self.context, |key_id| {
             if is_human {
-                start.token_key_id = self.context.signing_keys.current().key_id().to_string();
+                start.token_key_id = key_id.to_string();
             }
             let kind = log::command::Kind::StartSession(start.clone());
-            match self
-                .context
-                .commit(command(&caller, &key, "StartSession", &digest_source, kind))
-                .await
-            {
-                Err(error) if error.reason == Reason::SigningKeyRetired && 0 < attempts_left => {}
-                other => break other?,
-            }
-        };
+            command(&caller, &key, "StartSession", &digest_source, kind)
+        })
+        .await?;
         let started = accepted
             .session_started
             .ok_or_else(|| ApiError::internal("accepted session carries no start"))?;

@@ -491,29 +491,39 @@ pub(crate) async fn issue_and_sign(
     request_without_key: &impl Message,
     mut issue: log::IssueToken,
 ) -> Result<api::IssueResponse, ApiError> {
-    let mut attempts_left = 2;
-    let accepted = loop {
-        attempts_left -= 1;
-        issue.key_id = context.signing_keys.current().key_id().to_string();
-        let kind = log::command::Kind::IssueToken(issue.clone());
-        match context
-            .commit(command(
-                caller,
-                idempotency_key,
-                method,
-                request_without_key,
-                kind,
-            ))
-            .await
-        {
-            Err(error) if error.reason == Reason::SigningKeyRetired && 0 < attempts_left => {}
-            other => break other?,
-        }
-    };
+    let accepted = commit_with_current_key(context, |key_id| {
+        issue.key_id = key_id.to_string();
+        command(
+            caller,
+            idempotency_key,
+            method,
+            request_without_key,
+            log::command::Kind::IssueToken(issue.clone()),
+        )
+    })
+    .await?;
     let issued = accepted
         .token_issued
         .ok_or_else(|| ApiError::internal("accepted issuance carries no claims"))?;
     sign_issued(context, &issued, accepted.seq)
+}
+
+/// Commits a command naming this node's current signing key (which `build` puts in). If a key
+/// rotation retired that key between choosing it and committing (`SIGNING_KEY_RETIRED`), tries
+/// once more with the new key, so issuances racing a rotation do not fail.
+pub(crate) async fn commit_with_current_key(
+    context: &Context,
+    mut build: impl FnMut(&str) -> log::Command,
+) -> Result<log::Accepted, ApiError> {
+    let mut attempts_left = 2;
+    loop {
+        attempts_left -= 1;
+        let key_id = context.signing_keys.current().key_id().to_string();
+        match context.commit(build(&key_id)).await {
+            Err(error) if error.reason == Reason::SigningKeyRetired && 0 < attempts_left => {}
+            other => return other,
+        }
+    }
 }
 
 /// Signs committed claims. The token is signed only after its issuance is committed: no token

@@ -186,17 +186,20 @@ impl Node {
 
     /// A plain HTTP/1.1 GET against the node's HTTP port: (status code, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        self.http_request(&format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        ))
+    }
+
+    /// Sends one raw HTTP/1.1 request to the node's HTTP port: (status code, body).
+    fn http_request(&self, request: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))
             .expect("connect to the HTTP port");
         stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("set read timeout");
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send request");
+        stream.write_all(request.as_bytes()).expect("send request");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("read response");
         let status = response
@@ -714,32 +717,12 @@ impl Node {
     /// A plain HTTP/1.1 POST of an `application/x-www-form-urlencoded` body against the node's
     /// HTTP port: (status code, body).
     pub fn http_post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-        use std::io::{Read, Write};
         let body = form_urlencode(fields);
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))
-            .expect("connect to the HTTP port");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("set read timeout");
-        write!(
-            stream,
+        self.http_request(&format!(
             "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
-        )
-        .expect("send request");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read response");
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .expect("a status line");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default();
-        (status, body)
+        ))
     }
 }
 
