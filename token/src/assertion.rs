@@ -24,8 +24,9 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 use crate::{
+    claims::{self, ClaimError, Claims},
     compact::{self, SplitError},
-    jwt::{self, KEY_ID_LEN_MAX, UNIX_TIME_MAX},
+    jwt::{self, KEY_ID_LEN_MAX},
 };
 
 /// The `client_assertion_type` form value that announces a JWT client assertion (RFC 7523 §2.2).
@@ -277,8 +278,8 @@ fn check_header(header_bytes: &[u8]) -> Result<String, AssertionError> {
 
 /// `iss`, which RFC 7523 §3 requires to equal `sub`: both name the agent.
 fn agent_id(claims: &BTreeMap<String, Value>) -> Result<String, AssertionError> {
-    let iss = string_claim(claims, "iss")?;
-    let sub = string_claim(claims, "sub")?;
+    let iss = claims::string(claims, "iss")?;
+    let sub = claims::string(claims, "sub")?;
     if iss.is_empty() {
         return Err(AssertionError::Malformed(
             "claim iss is empty; allowed: the agent id".to_string(),
@@ -299,9 +300,8 @@ fn check_claims(
 ) -> Result<VerifiedAssertion, AssertionError> {
     let agent_id = agent_id(&claims)?;
     check_audience(&claims, expect.audiences)?;
-    let exp = time_claim(&claims, "exp")?
-        .ok_or_else(|| AssertionError::MissingClaim("claim exp is missing".to_string()))?;
-    let iat = time_claim(&claims, "iat")?.ok_or_else(|| {
+    let exp = claims::time(&claims, "exp")?;
+    let iat = claims::optional_time(&claims, "iat")?.ok_or_else(|| {
         AssertionError::MissingClaim(
             "claim iat is missing; it is required so the lifetime is bounded".to_string(),
         )
@@ -317,25 +317,9 @@ fn check_claims(
             exp - iat
         )));
     }
-    let nbf = time_claim(&claims, "nbf")?;
-    let now = expect.now_unix_s;
-    if exp.saturating_add(expect.leeway_s) <= now {
-        return Err(AssertionError::Expired(format!(
-            "it expired at {exp} (now {now}, leeway {} s)",
-            expect.leeway_s
-        )));
-    }
-    for (name, at) in [("nbf", nbf), ("iat", Some(iat))] {
-        if let Some(at) = at
-            && now.saturating_add(expect.leeway_s) < at
-        {
-            return Err(AssertionError::NotYetValid(format!(
-                "{name} {at} is in the future (now {now}, leeway {} s)",
-                expect.leeway_s
-            )));
-        }
-    }
-    let jti = string_claim(&claims, "jti")?;
+    let nbf = claims::optional_time(&claims, "nbf")?;
+    claims::check_window(exp, iat, nbf, expect.now_unix_s, expect.leeway_s)?;
+    let jti = claims::string(&claims, "jti")?;
     if jti.is_empty()
         || ASSERTION_JTI_LEN_MAX < jti.len()
         || !jti.bytes().all(|b| b.is_ascii_graphic())
@@ -356,36 +340,9 @@ fn check_claims(
 }
 
 /// `aud` is a string or an array of strings, and must name one of `expected`.
-fn check_audience(
-    claims: &BTreeMap<String, Value>,
-    expected: &[&str],
-) -> Result<(), AssertionError> {
-    let audiences: Vec<&str> = match claims.get("aud") {
-        None => {
-            return Err(AssertionError::MissingClaim(
-                "claim aud is missing".to_string(),
-            ));
-        }
-        Some(Value::String(aud)) => vec![aud.as_str()],
-        Some(Value::Array(items)) => {
-            let mut audiences = Vec::with_capacity(items.len());
-            for item in items {
-                let Value::String(aud) = item else {
-                    return Err(AssertionError::Malformed(
-                        "aud holds a non-string".to_string(),
-                    ));
-                };
-                audiences.push(aud.as_str());
-            }
-            audiences
-        }
-        Some(_) => {
-            return Err(AssertionError::Malformed(
-                "aud is neither a string nor an array of strings".to_string(),
-            ));
-        }
-    };
-    if audiences.iter().any(|aud| expected.contains(aud)) {
+fn check_audience(claims: &Claims, expected: &[&str]) -> Result<(), AssertionError> {
+    let audiences = claims::audiences(claims)?;
+    if audiences.iter().any(|aud| expected.contains(&aud.as_str())) {
         Ok(())
     } else {
         Err(AssertionError::AudienceMismatch(format!(
@@ -394,32 +351,14 @@ fn check_audience(
     }
 }
 
-fn string_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<String, AssertionError> {
-    match claims.get(name) {
-        Some(Value::String(value)) => Ok(value.clone()),
-        Some(_) => Err(AssertionError::Malformed(format!(
-            "claim {name} is not a string"
-        ))),
-        None => Err(AssertionError::MissingClaim(format!(
-            "claim {name} is missing"
-        ))),
-    }
-}
-
-/// A NumericDate: a non-negative integer no later than [`UNIX_TIME_MAX`]. Strings, fractions,
-/// negatives and overflowing numbers are malformed.
-fn time_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<Option<u64>, AssertionError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(value) if value <= UNIX_TIME_MAX => Ok(Some(value)),
-            _ => Err(AssertionError::Malformed(format!(
-                "claim {name} is not a time in 0..={UNIX_TIME_MAX}"
-            ))),
-        },
-        Some(_) => Err(AssertionError::Malformed(format!(
-            "claim {name} is not a number"
-        ))),
+impl From<ClaimError> for AssertionError {
+    fn from(error: ClaimError) -> Self {
+        match error {
+            ClaimError::Missing(message) => AssertionError::MissingClaim(message),
+            ClaimError::Malformed(message) => AssertionError::Malformed(message),
+            ClaimError::Expired(message) => AssertionError::Expired(message),
+            ClaimError::NotYetValid(message) => AssertionError::NotYetValid(message),
+        }
     }
 }
 
@@ -803,7 +742,7 @@ mod tests {
             json!("1000060"),
             json!(1_000_060.5),
             json!(-1),
-            json!(UNIX_TIME_MAX + 1),
+            json!(crate::jwt::UNIX_TIME_MAX + 1),
         ] {
             assert_eq!(
                 reason(check(&header(), &with_claim("exp", bad.clone()))),

@@ -35,8 +35,9 @@ use serde::{
 use serde_json::Value;
 
 use crate::{
+    claims::{self, ClaimError, Claims},
     compact::{self, SplitError},
-    jwt::{self, KEY_ID_LEN_MAX, UNIX_TIME_MAX},
+    jwt::{self, KEY_ID_LEN_MAX},
 };
 
 /// A JWKS document longer than this (in bytes) is refused before parsing.
@@ -343,7 +344,7 @@ pub struct VerifiedIdToken {
 /// caller can pick the configured issuer whose keys verify it. Use it for nothing else.
 pub fn peek_issuer(id_token: &str) -> Result<String, IdTokenError> {
     let parsed = parse(id_token)?;
-    let iss = string_claim(&parsed.claims, "iss")?;
+    let iss = claims::string(&parsed.claims, "iss")?;
     if iss.is_empty() {
         return Err(IdTokenError::Malformed(
             "claim iss is empty; allowed: the issuer's URL".to_string(),
@@ -494,7 +495,7 @@ fn check_claims(
     claims: &BTreeMap<String, Value>,
     expect: &IdTokenExpectations<'_>,
 ) -> Result<VerifiedIdToken, IdTokenError> {
-    let iss = string_claim(claims, "iss")?;
+    let iss = claims::string(claims, "iss")?;
     if iss != expect.issuer {
         return Err(IdTokenError::IssuerMismatch(format!(
             "iss {iss:?} is not the expected issuer {:?}",
@@ -502,36 +503,18 @@ fn check_claims(
         )));
     }
     check_audience(claims, expect.audience)?;
-    let exp = time_claim(claims, "exp")?
-        .ok_or_else(|| IdTokenError::MissingClaim("claim exp is missing".to_string()))?;
-    let iat = time_claim(claims, "iat")?
-        .ok_or_else(|| IdTokenError::MissingClaim("claim iat is missing".to_string()))?;
-    let nbf = time_claim(claims, "nbf")?;
-    let now = expect.now_unix_s;
-    if exp.saturating_add(expect.leeway_s) <= now {
-        return Err(IdTokenError::Expired(format!(
-            "it expired at {exp} (now {now}, leeway {} s)",
-            expect.leeway_s
-        )));
-    }
-    for (name, at) in [("nbf", nbf), ("iat", Some(iat))] {
-        if let Some(at) = at
-            && now.saturating_add(expect.leeway_s) < at
-        {
-            return Err(IdTokenError::NotYetValid(format!(
-                "{name} {at} is in the future (now {now}, leeway {} s)",
-                expect.leeway_s
-            )));
-        }
-    }
-    let sub = string_claim(claims, "sub")?;
+    let exp = claims::time(claims, "exp")?;
+    let iat = claims::time(claims, "iat")?;
+    let nbf = claims::optional_time(claims, "nbf")?;
+    claims::check_window(exp, iat, nbf, expect.now_unix_s, expect.leeway_s)?;
+    let sub = claims::string(claims, "sub")?;
     if sub.is_empty() || SUBJECT_LEN_MAX < sub.len() {
         return Err(IdTokenError::Malformed(format!(
             "sub is {} bytes; allowed: 1 to {SUBJECT_LEN_MAX}",
             sub.len()
         )));
     }
-    let nonce = optional_string_claim(claims, "nonce")?;
+    let nonce = claims::optional_string(claims, "nonce")?;
     if let Some(expected) = expect.nonce {
         match &nonce {
             None => {
@@ -552,46 +535,22 @@ fn check_claims(
         subject: sub,
         expires_at_unix_s: exp,
         nonce,
-        email: optional_string_claim(claims, "email")?,
+        email: claims::optional_string(claims, "email")?,
         email_verified: claims.get("email_verified") == Some(&Value::Bool(true)),
-        name: optional_string_claim(claims, "name")?,
+        name: claims::optional_string(claims, "name")?,
     })
 }
 
 /// `aud` is a string or an array of strings and must contain `expected`; `azp`, if present, must
 /// equal it (OpenID Connect Core §3.1.3.7 items 3 to 5).
-fn check_audience(claims: &BTreeMap<String, Value>, expected: &str) -> Result<(), IdTokenError> {
-    let audiences: Vec<&str> = match claims.get("aud") {
-        None => {
-            return Err(IdTokenError::MissingClaim(
-                "claim aud is missing".to_string(),
-            ));
-        }
-        Some(Value::String(aud)) => vec![aud.as_str()],
-        Some(Value::Array(items)) => {
-            let mut audiences = Vec::with_capacity(items.len());
-            for item in items {
-                let Value::String(aud) = item else {
-                    return Err(IdTokenError::Malformed(
-                        "aud holds a non-string".to_string(),
-                    ));
-                };
-                audiences.push(aud.as_str());
-            }
-            audiences
-        }
-        Some(_) => {
-            return Err(IdTokenError::Malformed(
-                "aud is neither a string nor an array of strings".to_string(),
-            ));
-        }
-    };
-    if !audiences.contains(&expected) {
+fn check_audience(claims: &Claims, expected: &str) -> Result<(), IdTokenError> {
+    let audiences = claims::audiences(claims)?;
+    if !audiences.iter().any(|aud| aud == expected) {
         return Err(IdTokenError::AudienceMismatch(format!(
             "aud {audiences:?} does not contain our client id {expected:?}"
         )));
     }
-    if let Some(azp) = optional_string_claim(claims, "azp")?
+    if let Some(azp) = claims::optional_string(claims, "azp")?
         && azp != expected
     {
         return Err(IdTokenError::AudienceMismatch(format!(
@@ -601,41 +560,8 @@ fn check_audience(claims: &BTreeMap<String, Value>, expected: &str) -> Result<()
     Ok(())
 }
 
-fn string_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<String, IdTokenError> {
-    optional_string_claim(claims, name)?
-        .ok_or_else(|| IdTokenError::MissingClaim(format!("claim {name} is missing")))
-}
-
-fn optional_string_claim(
-    claims: &BTreeMap<String, Value>,
-    name: &str,
-) -> Result<Option<String>, IdTokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value.clone())),
-        Some(_) => Err(IdTokenError::Malformed(format!(
-            "claim {name} is not a string"
-        ))),
-    }
-}
-
 /// A NumericDate: a non-negative integer no later than [`UNIX_TIME_MAX`]. Strings, fractions,
 /// negatives and overflowing numbers are malformed.
-fn time_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<Option<u64>, IdTokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(value) if value <= UNIX_TIME_MAX => Ok(Some(value)),
-            _ => Err(IdTokenError::Malformed(format!(
-                "claim {name} is not a time in 0..={UNIX_TIME_MAX}"
-            ))),
-        },
-        Some(_) => Err(IdTokenError::Malformed(format!(
-            "claim {name} is not a number"
-        ))),
-    }
-}
-
 /// Any JSON value in which no object, at any depth, has two members of the same name. Used to
 /// refuse a JWKS whose keys could be read two ways.
 struct NoDuplicateMembers;
@@ -695,6 +621,17 @@ impl<'de> Visitor<'de> for NoDuplicatesVisitor {
             }
         }
         Ok(NoDuplicateMembers)
+    }
+}
+
+impl From<ClaimError> for IdTokenError {
+    fn from(error: ClaimError) -> Self {
+        match error {
+            ClaimError::Missing(message) => IdTokenError::MissingClaim(message),
+            ClaimError::Malformed(message) => IdTokenError::Malformed(message),
+            ClaimError::Expired(message) => IdTokenError::Expired(message),
+            ClaimError::NotYetValid(message) => IdTokenError::NotYetValid(message),
+        }
     }
 }
 

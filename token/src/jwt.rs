@@ -18,6 +18,7 @@ use serde_json::Value;
 use warrant_proto::{api::TokenInvalidReason, log};
 
 use crate::{
+    claims::{self, ClaimError},
     compact::{self, SplitError},
     signing_key::NodeSigningKey,
 };
@@ -304,7 +305,7 @@ fn check_claims(
 ) -> Result<VerifiedClaims, Invalid> {
     use TokenInvalidReason as R;
     let claims = parse_object(payload_bytes, "payload")?;
-    let iss = string_claim(&claims, "iss")?;
+    let iss = claims::string(&claims, "iss")?;
     if iss != expect.issuer {
         return Err(Invalid::new(
             R::IssuerMismatch,
@@ -314,29 +315,10 @@ fn check_claims(
             ),
         ));
     }
-    let sub = string_claim(&claims, "sub")?;
-    let jti = string_claim(&claims, "jti")?;
-    let client_id = string_claim(&claims, "client_id")?;
-    let aud = match claims.get("aud") {
-        None => return Err(Invalid::new(R::MissingClaim, "claim aud is missing")),
-        Some(Value::String(aud)) => vec![aud.clone()],
-        Some(Value::Array(items)) => {
-            let mut auds = Vec::with_capacity(items.len());
-            for item in items {
-                let Value::String(aud) = item else {
-                    return Err(Invalid::new(R::Malformed, "aud holds a non-string"));
-                };
-                auds.push(aud.clone());
-            }
-            auds
-        }
-        Some(_) => {
-            return Err(Invalid::new(
-                R::Malformed,
-                "aud is neither a string nor an array of strings",
-            ));
-        }
-    };
+    let sub = claims::string(&claims, "sub")?;
+    let jti = claims::string(&claims, "jti")?;
+    let client_id = claims::string(&claims, "client_id")?;
+    let aud = claims::audiences(&claims)?;
     if aud.is_empty() {
         return Err(Invalid::new(R::AudienceMismatch, "aud is empty"));
     }
@@ -348,54 +330,19 @@ fn check_claims(
             format!("the token is not for audience {expected:?}"),
         ));
     }
-    let exp = time_claim(&claims, "exp")?
-        .ok_or_else(|| Invalid::new(R::MissingClaim, "claim exp is missing"))?;
-    let iat = time_claim(&claims, "iat")?
-        .ok_or_else(|| Invalid::new(R::MissingClaim, "claim iat is missing"))?;
-    let nbf = time_claim(&claims, "nbf")?;
-    let now = expect.now_unix_s;
-    if exp.saturating_add(expect.leeway_s) <= now {
-        return Err(Invalid::new(
-            R::Expired,
-            format!(
-                "the token expired at {exp} (now {now}, leeway {} s)",
-                expect.leeway_s
-            ),
-        ));
-    }
-    for (name, at) in [("nbf", nbf), ("iat", Some(iat))] {
-        if let Some(at) = at
-            && now.saturating_add(expect.leeway_s) < at
-        {
-            return Err(Invalid::new(
-                R::NotYetValid,
-                format!(
-                    "{name} {at} is in the future (now {now}, leeway {} s)",
-                    expect.leeway_s
-                ),
-            ));
-        }
-    }
-    let scopes = match claims.get("scope") {
-        None => Vec::new(),
-        Some(Value::String(scope)) => scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        Some(_) => return Err(Invalid::new(R::Malformed, "scope is not a string")),
-    };
-    let optional_string = |name: &str| match claims.get(name) {
-        None => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value.clone())),
-        Some(_) => Err(Invalid::new(
-            R::Malformed,
-            format!("claim {name} is not a string"),
-        )),
-    };
-    let sid = optional_string("sid")?;
-    let delegation_id = optional_string("delegation_id")?;
-    let task = optional_string("task")?;
+    let exp = claims::time(&claims, "exp")?;
+    let iat = claims::time(&claims, "iat")?;
+    let nbf = claims::optional_time(&claims, "nbf")?;
+    claims::check_window(exp, iat, nbf, expect.now_unix_s, expect.leeway_s)?;
+    let scopes = claims::optional_string(&claims, "scope")?
+        .map(|scope| {
+            scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let actor_chain = match claims.get("act") {
         None => Vec::new(),
         Some(act) => parse_act(act)?,
@@ -409,11 +356,23 @@ fn check_claims(
         jti,
         client_id,
         scopes,
-        sid,
+        sid: claims::optional_string(&claims, "sid")?,
         actor_chain,
-        delegation_id,
-        task,
+        delegation_id: claims::optional_string(&claims, "delegation_id")?,
+        task: claims::optional_string(&claims, "task")?,
     })
+}
+
+impl From<ClaimError> for Invalid {
+    fn from(error: ClaimError) -> Self {
+        use TokenInvalidReason as R;
+        match error {
+            ClaimError::Missing(message) => Invalid::new(R::MissingClaim, message),
+            ClaimError::Malformed(message) => Invalid::new(R::Malformed, message),
+            ClaimError::Expired(message) => Invalid::new(R::Expired, message),
+            ClaimError::NotYetValid(message) => Invalid::new(R::NotYetValid, message),
+        }
+    }
 }
 
 /// Flattens a nested `act` claim into a chain, current actor first. Each level is an object with
@@ -456,39 +415,6 @@ fn parse_act(act: &Value) -> Result<Vec<String>, Invalid> {
         level = object.get("act");
     }
     Ok(chain)
-}
-
-fn string_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<String, Invalid> {
-    match claims.get(name) {
-        Some(Value::String(value)) => Ok(value.clone()),
-        Some(_) => Err(Invalid::new(
-            TokenInvalidReason::Malformed,
-            format!("claim {name} is not a string"),
-        )),
-        None => Err(Invalid::new(
-            TokenInvalidReason::MissingClaim,
-            format!("claim {name} is missing"),
-        )),
-    }
-}
-
-/// A NumericDate: a non-negative integer no later than [`UNIX_TIME_MAX`]. Strings, fractions,
-/// negatives and overflowing numbers are malformed.
-fn time_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<Option<u64>, Invalid> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(value) if value <= UNIX_TIME_MAX => Ok(Some(value)),
-            _ => Err(Invalid::new(
-                TokenInvalidReason::Malformed,
-                format!("claim {name} is not a time in 0..={UNIX_TIME_MAX}"),
-            )),
-        },
-        Some(_) => Err(Invalid::new(
-            TokenInvalidReason::Malformed,
-            format!("claim {name} is not a number"),
-        )),
-    }
 }
 
 /// Parses a JSON object, refusing duplicate members and anything that is not an object.

@@ -5,6 +5,7 @@
 //! clock (the caller passes "now"): where keys come from is the caller's [`jwt::KeyLookup`].
 
 pub mod assertion;
+mod claims;
 mod compact;
 pub mod id_token;
 pub mod jwt;
