@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::{
     Form, Json, Router,
-    extract::State,
+    extract::{DefaultBodyLimit, State, rejection::FormRejection},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -54,6 +54,8 @@ pub fn router(context: Arc<Context>) -> Router {
         .route("/.well-known/openid-configuration", get(metadata))
         .route(TOKEN_ENDPOINT_PATH, post(token))
         .route("/healthz", get(healthz))
+        // The same bound as a gRPC request: a token request is a few KiB at most.
+        .layer(DefaultBodyLimit::max(crate::server::REQUEST_BYTES_MAX))
         .with_state(context)
 }
 
@@ -143,8 +145,42 @@ struct TokenForm {
 async fn token(
     State(context): State<Arc<Context>>,
     headers: HeaderMap,
-    Form(form): Form<TokenForm>,
+    form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            return oauth_error(ApiError::new(
+                Code::InvalidArgument,
+                crate::Reason::FieldInvalid,
+                format!(
+                    "the request body is not a token request ({rejection}); allowed: an \
+                     application/x-www-form-urlencoded body of at most {} bytes",
+                    crate::server::REQUEST_BYTES_MAX
+                ),
+            ));
+        }
+    };
+    if !matches!(
+        form.grant_type.as_str(),
+        CLIENT_CREDENTIALS_GRANT | TOKEN_EXCHANGE_GRANT
+    ) {
+        let body = json!({
+            "error": "unsupported_grant_type",
+            "error_description": format!(
+                "grant_type {:?} is not supported; allowed: {CLIENT_CREDENTIALS_GRANT}, \
+                 {TOKEN_EXCHANGE_GRANT}",
+                form.grant_type
+            ),
+            "warrant_reason": crate::Reason::FieldInvalid.as_str(),
+        });
+        return (
+            StatusCode::BAD_REQUEST,
+            [("cache-control", "no-store")],
+            Json(body),
+        )
+            .into_response();
+    }
     match token_reply(&context, headers, form).await {
         Ok(reply) => {
             let mut body = json!({

@@ -301,6 +301,32 @@ async fn client_assertions_authenticate_once_cluster_wide_and_only_with_the_regi
     assert_eq!(reply["error"], "invalid_client", "{body}");
     assert_eq!(reply["warrant_reason"], "ASSERTION_REPLAYED", "{body}");
     assert!(reply.get("access_token").is_none(), "{body}");
+
+    // Requests the endpoint does not take get RFC 6749 error bodies, and change nothing: an
+    // unknown grant type, a password grant, and a body over the request limit.
+    let fresh = key.assertion(&token_endpoint);
+    for (grant_type, expected_status, expected_error) in [
+        ("authorization_code", 400, "unsupported_grant_type"),
+        ("password", 400, "unsupported_grant_type"),
+    ] {
+        let form = [
+            ("grant_type", grant_type),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", fresh.as_str()),
+        ];
+        let (status, body) = n1.http_post_form("/oauth2/token", &form);
+        assert_eq!(status, expected_status, "{grant_type}: {body}");
+        let reply: Value = serde_json::from_str(&body).expect("a JSON error response");
+        assert_eq!(reply["error"], expected_error, "{body}");
+    }
+    let oversize = "x".repeat(128 * 1024);
+    let (status, body) = n1.http_post_form(
+        "/oauth2/token",
+        &[("grant_type", "client_credentials"), ("scope", &oversize)],
+    );
+    assert_eq!(status, 400, "an oversize body: {body}");
+    let reply: Value = serde_json::from_str(&body).expect("a JSON error response");
+    assert_eq!(reply["error"], "invalid_request", "{body}");
     assert_eq!(settled_digest(&cluster).await, before);
 }
 
