@@ -77,6 +77,7 @@ pub fn apply_batch(
         last_seq: seq_before,
         events: Vec::new(),
     };
+    applier.prune_spent_assertions()?;
     let mut outcomes = Vec::with_capacity(batch.commands.len());
     for (position, command) in batch.commands.iter().enumerate() {
         let outcome = match u32::try_from(position) {
@@ -122,6 +123,34 @@ struct Applier<'a> {
 }
 
 impl Applier<'_> {
+    /// Forgets up to [`limits::ASSERTIONS_PRUNED_PER_BATCH_MAX`] spent client assertions that
+    /// expired more than [`limits::ASSERTION_RETENTION_S`] before this batch's stamp: apply
+    /// refuses those anyway, so remembering them protects nothing. Oldest first, by key order.
+    fn prune_spent_assertions(&mut self) -> Result<(), StateError> {
+        let now_unix_s = self.time_unix_ms / 1000;
+        let rows = self.overlay.scan(
+            keys::ASSERTION_BY_EXPIRY_PREFIX,
+            b"",
+            limits::ASSERTIONS_PRUNED_PER_BATCH_MAX,
+        )?;
+        let mut writes = WriteSet::new();
+        for (key, _) in rows {
+            let Some((expires_at_unix_s, spent_key)) = keys::assertion_from_expiry_key(&key) else {
+                return Err(StateError::corrupt(
+                    &key,
+                    "not a spent-assertion expiry key",
+                ));
+            };
+            if now_unix_s <= expires_at_unix_s.saturating_add(limits::ASSERTION_RETENTION_S) {
+                break;
+            }
+            writes.delete(key);
+            writes.delete(spent_key);
+        }
+        self.overlay.write(writes);
+        Ok(())
+    }
+
     fn apply_command(
         &mut self,
         batch_position: u32,
@@ -152,6 +181,22 @@ impl Applier<'_> {
             None => None,
             Some(assertion) => {
                 let key = keys::assertion(&assertion.agent_id, &assertion.jti);
+                let stale_after = assertion
+                    .expires_at_unix_s
+                    .saturating_add(limits::ASSERTION_RETENTION_S);
+                if stale_after < self.time_unix_ms / 1000 {
+                    return Ok(rejected(
+                        RejectReason::AssertionExpired,
+                        format!(
+                            "client assertion {} of agent {} expired at {}, more than {} s \
+                             before this batch; allowed: a fresh assertion",
+                            assertion.jti,
+                            assertion.agent_id,
+                            assertion.expires_at_unix_s,
+                            limits::ASSERTION_RETENTION_S
+                        ),
+                    ));
+                }
                 if self.overlay.get(&key)?.is_some() {
                     return Ok(rejected(
                         RejectReason::AssertionReplayed,
@@ -162,7 +207,12 @@ impl Applier<'_> {
                         ),
                     ));
                 }
-                Some((key, assertion.expires_at_unix_s.to_be_bytes().to_vec()))
+                let by_expiry = keys::assertion_by_expiry(
+                    assertion.expires_at_unix_s,
+                    &assertion.agent_id,
+                    &assertion.jti,
+                );
+                Some((key, by_expiry, assertion.expires_at_unix_s))
             }
         };
         let context = Context {
@@ -192,9 +242,10 @@ impl Applier<'_> {
             });
             // A no-op spends its assertion like any accepted command, so it also keeps its
             // outcome: a retry with the same key and assertion must replay, not be refused.
-            if let Some((key, value)) = assertion_key {
+            if let Some((key, by_expiry, expires_at_unix_s)) = assertion_key {
                 let mut writes = WriteSet::new();
-                writes.put(key, value);
+                writes.put(key, expires_at_unix_s.to_be_bytes().to_vec());
+                writes.put(by_expiry, Vec::new());
                 let idempotency_row = IdempotencyRow {
                     request_digest: command.request_digest.clone(),
                     outcome: Some(outcome.clone()),
@@ -204,8 +255,9 @@ impl Applier<'_> {
             }
             return Ok(outcome);
         };
-        if let Some((key, value)) = assertion_key {
-            writes.put(key, value);
+        if let Some((key, by_expiry, expires_at_unix_s)) = assertion_key {
+            writes.put(key, expires_at_unix_s.to_be_bytes().to_vec());
+            writes.put(by_expiry, Vec::new());
         }
         let event = log::Event {
             seq,

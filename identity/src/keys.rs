@@ -22,6 +22,7 @@
 //! | `gg\0` + grantee agent_id + `\0` + delegation_id | empty (delegations by grantee) |
 //! | `f\0` + issuer + `\0` + subject | the human id, UTF-8 (federated identities) |
 //! | `u\0` + agent_id + `\0` + assertion jti | the assertion's exp, u64 BE (spent assertions) |
+//! | `ue\0` + exp (u64 BE) + agent_id + `\0` + jti | empty (spent assertions by expiry, to prune) |
 //!
 //! Big-endian numbers keep the store's byte order equal to numeric order, so events scan in seq
 //! order.
@@ -58,6 +59,8 @@ pub const DELEGATION_BY_GRANTEE_PREFIX: &[u8] = b"gg\0";
 pub const FEDERATED_PREFIX: &[u8] = b"f\0";
 /// The prefix of the spent client assertions.
 pub const ASSERTION_PREFIX: &[u8] = b"u\0";
+/// The prefix of the spent client assertions ordered by expiry.
+pub const ASSERTION_BY_EXPIRY_PREFIX: &[u8] = b"ue\0";
 
 /// The key of a device row.
 pub fn device(device_id: &str) -> Vec<u8> {
@@ -95,6 +98,26 @@ pub fn federated(issuer: &str, subject: &str) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(subject.as_bytes());
     key
+}
+
+/// The key of a spent assertion in expiry order.
+pub fn assertion_by_expiry(expires_at_unix_s: u64, agent_id: &str, jti: &str) -> Vec<u8> {
+    let mut key = join(ASSERTION_BY_EXPIRY_PREFIX, &expires_at_unix_s.to_be_bytes());
+    key.extend_from_slice(agent_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(jti.as_bytes());
+    key
+}
+
+/// The expiry and the spent-assertion key named by an expiry-ordered key, or `None` when `key`
+/// is not one.
+pub fn assertion_from_expiry_key(key: &[u8]) -> Option<(u64, Vec<u8>)> {
+    let rest = key.strip_prefix(ASSERTION_BY_EXPIRY_PREFIX)?;
+    let (expiry, agent_and_jti) = rest.split_first_chunk::<8>()?;
+    Some((
+        u64::from_be_bytes(*expiry),
+        join(ASSERTION_PREFIX, agent_and_jti),
+    ))
 }
 
 /// The key marking a client assertion as spent.
@@ -208,6 +231,10 @@ mod tests {
             (delegation_by_grantee("bot", "d1"), b"gg\0bot\0d1"),
             (federated("https://idp", "42"), b"f\0https://idp\x0042"),
             (assertion("bot", "j1"), b"u\0bot\0j1"),
+            (
+                assertion_by_expiry(258, "bot", "j1"),
+                b"ue\0\0\0\0\0\0\0\x01\x02bot\0j1",
+            ),
             (successor(b"a\0bot"), b"a\0bot\0"),
         ];
         for (actual, expected) in cases {
@@ -249,6 +276,7 @@ mod tests {
             DELEGATION_BY_GRANTEE_PREFIX,
             FEDERATED_PREFIX,
             ASSERTION_PREFIX,
+            ASSERTION_BY_EXPIRY_PREFIX,
         ];
         for (a_idx, a) in prefixes.iter().enumerate() {
             for (b_idx, b) in prefixes.iter().enumerate() {

@@ -68,6 +68,12 @@ pub const SESSION_TTL_SECONDS_MAX: u32 = 7 * 86_400;
 pub const ISSUER_LEN_MAX: usize = 256;
 /// Longest upstream subject in bytes (OpenID Connect Core §2: at most 255 ASCII characters).
 pub const FEDERATED_SUBJECT_LEN_MAX: usize = 255;
+/// How long after its `exp` a spent client assertion is remembered. Apply refuses assertions
+/// older than this (it could no longer tell a replay), so a replay is caught by the edge's clock
+/// check or by apply's, as long as the leader's clock is within this of the API node's.
+pub const ASSERTION_RETENTION_S: u64 = 3600;
+/// Most spent assertions one batch forgets, so pruning never makes a batch slow.
+pub const ASSERTIONS_PRUNED_PER_BATCH_MAX: usize = 64;
 /// Longest client assertion `jti` in bytes.
 pub const ASSERTION_JTI_LEN_MAX: usize = 128;
 /// Longest device name in bytes.

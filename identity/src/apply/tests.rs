@@ -2522,6 +2522,84 @@ fn an_assertion_authenticates_one_command() {
 }
 
 #[test]
+fn spent_assertions_are_forgotten_after_their_retention_and_refused_from_then_on() {
+    let mut replica = Replica::world();
+    let bot = || agent_actor("bot");
+    check_accepted(
+        &mut replica,
+        issue("j1", "bot", &["send"])
+            .by(bot())
+            .spending("bot", "a-1"),
+    );
+    let expires = NOW_S + 60;
+    let by_expiry = keys::assertion_by_expiry(expires, "bot", "a-1");
+    assert!(replica.state.get(&by_expiry).expect("reads").is_some());
+
+    // Up to the end of the retention the assertion is remembered, whatever the batch holds.
+    let last_remembered_ms = (expires + limits::ASSERTION_RETENTION_S) * 1000;
+    let applied = replica.apply(last_remembered_ms, vec![]);
+    assert!(applied.writes.is_empty(), "{:?}", applied.writes);
+    // One second later it is forgotten: both rows go, and no event is written.
+    let applied = replica.apply(last_remembered_ms + 1000, vec![]);
+    assert!(applied.events.is_empty());
+    assert_eq!(
+        applied.writes.ops.keys().cloned().collect::<Vec<_>>(),
+        vec![keys::assertion("bot", "a-1"), by_expiry.clone()]
+    );
+    assert!(applied.writes.ops.values().all(Option::is_none));
+    replica.state.apply_writes(&applied.writes);
+    assert!(!query::assertion_spent(&replica.state, "bot", "a-1").expect("reads"));
+
+    // And from then on apply itself refuses it: the replay it can no longer see is refused as
+    // too old, with no event.
+    let stale = issue("j2", "bot", &["send"])
+        .by(bot())
+        .spending("bot", "a-1");
+    let seq_before = replica.seq();
+    let applied = replica.apply(last_remembered_ms + 2000, vec![stale]);
+    let Some(OutcomeResult::Rejected(rejected)) = &applied.outcomes[0].result else {
+        panic!("a stale assertion was accepted: {:?}", applied.outcomes);
+    };
+    assert_eq!(rejected.reason, RejectReason::AssertionExpired as i32);
+    assert!(applied.events.is_empty());
+    assert_eq!(replica.seq(), seq_before);
+}
+
+#[test]
+fn pruning_is_bounded_per_batch_and_oldest_first() {
+    let mut replica = Replica::world();
+    let count = limits::ASSERTIONS_PRUNED_PER_BATCH_MAX + 6;
+    // Spend `count` assertions directly, as accepted no-ops would, with distinct expiries.
+    let mut writes = WriteSet::new();
+    for idx in 0..count as u64 {
+        let jti = format!("a-{idx:03}");
+        writes.put(
+            keys::assertion("bot", &jti),
+            (NOW_S + idx).to_be_bytes().to_vec(),
+        );
+        writes.put(
+            keys::assertion_by_expiry(NOW_S + idx, "bot", &jti),
+            Vec::new(),
+        );
+    }
+    replica.state.apply_writes(&writes);
+    let far_future_ms = (NOW_S + 10 * limits::ASSERTION_RETENTION_S) * 1000;
+    let applied = replica.apply(far_future_ms, vec![]);
+    let forgotten: Vec<Vec<u8>> = applied
+        .writes
+        .ops
+        .keys()
+        .filter(|key| key.starts_with(keys::ASSERTION_PREFIX))
+        .cloned()
+        .collect();
+    assert_eq!(forgotten.len(), limits::ASSERTIONS_PRUNED_PER_BATCH_MAX);
+    assert_eq!(forgotten.first(), Some(&keys::assertion("bot", "a-000")));
+    replica.state.apply_writes(&applied.writes);
+    let applied = replica.apply(far_future_ms, vec![]);
+    assert_eq!(applied.writes.len(), 2 * 6, "the rest go in the next batch");
+}
+
+#[test]
 fn an_assertion_replayed_within_a_batch_is_refused() {
     let mut replica = Replica::world();
     let bot = || agent_actor("bot");
