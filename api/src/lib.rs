@@ -21,4 +21,4 @@ pub mod validate;
 
 pub use error::{ApiError, Reason};
 pub use server::{ApiConfig, Warrant};
-pub use warrant_token::{NodeSigningKey, jwt, signing_key};
+pub use warrant_token::{NodeSigningKey, id_token, jwt, signing_key};

@@ -235,7 +235,22 @@ impl FederatedIssuer {
             self.issuer
         );
         match (&self.jwks_file, &self.jwks_url) {
-            (Some(_), None) => Ok(()),
+            // Read and parsed now, so a bad file stops the node before it touches any data.
+            (Some(path), None) => {
+                let bytes = std::fs::read(path).with_context(|| {
+                    format!(
+                        "invalid config: key {key}.jwks_file: read {}",
+                        path.display()
+                    )
+                })?;
+                warrant_api::id_token::IssuerKeys::from_jwks_json(&bytes).map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid config: key {key}.jwks_file {} is not a usable JWKS: {e}",
+                        path.display()
+                    )
+                })?;
+                Ok(())
+            }
             (None, Some(url)) => {
                 let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
                     .iter()

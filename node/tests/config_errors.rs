@@ -90,6 +90,50 @@ fn bad_values_are_reported_by_key() {
             vec![("WARRANT_NODE_ID", "zero")],
             "node_id",
         ),
+        (
+            format!("session_ttl_default_s = 0\n{TOKEN}"),
+            vec![],
+            "session_ttl_default_s",
+        ),
+        (
+            format!(
+                "{TOKEN}\n[[federation]]\nissuer = \"https://idp\"\naudience = \"w\"\n\
+                 jwks_file = \"/nonexistent/jwks.json\"\njwks_url = \"https://idp/jwks\""
+            ),
+            vec![],
+            "federation[0]",
+        ),
+        (
+            format!(
+                "{TOKEN}\n[[federation]]\nissuer = \"https://idp\"\naudience = \"w\"\n\
+                 jwks_url = \"http://idp.example/jwks\""
+            ),
+            vec![],
+            "federation[0].jwks_url",
+        ),
+        (
+            format!(
+                "{TOKEN}\n[[federation]]\nissuer = \"https://idp\"\naudience = \"w\"\n\
+                 jwks_file = \"/nonexistent/jwks.json\""
+            ),
+            vec![],
+            "federation[0].jwks_file",
+        ),
+        (
+            format!(
+                "{TOKEN}\n[[federation]]\nissuer = \"https://idp\"\naudience = \"w\"\n\
+                 jwks_file = \"/proc/version\""
+            ),
+            vec![],
+            "federation[0].jwks_file",
+        ),
+        (
+            format!(
+                "{TOKEN}\n[[federation]]\nissuer = \"https://idp\"\njwks_url = \"https://idp/j\""
+            ),
+            vec![],
+            "audience",
+        ),
     ];
     for (toml, env, key) in &cases {
         let stderr = start_with(toml, env);
