@@ -18,7 +18,8 @@
 //! - 19, both sides of the boundary on an injected clock: `token/src/jwt.rs`,
 //!   `expiry_is_exact_at_the_leeway_boundary`.
 //! - 28: `node/tests/cluster.rs`, `a_revocation_on_one_node_is_honoured_on_another` (revoked on
-//!   node 1, REVOKED on node 3 with LINEARIZABLE and AT_LEAST reads).
+//!   node 1, REVOKED with LINEARIZABLE on all three nodes, and with AT_LEAST on node 3); and for
+//!   a revoked delegation, `node/tests/delegation.rs`.
 //! - 29, with the single-use artifact being an RFC 7523 client assertion submitted to nodes 1 and
 //!   3 at once: `node/tests/agent_auth.rs`.
 //! - 9's "no refetch storm" for upstream issuers' JWKS: `node/tests/agent_auth.rs` (our own keys

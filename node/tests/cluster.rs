@@ -126,12 +126,20 @@ async fn a_revocation_on_one_node_is_honoured_on_another() {
         .expect("Revoke on A")
         .into_inner();
 
-    let linearizable = c.verify(&issued.access_token, AUDIENCE).await;
-    assert!(!linearizable.active);
-    assert_eq!(
-        invalid_reason_name(linearizable.reason),
-        "TOKEN_INVALID_REASON_REVOKED"
-    );
+    // reliability.md §9 row 28: REVOKED, LINEARIZABLE, on every node (the leader and both
+    // followers, whichever of them A is).
+    for node_id in 1..=3 {
+        let linearizable = cluster
+            .node(node_id)
+            .verify(&issued.access_token, AUDIENCE)
+            .await;
+        assert!(!linearizable.active, "node {node_id}");
+        assert_eq!(
+            invalid_reason_name(linearizable.reason),
+            "TOKEN_INVALID_REASON_REVOKED",
+            "node {node_id}"
+        );
+    }
     let at_least = c
         .tokens()
         .verify(c.admin(api::VerifyRequest {
