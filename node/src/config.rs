@@ -32,6 +32,10 @@ pub struct ServerConfig {
     /// A file holding the bootstrap admin credential (e.g. a Kubernetes secret or systemd
     /// credential).
     pub admin_token_file: Option<PathBuf>,
+    /// The secret members present to each other on peer RPCs (the same on every node). Unset:
+    /// derived from the admin token, which every member shares. Prefer `cluster_secret_file`.
+    pub cluster_secret: Option<String>,
+    pub cluster_secret_file: Option<PathBuf>,
     /// The `iss` of every token this cluster signs.
     pub issuer: String,
     pub token_ttl_default_s: u32,
@@ -78,6 +82,8 @@ impl Default for ServerConfig {
             advertise_addr: None,
             admin_token: None,
             admin_token_file: None,
+            cluster_secret: None,
+            cluster_secret_file: None,
             issuer: "https://warrant.local".to_string(),
             token_ttl_default_s: 900,
             clock_leeway_s: 5,
@@ -210,6 +216,34 @@ impl ServerConfig {
             "invalid config: the admin token must be at least {ADMIN_TOKEN_LEN_MIN} printable ASCII characters"
         );
         Ok(token)
+    }
+
+    /// The peer secret: `cluster_secret`, `cluster_secret_file`, or one derived from the admin
+    /// token (SHA-256 over a fixed label and the token), so a cluster whose members share the
+    /// admin token needs no second secret.
+    pub fn cluster_secret(&self, admin_token: &str) -> anyhow::Result<String> {
+        let secret = match (&self.cluster_secret, &self.cluster_secret_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "invalid config: keys cluster_secret and cluster_secret_file are both set; allowed: one of them"
+            ),
+            (Some(secret), None) => secret.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("read cluster_secret_file {}", path.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => {
+                use sha2::Digest;
+                let mut hasher = sha2::Sha256::new();
+                hasher.update(b"warrant peer secret\0");
+                hasher.update(admin_token.as_bytes());
+                return Ok(hex::encode(hasher.finalize()));
+            }
+        };
+        anyhow::ensure!(
+            ADMIN_TOKEN_LEN_MIN <= secret.len() && secret.bytes().all(|b| b.is_ascii_graphic()),
+            "invalid config: the cluster secret must be at least {ADMIN_TOKEN_LEN_MIN} printable ASCII characters"
+        );
+        Ok(secret)
     }
 
     pub fn advertise_addr(&self) -> String {

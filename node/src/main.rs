@@ -140,13 +140,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
+    let admin_token = config.admin_token()?;
     Ok(ApiConfig {
+        cluster_secret: config.cluster_secret(&admin_token)?,
         node_id: config.node_id,
         data_dir: config.data_dir.clone(),
         listen_addr: config.listen_addr,
         http_listen_addr: config.http_listen_addr,
         advertise_addr: config.advertise_addr(),
-        admin_token: config.admin_token()?,
+        admin_token,
         issuer: config.issuer.clone(),
         token_ttl_default_s: config.token_ttl_default_s,
         clock_leeway_s: config.clock_leeway_s,

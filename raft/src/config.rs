@@ -21,6 +21,10 @@ pub struct RaftConfig {
     pub logs_kept_after_snapshot: u64,
     /// The longest a read waits for this node to apply far enough.
     pub read_wait_max: Duration,
+    /// The shared secret every peer RPC carries (metadata `x-warrant-peer`) and every node
+    /// checks: peers share the public gRPC port, so without it anyone who can reach the port
+    /// could forward a command as any actor. Empty only in tests of a single process.
+    pub peer_token: String,
 }
 
 impl RaftConfig {
@@ -36,6 +40,7 @@ impl RaftConfig {
             snapshot_logs_since_last: 20_000,
             logs_kept_after_snapshot: 10_000,
             read_wait_max: Duration::from_secs(5),
+            peer_token: String::new(),
         }
     }
 

@@ -81,13 +81,33 @@ type ChannelCache = BTreeMap<(NodeId, String, Lane), Channel>;
 pub struct NetworkFactory {
     source: NodeId,
     channels: Arc<Mutex<ChannelCache>>,
+    peer_token: PeerToken,
+}
+
+/// The metadata key of the cluster's shared peer secret.
+pub const PEER_TOKEN_METADATA: &str = "x-warrant-peer";
+
+/// The cluster's shared peer secret, attached to every peer request.
+#[derive(Clone)]
+pub(crate) struct PeerToken(Arc<str>);
+
+impl PeerToken {
+    /// `message` as a request that carries the peer secret.
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Ok(value) = tonic::metadata::MetadataValue::try_from(&*self.0) {
+            request.metadata_mut().insert(PEER_TOKEN_METADATA, value);
+        }
+        request
+    }
 }
 
 impl NetworkFactory {
-    pub fn new(source: NodeId) -> Self {
+    pub fn new(source: NodeId, peer_token: &str) -> Self {
         NetworkFactory {
             source,
             channels: Arc::default(),
+            peer_token: PeerToken(peer_token.into()),
         }
     }
 
@@ -134,7 +154,7 @@ impl NetworkFactory {
                     leader_id: Some(target),
                     leader_addr: Some(format!("{addr} ({e})")),
                 })?;
-        let mut request = tonic::Request::new(ForwardRequest {
+        let mut request = self.peer_token.request(ForwardRequest {
             target_node_id: target,
             source_node_id: self.source,
             hops,
@@ -176,7 +196,7 @@ impl NetworkFactory {
         let mut client = self
             .client(target, addr, Lane::Control)
             .map_err(unreachable)?;
-        let mut request = tonic::Request::new(ReadIndexRequest {
+        let mut request = self.peer_token.request(ReadIndexRequest {
             target_node_id: target,
             source_node_id: self.source,
         });
@@ -225,6 +245,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         PeerClient {
             source: self.source,
             target,
+            peer_token: self.peer_token.clone(),
             control: self.client(target, &node.addr, Lane::Control),
             snapshot: self.client(target, &node.addr, Lane::Snapshot),
         }
@@ -235,6 +256,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct PeerClient {
     source: NodeId,
     target: NodeId,
+    peer_token: PeerToken,
     /// An invalid address is reported on every call as unreachable, not at creation: openraft's
     /// `new_client` cannot fail.
     control: Result<RaftServiceClient<Channel>, String>,
@@ -262,7 +284,7 @@ impl PeerClient {
             .map_err(|e| RPCError::Unreachable(unreachable_because(e)))?;
         let payload =
             postcard::to_allocvec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftRequest {
+        let mut request = self.peer_token.request(RaftRequest {
             target_node_id: self.target,
             source_node_id: self.source,
             payload: payload.into(),
@@ -355,8 +377,9 @@ impl PeerClient {
                 }
             }
         });
-        let mut request =
-            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
+        let mut request = self
+            .peer_token
+            .request(tokio_stream::wrappers::ReceiverStream::new(receiver));
         let gib = total_bytes.div_ceil(1 << 30);
         let deadline = SNAPSHOT_TRANSFER_BASE + Duration::from_secs(gib * SNAPSHOT_SECONDS_PER_GIB);
         request.set_timeout(deadline);

@@ -127,7 +127,7 @@ impl RaftNode {
         })?;
         let state_machine = StateMachineStore::open(&config.data_dir)
             .map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
-        let peers = NetworkFactory::new(config.node_id);
+        let peers = NetworkFactory::new(config.node_id, &config.peer_token);
         let raft = Raft::new(
             config.node_id,
             Arc::new(openraft_config),
@@ -445,7 +445,7 @@ impl RaftNode {
     pub fn peer_service(
         &self,
     ) -> warrant_proto::raft::raft_service_server::RaftServiceServer<RaftPeerService> {
-        RaftPeerService::new(self.clone()).into_server()
+        RaftPeerService::new(self.clone(), &self.config.peer_token).into_server()
     }
 
     /// Builds a snapshot of everything applied so far, then purges the log up to it. Returns

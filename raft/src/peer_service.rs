@@ -9,6 +9,7 @@ use std::{path::PathBuf, time::Duration};
 
 use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::{Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 use warrant_proto::raft::{
@@ -20,7 +21,7 @@ use warrant_proto::raft::{
 
 use crate::{
     error::ProposeError,
-    network::{FORWARD_HOPS_MAX, PEER_MESSAGE_BYTES_MAX, SNAPSHOT_BYTES_MAX},
+    network::{FORWARD_HOPS_MAX, PEER_MESSAGE_BYTES_MAX, PEER_TOKEN_METADATA, SNAPSHOT_BYTES_MAX},
     node::RaftNode,
     state_machine::INCOMING_FILE_PREFIX,
     types::{NodeId, Snapshot, SnapshotFile, SnapshotMeta, Vote},
@@ -31,11 +32,38 @@ pub const SNAPSHOT_CHUNK_WAIT_MAX: Duration = Duration::from_secs(30);
 
 pub struct RaftPeerService {
     node: RaftNode,
+    /// SHA-256 of the cluster's peer secret, compared in constant time.
+    peer_token_sha256: [u8; 32],
 }
 
 impl RaftPeerService {
-    pub(crate) fn new(node: RaftNode) -> Self {
-        RaftPeerService { node }
+    pub(crate) fn new(node: RaftNode, peer_token: &str) -> Self {
+        RaftPeerService {
+            node,
+            peer_token_sha256: Sha256::digest(peer_token.as_bytes()).into(),
+        }
+    }
+
+    /// Refuses a request that does not carry the cluster's peer secret: only members may append
+    /// entries, vote, install snapshots, forward commands or ask for read indexes.
+    fn check_peer<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let presented = request
+            .metadata()
+            .get(PEER_TOKEN_METADATA)
+            .map(|value| value.as_bytes())
+            .unwrap_or_default();
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        let differs = presented
+            .iter()
+            .zip(self.peer_token_sha256.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if differs == 0 {
+            return Ok(());
+        }
+        Err(Status::unauthenticated(
+            "peer RPCs need the cluster's peer secret (x-warrant-peer); they are for cluster \
+             members only",
+        ))
     }
 
     pub fn into_server(self) -> RaftServiceServer<Self> {
@@ -190,6 +218,7 @@ impl RaftService for RaftPeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
+        self.check_peer(&request)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         let rpc = decode(&request.payload, "AppendEntries")?;
@@ -197,6 +226,7 @@ impl RaftService for RaftPeerService {
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        self.check_peer(&request)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         let rpc = decode(&request.payload, "Vote")?;
@@ -208,6 +238,7 @@ impl RaftService for RaftPeerService {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
         let started = std::time::Instant::now();
+        self.check_peer(&request)?;
         let (vote, meta, incoming) = self.receive_snapshot(request.into_inner()).await?;
         let bytes = std::fs::metadata(&incoming.0).map(|m| m.len()).unwrap_or(0);
         tracing::info!(
@@ -231,6 +262,7 @@ impl RaftService for RaftPeerService {
         &self,
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardReply>, Status> {
+        self.check_peer(&request)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         if request.hops == 0 || request.hops > FORWARD_HOPS_MAX {
@@ -281,6 +313,7 @@ impl RaftService for RaftPeerService {
         &self,
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexReply>, Status> {
+        self.check_peer(&request)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         let wait_max = self.node.read_wait_max();
