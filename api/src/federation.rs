@@ -58,6 +58,8 @@ pub enum FederationError {
         path: String,
         source: std::io::Error,
     },
+    #[error("federation: build the JWKS HTTP client: {0}")]
+    HttpClient(String),
     #[error("federation: issuer {issuer}: {source}")]
     Jwks {
         issuer: String,
@@ -90,7 +92,8 @@ impl Federation {
             .timeout(JWKS_FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
+            // The default client follows redirects and has no timeout: never fall back to it.
+            .map_err(|e| FederationError::HttpClient(e.to_string()))?;
         let mut issuers = BTreeMap::new();
         for config in configs {
             let keys = match &config.jwks {

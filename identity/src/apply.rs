@@ -531,6 +531,7 @@ fn register_human(
         created_unix_ms: context.time_unix_ms,
         federated: command.federated.clone(),
         password_argon2id: command.password_argon2id.clone(),
+        disabled_seq: 0,
     };
     writes.put(key, row.encode_to_vec());
     let event = log::HumanRegistered {
@@ -588,6 +589,7 @@ fn register_agent(
         created_seq: context.seq,
         created_unix_ms: context.time_unix_ms,
         device_id: String::new(),
+        disabled_seq: 0,
     };
     let mut writes = WriteSet::new();
     writes.put(key, row.encode_to_vec());
@@ -899,6 +901,22 @@ fn rejected(reason: RejectReason, message: String) -> log::Outcome {
 
 #[cfg(test)]
 mod tests;
+
+/// The agent, if it is in force for a command at `seq` (see `validity::agent`); else the
+/// rejection that says why: it does not exist, its bound device is disabled, or it (or its
+/// owner) is disabled.
+fn agent_in_force(state: &dyn StateRead, agent_id: &str, seq: u64) -> Result<AgentRow, Refusal> {
+    match crate::validity::agent(state, agent_id, seq)? {
+        Ok(agent) => Ok(agent),
+        Err(lapse) if query::agent(state, agent_id)?.is_none() => {
+            Err(reject(RejectReason::AgentNotFound, lapse.message))
+        }
+        Err(lapse) if lapse.kind == crate::validity::LapseKind::DeviceDisabled => {
+            Err(reject(RejectReason::DeviceDisabled, lapse.message))
+        }
+        Err(lapse) => Err(reject(RejectReason::AgentDisabled, lapse.message)),
+    }
+}
 
 /// Registration is an admin act. The API layer checks this too; apply checks it again so that no
 /// path into the log can skip it.

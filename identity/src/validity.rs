@@ -51,14 +51,23 @@ impl Lapse {
 /// `Ok(Err(_))` is a lapse; `Err(_)` a store failure.
 pub type Verdict<T> = Result<Result<T, Lapse>, StateError>;
 
-/// The human, if registered and active.
-pub fn human(state: &dyn StateRead, human_id: &str) -> Verdict<HumanRow> {
+/// The human, if registered, active, and not disabled since `since_seq` (the seq of whatever
+/// depends on them: disabling is permanent for what existed then, even once re-enabled).
+pub fn human(state: &dyn StateRead, human_id: &str, since_seq: u64) -> Verdict<HumanRow> {
     match query::human(state, human_id)? {
-        Some(row) if row.status == Status::Active as i32 => Ok(Ok(row)),
-        Some(_) => Ok(Err(Lapse::new(
+        Some(row) if row.status != Status::Active as i32 => Ok(Err(Lapse::new(
             LapseKind::HumanDisabled,
             format!("human {human_id} is disabled"),
         ))),
+        Some(row) if since_seq < row.disabled_seq => Ok(Err(Lapse::new(
+            LapseKind::HumanDisabled,
+            format!(
+                "human {human_id} was disabled at seq {} (after seq {since_seq}) and enabled \
+                 again since: what existed then stays revoked",
+                row.disabled_seq
+            ),
+        ))),
+        Some(row) => Ok(Ok(row)),
         None => Ok(Err(Lapse::new(
             LapseKind::HumanDisabled,
             format!("human {human_id} does not exist"),
@@ -66,17 +75,28 @@ pub fn human(state: &dyn StateRead, human_id: &str) -> Verdict<HumanRow> {
     }
 }
 
-/// The agent, if registered and active and its owner is active: offboarding a human stops the
-/// agents they own.
-pub fn agent(state: &dyn StateRead, agent_id: &str) -> Verdict<AgentRow> {
+/// The agent, if registered and active, not disabled since `since_seq`, with its owner in force:
+/// offboarding a human stops the agents they own. An agent bound to a device stops with the
+/// device (a lost laptop).
+pub fn agent(state: &dyn StateRead, agent_id: &str, since_seq: u64) -> Verdict<AgentRow> {
     let row = match query::agent(state, agent_id)? {
-        Some(row) if row.status == Status::Active as i32 => row,
-        Some(_) => {
+        Some(row) if row.status != Status::Active as i32 => {
             return Ok(Err(Lapse::new(
                 LapseKind::AgentDisabled,
                 format!("agent {agent_id} is disabled"),
             )));
         }
+        Some(row) if since_seq < row.disabled_seq => {
+            return Ok(Err(Lapse::new(
+                LapseKind::AgentDisabled,
+                format!(
+                    "agent {agent_id} was disabled at seq {} (after seq {since_seq}) and enabled \
+                     again since: what existed then stays revoked",
+                    row.disabled_seq
+                ),
+            )));
+        }
+        Some(row) => row,
         None => {
             return Ok(Err(Lapse::new(
                 LapseKind::AgentDisabled,
@@ -84,11 +104,23 @@ pub fn agent(state: &dyn StateRead, agent_id: &str) -> Verdict<AgentRow> {
             )));
         }
     };
-    if let Err(lapse) = human(state, &row.owner_human_id)? {
+    if let Err(lapse) = human(state, &row.owner_human_id, since_seq)? {
         return Ok(Err(Lapse::new(
             LapseKind::HumanDisabled,
             format!("agent {agent_id}'s owner: {}", lapse.message),
         )));
+    }
+    if !row.device_id.is_empty() {
+        match query::device(state, &row.device_id)? {
+            Some(device)
+                if device.status == Status::Active as i32 && device.disabled_seq <= since_seq => {}
+            _ => {
+                return Ok(Err(Lapse::new(
+                    LapseKind::DeviceDisabled,
+                    format!("agent {agent_id}'s device {} is disabled", row.device_id),
+                )));
+            }
+        }
     }
     Ok(Ok(row))
 }
@@ -119,7 +151,9 @@ pub fn session(state: &dyn StateRead, session_id: &str, now_unix_s: u64) -> Verd
     }
     if !started.device_id.is_empty() {
         match query::device(state, &started.device_id)? {
-            Some(device) if device.status == Status::Active as i32 => {}
+            Some(device)
+                if device.status == Status::Active as i32
+                    && device.disabled_seq <= row.started_seq => {}
             _ => {
                 return Ok(Err(Lapse::new(
                     LapseKind::DeviceDisabled,
@@ -152,6 +186,7 @@ pub fn delegation_chain(
                 format!("delegation {current} does not exist"),
             )));
         };
+        let created_seq = row.created_seq;
         let created = row.created.unwrap_or_default();
         if row.revoked {
             return Ok(Err(Lapse::new(
@@ -171,14 +206,14 @@ pub fn delegation_chain(
                 ),
             )));
         }
-        if let Err(lapse) = agent(state, &created.grantee_agent_id)? {
+        if let Err(lapse) = agent(state, &created.grantee_agent_id, created_seq)? {
             return Ok(Err(lapse));
         }
         let parent = created.parent_delegation_id.clone();
         let root_human_id = created.root_human_id.clone();
         chain.push(created);
         if parent.is_empty() {
-            if let Err(lapse) = human(state, &root_human_id)? {
+            if let Err(lapse) = human(state, &root_human_id, created_seq)? {
                 return Ok(Err(lapse));
             }
             return Ok(Ok(chain));
@@ -203,12 +238,12 @@ pub fn token(state: &dyn StateRead, row: &TokenRow, now_unix_s: u64) -> Verdict<
         )));
     }
     if !issued.agent_id.is_empty()
-        && let Err(lapse) = agent(state, &issued.agent_id)?
+        && let Err(lapse) = agent(state, &issued.agent_id, row.issued_seq)?
     {
         return Ok(Err(lapse));
     }
     if issued.subject_kind == PrincipalKind::Human as i32
-        && let Err(lapse) = human(state, &issued.subject)?
+        && let Err(lapse) = human(state, &issued.subject, row.issued_seq)?
     {
         return Ok(Err(lapse));
     }

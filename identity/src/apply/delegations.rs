@@ -14,7 +14,7 @@ use warrant_proto::{
 };
 
 use super::{
-    Change, Context, Refusal, reject,
+    Change, Context, Refusal, agent_in_force, reject,
     tokens::{active_service, validate_scope_list},
 };
 use crate::{
@@ -65,13 +65,7 @@ pub(super) fn create_delegation(
         .into());
     }
 
-    match validity::agent(state, &command.grantee_agent_id)? {
-        Ok(_) => {}
-        Err(lapse) if query::agent(state, &command.grantee_agent_id)?.is_none() => {
-            return Err(reject(RejectReason::AgentNotFound, lapse.message));
-        }
-        Err(lapse) => return Err(reject(RejectReason::AgentDisabled, lapse.message)),
-    }
+    agent_in_force(state, &command.grantee_agent_id, context.seq)?;
     let created = if command.parent_delegation_id.is_empty() {
         root_grant(state, context, command)?
     } else {
@@ -137,7 +131,7 @@ fn root_grant(
              delegates onward only under a delegation it holds (parent_delegation_id)",
         ));
     };
-    match validity::human(state, &human_id)? {
+    match validity::human(state, &human_id, context.seq)? {
         Ok(_) => {}
         Err(lapse) if query::human(state, &human_id)?.is_none() => {
             return Err(reject(RejectReason::HumanNotFound, lapse.message));

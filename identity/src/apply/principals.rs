@@ -181,6 +181,7 @@ pub(super) fn register_device(
         status: Status::Active as i32,
         created_seq: context.seq,
         created_unix_ms: context.time_unix_ms,
+        disabled_seq: 0,
     };
     let mut writes = WriteSet::new();
     writes.put(key, row.encode_to_vec());
@@ -294,6 +295,9 @@ pub(super) fn set_status(
                 return Ok(None);
             }
             row.status = status;
+            if command.disabled {
+                row.disabled_seq = context.seq;
+            }
             (keys::human(id), row.encode_to_vec())
         }
         Ok(EntityKind::Agent) => {
@@ -303,6 +307,9 @@ pub(super) fn set_status(
                 return Ok(None);
             }
             row.status = status;
+            if command.disabled {
+                row.disabled_seq = context.seq;
+            }
             (keys::agent(id), row.encode_to_vec())
         }
         Ok(EntityKind::Service) => {
@@ -330,6 +337,9 @@ pub(super) fn set_status(
                 return Ok(None);
             }
             row.status = status;
+            if command.disabled {
+                row.disabled_seq = context.seq;
+            }
             (keys::device(id), row.encode_to_vec())
         }
         Ok(EntityKind::Unspecified) | Err(_) => {

@@ -6,7 +6,7 @@ use warrant_proto::{
     state::{SessionRow, Status, TokenRow},
 };
 
-use super::{Change, Context, Refusal, reject, validate_federated};
+use super::{Change, Context, Refusal, agent_in_force, reject, validate_federated};
 use crate::{
     keys,
     limits::{self, FieldError, REASON_LEN_MAX, SESSION_TTL_SECONDS_MAX},
@@ -83,7 +83,7 @@ pub(super) fn start_session(
     let now_unix_s = context.time_unix_ms / 1000;
     let mut device_id = command.device_id.clone();
     let owner_human_id = if is_human {
-        let human = match validity::human(state, &command.principal_id)? {
+        let human = match validity::human(state, &command.principal_id, context.seq)? {
             Ok(human) => human,
             Err(lapse) if query::human(state, &command.principal_id)?.is_none() => {
                 return Err(reject(RejectReason::HumanNotFound, lapse.message));
@@ -103,13 +103,7 @@ pub(super) fn start_session(
         }
         human.human_id
     } else {
-        let agent = match validity::agent(state, &command.principal_id)? {
-            Ok(agent) => agent,
-            Err(lapse) if query::agent(state, &command.principal_id)?.is_none() => {
-                return Err(reject(RejectReason::AgentNotFound, lapse.message));
-            }
-            Err(lapse) => return Err(reject(RejectReason::AgentDisabled, lapse.message)),
-        };
+        let agent = agent_in_force(state, &command.principal_id, context.seq)?;
         if !agent.device_id.is_empty() {
             if device_id.is_empty() {
                 device_id = agent.device_id.clone();

@@ -2889,7 +2889,7 @@ fn start_session_rejections() {
             vec![bind_laptop(), set_status(log::EntityKind::Device, "laptop", true).by(admin())],
             agent_session("s1", "bot").by(bot()),
             DeviceDisabled,
-            "device laptop is disabled".to_owned(),
+            "agent bot's device laptop is disabled".to_owned(),
         ),
         (vec![bind_laptop()], on("phone", agent_session("s1", "bot")).by(bot()), PermissionDenied, "agent bot is bound to device laptop, not phone".to_owned()),
         // A session is started by its own principal only.
@@ -3477,5 +3477,49 @@ fn a_session_records_only_a_verified_upstream_identity() {
                 RejectReason::InvalidCommand
             ),
         }
+    }
+}
+
+/// The kill switch is permanent for what existed when it was thrown: re-enabling an agent, a
+/// human or a device does not revive the tokens, delegations or sessions issued before.
+#[test]
+fn re_enabling_does_not_revive_what_was_revoked() {
+    let mut replica = Replica::world();
+    check_accepted(
+        &mut replica,
+        issue("j1", "bot", &["send"]).by(agent_actor("bot")),
+    );
+    let before = replica.token_row("j1");
+    assert_eq!(
+        validity::token(&replica.state, &before, NOW_S).expect("reads"),
+        Ok(())
+    );
+    for (entity, id) in [
+        (log::EntityKind::Agent, "bot"),
+        (log::EntityKind::Human, "alice"),
+    ] {
+        let mut replica = replica.clone();
+        check_accepted(&mut replica, set_status(entity, id, true).by(admin()));
+        check_accepted(&mut replica, set_status(entity, id, false).by(admin()));
+        let lapse = validity::token(&replica.state, &before, NOW_S)
+            .expect("reads")
+            .expect_err("a token from before the kill switch stays revoked");
+        let expected = match entity {
+            log::EntityKind::Agent => LapseKind::AgentDisabled,
+            _ => LapseKind::HumanDisabled,
+        };
+        assert_eq!(lapse.kind, expected, "{id}: {}", lapse.message);
+        assert!(lapse.message.contains("enabled again"), "{}", lapse.message);
+        // What is issued after the re-enable is in force.
+        check_accepted(
+            &mut replica,
+            issue("j2", "bot", &["send"]).by(agent_actor("bot")),
+        );
+        let after = replica.token_row("j2");
+        assert_eq!(
+            validity::token(&replica.state, &after, NOW_S).expect("reads"),
+            Ok(()),
+            "{id}"
+        );
     }
 }

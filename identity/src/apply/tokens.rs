@@ -9,7 +9,7 @@ use warrant_proto::{
     state::{ServiceRow, Status, TokenRow},
 };
 
-use super::{Change, Context, Refusal, reject};
+use super::{Change, Context, Refusal, agent_in_force, reject};
 use crate::{
     keys,
     limits::{self, FieldError, SCOPES_PER_TOKEN_MAX, TOKEN_TTL_SECONDS_MAX},
@@ -74,13 +74,7 @@ pub(super) fn issue_token(
         ));
     }
     let now_unix_s = context.time_unix_ms / 1000;
-    match validity::agent(state, &command.agent_id)? {
-        Ok(_) => {}
-        Err(lapse) if query::agent(state, &command.agent_id)?.is_none() => {
-            return Err(reject(RejectReason::AgentNotFound, lapse.message));
-        }
-        Err(lapse) => return Err(reject(RejectReason::AgentDisabled, lapse.message)),
-    }
+    agent_in_force(state, &command.agent_id, context.seq)?;
     let service = active_service(state, &command.audience)?;
     check_scopes_allowed(&service, &command.scopes)?;
     let mut signing_key = match query::signing_key(state, &command.key_id)? {
