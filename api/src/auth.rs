@@ -46,22 +46,41 @@ pub enum Caller {
     Human {
         human_id: String,
         session_id: String,
+        /// Set for a login with an upstream id_token: the session it starts spends it, so a
+        /// captured id_token cannot start a second session.
+        assertion: Option<log::AssertionUse>,
     },
     Agent {
         agent_id: String,
         method: log::AuthMethod,
+        /// The id of the credential that authenticated the call.
+        credential_id: String,
         /// Set when a client assertion authenticated the call: the command spends it.
         assertion: Option<log::AssertionUse>,
     },
 }
 
 impl Caller {
-    pub fn agent(agent_id: &str) -> Caller {
+    /// An agent authenticated by its client secret `credential_id`.
+    pub fn agent(agent_id: &str, credential_id: &str) -> Caller {
         Caller::Agent {
             agent_id: agent_id.to_string(),
             method: log::AuthMethod::ClientSecret,
+            credential_id: credential_id.to_string(),
             assertion: None,
         }
+    }
+
+    /// The credential apply must find still in force, if the caller used one it can check.
+    pub fn credential(&self) -> Option<log::CallerCredential> {
+        use log::caller_credential::Kind;
+        let kind = match self {
+            Caller::Admin => return None,
+            Caller::Human { session_id, .. } if session_id.is_empty() => return None,
+            Caller::Human { session_id, .. } => Kind::SessionId(session_id.clone()),
+            Caller::Agent { credential_id, .. } => Kind::CredentialId(credential_id.clone()),
+        };
+        Some(log::CallerCredential { kind: Some(kind) })
     }
 
     pub fn actor(&self) -> log::Actor {
@@ -80,8 +99,8 @@ impl Caller {
     /// The client assertion the command must spend, if one authenticated the call.
     pub fn assertion(&self) -> Option<log::AssertionUse> {
         match self {
-            Caller::Agent { assertion, .. } => assertion.clone(),
-            _ => None,
+            Caller::Agent { assertion, .. } | Caller::Human { assertion, .. } => assertion.clone(),
+            Caller::Admin => None,
         }
     }
 
@@ -242,31 +261,41 @@ impl Authenticator {
             ));
         }
         let secret_sha256: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        let hashes: Vec<String> = agent
+        // (credential id, argon2id PHC) of each client secret the agent holds.
+        let hashes: Vec<(String, String)> = agent
             .credentials
             .iter()
             .filter_map(|c| match &c.kind {
-                Some(log::credential::Kind::ClientSecretArgon2id(phc)) => Some(phc.clone()),
+                Some(log::credential::Kind::ClientSecretArgon2id(phc)) => {
+                    Some((c.credential_id.clone(), phc.clone()))
+                }
                 _ => None,
             })
             .collect();
-        if let Some((cached_sha, cached_phc)) = self
+        let cached = self
             .verified
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(agent_id)
-            && constant_time_eq(cached_sha, &secret_sha256)
-            && hashes.contains(cached_phc)
-        {
-            return Ok(Caller::agent(agent_id));
+            .filter(|(cached_sha, _)| constant_time_eq(cached_sha, &secret_sha256))
+            .and_then(|(_, cached_phc)| {
+                hashes
+                    .iter()
+                    .find(|(_, phc)| phc == cached_phc)
+                    .map(|(id, _)| id.clone())
+            });
+        if let Some(credential_id) = cached {
+            return Ok(Caller::agent(agent_id, &credential_id));
         }
         let secret = secret.to_string();
         let matched = tokio::task::spawn_blocking(move || {
-            hashes.into_iter().find(|phc| verify_secret(&secret, phc))
+            hashes
+                .into_iter()
+                .find(|(_, phc)| verify_secret(&secret, phc))
         })
         .await
         .map_err(|e| ApiError::internal(format!("verify secret: {e}")))?;
-        let Some(phc) = matched else {
+        let Some((credential_id, phc)) = matched else {
             return Err(rejected());
         };
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
@@ -274,7 +303,7 @@ impl Authenticator {
             verified.clear();
         }
         verified.insert(agent_id.to_string(), (secret_sha256, phc));
-        Ok(Caller::agent(agent_id))
+        Ok(Caller::agent(agent_id, &credential_id))
     }
 
     /// A human's session access token: a Warrant token for this cluster's own audience, issued
@@ -316,6 +345,7 @@ impl Authenticator {
         Ok(Caller::Human {
             human_id: issued.subject,
             session_id: issued.session_id,
+            assertion: None,
         })
     }
 
@@ -385,8 +415,9 @@ impl Authenticator {
         Ok(Caller::Agent {
             agent_id: verified.agent_id.clone(),
             method: log::AuthMethod::PrivateKeyJwt,
+            credential_id: verified.key_id.clone(),
             assertion: Some(log::AssertionUse {
-                agent_id: verified.agent_id,
+                principal_id: verified.agent_id,
                 jti: verified.jti,
                 expires_at_unix_s: verified.expires_at_unix_s,
             }),

@@ -203,6 +203,10 @@ impl ApiError {
             RejectReason::PermissionDenied => (Code::PermissionDenied, Reason::PermissionDenied),
             // A spent assertion is a bad credential: the caller must authenticate afresh.
             RejectReason::AssertionReplayed => (Code::Unauthenticated, Reason::AssertionReplayed),
+            RejectReason::CredentialRevoked => (
+                Code::Unauthenticated,
+                Reason::Credential("CREDENTIAL_REVOKED"),
+            ),
             RejectReason::AssertionExpired => (
                 Code::Unauthenticated,
                 Reason::Credential("ASSERTION_EXPIRED"),

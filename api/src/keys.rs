@@ -28,6 +28,7 @@ pub fn publish_command(node_id: u64, key: &NodeSigningKey) -> log::Command {
         request_digest: Sha256::digest(key.public_key()).to_vec(),
         actor: Some(node_actor(node_id)),
         assertion: None,
+        credential: None,
         kind: Some(log::command::Kind::PublishSigningKey(
             log::PublishSigningKey {
                 key_id: key.key_id().to_string(),
@@ -46,6 +47,7 @@ pub fn retire_command(node_id: u64, key_id: &str) -> log::Command {
         request_digest: Sha256::digest(key_id.as_bytes()).to_vec(),
         actor: Some(node_actor(node_id)),
         assertion: None,
+        credential: None,
         kind: Some(log::command::Kind::RetireSigningKey(
             log::RetireSigningKey {
                 key_id: key_id.to_string(),

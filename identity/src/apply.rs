@@ -151,6 +151,56 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// The credential the API node authenticated the actor with must still be in force at this
+    /// batch: a session ended, or a credential removed, through another node a moment ago must
+    /// not authenticate a command that a lagging node let through. `Some` is the rejection.
+    fn check_credential(
+        &self,
+        actor: &log::Actor,
+        credential: &log::CallerCredential,
+    ) -> Result<Option<log::Outcome>, StateError> {
+        use log::caller_credential::Kind;
+        let now_unix_s = self.time_unix_ms / 1000;
+        let refusal = match &credential.kind {
+            Some(Kind::SessionId(session_id)) => {
+                match crate::validity::session(&self.overlay, session_id, now_unix_s)? {
+                    Ok(row)
+                        if row.started.as_ref().is_some_and(|it| {
+                            it.principal_kind == actor.kind && it.principal_id == actor.id
+                        }) =>
+                    {
+                        None
+                    }
+                    Ok(_) => Some(format!(
+                        "session {session_id} is not {}'s; allowed: the actor's own session",
+                        actor.id
+                    )),
+                    Err(lapse) => Some(format!(
+                        "the session that authenticated this command is no longer in force: {}",
+                        lapse.message
+                    )),
+                }
+            }
+            Some(Kind::CredentialId(credential_id)) => {
+                let held = query::agent(&self.overlay, &actor.id)?.is_some_and(|agent| {
+                    agent
+                        .credentials
+                        .iter()
+                        .any(|it| &it.credential_id == credential_id)
+                });
+                (!held).then(|| {
+                    format!(
+                        "credential {credential_id} of agent {} was removed; allowed: a \
+                         credential the agent holds",
+                        actor.id
+                    )
+                })
+            }
+            None => None,
+        };
+        Ok(refusal.map(|message| rejected(RejectReason::CredentialRevoked, message)))
+    }
+
     fn apply_command(
         &mut self,
         batch_position: u32,
@@ -176,22 +226,33 @@ impl Applier<'_> {
                 "no seq left after u64::MAX",
             ));
         };
+        if let Some(credential) = &command.credential
+            && let Some(refusal) = self.check_credential(actor, credential)?
+        {
+            return Ok(refusal);
+        }
         // A client assertion authenticates one command, once, anywhere in the cluster.
         let assertion_key = match &command.assertion {
             None => None,
             Some(assertion) => {
-                let key = keys::assertion(&assertion.agent_id, &assertion.jti);
+                let key = keys::assertion(&assertion.principal_id, &assertion.jti);
                 let stale_after = assertion
                     .expires_at_unix_s
                     .saturating_add(limits::ASSERTION_RETENTION_S);
+                // What the caller presented, for messages.
+                let (what, whose) = if actor.kind == PrincipalKind::Human as i32 {
+                    ("id_token", "human")
+                } else {
+                    ("client assertion", "agent")
+                };
                 if stale_after < self.time_unix_ms / 1000 {
                     return Ok(rejected(
                         RejectReason::AssertionExpired,
                         format!(
-                            "client assertion {} of agent {} expired at {}, more than {} s \
-                             before this batch; allowed: a fresh assertion",
+                            "{what} {} of {whose} {} expired at {}, more than {} s before this \
+                             batch; allowed: a fresh one",
                             assertion.jti,
-                            assertion.agent_id,
+                            assertion.principal_id,
                             assertion.expires_at_unix_s,
                             limits::ASSERTION_RETENTION_S
                         ),
@@ -201,15 +262,15 @@ impl Applier<'_> {
                     return Ok(rejected(
                         RejectReason::AssertionReplayed,
                         format!(
-                            "client assertion {} of agent {} was already used; allowed: a new \
-                             assertion (new jti) per request",
-                            assertion.jti, assertion.agent_id
+                            "{what} {} of {whose} {} was already used; allowed: a new one (new \
+                             jti) per request",
+                            assertion.jti, assertion.principal_id
                         ),
                     ));
                 }
                 let by_expiry = keys::assertion_by_expiry(
                     assertion.expires_at_unix_s,
-                    &assertion.agent_id,
+                    &assertion.principal_id,
                     &assertion.jti,
                 );
                 Some((key, by_expiry, assertion.expires_at_unix_s))
@@ -335,12 +396,37 @@ fn check_envelope(command: &log::Command) -> Result<(&CommandKind, &log::Actor),
     for (idx, principal) in actor.on_behalf_of.iter().enumerate() {
         limits::validate_actor_id(&format!("actor.on_behalf_of[{idx}]"), principal)?;
     }
+    if let Some(credential) = &command.credential {
+        use log::caller_credential::Kind;
+        match &credential.kind {
+            Some(Kind::SessionId(session_id)) if actor.kind == PrincipalKind::Human as i32 => {
+                limits::validate_id("credential.session_id", session_id)?;
+            }
+            Some(Kind::CredentialId(credential_id))
+                if actor.kind == PrincipalKind::Agent as i32 =>
+            {
+                limits::validate_id("credential.credential_id", credential_id)?;
+            }
+            _ => {
+                return Err(FieldError::new(
+                    "credential",
+                    "does not fit the actor",
+                    "a session id for a human actor, a credential id for an agent actor",
+                ));
+            }
+        }
+    }
     if let Some(assertion) = &command.assertion {
-        if !(actor.kind == PrincipalKind::Agent as i32 && actor.id == assertion.agent_id) {
+        let presenter =
+            actor.kind == PrincipalKind::Agent as i32 || actor.kind == PrincipalKind::Human as i32;
+        if !(presenter && actor.id == assertion.principal_id) {
             return Err(FieldError::new(
-                "assertion.agent_id",
-                format!("is {} but the actor is {}", assertion.agent_id, actor.id),
-                "the agent that is the actor",
+                "assertion.principal_id",
+                format!(
+                    "is {} but the actor is {}",
+                    assertion.principal_id, actor.id
+                ),
+                "the agent or human that is the actor",
             ));
         }
         limits::validate_opaque(

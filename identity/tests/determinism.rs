@@ -714,6 +714,7 @@ fn arb_command() -> BoxedStrategy<Command> {
                     actor,
                     assertion,
                     kind,
+                    ..Default::default()
                 }
             },
         )
@@ -744,7 +745,7 @@ impl AssertionChoice {
             } => match actor {
                 Some(actor) if actor.kind == PrincipalKind::Agent as i32 => {
                     Some(log::AssertionUse {
-                        agent_id: actor.id.clone(),
+                        principal_id: actor.id.clone(),
                         jti,
                         expires_at_unix_s,
                     })
@@ -780,7 +781,7 @@ fn arb_assertion_choice() -> impl Strategy<Value = AssertionChoice> {
         1 => (arb_agent_id(DIRTY), jti, expires_at_unix_s).prop_map(
             |(agent_id, jti, expires_at_unix_s)| {
                 AssertionChoice::Any(log::AssertionUse {
-                    agent_id,
+                    principal_id: agent_id,
                     jti,
                     expires_at_unix_s,
                 })

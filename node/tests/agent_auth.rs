@@ -576,6 +576,27 @@ async fn federated_humans_log_in_with_an_upstream_id_token() {
         .expect("StartSession with a good id_token");
     assert_eq!(session.principal_id, "fed-human");
     assert!(!session.access_token.is_empty(), "no session token");
+    // An id_token is single-use: the same one again (captured, say) starts no second session,
+    // and adds no event.
+    let before_replay = node.digest().await;
+    let replayed = start_session(&node, &good, &nonce)
+        .await
+        .expect_err("a replayed id_token");
+    assert_eq!(
+        replayed.code(),
+        tonic::Code::Unauthenticated,
+        "{replayed:?}"
+    );
+    assert_eq!(
+        error_reason(&replayed),
+        "ASSERTION_REPLAYED",
+        "{replayed:?}"
+    );
+    let after_replay = node.digest().await;
+    assert_eq!(
+        (after_replay.sha256_hex, after_replay.applied_seq),
+        (before_replay.sha256_hex, before_replay.applied_seq)
+    );
     let delegation = DelegationServiceClient::new(node.channel())
         .create_delegation(with_auth(
             Some(&format!("Bearer {}", session.access_token)),
@@ -694,8 +715,13 @@ async fn federated_humans_log_in_with_an_upstream_id_token() {
         "5 tokens with an unknown kid made {} JWKS fetches (after {fetched_at_start} at start)",
         served - fetched_at_start
     );
-    // The known key still works afterwards.
-    start_session(&node, &good2, &nonce2)
+    // The known key still works afterwards (a fresh id_token: each is single-use).
+    let nonce3 = hex::encode(rand::random::<[u8; 12]>());
+    let good3 = idp2.id_token(
+        "idp2-key-1",
+        &id_claims(IDP2, "upstream-456", IDP2_AUDIENCE, &nonce3),
+    );
+    start_session(&node, &good3, &nonce3)
         .await
         .expect("the URL-sourced issuer's key still verifies");
 }

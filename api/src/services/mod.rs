@@ -142,6 +142,7 @@ pub fn command(
         request_digest: hasher.finalize().to_vec(),
         actor: Some(caller.actor()),
         assertion: caller.assertion(),
+        credential: caller.credential(),
         kind: Some(kind),
     }
 }

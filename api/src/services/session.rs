@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Response, Status};
 use warrant_identity::{limits, query};
 use warrant_proto::{
@@ -22,6 +23,8 @@ use crate::{
 
 /// Longest local password accepted; argon2 cost grows with it.
 pub const PASSWORD_LEN_MAX: usize = 256;
+/// Hex digits of an id_token's SHA-256 that name it when it is spent (192 bits).
+const ID_TOKEN_DIGEST_HEX_LEN: usize = 48;
 
 pub struct SessionApi {
     pub context: Arc<Context>,
@@ -187,10 +190,29 @@ impl SessionApi {
                 |e| e.reason == Reason::CredentialInvalid,
             )
             .await?;
+        // The id_token is single-use, like a client assertion: the session spends a digest of
+        // it through the log, so the same id_token cannot log in twice anywhere.
+        let digest = hex::encode(Sha256::digest(request.id_token.as_bytes()));
+        let jti = format!("id_token-{}", &digest[..ID_TOKEN_DIGEST_HEX_LEN]);
+        // Apply is the authority on replays; this early look spares the log a doomed write.
+        if query::assertion_spent(&self.context.node.reader(), &human.human_id, &jti)
+            .map_err(storage)?
+        {
+            return Err(ApiError::new(
+                Code::Unauthenticated,
+                Reason::AssertionReplayed,
+                "this id_token was already used to log in; allowed: a fresh one from the issuer",
+            ));
+        }
         Ok((
             Caller::Human {
-                human_id: human.human_id,
+                human_id: human.human_id.clone(),
                 session_id: String::new(),
+                assertion: Some(log::AssertionUse {
+                    principal_id: human.human_id,
+                    jti,
+                    expires_at_unix_s: verified.expires_at_unix_s,
+                }),
             },
             log::AuthMethod::OidcIdToken,
             Some(log::FederatedIdentity {
@@ -254,6 +276,7 @@ impl SessionApi {
             Caller::Human {
                 human_id: human.human_id,
                 session_id: String::new(),
+                assertion: None,
             },
             log::AuthMethod::LocalPassword,
             None,

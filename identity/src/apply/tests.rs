@@ -354,7 +354,7 @@ impl Envelope for Command {
     fn spending(self, agent_id: &str, jti: &str) -> Self {
         Command {
             assertion: Some(log::AssertionUse {
-                agent_id: agent_id.to_owned(),
+                principal_id: agent_id.to_owned(),
                 jti: jti.to_owned(),
                 expires_at_unix_s: NOW_S + 60,
             }),
@@ -2503,8 +2503,8 @@ fn an_assertion_authenticates_one_command() {
             .by(bot())
             .spending("bot", "a-1"),
         RejectReason::AssertionReplayed,
-        "client assertion a-1 of agent bot was already used; allowed: a new assertion (new jti) \
-         per request",
+        "client assertion a-1 of agent bot was already used; allowed: a new one (new jti) per \
+         request",
     );
     // A new jti is a new assertion, and so is the same jti of another agent.
     check_accepted(
@@ -2619,8 +2619,8 @@ fn an_assertion_replayed_within_a_batch_is_refused() {
         applied.outcomes[1],
         rejected(
             RejectReason::AssertionReplayed,
-            "client assertion a-1 of agent bot was already used; allowed: a new assertion (new \
-             jti) per request"
+            "client assertion a-1 of agent bot was already used; allowed: a new one (new jti) \
+             per request"
                 .to_owned()
         )
     );
@@ -2654,22 +2654,28 @@ fn a_rejected_command_does_not_spend_its_assertion() {
 
 #[test]
 fn an_assertion_must_name_the_acting_agent() {
-    let rule = "allowed: the agent that is the actor";
+    let rule = "allowed: the agent or human that is the actor";
     let cases = [
         (
             issue("j1", "bot", &["send"])
                 .by(agent_actor("bot"))
                 .spending("bot2", "a-1"),
-            format!("assertion.agent_id is bot2 but the actor is bot; {rule}"),
+            format!("assertion.principal_id is bot2 but the actor is bot; {rule}"),
         ),
         (
             register_human("zed").spending("bot", "a-1"),
-            format!("assertion.agent_id is bot but the actor is root; {rule}"),
+            format!("assertion.principal_id is bot but the actor is root; {rule}"),
         ),
-        // An id equal to the assertion's is not enough: the actor must be an agent.
+        // An id equal to the assertion's is not enough: the actor must be an agent or a human.
         (
-            revoke("j1").by(human_actor("bot")).spending("bot", "a-1"),
-            format!("assertion.agent_id is bot but the actor is bot; {rule}"),
+            revoke("j1")
+                .by(Actor {
+                    kind: PrincipalKind::Service as i32,
+                    id: "bot".to_owned(),
+                    on_behalf_of: vec![],
+                })
+                .spending("bot", "a-1"),
+            format!("assertion.principal_id is bot but the actor is bot; {rule}"),
         ),
         (
             issue("j1", "bot", &["send"])
@@ -3521,5 +3527,88 @@ fn re_enabling_does_not_revive_what_was_revoked() {
             Ok(()),
             "{id}"
         );
+    }
+}
+
+/// A command carries the credential its caller was authenticated with; apply refuses it once
+/// that credential is gone, so a node that has not applied a logout or a credential removal yet
+/// cannot let the old credential act.
+#[test]
+fn a_command_is_refused_once_its_credential_is_gone() {
+    use log::caller_credential::Kind;
+    let with = |command: Command, kind: Kind| Command {
+        credential: Some(log::CallerCredential { kind: Some(kind) }),
+        ..command
+    };
+    let mut replica = Replica::world();
+    check_accepted(
+        &mut replica,
+        human_session("hs1", "alice", "hj1").by(human_actor("alice")),
+    );
+    let grant_as_alice = || {
+        with(
+            update_human_command().by(human_actor("alice")),
+            Kind::SessionId("hs1".to_owned()),
+        )
+    };
+    check_accepted(&mut replica, grant_as_alice());
+    check_accepted(&mut replica, end_session("hs1").by(human_actor("alice")));
+    check_rejected(
+        replica.clone(),
+        with(
+            log::UpdateHuman {
+                human_id: "alice".to_owned(),
+                display_name: "Alice again".to_owned(),
+                email: String::new(),
+            }
+            .by(human_actor("alice")),
+            Kind::SessionId("hs1".to_owned()),
+        ),
+        RejectReason::CredentialRevoked,
+        "the session that authenticated this command is no longer in force: session hs1 ended \
+         at seq 7",
+    );
+
+    // An agent's credential: accepted while held, refused once removed.
+    let issue_with_secret = |jti: &str| {
+        with(
+            issue(jti, "bot", &["send"]).by(agent_actor("bot")),
+            Kind::CredentialId("c1".to_owned()),
+        )
+    };
+    check_accepted(&mut replica, issue_with_secret("j1"));
+    check_accepted(
+        &mut replica,
+        log::ChangeCredentials {
+            agent_id: "bot".to_owned(),
+            add: vec![],
+            remove: vec!["c1".to_owned()],
+        }
+        .by(admin()),
+    );
+    check_rejected(
+        replica.clone(),
+        issue_with_secret("j2"),
+        RejectReason::CredentialRevoked,
+        "credential c1 of agent bot was removed; allowed: a credential the agent holds",
+    );
+    // A credential that does not fit the actor is malformed.
+    check_rejected(
+        replica,
+        with(
+            issue("j3", "bot", &["send"]).by(agent_actor("bot")),
+            Kind::SessionId("hs1".to_owned()),
+        ),
+        RejectReason::InvalidCommand,
+        "credential does not fit the actor; allowed: a session id for a human actor, a \
+         credential id for an agent actor",
+    );
+}
+
+fn update_human_command() -> log::UpdateHuman {
+    log::UpdateHuman {
+        human_id: "alice".to_owned(),
+        display_name: "Alice L.".to_owned(),
+        email: String::new(),
     }
 }
