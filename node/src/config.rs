@@ -198,52 +198,31 @@ impl ServerConfig {
 
     /// The admin token, from `admin_token` or `admin_token_file`.
     pub fn admin_token(&self) -> anyhow::Result<String> {
-        let token = match (&self.admin_token, &self.admin_token_file) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "invalid config: keys admin_token and admin_token_file are both set; allowed: one of them"
-            ),
-            (Some(token), None) => token.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .with_context(|| format!("read admin_token_file {}", path.display()))?
-                .trim()
-                .to_string(),
-            (None, None) => anyhow::bail!(
+        secret_from("admin_token", &self.admin_token, &self.admin_token_file)?.ok_or_else(|| {
+            anyhow::format_err!(
                 "invalid config: neither admin_token nor admin_token_file is set; allowed: one of them"
-            ),
-        };
-        anyhow::ensure!(
-            ADMIN_TOKEN_LEN_MIN <= token.len() && token.bytes().all(|b| b.is_ascii_graphic()),
-            "invalid config: the admin token must be at least {ADMIN_TOKEN_LEN_MIN} printable ASCII characters"
-        );
-        Ok(token)
+            )
+        })
     }
 
     /// The peer secret: `cluster_secret`, `cluster_secret_file`, or one derived from the admin
     /// token (SHA-256 over a fixed label and the token), so a cluster whose members share the
     /// admin token needs no second secret.
     pub fn cluster_secret(&self, admin_token: &str) -> anyhow::Result<String> {
-        let secret = match (&self.cluster_secret, &self.cluster_secret_file) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "invalid config: keys cluster_secret and cluster_secret_file are both set; allowed: one of them"
-            ),
-            (Some(secret), None) => secret.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .with_context(|| format!("read cluster_secret_file {}", path.display()))?
-                .trim()
-                .to_string(),
-            (None, None) => {
+        match secret_from(
+            "cluster_secret",
+            &self.cluster_secret,
+            &self.cluster_secret_file,
+        )? {
+            Some(secret) => Ok(secret),
+            None => {
                 use sha2::Digest;
                 let mut hasher = sha2::Sha256::new();
                 hasher.update(b"warrant peer secret\0");
                 hasher.update(admin_token.as_bytes());
-                return Ok(hex::encode(hasher.finalize()));
+                Ok(hex::encode(hasher.finalize()))
             }
-        };
-        anyhow::ensure!(
-            ADMIN_TOKEN_LEN_MIN <= secret.len() && secret.bytes().all(|b| b.is_ascii_graphic()),
-            "invalid config: the cluster secret must be at least {ADMIN_TOKEN_LEN_MIN} printable ASCII characters"
-        );
-        Ok(secret)
+        }
     }
 
     pub fn advertise_addr(&self) -> String {
@@ -298,4 +277,29 @@ impl FederatedIssuer {
             _ => anyhow::bail!("invalid config: {key} needs exactly one of jwks_file and jwks_url"),
         }
     }
+}
+
+/// A secret given inline as `key` or in the file `key_file` (at most one of them), at least
+/// [`ADMIN_TOKEN_LEN_MIN`] printable ASCII characters; `None` when neither is set.
+fn secret_from(
+    key: &str,
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+) -> anyhow::Result<Option<String>> {
+    let secret = match (inline, file) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "invalid config: keys {key} and {key}_file are both set; allowed: one of them"
+        ),
+        (Some(secret), None) => secret.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("read {key}_file {}", path.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => return Ok(None),
+    };
+    anyhow::ensure!(
+        ADMIN_TOKEN_LEN_MIN <= secret.len() && secret.bytes().all(|b| b.is_ascii_graphic()),
+        "invalid config: key {key} must be at least {ADMIN_TOKEN_LEN_MIN} printable ASCII characters"
+    );
+    Ok(Some(secret))
 }

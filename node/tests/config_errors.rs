@@ -83,7 +83,7 @@ fn bad_values_are_reported_by_key() {
             vec![],
             "token_ttl_default_s",
         ),
-        ("admin_token = \"short\"".to_string(), vec![], "admin token"),
+        ("admin_token = \"short\"".to_string(), vec![], "admin_token"),
         (String::new(), vec![], "admin_token"),
         (
             TOKEN.to_string(),
