@@ -91,6 +91,11 @@ fn bad_values_are_reported_by_key() {
             "node_id",
         ),
         (
+            format!("cluster_secret = \"short\"\n{TOKEN}"),
+            vec![],
+            "cluster_secret",
+        ),
+        (
             format!("session_ttl_default_s = 0\n{TOKEN}"),
             vec![],
             "session_ttl_default_s",
