@@ -12,6 +12,7 @@
 //! [`StateRead`], and writes are returned, never made.
 
 pub mod apply;
+pub mod check;
 pub mod digest;
 pub mod keys;
 pub mod limits;

@@ -283,3 +283,22 @@ pub fn token(state: &dyn StateRead, row: &TokenRow, now_unix_s: u64) -> Verdict<
     }
     Ok(Ok(()))
 }
+
+/// Whether `delegation` continues the authority of `subject`, the token an RFC 8693 exchange
+/// presents: a human's session token continues only into a root delegation from that human; an
+/// agent's delegated token only into a delegation that agent granted below its own. The one
+/// statement of the rule, for the API's early refusal and for apply's.
+pub fn continues_subject_token(
+    delegation: &log::DelegationCreated,
+    subject: &log::TokenIssued,
+) -> bool {
+    let is_human_session_token =
+        subject.subject_kind == PrincipalKind::Human as i32 && subject.agent_id.is_empty();
+    if is_human_session_token {
+        return delegation.parent_delegation_id.is_empty()
+            && delegation.root_human_id == subject.subject;
+    }
+    !subject.delegation_id.is_empty()
+        && delegation.parent_delegation_id == subject.delegation_id
+        && delegation.grantor_id == subject.agent_id
+}

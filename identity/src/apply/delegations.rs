@@ -14,57 +14,27 @@ use warrant_proto::{
 };
 
 use super::{
-    Change, Context, Refusal, agent_in_force, reject,
-    tokens::{active_service, validate_scope_list},
+    context::{
+        Caller, Change, Context, Decision, Refusal, agent_in_force, delegation_in_force,
+        human_in_force, reject,
+    },
+    revocation,
+    tokens::active_service,
 };
 use crate::{
-    keys,
-    limits::{
-        self, AUDIENCES_PER_DELEGATION_MAX, DELEGATION_DEPTH_MAX, DELEGATION_TTL_SECONDS_MAX,
-        FieldError, REASON_LEN_MAX, SCOPES_PER_TOKEN_MAX, TASK_LEN_MAX,
-    },
+    check, keys,
+    limits::{DELEGATION_DEPTH_MAX, FieldError},
     query,
     state::{StateRead, WriteSet},
-    validity::{self, LapseKind},
 };
 
 pub(super) fn create_delegation(
     state: &dyn StateRead,
     context: &Context<'_>,
     command: &log::CreateDelegation,
-) -> Result<Option<Change>, Refusal> {
-    limits::validate_id("delegation_id", &command.delegation_id)?;
-    if !command.parent_delegation_id.is_empty() {
-        limits::validate_id("parent_delegation_id", &command.parent_delegation_id)?;
-    }
-    limits::validate_id("grantee_agent_id", &command.grantee_agent_id)?;
-    validate_scope_list("scopes", &command.scopes, SCOPES_PER_TOKEN_MAX)?;
-    validate_audiences(&command.audiences)?;
-    limits::validate_text("task", &command.task, TASK_LEN_MAX)?;
-    if !command.grantor_human_id.is_empty() {
-        limits::validate_id("grantor_human_id", &command.grantor_human_id)?;
-    }
-    let now_unix_s = context.time_unix_ms / 1000;
-    let latest = now_unix_s.saturating_add(DELEGATION_TTL_SECONDS_MAX);
-    if !(now_unix_s < command.expires_at_unix_s && command.expires_at_unix_s <= latest) {
-        return Err(FieldError::new(
-            "expires_at_unix_s",
-            format!("is {} (now {now_unix_s})", command.expires_at_unix_s),
-            format!(
-                "a time after now and at most {DELEGATION_TTL_SECONDS_MAX} s ahead (up to {latest})"
-            ),
-        )
-        .into());
-    }
-    if !(1 <= command.max_depth && command.max_depth <= DELEGATION_DEPTH_MAX) {
-        return Err(FieldError::new(
-            "max_depth",
-            format!("is {}", command.max_depth),
-            format!("1 to {DELEGATION_DEPTH_MAX}"),
-        )
-        .into());
-    }
-
+) -> Decision {
+    let now_unix_s = context.now_unix_s();
+    check::create_delegation(command, now_unix_s)?;
     agent_in_force(state, &command.grantee_agent_id, context.seq)?;
     let created = if command.parent_delegation_id.is_empty() {
         root_grant(state, context, command)?
@@ -102,42 +72,8 @@ fn root_grant(
     context: &Context<'_>,
     command: &log::CreateDelegation,
 ) -> Result<log::DelegationCreated, Refusal> {
-    let actor = context.actor;
-    let human_id = if actor.kind == PrincipalKind::Human as i32 {
-        if !(command.grantor_human_id.is_empty() || command.grantor_human_id == actor.id) {
-            return Err(reject(
-                RejectReason::PermissionDenied,
-                format!(
-                    "human {} may grant only as themself, not as {}",
-                    actor.id, command.grantor_human_id
-                ),
-            ));
-        }
-        actor.id.clone()
-    } else if actor.kind == PrincipalKind::Admin as i32 {
-        if command.grantor_human_id.is_empty() {
-            return Err(FieldError::new(
-                "grantor_human_id",
-                "is empty",
-                "the human an admin makes the grant for",
-            )
-            .into());
-        }
-        command.grantor_human_id.clone()
-    } else {
-        return Err(reject(
-            RejectReason::PermissionDenied,
-            "a delegation without a parent is granted by a human (or an admin for one); an agent \
-             delegates onward only under a delegation it holds (parent_delegation_id)",
-        ));
-    };
-    match validity::human(state, &human_id, context.seq)? {
-        Ok(_) => {}
-        Err(lapse) if query::human(state, &human_id)?.is_none() => {
-            return Err(reject(RejectReason::HumanNotFound, lapse.message));
-        }
-        Err(lapse) => return Err(reject(RejectReason::HumanDisabled, lapse.message)),
-    }
+    let human_id = root_grantor(context, command)?;
+    human_in_force(state, &human_id, context.seq)?;
     let mut tools = BTreeSet::new();
     for audience in &command.audiences {
         let service = active_service(state, audience)?;
@@ -169,6 +105,40 @@ fn root_grant(
     })
 }
 
+/// The human a root grant is from: the human asking (as themself), or the human an admin names.
+fn root_grantor(context: &Context<'_>, command: &log::CreateDelegation) -> Result<String, Refusal> {
+    match context.caller {
+        Caller::Human(id) => {
+            if !(command.grantor_human_id.is_empty() || command.grantor_human_id == id) {
+                return Err(reject(
+                    RejectReason::PermissionDenied,
+                    format!(
+                        "human {id} may grant only as themself, not as {}",
+                        command.grantor_human_id
+                    ),
+                ));
+            }
+            Ok(id.to_owned())
+        }
+        Caller::Admin => {
+            if command.grantor_human_id.is_empty() {
+                return Err(FieldError::new(
+                    "grantor_human_id",
+                    "is empty",
+                    "the human an admin makes the grant for",
+                )
+                .into());
+            }
+            Ok(command.grantor_human_id.clone())
+        }
+        _ => Err(reject(
+            RejectReason::PermissionDenied,
+            "a delegation without a parent is granted by a human (or an admin for one); an agent \
+             delegates onward only under a delegation it holds (parent_delegation_id)",
+        )),
+    }
+}
+
 /// An agent's grant under a delegation it holds: strictly within the parent.
 fn child_grant(
     state: &dyn StateRead,
@@ -177,21 +147,8 @@ fn child_grant(
     now_unix_s: u64,
 ) -> Result<log::DelegationCreated, Refusal> {
     let parent_id = &command.parent_delegation_id;
-    let chain = match validity::delegation_chain(state, parent_id, now_unix_s)? {
-        Ok(chain) => chain,
-        Err(lapse) if lapse.kind == LapseKind::DelegationNotFound => {
-            return Err(reject(RejectReason::DelegationNotFound, lapse.message));
-        }
-        Err(lapse) => return Err(reject(RejectReason::DelegationInactive, lapse.message)),
-    };
-    let Some(parent) = chain.into_iter().next() else {
-        return Err(reject(
-            RejectReason::DelegationNotFound,
-            format!("delegation {parent_id} does not exist"),
-        ));
-    };
-    let actor = context.actor;
-    if !(actor.kind == PrincipalKind::Agent as i32 && actor.id == parent.grantee_agent_id) {
+    let parent = delegation_in_force(state, parent_id, now_unix_s)?;
+    if !context.caller.is_agent(&parent.grantee_agent_id) {
         return Err(reject(
             RejectReason::PermissionDenied,
             format!(
@@ -210,6 +167,39 @@ fn child_grant(
             ),
         ));
     }
+    let depth = check_child_depth(&parent, command)?;
+    check_within_parent(&parent, command)?;
+    let mut agent_chain = parent.agent_chain.clone();
+    agent_chain.push(command.grantee_agent_id.clone());
+    Ok(log::DelegationCreated {
+        delegation_id: command.delegation_id.clone(),
+        parent_delegation_id: parent_id.clone(),
+        root_human_id: parent.root_human_id.clone(),
+        grantor_kind: PrincipalKind::Agent as i32,
+        grantor_id: context.actor.id.clone(),
+        grantee_agent_id: command.grantee_agent_id.clone(),
+        scopes: command.scopes.clone(),
+        audiences: command.audiences.clone(),
+        // A sub-agent works on its grantor's task unless it is given a narrower one.
+        task: if command.task.is_empty() {
+            parent.task.clone()
+        } else {
+            command.task.clone()
+        },
+        expires_at_unix_s: command.expires_at_unix_s,
+        max_depth: command.max_depth,
+        depth,
+        agent_chain,
+    })
+}
+
+/// The child's depth, one below its parent: within the parent's cap (and the global one), and
+/// the child's own cap between its depth and the parent's cap.
+fn check_child_depth(
+    parent: &log::DelegationCreated,
+    command: &log::CreateDelegation,
+) -> Result<u32, Refusal> {
+    let parent_id = &command.parent_delegation_id;
     let depth = parent.depth.saturating_add(1);
     if parent.max_depth < depth || DELEGATION_DEPTH_MAX < depth {
         return Err(reject(
@@ -241,6 +231,16 @@ fn child_grant(
         )
         .into());
     }
+    Ok(depth)
+}
+
+/// Attenuation: the child's scopes and audiences are subsets of the parent's, and it expires no
+/// later.
+fn check_within_parent(
+    parent: &log::DelegationCreated,
+    command: &log::CreateDelegation,
+) -> Result<(), Refusal> {
+    let parent_id = &command.parent_delegation_id;
     if let Some(scope) = command.scopes.iter().find(|it| !parent.scopes.contains(it)) {
         return Err(reject(
             RejectReason::ScopeExceedsParent,
@@ -273,50 +273,6 @@ fn child_grant(
             ),
         ));
     }
-    let mut agent_chain = parent.agent_chain.clone();
-    agent_chain.push(command.grantee_agent_id.clone());
-    Ok(log::DelegationCreated {
-        delegation_id: command.delegation_id.clone(),
-        parent_delegation_id: parent_id.clone(),
-        root_human_id: parent.root_human_id.clone(),
-        grantor_kind: PrincipalKind::Agent as i32,
-        grantor_id: actor.id.clone(),
-        grantee_agent_id: command.grantee_agent_id.clone(),
-        scopes: command.scopes.clone(),
-        audiences: command.audiences.clone(),
-        // A sub-agent works on its grantor's task unless it is given a narrower one.
-        task: if command.task.is_empty() {
-            parent.task.clone()
-        } else {
-            command.task.clone()
-        },
-        expires_at_unix_s: command.expires_at_unix_s,
-        max_depth: command.max_depth,
-        depth,
-        agent_chain,
-    })
-}
-
-fn validate_audiences(audiences: &[String]) -> Result<(), FieldError> {
-    if audiences.is_empty() || AUDIENCES_PER_DELEGATION_MAX < audiences.len() {
-        return Err(FieldError::new(
-            "audiences",
-            format!("has {} entries", audiences.len()),
-            format!("1 to {AUDIENCES_PER_DELEGATION_MAX} service audiences"),
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    for (idx, audience) in audiences.iter().enumerate() {
-        let field = format!("audiences[{idx}]");
-        limits::validate_audience(&field, audience)?;
-        if !seen.insert(audience.as_str()) {
-            return Err(FieldError::new(
-                field,
-                format!("repeats {audience}"),
-                "unique audiences",
-            ));
-        }
-    }
     Ok(())
 }
 
@@ -324,22 +280,20 @@ pub(super) fn revoke_delegation(
     state: &dyn StateRead,
     context: &Context<'_>,
     command: &log::RevokeDelegation,
-) -> Result<Option<Change>, Refusal> {
-    limits::validate_id("delegation_id", &command.delegation_id)?;
-    limits::validate_text("reason", &command.reason, REASON_LEN_MAX)?;
-    let Some(mut row) = query::delegation(state, &command.delegation_id)? else {
+) -> Decision {
+    check::revoke_delegation(command)?;
+    let Some(row) = query::delegation(state, &command.delegation_id)? else {
         return Err(reject(
             RejectReason::DelegationNotFound,
             format!("delegation {} does not exist", command.delegation_id),
         ));
     };
     let created = row.created.clone().unwrap_or_default();
-    let actor = context.actor;
+    let caller = context.caller;
     // Anyone above the grant, or its grantee giving it up.
-    let allowed = actor.kind == PrincipalKind::Admin as i32
-        || (actor.kind == PrincipalKind::Human as i32 && actor.id == created.root_human_id)
-        || (actor.kind == PrincipalKind::Agent as i32 && created.agent_chain.contains(&actor.id));
-    if !allowed {
+    let in_chain =
+        matches!(caller, Caller::Agent(id) if created.agent_chain.iter().any(|it| it == id));
+    if !(caller.is_admin() || caller.is_human(&created.root_human_id) || in_chain) {
         return Err(reject(
             RejectReason::PermissionDenied,
             format!(
@@ -350,23 +304,15 @@ pub(super) fn revoke_delegation(
             ),
         ));
     }
-    if row.revoked {
-        return Ok(None);
-    }
-    row.revoked = true;
-    row.revoked_seq = context.seq;
-    row.revoke_reason = command.reason.clone();
-    let mut writes = WriteSet::new();
-    writes.put(
-        keys::delegation(&command.delegation_id),
-        row.encode_to_vec(),
-    );
     let event = log::DelegationRevoked {
         delegation_id: command.delegation_id.clone(),
         reason: command.reason.clone(),
     };
-    Ok(Some(Change::new(
+    Ok(revocation::revoke(
+        row,
+        keys::delegation(&command.delegation_id),
+        context.seq,
+        &command.reason,
         EventKind::DelegationRevoked(event),
-        writes,
-    )))
+    ))
 }

@@ -3,144 +3,45 @@
 use prost::Message;
 use warrant_proto::{
     log::{self, AuthMethod, PrincipalKind, RejectReason, event::Kind as EventKind},
-    state::{SessionRow, Status, TokenRow},
+    state::{SessionRow, Status},
 };
 
-use super::{Change, Context, Refusal, agent_in_force, reject, validate_federated};
+use super::{
+    context::{Caller, Change, Context, Decision, Refusal, agent_in_force, human_in_force, reject},
+    revocation,
+    tokens::Issuance,
+};
 use crate::{
-    keys,
-    limits::{self, FieldError, REASON_LEN_MAX, SESSION_TTL_SECONDS_MAX},
-    query,
+    check, keys, query,
     state::{StateRead, WriteSet},
-    validity,
 };
 
 pub(super) fn start_session(
     state: &dyn StateRead,
     context: &Context<'_>,
     command: &log::StartSession,
-) -> Result<Option<Change>, Refusal> {
-    limits::validate_id("session_id", &command.session_id)?;
-    limits::validate_id("principal_id", &command.principal_id)?;
-    if !command.device_id.is_empty() {
-        limits::validate_id("device_id", &command.device_id)?;
-    }
-    if !(1 <= command.ttl_seconds && command.ttl_seconds <= SESSION_TTL_SECONDS_MAX) {
-        return Err(FieldError::new(
-            "ttl_seconds",
-            format!("is {}", command.ttl_seconds),
-            format!("1 to {SESSION_TTL_SECONDS_MAX}"),
-        )
-        .into());
-    }
-    let principal_kind = PrincipalKind::try_from(command.principal_kind);
-    let auth_method = AuthMethod::try_from(command.auth_method);
-    let is_human = match (principal_kind, auth_method) {
-        (Ok(PrincipalKind::Human), Ok(AuthMethod::OidcIdToken | AuthMethod::LocalPassword)) => true,
-        (Ok(PrincipalKind::Agent), Ok(AuthMethod::ClientSecret | AuthMethod::PrivateKeyJwt)) => {
-            false
-        }
-        _ => {
-            return Err(FieldError::new(
-                "auth_method",
-                format!(
-                    "is {} for principal kind {}",
-                    command.auth_method, command.principal_kind
-                ),
-                "a human with OIDC_ID_TOKEN or LOCAL_PASSWORD, or an agent with CLIENT_SECRET or \
-                 PRIVATE_KEY_JWT",
-            )
-            .into());
-        }
-    };
-    if is_human {
-        limits::validate_jti("token_jti", &command.token_jti)?;
-        limits::validate_key_id("token_key_id", &command.token_key_id)?;
-        limits::validate_audience("token_audience", &command.token_audience)?;
-    }
-    let federated = match (&command.federated, auth_method) {
-        (Some(federated), Ok(AuthMethod::OidcIdToken)) => {
-            validate_federated(federated)?;
-            Some(federated)
-        }
-        (None, Ok(AuthMethod::OidcIdToken)) => {
-            return Err(FieldError::new(
-                "federated",
-                "is missing",
-                "the issuer and subject of the verified id_token",
-            )
-            .into());
-        }
-        _ => None,
-    };
+) -> Decision {
+    check::start_session(command)?;
+    let is_human = check::session_is_human(command)?;
     // A session is started by its own principal, authenticated by the API node.
-    if !(context.actor.kind == command.principal_kind && context.actor.id == command.principal_id) {
+    if !context
+        .caller
+        .is_principal(command.principal_kind, &command.principal_id)
+    {
         return Err(reject(
             RejectReason::PermissionDenied,
             format!("only {} itself may start its session", command.principal_id),
         ));
     }
-    let now_unix_s = context.time_unix_ms / 1000;
-    let mut device_id = command.device_id.clone();
-    let owner_human_id = if is_human {
-        let human = match validity::human(state, &command.principal_id, context.seq)? {
-            Ok(human) => human,
-            Err(lapse) if query::human(state, &command.principal_id)?.is_none() => {
-                return Err(reject(RejectReason::HumanNotFound, lapse.message));
-            }
-            Err(lapse) => return Err(reject(RejectReason::HumanDisabled, lapse.message)),
-        };
-        if let Some(federated) = federated
-            && human.federated.as_ref() != Some(federated)
-        {
-            return Err(reject(
-                RejectReason::PermissionDenied,
-                format!(
-                    "human {} is not subject {} of issuer {}",
-                    human.human_id, federated.subject, federated.issuer
-                ),
-            ));
-        }
-        human.human_id
+    let federated = verified_identity(command);
+    let (owner_human_id, device_id) = if is_human {
+        let human_id = human_principal(state, context, command, federated)?;
+        (human_id, command.device_id.clone())
     } else {
-        let agent = agent_in_force(state, &command.principal_id, context.seq)?;
-        if !agent.device_id.is_empty() {
-            if device_id.is_empty() {
-                device_id = agent.device_id.clone();
-            } else if device_id != agent.device_id {
-                return Err(reject(
-                    RejectReason::PermissionDenied,
-                    format!(
-                        "agent {} is bound to device {}, not {device_id}",
-                        agent.agent_id, agent.device_id
-                    ),
-                ));
-            }
-        }
-        agent.owner_human_id
+        agent_principal(state, context, command)?
     };
     if !device_id.is_empty() {
-        let Some(device) = query::device(state, &device_id)? else {
-            return Err(reject(
-                RejectReason::DeviceNotFound,
-                format!("device {device_id} does not exist"),
-            ));
-        };
-        if device.status != Status::Active as i32 {
-            return Err(reject(
-                RejectReason::DeviceDisabled,
-                format!("device {device_id} is disabled"),
-            ));
-        }
-        if device.owner_human_id != owner_human_id {
-            return Err(reject(
-                RejectReason::PermissionDenied,
-                format!(
-                    "device {device_id} belongs to human {}",
-                    device.owner_human_id
-                ),
-            ));
-        }
+        check_device(state, &device_id, &owner_human_id)?;
     }
     let session_key = keys::session(&command.session_id);
     if state.get(&session_key)?.is_some() {
@@ -150,55 +51,19 @@ pub(super) fn start_session(
         ));
     }
 
-    let expires_at_unix_s = now_unix_s.saturating_add(u64::from(command.ttl_seconds));
+    let expires_at_unix_s = context
+        .now_unix_s()
+        .saturating_add(u64::from(command.ttl_seconds));
     let mut writes = WriteSet::new();
-    let token = if is_human {
-        let Some(mut signing_key) = query::signing_key(state, &command.token_key_id)? else {
-            return Err(reject(
-                RejectReason::SigningKeyNotFound,
-                format!("signing key {} is not published", command.token_key_id),
-            ));
-        };
-        if signing_key.retired {
-            return Err(reject(
-                RejectReason::SigningKeyRetired,
-                format!("signing key {} is retired", command.token_key_id),
-            ));
-        }
-        let token_key = keys::token(&command.token_jti);
-        if state.get(&token_key)?.is_some() {
-            return Err(reject(
-                RejectReason::AlreadyExists,
-                format!("token {} already exists", command.token_jti),
-            ));
-        }
-        let claims = log::TokenIssued {
-            jti: command.token_jti.clone(),
-            subject: command.principal_id.clone(),
-            subject_kind: PrincipalKind::Human as i32,
-            audience: command.token_audience.clone(),
-            issued_at_unix_s: now_unix_s,
+    let token = match is_human {
+        true => Some(session_token(
+            state,
+            context,
+            command,
             expires_at_unix_s,
-            key_id: command.token_key_id.clone(),
-            session_id: command.session_id.clone(),
-            ..log::TokenIssued::default()
-        };
-        let row = TokenRow {
-            issued: Some(claims.clone()),
-            issued_seq: context.seq,
-            ..TokenRow::default()
-        };
-        signing_key.last_token_expires_at_unix_s = signing_key
-            .last_token_expires_at_unix_s
-            .max(expires_at_unix_s);
-        writes.put(token_key, row.encode_to_vec());
-        writes.put(
-            keys::signing_key(&command.token_key_id),
-            signing_key.encode_to_vec(),
-        );
-        Some(claims)
-    } else {
-        None
+            &mut writes,
+        )?),
+        false => None,
     };
     let started = log::SessionStarted {
         session_id: command.session_id.clone(),
@@ -224,28 +89,138 @@ pub(super) fn start_session(
     }))
 }
 
+/// The upstream identity an OIDC login verified; none for any other login.
+fn verified_identity(command: &log::StartSession) -> Option<&log::FederatedIdentity> {
+    match AuthMethod::try_from(command.auth_method) {
+        Ok(AuthMethod::OidcIdToken) => command.federated.as_ref(),
+        _ => None,
+    }
+}
+
+/// A human's session: the human must be in force and, for an OIDC login, be the upstream
+/// identity the API node verified. Returns the human's id.
+fn human_principal(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::StartSession,
+    federated: Option<&log::FederatedIdentity>,
+) -> Result<String, Refusal> {
+    let human = human_in_force(state, &command.principal_id, context.seq)?;
+    if let Some(federated) = federated
+        && human.federated.as_ref() != Some(federated)
+    {
+        return Err(reject(
+            RejectReason::PermissionDenied,
+            format!(
+                "human {} is not subject {} of issuer {}",
+                human.human_id, federated.subject, federated.issuer
+            ),
+        ));
+    }
+    Ok(human.human_id)
+}
+
+/// An agent's session: the agent must be in force, and a bound agent runs on its device only
+/// (the session defaults to it). Returns the agent's owner and the session's device.
+fn agent_principal(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::StartSession,
+) -> Result<(String, String), Refusal> {
+    let agent = agent_in_force(state, &command.principal_id, context.seq)?;
+    let mut device_id = command.device_id.clone();
+    if !agent.device_id.is_empty() {
+        if device_id.is_empty() {
+            device_id = agent.device_id.clone();
+        } else if device_id != agent.device_id {
+            return Err(reject(
+                RejectReason::PermissionDenied,
+                format!(
+                    "agent {} is bound to device {}, not {device_id}",
+                    agent.agent_id, agent.device_id
+                ),
+            ));
+        }
+    }
+    Ok((agent.owner_human_id, device_id))
+}
+
+/// A session's device must exist, be enabled, and belong to `owner_human_id`.
+fn check_device(
+    state: &dyn StateRead,
+    device_id: &str,
+    owner_human_id: &str,
+) -> Result<(), Refusal> {
+    let Some(device) = query::device(state, device_id)? else {
+        return Err(reject(
+            RejectReason::DeviceNotFound,
+            format!("device {device_id} does not exist"),
+        ));
+    };
+    if device.status != Status::Active as i32 {
+        return Err(reject(
+            RejectReason::DeviceDisabled,
+            format!("device {device_id} is disabled"),
+        ));
+    }
+    if device.owner_human_id != owner_human_id {
+        return Err(reject(
+            RejectReason::PermissionDenied,
+            format!(
+                "device {device_id} belongs to human {}",
+                device.owner_human_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Issues a human session's access token (audience: the issuer), expiring with the session.
+fn session_token(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::StartSession,
+    expires_at_unix_s: u64,
+    writes: &mut WriteSet,
+) -> Result<log::TokenIssued, Refusal> {
+    let issuance = Issuance::prepare(state, &command.token_key_id, &command.token_jti)?;
+    let claims = log::TokenIssued {
+        jti: command.token_jti.clone(),
+        subject: command.principal_id.clone(),
+        subject_kind: PrincipalKind::Human as i32,
+        audience: command.token_audience.clone(),
+        issued_at_unix_s: context.now_unix_s(),
+        expires_at_unix_s,
+        key_id: command.token_key_id.clone(),
+        session_id: command.session_id.clone(),
+        ..log::TokenIssued::default()
+    };
+    issuance.record(&claims, context.seq, writes);
+    Ok(claims)
+}
+
 pub(super) fn end_session(
     state: &dyn StateRead,
     context: &Context<'_>,
     command: &log::EndSession,
-) -> Result<Option<Change>, Refusal> {
-    limits::validate_id("session_id", &command.session_id)?;
-    limits::validate_text("reason", &command.reason, REASON_LEN_MAX)?;
-    let Some(mut row) = query::session(state, &command.session_id)? else {
+) -> Decision {
+    check::end_session(command)?;
+    let Some(row) = query::session(state, &command.session_id)? else {
         return Err(reject(
             RejectReason::SessionNotFound,
             format!("session {} does not exist", command.session_id),
         ));
     };
     let started = row.started.clone().unwrap_or_default();
-    let actor = context.actor;
-    let is_admin = actor.kind == PrincipalKind::Admin as i32;
-    let is_principal = actor.kind == started.principal_kind && actor.id == started.principal_id;
+    let caller = context.caller;
     let is_agent_owner = started.principal_kind == PrincipalKind::Agent as i32
-        && actor.kind == PrincipalKind::Human as i32
+        && matches!(caller, Caller::Human(_))
         && query::agent(state, &started.principal_id)?
-            .is_some_and(|agent| agent.owner_human_id == actor.id);
-    if !(is_admin || is_principal || is_agent_owner) {
+            .is_some_and(|agent| caller.is_human(&agent.owner_human_id));
+    if !(caller.is_admin()
+        || caller.is_principal(started.principal_kind, &started.principal_id)
+        || is_agent_owner)
+    {
         return Err(reject(
             RejectReason::PermissionDenied,
             format!(
@@ -254,17 +229,15 @@ pub(super) fn end_session(
             ),
         ));
     }
-    if row.ended {
-        return Ok(None);
-    }
-    row.ended = true;
-    row.ended_seq = context.seq;
-    row.end_reason = command.reason.clone();
-    let mut writes = WriteSet::new();
-    writes.put(keys::session(&command.session_id), row.encode_to_vec());
     let event = log::SessionEnded {
         session_id: command.session_id.clone(),
         reason: command.reason.clone(),
     };
-    Ok(Some(Change::new(EventKind::SessionEnded(event), writes)))
+    Ok(revocation::revoke(
+        row,
+        keys::session(&command.session_id),
+        context.seq,
+        &command.reason,
+        EventKind::SessionEnded(event),
+    ))
 }

@@ -16,6 +16,13 @@ use crate::{
     validity::{self, Lapse, LapseKind},
 };
 use warrant_proto::state::{DelegationRow, SessionRow, TokenRow};
+use warrant_proto::{
+    log::{
+        PrincipalKind, SigningAlgorithm, credential::Kind as CredentialKind,
+        event::Kind as EventKind,
+    },
+    state::{AgentRow, HumanRow, ServiceRow, SigningKeyRow, Status},
+};
 
 /// The batch stamp of set-up batches.
 const T0: u64 = 1_700_000_000_000;
@@ -3156,7 +3163,8 @@ fn retire_signing_key_rejections() {
             vec![retire_k1()],
             human_session("hs1", "alice", "hj").by(human_actor("alice")),
             SigningKeyRetired,
-            "signing key k1 is retired",
+            // One issuance rule for both paths: the message names what is allowed.
+            "signing key k1 is retired; allowed: the node's current key",
         ),
         (
             vec![],

@@ -1,0 +1,222 @@
+//! What every command handler works with: who is asking ([`Caller`]), what it may depend on
+//! ([`Context`]), what an accepted command changes ([`Change`]) and why one is refused
+//! ([`Refusal`]). A leaf: the handlers import it, it imports none of them.
+
+use warrant_proto::{
+    log::{
+        self, PrincipalKind, RejectReason, event::Kind as EventKind,
+        outcome::Result as OutcomeResult,
+    },
+    state::{AgentRow, DeviceRow, HumanRow},
+};
+
+use crate::{
+    limits::FieldError,
+    query,
+    state::{StateError, StateRead, WriteSet},
+    validity::{self, LapseKind},
+};
+
+/// The actor of a command, by kind: the envelope check makes it once, so handlers ask "is this
+/// agent X" instead of comparing kinds and ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Caller<'a> {
+    Admin,
+    Human(&'a str),
+    Agent(&'a str),
+    Service(&'a str),
+    /// A node, by its decimal id.
+    Node(&'a str),
+}
+
+impl<'a> Caller<'a> {
+    /// The typed form of an actor; `None` for an unspecified or unknown kind.
+    pub(super) fn of(actor: &'a log::Actor) -> Option<Self> {
+        let id = actor.id.as_str();
+        match PrincipalKind::try_from(actor.kind) {
+            Ok(PrincipalKind::Admin) => Some(Caller::Admin),
+            Ok(PrincipalKind::Human) => Some(Caller::Human(id)),
+            Ok(PrincipalKind::Agent) => Some(Caller::Agent(id)),
+            Ok(PrincipalKind::Service) => Some(Caller::Service(id)),
+            Ok(PrincipalKind::Node) => Some(Caller::Node(id)),
+            Ok(PrincipalKind::Unspecified) | Err(_) => None,
+        }
+    }
+}
+
+/// What a command may depend on besides state and its own fields.
+pub(super) struct Context<'a> {
+    /// The actor as the command names it (for events and messages).
+    pub(super) actor: &'a log::Actor,
+    /// The same actor, typed.
+    pub(super) caller: Caller<'a>,
+    /// The seq its event gets, if it makes one.
+    pub(super) seq: u64,
+    pub(super) time_unix_ms: u64,
+}
+
+impl Context<'_> {
+    /// The batch stamp in whole seconds, the unit of every expiry.
+    pub(super) fn now_unix_s(&self) -> u64 {
+        self.time_unix_ms / 1000
+    }
+}
+
+/// What an accepted command changes: one event plus the projection rows it writes. A command
+/// accepted as a no-op (nothing to change) has no `Change`.
+pub(super) struct Change {
+    pub(super) event_kind: EventKind,
+    pub(super) writes: WriteSet,
+    /// The claims to return, for `IssueToken`.
+    pub(super) token_issued: Option<log::TokenIssued>,
+    /// The session to return, for `StartSession`.
+    pub(super) session_started: Option<log::SessionStarted>,
+    /// The grant to return, for `CreateDelegation`.
+    pub(super) delegation_created: Option<log::DelegationCreated>,
+}
+
+impl Change {
+    pub(super) fn new(event_kind: EventKind, writes: WriteSet) -> Self {
+        Self {
+            event_kind,
+            writes,
+            token_issued: None,
+            session_started: None,
+            delegation_created: None,
+        }
+    }
+
+    /// A change that writes one row.
+    pub(super) fn one_row(event_kind: EventKind, key: Vec<u8>, row: Vec<u8>) -> Self {
+        let mut writes = WriteSet::new();
+        writes.put(key, row);
+        Self::new(event_kind, writes)
+    }
+}
+
+/// What a handler decides: a change, `None` for an accepted no-op, or a refusal.
+pub(super) type Decision = Result<Option<Change>, Refusal>;
+
+/// Why a command was not accepted. Lets handlers use `?` for both rejections and store errors.
+pub(super) enum Refusal {
+    /// A domain rejection: becomes the command's outcome.
+    Reject(log::Rejected),
+    /// A store failure: stops the batch.
+    Storage(StateError),
+}
+
+impl From<StateError> for Refusal {
+    fn from(error: StateError) -> Self {
+        Self::Storage(error)
+    }
+}
+
+impl From<FieldError> for Refusal {
+    fn from(error: FieldError) -> Self {
+        reject(RejectReason::InvalidCommand, error.to_string())
+    }
+}
+
+pub(super) fn reject(reason: RejectReason, message: impl Into<String>) -> Refusal {
+    Refusal::Reject(log::Rejected {
+        reason: reason as i32,
+        message: message.into(),
+    })
+}
+
+/// The agent, if it is in force for a command at `seq` (see `validity::agent`); else the
+/// rejection that says why: it does not exist, its bound device is disabled, or it (or its
+/// owner) is disabled.
+pub(super) fn agent_in_force(
+    state: &dyn StateRead,
+    agent_id: &str,
+    seq: u64,
+) -> Result<AgentRow, Refusal> {
+    match validity::agent(state, agent_id, seq)? {
+        Ok(agent) => Ok(agent),
+        Err(lapse) if query::agent(state, agent_id)?.is_none() => {
+            Err(reject(RejectReason::AgentNotFound, lapse.message))
+        }
+        Err(lapse) if lapse.kind == LapseKind::DeviceDisabled => {
+            Err(reject(RejectReason::DeviceDisabled, lapse.message))
+        }
+        Err(lapse) => Err(reject(RejectReason::AgentDisabled, lapse.message)),
+    }
+}
+
+/// The human, if in force for a command at `seq`; else HUMAN_NOT_FOUND or HUMAN_DISABLED.
+pub(super) fn human_in_force(
+    state: &dyn StateRead,
+    human_id: &str,
+    seq: u64,
+) -> Result<HumanRow, Refusal> {
+    match validity::human(state, human_id, seq)? {
+        Ok(human) => Ok(human),
+        Err(lapse) if query::human(state, human_id)?.is_none() => {
+            Err(reject(RejectReason::HumanNotFound, lapse.message))
+        }
+        Err(lapse) => Err(reject(RejectReason::HumanDisabled, lapse.message)),
+    }
+}
+
+/// The delegation, if it and every link above it are in force at `now_unix_s`; else
+/// DELEGATION_NOT_FOUND or DELEGATION_INACTIVE.
+pub(super) fn delegation_in_force(
+    state: &dyn StateRead,
+    delegation_id: &str,
+    now_unix_s: u64,
+) -> Result<log::DelegationCreated, Refusal> {
+    let chain = match validity::delegation_chain(state, delegation_id, now_unix_s)? {
+        Ok(chain) => chain,
+        Err(lapse) if lapse.kind == LapseKind::DelegationNotFound => {
+            return Err(reject(RejectReason::DelegationNotFound, lapse.message));
+        }
+        Err(lapse) => return Err(reject(RejectReason::DelegationInactive, lapse.message)),
+    };
+    chain.into_iter().next().ok_or_else(|| {
+        reject(
+            RejectReason::DelegationNotFound,
+            format!("delegation {delegation_id} does not exist"),
+        )
+    })
+}
+
+pub(super) fn outcome(result: OutcomeResult) -> log::Outcome {
+    log::Outcome {
+        result: Some(result),
+    }
+}
+
+pub(super) fn accepted(accepted: log::Accepted) -> log::Outcome {
+    outcome(OutcomeResult::Accepted(accepted))
+}
+
+pub(super) fn rejected(reason: RejectReason, message: String) -> log::Outcome {
+    outcome(OutcomeResult::Rejected(log::Rejected {
+        reason: reason as i32,
+        message,
+    }))
+}
+
+/// The agent's row; else AGENT_NOT_FOUND.
+pub(super) fn existing_agent(state: &dyn StateRead, agent_id: &str) -> Result<AgentRow, Refusal> {
+    query::agent(state, agent_id)?.ok_or_else(|| {
+        reject(
+            RejectReason::AgentNotFound,
+            format!("agent {agent_id} does not exist"),
+        )
+    })
+}
+
+/// The device's row; else DEVICE_NOT_FOUND.
+pub(super) fn existing_device(
+    state: &dyn StateRead,
+    device_id: &str,
+) -> Result<DeviceRow, Refusal> {
+    query::device(state, device_id)?.ok_or_else(|| {
+        reject(
+            RejectReason::DeviceNotFound,
+            format!("device {device_id} does not exist"),
+        )
+    })
+}

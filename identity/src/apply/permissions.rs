@@ -1,0 +1,65 @@
+//! Who may do what: the questions handlers ask of a [`Caller`], and the refusals for the common
+//! rules. Every permission is decided here against committed state, never only at the edge, so
+//! no path into the log skips a rule.
+
+use warrant_proto::log::{PrincipalKind, RejectReason};
+
+use super::context::{Caller, Context, Refusal, reject};
+
+impl Caller<'_> {
+    pub(super) fn is_admin(self) -> bool {
+        self == Caller::Admin
+    }
+
+    /// Whether the caller is human `human_id`.
+    pub(super) fn is_human(self, human_id: &str) -> bool {
+        matches!(self, Caller::Human(id) if id == human_id)
+    }
+
+    /// Whether the caller is agent `agent_id`.
+    pub(super) fn is_agent(self, agent_id: &str) -> bool {
+        matches!(self, Caller::Agent(id) if id == agent_id)
+    }
+
+    /// Whether the caller is node `node_id`.
+    pub(super) fn is_node(self, node_id: u64) -> bool {
+        matches!(self, Caller::Node(id) if id == node_id.to_string())
+    }
+
+    /// Whether the caller is the principal of kind `kind` (a `PrincipalKind` value) named `id`,
+    /// as sessions record their principal.
+    pub(super) fn is_principal(self, kind: i32, id: &str) -> bool {
+        match PrincipalKind::try_from(kind) {
+            Ok(PrincipalKind::Human) => self.is_human(id),
+            Ok(PrincipalKind::Agent) => self.is_agent(id),
+            _ => false,
+        }
+    }
+}
+
+/// Registration is an admin act. The API layer checks this too; apply checks it again so that no
+/// path into the log can skip it.
+pub(super) fn require_admin(context: &Context<'_>, what: &str) -> Result<(), Refusal> {
+    if context.caller.is_admin() {
+        return Ok(());
+    }
+    Err(reject(
+        RejectReason::PermissionDenied,
+        format!("only an admin may {what}"),
+    ))
+}
+
+/// An admin, or the human `owner_human_id` acting for themself.
+pub(super) fn require_admin_or_owner(
+    context: &Context<'_>,
+    owner_human_id: &str,
+    what: &str,
+) -> Result<(), Refusal> {
+    if context.caller.is_admin() || context.caller.is_human(owner_human_id) {
+        return Ok(());
+    }
+    Err(reject(
+        RejectReason::PermissionDenied,
+        format!("only an admin or human {owner_human_id} may {what}"),
+    ))
+}

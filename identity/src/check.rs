@@ -1,0 +1,465 @@
+//! The field rules of every command kind: one check per kind, called by the API before it
+//! proposes a command and by `apply` when it decides one.
+//!
+//! A check reads only the command (and, for a delegation's expiry, the time it is judged at): no
+//! state, so the edge and apply reach the same verdict on the same bytes. Rules that need state
+//! (does the parent allow this depth?) stay in apply. The log is an input too: apply runs these
+//! again because a replica must reach the same verdict on every entry ever committed, whoever
+//! proposed it.
+
+use std::collections::BTreeSet;
+
+use warrant_proto::log::{
+    self, AuthMethod, EntityKind, PrincipalKind, SigningAlgorithm, command::Kind as CommandKind,
+    credential::Kind as CredentialKind,
+};
+
+use crate::limits::{
+    self, AUDIENCES_PER_DELEGATION_MAX, CREDENTIAL_CHANGES_MAX, CREDENTIALS_PER_AGENT_MAX,
+    DELEGATION_DEPTH_MAX, DELEGATION_TTL_SECONDS_MAX, DESCRIPTION_LEN_MAX, DEVICE_NAME_LEN_MAX,
+    DISPLAY_NAME_LEN_MAX, ED25519_PUBLIC_KEY_LEN, EMAIL_LEN_MAX, FieldError, PLATFORM_LEN_MAX,
+    REASON_LEN_MAX, SCOPES_PER_TOKEN_MAX, SESSION_TTL_SECONDS_MAX, TASK_LEN_MAX,
+    TOKEN_TTL_SECONDS_MAX, TOOLS_PER_SERVICE_MAX,
+};
+
+/// Checks the fields of one command kind, judged at `now_unix_s` (only a delegation's expiry
+/// depends on it).
+pub fn command(kind: &CommandKind, now_unix_s: u64) -> Result<(), FieldError> {
+    match kind {
+        CommandKind::RegisterHuman(command) => register_human(command),
+        CommandKind::RegisterAgent(command) => register_agent(command),
+        CommandKind::RegisterService(command) => register_service(command),
+        CommandKind::IssueToken(command) => issue_token(command),
+        CommandKind::RevokeToken(command) => revoke_token(command),
+        CommandKind::PublishSigningKey(command) => publish_signing_key(command),
+        CommandKind::UpdateHuman(command) => update_human(command),
+        CommandKind::UpdateAgent(command) => update_agent(command),
+        CommandKind::UpdateService(command) => update_service(command),
+        CommandKind::RegisterDevice(command) => register_device(command),
+        CommandKind::UpdateDevice(command) => update_device(command),
+        CommandKind::BindAgentDevice(command) => bind_agent_device(command),
+        CommandKind::SetStatus(command) => set_status(command),
+        CommandKind::ChangeCredentials(command) => change_credentials(command),
+        CommandKind::StartSession(command) => start_session(command),
+        CommandKind::EndSession(command) => end_session(command),
+        CommandKind::CreateDelegation(command) => create_delegation(command, now_unix_s),
+        CommandKind::RevokeDelegation(command) => revoke_delegation(command),
+        CommandKind::RetireSigningKey(command) => retire_signing_key(command),
+    }
+}
+
+pub fn register_human(command: &log::RegisterHuman) -> Result<(), FieldError> {
+    limits::validate_id("human_id", &command.human_id)?;
+    limits::validate_text("display_name", &command.display_name, DISPLAY_NAME_LEN_MAX)?;
+    limits::validate_text("email", &command.email, EMAIL_LEN_MAX)?;
+    if let Some(federated) = &command.federated {
+        federated_identity(federated)?;
+    }
+    if !command.password_argon2id.is_empty() {
+        limits::validate_argon2id_phc("password_argon2id", &command.password_argon2id)?;
+    }
+    Ok(())
+}
+
+pub fn update_human(command: &log::UpdateHuman) -> Result<(), FieldError> {
+    limits::validate_id("human_id", &command.human_id)?;
+    limits::validate_text("display_name", &command.display_name, DISPLAY_NAME_LEN_MAX)?;
+    limits::validate_text("email", &command.email, EMAIL_LEN_MAX)
+}
+
+pub fn register_agent(command: &log::RegisterAgent) -> Result<(), FieldError> {
+    limits::validate_id("agent_id", &command.agent_id)?;
+    limits::validate_id("owner_human_id", &command.owner_human_id)?;
+    agent_profile(&command.kind, &command.description)?;
+    credentials(&command.credentials)
+}
+
+pub fn update_agent(command: &log::UpdateAgent) -> Result<(), FieldError> {
+    limits::validate_id("agent_id", &command.agent_id)?;
+    agent_profile(&command.kind, &command.description)
+}
+
+fn agent_profile(kind: &str, description: &str) -> Result<(), FieldError> {
+    limits::validate_name("kind", kind, limits::AGENT_KIND_LEN_MAX)?;
+    limits::validate_text("description", description, DESCRIPTION_LEN_MAX)
+}
+
+pub fn register_service(command: &log::RegisterService) -> Result<(), FieldError> {
+    limits::validate_id("service_id", &command.service_id)?;
+    limits::validate_audience("audience", &command.audience)?;
+    tools(&command.tools)
+}
+
+pub fn update_service(command: &log::UpdateService) -> Result<(), FieldError> {
+    limits::validate_id("service_id", &command.service_id)?;
+    tools(&command.tools)
+}
+
+pub fn register_device(command: &log::RegisterDevice) -> Result<(), FieldError> {
+    limits::validate_id("device_id", &command.device_id)?;
+    limits::validate_id("owner_human_id", &command.owner_human_id)?;
+    device_profile(&command.name, &command.platform)
+}
+
+pub fn update_device(command: &log::UpdateDevice) -> Result<(), FieldError> {
+    limits::validate_id("device_id", &command.device_id)?;
+    device_profile(&command.name, &command.platform)
+}
+
+fn device_profile(name: &str, platform: &str) -> Result<(), FieldError> {
+    limits::validate_text("name", name, DEVICE_NAME_LEN_MAX)?;
+    limits::validate_text("platform", platform, PLATFORM_LEN_MAX)
+}
+
+pub fn bind_agent_device(command: &log::BindAgentDevice) -> Result<(), FieldError> {
+    limits::validate_id("agent_id", &command.agent_id)?;
+    optional_id("device_id", &command.device_id)
+}
+
+pub fn set_status(command: &log::SetStatus) -> Result<(), FieldError> {
+    limits::validate_id("id", &command.id)?;
+    limits::validate_text("reason", &command.reason, REASON_LEN_MAX)?;
+    match EntityKind::try_from(command.entity) {
+        Ok(EntityKind::Unspecified) | Err(_) => Err(FieldError::new(
+            "entity",
+            format!("is {}", command.entity),
+            "human, agent, service or device",
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+pub fn change_credentials(command: &log::ChangeCredentials) -> Result<(), FieldError> {
+    limits::validate_id("agent_id", &command.agent_id)?;
+    if command.add.is_empty() && command.remove.is_empty() {
+        return Err(FieldError::new(
+            "add",
+            "and remove are both empty",
+            "at least one credential to add or remove",
+        ));
+    }
+    for (field, len) in [("add", command.add.len()), ("remove", command.remove.len())] {
+        if CREDENTIAL_CHANGES_MAX < len {
+            return Err(FieldError::new(
+                field,
+                format!("has {len} entries"),
+                format!("at most {CREDENTIAL_CHANGES_MAX}"),
+            ));
+        }
+    }
+    for (idx, added) in command.add.iter().enumerate() {
+        credential(&format!("add[{idx}]"), added)?;
+    }
+    for (idx, credential_id) in command.remove.iter().enumerate() {
+        limits::validate_id(&format!("remove[{idx}]"), credential_id)?;
+    }
+    Ok(())
+}
+
+/// Checks an agent's credential list: at most [`CREDENTIALS_PER_AGENT_MAX`], ids unique, each
+/// one well formed.
+pub fn credentials(credentials: &[log::Credential]) -> Result<(), FieldError> {
+    if CREDENTIALS_PER_AGENT_MAX < credentials.len() {
+        return Err(FieldError::new(
+            "credentials",
+            format!("has {} entries", credentials.len()),
+            format!("at most {CREDENTIALS_PER_AGENT_MAX}"),
+        ));
+    }
+    let mut credential_ids = BTreeSet::new();
+    for (idx, each) in credentials.iter().enumerate() {
+        if !credential_ids.insert(each.credential_id.as_str()) {
+            return Err(FieldError::new(
+                format!("credentials[{idx}].credential_id"),
+                format!("repeats {}", each.credential_id),
+                "credential ids unique within the agent",
+            ));
+        }
+        credential(&format!("credentials[{idx}]"), each)?;
+    }
+    Ok(())
+}
+
+/// Checks one credential's shape, named `field`: an id, and either an argon2id hash or an
+/// Ed25519 key.
+pub fn credential(field: &str, credential: &log::Credential) -> Result<(), FieldError> {
+    limits::validate_id(&format!("{field}.credential_id"), &credential.credential_id)?;
+    match &credential.kind {
+        Some(CredentialKind::ClientSecretArgon2id(phc)) => {
+            limits::validate_argon2id_phc(&format!("{field}.client_secret_argon2id"), phc)
+        }
+        Some(CredentialKind::Ed25519PublicKey(key)) => {
+            ed25519_public_key(&format!("{field}.ed25519_public_key"), key)
+        }
+        None => Err(FieldError::new(
+            format!("{field}.kind"),
+            "is missing",
+            "client_secret_argon2id or ed25519_public_key",
+        )),
+    }
+}
+
+fn ed25519_public_key(field: &str, key: &[u8]) -> Result<(), FieldError> {
+    if key.len() == ED25519_PUBLIC_KEY_LEN {
+        return Ok(());
+    }
+    Err(FieldError::new(
+        field,
+        format!("is {} bytes long", key.len()),
+        format!("exactly {ED25519_PUBLIC_KEY_LEN} bytes (an Ed25519 public key)"),
+    ))
+}
+
+/// Checks an upstream identity: an issuer URL and the subject it names the human by.
+pub fn federated_identity(federated: &log::FederatedIdentity) -> Result<(), FieldError> {
+    limits::validate_opaque(
+        "federated.issuer",
+        &federated.issuer,
+        limits::ISSUER_LEN_MAX,
+    )?;
+    limits::validate_opaque(
+        "federated.subject",
+        &federated.subject,
+        limits::FEDERATED_SUBJECT_LEN_MAX,
+    )
+}
+
+/// Checks a service's tools: at most [`TOOLS_PER_SERVICE_MAX`], names unique ids, descriptions
+/// bounded.
+pub fn tools(tools: &[log::Tool]) -> Result<(), FieldError> {
+    if TOOLS_PER_SERVICE_MAX < tools.len() {
+        return Err(FieldError::new(
+            "tools",
+            format!("has {} entries", tools.len()),
+            format!("at most {TOOLS_PER_SERVICE_MAX}"),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (idx, tool) in tools.iter().enumerate() {
+        let field = format!("tools[{idx}].name");
+        limits::validate_id(&field, &tool.name)?;
+        if !names.insert(tool.name.as_str()) {
+            return Err(FieldError::new(
+                field,
+                format!("repeats {}", tool.name),
+                "tool names unique within the service",
+            ));
+        }
+        limits::validate_text(
+            &format!("tools[{idx}].description"),
+            &tool.description,
+            DESCRIPTION_LEN_MAX,
+        )?;
+    }
+    Ok(())
+}
+
+pub fn issue_token(command: &log::IssueToken) -> Result<(), FieldError> {
+    limits::validate_jti("jti", &command.jti)?;
+    limits::validate_id("agent_id", &command.agent_id)?;
+    limits::validate_audience("audience", &command.audience)?;
+    scope_list("scopes", &command.scopes, SCOPES_PER_TOKEN_MAX)?;
+    ttl_seconds(command.ttl_seconds, TOKEN_TTL_SECONDS_MAX)?;
+    limits::validate_key_id("key_id", &command.key_id)?;
+    optional_id("delegation_id", &command.delegation_id)?;
+    optional_id("session_id", &command.session_id)?;
+    if command.subject_jti.is_empty() {
+        return Ok(());
+    }
+    limits::validate_jti("subject_jti", &command.subject_jti)?;
+    if command.delegation_id.is_empty() {
+        return Err(FieldError::new(
+            "delegation_id",
+            "is empty in a token exchange",
+            "the delegation the actor acts under",
+        ));
+    }
+    if !command.session_id.is_empty() {
+        return Err(FieldError::new(
+            "session_id",
+            "is set in a token exchange",
+            "empty: an exchanged token keeps the subject token's session",
+        ));
+    }
+    Ok(())
+}
+
+pub fn revoke_token(command: &log::RevokeToken) -> Result<(), FieldError> {
+    limits::validate_jti("jti", &command.jti)?;
+    limits::validate_text("reason", &command.reason, REASON_LEN_MAX)
+}
+
+/// Checks a list of scopes (tool names) named `field`: 1 to `len_max` unique ids.
+pub fn scope_list(field: &str, scopes: &[String], len_max: usize) -> Result<(), FieldError> {
+    if scopes.is_empty() || len_max < scopes.len() {
+        return Err(FieldError::new(
+            field,
+            format!("has {} entries", scopes.len()),
+            format!("1 to {len_max} tool names"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (idx, scope) in scopes.iter().enumerate() {
+        let item = format!("{field}[{idx}]");
+        limits::validate_id(&item, scope)?;
+        if !seen.insert(scope.as_str()) {
+            return Err(FieldError::new(
+                item,
+                format!("repeats {scope}"),
+                format!("unique {field}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn start_session(command: &log::StartSession) -> Result<(), FieldError> {
+    limits::validate_id("session_id", &command.session_id)?;
+    limits::validate_id("principal_id", &command.principal_id)?;
+    optional_id("device_id", &command.device_id)?;
+    ttl_seconds(command.ttl_seconds, SESSION_TTL_SECONDS_MAX)?;
+    let auth_method = AuthMethod::try_from(command.auth_method);
+    if session_is_human(command)? {
+        limits::validate_jti("token_jti", &command.token_jti)?;
+        limits::validate_key_id("token_key_id", &command.token_key_id)?;
+        limits::validate_audience("token_audience", &command.token_audience)?;
+    }
+    match (&command.federated, auth_method) {
+        (Some(federated), Ok(AuthMethod::OidcIdToken)) => federated_identity(federated),
+        (None, Ok(AuthMethod::OidcIdToken)) => Err(FieldError::new(
+            "federated",
+            "is missing",
+            "the issuer and subject of the verified id_token",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a session is a human's (true) or an agent's (false); an error when its principal
+/// kind and auth method do not fit together.
+pub fn session_is_human(command: &log::StartSession) -> Result<bool, FieldError> {
+    let principal_kind = PrincipalKind::try_from(command.principal_kind);
+    let auth_method = AuthMethod::try_from(command.auth_method);
+    match (principal_kind, auth_method) {
+        (Ok(PrincipalKind::Human), Ok(AuthMethod::OidcIdToken | AuthMethod::LocalPassword)) => {
+            Ok(true)
+        }
+        (Ok(PrincipalKind::Agent), Ok(AuthMethod::ClientSecret | AuthMethod::PrivateKeyJwt)) => {
+            Ok(false)
+        }
+        _ => Err(FieldError::new(
+            "auth_method",
+            format!(
+                "is {} for principal kind {}",
+                command.auth_method, command.principal_kind
+            ),
+            "a human with OIDC_ID_TOKEN or LOCAL_PASSWORD, or an agent with CLIENT_SECRET or \
+             PRIVATE_KEY_JWT",
+        )),
+    }
+}
+
+pub fn end_session(command: &log::EndSession) -> Result<(), FieldError> {
+    limits::validate_id("session_id", &command.session_id)?;
+    limits::validate_text("reason", &command.reason, REASON_LEN_MAX)
+}
+
+/// Checks a delegation judged at `now_unix_s`: its expiry must be after then and at most
+/// [`DELEGATION_TTL_SECONDS_MAX`] ahead.
+pub fn create_delegation(
+    command: &log::CreateDelegation,
+    now_unix_s: u64,
+) -> Result<(), FieldError> {
+    limits::validate_id("delegation_id", &command.delegation_id)?;
+    optional_id("parent_delegation_id", &command.parent_delegation_id)?;
+    limits::validate_id("grantee_agent_id", &command.grantee_agent_id)?;
+    scope_list("scopes", &command.scopes, SCOPES_PER_TOKEN_MAX)?;
+    audiences(&command.audiences)?;
+    limits::validate_text("task", &command.task, TASK_LEN_MAX)?;
+    optional_id("grantor_human_id", &command.grantor_human_id)?;
+    let latest = now_unix_s.saturating_add(DELEGATION_TTL_SECONDS_MAX);
+    if !(now_unix_s < command.expires_at_unix_s && command.expires_at_unix_s <= latest) {
+        return Err(FieldError::new(
+            "expires_at_unix_s",
+            format!("is {} (now {now_unix_s})", command.expires_at_unix_s),
+            format!(
+                "a time after now and at most {DELEGATION_TTL_SECONDS_MAX} s ahead (up to {latest})"
+            ),
+        ));
+    }
+    if !(1 <= command.max_depth && command.max_depth <= DELEGATION_DEPTH_MAX) {
+        return Err(FieldError::new(
+            "max_depth",
+            format!("is {}", command.max_depth),
+            format!("1 to {DELEGATION_DEPTH_MAX}"),
+        ));
+    }
+    Ok(())
+}
+
+fn audiences(audiences: &[String]) -> Result<(), FieldError> {
+    if audiences.is_empty() || AUDIENCES_PER_DELEGATION_MAX < audiences.len() {
+        return Err(FieldError::new(
+            "audiences",
+            format!("has {} entries", audiences.len()),
+            format!("1 to {AUDIENCES_PER_DELEGATION_MAX} service audiences"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (idx, audience) in audiences.iter().enumerate() {
+        let field = format!("audiences[{idx}]");
+        limits::validate_audience(&field, audience)?;
+        if !seen.insert(audience.as_str()) {
+            return Err(FieldError::new(
+                field,
+                format!("repeats {audience}"),
+                "unique audiences",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn revoke_delegation(command: &log::RevokeDelegation) -> Result<(), FieldError> {
+    limits::validate_id("delegation_id", &command.delegation_id)?;
+    limits::validate_text("reason", &command.reason, REASON_LEN_MAX)
+}
+
+pub fn publish_signing_key(command: &log::PublishSigningKey) -> Result<(), FieldError> {
+    limits::validate_key_id("key_id", &command.key_id)?;
+    if command.algorithm != SigningAlgorithm::Ed25519 as i32 {
+        let algorithm = SigningAlgorithm::try_from(command.algorithm)
+            .map(|it| it.as_str_name().to_owned())
+            .unwrap_or_else(|_| command.algorithm.to_string());
+        return Err(FieldError::new(
+            "algorithm",
+            format!("is {algorithm}"),
+            SigningAlgorithm::Ed25519.as_str_name(),
+        ));
+    }
+    ed25519_public_key("public_key", &command.public_key)
+}
+
+pub fn retire_signing_key(command: &log::RetireSigningKey) -> Result<(), FieldError> {
+    limits::validate_key_id("key_id", &command.key_id)
+}
+
+/// An id that may be left empty; when given, it follows the id rules.
+fn optional_id(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    limits::validate_id(field, value)
+}
+
+/// A lifetime in seconds: 1 to `max`.
+fn ttl_seconds(ttl_seconds: u32, max: u32) -> Result<(), FieldError> {
+    if 1 <= ttl_seconds && ttl_seconds <= max {
+        return Ok(());
+    }
+    Err(FieldError::new(
+        "ttl_seconds",
+        format!("is {ttl_seconds}"),
+        format!("1 to {max}"),
+    ))
+}
