@@ -2,7 +2,7 @@
 //!
 //! - RFC 7523 `private_key_jwt`: an agent signs a short-lived client assertion with an Ed25519
 //!   key registered as one of its credentials. An assertion works once, cluster-wide (also when
-//!   the same one is submitted to two nodes at once: reliability.md §9 row 29); one signed by
+//!   the same one is submitted to two nodes at once: bad-input row 29); one signed by
 //!   another key, expired, or living too long is refused; none of the refusals adds an event.
 //! - Federated humans: an id_token from a configured upstream issuer (JWKS from a file, or from
 //!   a URL the node fetches) starts a session whose token authenticates the human; a wrong

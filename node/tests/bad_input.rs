@@ -1,4 +1,6 @@
-//! The security bad-input catalogue (reliability.md §9) against the real `warrant` binary.
+//! The security bad-input catalogue against the real `warrant` binary. Row numbers are those of
+//! the project's shared design catalogue (`shared/design/reliability.md`, outside this repo); each
+//! case here states its row's input and expected answer in full, so it reads without it.
 //!
 //! Tests are data: each [`Case`] names its catalogue row, the call and the exact expected answer,
 //! and runs through one [`check`], which also asserts that the whole projected state
@@ -65,7 +67,7 @@ use warrant_proto::api::{
 /// The audience of the service the fixtures' tokens are for.
 const AUD: &str = "https://files.example/mcp";
 const TOOLS: [&str; 2] = ["read_file", "write_file"];
-/// The node refuses tokens longer than this before parsing them (api/src/jwt.rs TOKEN_LEN_MAX).
+/// The node refuses tokens longer than this before parsing them (`warrant_token::jwt::TOKEN_LEN_MAX`).
 const TOKEN_LEN_MAX: usize = 8 * 1024;
 /// The node's request decode limit (api/src/server.rs REQUEST_BYTES_MAX).
 const REQUEST_BYTES_MAX: usize = 64 * 1024;

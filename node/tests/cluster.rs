@@ -126,7 +126,7 @@ async fn a_revocation_on_one_node_is_honoured_on_another() {
         .expect("Revoke on A")
         .into_inner();
 
-    // reliability.md §9 row 28: REVOKED, LINEARIZABLE, on every node (the leader and both
+    // Bad-input row 28: REVOKED, LINEARIZABLE, on every node (the leader and both
     // followers, whichever of them A is).
     for node_id in 1..=3 {
         let linearizable = cluster
