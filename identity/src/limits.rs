@@ -96,6 +96,8 @@ const _: () = assert!(COMMANDS_PER_BATCH_MAX <= u32::MAX as usize);
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field} {problem}; allowed: {allowed}")]
 pub struct FieldError {
+    /// Which kind of rule it broke: the API turns this into its reason code.
+    pub kind: FieldProblem,
     /// The field's name as the request spells it, e.g. `credentials[2].credential_id`.
     pub field: String,
     /// What was wrong, e.g. `is empty`.
@@ -104,17 +106,36 @@ pub struct FieldError {
     pub allowed: String,
 }
 
+/// The kinds of field rule, each with its own reason code at the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldProblem {
+    /// A required value is empty (`FIELD_REQUIRED`).
+    Empty,
+    /// A value is longer than its limit (`FIELD_TOO_LONG`).
+    TooLong,
+    /// Any other rule: charset, shape, range, uniqueness (`FIELD_INVALID`).
+    Invalid,
+}
+
 impl FieldError {
-    /// A field error from its three parts.
+    /// A field that breaks a rule other than emptiness or length, from its three parts.
     pub fn new(
         field: impl Into<String>,
         problem: impl Into<String>,
         allowed: impl Into<String>,
     ) -> Self {
         Self {
+            kind: FieldProblem::Invalid,
             field: field.into(),
             problem: problem.into(),
             allowed: allowed.into(),
+        }
+    }
+
+    fn of_kind(kind: FieldProblem, field: &str, problem: String, allowed: String) -> Self {
+        Self {
+            kind,
+            ..Self::new(field, problem, allowed)
         }
     }
 }
@@ -236,10 +257,16 @@ fn check_len(
 ) -> Result<(), FieldError> {
     let len = value.len();
     if len < len_min {
-        return Err(FieldError::new(field, "is empty", allowed()));
+        return Err(FieldError::of_kind(
+            FieldProblem::Empty,
+            field,
+            "is empty".to_owned(),
+            allowed(),
+        ));
     }
     if len_max < len {
-        return Err(FieldError::new(
+        return Err(FieldError::of_kind(
+            FieldProblem::TooLong,
             field,
             format!("is {len} bytes long"),
             allowed(),
