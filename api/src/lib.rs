@@ -13,6 +13,7 @@ pub mod error;
 pub mod federation;
 pub mod http;
 pub mod keys;
+pub mod reasons;
 pub mod server;
 pub mod services;
 pub mod signing;

@@ -9,7 +9,8 @@
 //! issues or delegates, so an issuance can never race a revocation.
 
 use warrant_proto::{
-    log::{self, PrincipalKind},
+    api::TokenInvalidReason,
+    log::{self, PrincipalKind, RejectReason},
     state::{AgentRow, HumanRow, SessionRow, Status, TokenRow},
 };
 
@@ -30,6 +31,51 @@ pub enum LapseKind {
     DelegationRevoked,
     DelegationExpired,
     TokenRevoked,
+}
+
+/// What each caller calls a lapse: the rule in one place. A lapse does not say whether the thing
+/// checked exists at all; callers that answer "not found" ask the state first.
+impl LapseKind {
+    /// Why a presented token is not valid (Verify, exchange, bearer authentication).
+    pub fn token_invalid_reason(self) -> TokenInvalidReason {
+        match self {
+            LapseKind::AgentDisabled => TokenInvalidReason::AgentDisabled,
+            LapseKind::HumanDisabled => TokenInvalidReason::HumanDisabled,
+            LapseKind::DeviceDisabled => TokenInvalidReason::DeviceDisabled,
+            LapseKind::SessionEnded => TokenInvalidReason::SessionEnded,
+            LapseKind::DelegationNotFound | LapseKind::DelegationRevoked => {
+                TokenInvalidReason::DelegationRevoked
+            }
+            LapseKind::DelegationExpired => TokenInvalidReason::DelegationExpired,
+            LapseKind::TokenRevoked => TokenInvalidReason::Revoked,
+        }
+    }
+
+    /// Why apply refuses an agent that is not in force ([`agent`]'s lapse): its device is
+    /// named as such; anything else, the owner included, is the agent's.
+    pub fn agent_reject_reason(self) -> RejectReason {
+        match self {
+            LapseKind::DeviceDisabled => RejectReason::DeviceDisabled,
+            _ => RejectReason::AgentDisabled,
+        }
+    }
+
+    /// Why apply refuses a session that is not in force ([`session`]'s lapse).
+    pub fn session_reject_reason(self) -> RejectReason {
+        match self {
+            LapseKind::DeviceDisabled => RejectReason::DeviceDisabled,
+            _ => RejectReason::SessionEnded,
+        }
+    }
+
+    /// Why apply refuses a delegation chain that is not in force ([`delegation_chain`]'s lapse):
+    /// a missing link is named as such; anything else makes the delegation inactive.
+    pub fn delegation_reject_reason(self) -> RejectReason {
+        match self {
+            LapseKind::DelegationNotFound => RejectReason::DelegationNotFound,
+            _ => RejectReason::DelegationInactive,
+        }
+    }
 }
 
 /// Why something is not in force, with a message for humans.

@@ -19,14 +19,13 @@
 use std::collections::BTreeMap;
 
 use aws_lc_rs::signature::Ed25519KeyPair;
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 use crate::{
     claims::{self, ClaimError, Claims},
     compact::{self, SplitError},
-    jwt::{self, KEY_ID_LEN_MAX},
+    limits::KEY_ID_LEN_MAX,
 };
 
 /// The `client_assertion_type` form value that announces a JWT client assertion (RFC 7523 §2.2).
@@ -180,16 +179,9 @@ pub fn encode_signed(header: &Value, claims: &Value, key_pair: &Ed25519KeyPair) 
 
 /// Signs the given header and payload bytes as a compact JWS.
 fn sign_parts(header: &[u8], payload: &[u8], key_pair: &Ed25519KeyPair) -> String {
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header),
-        URL_SAFE_NO_PAD.encode(payload)
-    );
-    let signature = key_pair.sign(signing_input.as_bytes());
-    format!(
-        "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(signature.as_ref())
-    )
+    compact::join(header, payload, |input| {
+        key_pair.sign(input).as_ref().to_vec()
+    })
 }
 
 /// An assertion that passed the structural checks; nothing in it is trusted yet.
@@ -209,8 +201,7 @@ fn parse(assertion: &str) -> Result<Parsed<'_>, AssertionError> {
             SplitError::Malformed(message) => AssertionError::Malformed(message),
         })?;
     let key_id = check_header(&compact.header)?;
-    let claims = jwt::parse_object(&compact.payload, "payload")
-        .map_err(|invalid| AssertionError::Malformed(invalid.message))?;
+    let claims = claims::parse_object(&compact.payload, "payload")?;
     Ok(Parsed {
         signing_input: compact.signing_input,
         signature_b64: compact.signature_b64,
@@ -222,8 +213,7 @@ fn parse(assertion: &str) -> Result<Parsed<'_>, AssertionError> {
 
 /// Checks the header and returns its `kid`.
 fn check_header(header_bytes: &[u8]) -> Result<String, AssertionError> {
-    let header = jwt::parse_object(header_bytes, "header")
-        .map_err(|invalid| AssertionError::Malformed(invalid.message))?;
+    let header = claims::parse_object(header_bytes, "header")?;
     // Key sources first, so a token naming its own key is reported as such whatever else it has.
     if let Some(name) = header
         .keys()
@@ -364,10 +354,17 @@ impl From<ClaimError> for AssertionError {
 
 #[cfg(test)]
 mod tests {
-    use aws_lc_rs::{rand::SystemRandom, signature::KeyPair};
+    use aws_lc_rs::signature::KeyPair;
     use serde_json::json;
 
     use super::*;
+    use crate::testing::{Refusal, ed25519_key_pair, reason, with_claim, without_claim};
+
+    impl Refusal for AssertionError {
+        fn code(&self) -> &'static str {
+            self.reason()
+        }
+    }
 
     const AGENT: &str = "agent-a";
     const KID: &str = "key-1";
@@ -375,11 +372,6 @@ mod tests {
     const TOKEN_ENDPOINT: &str = "https://warrant.test/oauth/token";
     const IAT: u64 = 1_000_000;
     const EXP: u64 = IAT + 60;
-
-    fn key_pair() -> Ed25519KeyPair {
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("generate key");
-        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("parse generated key")
-    }
 
     fn public_key(key_pair: &Ed25519KeyPair) -> [u8; 32] {
         key_pair
@@ -418,32 +410,13 @@ mod tests {
         claims: &Value,
         now_unix_s: u64,
     ) -> Result<VerifiedAssertion, AssertionError> {
-        let key_pair = key_pair();
+        let key_pair = ed25519_key_pair();
         let assertion = encode_signed(header, claims, &key_pair);
         verify(&assertion, &public_key(&key_pair), &expect_at(now_unix_s))
     }
 
     fn check(header: &Value, claims: &Value) -> Result<VerifiedAssertion, AssertionError> {
         check_at(header, claims, IAT + 10)
-    }
-
-    fn reason(result: Result<VerifiedAssertion, AssertionError>) -> &'static str {
-        result.expect_err("the assertion must be refused").reason()
-    }
-
-    fn with_claim(name: &str, value: Value) -> Value {
-        let mut claims = claims();
-        claims[name] = value;
-        claims
-    }
-
-    fn without_claim(name: &str) -> Value {
-        let mut claims = claims();
-        claims
-            .as_object_mut()
-            .expect("claims are an object")
-            .remove(name);
-        claims
     }
 
     #[test]
@@ -462,7 +435,7 @@ mod tests {
         // A string aud and no typ are fine too.
         let verified = check(
             &json!({"alg": "EdDSA", "kid": KID}),
-            &with_claim("aud", json!(ISSUER)),
+            &with_claim(claims(), "aud", json!(ISSUER)),
         )
         .expect("valid");
         assert_eq!(verified.agent_id, AGENT);
@@ -470,7 +443,7 @@ mod tests {
 
     #[test]
     fn peek_names_the_agent_and_key_without_a_key() {
-        let assertion = encode_signed(&header(), &claims(), &key_pair());
+        let assertion = encode_signed(&header(), &claims(), &ed25519_key_pair());
         assert_eq!(
             peek(&assertion).expect("well formed"),
             AssertionClaimsPeek {
@@ -478,7 +451,11 @@ mod tests {
                 key_id: KID.to_string(),
             }
         );
-        let other = encode_signed(&header(), &with_claim("sub", json!("agent-b")), &key_pair());
+        let other = encode_signed(
+            &header(),
+            &with_claim(claims(), "sub", json!("agent-b")),
+            &ed25519_key_pair(),
+        );
         assert_eq!(
             peek(&other).map_err(|e| e.reason()),
             Err("ASSERTION_ISSUER_MISMATCH")
@@ -487,8 +464,8 @@ mod tests {
 
     #[test]
     fn a_different_key_is_a_bad_signature() {
-        let assertion = encode_signed(&header(), &claims(), &key_pair());
-        let other_key = public_key(&key_pair());
+        let assertion = encode_signed(&header(), &claims(), &ed25519_key_pair());
+        let other_key = public_key(&ed25519_key_pair());
         assert_eq!(
             reason(verify(&assertion, &other_key, &expect_at(IAT + 10))),
             "ASSERTION_BAD_SIGNATURE"
@@ -497,9 +474,13 @@ mod tests {
 
     #[test]
     fn a_tampered_payload_is_a_bad_signature() {
-        let key_pair = key_pair();
+        let key_pair = ed25519_key_pair();
         let good = encode_signed(&header(), &claims(), &key_pair);
-        let forged = encode_signed(&header(), &with_claim("exp", json!(EXP + 100)), &key_pair);
+        let forged = encode_signed(
+            &header(),
+            &with_claim(claims(), "exp", json!(EXP + 100)),
+            &key_pair,
+        );
         let segments: Vec<&str> = good.split('.').collect();
         let forged_segments: Vec<&str> = forged.split('.').collect();
         let spliced = format!("{}.{}.{}", segments[0], forged_segments[1], segments[2]);
@@ -539,7 +520,7 @@ mod tests {
             reason(check_at(&header(), &claims(), IAT - 6)),
             "ASSERTION_NOT_YET_VALID"
         );
-        let nbf = with_claim("nbf", json!(IAT + 30));
+        let nbf = with_claim(claims(), "nbf", json!(IAT + 30));
         assert_eq!(
             reason(check_at(&header(), &nbf, IAT + 24)),
             "ASSERTION_NOT_YET_VALID"
@@ -549,20 +530,20 @@ mod tests {
 
     #[test]
     fn the_lifetime_is_at_most_five_minutes() {
-        let longest = with_claim("exp", json!(IAT + ASSERTION_LIFETIME_MAX_S));
+        let longest = with_claim(claims(), "exp", json!(IAT + ASSERTION_LIFETIME_MAX_S));
         assert!(check(&header(), &longest).is_ok());
-        let too_long = with_claim("exp", json!(IAT + ASSERTION_LIFETIME_MAX_S + 1));
+        let too_long = with_claim(claims(), "exp", json!(IAT + ASSERTION_LIFETIME_MAX_S + 1));
         assert_eq!(
             reason(check(&header(), &too_long)),
             "ASSERTION_LIFETIME_TOO_LONG"
         );
-        let backwards = with_claim("exp", json!(IAT));
+        let backwards = with_claim(claims(), "exp", json!(IAT));
         assert_eq!(reason(check(&header(), &backwards)), "ASSERTION_MALFORMED");
     }
 
     #[test]
     fn iss_must_equal_sub() {
-        let other = with_claim("sub", json!("agent-b"));
+        let other = with_claim(claims(), "sub", json!("agent-b"));
         assert_eq!(
             reason(check(&header(), &other)),
             "ASSERTION_ISSUER_MISMATCH"
@@ -573,7 +554,7 @@ mod tests {
     fn required_claims_must_be_present() {
         for name in ["jti", "iat", "exp", "aud", "iss", "sub"] {
             assert_eq!(
-                reason(check(&header(), &without_claim(name))),
+                reason(check(&header(), &without_claim(claims(), name))),
                 "ASSERTION_MISSING_CLAIM",
                 "without {name}"
             );
@@ -583,7 +564,7 @@ mod tests {
     #[test]
     fn jti_must_be_printable_ascii_of_bounded_length() {
         let longest = "j".repeat(ASSERTION_JTI_LEN_MAX);
-        assert!(check(&header(), &with_claim("jti", json!(longest))).is_ok());
+        assert!(check(&header(), &with_claim(claims(), "jti", json!(longest))).is_ok());
         for bad in [
             String::new(),
             "j".repeat(ASSERTION_JTI_LEN_MAX + 1),
@@ -591,7 +572,7 @@ mod tests {
             "caf\u{e9}".to_string(),
         ] {
             assert_eq!(
-                reason(check(&header(), &with_claim("jti", json!(bad)))),
+                reason(check(&header(), &with_claim(claims(), "jti", json!(bad)))),
                 "ASSERTION_MALFORMED",
                 "jti {bad:?}"
             );
@@ -600,17 +581,17 @@ mod tests {
 
     #[test]
     fn the_audience_must_name_us() {
-        let other = with_claim("aud", json!(["https://evil.example"]));
+        let other = with_claim(claims(), "aud", json!(["https://evil.example"]));
         assert_eq!(
             reason(check(&header(), &other)),
             "ASSERTION_AUDIENCE_MISMATCH"
         );
-        let empty = with_claim("aud", json!([]));
+        let empty = with_claim(claims(), "aud", json!([]));
         assert_eq!(
             reason(check(&header(), &empty)),
             "ASSERTION_AUDIENCE_MISMATCH"
         );
-        let number = with_claim("aud", json!(7));
+        let number = with_claim(claims(), "aud", json!(7));
         assert_eq!(reason(check(&header(), &number)), "ASSERTION_MALFORMED");
     }
 
@@ -658,7 +639,7 @@ mod tests {
 
     #[test]
     fn duplicate_members_are_malformed() {
-        let key_pair = key_pair();
+        let key_pair = ed25519_key_pair();
         let header = header().to_string();
         let payload = format!(
             r#"{{"iss":"{AGENT}","sub":"{AGENT}","sub":"agent-b","aud":"{ISSUER}","iat":{IAT},"exp":{EXP},"jti":"j"}}"#
@@ -686,7 +667,7 @@ mod tests {
 
     #[test]
     fn the_compact_form_is_strict() {
-        let key_pair = key_pair();
+        let key_pair = ed25519_key_pair();
         let assertion = encode_signed(&header(), &claims(), &key_pair);
         let key = public_key(&key_pair);
         let expect = expect_at(IAT + 10);
@@ -719,9 +700,13 @@ mod tests {
 
     #[test]
     fn oversize_assertions_are_refused_before_parsing() {
-        let key_pair = key_pair();
+        let key_pair = ed25519_key_pair();
         let padding = "p".repeat(ASSERTION_LEN_MAX);
-        let big = encode_signed(&header(), &with_claim("pad", json!(padding)), &key_pair);
+        let big = encode_signed(
+            &header(),
+            &with_claim(claims(), "pad", json!(padding)),
+            &key_pair,
+        );
         assert_eq!(
             reason(verify(&big, &public_key(&key_pair), &expect_at(IAT + 10))),
             "ASSERTION_TOO_LARGE"
@@ -742,10 +727,10 @@ mod tests {
             json!("1000060"),
             json!(1_000_060.5),
             json!(-1),
-            json!(crate::jwt::UNIX_TIME_MAX + 1),
+            json!(crate::limits::UNIX_TIME_MAX + 1),
         ] {
             assert_eq!(
-                reason(check(&header(), &with_claim("exp", bad.clone()))),
+                reason(check(&header(), &with_claim(claims(), "exp", bad.clone()))),
                 "ASSERTION_MALFORMED",
                 "exp {bad}"
             );

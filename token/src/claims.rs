@@ -1,15 +1,20 @@
-//! Reading JWT claims the same strict way in access tokens, client assertions and id_tokens:
-//! strings are strings, times are NumericDates (non-negative integers no later than
-//! [`UNIX_TIME_MAX`]), `aud` is a string or an array of strings, and the validity window is
-//! checked with the same leeway rules everywhere.
+//! Reading JWT headers and claims the same strict way in access tokens, client assertions and
+//! id_tokens: each is a JSON object without duplicate members (RFC 8725 §2.6), strings are
+//! strings, times are NumericDates (non-negative integers no later than [`UNIX_TIME_MAX`]), `aud`
+//! is a string or an array of strings, and the validity window is checked with the same leeway
+//! rules everywhere.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt};
 
+use serde::{
+    Deserialize, Deserializer,
+    de::{MapAccess, Visitor},
+};
 use serde_json::Value;
 
-use crate::jwt::UNIX_TIME_MAX;
+use crate::limits::UNIX_TIME_MAX;
 
-/// A claim that is absent or has the wrong shape; each caller maps it to its own error.
+/// A header or claim that is absent or has the wrong shape; each caller maps it to its own error.
 pub(crate) enum ClaimError {
     Missing(String),
     Malformed(String),
@@ -18,6 +23,46 @@ pub(crate) enum ClaimError {
 }
 
 pub(crate) type Claims = BTreeMap<String, Value>;
+
+/// Parses a JSON object, refusing duplicate members and anything that is not an object.
+pub(crate) fn parse_object(bytes: &[u8], what: &str) -> Result<Claims, ClaimError> {
+    serde_json::from_slice::<StrictObject>(bytes)
+        .map(|object| object.0)
+        .map_err(|e| {
+            ClaimError::Malformed(format!(
+                "{what} is not a JSON object without duplicate members: {e}"
+            ))
+        })
+}
+
+struct StrictObject(BTreeMap<String, Value>);
+
+impl<'de> Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrictVisitor;
+        impl<'de> Visitor<'de> for StrictVisitor {
+            type Value = StrictObject;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictObject, A::Error> {
+                let mut members = BTreeMap::new();
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    if members.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format!(
+                            "duplicate member {name:?}"
+                        )));
+                    }
+                    members.insert(name, value);
+                }
+                Ok(StrictObject(members))
+            }
+        }
+        deserializer.deserialize_map(StrictVisitor)
+    }
+}
 
 pub(crate) fn optional_string(claims: &Claims, name: &str) -> Result<Option<String>, ClaimError> {
     match claims.get(name) {
@@ -98,4 +143,16 @@ pub(crate) fn check_window(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_members_are_malformed() {
+        let duplicate = parse_object(br#"{"sub":"alice","sub":"admin"}"#, "payload");
+        assert!(matches!(duplicate, Err(ClaimError::Malformed(_))));
+        assert!(parse_object(br#"{"sub":"alice"}"#, "payload").is_ok());
+    }
 }

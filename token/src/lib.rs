@@ -9,6 +9,9 @@ mod claims;
 mod compact;
 pub mod id_token;
 pub mod jwt;
+pub mod limits;
 pub mod signing_key;
+#[cfg(test)]
+mod testing;
 
 pub use signing_key::NodeSigningKey;
