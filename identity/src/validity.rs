@@ -9,7 +9,6 @@
 //! issues or delegates, so an issuance can never race a revocation.
 
 use warrant_proto::{
-    api::TokenInvalidReason,
     log::{self, PrincipalKind, RejectReason},
     state::{AgentRow, HumanRow, SessionRow, Status, TokenRow},
 };
@@ -36,21 +35,6 @@ pub enum LapseKind {
 /// What each caller calls a lapse: the rule in one place. A lapse does not say whether the thing
 /// checked exists at all; callers that answer "not found" ask the state first.
 impl LapseKind {
-    /// Why a presented token is not valid (Verify, exchange, bearer authentication).
-    pub fn token_invalid_reason(self) -> TokenInvalidReason {
-        match self {
-            LapseKind::AgentDisabled => TokenInvalidReason::AgentDisabled,
-            LapseKind::HumanDisabled => TokenInvalidReason::HumanDisabled,
-            LapseKind::DeviceDisabled => TokenInvalidReason::DeviceDisabled,
-            LapseKind::SessionEnded => TokenInvalidReason::SessionEnded,
-            LapseKind::DelegationNotFound | LapseKind::DelegationRevoked => {
-                TokenInvalidReason::DelegationRevoked
-            }
-            LapseKind::DelegationExpired => TokenInvalidReason::DelegationExpired,
-            LapseKind::TokenRevoked => TokenInvalidReason::Revoked,
-        }
-    }
-
     /// Why apply refuses an agent that is not in force ([`agent`]'s lapse): its device is
     /// named as such; anything else, the owner included, is the agent's.
     pub fn agent_reject_reason(self) -> RejectReason {

@@ -14,7 +14,7 @@ use crate::{
     limits::FieldError,
     query,
     state::{StateError, StateRead, WriteSet},
-    validity::{self, LapseKind},
+    validity,
 };
 
 /// The actor of a command, by kind: the envelope check makes it once, so handlers ask "is this
@@ -137,10 +137,7 @@ pub(super) fn agent_in_force(
         Err(lapse) if query::agent(state, agent_id)?.is_none() => {
             Err(reject(RejectReason::AgentNotFound, lapse.message))
         }
-        Err(lapse) if lapse.kind == LapseKind::DeviceDisabled => {
-            Err(reject(RejectReason::DeviceDisabled, lapse.message))
-        }
-        Err(lapse) => Err(reject(RejectReason::AgentDisabled, lapse.message)),
+        Err(lapse) => Err(reject(lapse.kind.agent_reject_reason(), lapse.message)),
     }
 }
 
@@ -168,10 +165,7 @@ pub(super) fn delegation_in_force(
 ) -> Result<log::DelegationCreated, Refusal> {
     let chain = match validity::delegation_chain(state, delegation_id, now_unix_s)? {
         Ok(chain) => chain,
-        Err(lapse) if lapse.kind == LapseKind::DelegationNotFound => {
-            return Err(reject(RejectReason::DelegationNotFound, lapse.message));
-        }
-        Err(lapse) => return Err(reject(RejectReason::DelegationInactive, lapse.message)),
+        Err(lapse) => return Err(reject(lapse.kind.delegation_reject_reason(), lapse.message)),
     };
     chain.into_iter().next().ok_or_else(|| {
         reject(

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     check, keys, query,
     state::{StateRead, WriteSet},
-    validity::{self, LapseKind},
+    validity,
 };
 
 pub(super) fn issue_token(
@@ -226,10 +226,7 @@ pub(super) fn session_in_force(
             RejectReason::SessionNotFound,
             format!("session {session_id} does not exist"),
         )),
-        Err(lapse) if lapse.kind == LapseKind::DeviceDisabled => {
-            Err(reject(RejectReason::DeviceDisabled, lapse.message))
-        }
-        Err(lapse) => Err(reject(RejectReason::SessionEnded, lapse.message)),
+        Err(lapse) => Err(reject(lapse.kind.session_reject_reason(), lapse.message)),
     }
 }
 
