@@ -5,8 +5,8 @@
 //! plausible defaults that a test overrides with `..body(..)`. The data of a scenario (its ids,
 //! its grants, its world) stays in the test that tells it.
 //!
-//! Compiled only for this crate's tests and under the `fixtures` feature, which only dev- and
-//! bench-dependencies enable. Nothing on a production path may use it: these envelopes carry
+//! Compiled only for this crate's tests and under the `fixtures` feature, which only test and
+//! benchmark crates enable. Nothing on a production path may use it: these envelopes carry
 //! made-up digests and keys, and the defaults are test data.
 
 use prost::Message;

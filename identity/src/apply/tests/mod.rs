@@ -106,6 +106,26 @@ impl Replica {
     fn seq(&self) -> u64 {
         query::applied_seq(&self.state).unwrap()
     }
+
+    /// Applies each command in a batch of its own stamped T0, checking that each adds an event.
+    fn set_up(&mut self, commands: impl IntoIterator<Item = Command>) {
+        for command in commands {
+            let context = format!("{command:?}");
+            let applied = self.apply(T0, vec![command]);
+            assert_eq!(
+                applied.events.len(),
+                1,
+                "set-up {context}: {:?}",
+                applied.outcomes
+            );
+        }
+    }
+
+    fn token_row(&self, jti: &str) -> TokenRow {
+        query::token(&self.state, jti)
+            .expect("the store reads")
+            .expect("the token was issued")
+    }
 }
 
 /// Applies `command` alone and checks it is rejected for `reason` with exactly `message`, and
@@ -197,28 +217,6 @@ const ISSUER: &str = "https://warrant.example";
 const D1_EXPIRES: u64 = T0_S + 7_200;
 /// When d2 of [`delegation_world`] expires: before d1.
 const D2_EXPIRES: u64 = T0_S + 3_600;
-
-impl Replica {
-    /// Applies each command in a batch of its own stamped T0, checking that each adds an event.
-    fn set_up(&mut self, commands: impl IntoIterator<Item = Command>) {
-        for command in commands {
-            let context = format!("{command:?}");
-            let applied = self.apply(T0, vec![command]);
-            assert_eq!(
-                applied.events.len(),
-                1,
-                "set-up {context}: {:?}",
-                applied.outcomes
-            );
-        }
-    }
-
-    fn token_row(&self, jti: &str) -> TokenRow {
-        query::token(&self.state, jti)
-            .expect("the store reads")
-            .expect("the token was issued")
-    }
-}
 
 /// hana's root grant to bot: send and read on mail, for a task, chains up to 3 agents deep.
 fn d1() -> log::CreateDelegation {

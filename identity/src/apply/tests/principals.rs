@@ -293,6 +293,8 @@ fn register_service_rejections() {
     }
 }
 
+// Updates.
+
 #[test]
 fn an_agent_is_updated_by_its_owner_only() {
     let update = log::UpdateAgent {

@@ -2,7 +2,7 @@
 
 use super::*;
 
-// SetStatus and updates.
+// SetStatus.
 
 #[test]
 fn an_agent_is_disabled_and_enabled_again() {
