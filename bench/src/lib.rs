@@ -3,7 +3,10 @@
 //! Results go in `BENCHMARKS.md` together with the machine and the anchor measured in the same
 //! run. These are benchmarks, never tests: nothing here asserts a speed.
 
-use warrant_identity::{InMemoryState, apply_batch};
+use warrant_identity::{
+    InMemoryState, apply_batch,
+    fixtures::{actor, command_with_key},
+};
 use warrant_proto::log::{self, command::Kind};
 
 pub const HUMAN: &str = "alice";
@@ -11,23 +14,14 @@ pub const AGENT: &str = "alice-assistant";
 pub const AUDIENCE: &str = "https://calendar.example/mcp";
 pub const KEY_ID: &str = "bench-key";
 
+/// A command of `actor_kind` `actor_id` told apart by `key` alone: benchmarks send no retries.
 fn command(
     actor_kind: log::PrincipalKind,
     actor_id: &str,
     key: String,
     kind: Kind,
 ) -> log::Command {
-    log::Command {
-        idempotency_key: key,
-        request_digest: vec![7; 32],
-        actor: Some(log::Actor {
-            kind: actor_kind as i32,
-            id: actor_id.to_string(),
-            on_behalf_of: vec![],
-        }),
-        kind: Some(kind),
-        ..Default::default()
-    }
+    command_with_key(actor(actor_kind, actor_id), kind, key, vec![7; 32])
 }
 
 /// A state holding one human, one agent, one service and one signing key.

@@ -6,6 +6,8 @@
 //! - [`limits`]: size limits and field rules, shared with the API layer's validation.
 //! - [`keys`]: the key layout of the state store.
 //! - [`digest`]: a fingerprint of the whole state, for comparing replicas.
+//! - `fixtures` (tests and the `fixtures` feature only): commands as tests and benchmarks build
+//!   them.
 //!
 //! **Architecture Invariant:** this crate does no I/O. It has no tokio, RocksDB or network
 //! dependency, reads no clock and draws no randomness; storage is reached only through
@@ -14,6 +16,8 @@
 pub mod apply;
 pub mod check;
 pub mod digest;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod keys;
 pub mod limits;
 pub mod query;

@@ -27,7 +27,9 @@ use proptest::{
 };
 use prost::Message;
 use warrant_identity::{
-    AppliedBatch, InMemoryState, StateRead, WriteSet, apply_batch, limits, query, state_digest,
+    AppliedBatch, InMemoryState, StateRead, WriteSet, apply_batch,
+    fixtures::{admin, agent_actor, command_with_key, human_actor, node, strings},
+    limits, query, state_digest,
 };
 use warrant_proto::log::{
     self, Actor, AuthMethod, Batch, Command, Credential, EntityKind, FederatedIdentity,
@@ -474,7 +476,7 @@ fn genesis() -> Batch {
             }),
         ),
         (
-            human("alice"),
+            human_actor("alice"),
             CommandKind::RegisterDevice(log::RegisterDevice {
                 device_id: "dev1".to_owned(),
                 owner_human_id: "alice".to_owned(),
@@ -483,7 +485,7 @@ fn genesis() -> Batch {
             }),
         ),
         (
-            human("alice"),
+            human_actor("alice"),
             CommandKind::RegisterDevice(log::RegisterDevice {
                 device_id: "dev2".to_owned(),
                 owner_human_id: "alice".to_owned(),
@@ -491,16 +493,16 @@ fn genesis() -> Batch {
                 platform: "linux".to_owned(),
             }),
         ),
-        (human("alice"), disable(EntityKind::Device, "dev2")),
+        (human_actor("alice"), disable(EntityKind::Device, "dev2")),
         (
-            human("alice"),
+            human_actor("alice"),
             CommandKind::BindAgentDevice(log::BindAgentDevice {
                 agent_id: "bot2".to_owned(),
                 device_id: "dev1".to_owned(),
             }),
         ),
         (
-            human("alice"),
+            human_actor("alice"),
             CommandKind::CreateDelegation(log::CreateDelegation {
                 delegation_id: "d1".to_owned(),
                 grantee_agent_id: "bot".to_owned(),
@@ -513,7 +515,7 @@ fn genesis() -> Batch {
             }),
         ),
         (
-            agent("bot"),
+            agent_actor("bot"),
             CommandKind::CreateDelegation(log::CreateDelegation {
                 delegation_id: "d2".to_owned(),
                 parent_delegation_id: "d1".to_owned(),
@@ -527,7 +529,7 @@ fn genesis() -> Batch {
             }),
         ),
         (
-            human("alice"),
+            human_actor("alice"),
             CommandKind::StartSession(log::StartSession {
                 session_id: "s1".to_owned(),
                 principal_kind: PrincipalKind::Human as i32,
@@ -541,7 +543,7 @@ fn genesis() -> Batch {
             }),
         ),
         (
-            agent("bot"),
+            agent_actor("bot"),
             CommandKind::StartSession(log::StartSession {
                 session_id: "s2".to_owned(),
                 principal_kind: PrincipalKind::Agent as i32,
@@ -555,7 +557,7 @@ fn genesis() -> Batch {
         ),
         // A token to revoke: random issuance succeeds too rarely to leave one around.
         (
-            agent("bot"),
+            agent_actor("bot"),
             CommandKind::IssueToken(log::IssueToken {
                 jti: "j1".to_owned(),
                 agent_id: "bot".to_owned(),
@@ -568,7 +570,7 @@ fn genesis() -> Batch {
         ),
         // A delegated token, for bot2 to exchange under d2.
         (
-            agent("bot"),
+            agent_actor("bot"),
             CommandKind::IssueToken(log::IssueToken {
                 jti: "jd1".to_owned(),
                 agent_id: "bot".to_owned(),
@@ -584,12 +586,8 @@ fn genesis() -> Batch {
     let commands = kinds
         .into_iter()
         .enumerate()
-        .map(|(idx, (actor, kind))| Command {
-            idempotency_key: format!("genesis-{idx}"),
-            request_digest: vec![0; 32],
-            actor: Some(actor),
-            kind: Some(kind),
-            ..Default::default()
+        .map(|(idx, (actor, kind))| {
+            command_with_key(actor, kind, format!("genesis-{idx}"), vec![0; 32])
         })
         .collect();
     Batch {
@@ -800,26 +798,30 @@ fn coherent_actor(kind: &CommandKind, pick: u8) -> Actor {
         | CommandKind::RegisterAgent(_)
         | CommandKind::RegisterService(_)
         | CommandKind::UpdateService(_) => admin(),
-        CommandKind::IssueToken(it) => agent(&it.agent_id),
-        CommandKind::RevokeToken(_) => {
-            [admin(), agent("bot"), agent("bot2"), human("alice")][pick % 4].clone()
-        }
+        CommandKind::IssueToken(it) => agent_actor(&it.agent_id),
+        CommandKind::RevokeToken(_) => [
+            admin(),
+            agent_actor("bot"),
+            agent_actor("bot2"),
+            human_actor("alice"),
+        ][pick % 4]
+            .clone(),
         CommandKind::PublishSigningKey(it) => admin_or(node(it.node_id)),
         CommandKind::RetireSigningKey(_) => [admin(), node(1), node(2)][pick % 3].clone(),
-        CommandKind::UpdateHuman(it) => admin_or(human(&it.human_id)),
-        CommandKind::RegisterDevice(it) => admin_or(human(&it.owner_human_id)),
+        CommandKind::UpdateHuman(it) => admin_or(human_actor(&it.human_id)),
+        CommandKind::RegisterDevice(it) => admin_or(human_actor(&it.owner_human_id)),
         // Every agent and device in the pools is most likely alice's.
         CommandKind::UpdateAgent(_)
         | CommandKind::UpdateDevice(_)
-        | CommandKind::BindAgentDevice(_) => admin_or(human("alice")),
+        | CommandKind::BindAgentDevice(_) => admin_or(human_actor("alice")),
         CommandKind::SetStatus(it) => match EntityKind::try_from(it.entity) {
-            Ok(EntityKind::Agent | EntityKind::Device) => admin_or(human("alice")),
+            Ok(EntityKind::Agent | EntityKind::Device) => admin_or(human_actor("alice")),
             _ => admin(),
         },
         CommandKind::ChangeCredentials(it) => [
-            agent(&it.agent_id),
-            agent(&it.agent_id),
-            human("alice"),
+            agent_actor(&it.agent_id),
+            agent_actor(&it.agent_id),
+            human_actor("alice"),
             admin(),
         ][pick % 4]
             .clone(),
@@ -832,16 +834,16 @@ fn coherent_actor(kind: &CommandKind, pick: u8) -> Actor {
         // A root grant: by the human, or by an admin for them.
         CommandKind::CreateDelegation(it) if it.parent_delegation_id.is_empty() => {
             match it.grantor_human_id.as_str() {
-                "" => human("alice"),
-                grantor if pick % 2 == 0 => human(grantor),
+                "" => human_actor("alice"),
+                grantor if pick % 2 == 0 => human_actor(grantor),
                 _ => admin(),
             }
         }
-        CommandKind::CreateDelegation(it) => agent(grantee_hint(&it.parent_delegation_id)),
+        CommandKind::CreateDelegation(it) => agent_actor(grantee_hint(&it.parent_delegation_id)),
         CommandKind::RevokeDelegation(it) => [
             admin(),
-            human("alice"),
-            agent(grantee_hint(&it.delegation_id)),
+            human_actor("alice"),
+            agent_actor(grantee_hint(&it.delegation_id)),
         ][pick % 3]
             .clone(),
     }
@@ -861,9 +863,9 @@ fn grantee_hint(delegation_id: &str) -> &'static str {
 /// for bot, and coherent random sessions follow the same map.
 fn session_principal(session_id: &str) -> Actor {
     match session_id {
-        "s2" => agent("bot"),
-        "s3" => agent("bot2"),
-        _ => human("alice"),
+        "s2" => agent_actor("bot"),
+        "s3" => agent_actor("bot2"),
+        _ => human_actor("alice"),
     }
 }
 
@@ -1589,38 +1591,6 @@ fn arb_actor() -> BoxedStrategy<Actor> {
         .boxed()
 }
 
-fn admin() -> Actor {
-    Actor {
-        kind: PrincipalKind::Admin as i32,
-        id: "root".to_owned(),
-        on_behalf_of: Vec::new(),
-    }
-}
-
-fn human(id: &str) -> Actor {
-    Actor {
-        kind: PrincipalKind::Human as i32,
-        id: id.to_owned(),
-        on_behalf_of: Vec::new(),
-    }
-}
-
-fn agent(id: &str) -> Actor {
-    Actor {
-        kind: PrincipalKind::Agent as i32,
-        id: id.to_owned(),
-        on_behalf_of: Vec::new(),
-    }
-}
-
-fn node(node_id: u64) -> Actor {
-    Actor {
-        kind: PrincipalKind::Node as i32,
-        id: node_id.to_string(),
-        on_behalf_of: Vec::new(),
-    }
-}
-
 fn disable(entity: EntityKind, id: &str) -> CommandKind {
     CommandKind::SetStatus(log::SetStatus {
         entity: entity as i32,
@@ -1635,10 +1605,6 @@ fn federated((issuer, subject): (&str, &str)) -> FederatedIdentity {
         issuer: issuer.to_owned(),
         subject: subject.to_owned(),
     }
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().copied().map(str::to_owned).collect()
 }
 
 fn tools(names: &[&str]) -> Vec<log::Tool> {

@@ -7,15 +7,8 @@
 //! └──────────────────────────────────────────────────────────────────────────────────────────┘
 
 use prost::Message;
-use warrant_proto::log::{self, event::Kind};
-
-fn actor() -> Option<log::Actor> {
-    Some(log::Actor {
-        kind: log::PrincipalKind::Admin as i32,
-        id: "admin".into(),
-        on_behalf_of: vec![],
-    })
-}
+use warrant_identity::fixtures::actor;
+use warrant_proto::log::{self, PrincipalKind, event::Kind};
 
 fn event(seq: u64, kind: Kind) -> log::Event {
     log::Event {
@@ -24,7 +17,7 @@ fn event(seq: u64, kind: Kind) -> log::Event {
         log_index: 7,
         batch_position: 1,
         idempotency_key: format!("key-{seq}"),
-        actor: actor(),
+        actor: Some(actor(PrincipalKind::Admin, "admin")),
         kind: Some(kind),
     }
 }
