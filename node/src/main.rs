@@ -142,7 +142,7 @@ fn main() -> anyhow::Result<()> {
 fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
     let admin_token = config.admin_token()?;
     Ok(ApiConfig {
-        cluster_secret: config.cluster_secret(&admin_token)?,
+        peer_secret: config.cluster_secret(&admin_token)?,
         node_id: config.node_id,
         data_dir: config.data_dir.clone(),
         listen_addr: config.listen_addr,
