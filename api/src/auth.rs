@@ -16,6 +16,7 @@ use std::{collections::BTreeMap, sync::Mutex};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tonic::{Code, metadata::MetadataMap};
 use warrant_identity::{StateRead, query};
 use warrant_proto::{log, state};
@@ -199,7 +200,7 @@ impl Authenticator {
         }
         if let Some(token) = value.strip_prefix("Bearer ") {
             let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-            if constant_time_eq(&presented, &self.admin_token_sha256) {
+            if bool::from(presented[..].ct_eq(&self.admin_token_sha256[..])) {
                 return Ok(Caller::Admin);
             }
             // The admin token is opaque; anything shaped like a JWS is a session token.
@@ -277,7 +278,7 @@ impl Authenticator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(agent_id)
-            .filter(|(cached_sha, _)| constant_time_eq(cached_sha, &secret_sha256))
+            .filter(|(cached_sha, _)| bool::from(cached_sha[..].ct_eq(&secret_sha256[..])))
             .and_then(|(_, cached_phc)| {
                 hashes
                     .iter()
@@ -454,11 +455,4 @@ pub fn verify_secret(secret: &str, phc: &str) -> bool {
 
 fn unauthenticated(reason: Reason, message: impl Into<String>) -> ApiError {
     ApiError::new(Code::Unauthenticated, reason, message)
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }

@@ -55,8 +55,8 @@ pub struct ApiConfig {
     pub snapshot_logs_since_last: u64,
     /// Entries kept behind a snapshot, so a briefly absent follower catches up from the log.
     pub snapshot_logs_kept: u64,
-    /// The secret every member presents on peer RPCs; the same on every node.
-    pub cluster_secret: String,
+    /// The peer secret: every member presents it on peer RPCs; the same on every node.
+    pub peer_secret: String,
     /// Upstream OIDC issuers whose humans log in with id_tokens.
     pub federation: Vec<IssuerConfig>,
     /// Whether humans may log in with a local password (development clusters only).
@@ -113,7 +113,7 @@ impl Warrant {
         );
         raft_config.snapshot_logs_since_last = config.snapshot_logs_since_last;
         raft_config.logs_kept_after_snapshot = config.snapshot_logs_kept;
-        raft_config.peer_token = config.cluster_secret.clone();
+        raft_config.peer_secret = config.peer_secret.clone();
         let node = RaftNode::start(raft_config).await?;
         let listener = TcpListener::bind(config.listen_addr)
             .await

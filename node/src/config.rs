@@ -32,8 +32,13 @@ pub struct ServerConfig {
     /// A file holding the bootstrap admin credential (e.g. a Kubernetes secret or systemd
     /// credential).
     pub admin_token_file: Option<PathBuf>,
-    /// The secret members present to each other on peer RPCs (the same on every node). Unset:
-    /// derived from the admin token, which every member shares. Prefer `cluster_secret_file`.
+    /// The peer secret: members present it to each other on peer RPCs (the same on every node).
+    /// Unset: derived from the admin token, which every member shares. Prefer
+    /// `peer_secret_file`.
+    pub peer_secret: Option<String>,
+    pub peer_secret_file: Option<PathBuf>,
+    /// The old names of `peer_secret` and `peer_secret_file`, accepted for one release (with a
+    /// warning at start); giving both an old and a new name is an error.
     pub cluster_secret: Option<String>,
     pub cluster_secret_file: Option<PathBuf>,
     /// The `iss` of every token this cluster signs.
@@ -82,6 +87,8 @@ impl Default for ServerConfig {
             advertise_addr: None,
             admin_token: None,
             admin_token_file: None,
+            peer_secret: None,
+            peer_secret_file: None,
             cluster_secret: None,
             cluster_secret_file: None,
             issuer: "https://warrant.local".to_string(),
@@ -205,15 +212,29 @@ impl ServerConfig {
         })
     }
 
-    /// The peer secret: `cluster_secret`, `cluster_secret_file`, or one derived from the admin
-    /// token (SHA-256 over a fixed label and the token), so a cluster whose members share the
-    /// admin token needs no second secret.
-    pub fn cluster_secret(&self, admin_token: &str) -> anyhow::Result<String> {
-        match secret_from(
-            "cluster_secret",
-            &self.cluster_secret,
-            &self.cluster_secret_file,
-        )? {
+    /// The peer secret: `peer_secret`, `peer_secret_file` (or their old names
+    /// `cluster_secret`, `cluster_secret_file`), or one derived from the admin token (SHA-256
+    /// over a fixed label and the token), so a cluster whose members share the admin token needs
+    /// no second secret.
+    pub fn peer_secret(&self, admin_token: &str) -> anyhow::Result<String> {
+        let new_set = self.peer_secret.is_some() || self.peer_secret_file.is_some();
+        let old_set = self.cluster_secret.is_some() || self.cluster_secret_file.is_some();
+        anyhow::ensure!(
+            !(new_set && old_set),
+            "invalid config: keys peer_secret (or peer_secret_file) and cluster_secret (or \
+             cluster_secret_file) are both set; allowed: one of them (cluster_secret is the old \
+             name of peer_secret)"
+        );
+        let secret = if old_set {
+            secret_from(
+                "cluster_secret",
+                &self.cluster_secret,
+                &self.cluster_secret_file,
+            )?
+        } else {
+            secret_from("peer_secret", &self.peer_secret, &self.peer_secret_file)?
+        };
+        match secret {
             Some(secret) => Ok(secret),
             None => {
                 use sha2::Digest;
@@ -223,6 +244,18 @@ impl ServerConfig {
                 Ok(hex::encode(hasher.finalize()))
             }
         }
+    }
+
+    /// The deprecated keys this config sets, each with the key that replaces it.
+    pub fn deprecated_keys_used(&self) -> Vec<(&'static str, &'static str)> {
+        let mut used = Vec::new();
+        if self.cluster_secret.is_some() {
+            used.push(("cluster_secret", "peer_secret"));
+        }
+        if self.cluster_secret_file.is_some() {
+            used.push(("cluster_secret_file", "peer_secret_file"));
+        }
+        used
     }
 
     pub fn advertise_addr(&self) -> String {

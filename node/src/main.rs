@@ -99,6 +99,9 @@ fn main() -> anyhow::Result<()> {
                 };
                 let config = ServerConfig::load(config.as_deref(), &overrides)?;
                 init_logging(&config.log_format);
+                for (old, new) in config.deprecated_keys_used() {
+                    tracing::warn!(old, new, "config key {old} is deprecated and will be removed in the next release; use {new}");
+                }
                 let api = api_config(&config)?;
                 serve(api, |warrant| {
                     tracing::info!(node_id = warrant.node.node_id(), addr = %warrant.local_addr, key_id = %warrant.key_id, "serving");
@@ -142,7 +145,7 @@ fn main() -> anyhow::Result<()> {
 fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
     let admin_token = config.admin_token()?;
     Ok(ApiConfig {
-        cluster_secret: config.cluster_secret(&admin_token)?,
+        peer_secret: config.peer_secret(&admin_token)?,
         node_id: config.node_id,
         data_dir: config.data_dir.clone(),
         listen_addr: config.listen_addr,

@@ -2491,7 +2491,7 @@ async fn claims_that_differ_from_the_logged_issuance_do_not_verify() {
 /// use them: without the cluster's peer secret, `Forward` (which would otherwise commit any
 /// command as any actor), `ReadIndex` and `Vote` are refused UNAUTHENTICATED, and nothing changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_rpcs_without_the_cluster_secret_are_refused() {
+async fn peer_rpcs_without_the_peer_secret_are_refused() {
     use warrant_proto::{
         log,
         raft::{
@@ -2574,7 +2574,7 @@ fn with_secret<T>(secret: Option<&str>, message: T) -> Request<T> {
     if let Some(secret) = secret {
         request
             .metadata_mut()
-            .insert("x-warrant-peer", secret.parse().expect("ascii"));
+            .insert("x-warrant-peer-secret", secret.parse().expect("ascii"));
     }
     request
 }

@@ -91,9 +91,41 @@ fn bad_values_are_reported_by_key() {
             "node_id",
         ),
         (
+            format!("peer_secret = \"short\"\n{TOKEN}"),
+            vec![],
+            "peer_secret",
+        ),
+        (
+            TOKEN.to_string(),
+            vec![("WARRANT_PEER_SECRET", "short")],
+            "peer_secret",
+        ),
+        (
+            format!("peer_secret_file = \"/nonexistent/peer-secret\"\n{TOKEN}"),
+            vec![],
+            "peer_secret_file",
+        ),
+        // The old name is still read, for one release.
+        (
             format!("cluster_secret = \"short\"\n{TOKEN}"),
             vec![],
             "cluster_secret",
+        ),
+        (
+            format!(
+                "peer_secret = \"a-long-enough-peer-secret\"\n\
+                 cluster_secret = \"a-long-enough-peer-secret\"\n{TOKEN}"
+            ),
+            vec![],
+            "cluster_secret",
+        ),
+        (
+            format!(
+                "peer_secret_file = \"/nonexistent/peer-secret\"\n\
+                 cluster_secret = \"a-long-enough-peer-secret\"\n{TOKEN}"
+            ),
+            vec![],
+            "both set",
         ),
         (
             format!("session_ttl_default_s = 0\n{TOKEN}"),
@@ -148,4 +180,81 @@ fn bad_values_are_reported_by_key() {
             "config {toml:?} with env {env:?}: stderr does not name {key:?}:\n{stderr}"
         );
     }
+}
+
+/// Runs `warrant server` with `toml` (plus a data_dir and a loopback listen_addr line) until it
+/// logs that it is serving, stops it, and returns its stderr up to that line.
+fn stderr_until_serving(toml: &str) -> String {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("warrant.toml");
+    let data_dir = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten_addr = \"127.0.0.1:0\"\n{toml}\n",
+            data_dir.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warrant"))
+        .arg("server")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warrant");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (lines, read) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + EXIT_WAIT_MAX;
+    let mut text = String::new();
+    let serving = loop {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        match read.recv_timeout(wait) {
+            Ok(line) => {
+                text.push_str(&line);
+                text.push('\n');
+                if line.contains("serving") {
+                    break true;
+                }
+            }
+            // The process exited (stderr closed) or the wait ran out.
+            Err(_) => break false,
+        }
+    };
+    // Only the process this test started.
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(serving, "warrant did not start with {toml:?}:\n{text}");
+    text
+}
+
+/// `peer_secret` is the secret's name; `cluster_secret`, its old name, still works for one
+/// release and draws a deprecation warning at start.
+#[test]
+fn the_peer_secret_is_accepted_under_its_new_and_its_old_name() {
+    let new_name = stderr_until_serving(&format!(
+        "peer_secret = \"a-long-enough-peer-secret\"\n{TOKEN}"
+    ));
+    assert!(
+        !new_name.contains("deprecated"),
+        "the new name draws no warning:\n{new_name}"
+    );
+    let old_name = stderr_until_serving(&format!(
+        "cluster_secret = \"a-long-enough-peer-secret\"\n{TOKEN}"
+    ));
+    assert!(
+        old_name.contains("WARN") && old_name.contains("cluster_secret is deprecated"),
+        "the old name draws a deprecation warning:\n{old_name}"
+    );
 }

@@ -11,7 +11,7 @@ pub struct RaftConfig {
     /// The address peers use to reach this node's Raft service (`host:port`).
     pub advertise_addr: String,
     pub data_dir: PathBuf,
-    /// Also the AppendEntries timeout in openraft 0.9, so not too small (openraft-notes §6).
+    /// Also the AppendEntries timeout in openraft 0.9, so not too small.
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
@@ -21,10 +21,10 @@ pub struct RaftConfig {
     pub logs_kept_after_snapshot: u64,
     /// The longest a read waits for this node to apply far enough.
     pub read_wait_max: Duration,
-    /// The shared secret every peer RPC carries (metadata `x-warrant-peer`) and every node
-    /// checks: peers share the public gRPC port, so without it anyone who can reach the port
-    /// could forward a command as any actor. Empty only in tests of a single process.
-    pub peer_token: String,
+    /// The peer secret: every peer RPC carries it (metadata `x-warrant-peer-secret`) and every
+    /// node checks it. Peers share the public gRPC port, so without it anyone who can reach the
+    /// port could forward a command as any actor. Empty only in tests of a single process.
+    pub peer_secret: String,
 }
 
 impl RaftConfig {
@@ -40,7 +40,7 @@ impl RaftConfig {
             snapshot_logs_since_last: 20_000,
             logs_kept_after_snapshot: 10_000,
             read_wait_max: Duration::from_secs(5),
-            peer_token: String::new(),
+            peer_secret: String::new(),
         }
     }
 

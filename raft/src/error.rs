@@ -57,11 +57,9 @@ pub enum ReadError {
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("open raft log at {path}: {source}")]
-    OpenLog {
-        path: String,
-        source: rocksdb::Error,
-    },
+    /// The storage engine's own message is kept as text, so callers never see its types.
+    #[error("open raft log at {path}: {reason}")]
+    OpenLog { path: String, reason: String },
     #[error("open state machine: {0}")]
     OpenStateMachine(String),
     #[error("invalid raft config: {0}")]

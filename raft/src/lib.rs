@@ -1,34 +1,52 @@
 //! Consensus and storage for Warrant.
 //!
 //! This crate is the runtime around the pure identity model: openraft drives replication, the
-//! [`log_store`] keeps the Raft log in RocksDB (fsynced before openraft hears it is flushed), the
-//! [`state_machine`] applies committed batches through `warrant_identity::apply_batch` and writes
-//! events, projection rows and the applied log id in one RocksDB `WriteBatch`, and the
-//! [`proposer`] batches concurrent commands into one Raft entry (group commit).
+//! log store keeps the Raft log in RocksDB (fsynced before openraft hears it is flushed), the
+//! state machine applies committed batches through `warrant_identity::apply_batch` and writes
+//! events, projection rows and the applied log id in one RocksDB `WriteBatch`, and the proposer
+//! batches concurrent commands into one Raft entry (group commit). The peer client and the peer
+//! server carry Raft and forwarding between nodes, each request with the cluster's peer secret.
 //!
-//! **Architecture Invariant:** nothing outside this crate touches RocksDB or openraft types;
-//! callers see [`RaftNode`], [`StateReader`] and this crate's errors.
+//! **API Boundary:** the modules are private; what other crates use is re-exported here. The
+//! API layer sees [`RaftNode`] (proposing, the read barrier, membership, status, the service
+//! peers call), [`StateReader`], [`ReadConsistency`], [`RaftConfig`] and this crate's errors;
+//! [`storage`] is for tests that drive the stores without a node.
+//!
+//! **Architecture Invariant:** nothing outside this crate touches RocksDB or openraft types:
+//! no public signature here names a RocksDB type, and errors carry the storage engine's messages
+//! as text.
 
 // openraft's storage traits return its `StorageError` (over 200 bytes) by value; our helpers
 // return the same type so errors pass through unchanged.
 #![allow(clippy::result_large_err)]
 
-pub mod config;
-pub mod error;
-pub mod log_store;
-pub mod network;
-pub mod node;
-pub mod peer_service;
-pub mod proposer;
-pub mod snapshot;
-pub mod state_machine;
-pub mod types;
+mod config;
+mod error;
+mod limits;
+mod log_store;
+mod node;
+mod peer_client;
+mod peer_secret;
+mod peer_server;
+mod proposer;
+mod snapshot;
+mod state_machine;
+mod types;
 
 pub use config::RaftConfig;
 pub use error::{MembershipError, ProposeError, ReadError, StartError};
-pub use node::{
-    AppliedPosition, ClusterStatus, MemberStatus, RaftNode, ReadConsistency, ReplicationStatus,
-};
+pub use node::{ClusterStatus, MemberStatus, RaftNode, ReadConsistency, ReplicationStatus};
+pub use peer_server::PeerServer;
 pub use proposer::Proposal;
 pub use state_machine::StateReader;
-pub use types::{NodeId, TypeConfig};
+pub use types::{AppliedPosition, NodeId, TypeConfig};
+
+/// The stores and entry types, for tests that exercise storage without a running node
+/// (openraft's storage suite, the crash and restart tests). The API layer uses none of them.
+pub mod storage {
+    pub use crate::{
+        log_store::LogStore,
+        state_machine::StateMachineStore,
+        types::{BatchPayload, Entry, SnapshotFile},
+    };
+}

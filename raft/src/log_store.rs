@@ -20,7 +20,10 @@ use rocksdb::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
+use crate::{
+    error::StartError,
+    types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote},
+};
 
 const CF_LOGS: &str = "logs";
 const CF_META: &str = "meta";
@@ -36,7 +39,7 @@ pub struct LogStore {
 
 impl LogStore {
     /// Opens (or creates) the log database in `path`.
-    pub fn open(path: &Path) -> Result<Self, rocksdb::Error> {
+    pub fn open(path: &Path) -> Result<Self, StartError> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -44,7 +47,10 @@ impl LogStore {
         options.set_max_background_jobs(2);
         let cfs =
             [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-        let db = DB::open_cf_descriptors(&options, path, cfs)?;
+        let db = DB::open_cf_descriptors(&options, path, cfs).map_err(|e| StartError::OpenLog {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(LogStore { db: Arc::new(db) })
     }
 

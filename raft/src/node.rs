@@ -1,5 +1,6 @@
 //! A running Raft node: stores, openraft, the proposer, forwarding, the read barrier and
-//! membership changes.
+//! membership changes. The service peers call is built in [`crate::peer_server`], which
+//! depends on this module and not the reverse.
 //!
 //! Any node serves any request. A follower forwards a write to the leader (at most
 //! [`FORWARD_HOPS_MAX`] nodes deep) and waits until it has applied the write itself, so a client
@@ -27,12 +28,13 @@ use warrant_proto::log;
 use crate::{
     config::RaftConfig,
     error::{MembershipError, ProposeError, ReadError, StartError},
+    limits::FORWARD_HOPS_MAX,
     log_store::LogStore,
-    network::{FORWARD_HOPS_MAX, NetworkFactory},
-    peer_service::RaftPeerService,
+    peer_client::PeerClientFactory,
+    peer_secret::PeerSecret,
     proposer::{Proposal, Proposer},
     state_machine::{StateMachineStore, StateReader},
-    types::{NodeId, Raft},
+    types::{AppliedPosition, NodeId, Raft},
 };
 
 /// The longest a write waits to be committed (through forwarding, if any) before its outcome is
@@ -47,14 +49,7 @@ pub const PROMOTE_LAG_MAX: u64 = 1000;
 /// Pause between attempts to find a leader that confirms a read index.
 const READ_INDEX_RETRY: Duration = Duration::from_millis(50);
 
-/// How far this node has applied: the Raft log index and the last event seq.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AppliedPosition {
-    pub log_index: u64,
-    pub seq: u64,
-}
-
-/// How fresh a read must be (architecture.md §4).
+/// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadConsistency {
     /// This node's applied state, whatever it is.
@@ -110,7 +105,8 @@ pub struct RaftNode {
     log_store: LogStore,
     state_machine: StateMachineStore,
     proposer: Proposer,
-    peers: NetworkFactory,
+    peers: PeerClientFactory,
+    peer_secret: PeerSecret,
 }
 
 impl RaftNode {
@@ -121,13 +117,11 @@ impl RaftNode {
         fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
         let log_path = config.data_dir.join("raft-log");
-        let log_store = LogStore::open(&log_path).map_err(|source| StartError::OpenLog {
-            path: log_path.display().to_string(),
-            source,
-        })?;
+        let log_store = LogStore::open(&log_path)?;
         let state_machine = StateMachineStore::open(&config.data_dir)
             .map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
-        let peers = NetworkFactory::new(config.node_id, &config.peer_token);
+        let peer_secret = PeerSecret::new(&config.peer_secret);
+        let peers = PeerClientFactory::new(config.node_id, peer_secret.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(openraft_config),
@@ -145,6 +139,7 @@ impl RaftNode {
             state_machine,
             proposer,
             peers,
+            peer_secret,
         })
     }
 
@@ -162,6 +157,10 @@ impl RaftNode {
 
     pub(crate) fn read_wait_max(&self) -> Duration {
         self.config.read_wait_max
+    }
+
+    pub(crate) fn peer_secret(&self) -> &PeerSecret {
+        &self.peer_secret
     }
 
     /// The leader this node knows of, with its address, unless that is this node.
@@ -439,13 +438,6 @@ impl RaftNode {
             initialized,
             millis_since_quorum_ack: metrics.millis_since_quorum_ack,
         }
-    }
-
-    /// The gRPC service peers call.
-    pub fn peer_service(
-        &self,
-    ) -> warrant_proto::raft::raft_service_server::RaftServiceServer<RaftPeerService> {
-        RaftPeerService::new(self.clone(), &self.config.peer_token).into_server()
     }
 
     /// Builds a snapshot of everything applied so far, then purges the log up to it. Returns

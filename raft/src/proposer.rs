@@ -19,12 +19,11 @@ use warrant_proto::log;
 
 use crate::{
     error::ProposeError,
+    limits::QUEUE_LEN_MAX,
     state_machine::StateMachineStore,
     types::{BatchPayload, Raft},
 };
 
-/// Commands waiting for a batch. Beyond this, proposals are refused with `Overloaded`.
-pub const QUEUE_LEN_MAX: usize = 16_384;
 /// Commands per Raft entry.
 pub const BATCH_COMMANDS_MAX: usize = 1024;
 /// Encoded bytes per Raft entry, to keep AppendEntries well under the peer message limit.

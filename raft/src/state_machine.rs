@@ -32,11 +32,10 @@ use warrant_identity::{Overlay, StateError, StateRead};
 use warrant_proto::log;
 
 use crate::{
-    node::AppliedPosition,
     snapshot::{self, RowFamily, SnapshotReader, SnapshotWriter},
     types::{
-        BatchResponse, Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StorageError,
-        StorageIOError, StoredMembership, TypeConfig,
+        AppliedPosition, BatchResponse, Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta,
+        StorageError, StorageIOError, StoredMembership, TypeConfig,
     },
 };
 
@@ -52,8 +51,8 @@ const INSTALL_ROWS_PER_WRITE_MAX: usize = 4096;
 /// a WAL, so memtables would otherwise grow to RocksDB's write-buffer limits (128 MiB per column
 /// family by default) however small the memory budget.
 const INSTALL_BYTES_PER_FLUSH_MAX: usize = 16 * 1024 * 1024;
-/// How many snapshot files to keep: the current one only. Older ones are deleted once a newer
-/// one is durable.
+/// Complete snapshot files are `snap-<snapshot id>.snap`. Only the current one is kept: older
+/// ones are deleted once a newer one is durable.
 const SNAPSHOT_FILE_PREFIX: &str = "snap-";
 /// Snapshot files still being received from a peer.
 pub(crate) const INCOMING_FILE_PREFIX: &str = "incoming-";
@@ -108,6 +107,7 @@ impl StateMachineStore {
         let db = open_generation(&sm_dir, generation)
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
         let db = Arc::new(db);
+        remove_unfinished_snapshot_files(&snapshot_dir);
         let current_snapshot = latest_snapshot(&snapshot_dir);
         let position = applied_position(&db)?;
         let (applied, _) = watch::channel(position);
@@ -146,7 +146,7 @@ impl StateMachineStore {
             .unwrap_or(0))
     }
 
-    /// Where snapshot files live; the peer transport receives incoming snapshots here.
+    /// Where snapshot files live; the peer server receives incoming snapshots here.
     pub(crate) fn snapshot_dir(&self) -> &Path {
         &self.shared.snapshot_dir
     }
@@ -262,90 +262,21 @@ impl StateMachineStore {
         })
     }
 
+    /// Installs a snapshot file: verifies it, keeps it as the current snapshot, loads it into a
+    /// new generation and switches to that generation.
     fn install_snapshot_blocking(
         &self,
         meta: &SnapshotMeta,
         source: &Path,
     ) -> Result<(), StorageError> {
-        let read_err = |e: snapshot::SnapshotFileError| {
-            StorageIOError::read_snapshot(Some(meta.signature()), &e)
-        };
         // Refuse a corrupt or mismatched file before touching anything.
-        let file_meta = snapshot::verify(source).map_err(read_err)?;
-        if file_meta.last_log_id != meta.last_log_id
-            || file_meta.last_membership != meta.last_membership
-        {
-            let e = std::io::Error::other(
-                "snapshot file metadata does not match the announced metadata",
-            );
-            return Err(StorageIOError::read_snapshot(Some(meta.signature()), &e).into());
-        }
-        // Keep a durable copy as our current snapshot, so we can serve it to others.
-        let kept = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
-        let received_here = source.parent() == Some(self.shared.snapshot_dir.as_path())
-            && source
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(INCOMING_FILE_PREFIX));
-        if received_here {
-            // A file the peer transport received (and fsynced) into our own directory: move it.
-            let write_err =
-                |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
-            fs::rename(source, &kept).map_err(write_err)?;
-            snapshot::sync_parent_dir(&kept).map_err(write_err)?;
-        } else if source != kept {
-            let write_err =
-                |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
-            let tmp = kept.with_extension("tmp");
-            fs::copy(source, &tmp).map_err(write_err)?;
-            fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(write_err)?;
-            fs::rename(&tmp, &kept).map_err(write_err)?;
-            snapshot::sync_parent_dir(&kept).map_err(write_err)?;
-        }
-
+        verify_snapshot_file(meta, source)?;
+        let kept = self.keep_snapshot_file(meta, source)?;
         let old_generation = read_current_generation(&self.shared.sm_dir)
             .map_err(|e| StorageIOError::read_state_machine(&e))?
             .unwrap_or(1);
         let new_generation = old_generation + 1;
-        let new_dir = generation_dir(&self.shared.sm_dir, new_generation);
-        let _ = fs::remove_dir_all(&new_dir);
-        let new_db = open_generation(&self.shared.sm_dir, new_generation)
-            .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        let mut reader = SnapshotReader::open(&kept).map_err(read_err)?;
-        let mut batch = WriteBatch::default();
-        let mut n_rows = 0usize;
-        let mut bytes_since_flush = 0usize;
-        let mut write_options = WriteOptions::default();
-        write_options.disable_wal(true);
-        while let Some(snapshot::SnapshotRow { family, key, value }) =
-            reader.next_row().map_err(read_err)?
-        {
-            let cf = match family {
-                RowFamily::State => state_cf(&new_db),
-                RowFamily::Raft => raft_cf(&new_db),
-            };
-            bytes_since_flush += key.len() + value.len();
-            batch.put_cf(cf, key, value);
-            n_rows += 1;
-            if n_rows.is_multiple_of(INSTALL_ROWS_PER_WRITE_MAX) {
-                new_db
-                    .write_opt(std::mem::take(&mut batch), &write_options)
-                    .map_err(|e| StorageIOError::write_state_machine(&e))?;
-            }
-            if bytes_since_flush >= INSTALL_BYTES_PER_FLUSH_MAX {
-                new_db
-                    .write_opt(std::mem::take(&mut batch), &write_options)
-                    .map_err(|e| StorageIOError::write_state_machine(&e))?;
-                flush_all(&new_db)?;
-                bytes_since_flush = 0;
-            }
-        }
-        new_db
-            .write_opt(batch, &write_options)
-            .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        // The WAL was off for the bulk load: flush memtables to SST files before switching.
-        flush_all(&new_db)?;
+        let (new_db, n_rows) = load_generation(&self.shared.sm_dir, new_generation, meta, &kept)?;
         write_current_generation(&self.shared.sm_dir, new_generation)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         let new_db = Arc::new(new_db);
@@ -359,6 +290,36 @@ impl StateMachineStore {
         self.publish_position(&new_db)?;
         tracing::info!(snapshot_id = %meta.snapshot_id, rows = n_rows, "installed snapshot");
         Ok(())
+    }
+
+    /// Keeps a durable copy of `source` as our current snapshot file, so we can serve it to
+    /// others, and returns its path.
+    fn keep_snapshot_file(
+        &self,
+        meta: &SnapshotMeta,
+        source: &Path,
+    ) -> Result<PathBuf, StorageError> {
+        let kept = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id);
+        let write_err =
+            |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+        let received_here = source.parent() == Some(self.shared.snapshot_dir.as_path())
+            && source
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(INCOMING_FILE_PREFIX));
+        if received_here {
+            // A file the peer server received (and fsynced) into our own directory: move it.
+            fs::rename(source, &kept).map_err(write_err)?;
+            snapshot::sync_parent_dir(&kept).map_err(write_err)?;
+        } else if source != kept {
+            let tmp = kept.with_extension("tmp");
+            fs::copy(source, &tmp).map_err(write_err)?;
+            fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(write_err)?;
+            fs::rename(&tmp, &kept).map_err(write_err)?;
+            snapshot::sync_parent_dir(&kept).map_err(write_err)?;
+        }
+        Ok(kept)
     }
 }
 
@@ -593,6 +554,82 @@ fn applied_position(db: &Arc<DB>) -> Result<AppliedPosition, StorageError> {
     })
 }
 
+/// Reads a snapshot file end to end, checking its checksum, and refuses it unless it holds what
+/// `meta` announced.
+fn verify_snapshot_file(meta: &SnapshotMeta, source: &Path) -> Result<(), StorageError> {
+    let file_meta = snapshot::verify(source)
+        .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+    if file_meta.last_log_id != meta.last_log_id
+        || file_meta.last_membership != meta.last_membership
+    {
+        let e =
+            std::io::Error::other("snapshot file metadata does not match the announced metadata");
+        return Err(StorageIOError::read_snapshot(Some(meta.signature()), &e).into());
+    }
+    Ok(())
+}
+
+/// Builds generation `generation` from the snapshot file `kept`, flushed to SST files, and
+/// returns it with the number of rows loaded. A leftover directory of that generation (from an
+/// install that crashed) is removed first.
+fn load_generation(
+    sm_dir: &Path,
+    generation: u64,
+    meta: &SnapshotMeta,
+    kept: &Path,
+) -> Result<(DB, usize), StorageError> {
+    let _ = fs::remove_dir_all(generation_dir(sm_dir, generation));
+    let db =
+        open_generation(sm_dir, generation).map_err(|e| StorageIOError::write_state_machine(&e))?;
+    let reader = SnapshotReader::open(kept)
+        .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+    let n_rows = load_rows(&db, reader, meta)?;
+    // The WAL was off for the bulk load: flush memtables to SST files before switching.
+    flush_all(&db)?;
+    Ok((db, n_rows))
+}
+
+/// Writes every row of `reader` into `db` without a WAL, in batches of at most
+/// [`INSTALL_ROWS_PER_WRITE_MAX`] rows, flushing memtables every
+/// [`INSTALL_BYTES_PER_FLUSH_MAX`] bytes. Returns the number of rows.
+fn load_rows(
+    db: &DB,
+    mut reader: SnapshotReader,
+    meta: &SnapshotMeta,
+) -> Result<usize, StorageError> {
+    let read_err =
+        |e: snapshot::SnapshotFileError| StorageIOError::read_snapshot(Some(meta.signature()), &e);
+    let write_err = |e: rocksdb::Error| StorageIOError::write_state_machine(&e);
+    let mut batch = WriteBatch::default();
+    let mut n_rows = 0usize;
+    let mut bytes_since_flush = 0usize;
+    let mut write_options = WriteOptions::default();
+    write_options.disable_wal(true);
+    while let Some(snapshot::SnapshotRow { family, key, value }) =
+        reader.next_row().map_err(read_err)?
+    {
+        let cf = match family {
+            RowFamily::State => state_cf(db),
+            RowFamily::Raft => raft_cf(db),
+        };
+        bytes_since_flush += key.len() + value.len();
+        batch.put_cf(cf, key, value);
+        n_rows += 1;
+        if n_rows.is_multiple_of(INSTALL_ROWS_PER_WRITE_MAX) {
+            db.write_opt(std::mem::take(&mut batch), &write_options)
+                .map_err(write_err)?;
+        }
+        if bytes_since_flush >= INSTALL_BYTES_PER_FLUSH_MAX {
+            db.write_opt(std::mem::take(&mut batch), &write_options)
+                .map_err(write_err)?;
+            flush_all(db)?;
+            bytes_since_flush = 0;
+        }
+    }
+    db.write_opt(batch, &write_options).map_err(write_err)?;
+    Ok(n_rows)
+}
+
 /// Flushes both column families' memtables to SST files and waits for it.
 fn flush_all(db: &DB) -> Result<(), StorageError> {
     for cf in [CF_STATE, CF_RAFT] {
@@ -661,14 +698,31 @@ fn remove_stale_generations(sm_dir: &Path, live: u64) {
     }
 }
 
-/// The newest complete snapshot file in `snapshot_dir`, if any; partial files are removed.
+/// Whether `name` is a complete snapshot file's name (not a partial, temporary or incoming one).
+fn is_complete_snapshot_name(name: &str) -> bool {
+    name.starts_with(SNAPSHOT_FILE_PREFIX) && name.ends_with(".snap")
+}
+
+/// Deletes what a crash left in `snapshot_dir`: temporary files of a snapshot being written or
+/// copied, and incoming files of a snapshot being received. Run at open, before anything writes
+/// there.
+fn remove_unfinished_snapshot_files(snapshot_dir: &Path) {
+    let Ok(entries) = fs::read_dir(snapshot_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !is_complete_snapshot_name(&entry.file_name().to_string_lossy()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The newest complete snapshot file in `snapshot_dir`, if any.
 fn latest_snapshot(snapshot_dir: &Path) -> Option<SnapshotMeta> {
     let entries = fs::read_dir(snapshot_dir).ok()?;
     let mut best: Option<SnapshotMeta> = None;
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(SNAPSHOT_FILE_PREFIX) || !name.ends_with(".snap") {
-            let _ = fs::remove_file(entry.path());
+        if !is_complete_snapshot_name(&entry.file_name().to_string_lossy()) {
             continue;
         }
         let Ok(reader) = SnapshotReader::open(&entry.path()) else {

@@ -1,4 +1,4 @@
-//! openraft's type configuration for Warrant.
+//! openraft's type configuration for Warrant, and the small types that several modules share.
 
 use std::{fmt, path::PathBuf};
 
@@ -50,6 +50,13 @@ impl fmt::Debug for BatchResponse {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotFile {
     pub path: PathBuf,
+}
+
+/// How far this node has applied: the Raft log index and the last event seq.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppliedPosition {
+    pub log_index: u64,
+    pub seq: u64,
 }
 
 pub type Entry = openraft::Entry<TypeConfig>;

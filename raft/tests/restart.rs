@@ -8,10 +8,7 @@ use prost::Message;
 use tempfile::TempDir;
 use warrant_identity::{query, state_digest};
 use warrant_proto::log::{self, command::Kind};
-use warrant_raft::{
-    state_machine::StateMachineStore,
-    types::{BatchPayload, Entry},
-};
+use warrant_raft::storage::{BatchPayload, Entry, SnapshotFile, StateMachineStore};
 
 fn log_id(index: u64) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(1, 1), index)
@@ -157,10 +154,7 @@ async fn a_corrupt_snapshot_is_refused_and_leaves_state_intact() {
     let corrupt = follower_dir.path().join("corrupt.snap");
     std::fs::write(&corrupt, bytes).expect("write corrupt copy");
     let result = follower
-        .install_snapshot(
-            &snapshot.meta,
-            Box::new(warrant_raft::types::SnapshotFile { path: corrupt }),
-        )
+        .install_snapshot(&snapshot.meta, Box::new(SnapshotFile { path: corrupt }))
         .await;
     assert!(result.is_err(), "a corrupt snapshot was installed");
     assert_eq!(

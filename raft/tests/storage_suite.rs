@@ -3,9 +3,8 @@
 use openraft::{StorageError, testing::StoreBuilder};
 use tempfile::TempDir;
 use warrant_raft::{
-    log_store::LogStore,
-    state_machine::StateMachineStore,
-    types::{NodeId, TypeConfig},
+    NodeId, TypeConfig,
+    storage::{LogStore, StateMachineStore},
 };
 
 struct RocksBuilder;

@@ -1,13 +1,13 @@
-//! The peer transport, client side: openraft's AppendEntries, Vote and snapshots over tonic, plus
-//! the two calls a follower makes to the leader on a client's behalf (forwarding a write, asking
-//! for a read index).
+//! The peer client: openraft's AppendEntries, Vote and snapshots over tonic, plus the two calls
+//! a follower makes to the leader on a client's behalf (forwarding a write, asking for a read
+//! index). [`crate::peer_server`] is the other side.
 //!
 //! openraft's own request and response types travel postcard-encoded inside a protobuf `bytes`
 //! field. Channels are created lazily and cached per peer, because openraft asks for a client on
-//! every election round and every linearizable read (openraft-notes §4); snapshots get a channel
-//! of their own so a long transfer never delays heartbeats. Every request names the node it is
-//! meant for, and a node refuses requests meant for another: a misconfigured address must not make
-//! a leader replicate to the wrong node.
+//! every election round and every linearizable read; snapshots get a channel of their own so a
+//! long transfer never delays heartbeats. Every request names the node it is meant for, and a
+//! node refuses requests meant for another: a misconfigured address must not make a leader
+//! replicate to the wrong node.
 
 use std::{
     collections::BTreeMap,
@@ -27,34 +27,27 @@ use openraft::{
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::io::AsyncReadExt;
+use tokio::{fs::File, io::AsyncReadExt, sync::mpsc};
 use tonic::transport::{Channel, Endpoint};
 use warrant_proto::{
     log,
     raft::{
-        ForwardRequest, PeerError, RaftRequest, ReadIndexRequest, SnapshotChunk, SnapshotHeader,
-        forward_reply, peer_error, raft_reply, raft_service_client::RaftServiceClient,
-        read_index_reply, snapshot_chunk,
+        ForwardRequest, PeerError, RaftReply, RaftRequest, ReadIndexRequest, SnapshotChunk,
+        SnapshotHeader, forward_reply, peer_error, raft_reply,
+        raft_service_client::RaftServiceClient, read_index_reply, snapshot_chunk,
     },
 };
 
 use crate::{
     error::{ProposeError, ReadError},
+    limits::{
+        PEER_MESSAGE_BYTES_MAX, QUEUE_LEN_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNKS_AHEAD_MAX,
+    },
+    peer_secret::PeerSecret,
     proposer::Proposal,
-    types::{NodeId, Snapshot, TypeConfig, Vote},
+    types::{NodeId, Snapshot, StorageIOError, TypeConfig, Vote},
 };
 
-/// The largest peer message accepted: a full AppendEntries of `max_payload_entries` batches.
-pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// Snapshot bytes per streamed message.
-pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
-/// Chunks read ahead of the network on the sending side: with the chunk size, this bounds the
-/// sender's memory for a snapshot of any size.
-pub const SNAPSHOT_CHUNKS_AHEAD_MAX: usize = 2;
-/// The largest snapshot a node accepts.
-pub const SNAPSHOT_BYTES_MAX: u64 = 64 * 1024 * 1024 * 1024;
-/// Forwarding stops after this many nodes: a follower, then at most one stale leader.
-pub const FORWARD_HOPS_MAX: u32 = 2;
 /// A snapshot transfer may take this long plus [`SNAPSHOT_SECONDS_PER_GIB`] per GiB; beyond it
 /// the sender gives up and openraft retries.
 const SNAPSHOT_TRANSFER_BASE: Duration = Duration::from_secs(60);
@@ -76,38 +69,21 @@ enum Lane {
 /// One cached channel per peer id, address and lane.
 type ChannelCache = BTreeMap<(NodeId, String, Lane), Channel>;
 
-/// Creates peer clients over cached, lazily connected channels. Cheap to clone.
+/// Creates peer clients over cached, lazily connected channels: openraft's network factory,
+/// and the node's way to forward writes and ask for read indexes. Cheap to clone.
 #[derive(Clone)]
-pub struct NetworkFactory {
+pub(crate) struct PeerClientFactory {
     source: NodeId,
     channels: Arc<Mutex<ChannelCache>>,
-    peer_token: PeerToken,
+    peer_secret: PeerSecret,
 }
 
-/// The metadata key of the cluster's shared peer secret.
-pub const PEER_TOKEN_METADATA: &str = "x-warrant-peer";
-
-/// The cluster's shared peer secret, attached to every peer request.
-#[derive(Clone)]
-pub(crate) struct PeerToken(Arc<str>);
-
-impl PeerToken {
-    /// `message` as a request that carries the peer secret.
-    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        if let Ok(value) = tonic::metadata::MetadataValue::try_from(&*self.0) {
-            request.metadata_mut().insert(PEER_TOKEN_METADATA, value);
-        }
-        request
-    }
-}
-
-impl NetworkFactory {
-    pub fn new(source: NodeId, peer_token: &str) -> Self {
-        NetworkFactory {
+impl PeerClientFactory {
+    pub(crate) fn new(source: NodeId, peer_secret: PeerSecret) -> Self {
+        PeerClientFactory {
             source,
             channels: Arc::default(),
-            peer_token: PeerToken(peer_token.into()),
+            peer_secret,
         }
     }
 
@@ -154,7 +130,7 @@ impl NetworkFactory {
                     leader_id: Some(target),
                     leader_addr: Some(format!("{addr} ({e})")),
                 })?;
-        let mut request = self.peer_token.request(ForwardRequest {
+        let mut request = self.peer_secret.request(ForwardRequest {
             target_node_id: target,
             source_node_id: self.source,
             hops,
@@ -196,7 +172,7 @@ impl NetworkFactory {
         let mut client = self
             .client(target, addr, Lane::Control)
             .map_err(unreachable)?;
-        let mut request = self.peer_token.request(ReadIndexRequest {
+        let mut request = self.peer_secret.request(ReadIndexRequest {
             target_node_id: target,
             source_node_id: self.source,
         });
@@ -220,7 +196,7 @@ fn propose_error(e: PeerError) -> ProposeError {
             leader_addr: (e.has_leader && !e.leader_addr.is_empty()).then_some(e.leader_addr),
         },
         Ok(peer_error::Kind::Overloaded) => ProposeError::Overloaded {
-            queue_len_max: crate::proposer::QUEUE_LEN_MAX,
+            queue_len_max: QUEUE_LEN_MAX,
         },
         Ok(peer_error::Kind::Stopped) => ProposeError::Stopped(e.message),
         _ => ProposeError::Indeterminate(e.message),
@@ -238,14 +214,14 @@ fn read_error(e: PeerError) -> ReadError {
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+impl RaftNetworkFactory<TypeConfig> for PeerClientFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             source: self.source,
             target,
-            peer_token: self.peer_token.clone(),
+            peer_secret: self.peer_secret.clone(),
             control: self.client(target, &node.addr, Lane::Control),
             snapshot: self.client(target, &node.addr, Lane::Snapshot),
         }
@@ -253,10 +229,10 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 /// openraft's client for one peer.
-pub struct PeerClient {
+pub(crate) struct PeerClient {
     source: NodeId,
     target: NodeId,
-    peer_token: PeerToken,
+    peer_secret: PeerSecret,
     /// An invalid address is reported on every call as unreachable, not at creation: openraft's
     /// `new_client` cannot fail.
     control: Result<RaftServiceClient<Channel>, String>,
@@ -284,7 +260,7 @@ impl PeerClient {
             .map_err(|e| RPCError::Unreachable(unreachable_because(e)))?;
         let payload =
             postcard::to_allocvec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = self.peer_token.request(RaftRequest {
+        let mut request = self.peer_secret.request(RaftRequest {
             target_node_id: self.target,
             source_node_id: self.source,
             payload: payload.into(),
@@ -321,21 +297,12 @@ impl PeerClient {
         &self,
         vote: Vote,
         snapshot: Snapshot,
-    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+    ) -> Result<SnapshotResponse<NodeId>, SnapshotStreamError> {
         let mut client = self
             .snapshot
             .clone()
             .map_err(|e| StreamingError::Unreachable(unreachable_because(e)))?;
-        let storage_err = |e: &std::io::Error| {
-            StreamingError::StorageError(
-                crate::types::StorageIOError::read_snapshot(Some(snapshot.meta.signature()), e)
-                    .into(),
-            )
-        };
-        let mut file = tokio::fs::File::open(&snapshot.snapshot.path)
-            .await
-            .map_err(|e| storage_err(&e))?;
-        let total_bytes = file.metadata().await.map_err(|e| storage_err(&e))?.len();
+        let (file, total_bytes) = open_snapshot_file(&snapshot).await?;
         let header = SnapshotHeader {
             target_node_id: self.target,
             source_node_id: self.source,
@@ -343,50 +310,42 @@ impl PeerClient {
             meta: encode_header_field(&snapshot.meta)?,
             total_bytes,
         };
-        let (chunks, receiver) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_AHEAD_MAX);
+        let (chunks, receiver) = mpsc::channel(SNAPSHOT_CHUNKS_AHEAD_MAX);
         let _ = chunks
             .send(SnapshotChunk {
                 chunk: Some(snapshot_chunk::Chunk::Header(header)),
             })
             .await;
-        let target = self.target;
-        let reader = tokio::spawn(async move {
-            loop {
-                let mut buffer = bytes::BytesMut::zeroed(SNAPSHOT_CHUNK_BYTES);
-                let mut filled = 0;
-                while filled < SNAPSHOT_CHUNK_BYTES {
-                    match file.read(&mut buffer[filled..]).await {
-                        Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(e) => {
-                            // Ending the stream short makes the receiver refuse it.
-                            tracing::error!(target, error = %e, "reading the snapshot to send failed");
-                            return;
-                        }
-                    }
-                }
-                if filled == 0 {
-                    return;
-                }
-                buffer.truncate(filled);
-                let chunk = SnapshotChunk {
-                    chunk: Some(snapshot_chunk::Chunk::Data(buffer.freeze())),
-                };
-                if chunks.send(chunk).await.is_err() {
-                    return; // the call ended
-                }
-            }
-        });
+        let reader = tokio::spawn(stream_snapshot_chunks(file, chunks, self.target));
         let mut request = self
-            .peer_token
+            .peer_secret
             .request(tokio_stream::wrappers::ReceiverStream::new(receiver));
-        let gib = total_bytes.div_ceil(1 << 30);
-        let deadline = SNAPSHOT_TRANSFER_BASE + Duration::from_secs(gib * SNAPSHOT_SECONDS_PER_GIB);
+        let deadline = snapshot_transfer_deadline(total_bytes);
         request.set_timeout(deadline);
         let started = std::time::Instant::now();
         let reply = client.install_snapshot(request).await;
         reader.abort();
-        let reply = reply.map_err(|status| match status.code() {
+        let reply = reply
+            .map_err(|status| self.snapshot_call_error(&status, deadline))?
+            .into_inner();
+        if let Some(raft_reply::Result::Ok(_)) = &reply.result {
+            tracing::info!(
+                target = self.target,
+                bytes = total_bytes,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "sent snapshot"
+            );
+        }
+        self.snapshot_response(reply)
+    }
+
+    /// What a failed `InstallSnapshot` call means to openraft.
+    fn snapshot_call_error(
+        &self,
+        status: &tonic::Status,
+        deadline: Duration,
+    ) -> SnapshotStreamError {
+        match status.code() {
             tonic::Code::DeadlineExceeded => StreamingError::Timeout(Timeout {
                 action: openraft::network::RPCTypes::InstallSnapshot,
                 id: self.source,
@@ -394,21 +353,20 @@ impl PeerClient {
                 timeout: deadline,
             }),
             tonic::Code::Unavailable | tonic::Code::FailedPrecondition => {
-                StreamingError::Unreachable(Unreachable::new(&status))
+                StreamingError::Unreachable(Unreachable::new(status))
             }
-            _ => StreamingError::Network(NetworkError::new(&status)),
-        })?;
+            _ => StreamingError::Network(NetworkError::new(status)),
+        }
+    }
+
+    /// The receiver's answer to a snapshot: openraft's response, or the fatal error it reported.
+    fn snapshot_response(
+        &self,
+        reply: RaftReply,
+    ) -> Result<SnapshotResponse<NodeId>, SnapshotStreamError> {
         let decode_err = |e: postcard::Error| StreamingError::Network(NetworkError::new(&e));
-        match reply.into_inner().result {
-            Some(raft_reply::Result::Ok(bytes)) => {
-                tracing::info!(
-                    target,
-                    bytes = total_bytes,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "sent snapshot"
-                );
-                postcard::from_bytes(&bytes).map_err(decode_err)
-            }
+        match reply.result {
+            Some(raft_reply::Result::Ok(bytes)) => postcard::from_bytes(&bytes).map_err(decode_err),
             Some(raft_reply::Result::Error(bytes)) => {
                 let fatal: Fatal<NodeId> = postcard::from_bytes(&bytes).map_err(decode_err)?;
                 Err(StreamingError::RemoteError(RemoteError::new(
@@ -423,9 +381,64 @@ impl PeerClient {
     }
 }
 
-fn encode_header_field<T: Serialize>(
-    value: &T,
-) -> Result<bytes::Bytes, StreamingError<TypeConfig, Fatal<NodeId>>> {
+/// What sending a snapshot fails with, as openraft takes it.
+type SnapshotStreamError = StreamingError<TypeConfig, Fatal<NodeId>>;
+
+/// Opens the snapshot's file and returns it with its length.
+async fn open_snapshot_file(snapshot: &Snapshot) -> Result<(File, u64), SnapshotStreamError> {
+    let storage_err = |e: std::io::Error| {
+        StreamingError::StorageError(
+            StorageIOError::read_snapshot(Some(snapshot.meta.signature()), &e).into(),
+        )
+    };
+    let file = File::open(&snapshot.snapshot.path)
+        .await
+        .map_err(storage_err)?;
+    let total_bytes = file.metadata().await.map_err(storage_err)?.len();
+    Ok((file, total_bytes))
+}
+
+/// Reads `file` in [`SNAPSHOT_CHUNK_BYTES`] chunks into `chunks` until the end of the file, a
+/// read error, or the call ending.
+async fn stream_snapshot_chunks(
+    mut file: File,
+    chunks: mpsc::Sender<SnapshotChunk>,
+    target: NodeId,
+) {
+    loop {
+        let mut buffer = bytes::BytesMut::zeroed(SNAPSHOT_CHUNK_BYTES);
+        let mut filled = 0;
+        while filled < SNAPSHOT_CHUNK_BYTES {
+            match file.read(&mut buffer[filled..]).await {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    // Ending the stream short makes the receiver refuse it.
+                    tracing::error!(target, error = %e, "reading the snapshot to send failed");
+                    return;
+                }
+            }
+        }
+        if filled == 0 {
+            return;
+        }
+        buffer.truncate(filled);
+        let chunk = SnapshotChunk {
+            chunk: Some(snapshot_chunk::Chunk::Data(buffer.freeze())),
+        };
+        if chunks.send(chunk).await.is_err() {
+            return; // the call ended
+        }
+    }
+}
+
+/// How long a snapshot of `total_bytes` may take to send.
+fn snapshot_transfer_deadline(total_bytes: u64) -> Duration {
+    let gib = total_bytes.div_ceil(1 << 30);
+    SNAPSHOT_TRANSFER_BASE + Duration::from_secs(gib * SNAPSHOT_SECONDS_PER_GIB)
+}
+
+fn encode_header_field<T: Serialize>(value: &T) -> Result<bytes::Bytes, SnapshotStreamError> {
     postcard::to_allocvec(value)
         .map(bytes::Bytes::from)
         .map_err(|e| StreamingError::Network(NetworkError::new(&e)))
@@ -460,7 +473,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         snapshot: Snapshot,
         cancel: impl std::future::Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
         _option: RPCOption,
-    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+    ) -> Result<SnapshotResponse<NodeId>, SnapshotStreamError> {
         // openraft wraps this call in no timeout of its own; `send_snapshot` sets the deadline.
         tokio::select! {
             result = self.send_snapshot(vote, snapshot) => result,

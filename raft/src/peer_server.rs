@@ -1,15 +1,14 @@
-//! The peer transport, server side: hands peer requests to the local node after checking that
-//! they are meant for it.
+//! The peer server: hands peer requests to the local node after checking that they carry the
+//! cluster's peer secret and are meant for this node. [`crate::peer_client`] is the other side.
 //!
 //! Everything here comes from the network, so nothing here may panic on what a peer sends:
 //! payloads that do not decode are refused with INVALID_ARGUMENT, and a snapshot stream is
 //! checked against its announced length and [`SNAPSHOT_BYTES_MAX`] as it arrives.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::{Serialize, de::DeserializeOwned};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 use warrant_proto::raft::{
@@ -21,52 +20,35 @@ use warrant_proto::raft::{
 
 use crate::{
     error::ProposeError,
-    network::{FORWARD_HOPS_MAX, PEER_MESSAGE_BYTES_MAX, PEER_TOKEN_METADATA, SNAPSHOT_BYTES_MAX},
+    limits::{
+        FORWARD_HOPS_MAX, PEER_MESSAGE_BYTES_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_WAIT_MAX,
+    },
     node::RaftNode,
+    peer_secret::PeerSecret,
     state_machine::INCOMING_FILE_PREFIX,
     types::{NodeId, Snapshot, SnapshotFile, SnapshotMeta, Vote},
 };
 
-/// A snapshot stream that goes quiet for this long is abandoned.
-pub const SNAPSHOT_CHUNK_WAIT_MAX: Duration = Duration::from_secs(30);
-
-pub struct RaftPeerService {
-    node: RaftNode,
-    /// SHA-256 of the cluster's peer secret, compared in constant time.
-    peer_token_sha256: [u8; 32],
+impl RaftNode {
+    /// The gRPC service peers call. Defined here, not in `node`, so that the server depends on
+    /// the node and not the reverse.
+    pub fn peer_service(&self) -> RaftServiceServer<PeerServer> {
+        PeerServer {
+            node: self.clone(),
+            peer_secret: self.peer_secret().clone(),
+        }
+        .into_server()
+    }
 }
 
-impl RaftPeerService {
-    pub(crate) fn new(node: RaftNode, peer_token: &str) -> Self {
-        RaftPeerService {
-            node,
-            peer_token_sha256: Sha256::digest(peer_token.as_bytes()).into(),
-        }
-    }
+/// The Raft service of one node, as its peers call it.
+pub struct PeerServer {
+    node: RaftNode,
+    peer_secret: PeerSecret,
+}
 
-    /// Refuses a request that does not carry the cluster's peer secret: only members may append
-    /// entries, vote, install snapshots, forward commands or ask for read indexes.
-    fn check_peer<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let presented = request
-            .metadata()
-            .get(PEER_TOKEN_METADATA)
-            .map(|value| value.as_bytes())
-            .unwrap_or_default();
-        let presented: [u8; 32] = Sha256::digest(presented).into();
-        let differs = presented
-            .iter()
-            .zip(self.peer_token_sha256.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if differs == 0 {
-            return Ok(());
-        }
-        Err(Status::unauthenticated(
-            "peer RPCs need the cluster's peer secret (x-warrant-peer); they are for cluster \
-             members only",
-        ))
-    }
-
-    pub fn into_server(self) -> RaftServiceServer<Self> {
+impl PeerServer {
+    fn into_server(self) -> RaftServiceServer<Self> {
         RaftServiceServer::new(self)
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
@@ -213,12 +195,12 @@ fn peer_error(kind: peer_error::Kind, message: String) -> PeerError {
 }
 
 #[tonic::async_trait]
-impl RaftService for RaftPeerService {
+impl RaftService for PeerServer {
     async fn append_entries(
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        self.check_peer(&request)?;
+        self.peer_secret.check(&request)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         let rpc = decode(&request.payload, "AppendEntries")?;
@@ -226,7 +208,7 @@ impl RaftService for RaftPeerService {
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        self.check_peer(&request)?;
+        self.peer_secret.check(&request)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         let rpc = decode(&request.payload, "Vote")?;
@@ -238,7 +220,7 @@ impl RaftService for RaftPeerService {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
         let started = std::time::Instant::now();
-        self.check_peer(&request)?;
+        self.peer_secret.check(&request)?;
         let (vote, meta, incoming) = self.receive_snapshot(request.into_inner()).await?;
         let bytes = std::fs::metadata(&incoming.0).map(|m| m.len()).unwrap_or(0);
         tracing::info!(
@@ -262,7 +244,7 @@ impl RaftService for RaftPeerService {
         &self,
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardReply>, Status> {
-        self.check_peer(&request)?;
+        self.peer_secret.check(&request)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         if request.hops == 0 || request.hops > FORWARD_HOPS_MAX {
@@ -313,7 +295,7 @@ impl RaftService for RaftPeerService {
         &self,
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexReply>, Status> {
-        self.check_peer(&request)?;
+        self.peer_secret.check(&request)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         let wait_max = self.node.read_wait_max();
