@@ -1,7 +1,9 @@
 //! The life of a node's signing key: published through the log before it signs anything (the
-//! publish loop), rotated on request, and retired when it is replaced. A retired key signs nothing new but stays in JWKS until the last token it signed
-//! has expired (apply records that expiry on the key's row). The in-memory set of keys this
-//! node signs with is [`key_set::SigningKeys`]; the log commands are in [`commands`].
+//! publish loop), rotated on request, and retired when it is replaced, or at start when a crash
+//! left an earlier key unretired. A retired key signs nothing new but stays in JWKS until the
+//! last token it signed has expired (apply records that expiry on the key's row). The in-memory
+//! set of keys this node signs with is [`key_set::SigningKeys`]; the log commands are in
+//! [`commands`].
 
 pub mod commands;
 pub mod key_set;
