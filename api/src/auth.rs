@@ -35,9 +35,6 @@ pub const CLIENT_ASSERTION_METADATA: &str = "client-assertion";
 pub const VERIFIED_SECRETS_MAX: usize = 10_000;
 /// The longest `authorization` value parsed; longer ones are refused before decoding.
 pub const AUTHORIZATION_LEN_MAX: usize = 1024;
-/// Client secrets: long enough to resist guessing, short enough to hash cheaply.
-pub const CLIENT_SECRET_LEN_MIN: usize = 24;
-pub const CLIENT_SECRET_LEN_MAX: usize = 256;
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,15 +223,7 @@ impl Authenticator {
         encoded: &str,
         state: &(dyn StateRead + Sync),
     ) -> Result<Caller, ApiError> {
-        let decoded = STANDARD.decode(encoded).map_err(|_| {
-            unauthenticated(
-                Reason::CredentialInvalid,
-                "Basic credential is not valid base64",
-            )
-        })?;
-        let decoded = String::from_utf8(decoded).map_err(|_| {
-            unauthenticated(Reason::CredentialInvalid, "Basic credential is not UTF-8")
-        })?;
+        let decoded = decode_basic(encoded)?;
         let Some((agent_id, secret)) = decoded.split_once(':') else {
             return Err(unauthenticated(
                 Reason::CredentialInvalid,
@@ -273,19 +262,7 @@ impl Authenticator {
                 _ => None,
             })
             .collect();
-        let cached = self
-            .verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(agent_id)
-            .filter(|(cached_sha, _)| bool::from(cached_sha[..].ct_eq(&secret_sha256[..])))
-            .and_then(|(_, cached_phc)| {
-                hashes
-                    .iter()
-                    .find(|(_, phc)| phc == cached_phc)
-                    .map(|(id, _)| id.clone())
-            });
-        if let Some(credential_id) = cached {
+        if let Some(credential_id) = self.verified_before(agent_id, &secret_sha256, &hashes) {
             return Ok(Caller::agent(agent_id, &credential_id));
         }
         let secret = secret.to_string();
@@ -299,12 +276,38 @@ impl Authenticator {
         let Some((credential_id, phc)) = matched else {
             return Err(rejected());
         };
+        self.remember_verified(agent_id, secret_sha256, phc);
+        Ok(Caller::agent(agent_id, &credential_id))
+    }
+
+    /// The credential id a secret with this SHA-256 was verified against before, if the agent
+    /// still holds that credential (`hashes`: its client secrets as (credential id, PHC)).
+    fn verified_before(
+        &self,
+        agent_id: &str,
+        secret_sha256: &[u8; 32],
+        hashes: &[(String, String)],
+    ) -> Option<String> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(agent_id)
+            .filter(|(cached_sha, _)| bool::from(cached_sha[..].ct_eq(&secret_sha256[..])))
+            .and_then(|(_, cached_phc)| {
+                hashes
+                    .iter()
+                    .find(|(_, phc)| phc == cached_phc)
+                    .map(|(id, _)| id.clone())
+            })
+    }
+
+    /// Remembers a successful secret check, forgetting all of them when the cache is full.
+    fn remember_verified(&self, agent_id: &str, secret_sha256: [u8; 32], phc: String) {
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if VERIFIED_SECRETS_MAX <= verified.len() {
             verified.clear();
         }
         verified.insert(agent_id.to_string(), (secret_sha256, phc));
-        Ok(Caller::agent(agent_id, &credential_id))
     }
 
     /// A human's session access token: a Warrant token for this cluster's own audience, issued
@@ -451,6 +454,18 @@ pub fn verify_secret(secret: &str, phc: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// The text of a `Basic` credential.
+fn decode_basic(encoded: &str) -> Result<String, ApiError> {
+    let decoded = STANDARD.decode(encoded).map_err(|_| {
+        unauthenticated(
+            Reason::CredentialInvalid,
+            "Basic credential is not valid base64",
+        )
+    })?;
+    String::from_utf8(decoded)
+        .map_err(|_| unauthenticated(Reason::CredentialInvalid, "Basic credential is not UTF-8"))
 }
 
 fn unauthenticated(reason: Reason, message: impl Into<String>) -> ApiError {

@@ -28,15 +28,13 @@ use warrant_token::assertion::ASSERTION_TYPE;
 use crate::{
     ApiError,
     auth::{Caller, now_unix_s},
+    context::Context,
     services::{
-        Context,
-        token::{TOKEN_EXCHANGE_GRANT, exchange, issue_and_sign},
+        mint::{ACCESS_TOKEN_TYPE_URN, issue_and_sign},
+        token::{JWT_TOKEN_TYPE_URN, TOKEN_EXCHANGE_GRANT, exchange, scope_list},
     },
 };
 
-/// Keys listed in one JWKS document. Each node publishes one key per rotation, so this is far
-/// beyond any real cluster.
-pub const JWKS_KEYS_MAX: usize = 1024;
 /// The token endpoint's path under the issuer.
 pub const TOKEN_ENDPOINT_PATH: &str = "/oauth2/token";
 /// RFC 6749 §4.4.
@@ -55,12 +53,12 @@ pub fn router(context: Arc<Context>) -> Router {
         .route(TOKEN_ENDPOINT_PATH, post(token))
         .route("/healthz", get(healthz))
         // The same bound as a gRPC request: a token request is a few KiB at most.
-        .layer(DefaultBodyLimit::max(crate::server::REQUEST_BYTES_MAX))
+        .layer(DefaultBodyLimit::max(crate::limits::REQUEST_BYTES_MAX))
         .with_state(context)
 }
 
 async fn jwks(State(context): State<Arc<Context>>) -> Response {
-    match query::signing_keys(&context.node.reader(), JWKS_KEYS_MAX) {
+    match query::signing_keys(&context.node.reader(), crate::limits::JWKS_KEYS_MAX) {
         Ok(rows) => {
             let now = now_unix_s();
             let keys: Vec<Value> = rows
@@ -112,8 +110,8 @@ async fn metadata(State(context): State<Arc<Context>>) -> Response {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["EdDSA"],
         "token_types_supported": [
-            crate::services::token::ACCESS_TOKEN_TYPE_URN,
-            crate::services::token::JWT_TOKEN_TYPE_URN,
+            ACCESS_TOKEN_TYPE_URN,
+            JWT_TOKEN_TYPE_URN,
         ],
     }))
     .into_response()
@@ -156,7 +154,7 @@ async fn token(
                 format!(
                     "the request body is not a token request ({rejection}); allowed: an \
                      application/x-www-form-urlencoded body of at most {} bytes",
-                    crate::server::REQUEST_BYTES_MAX
+                    crate::limits::REQUEST_BYTES_MAX
                 ),
             ));
         }
@@ -214,12 +212,7 @@ async fn token_reply(
                 ));
             };
             limits::validate_audience("resource", &form.resource)?;
-            let scopes: Vec<String> = form
-                .scope
-                .split(' ')
-                .filter(|it| !it.is_empty())
-                .map(str::to_string)
-                .collect();
+            let scopes = scope_list(&form.scope);
             crate::validate::list_len("scope", scopes.len(), 1, limits::SCOPES_PER_TOKEN_MAX)?;
             let request = api::IssueRequest {
                 audience: form.resource.clone(),

@@ -9,14 +9,16 @@
 //! types and gRPC status codes. It never touches RocksDB or openraft directly.
 
 pub mod auth;
+pub mod context;
 pub mod error;
 pub mod federation;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod reasons;
 pub mod server;
 pub mod services;
-pub mod signing;
+mod storage;
 pub mod tokens;
 pub mod validate;
 

@@ -1,39 +1,31 @@
 //! Starting a node: storage, Raft, the signing key, and one gRPC listener that serves the public
 //! API, the peer RPCs, health and reflection.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
 
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tonic::transport::Server;
-use warrant_identity::query;
-use warrant_proto::{
-    api::{
-        audit_service_server::AuditServiceServer, cluster_service_server::ClusterServiceServer,
-        delegation_service_server::DelegationServiceServer,
-        identity_service_server::IdentityServiceServer,
-        session_service_server::SessionServiceServer, token_service_server::TokenServiceServer,
-    },
-    log,
+use tonic_health::server::HealthReporter;
+use warrant_proto::api::{
+    audit_service_server::AuditServiceServer, cluster_service_server::ClusterServiceServer,
+    delegation_service_server::DelegationServiceServer,
+    identity_service_server::IdentityServiceServer, session_service_server::SessionServiceServer,
+    token_service_server::TokenServiceServer,
 };
 use warrant_raft::{RaftConfig, RaftNode};
 use warrant_token::NodeSigningKey;
 
 use crate::{
     auth::{AuthConfig, Authenticator},
+    context::Context,
     federation::{Federation, FederationError, IssuerConfig},
+    keys::{self, key_set::SigningKeys},
+    limits::{CONCURRENCY_PER_CONNECTION_MAX, REQUEST_BYTES_MAX, STREAMS_PER_CONNECTION_MAX},
     services::{
-        Context, audit::AuditApi, cluster::ClusterApi, delegation::DelegationApi,
-        identity::IdentityApi, session::SessionApi, token::TokenApi,
+        audit::AuditApi, cluster::ClusterApi, delegation::DelegationApi, identity::IdentityApi,
+        session::SessionApi, token::TokenApi,
     },
-    signing::SigningKeys,
 };
-
-/// The largest public request accepted. Tokens are at most 8 KiB; nothing legitimate comes close.
-pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
-/// Concurrent RPCs per client connection.
-pub const CONCURRENCY_PER_CONNECTION_MAX: usize = 256;
-/// Concurrent HTTP/2 streams per connection.
-pub const STREAMS_PER_CONNECTION_MAX: u32 = 512;
 
 /// How a node runs. Built by the `warrant` binary from its config file, environment and flags.
 #[derive(Clone, Debug)]
@@ -66,6 +58,11 @@ pub struct ApiConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("create data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("signing key: {0}")]
     SigningKey(#[from] warrant_token::signing_key::SigningKeyError),
     #[error("start raft: {0}")]
@@ -99,161 +96,34 @@ impl Warrant {
         shutdown: impl Future<Output = ()> + Send + 'static,
         on_ready: impl FnOnce(&Warrant),
     ) -> Result<(), ServeError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            ServeError::SigningKey(warrant_token::signing_key::SigningKeyError::Write {
-                path: config.data_dir.display().to_string(),
-                source: e,
-            })
-        })?;
-        let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
-        let mut raft_config = RaftConfig::new(
-            config.node_id,
-            config.advertise_addr.clone(),
-            config.data_dir.clone(),
-        );
-        raft_config.snapshot_logs_since_last = config.snapshot_logs_since_last;
-        raft_config.logs_kept_after_snapshot = config.snapshot_logs_kept;
-        raft_config.peer_secret = config.peer_secret.clone();
-        let node = RaftNode::start(raft_config).await?;
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: config.listen_addr,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
-            addr: config.listen_addr,
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+            path: config.data_dir.display().to_string(),
             source,
         })?;
-        let http_listener = match config.http_listen_addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServeError::Bind { addr, source })?,
-            ),
-            None => None,
-        };
-        let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
-
+        let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
+        let node = start_raft(&config).await?;
+        let listeners = Listeners::bind(&config).await?;
         let federation = Arc::new(Federation::load(config.federation.clone()).await?);
-        let context = Arc::new(Context {
-            node: node.clone(),
-            auth: Authenticator::new(AuthConfig {
-                admin_token: config.admin_token.clone(),
-                issuer: config.issuer.clone(),
-                assertion_audiences: vec![crate::http::token_endpoint(&config.issuer)],
-                clock_leeway_s: config.clock_leeway_s,
-            }),
-            signing_keys: SigningKeys::new(signing_key.clone()),
-            issuer: config.issuer.clone(),
-            token_ttl_default_s: config.token_ttl_default_s,
-            session_ttl_default_s: config.session_ttl_default_s,
-            clock_leeway_s: config.clock_leeway_s,
-            federation: federation.clone(),
-            allow_local_passwords: config.allow_local_passwords,
-            data_dir: config.data_dir.clone(),
-            rotation: tokio::sync::Mutex::new(()),
-        });
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        // tonic-health starts the overall service ("") as SERVING; this node serves only once a
-        // leader is known and its signing key is published (`publish_signing_key`).
-        health_reporter
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(warrant_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| ServeError::Reflection(e.to_string()))?;
-
-        let identity = IdentityServiceServer::new(IdentityApi {
-            context: context.clone(),
-        })
-        .max_decoding_message_size(REQUEST_BYTES_MAX);
-        let token = TokenServiceServer::new(TokenApi {
-            context: context.clone(),
-        })
-        .max_decoding_message_size(REQUEST_BYTES_MAX);
-        let cluster = ClusterServiceServer::new(ClusterApi {
-            context: context.clone(),
-        })
-        .max_decoding_message_size(REQUEST_BYTES_MAX);
-        let audit = AuditServiceServer::new(AuditApi {
-            context: context.clone(),
-        })
-        .max_decoding_message_size(REQUEST_BYTES_MAX);
-        let session = SessionServiceServer::new(SessionApi {
-            context: context.clone(),
-        })
-        .max_decoding_message_size(REQUEST_BYTES_MAX);
-        let delegation = DelegationServiceServer::new(DelegationApi {
-            context: context.clone(),
-        })
-        .max_decoding_message_size(REQUEST_BYTES_MAX);
-
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let node_id = config.node_id;
-        let serve = Server::builder()
-            // Every request runs in a span naming the node and a request id (the caller's
-            // `x-request-id` when it sent one), so one request's logs can be followed.
-            .trace_fn(move |request| {
-                let request_id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| v.len() <= 128)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                tracing::info_span!("rpc", node_id, method = %request.uri().path(), request_id = %request_id)
-            })
-            .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION_MAX)
-            .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
-            .tcp_nodelay(true)
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(node.peer_service())
-            .add_service(identity)
-            .add_service(token)
-            .add_service(cluster)
-            .add_service(audit)
-            .add_service(session)
-            .add_service(delegation)
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
-                let mut stop_rx = stop_rx.clone();
-                async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                }
-            });
-        let server = tokio::spawn(serve);
-        let http_server = http_listener.map(|http_listener| {
-            let mut stop_rx = stop_rx.clone();
-            let app = crate::http::router(context.clone());
-            tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                };
-                if let Err(e) = axum::serve(http_listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!(error = %e, "http server failed");
-                }
-            })
-        });
-
+        let context = service_context(&config, &node, &signing_key, federation.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (grpc, health) = serve_grpc(&context, listeners.grpc, stop_rx.clone()).await?;
+        let http = listeners
+            .http
+            .map(|listener| serve_http(&context, listener, stop_rx.clone()));
         if config.init_single_node && node.initialize_single().await? {
             tracing::info!(node_id = config.node_id, "initialised a one-member cluster");
         }
         let warrant = Warrant {
             node: node.clone(),
-            local_addr,
-            http_addr,
+            local_addr: listeners.grpc_addr,
+            http_addr: listeners.http_addr,
             key_id: signing_key.key_id().to_string(),
         };
         let refresher = tokio::spawn(federation.refresh_forever(stop_rx.clone()));
-        let publisher = tokio::spawn(publish_signing_key(
+        let publisher = tokio::spawn(publish_then_serve(
             node.clone(),
-            signing_key.clone(),
-            health_reporter,
+            signing_key,
+            health,
             stop_rx,
         ));
         on_ready(&warrant);
@@ -263,10 +133,10 @@ impl Warrant {
         let _ = stop_tx.send(true);
         publisher.abort();
         refresher.abort();
-        if let Some(http_server) = http_server {
-            let _ = http_server.await;
+        if let Some(http) = http {
+            let _ = http.await;
         }
-        let served = server.await;
+        let served = grpc.await;
         node.shutdown().await;
         match served {
             Ok(result) => result.map_err(ServeError::from),
@@ -278,44 +148,199 @@ impl Warrant {
     }
 }
 
-/// Publishes this node's public key through the log once a leader exists, then reports the
-/// node healthy. Retries until it succeeds or the node stops: a node whose key is unpublished
-/// cannot issue.
-async fn publish_signing_key(
+async fn start_raft(config: &ApiConfig) -> Result<RaftNode, ServeError> {
+    let mut raft_config = RaftConfig::new(
+        config.node_id,
+        config.advertise_addr.clone(),
+        config.data_dir.clone(),
+    );
+    raft_config.snapshot_logs_since_last = config.snapshot_logs_since_last;
+    raft_config.logs_kept_after_snapshot = config.snapshot_logs_kept;
+    raft_config.peer_secret = config.peer_secret.clone();
+    Ok(RaftNode::start(raft_config).await?)
+}
+
+/// The bound gRPC listener and, when HTTP is enabled, the HTTP one.
+struct Listeners {
+    grpc: TcpListener,
+    grpc_addr: SocketAddr,
+    http: Option<TcpListener>,
+    http_addr: Option<SocketAddr>,
+}
+
+impl Listeners {
+    async fn bind(config: &ApiConfig) -> Result<Listeners, ServeError> {
+        let grpc = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let grpc_addr = grpc.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+        let http = match config.http_listen_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+        Ok(Listeners {
+            grpc,
+            grpc_addr,
+            http,
+            http_addr,
+        })
+    }
+}
+
+fn service_context(
+    config: &ApiConfig,
+    node: &RaftNode,
+    signing_key: &Arc<NodeSigningKey>,
+    federation: Arc<Federation>,
+) -> Arc<Context> {
+    Arc::new(Context {
+        node: node.clone(),
+        auth: Authenticator::new(AuthConfig {
+            admin_token: config.admin_token.clone(),
+            issuer: config.issuer.clone(),
+            assertion_audiences: vec![crate::http::token_endpoint(&config.issuer)],
+            clock_leeway_s: config.clock_leeway_s,
+        }),
+        signing_keys: SigningKeys::new(signing_key.clone()),
+        issuer: config.issuer.clone(),
+        token_ttl_default_s: config.token_ttl_default_s,
+        session_ttl_default_s: config.session_ttl_default_s,
+        clock_leeway_s: config.clock_leeway_s,
+        federation,
+        allow_local_passwords: config.allow_local_passwords,
+        data_dir: config.data_dir.clone(),
+        rotation: tokio::sync::Mutex::new(()),
+    })
+}
+
+/// Serves the public API, the peer RPCs, health and reflection on `listener` until `stop`.
+/// Returns the server's task and the reporter that marks the node healthy.
+async fn serve_grpc(
+    context: &Arc<Context>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(GrpcServer, HealthReporter), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // tonic-health starts the overall service ("") as SERVING; this node serves only once a
+    // leader is known and its signing key is published (`publish_then_serve`).
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(warrant_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let node_id = context.node.node_id();
+    let serve = Server::builder()
+        .trace_fn(move |request| rpc_span(node_id, request))
+        .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION_MAX)
+        .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(context.node.peer_service())
+        .add_service(
+            IdentityServiceServer::new(IdentityApi {
+                context: context.clone(),
+            })
+            .max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            TokenServiceServer::new(TokenApi {
+                context: context.clone(),
+            })
+            .max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            ClusterServiceServer::new(ClusterApi {
+                context: context.clone(),
+            })
+            .max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            AuditServiceServer::new(AuditApi {
+                context: context.clone(),
+            })
+            .max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            SessionServiceServer::new(SessionApi {
+                context: context.clone(),
+            })
+            .max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            DelegationServiceServer::new(DelegationApi {
+                context: context.clone(),
+            })
+            .max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        );
+    Ok((tokio::spawn(serve), health))
+}
+
+/// Every request runs in a span naming the node and a request id (the caller's `x-request-id`
+/// when it sent one), so one request's logs can be followed.
+fn rpc_span(node_id: u64, request: &axum::http::Request<()>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    tracing::info_span!("rpc", node_id, method = %request.uri().path(), request_id = %request_id)
+}
+
+type GrpcServer = JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// Serves the HTTP side (JWKS, OAuth metadata, the token endpoint, `/healthz`) until `stop`.
+fn serve_http(
+    context: &Arc<Context>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let app = crate::http::router(context.clone());
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "http server failed");
+        }
+    })
+}
+
+/// Publishes this node's signing key (`keys::publish`), then reports the node healthy:
+/// healthy means able to serve, so a leader is known and the key is in the log.
+async fn publish_then_serve(
     node: RaftNode,
     key: Arc<NodeSigningKey>,
-    health: tonic_health::server::HealthReporter,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    health: HealthReporter,
+    stop: watch::Receiver<bool>,
 ) {
-    let command = crate::keys::publish_command(node.node_id(), &key);
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        // Healthy means able to serve: a leader is known and our key is in the log.
-        if node.wait_for_leader(Duration::from_secs(5)).await.is_ok() {
-            if matches!(
-                query::signing_key(&node.reader(), key.key_id()),
-                Ok(Some(_))
-            ) {
-                break;
-            }
-            match node.propose(command.clone()).await {
-                Ok(proposal) => match proposal.outcome.result {
-                    Some(log::outcome::Result::Accepted(_)) => break,
-                    other => {
-                        tracing::error!(outcome = ?other, "publishing the signing key was rejected")
-                    }
-                },
-                Err(e) => tracing::warn!(error = %e, "publishing the signing key failed; retrying"),
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+    if !keys::publish(&node, &key, stop).await {
+        return;
     }
-    tracing::info!(key_id = key.key_id(), "signing key published");
-    crate::keys::retire_earlier_keys(&node, key.key_id()).await;
     health.set_serving::<TokenServiceServer<TokenApi>>().await;
     health
         .set_serving::<IdentityServiceServer<IdentityApi>>()

@@ -10,7 +10,7 @@ use warrant_identity::{
 use warrant_proto::{api::TokenInvalidReason, state};
 use warrant_token::jwt::{self, Expectations, Invalid, KeyLookup, VerifiedClaims};
 
-use crate::{error::ApiError, services::storage};
+use crate::{error::ApiError, storage::storage};
 
 /// Signing keys as the log published them.
 pub struct PublishedKeys<'a> {

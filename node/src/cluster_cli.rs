@@ -234,6 +234,13 @@ async fn member_status(address: &str) -> Result<api::StatusResponse, String> {
 }
 
 async fn status(endpoint: &str, output: Output) -> anyhow::Result<()> {
+    let statuses = member_statuses(endpoint).await?;
+    print_rows(&member_rows(statuses), output)
+}
+
+/// Each member's status, as the member at `endpoint` lists them (itself alone when it is in no
+/// cluster yet).
+async fn member_statuses(endpoint: &str) -> anyhow::Result<Vec<MemberStatus>> {
     let first = member_status(endpoint)
         .await
         .map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))?;
@@ -256,12 +263,17 @@ async fn status(endpoint: &str, output: Output) -> anyhow::Result<()> {
             Ok(first.clone()),
         ));
     }
+    Ok(statuses)
+}
+
+/// The table's rows; lag is measured against the leader's commit index, when a leader answered.
+fn member_rows(statuses: Vec<MemberStatus>) -> Vec<MemberRow> {
     let leader_commit = statuses
         .iter()
         .filter_map(|(_, s)| s.as_ref().ok())
         .find(|s| s.role == "LEADER")
         .map(|s| s.committed_index);
-    let rows: Vec<MemberRow> = statuses
+    statuses
         .into_iter()
         .map(|(member, status)| match status {
             Ok(s) => MemberRow {
@@ -295,15 +307,18 @@ async fn status(endpoint: &str, output: Output) -> anyhow::Result<()> {
                 error: Some(e),
             },
         })
-        .collect();
+        .collect()
+}
+
+fn print_rows(rows: &[MemberRow], output: Output) -> anyhow::Result<()> {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Json => println!("{}", serde_json::to_string_pretty(rows)?),
         Output::Table => {
             println!(
                 "{:<4} {:<22} {:<8} {:<12} {:>6} {:>10} {:>10} {:>8} {:>9}",
                 "ID", "ADDRESS", "VOTER", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "SNAPSHOT"
             );
-            for r in &rows {
+            for r in rows {
                 let lag = r.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
                 println!(
                     "{:<4} {:<22} {:<8} {:<12} {:>6} {:>10} {:>10} {:>8} {:>9}",
@@ -325,3 +340,6 @@ async fn status(endpoint: &str, output: Output) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A member and its status, or why it did not answer.
+type MemberStatus = (api::Member, Result<api::StatusResponse, String>);

@@ -72,17 +72,29 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
     let admin = format!("Bearer {admin_token}");
     // Registration on node 1, issuing on node 2, verification on node 3: any node serves any
     // request, and a follower forwards writes to the leader.
-    let mut identity = IdentityServiceClient::new(one.clone());
-    let mut tokens = TokenServiceClient::new(two.clone());
-    let mut verifier = TokenServiceClient::new(three.clone());
-    let mut audit = AuditServiceClient::new(three.clone());
+    let registered = register_alice(one, &admin).await?;
+    issue_verify_revoke(two, three, &admin, &registered.agent_secret).await?;
+    let last_seq = delegation_chain(one, two, three, &admin, registered.password).await?;
+    print_audit_trail(three, &admin, last_seq).await
+}
 
+/// What `register_alice` registered that later steps log in with.
+struct Registered {
+    /// Alice's local password.
+    password: String,
+    /// The client secret of her agent, alice-assistant.
+    agent_secret: String,
+}
+
+/// Node 1 registers human alice, her agent alice-assistant and the calendar service.
+async fn register_alice(one: &Channel, admin: &str) -> anyhow::Result<Registered> {
+    let mut identity = IdentityServiceClient::new(one.clone());
     // A local password: the demo cluster is a development cluster. Production humans log in
     // with an id_token from an upstream issuer.
     let password = hex::encode(rand::random::<[u8; 16]>());
     let human = identity
         .register_human(authed(
-            &admin,
+            admin,
             api::RegisterHumanRequest {
                 human_id: "alice".into(),
                 display_name: "Alice".into(),
@@ -100,7 +112,7 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
     let secret = hex::encode(rand::random::<[u8; 24]>());
     let agent = identity
         .register_agent(authed(
-            &admin,
+            admin,
             api::RegisterAgentRequest {
                 agent_id: "alice-assistant".into(),
                 owner_human_id: "alice".into(),
@@ -116,9 +128,20 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
         "node 1: registered agent   alice-assistant (owner alice) (seq {})",
         agent.seq
     );
+    register_calendar(&mut identity, admin).await?;
+    Ok(Registered {
+        password,
+        agent_secret: secret,
+    })
+}
+
+async fn register_calendar(
+    identity: &mut IdentityServiceClient<Channel>,
+    admin: &str,
+) -> anyhow::Result<()> {
     let service = identity
         .register_service(authed(
-            &admin,
+            admin,
             api::RegisterServiceRequest {
                 service_id: "calendar".into(),
                 audience: "https://calendar.example/mcp".into(),
@@ -141,7 +164,19 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
         "node 1: registered service calendar (audience https://calendar.example/mcp) (seq {})",
         service.seq
     );
+    Ok(())
+}
 
+/// Node 2 issues alice-assistant a token, node 3 verifies it, node 2 revokes it, and node 3 no
+/// longer accepts it.
+async fn issue_verify_revoke(
+    two: &Channel,
+    three: &Channel,
+    admin: &str,
+    secret: &str,
+) -> anyhow::Result<()> {
+    let mut tokens = TokenServiceClient::new(two.clone());
+    let mut verifier = TokenServiceClient::new(three.clone());
     let agent_credential = format!(
         "Basic {}",
         STANDARD.encode(format!("alice-assistant:{secret}"))
@@ -162,17 +197,8 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
         "node 2: issued token       jti {} (seq {}, expires in {} s)",
         issued.jti, issued.seq, issued.expires_in
     );
-
-    let verify = |token: String| api::VerifyRequest {
-        token,
-        audience: "https://calendar.example/mcp".into(),
-        read: Some(ReadOptions {
-            consistency: Consistency::Linearizable as i32,
-            at_least_seq: 0,
-        }),
-    };
     let verified = verifier
-        .verify(authed(&admin, verify(issued.access_token.clone())))
+        .verify(authed(admin, calendar_verify(issued.access_token.clone())))
         .await?
         .into_inner();
     println!(
@@ -184,10 +210,9 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
         "a fresh token did not verify: {}",
         verified.reason_message
     );
-
     let revoked = tokens
         .revoke(authed(
-            &admin,
+            admin,
             api::RevokeRequest {
                 jti: issued.jti.clone(),
                 reason: "demo".into(),
@@ -201,23 +226,23 @@ async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()>
         issued.jti, revoked.seq
     );
     let verified = verifier
-        .verify(authed(&admin, verify(issued.access_token)))
+        .verify(authed(admin, calendar_verify(issued.access_token)))
         .await?
         .into_inner();
-    let reason = api::TokenInvalidReason::try_from(verified.reason)
-        .map(|r| r.as_str_name())
-        .unwrap_or("?");
     println!(
-        "node 3: verified again     active={} reason={reason} (LINEARIZABLE)",
-        verified.active
+        "node 3: verified again     active={} reason={} (LINEARIZABLE)",
+        verified.active,
+        reason_name(verified.reason)
     );
     anyhow::ensure!(!verified.active, "a revoked token still verified");
+    Ok(())
+}
 
-    let last_seq = delegation_chain(one, two, three, &admin, password).await?;
-
-    let events = audit
+/// Node 3 lists the audit trail, reading at least up to `last_seq`.
+async fn print_audit_trail(three: &Channel, admin: &str, last_seq: u64) -> anyhow::Result<()> {
+    let events = AuditServiceClient::new(three.clone())
         .list_events(authed(
-            &admin,
+            admin,
             api::ListEventsRequest {
                 from_seq: 1,
                 limit: 100,
@@ -252,6 +277,39 @@ async fn delegation_chain(
     admin: &str,
     password: String,
 ) -> anyhow::Result<u64> {
+    let secret = register_team(one, admin).await?;
+    let session = api::session_service_client::SessionServiceClient::new(one.clone())
+        .start_session(api::StartSessionRequest {
+            human_id: "alice".into(),
+            password,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    println!(
+        "node 1: alice logged in            session {} (seq {})",
+        session.session_id, session.seq
+    );
+    let as_alice = format!("Bearer {}", session.access_token);
+    let agent = |id: &str| format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
+    let chain = delegate_down(one, two, &as_alice, &agent).await?;
+    let issued = TokenServiceClient::new(two.clone())
+        .issue(authed(
+            &agent("researcher"),
+            api::IssueRequest {
+                audience: "https://calendar.example/mcp".into(),
+                scopes: vec!["read_events".into()],
+                delegation_id: chain.child_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    verify_then_revoke(one, three, admin, &as_alice, &chain.root_id, issued).await
+}
+
+/// Registers alice's planner and researcher agents, both with the returned client secret.
+async fn register_team(one: &Channel, admin: &str) -> anyhow::Result<String> {
     let mut identity = IdentityServiceClient::new(one.clone());
     let secret = hex::encode(rand::random::<[u8; 24]>());
     for (agent_id, description) in [
@@ -272,26 +330,31 @@ async fn delegation_chain(
             ))
             .await?;
     }
-    let session = api::session_service_client::SessionServiceClient::new(one.clone())
-        .start_session(api::StartSessionRequest {
-            human_id: "alice".into(),
-            password,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    println!(
-        "node 1: alice logged in            session {} (seq {})",
-        session.session_id, session.seq
-    );
-    let as_alice = format!("Bearer {}", session.access_token);
+    Ok(secret)
+}
+
+/// The delegations of the chain: alice's grant to the planner and the planner's to the
+/// researcher.
+struct Chain {
+    root_id: String,
+    child_id: String,
+}
+
+/// Alice delegates to the planner (node 1), the planner to the researcher (node 2), and the
+/// researcher's attempt to delegate back to the planner is refused as a cycle.
+async fn delegate_down(
+    one: &Channel,
+    two: &Channel,
+    as_alice: &str,
+    agent: &impl Fn(&str) -> String,
+) -> anyhow::Result<Chain> {
     let expires = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     let mut delegations = api::delegation_service_client::DelegationServiceClient::new(one.clone());
     let root = delegations
         .create_delegation(authed(
-            &as_alice,
+            as_alice,
             api::CreateDelegationRequest {
                 grantee_agent_id: "planner".into(),
                 scopes: vec!["read_events".into(), "create_event".into()],
@@ -308,7 +371,6 @@ async fn delegation_chain(
     println!(
         "node 1: alice -> planner           delegation {root_id} (read_events create_event, 1 h, depth 2)"
     );
-    let agent = |id: &str| format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
     let mut delegations_two =
         api::delegation_service_client::DelegationServiceClient::new(two.clone());
     let child = delegations_two
@@ -348,27 +410,21 @@ async fn delegation_chain(
         .map(|status| crate::client::error_info(&status).0)
         .unwrap_or_else(|| "accepted?!".to_string());
     println!("node 2: researcher -> planner      refused: {refused} (a cycle)");
-    let issued = TokenServiceClient::new(two.clone())
-        .issue(authed(
-            &agent("researcher"),
-            api::IssueRequest {
-                audience: "https://calendar.example/mcp".into(),
-                scopes: vec!["read_events".into()],
-                delegation_id: child_id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await?
-        .into_inner();
+    Ok(Chain { root_id, child_id })
+}
+
+/// Node 3 verifies the researcher's token, alice revokes her grant on node 1, and node 3 no
+/// longer accepts the token. Returns the revocation's seq.
+async fn verify_then_revoke(
+    one: &Channel,
+    three: &Channel,
+    admin: &str,
+    as_alice: &str,
+    root_id: &str,
+    issued: api::IssueResponse,
+) -> anyhow::Result<u64> {
     let mut verifier = TokenServiceClient::new(three.clone());
-    let verify = || api::VerifyRequest {
-        token: issued.access_token.clone(),
-        audience: "https://calendar.example/mcp".into(),
-        read: Some(ReadOptions {
-            consistency: Consistency::Linearizable as i32,
-            at_least_seq: 0,
-        }),
-    };
+    let verify = || calendar_verify(issued.access_token.clone());
     let verified = verifier.verify(authed(admin, verify())).await?.into_inner();
     println!(
         "node 3: researcher's token         active={} sub={} act={} task={:?}",
@@ -384,9 +440,9 @@ async fn delegation_chain(
     );
     let revoked = TokenServiceClient::new(one.clone())
         .revoke(authed(
-            &as_alice,
+            as_alice,
             api::RevokeRequest {
-                delegation_id: root_id.clone(),
+                delegation_id: root_id.to_string(),
                 reason: "offsite cancelled".into(),
                 ..Default::default()
             },
@@ -398,18 +454,35 @@ async fn delegation_chain(
         revoked.seq
     );
     let verified = verifier.verify(authed(admin, verify())).await?.into_inner();
-    let reason = api::TokenInvalidReason::try_from(verified.reason)
-        .map(|r| r.as_str_name())
-        .unwrap_or("?");
     println!(
-        "node 3: researcher's token         active={} reason={reason} (LINEARIZABLE)",
-        verified.active
+        "node 3: researcher's token         active={} reason={} (LINEARIZABLE)",
+        verified.active,
+        reason_name(verified.reason)
     );
     anyhow::ensure!(
         !verified.active,
         "a token under a revoked delegation still verified"
     );
     Ok(revoked.seq)
+}
+
+/// A linearizable check of `token` for the calendar's audience.
+fn calendar_verify(token: String) -> api::VerifyRequest {
+    api::VerifyRequest {
+        token,
+        audience: "https://calendar.example/mcp".into(),
+        read: Some(ReadOptions {
+            consistency: Consistency::Linearizable as i32,
+            at_least_seq: 0,
+        }),
+    }
+}
+
+/// The name of a `TokenInvalidReason`, or `?` for an unknown one.
+fn reason_name(reason: i32) -> &'static str {
+    api::TokenInvalidReason::try_from(reason)
+        .map(|r| r.as_str_name())
+        .unwrap_or("?")
 }
 
 /// One line about an audit event.

@@ -6,8 +6,7 @@ use tonic::{Request, Response, Status};
 use warrant_identity::{limits, query};
 use warrant_proto::api::{self, audit_service_server::AuditService};
 
-use super::{Context, storage};
-use crate::validate;
+use crate::{context::Context, storage::storage, validate};
 
 pub struct AuditApi {
     pub context: Arc<Context>,

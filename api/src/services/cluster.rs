@@ -1,13 +1,15 @@
 //! `warrant.v1.ClusterService`: this node's view of the cluster.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, future::Future, sync::Arc};
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, metadata::MetadataMap};
 use warrant_proto::api::{self, cluster_service_server::ClusterService};
+use warrant_raft::MembershipError;
 
-use super::{Context, storage};
 use crate::{
+    context::Context,
     error::{ApiError, Reason},
+    storage::storage,
     validate,
 };
 
@@ -35,11 +37,21 @@ impl ClusterApi {
             .collect()
     }
 
-    fn membership_response(&self, log_index: u64) -> Response<api::MembershipResponse> {
-        Response::new(api::MembershipResponse {
+    /// The shape every membership change shares: admins only, a valid request, one change,
+    /// then the members after it. `change` runs only once the caller and `check` have passed.
+    async fn change_membership(
+        &self,
+        metadata: &MetadataMap,
+        check: Result<(), ApiError>,
+        change: impl Future<Output = Result<u64, MembershipError>>,
+    ) -> Result<Response<api::MembershipResponse>, Status> {
+        self.context.admin(metadata).await?;
+        check?;
+        let log_index = change.await.map_err(ApiError::from)?;
+        Ok(Response::new(api::MembershipResponse {
             members: self.members(),
             log_index,
-        })
+        }))
     }
 }
 
@@ -172,32 +184,23 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<api::AddMemberRequest>,
     ) -> Result<Response<api::MembershipResponse>, Status> {
-        self.context.admin(request.metadata()).await?;
-        let request = request.into_inner();
-        check_member(request.node_id, &request.address)?;
-        let log_index = self
+        let (metadata, _, request) = request.into_parts();
+        let check = check_member(request.node_id, &request.address);
+        let change = self
             .context
             .node
-            .add_learner(request.node_id, request.address)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(self.membership_response(log_index))
+            .add_learner(request.node_id, request.address);
+        self.change_membership(&metadata, check, change).await
     }
 
     async fn promote_member(
         &self,
         request: Request<api::PromoteMemberRequest>,
     ) -> Result<Response<api::MembershipResponse>, Status> {
-        self.context.admin(request.metadata()).await?;
-        let node_id = request.into_inner().node_id;
-        check_node_id(node_id)?;
-        let log_index = self
-            .context
-            .node
-            .promote(node_id)
+        let (metadata, _, request) = request.into_parts();
+        let change = self.context.node.promote(request.node_id);
+        self.change_membership(&metadata, check_node_id(request.node_id), change)
             .await
-            .map_err(ApiError::from)?;
-        Ok(self.membership_response(log_index))
     }
 
     async fn compact(
@@ -225,16 +228,10 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<api::RemoveMemberRequest>,
     ) -> Result<Response<api::MembershipResponse>, Status> {
-        self.context.admin(request.metadata()).await?;
-        let node_id = request.into_inner().node_id;
-        check_node_id(node_id)?;
-        let log_index = self
-            .context
-            .node
-            .remove(node_id)
+        let (metadata, _, request) = request.into_parts();
+        let change = self.context.node.remove(request.node_id);
+        self.change_membership(&metadata, check_node_id(request.node_id), change)
             .await
-            .map_err(ApiError::from)?;
-        Ok(self.membership_response(log_index))
     }
 
     async fn digest(

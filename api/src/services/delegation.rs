@@ -11,10 +11,11 @@ use warrant_proto::{
     log, state,
 };
 
-use super::{Context, command, storage};
 use crate::{
     auth::Caller,
+    context::{Context, command},
     error::{ApiError, Reason},
+    storage::storage,
     validate,
 };
 
@@ -31,63 +32,8 @@ impl DelegationService for DelegationApi {
         let caller = self.context.caller(request.metadata()).await?;
         let mut request = request.into_inner();
         validate::optional_idempotency_key(&request.idempotency_key)?;
-        limits::validate_id("grantee_agent_id", &request.grantee_agent_id)
-            .map_err(ApiError::from)?;
-        if !request.parent_delegation_id.is_empty() {
-            limits::validate_id("parent_delegation_id", &request.parent_delegation_id)
-                .map_err(ApiError::from)?;
-        }
-        validate::list_len(
-            "scopes",
-            request.scopes.len(),
-            1,
-            limits::SCOPES_PER_TOKEN_MAX,
-        )?;
-        for (i, scope) in request.scopes.iter().enumerate() {
-            limits::validate_id(&format!("scopes[{i}]"), scope).map_err(ApiError::from)?;
-        }
-        validate::list_len(
-            "audiences",
-            request.audiences.len(),
-            1,
-            limits::AUDIENCES_PER_DELEGATION_MAX,
-        )?;
-        for (i, audience) in request.audiences.iter().enumerate() {
-            limits::validate_audience(&format!("audiences[{i}]"), audience)
-                .map_err(ApiError::from)?;
-        }
-        limits::validate_text("task", &request.task, limits::TASK_LEN_MAX)
-            .map_err(ApiError::from)?;
-        validate::in_range(
-            "max_depth",
-            u64::from(request.max_depth),
-            0,
-            u64::from(limits::DELEGATION_DEPTH_MAX),
-        )?;
-        let max_depth = match (request.max_depth, request.parent_delegation_id.as_str()) {
-            (0, "") => 1,
-            (0, parent_id) => {
-                self.context
-                    .resolve(
-                        |reader| {
-                            query::delegation(reader, parent_id)
-                                .map_err(storage)?
-                                .and_then(|row| row.created)
-                                .map(|parent| parent.max_depth)
-                                .ok_or_else(|| {
-                                    ApiError::new(
-                                        Code::NotFound,
-                                        Reason::DelegationNotFound,
-                                        format!("delegation {parent_id} does not exist"),
-                                    )
-                                })
-                        },
-                        |e| e.reason == Reason::DelegationNotFound,
-                    )
-                    .await?
-            }
-            (depth, _) => depth,
-        };
+        check_create(&request)?;
+        let max_depth = self.max_depth(&request).await?;
         let key = std::mem::take(&mut request.idempotency_key);
         let kind = log::command::Kind::CreateDelegation(log::CreateDelegation {
             delegation_id: uuid::Uuid::now_v7().to_string(),
@@ -149,6 +95,74 @@ impl DelegationService for DelegationApi {
         }
         Ok(Response::new(delegation_reply(row)))
     }
+}
+
+impl DelegationApi {
+    /// The grant's depth cap: the one requested, else 1 for a human's grant and the parent's cap
+    /// for an agent's (read from the parent, which may have been committed a moment ago through
+    /// another node: `resolve` catches up once).
+    async fn max_depth(&self, request: &api::CreateDelegationRequest) -> Result<u32, ApiError> {
+        let max_depth = match (request.max_depth, request.parent_delegation_id.as_str()) {
+            (0, "") => 1,
+            (0, parent_id) => {
+                self.context
+                    .resolve(
+                        |reader| {
+                            query::delegation(reader, parent_id)
+                                .map_err(storage)?
+                                .and_then(|row| row.created)
+                                .map(|parent| parent.max_depth)
+                                .ok_or_else(|| {
+                                    ApiError::new(
+                                        Code::NotFound,
+                                        Reason::DelegationNotFound,
+                                        format!("delegation {parent_id} does not exist"),
+                                    )
+                                })
+                        },
+                        |e| e.reason == Reason::DelegationNotFound,
+                    )
+                    .await?
+            }
+            (depth, _) => depth,
+        };
+        Ok(max_depth)
+    }
+}
+
+/// Checks the fields of a new grant; attenuation is apply's to decide.
+fn check_create(request: &api::CreateDelegationRequest) -> Result<(), ApiError> {
+    limits::validate_id("grantee_agent_id", &request.grantee_agent_id).map_err(ApiError::from)?;
+    if !request.parent_delegation_id.is_empty() {
+        limits::validate_id("parent_delegation_id", &request.parent_delegation_id)
+            .map_err(ApiError::from)?;
+    }
+    validate::list_len(
+        "scopes",
+        request.scopes.len(),
+        1,
+        limits::SCOPES_PER_TOKEN_MAX,
+    )?;
+    for (i, scope) in request.scopes.iter().enumerate() {
+        limits::validate_id(&format!("scopes[{i}]"), scope).map_err(ApiError::from)?;
+    }
+    validate::list_len(
+        "audiences",
+        request.audiences.len(),
+        1,
+        limits::AUDIENCES_PER_DELEGATION_MAX,
+    )?;
+    for (i, audience) in request.audiences.iter().enumerate() {
+        limits::validate_audience(&format!("audiences[{i}]"), audience).map_err(ApiError::from)?;
+    }
+    limits::validate_text("task", &request.task, limits::TASK_LEN_MAX).map_err(ApiError::from)?;
+    validate::in_range(
+        "max_depth",
+        u64::from(request.max_depth),
+        0,
+        u64::from(limits::DELEGATION_DEPTH_MAX),
+    )?;
+    Ok(())
 }
 
 fn delegation_reply(row: state::DelegationRow) -> api::Delegation {

@@ -4,20 +4,19 @@
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Request, Response, Status, metadata::MetadataMap};
 use warrant_identity::{limits, query};
 use warrant_proto::{
     api::{self, session_service_server::SessionService},
     log,
 };
 
-use super::{
-    Context, command, storage,
-    token::{commit_with_current_key, sign_issued},
-};
+use super::mint::commit_and_sign;
 use crate::{
     auth::{self, Caller, now_unix_s},
+    context::{Context, command},
     error::{ApiError, Reason},
+    storage::storage,
     validate,
 };
 
@@ -42,88 +41,11 @@ impl SessionService for SessionApi {
         if !request.device_id.is_empty() {
             limits::validate_id("device_id", &request.device_id).map_err(ApiError::from)?;
         }
-        let ttl_seconds = if request.ttl_seconds == 0 {
-            self.context.session_ttl_default_s
-        } else {
-            request.ttl_seconds
-        };
-        validate::in_range(
-            "ttl_seconds",
-            u64::from(ttl_seconds),
-            1,
-            u64::from(limits::SESSION_TTL_SECONDS_MAX),
-        )?;
-        let (caller, method, federated) = if !request.id_token.is_empty() {
-            self.federated_login(&request).await?
-        } else if !request.human_id.is_empty() || !request.password.is_empty() {
-            self.password_login(&request).await?
-        } else {
-            let caller = self.context.caller(&metadata).await?;
-            let Caller::Agent { method, .. } = &caller else {
-                return Err(ApiError::new(
-                    Code::InvalidArgument,
-                    Reason::FieldRequired,
-                    "no login given; allowed: id_token (a federated human), human_id and password \
-                     (a local human), or an agent's credential in the metadata",
-                )
-                .with("field", "id_token")
-                .into());
-            };
-            let method = *method;
-            (caller, method, None)
-        };
-        let (principal_kind, principal_id) = match &caller {
-            Caller::Human { human_id, .. } => (log::PrincipalKind::Human, human_id.clone()),
-            Caller::Agent { agent_id, .. } => (log::PrincipalKind::Agent, agent_id.clone()),
-            Caller::Admin => {
-                return Err(ApiError::internal("a login resolved to the admin").into());
-            }
-        };
-        let is_human = principal_kind == log::PrincipalKind::Human;
+        let ttl_seconds = self.session_ttl(request.ttl_seconds)?;
+        let login = self.login(&request, &metadata).await?;
         let key = std::mem::take(&mut request.idempotency_key);
-        // Secrets stay out of the request digest, which the log keeps for years.
-        let mut digest_source = request.clone();
-        digest_source.password.clear();
-        digest_source.id_token.clear();
-        digest_source.human_id = principal_id.clone();
-        let mut start = log::StartSession {
-            session_id: uuid::Uuid::now_v7().to_string(),
-            principal_kind: principal_kind as i32,
-            principal_id: principal_id.clone(),
-            device_id: request.device_id.clone(),
-            auth_method: method as i32,
-            ttl_seconds,
-            federated,
-            token_jti: String::new(),
-            token_key_id: String::new(),
-            token_audience: String::new(),
-        };
-        if is_human {
-            start.token_jti = uuid::Uuid::now_v7().to_string();
-            start.token_audience = self.context.issuer.clone();
-        }
-        let accepted = commit_with_current_key(&self.context, |key_id| {
-            if is_human {
-                start.token_key_id = key_id.to_string();
-            }
-            let kind = log::command::Kind::StartSession(start.clone());
-            command(&caller, &key, "StartSession", &digest_source, kind)
-        })
-        .await?;
-        let started = accepted
-            .session_started
-            .ok_or_else(|| ApiError::internal("accepted session carries no start"))?;
-        let access_token = match &started.token {
-            Some(token) => sign_issued(&self.context, token, accepted.seq)?.access_token,
-            None => String::new(),
-        };
-        Ok(Response::new(api::StartSessionResponse {
-            session_id: started.session_id,
-            access_token,
-            expires_at_unix_s: started.expires_at_unix_s,
-            seq: accepted.seq,
-            principal_id: started.principal_id,
-        }))
+        let reply = self.start(login, ttl_seconds, &key, &request).await?;
+        Ok(Response::new(reply))
     }
 
     async fn end_session(
@@ -155,6 +77,113 @@ impl SessionService for SessionApi {
 type Login = (Caller, log::AuthMethod, Option<log::FederatedIdentity>);
 
 impl SessionApi {
+    /// A session's lifetime: the one requested, or the cluster's default when none was.
+    fn session_ttl(&self, requested: u32) -> Result<u32, ApiError> {
+        let ttl_seconds = if requested == 0 {
+            self.context.session_ttl_default_s
+        } else {
+            requested
+        };
+        validate::in_range(
+            "ttl_seconds",
+            u64::from(ttl_seconds),
+            1,
+            u64::from(limits::SESSION_TTL_SECONDS_MAX),
+        )?;
+        Ok(ttl_seconds)
+    }
+
+    /// Who logs in: a human with an id_token or a password in the request, else an agent with
+    /// its credential in the metadata.
+    async fn login(
+        &self,
+        request: &api::StartSessionRequest,
+        metadata: &MetadataMap,
+    ) -> Result<Login, ApiError> {
+        if !request.id_token.is_empty() {
+            return self.federated_login(request).await;
+        }
+        if !request.human_id.is_empty() || !request.password.is_empty() {
+            return self.password_login(request).await;
+        }
+        let caller = self.context.caller(metadata).await?;
+        let Caller::Agent { method, .. } = &caller else {
+            return Err(ApiError::new(
+                Code::InvalidArgument,
+                Reason::FieldRequired,
+                "no login given; allowed: id_token (a federated human), human_id and password \
+                 (a local human), or an agent's credential in the metadata",
+            )
+            .with("field", "id_token"));
+        };
+        let method = *method;
+        Ok((caller, method, None))
+    }
+
+    /// Commits the session `login` starts and, for a human, signs the session's access token.
+    /// `request` is the request without its idempotency key `key`.
+    async fn start(
+        &self,
+        login: Login,
+        ttl_seconds: u32,
+        key: &str,
+        request: &api::StartSessionRequest,
+    ) -> Result<api::StartSessionResponse, ApiError> {
+        let (caller, method, federated) = login;
+        let (principal_kind, principal_id) = match &caller {
+            Caller::Human { human_id, .. } => (log::PrincipalKind::Human, human_id.clone()),
+            Caller::Agent { agent_id, .. } => (log::PrincipalKind::Agent, agent_id.clone()),
+            Caller::Admin => return Err(ApiError::internal("a login resolved to the admin")),
+        };
+        let is_human = principal_kind == log::PrincipalKind::Human;
+        // Secrets stay out of the request digest, which the log keeps for years.
+        let mut digest_source = request.clone();
+        digest_source.password.clear();
+        digest_source.id_token.clear();
+        digest_source.human_id = principal_id.clone();
+        let mut start = log::StartSession {
+            session_id: uuid::Uuid::now_v7().to_string(),
+            principal_kind: principal_kind as i32,
+            principal_id,
+            device_id: request.device_id.clone(),
+            auth_method: method as i32,
+            ttl_seconds,
+            federated,
+            token_jti: String::new(),
+            token_key_id: String::new(),
+            token_audience: String::new(),
+        };
+        if is_human {
+            start.token_jti = uuid::Uuid::now_v7().to_string();
+            start.token_audience = self.context.issuer.clone();
+        }
+        let build = |key_id: &str| {
+            if is_human {
+                start.token_key_id = key_id.to_string();
+            }
+            let kind = log::command::Kind::StartSession(start.clone());
+            command(&caller, key, "StartSession", &digest_source, kind)
+        };
+        let minted = commit_and_sign(&self.context, build, |accepted| {
+            accepted.session_started.as_ref()?.token.as_ref()
+        })
+        .await?;
+        let started = minted
+            .accepted
+            .session_started
+            .ok_or_else(|| ApiError::internal("accepted session carries no start"))?;
+        Ok(api::StartSessionResponse {
+            session_id: started.session_id,
+            access_token: minted
+                .token
+                .map(|token| token.access_token)
+                .unwrap_or_default(),
+            expires_at_unix_s: started.expires_at_unix_s,
+            seq: minted.accepted.seq,
+            principal_id: started.principal_id,
+        })
+    }
+
     /// A federated human: the id_token must verify against its issuer's configured keys, and the
     /// (issuer, subject) must name a registered human.
     async fn federated_login(&self, request: &api::StartSessionRequest) -> Result<Login, ApiError> {

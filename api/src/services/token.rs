@@ -3,26 +3,27 @@
 
 use std::sync::Arc;
 
-use prost::Message;
 use tonic::{Code, Request, Response, Status};
 use warrant_identity::{StateRead, limits, query, validity};
 use warrant_proto::{
     api::{self, TokenInvalidReason, token_service_server::TokenService},
     log,
 };
-use warrant_token::jwt::{self, AccessClaims, Expectations};
+use warrant_token::jwt::Expectations;
 
-use super::{Context, command, storage};
+use super::mint::{ACCESS_TOKEN_TYPE_URN, issue_and_sign};
 use crate::{
     auth::{Caller, now_unix_s},
+    context::{Context, command},
     error::{ApiError, Reason},
+    storage::storage,
     tokens, validate,
 };
 
 /// RFC 8693 §2.1 `grant_type`.
 pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-/// RFC 8693 §3 token type identifiers.
-pub const ACCESS_TOKEN_TYPE_URN: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// RFC 8693 §3: a subject or actor token that is a JWT (the access token's own type is
+/// [`ACCESS_TOKEN_TYPE_URN`]).
 pub const JWT_TOKEN_TYPE_URN: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 pub struct TokenApi {
@@ -47,7 +48,7 @@ impl TokenService for TokenApi {
         if !request.session_id.is_empty() {
             limits::validate_id("session_id", &request.session_id).map_err(ApiError::from)?;
         }
-        let ttl_seconds = self.ttl(request.ttl_seconds)?;
+        let ttl_seconds = token_ttl(&self.context, request.ttl_seconds)?;
         let key = std::mem::take(&mut request.idempotency_key);
         let issue = log::IssueToken {
             jti: uuid::Uuid::now_v7().to_string(),
@@ -180,74 +181,7 @@ impl TokenService for TokenApi {
         validate::optional_idempotency_key(&request.idempotency_key)?;
         limits::validate_text("reason", &request.reason, limits::REASON_LEN_MAX)
             .map_err(ApiError::from)?;
-        let targets = [
-            ("jti", &request.jti),
-            ("session_id", &request.session_id),
-            ("delegation_id", &request.delegation_id),
-            ("agent_id", &request.agent_id),
-            ("human_id", &request.human_id),
-        ];
-        let named: Vec<&str> = targets
-            .iter()
-            .filter(|(_, value)| !value.is_empty())
-            .map(|(field, _)| *field)
-            .collect();
-        let [field] = named.as_slice() else {
-            return Err(ApiError::invalid_field(
-                Reason::FieldInvalid,
-                "jti",
-                format!(
-                    "{} revocation targets are set ({}); allowed: exactly one of jti, session_id, \
-                     delegation_id, agent_id, human_id",
-                    named.len(),
-                    named.join(", ")
-                ),
-            )
-            .into());
-        };
-        let reason = request.reason.clone();
-        let kind = match *field {
-            "jti" => {
-                limits::validate_jti("jti", &request.jti).map_err(ApiError::from)?;
-                log::command::Kind::RevokeToken(log::RevokeToken {
-                    jti: request.jti.clone(),
-                    reason,
-                })
-            }
-            "session_id" => {
-                limits::validate_id("session_id", &request.session_id).map_err(ApiError::from)?;
-                log::command::Kind::EndSession(log::EndSession {
-                    session_id: request.session_id.clone(),
-                    reason,
-                })
-            }
-            "delegation_id" => {
-                limits::validate_id("delegation_id", &request.delegation_id)
-                    .map_err(ApiError::from)?;
-                log::command::Kind::RevokeDelegation(log::RevokeDelegation {
-                    delegation_id: request.delegation_id.clone(),
-                    reason,
-                })
-            }
-            "agent_id" => {
-                limits::validate_id("agent_id", &request.agent_id).map_err(ApiError::from)?;
-                log::command::Kind::SetStatus(log::SetStatus {
-                    entity: log::EntityKind::Agent as i32,
-                    id: request.agent_id.clone(),
-                    disabled: true,
-                    reason,
-                })
-            }
-            _ => {
-                limits::validate_id("human_id", &request.human_id).map_err(ApiError::from)?;
-                log::command::Kind::SetStatus(log::SetStatus {
-                    entity: log::EntityKind::Human as i32,
-                    id: request.human_id.clone(),
-                    disabled: true,
-                    reason,
-                })
-            }
-        };
+        let kind = revocation(&request)?;
         let key = std::mem::take(&mut request.idempotency_key);
         let accepted = self
             .context
@@ -260,21 +194,97 @@ impl TokenService for TokenApi {
     }
 }
 
-impl TokenApi {
-    fn ttl(&self, requested: u32) -> Result<u32, ApiError> {
-        let ttl_seconds = if requested == 0 {
-            self.context.token_ttl_default_s
-        } else {
-            requested
-        };
-        validate::in_range(
-            "ttl_seconds",
-            u64::from(ttl_seconds),
-            1,
-            u64::from(limits::TOKEN_TTL_SECONDS_MAX),
-        )?;
-        Ok(ttl_seconds)
-    }
+/// A token's lifetime: the one requested, or the cluster's default when none was.
+fn token_ttl(context: &Context, requested: u32) -> Result<u32, ApiError> {
+    let ttl_seconds = if requested == 0 {
+        context.token_ttl_default_s
+    } else {
+        requested
+    };
+    validate::in_range(
+        "ttl_seconds",
+        u64::from(ttl_seconds),
+        1,
+        u64::from(limits::TOKEN_TTL_SECONDS_MAX),
+    )?;
+    Ok(ttl_seconds)
+}
+
+/// The one target a revocation names: its field. Exactly one must be set.
+fn revocation_target(request: &api::RevokeRequest) -> Result<&'static str, ApiError> {
+    let targets = [
+        ("jti", &request.jti),
+        ("session_id", &request.session_id),
+        ("delegation_id", &request.delegation_id),
+        ("agent_id", &request.agent_id),
+        ("human_id", &request.human_id),
+    ];
+    let named: Vec<&str> = targets
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(field, _)| *field)
+        .collect();
+    let [field] = named.as_slice() else {
+        return Err(ApiError::invalid_field(
+            Reason::FieldInvalid,
+            "jti",
+            format!(
+                "{} revocation targets are set ({}); allowed: exactly one of jti, session_id, \
+                     delegation_id, agent_id, human_id",
+                named.len(),
+                named.join(", ")
+            ),
+        ));
+    };
+    Ok(*field)
+}
+
+/// The command a revocation makes, for the one target it names.
+fn revocation(request: &api::RevokeRequest) -> Result<log::command::Kind, ApiError> {
+    let field = revocation_target(request)?;
+    let reason = request.reason.clone();
+    let kind = match field {
+        "jti" => {
+            limits::validate_jti("jti", &request.jti).map_err(ApiError::from)?;
+            log::command::Kind::RevokeToken(log::RevokeToken {
+                jti: request.jti.clone(),
+                reason,
+            })
+        }
+        "session_id" => {
+            limits::validate_id("session_id", &request.session_id).map_err(ApiError::from)?;
+            log::command::Kind::EndSession(log::EndSession {
+                session_id: request.session_id.clone(),
+                reason,
+            })
+        }
+        "delegation_id" => {
+            limits::validate_id("delegation_id", &request.delegation_id).map_err(ApiError::from)?;
+            log::command::Kind::RevokeDelegation(log::RevokeDelegation {
+                delegation_id: request.delegation_id.clone(),
+                reason,
+            })
+        }
+        "agent_id" => {
+            limits::validate_id("agent_id", &request.agent_id).map_err(ApiError::from)?;
+            log::command::Kind::SetStatus(log::SetStatus {
+                entity: log::EntityKind::Agent as i32,
+                id: request.agent_id.clone(),
+                disabled: true,
+                reason,
+            })
+        }
+        _ => {
+            limits::validate_id("human_id", &request.human_id).map_err(ApiError::from)?;
+            log::command::Kind::SetStatus(log::SetStatus {
+                entity: log::EntityKind::Human as i32,
+                id: request.human_id.clone(),
+                disabled: true,
+                reason,
+            })
+        }
+    };
+    Ok(kind)
 }
 
 /// The agent making the call: only agents are issued access tokens.
@@ -305,59 +315,8 @@ pub(crate) async fn exchange(
 ) -> Result<api::IssueResponse, ApiError> {
     let agent_id = calling_agent(caller)?;
     validate::optional_idempotency_key(&request.idempotency_key)?;
-    if request.grant_type != TOKEN_EXCHANGE_GRANT {
-        return Err(ApiError::invalid_field(
-            Reason::FieldInvalid,
-            "grant_type",
-            format!(
-                "grant_type is {:?}; allowed: {TOKEN_EXCHANGE_GRANT}",
-                request.grant_type
-            ),
-        ));
-    }
-    if !matches!(
-        request.subject_token_type.as_str(),
-        ACCESS_TOKEN_TYPE_URN | JWT_TOKEN_TYPE_URN
-    ) {
-        return Err(ApiError::invalid_field(
-            Reason::FieldInvalid,
-            "subject_token_type",
-            format!(
-                "subject_token_type is {:?}; allowed: {ACCESS_TOKEN_TYPE_URN} or {JWT_TOKEN_TYPE_URN}",
-                request.subject_token_type
-            ),
-        ));
-    }
-    if request.subject_token.is_empty() {
-        return Err(ApiError::invalid_field(
-            Reason::FieldRequired,
-            "subject_token",
-            "subject_token is empty; allowed: a Warrant access token",
-        ));
-    }
-    limits::validate_audience("resource", &request.resource).map_err(ApiError::from)?;
-    let scopes: Vec<String> = request
-        .scope
-        .split(' ')
-        .filter(|it| !it.is_empty())
-        .map(str::to_string)
-        .collect();
-    validate_scopes(&scopes)?;
-    if !request.delegation_id.is_empty() {
-        limits::validate_id("delegation_id", &request.delegation_id).map_err(ApiError::from)?;
-    }
-    let ttl_seconds = if request.ttl_seconds == 0 {
-        context.token_ttl_default_s
-    } else {
-        request.ttl_seconds
-    };
-    validate::in_range(
-        "ttl_seconds",
-        u64::from(ttl_seconds),
-        1,
-        u64::from(limits::TOKEN_TTL_SECONDS_MAX),
-    )?;
-
+    let scopes = check_exchange(request)?;
+    let ttl_seconds = token_ttl(context, request.ttl_seconds)?;
     let now = now_unix_s();
     let expect = Expectations {
         issuer: &context.issuer,
@@ -390,6 +349,56 @@ pub(crate) async fn exchange(
         subject_jti: subject.jti,
     };
     issue_and_sign(context, caller, &key, "Exchange", &digest_source, issue).await
+}
+
+/// Checks an exchange request's fields, and returns the scopes it asks for.
+fn check_exchange(request: &api::ExchangeRequest) -> Result<Vec<String>, ApiError> {
+    if request.grant_type != TOKEN_EXCHANGE_GRANT {
+        return Err(ApiError::invalid_field(
+            Reason::FieldInvalid,
+            "grant_type",
+            format!(
+                "grant_type is {:?}; allowed: {TOKEN_EXCHANGE_GRANT}",
+                request.grant_type
+            ),
+        ));
+    }
+    if !matches!(
+        request.subject_token_type.as_str(),
+        ACCESS_TOKEN_TYPE_URN | JWT_TOKEN_TYPE_URN
+    ) {
+        return Err(ApiError::invalid_field(
+            Reason::FieldInvalid,
+            "subject_token_type",
+            format!(
+                "subject_token_type is {:?}; allowed: {ACCESS_TOKEN_TYPE_URN} or {JWT_TOKEN_TYPE_URN}",
+                request.subject_token_type
+            ),
+        ));
+    }
+    if request.subject_token.is_empty() {
+        return Err(ApiError::invalid_field(
+            Reason::FieldRequired,
+            "subject_token",
+            "subject_token is empty; allowed: a Warrant access token",
+        ));
+    }
+    limits::validate_audience("resource", &request.resource).map_err(ApiError::from)?;
+    let scopes = scope_list(&request.scope);
+    validate_scopes(&scopes)?;
+    if !request.delegation_id.is_empty() {
+        limits::validate_id("delegation_id", &request.delegation_id).map_err(ApiError::from)?;
+    }
+    Ok(scopes)
+}
+
+/// The scopes of an OAuth `scope` parameter: space-separated, empty parts ignored.
+pub(crate) fn scope_list(scope: &str) -> Vec<String> {
+    scope
+        .split(' ')
+        .filter(|it| !it.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The subject token's logged issuance and the delegation the actor acts under, as `state` knows
@@ -479,86 +488,4 @@ fn find_delegation(
             scopes.join(" ")
         ),
     ))
-}
-
-/// Commits an issuance with this node's current key, then signs the committed claims. If a key
-/// rotation retired the key between choosing it and committing, tries once more with the new one.
-pub(crate) async fn issue_and_sign(
-    context: &Context,
-    caller: &Caller,
-    idempotency_key: &str,
-    method: &str,
-    request_without_key: &impl Message,
-    mut issue: log::IssueToken,
-) -> Result<api::IssueResponse, ApiError> {
-    let accepted = commit_with_current_key(context, |key_id| {
-        issue.key_id = key_id.to_string();
-        command(
-            caller,
-            idempotency_key,
-            method,
-            request_without_key,
-            log::command::Kind::IssueToken(issue.clone()),
-        )
-    })
-    .await?;
-    let issued = accepted
-        .token_issued
-        .ok_or_else(|| ApiError::internal("accepted issuance carries no claims"))?;
-    sign_issued(context, &issued, accepted.seq)
-}
-
-/// Commits a command naming this node's current signing key (which `build` puts in). If a key
-/// rotation retired that key between choosing it and committing (`SIGNING_KEY_RETIRED`), tries
-/// once more with the new key, so issuances racing a rotation do not fail.
-pub(crate) async fn commit_with_current_key(
-    context: &Context,
-    mut build: impl FnMut(&str) -> log::Command,
-) -> Result<log::Accepted, ApiError> {
-    let mut attempts_left = 2;
-    loop {
-        attempts_left -= 1;
-        let key_id = context.signing_keys.current().key_id().to_string();
-        match context.commit(build(&key_id)).await {
-            Err(error) if error.reason == Reason::SigningKeyRetired && 0 < attempts_left => {}
-            other => return other,
-        }
-    }
-}
-
-/// Signs committed claims. The token is signed only after its issuance is committed: no token
-/// exists whose issuance is not in the log. A replayed issuance is signed again to the same bytes.
-pub(crate) fn sign_issued(
-    context: &Context,
-    issued: &log::TokenIssued,
-    seq: u64,
-) -> Result<api::IssueResponse, ApiError> {
-    let Some(key) = context.signing_keys.by_id(&issued.key_id) else {
-        return Err(ApiError::new(
-            Code::FailedPrecondition,
-            Reason::IssuedByOtherNode,
-            format!(
-                "this idempotency key was first used on the node with key {}; retry there",
-                issued.key_id
-            ),
-        ));
-    };
-    let claims = AccessClaims::from_issued(&context.issuer, issued);
-    let access_token = jwt::sign(&key, &claims).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(api::IssueResponse {
-        access_token,
-        token_type: "Bearer".to_string(),
-        expires_in: u32::try_from(
-            issued
-                .expires_at_unix_s
-                .saturating_sub(issued.issued_at_unix_s),
-        )
-        .unwrap_or(u32::MAX),
-        jti: issued.jti.clone(),
-        seq,
-        issued_at_unix_s: issued.issued_at_unix_s,
-        expires_at_unix_s: issued.expires_at_unix_s,
-        issued_token_type: ACCESS_TOKEN_TYPE_URN.to_string(),
-        scope: issued.scopes.join(" "),
-    })
 }

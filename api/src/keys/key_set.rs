@@ -1,6 +1,7 @@
-//! The node's signing keys: the current one, which signs new tokens, and those it replaced in
-//! this process's lifetime, which still sign again the tokens a retried request committed
-//! before a rotation.
+//! The node's signing keys in memory: the current one, which signs new tokens, and those it
+//! replaced in this process's lifetime, which still sign again the tokens a retried request
+//! committed before a rotation. A leaf: the service context holds this set, and key rotation
+//! changes it.
 
 use std::{
     collections::BTreeMap,

@@ -1,0 +1,144 @@
+//! The context every service shares: the node, the authenticator, the signing keys and the
+//! cluster's settings, with the steps each RPC is built from (authenticate the caller, pass a
+//! read barrier, build and commit a command). A leaf below the services: it imports nothing that
+//! imports it back.
+
+use std::sync::Arc;
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::metadata::MetadataMap;
+use warrant_proto::log;
+use warrant_raft::{RaftNode, ReadConsistency, StateReader};
+
+use crate::{
+    auth::{Authenticator, Caller},
+    error::ApiError,
+    federation::Federation,
+    keys::key_set::SigningKeys,
+};
+
+/// What every service shares.
+pub struct Context {
+    pub node: RaftNode,
+    pub auth: Authenticator,
+    pub signing_keys: SigningKeys,
+    /// The `iss` of every token this cluster signs.
+    pub issuer: String,
+    pub token_ttl_default_s: u32,
+    pub session_ttl_default_s: u32,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub clock_leeway_s: u64,
+    pub federation: Arc<Federation>,
+    /// Whether humans may log in with a local password (development clusters).
+    pub allow_local_passwords: bool,
+    /// Where the node keeps its signing key, for rotation.
+    pub data_dir: std::path::PathBuf,
+    /// One key rotation at a time on this node.
+    pub rotation: tokio::sync::Mutex<()>,
+}
+
+impl Context {
+    /// Authenticates the caller against this node's applied state.
+    ///
+    /// A credential this node does not recognise may belong to an agent registered a moment ago
+    /// through another node: the node then catches up to the leader's read index and looks once
+    /// more, so a client may register on one node and authenticate on another right away.
+    pub async fn caller(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
+        let before = self.node.applied();
+        match self.auth.authenticate(metadata, &self.node.reader()).await {
+            Err(e) if e.reason == crate::error::Reason::CredentialInvalid => {
+                match self.node.read_barrier(ReadConsistency::Linearizable).await {
+                    Ok(after) if after.seq > before.seq => {
+                        self.auth.authenticate(metadata, &self.node.reader()).await
+                    }
+                    _ => Err(e),
+                }
+            }
+            result => result,
+        }
+    }
+
+    /// Authenticates an RFC 7523 client assertion passed in a request body (RFC 8693's
+    /// `actor_token`), with the same catch-up as [`Context::caller`].
+    pub async fn assertion_caller(&self, assertion: &str) -> Result<Caller, ApiError> {
+        self.resolve(
+            |reader| self.auth.authenticate_assertion(assertion, reader),
+            |e| e.reason == crate::error::Reason::CredentialInvalid,
+        )
+        .await
+    }
+
+    /// Runs `lookup` against this node's applied state. What it looks for may have been
+    /// committed through another node a moment ago, so when it fails in a way `retry_if` accepts,
+    /// the node catches up to the leader's read index and, if that brought anything new, looks
+    /// once more. Apply re-checks whatever the lookup found, so this only spares false refusals.
+    pub async fn resolve<T>(
+        &self,
+        lookup: impl Fn(&StateReader) -> Result<T, ApiError>,
+        retry_if: impl Fn(&ApiError) -> bool,
+    ) -> Result<T, ApiError> {
+        let before = self.node.applied();
+        match lookup(&self.node.reader()) {
+            Err(e) if retry_if(&e) => {
+                match self.node.read_barrier(ReadConsistency::Linearizable).await {
+                    Ok(after) if after.seq > before.seq => lookup(&self.node.reader()),
+                    _ => Err(e),
+                }
+            }
+            result => result,
+        }
+    }
+
+    pub async fn admin(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
+        let caller = self.caller(metadata).await?;
+        caller.require_admin()?;
+        Ok(caller)
+    }
+
+    /// Passes the read barrier for `consistency` and returns a reader over the state.
+    pub async fn read(&self, consistency: ReadConsistency) -> Result<StateReader, ApiError> {
+        self.node.read_barrier(consistency).await?;
+        Ok(self.node.reader())
+    }
+
+    /// Proposes a command and returns its acceptance, or maps its rejection to an error.
+    pub async fn commit(&self, command: log::Command) -> Result<log::Accepted, ApiError> {
+        let proposal = self.node.propose(command).await?;
+        match proposal.outcome.result {
+            Some(log::outcome::Result::Accepted(accepted)) => Ok(accepted),
+            Some(log::outcome::Result::Rejected(rejected)) => {
+                Err(ApiError::from_rejection(rejected.reason, rejected.message))
+            }
+            None => Err(ApiError::internal("apply returned an empty outcome")),
+        }
+    }
+}
+
+/// Builds a command. The request digest covers the RPC name and the request as the client sent
+/// it, minus its idempotency key, so a retry matches and a changed request does not.
+pub fn command(
+    caller: &Caller,
+    idempotency_key: &str,
+    method: &str,
+    request_without_key: &impl Message,
+    kind: log::command::Kind,
+) -> log::Command {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(request_without_key.encode_to_vec());
+    let idempotency_key = if idempotency_key.is_empty() {
+        format!("auto-{}", uuid::Uuid::new_v4())
+    } else {
+        idempotency_key.to_string()
+    };
+    log::Command {
+        idempotency_key,
+        request_digest: hasher.finalize().to_vec(),
+        actor: Some(caller.actor()),
+        assertion: caller.assertion(),
+        credential: caller.credential(),
+        kind: Some(kind),
+    }
+}

@@ -1,0 +1,157 @@
+//! Projection rows as the API's replies, and how each kind of principal is looked up by id: what
+//! reads, read-backs after a write and lists share.
+
+use tonic::Code;
+use warrant_identity::{StateError, query};
+use warrant_proto::{
+    api::{self, ReadOptions},
+    state,
+};
+use warrant_raft::StateReader;
+
+use crate::{
+    context::Context,
+    error::{ApiError, Reason},
+    storage::storage,
+    validate,
+};
+
+/// A principal's reply, built from its projection row and looked up by its id.
+pub(super) trait ReadBack: Sized {
+    /// The principal's kind, as messages name it.
+    const WHAT: &'static str;
+    /// The reason a lookup of an unknown id fails with.
+    const NOT_FOUND: Reason;
+    type Row;
+    fn lookup(reader: &StateReader, id: &str) -> Result<Option<Self::Row>, StateError>;
+    fn reply(row: Self::Row) -> Self;
+}
+
+/// The principal named `id`, read at the client's consistency.
+pub(super) async fn get<T: ReadBack>(
+    context: &Context,
+    read: Option<&ReadOptions>,
+    id: &str,
+) -> Result<T, ApiError> {
+    let consistency = validate::read_consistency(read)?;
+    let reader = context.read(consistency).await?;
+    T::lookup(&reader, id)
+        .map_err(storage)?
+        .map(T::reply)
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::NotFound,
+                T::NOT_FOUND,
+                format!("{} {id} is not registered", T::WHAT),
+            )
+        })
+}
+
+impl ReadBack for api::Human {
+    const WHAT: &'static str = "human";
+    const NOT_FOUND: Reason = Reason::HumanNotFound;
+    type Row = state::HumanRow;
+
+    fn lookup(reader: &StateReader, id: &str) -> Result<Option<state::HumanRow>, StateError> {
+        query::human(reader, id)
+    }
+
+    fn reply(row: state::HumanRow) -> api::Human {
+        let federated = row.federated.unwrap_or_default();
+        api::Human {
+            human_id: row.human_id,
+            display_name: row.display_name,
+            email: row.email,
+            status: principal_status(row.status),
+            created_seq: row.created_seq,
+            federated_issuer: federated.issuer,
+            federated_subject: federated.subject,
+            has_password: !row.password_argon2id.is_empty(),
+        }
+    }
+}
+
+impl ReadBack for api::Agent {
+    const WHAT: &'static str = "agent";
+    const NOT_FOUND: Reason = Reason::AgentNotFound;
+    type Row = state::AgentRow;
+
+    fn lookup(reader: &StateReader, id: &str) -> Result<Option<state::AgentRow>, StateError> {
+        query::agent(reader, id)
+    }
+
+    fn reply(row: state::AgentRow) -> api::Agent {
+        api::Agent {
+            agent_id: row.agent_id,
+            owner_human_id: row.owner_human_id,
+            kind: row.kind,
+            description: row.description,
+            status: principal_status(row.status),
+            credential_ids: row
+                .credentials
+                .into_iter()
+                .map(|c| c.credential_id)
+                .collect(),
+            created_seq: row.created_seq,
+            device_id: row.device_id,
+        }
+    }
+}
+
+impl ReadBack for api::Service {
+    const WHAT: &'static str = "service";
+    const NOT_FOUND: Reason = Reason::ServiceNotFound;
+    type Row = state::ServiceRow;
+
+    fn lookup(reader: &StateReader, id: &str) -> Result<Option<state::ServiceRow>, StateError> {
+        query::service(reader, id)
+    }
+
+    fn reply(row: state::ServiceRow) -> api::Service {
+        api::Service {
+            service_id: row.service_id,
+            audience: row.audience,
+            tools: row
+                .tools
+                .into_iter()
+                .map(|t| api::Tool {
+                    name: t.name,
+                    description: t.description,
+                })
+                .collect(),
+            status: principal_status(row.status),
+            created_seq: row.created_seq,
+        }
+    }
+}
+
+impl ReadBack for api::Device {
+    const WHAT: &'static str = "device";
+    const NOT_FOUND: Reason = Reason::DeviceNotFound;
+    type Row = state::DeviceRow;
+
+    fn lookup(reader: &StateReader, id: &str) -> Result<Option<state::DeviceRow>, StateError> {
+        query::device(reader, id)
+    }
+
+    fn reply(row: state::DeviceRow) -> api::Device {
+        api::Device {
+            device_id: row.device_id,
+            owner_human_id: row.owner_human_id,
+            name: row.name,
+            platform: row.platform,
+            status: principal_status(row.status),
+            created_seq: row.created_seq,
+        }
+    }
+}
+
+/// A projection row's status as the API names it.
+fn principal_status(status: i32) -> i32 {
+    use warrant_proto::api::PrincipalStatus;
+    match state::Status::try_from(status) {
+        Ok(state::Status::Active) => PrincipalStatus::Active as i32,
+        Ok(state::Status::Disabled) => PrincipalStatus::Disabled as i32,
+        _ => PrincipalStatus::Unspecified as i32,
+    }
+}
