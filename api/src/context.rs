@@ -16,6 +16,7 @@ use crate::{
     error::ApiError,
     federation::Federation,
     keys::key_set::SigningKeys,
+    validate,
 };
 
 /// What every service shares.
@@ -102,8 +103,13 @@ impl Context {
         Ok(self.node.reader())
     }
 
-    /// Proposes a command and returns its acceptance, or maps its rejection to an error.
+    /// Proposes `command` and returns its acceptance, or maps its rejection to an error. Its fields are checked first, by the rules
+    /// apply checks again, so a malformed request is refused here, with the field's reason,
+    /// before anything reaches the log.
     pub async fn commit(&self, command: log::Command) -> Result<log::Accepted, ApiError> {
+        if let Some(kind) = &command.kind {
+            validate::command_fields(kind, crate::auth::now_unix_s())?;
+        }
         let proposal = self.node.propose(command).await?;
         match proposal.outcome.result {
             Some(log::outcome::Result::Accepted(accepted)) => Ok(accepted),

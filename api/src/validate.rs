@@ -1,25 +1,36 @@
-//! Request validation at the edge. The rules themselves live in `warrant_identity::limits`, so
-//! apply and the API agree on them; this module turns a broken rule into an INVALID_ARGUMENT
+//! Request validation at the edge. The rules themselves live in `warrant_identity::limits` and,
+//! per command kind, `warrant_identity::check`, so apply and the API agree on them; this module turns a broken rule into an INVALID_ARGUMENT
 //! with a stable reason code.
 
 use tonic::Code;
-use warrant_identity::limits::{self, FieldError};
-use warrant_proto::api::{Consistency, ReadOptions};
+use warrant_identity::{
+    check,
+    limits::{self, FieldError, FieldProblem},
+};
+use warrant_proto::{
+    api::{Consistency, ReadOptions},
+    log::command::Kind as CommandKind,
+};
 use warrant_raft::ReadConsistency;
 
 use crate::error::{ApiError, Reason};
 
 impl From<FieldError> for ApiError {
     fn from(error: FieldError) -> Self {
-        let reason = if error.problem == "is empty" {
-            Reason::FieldRequired
-        } else if error.problem.ends_with("bytes long") {
-            Reason::FieldTooLong
-        } else {
-            Reason::FieldInvalid
+        let reason = match error.kind {
+            FieldProblem::Empty => Reason::FieldRequired,
+            FieldProblem::TooLong => Reason::FieldTooLong,
+            FieldProblem::Invalid => Reason::FieldInvalid,
         };
         ApiError::invalid_field(reason, &error.field, error.to_string())
     }
+}
+
+/// The field rules of a command's kind, judged now: the same `warrant_identity::check` apply
+/// runs when it decides the command, so a request the edge lets through is refused by apply only
+/// for what depends on state (or, for a delegation's expiry, on the leader's clock).
+pub fn command_fields(kind: &CommandKind, now_unix_s: u64) -> Result<(), ApiError> {
+    check::command(kind, now_unix_s).map_err(ApiError::from)
 }
 
 /// Checks a list's length against its named limit.

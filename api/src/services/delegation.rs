@@ -130,32 +130,22 @@ impl DelegationApi {
     }
 }
 
-/// Checks the fields of a new grant; attenuation is apply's to decide.
+/// Bounds the request's lists and depth before anything reads them. Every field of the command
+/// built from it is checked once, in `Context::commit` (`warrant_identity::check`); attenuation
+/// is apply's to decide.
 fn check_create(request: &api::CreateDelegationRequest) -> Result<(), ApiError> {
-    limits::validate_id("grantee_agent_id", &request.grantee_agent_id).map_err(ApiError::from)?;
-    if !request.parent_delegation_id.is_empty() {
-        limits::validate_id("parent_delegation_id", &request.parent_delegation_id)
-            .map_err(ApiError::from)?;
-    }
     validate::list_len(
         "scopes",
         request.scopes.len(),
         1,
         limits::SCOPES_PER_TOKEN_MAX,
     )?;
-    for (i, scope) in request.scopes.iter().enumerate() {
-        limits::validate_id(&format!("scopes[{i}]"), scope).map_err(ApiError::from)?;
-    }
     validate::list_len(
         "audiences",
         request.audiences.len(),
         1,
         limits::AUDIENCES_PER_DELEGATION_MAX,
     )?;
-    for (i, audience) in request.audiences.iter().enumerate() {
-        limits::validate_audience(&format!("audiences[{i}]"), audience).map_err(ApiError::from)?;
-    }
-    limits::validate_text("task", &request.task, limits::TASK_LEN_MAX).map_err(ApiError::from)?;
     validate::in_range(
         "max_depth",
         u64::from(request.max_depth),

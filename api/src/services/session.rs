@@ -38,9 +38,6 @@ impl SessionService for SessionApi {
         let metadata = request.metadata().clone();
         let mut request = request.into_inner();
         validate::optional_idempotency_key(&request.idempotency_key)?;
-        if !request.device_id.is_empty() {
-            limits::validate_id("device_id", &request.device_id).map_err(ApiError::from)?;
-        }
         let ttl_seconds = self.session_ttl(request.ttl_seconds)?;
         let login = self.login(&request, &metadata).await?;
         let key = std::mem::take(&mut request.idempotency_key);
@@ -55,9 +52,6 @@ impl SessionService for SessionApi {
         let caller = self.context.caller(request.metadata()).await?;
         let mut request = request.into_inner();
         validate::optional_idempotency_key(&request.idempotency_key)?;
-        limits::validate_id("session_id", &request.session_id).map_err(ApiError::from)?;
-        limits::validate_text("reason", &request.reason, limits::REASON_LEN_MAX)
-            .map_err(ApiError::from)?;
         let key = std::mem::take(&mut request.idempotency_key);
         let kind = log::command::Kind::EndSession(log::EndSession {
             session_id: request.session_id.clone(),

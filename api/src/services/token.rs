@@ -40,14 +40,14 @@ impl TokenService for TokenApi {
         let agent_id = calling_agent(&caller)?;
         let mut request = request.into_inner();
         validate::optional_idempotency_key(&request.idempotency_key)?;
-        limits::validate_audience("audience", &request.audience).map_err(ApiError::from)?;
-        validate_scopes(&request.scopes)?;
-        if !request.delegation_id.is_empty() {
-            limits::validate_id("delegation_id", &request.delegation_id).map_err(ApiError::from)?;
-        }
-        if !request.session_id.is_empty() {
-            limits::validate_id("session_id", &request.session_id).map_err(ApiError::from)?;
-        }
+        // The scope list is bounded here (its own reason, LIST_TOO_LONG); every field of the
+        // command is checked once, in `Context::commit`.
+        validate::list_len(
+            "scopes",
+            request.scopes.len(),
+            1,
+            limits::SCOPES_PER_TOKEN_MAX,
+        )?;
         let ttl_seconds = token_ttl(&self.context, request.ttl_seconds)?;
         let key = std::mem::take(&mut request.idempotency_key);
         let issue = log::IssueToken {
@@ -179,8 +179,6 @@ impl TokenService for TokenApi {
         let caller = self.context.caller(request.metadata()).await?;
         let mut request = request.into_inner();
         validate::optional_idempotency_key(&request.idempotency_key)?;
-        limits::validate_text("reason", &request.reason, limits::REASON_LEN_MAX)
-            .map_err(ApiError::from)?;
         let kind = revocation(&request)?;
         let key = std::mem::take(&mut request.idempotency_key);
         let accepted = self
@@ -244,27 +242,20 @@ fn revocation(request: &api::RevokeRequest) -> Result<log::command::Kind, ApiErr
     let field = revocation_target(request)?;
     let reason = request.reason.clone();
     let kind = match field {
-        "jti" => {
-            limits::validate_jti("jti", &request.jti).map_err(ApiError::from)?;
-            log::command::Kind::RevokeToken(log::RevokeToken {
-                jti: request.jti.clone(),
-                reason,
-            })
-        }
-        "session_id" => {
-            limits::validate_id("session_id", &request.session_id).map_err(ApiError::from)?;
-            log::command::Kind::EndSession(log::EndSession {
-                session_id: request.session_id.clone(),
-                reason,
-            })
-        }
-        "delegation_id" => {
-            limits::validate_id("delegation_id", &request.delegation_id).map_err(ApiError::from)?;
-            log::command::Kind::RevokeDelegation(log::RevokeDelegation {
-                delegation_id: request.delegation_id.clone(),
-                reason,
-            })
-        }
+        // The command's fields are checked in `Context::commit`; only the two targets whose
+        // field the command names differently (`id`) are checked here, under their own names.
+        "jti" => log::command::Kind::RevokeToken(log::RevokeToken {
+            jti: request.jti.clone(),
+            reason,
+        }),
+        "session_id" => log::command::Kind::EndSession(log::EndSession {
+            session_id: request.session_id.clone(),
+            reason,
+        }),
+        "delegation_id" => log::command::Kind::RevokeDelegation(log::RevokeDelegation {
+            delegation_id: request.delegation_id.clone(),
+            reason,
+        }),
         "agent_id" => {
             limits::validate_id("agent_id", &request.agent_id).map_err(ApiError::from)?;
             log::command::Kind::SetStatus(log::SetStatus {
@@ -459,15 +450,10 @@ fn find_delegation(
     scopes: &[String],
     now_unix_s: u64,
 ) -> Result<String, ApiError> {
-    let is_human_session = subject.agent_id.is_empty();
     for row in query::delegations_to(state, agent_id, limits::LIST_PAGE_MAX).map_err(storage)? {
         let Some(grant) = row.created else { continue };
-        let continues = if is_human_session {
-            grant.parent_delegation_id.is_empty() && grant.root_human_id == subject.subject
-        } else {
-            grant.parent_delegation_id == subject.delegation_id
-                && grant.grantor_id == subject.agent_id
-        };
+        // Apply checks the same rule again when it decides the exchange.
+        let continues = validity::continues_subject_token(&grant, subject);
         let covers = grant.audiences.iter().any(|it| it == audience)
             && scopes.iter().all(|scope| grant.scopes.contains(scope));
         if continues

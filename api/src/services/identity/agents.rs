@@ -22,16 +22,8 @@ pub(super) async fn register(
     let caller = context.admin(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    limits::validate_id("agent_id", &request.agent_id).map_err(ApiError::from)?;
-    limits::validate_id("owner_human_id", &request.owner_human_id).map_err(ApiError::from)?;
-    limits::validate_name("kind", &request.kind, limits::AGENT_KIND_LEN_MAX)
-        .map_err(ApiError::from)?;
-    limits::validate_text(
-        "description",
-        &request.description,
-        limits::DESCRIPTION_LEN_MAX,
-    )
-    .map_err(ApiError::from)?;
+    // Fields are checked once, on the command built below (`Context::commit`); only the
+    // plaintext secrets, which the command never holds, are checked here, before hashing.
     let credentials = registered_credentials(&request).await?;
     let mut digest_source = request.clone();
     digest_source.client_secret = secret_digest(&request.client_secret);
@@ -93,7 +85,6 @@ pub(super) async fn update(
     let caller = context.caller(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    limits::validate_id("agent_id", &request.agent_id).map_err(ApiError::from)?;
     let kind = log::command::Kind::UpdateAgent(log::UpdateAgent {
         agent_id: request.agent_id.clone(),
         kind: request.kind.clone(),
@@ -119,7 +110,6 @@ pub(super) async fn bind_device(
     let caller = context.caller(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    limits::validate_id("agent_id", &request.agent_id).map_err(ApiError::from)?;
     let kind = log::command::Kind::BindAgentDevice(log::BindAgentDevice {
         agent_id: request.agent_id.clone(),
         device_id: request.device_id.clone(),

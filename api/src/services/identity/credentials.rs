@@ -4,7 +4,7 @@
 
 use sha2::Digest;
 use tonic::Request;
-use warrant_identity::limits;
+use warrant_identity::check;
 use warrant_proto::{api, log};
 
 use super::write::commit_and_read_back;
@@ -40,7 +40,7 @@ pub(super) async fn rotate(
 ) -> Result<api::CredentialResponse, ApiError> {
     let caller = context.caller(request.metadata()).await?;
     let mut request = request.into_inner();
-    limits::validate_id("old_credential_id", &request.old_credential_id).map_err(ApiError::from)?;
+    // `old_credential_id` becomes `remove[0]` of the command, checked in `Context::commit`.
     let add = vec![take_new_credential(&mut request.credential).await?];
     let key = std::mem::take(&mut request.idempotency_key);
     let change = Change {
@@ -59,7 +59,6 @@ pub(super) async fn remove(
 ) -> Result<api::CredentialResponse, ApiError> {
     let caller = context.caller(request.metadata()).await?;
     let mut request = request.into_inner();
-    limits::validate_id("credential_id", &request.credential_id).map_err(ApiError::from)?;
     let key = std::mem::take(&mut request.idempotency_key);
     let change = Change {
         agent_id: request.agent_id.clone(),
@@ -101,7 +100,6 @@ impl Change {
         request_without_secrets: &impl prost::Message,
     ) -> Result<api::CredentialResponse, ApiError> {
         validate::optional_idempotency_key(key)?;
-        limits::validate_id("agent_id", &self.agent_id)?;
         let kind = log::command::Kind::ChangeCredentials(log::ChangeCredentials {
             agent_id: self.agent_id.clone(),
             add: self.add,
@@ -155,24 +153,12 @@ pub(super) async fn stored_credential(
     field: &str,
     credential: &api::NewCredential,
 ) -> Result<log::Credential, ApiError> {
-    limits::validate_id(&format!("{field}.credential_id"), &credential.credential_id)?;
     let kind = match &credential.kind {
         Some(api::new_credential::Kind::ClientSecret(secret)) => {
             check_client_secret(&format!("{field}.client_secret"), secret)?;
             log::credential::Kind::ClientSecretArgon2id(hash(secret.clone()).await?)
         }
         Some(api::new_credential::Kind::Ed25519PublicKey(key)) => {
-            if key.len() != limits::ED25519_PUBLIC_KEY_LEN {
-                return Err(ApiError::invalid_field(
-                    Reason::FieldInvalid,
-                    &format!("{field}.ed25519_public_key"),
-                    format!(
-                        "{field}.ed25519_public_key is {} bytes; allowed: exactly {} (a raw Ed25519 public key)",
-                        key.len(),
-                        limits::ED25519_PUBLIC_KEY_LEN
-                    ),
-                ));
-            }
             log::credential::Kind::Ed25519PublicKey(key.clone())
         }
         None => {
@@ -183,10 +169,13 @@ pub(super) async fn stored_credential(
             ));
         }
     };
-    Ok(log::Credential {
+    let stored = log::Credential {
         credential_id: credential.credential_id.clone(),
         kind: Some(kind),
-    })
+    };
+    // The one credential rule, apply's too.
+    check::credential(field, &stored)?;
+    Ok(stored)
 }
 
 pub(super) fn check_client_secret(field: &str, secret: &str) -> Result<(), ApiError> {

@@ -18,8 +18,6 @@ pub(super) async fn register(
     let caller = context.caller(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    limits::validate_id("device_id", &request.device_id).map_err(ApiError::from)?;
-    limits::validate_id("owner_human_id", &request.owner_human_id).map_err(ApiError::from)?;
     let kind = log::command::Kind::RegisterDevice(log::RegisterDevice {
         device_id: request.device_id.clone(),
         owner_human_id: request.owner_human_id.clone(),
@@ -46,7 +44,6 @@ pub(super) async fn update(
     let caller = context.caller(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    limits::validate_id("device_id", &request.device_id).map_err(ApiError::from)?;
     let kind = log::command::Kind::UpdateDevice(log::UpdateDevice {
         device_id: request.device_id.clone(),
         name: request.name.clone(),

@@ -18,16 +18,9 @@ pub(super) async fn register(
     let caller = context.admin(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    limits::validate_id("human_id", &request.human_id).map_err(ApiError::from)?;
-    limits::validate_text(
-        "display_name",
-        &request.display_name,
-        limits::DISPLAY_NAME_LEN_MAX,
-    )
-    .map_err(ApiError::from)?;
-    limits::validate_text("email", &request.email, limits::EMAIL_LEN_MAX)
-        .map_err(ApiError::from)?;
-    let federated = federated_identity(&request)?;
+    // Fields are checked once, on the command built below (`Context::commit`); only the
+    // plaintext password, which the command never holds, is checked here, before hashing.
+    let federated = federated_identity(&request);
     let password_argon2id = if request.password.is_empty() {
         String::new()
     } else {
@@ -61,28 +54,16 @@ pub(super) async fn register(
 }
 
 /// The upstream identity a human logs in as, if the registration names one.
-fn federated_identity(
-    request: &api::RegisterHumanRequest,
-) -> Result<Option<log::FederatedIdentity>, ApiError> {
+fn federated_identity(request: &api::RegisterHumanRequest) -> Option<log::FederatedIdentity> {
     match (
         request.federated_issuer.as_str(),
         request.federated_subject.as_str(),
     ) {
-        ("", "") => Ok(None),
-        (issuer, subject) => {
-            limits::validate_opaque("federated_issuer", issuer, limits::ISSUER_LEN_MAX)
-                .map_err(ApiError::from)?;
-            limits::validate_opaque(
-                "federated_subject",
-                subject,
-                limits::FEDERATED_SUBJECT_LEN_MAX,
-            )
-            .map_err(ApiError::from)?;
-            Ok(Some(log::FederatedIdentity {
-                issuer: issuer.to_string(),
-                subject: subject.to_string(),
-            }))
-        }
+        ("", "") => None,
+        (issuer, subject) => Some(log::FederatedIdentity {
+            issuer: issuer.to_string(),
+            subject: subject.to_string(),
+        }),
     }
 }
 
@@ -93,7 +74,6 @@ pub(super) async fn update(
     let caller = context.caller(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    limits::validate_id("human_id", &request.human_id).map_err(ApiError::from)?;
     let kind = log::command::Kind::UpdateHuman(log::UpdateHuman {
         human_id: request.human_id.clone(),
         display_name: request.display_name.clone(),

@@ -17,23 +17,14 @@ pub(super) async fn register(
     let caller = context.admin(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    limits::validate_id("service_id", &request.service_id).map_err(ApiError::from)?;
-    limits::validate_audience("audience", &request.audience).map_err(ApiError::from)?;
+    // The list's length is bounded before it is copied; every field of the command built below
+    // is checked once, in `Context::commit`.
     validate::list_len(
         "tools",
         request.tools.len(),
         0,
         limits::TOOLS_PER_SERVICE_MAX,
     )?;
-    for (i, tool) in request.tools.iter().enumerate() {
-        limits::validate_id(&format!("tools[{i}].name"), &tool.name).map_err(ApiError::from)?;
-        limits::validate_text(
-            &format!("tools[{i}].description"),
-            &tool.description,
-            limits::DESCRIPTION_LEN_MAX,
-        )
-        .map_err(ApiError::from)?;
-    }
     let kind = log::command::Kind::RegisterService(log::RegisterService {
         service_id: request.service_id.clone(),
         audience: request.audience.clone(),
@@ -62,7 +53,6 @@ pub(super) async fn update(
     let caller = context.admin(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    limits::validate_id("service_id", &request.service_id).map_err(ApiError::from)?;
     validate::list_len(
         "tools",
         request.tools.len(),

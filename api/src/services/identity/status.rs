@@ -1,7 +1,6 @@
 //! Disabling and enabling any principal (a human, an agent, a service or a device).
 
 use tonic::Request;
-use warrant_identity::limits;
 use warrant_proto::{api, log};
 
 use super::write::take_idempotency_key;
@@ -17,7 +16,6 @@ pub(super) async fn set(
     let caller = context.caller(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    limits::validate_id("id", &request.id).map_err(ApiError::from)?;
     let kind = log::command::Kind::SetStatus(log::SetStatus {
         entity: request.entity,
         id: request.id.clone(),
