@@ -69,7 +69,7 @@ const AUD: &str = "https://files.example/mcp";
 const TOOLS: [&str; 2] = ["read_file", "write_file"];
 /// The node refuses tokens longer than this before parsing them (`warrant_token::jwt::TOKEN_LEN_MAX`).
 const TOKEN_LEN_MAX: usize = 8 * 1024;
-/// The node's request decode limit (api/src/server.rs REQUEST_BYTES_MAX).
+/// The node's request decode limit (`warrant_api::limits::REQUEST_BYTES_MAX`).
 const REQUEST_BYTES_MAX: usize = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------

@@ -15,29 +15,24 @@ pub(super) trait Revocable: Message + Sized {
     fn mark_revoked(&mut self, seq: u64, reason: String);
 }
 
-impl Revocable for TokenRow {
-    fn is_revoked(&self) -> bool {
-        self.revoked
-    }
+/// Tokens and delegations keep the same three revocation fields.
+macro_rules! revocable_by_revoked_fields {
+    ($($row:ty),*) => {$(
+        impl Revocable for $row {
+            fn is_revoked(&self) -> bool {
+                self.revoked
+            }
 
-    fn mark_revoked(&mut self, seq: u64, reason: String) {
-        self.revoked = true;
-        self.revoked_seq = seq;
-        self.revoke_reason = reason;
-    }
+            fn mark_revoked(&mut self, seq: u64, reason: String) {
+                self.revoked = true;
+                self.revoked_seq = seq;
+                self.revoke_reason = reason;
+            }
+        }
+    )*};
 }
 
-impl Revocable for DelegationRow {
-    fn is_revoked(&self) -> bool {
-        self.revoked
-    }
-
-    fn mark_revoked(&mut self, seq: u64, reason: String) {
-        self.revoked = true;
-        self.revoked_seq = seq;
-        self.revoke_reason = reason;
-    }
-}
+revocable_by_revoked_fields!(TokenRow, DelegationRow);
 
 impl Revocable for SessionRow {
     fn is_revoked(&self) -> bool {
