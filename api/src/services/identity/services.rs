@@ -17,18 +17,10 @@ pub(super) async fn register(
     let caller = context.admin(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    // The list's length is bounded before it is copied; every field of the command built below
-    // is checked once, in `Context::commit`.
-    validate::list_len(
-        "tools",
-        request.tools.len(),
-        0,
-        limits::TOOLS_PER_SERVICE_MAX,
-    )?;
     let kind = log::command::Kind::RegisterService(log::RegisterService {
         service_id: request.service_id.clone(),
         audience: request.audience.clone(),
-        tools: logged_tools(&request.tools),
+        tools: logged_tools(&request.tools)?,
     });
     let (service, seq) = commit_and_read_back(
         context,
@@ -53,15 +45,9 @@ pub(super) async fn update(
     let caller = context.admin(request.metadata()).await?;
     let mut request = request.into_inner();
     let key = take_idempotency_key(&mut request.idempotency_key)?;
-    validate::list_len(
-        "tools",
-        request.tools.len(),
-        0,
-        limits::TOOLS_PER_SERVICE_MAX,
-    )?;
     let kind = log::command::Kind::UpdateService(log::UpdateService {
         service_id: request.service_id.clone(),
-        tools: logged_tools(&request.tools),
+        tools: logged_tools(&request.tools)?,
     });
     let (service, _) = commit_and_read_back(
         context,
@@ -101,12 +87,15 @@ pub(super) async fn list(
 }
 
 /// A service's tools as the log keeps them.
-fn logged_tools(tools: &[api::Tool]) -> Vec<log::Tool> {
-    tools
+/// A request's tools as the log stores them. The list's length is bounded before it is copied
+/// (LIST_TOO_LONG); every field of the command is checked once, in `Context::commit`.
+fn logged_tools(tools: &[api::Tool]) -> Result<Vec<log::Tool>, ApiError> {
+    validate::list_len("tools", tools.len(), 0, limits::TOOLS_PER_SERVICE_MAX)?;
+    Ok(tools
         .iter()
         .map(|t| log::Tool {
             name: t.name.clone(),
             description: t.description.clone(),
         })
-        .collect()
+        .collect())
 }
