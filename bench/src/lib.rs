@@ -3,6 +3,8 @@
 //! Results go in `BENCHMARKS.md` together with the machine and the anchor measured in the same
 //! run. These are benchmarks, never tests: nothing here asserts a speed.
 
+pub mod load;
+
 use warrant_identity::{
     InMemoryState, apply_batch,
     fixtures::{actor, command_with_key},
