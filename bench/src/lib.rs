@@ -3,7 +3,9 @@
 //! Results go in `BENCHMARKS.md` together with the machine and the anchor measured in the same
 //! run. These are benchmarks, never tests: nothing here asserts a speed.
 
+pub mod etcd;
 pub mod load;
+pub mod scenarios;
 
 use warrant_identity::{
     InMemoryState, apply_batch,
