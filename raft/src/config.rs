@@ -52,7 +52,8 @@ impl RaftConfig {
             election_timeout_min: millis(self.election_timeout_min),
             election_timeout_max: millis(self.election_timeout_max),
             install_snapshot_timeout: 60_000,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
+            // Every `snapshot_logs_since_last` entries, staggered per node: `snapshot_schedule`.
+            snapshot_policy: openraft::SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             // openraft purges only once this many entries are purgeable: never more than half
             // a snapshot interval, or a small interval would never compact.

@@ -27,8 +27,9 @@ pub enum ProposeError {
     Stopped(String),
 }
 
-/// Why a read could not reach the consistency it asked for.
-#[derive(Debug, thiserror::Error)]
+/// Why a read could not reach the consistency it asked for. `Clone`: one failed read-index round
+/// answers every read that waited for it.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ReadError {
     /// This node cannot confirm it is the leader, and follower reads ask the leader.
     #[error("not the leader; leader is {leader_id:?} at {leader_addr:?}")]

@@ -29,7 +29,9 @@ mod peer_client;
 mod peer_secret;
 mod peer_server;
 mod proposer;
+mod read_index;
 mod snapshot;
+mod snapshot_schedule;
 mod state_machine;
 mod types;
 

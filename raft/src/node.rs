@@ -6,7 +6,9 @@
 //! [`FORWARD_HOPS_MAX`] nodes deep) and waits until it has applied the write itself, so a client
 //! that reads back from the node it wrote through sees its write. A LINEARIZABLE read on a
 //! follower asks the leader for a read index (which the leader confirms with a quorum), then
-//! waits until this node has applied that index.
+//! waits until this node has applied that index. Concurrent LINEARIZABLE reads share read-index
+//! rounds ([`crate::read_index`]): one batcher for rounds this node confirms as leader (its own
+//! reads and its followers' `ReadIndex` requests), one for rounds it asks of the leader.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -33,6 +35,8 @@ use crate::{
     peer_client::PeerClientFactory,
     peer_secret::PeerSecret,
     proposer::{Proposal, Proposer},
+    read_index::{ReadIndexBatcher, RoundResult, WaitError},
+    snapshot_schedule,
     state_machine::{StateMachineStore, StateReader},
     types::{AppliedPosition, NodeId, Raft},
 };
@@ -107,6 +111,94 @@ pub struct RaftNode {
     proposer: Proposer,
     peers: PeerClientFactory,
     peer_secret: PeerSecret,
+    read_rounds: ReadRounds,
+}
+
+/// The node's read-index batchers. Two, so that a round never waits behind a round of the other
+/// kind: a leader's round never goes over the network to another node, so a follower's
+/// `ReadIndex` request served by it can never come back to the follower and wait behind itself.
+#[derive(Clone)]
+struct ReadRounds {
+    /// Rounds this node confirms as leader with a heartbeat quorum: its own reads while it
+    /// leads, and the `ReadIndex` requests of its followers.
+    leader: ReadIndexBatcher,
+    /// Rounds asked of the leader with one `ReadIndex` RPC: this node's reads while it follows.
+    follower: ReadIndexBatcher,
+}
+
+impl ReadRounds {
+    fn new(raft: &Raft, peers: &PeerClientFactory, node_id: NodeId, wait_max: Duration) -> Self {
+        let leader_raft = raft.clone();
+        let leader = ReadIndexBatcher::new(Box::new(move || {
+            let raft = leader_raft.clone();
+            Box::pin(async move { confirm_leadership(&raft, wait_max).await })
+        }));
+        let follower_raft = raft.clone();
+        let peers = peers.clone();
+        let leader_rounds = leader.clone();
+        let follower = ReadIndexBatcher::new(Box::new(move || {
+            let raft = follower_raft.clone();
+            let peers = peers.clone();
+            let leader_rounds = leader_rounds.clone();
+            Box::pin(async move {
+                match remote_leader(&raft, node_id) {
+                    Some((leader_id, addr)) => peers.read_index(leader_id, &addr, wait_max).await,
+                    // This node became the leader since the read chose this batcher.
+                    None => leader_rounds.read_index().await.map_err(wait_error),
+                }
+            })
+        }));
+        ReadRounds { leader, follower }
+    }
+}
+
+/// A read index confirmed by a heartbeat quorum of this node's followers, if it leads.
+async fn confirm_leadership(raft: &Raft, wait_max: Duration) -> RoundResult {
+    let confirmed = tokio::time::timeout(wait_max, raft.get_read_log_id()).await;
+    match confirmed {
+        Err(_) => Err(ReadError::NoQuorum(format!(
+            "leadership not confirmed within {} ms",
+            wait_max.as_millis()
+        ))),
+        Ok(Ok((read_log_id, _))) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
+            Err(ReadError::NotLeader {
+                leader_id: forward.leader_id,
+                leader_addr: forward.leader_node.map(|n| n.addr),
+            })
+        }
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+            Err(ReadError::NoQuorum(e.to_string()))
+        }
+        Ok(Err(RaftError::Fatal(fatal))) => Err(ReadError::Stopped(fatal.to_string())),
+    }
+}
+
+/// A batcher's refusal as a read error. A full batcher is reported as no quorum: the node cannot
+/// confirm reads as fast as they arrive.
+fn wait_error(error: WaitError) -> ReadError {
+    match error {
+        WaitError::Full { waiters_max } => ReadError::NoQuorum(format!(
+            "{waiters_max} reads are already waiting for a read index"
+        )),
+        WaitError::Round(e) => e,
+    }
+}
+
+/// The leader `raft` knows of, with its address, unless that is `node_id` itself.
+fn remote_leader(raft: &Raft, node_id: NodeId) -> Option<(NodeId, String)> {
+    let metrics = raft.metrics().borrow().clone();
+    let leader = metrics.current_leader?;
+    if leader == node_id {
+        return None;
+    }
+    let addr = metrics
+        .membership_config
+        .membership()
+        .get_node(&leader)?
+        .addr
+        .clone();
+    Some((leader, addr))
 }
 
 impl RaftNode {
@@ -132,6 +224,12 @@ impl RaftNode {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
         let proposer = Proposer::spawn(raft.clone(), state_machine.clone());
+        let read_rounds = ReadRounds::new(&raft, &peers, config.node_id, config.read_wait_max);
+        snapshot_schedule::spawn(
+            raft.clone(),
+            config.node_id,
+            config.snapshot_logs_since_last,
+        );
         Ok(RaftNode {
             config: Arc::new(config),
             raft,
@@ -140,6 +238,7 @@ impl RaftNode {
             proposer,
             peers,
             peer_secret,
+            read_rounds,
         })
     }
 
@@ -165,18 +264,7 @@ impl RaftNode {
 
     /// The leader this node knows of, with its address, unless that is this node.
     fn remote_leader(&self) -> Option<(NodeId, String)> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let leader = metrics.current_leader?;
-        if leader == self.config.node_id {
-            return None;
-        }
-        let addr = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)?
-            .addr
-            .clone();
-        Some((leader, addr))
+        remote_leader(&self.raft, self.config.node_id)
     }
 
     fn leader_hint(&self) -> (Option<NodeId>, Option<String>) {
@@ -315,8 +403,9 @@ impl RaftNode {
     }
 
     /// A log index that every write acknowledged before now is at or below, confirmed by a
-    /// quorum: the leader's own, or asked of the leader by a follower. Retries across leader
-    /// changes until the read wait limit; never answers from an unconfirmed leader.
+    /// quorum: the leader's own, or asked of the leader by a follower, in a round shared with
+    /// the reads that arrived meanwhile. Retries across leader changes until the read wait
+    /// limit; never answers from an unconfirmed leader.
     async fn read_index(&self) -> Result<u64, ReadError> {
         let read_wait_max = self.config.read_wait_max;
         let deadline = tokio::time::Instant::now() + read_wait_max;
@@ -331,8 +420,10 @@ impl RaftNode {
                     )));
                 }
                 Ok(Ok(index)) => return Ok(index),
-                Ok(Err(e @ ReadError::Stopped(_))) => return Err(e),
-                Ok(Err(e)) => last_error = e,
+                // Too many reads waiting: retrying would only add to them.
+                Ok(Err(e @ WaitError::Full { .. })) => return Err(wait_error(e)),
+                Ok(Err(WaitError::Round(e @ ReadError::Stopped(_)))) => return Err(e),
+                Ok(Err(WaitError::Round(e))) => last_error = e,
             }
             if tokio::time::Instant::now() + READ_INDEX_RETRY >= deadline {
                 return Err(last_error);
@@ -341,26 +432,18 @@ impl RaftNode {
         }
     }
 
-    async fn read_index_once(&self) -> Result<u64, ReadError> {
-        if let Some((leader_id, addr)) = self.remote_leader() {
-            return self
-                .peers
-                .read_index(leader_id, &addr, self.config.read_wait_max)
-                .await;
+    async fn read_index_once(&self) -> Result<u64, WaitError> {
+        if self.remote_leader().is_some() {
+            self.read_rounds.follower.read_index().await
+        } else {
+            self.read_rounds.leader.read_index().await
         }
-        match self.raft.get_read_log_id().await {
-            Ok((read_log_id, _)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
-                Err(ReadError::NotLeader {
-                    leader_id: forward.leader_id,
-                    leader_addr: forward.leader_node.map(|n| n.addr),
-                })
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                Err(ReadError::NoQuorum(e.to_string()))
-            }
-            Err(RaftError::Fatal(fatal)) => Err(ReadError::Stopped(fatal.to_string())),
-        }
+    }
+
+    /// A read index this node confirms as leader, in a round shared with its own reads and its
+    /// other followers' requests: what the peer `ReadIndex` RPC answers. Never asks another node.
+    pub(crate) async fn leader_read_index(&self) -> Result<u64, WaitError> {
+        self.read_rounds.leader.read_index().await
     }
 
     async fn wait_applied(

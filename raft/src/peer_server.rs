@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 
-use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -19,12 +18,13 @@ use warrant_proto::raft::{
 };
 
 use crate::{
-    error::ProposeError,
+    error::{ProposeError, ReadError},
     limits::{
         FORWARD_HOPS_MAX, PEER_MESSAGE_BYTES_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_WAIT_MAX,
     },
     node::RaftNode,
     peer_secret::PeerSecret,
+    read_index::WaitError,
     state_machine::INCOMING_FILE_PREFIX,
     types::{NodeId, Snapshot, SnapshotFile, SnapshotMeta, Vote},
 };
@@ -298,9 +298,10 @@ impl RaftService for PeerServer {
         self.peer_secret.check(&request)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
+        // Through the leader's batcher: concurrent requests of all followers and the leader's
+        // own reads share heartbeat rounds.
         let wait_max = self.node.read_wait_max();
-        let result = match tokio::time::timeout(wait_max, self.node.raft().get_read_log_id()).await
-        {
+        let result = match tokio::time::timeout(wait_max, self.node.leader_read_index()).await {
             Err(_) => read_index_reply::Result::Error(peer_error(
                 peer_error::Kind::NoQuorum,
                 format!(
@@ -308,26 +309,27 @@ impl RaftService for PeerServer {
                     wait_max.as_millis()
                 ),
             )),
-            Ok(Ok((read_log_id, _applied))) => {
-                read_index_reply::Result::ReadIndex(read_log_id.map(|l| l.index).unwrap_or(0))
-            }
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
-                read_index_reply::Result::Error(not_leader(
-                    forward.leader_id,
-                    forward.leader_node.map(|n| n.addr),
-                    "this node is no longer the leader".to_string(),
-                ))
-            }
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+            Ok(Ok(index)) => read_index_reply::Result::ReadIndex(index),
+            Ok(Err(WaitError::Full { waiters_max })) => {
                 read_index_reply::Result::Error(peer_error(
-                    peer_error::Kind::NoQuorum,
-                    e.to_string(),
+                    peer_error::Kind::Overloaded,
+                    format!("{waiters_max} reads are already waiting for a read index"),
                 ))
             }
-            Ok(Err(RaftError::Fatal(fatal))) => read_index_reply::Result::Error(peer_error(
-                peer_error::Kind::Stopped,
-                fatal.to_string(),
-            )),
+            Ok(Err(WaitError::Round(e))) => read_index_reply::Result::Error(match e {
+                ReadError::NotLeader {
+                    leader_id,
+                    leader_addr,
+                } => not_leader(
+                    leader_id,
+                    leader_addr,
+                    "this node is no longer the leader".to_string(),
+                ),
+                ReadError::Stopped(why) => peer_error(peer_error::Kind::Stopped, why),
+                e @ (ReadError::NoQuorum(_) | ReadError::Timeout { .. }) => {
+                    peer_error(peer_error::Kind::NoQuorum, e.to_string())
+                }
+            }),
         };
         Ok(Response::new(ReadIndexReply {
             result: Some(result),

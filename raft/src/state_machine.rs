@@ -54,6 +54,9 @@ const INSTALL_BYTES_PER_FLUSH_MAX: usize = 16 * 1024 * 1024;
 /// Complete snapshot files are `snap-<snapshot id>.snap`. Only the current one is kept: older
 /// ones are deleted once a newer one is durable.
 const SNAPSHOT_FILE_PREFIX: &str = "snap-";
+/// The thread a snapshot is built on. openraft builds at most one snapshot at a time per node
+/// (it ignores a trigger while a build runs), so this is at most one thread.
+const SNAPSHOT_BUILD_THREAD: &str = "snapshot-build";
 /// Snapshot files still being received from a peer.
 pub(crate) const INCOMING_FILE_PREFIX: &str = "incoming-";
 
@@ -355,9 +358,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Creating a checkpoint flushes the memtables and fsyncs: hundreds of milliseconds of
+        // blocking I/O, which on a runtime worker stalls every task queued there (heartbeats
+        // included). On the blocking pool, awaited here, it still runs between two applies: the
+        // state machine worker waits for it, so the checkpoint is one applied position.
+        let store = self.clone();
+        let checkpoint = tokio::task::spawn_blocking(move || store.checkpoint())
+            .await
+            .unwrap_or_else(|e| Err(format!("checkpoint task: {e}")));
         CheckpointSnapshotBuilder {
             store: self.clone(),
-            checkpoint: self.checkpoint(),
+            checkpoint,
         }
     }
 
@@ -413,9 +424,19 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointSnapshotBuilder {
             )))
         })?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.build_snapshot_blocking(&checkpoint))
-            .await
-            .map_err(|e| StorageError::from(StorageIOError::write_state_machine(&e)))?
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        // A thread of its own, not the blocking pool: a build scans the whole state for seconds
+        // and must never hold a thread that log appends and applies wait for.
+        std::thread::Builder::new()
+            .name(SNAPSHOT_BUILD_THREAD.to_string())
+            .spawn(move || {
+                let _ = done_tx.send(store.build_snapshot_blocking(&checkpoint));
+            })
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        done_rx.await.map_err(|_| {
+            let e = std::io::Error::other("the snapshot build thread ended without a result");
+            StorageError::from(StorageIOError::write_state_machine(&e))
+        })?
     }
 }
 
