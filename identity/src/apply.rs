@@ -14,8 +14,8 @@
 //! 3. the command's own rules: field validation, then permission, then the state it depends on.
 //!    A rejection at any step writes nothing.
 //!
-//! An accepted command that changed state appends exactly one event and stores its outcome under
-//! its idempotency key. An accepted no-op (revoking a revoked token, republishing an identical
+//! An accepted command that changed state appends its events (one, or one per human for
+//! `RegisterHumans`) at consecutive seqs and stores its outcome under its idempotency key. An accepted no-op (revoking a revoked token, republishing an identical
 //! key) appends nothing and stores nothing, unless it carried a client assertion: then it spends
 //! the assertion and keeps its outcome, so a retry replays. A rejected command spends nothing:
 //! an assertion is spent by the first command it authenticates that is accepted.
@@ -188,8 +188,9 @@ impl Applier<'_> {
         }
     }
 
-    /// Records an accepted command that changed state: its rows, its assertion's spend, one
-    /// event at the next seq, and its outcome under its idempotency key.
+    /// Records an accepted command that changed state: its rows, its assertion's spend, its
+    /// events at the next seqs, and its outcome (naming the last event) under its idempotency
+    /// key.
     fn record_change(
         &mut self,
         pending: Pending<'_>,
@@ -199,21 +200,32 @@ impl Applier<'_> {
     ) -> log::Outcome {
         let Change {
             event_kind,
+            later_event_kinds,
             mut writes,
             token_issued,
             session_started,
             delegation_created,
         } = change;
-        let seq = context.seq;
-        let event = log::Event {
-            seq,
-            time_unix_ms: self.time_unix_ms,
-            log_index: self.log_index,
-            batch_position,
-            idempotency_key: pending.command.idempotency_key.clone(),
-            actor: Some(context.actor.clone()),
-            kind: Some(event_kind),
-        };
+        let mut seq = context.seq;
+        for (offset, kind) in std::iter::once(event_kind)
+            .chain(later_event_kinds)
+            .enumerate()
+        {
+            // A handler that makes several events took their seqs with `Context::event_at`,
+            // which refuses to overflow, so this never saturates.
+            seq = context.seq.saturating_add(offset as u64);
+            let event = log::Event {
+                seq,
+                time_unix_ms: self.time_unix_ms,
+                log_index: self.log_index,
+                batch_position,
+                idempotency_key: pending.command.idempotency_key.clone(),
+                actor: Some(context.actor.clone()),
+                kind: Some(kind),
+            };
+            writes.put(keys::event(seq), event.encode_to_vec());
+            self.events.push(event);
+        }
         let outcome = accepted(log::Accepted {
             seq,
             replayed: false,
@@ -222,10 +234,8 @@ impl Applier<'_> {
             session_started,
             delegation_created,
         });
-        writes.put(keys::event(seq), event.encode_to_vec());
         pending.finish(&outcome, &mut writes);
         self.overlay.write(writes);
-        self.events.push(event);
         self.last_seq = seq;
         outcome
     }
@@ -332,6 +342,9 @@ impl Pending<'_> {
 fn decide(state: &dyn StateRead, context: &Context<'_>, kind: &CommandKind) -> Decision {
     match kind {
         CommandKind::RegisterHuman(command) => principals::register_human(state, context, command),
+        CommandKind::RegisterHumans(command) => {
+            principals::register_humans(state, context, command)
+        }
         CommandKind::RegisterAgent(command) => principals::register_agent(state, context, command),
         CommandKind::RegisterService(command) => {
             principals::register_service(state, context, command)

@@ -7,7 +7,7 @@
 //! again because a replica must reach the same verdict on every entry ever committed, whoever
 //! proposed it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use warrant_proto::log::{
     self, AuthMethod, EntityKind, PrincipalKind, SigningAlgorithm, command::Kind as CommandKind,
@@ -17,8 +17,8 @@ use warrant_proto::log::{
 use crate::limits::{
     self, AUDIENCES_PER_DELEGATION_MAX, CREDENTIAL_CHANGES_MAX, CREDENTIALS_PER_AGENT_MAX,
     DELEGATION_DEPTH_MAX, DELEGATION_TTL_SECONDS_MAX, DESCRIPTION_LEN_MAX, DEVICE_NAME_LEN_MAX,
-    DISPLAY_NAME_LEN_MAX, ED25519_PUBLIC_KEY_LEN, EMAIL_LEN_MAX, FieldError, PLATFORM_LEN_MAX,
-    REASON_LEN_MAX, SCOPES_PER_TOKEN_MAX, SESSION_TTL_SECONDS_MAX, TASK_LEN_MAX,
+    DISPLAY_NAME_LEN_MAX, ED25519_PUBLIC_KEY_LEN, EMAIL_LEN_MAX, FieldError, HUMANS_PER_IMPORT_MAX,
+    PLATFORM_LEN_MAX, REASON_LEN_MAX, SCOPES_PER_TOKEN_MAX, SESSION_TTL_SECONDS_MAX, TASK_LEN_MAX,
     TOKEN_TTL_SECONDS_MAX, TOOLS_PER_SERVICE_MAX,
 };
 
@@ -45,6 +45,7 @@ pub fn command(kind: &CommandKind, now_unix_s: u64) -> Result<(), FieldError> {
         CommandKind::CreateDelegation(command) => create_delegation(command, now_unix_s),
         CommandKind::RevokeDelegation(command) => revoke_delegation(command),
         CommandKind::RetireSigningKey(command) => retire_signing_key(command),
+        CommandKind::RegisterHumans(command) => register_humans(command),
     }
 }
 
@@ -57,6 +58,46 @@ pub fn register_human(command: &log::RegisterHuman) -> Result<(), FieldError> {
     }
     if !command.password_argon2id.is_empty() {
         limits::validate_argon2id_phc("password_argon2id", &command.password_argon2id)?;
+    }
+    Ok(())
+}
+
+/// Checks an import: 1 to [`HUMANS_PER_IMPORT_MAX`] humans, each passing [`register_human`]
+/// (its fields named `humans[i].…`), no id and no upstream identity twice.
+pub fn register_humans(command: &log::RegisterHumans) -> Result<(), FieldError> {
+    let humans = &command.humans;
+    if humans.is_empty() || HUMANS_PER_IMPORT_MAX < humans.len() {
+        return Err(FieldError::new(
+            "humans",
+            format!("has {} entries", humans.len()),
+            format!("1 to {HUMANS_PER_IMPORT_MAX} humans"),
+        ));
+    }
+    let mut human_ids = BTreeMap::new();
+    let mut upstream_ids = BTreeMap::new();
+    for (idx, human) in humans.iter().enumerate() {
+        let item = format!("humans[{idx}]");
+        register_human(human).map_err(|error| error.within(&item))?;
+        if let Some(first) = human_ids.insert(human.human_id.as_str(), idx) {
+            return Err(FieldError::new(
+                format!("{item}.human_id"),
+                format!("repeats humans[{first}].human_id {}", human.human_id),
+                "human ids unique within the request",
+            ));
+        }
+        if let Some(federated) = &human.federated
+            && let Some(first) =
+                upstream_ids.insert((federated.issuer.as_str(), federated.subject.as_str()), idx)
+        {
+            return Err(FieldError::new(
+                format!("{item}.federated"),
+                format!(
+                    "repeats humans[{first}].federated (subject {} of issuer {})",
+                    federated.subject, federated.issuer
+                ),
+                "each upstream identity once within the request",
+            ));
+        }
     }
     Ok(())
 }

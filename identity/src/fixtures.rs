@@ -121,6 +121,7 @@ impl_by! {
     CreateDelegation => CreateDelegation,
     RevokeDelegation => RevokeDelegation,
     RetireSigningKey => RetireSigningKey,
+    RegisterHumans => RegisterHumans,
 }
 
 /// Overrides for the envelope of a command.
@@ -172,6 +173,13 @@ pub fn human(id: &str) -> log::RegisterHuman {
         display_name: format!("{id} Example"),
         email: format!("{id}@example.com"),
         ..Default::default()
+    }
+}
+
+/// An import of the humans `ids`, each as [`human`] makes it.
+pub fn humans(ids: &[&str]) -> log::RegisterHumans {
+    log::RegisterHumans {
+        humans: ids.iter().map(|id| human(id)).collect(),
     }
 }
 

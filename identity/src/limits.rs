@@ -82,6 +82,14 @@ pub const DEVICE_NAME_LEN_MAX: usize = 128;
 pub const PLATFORM_LEN_MAX: usize = 64;
 /// Most credentials one `ChangeCredentials` may add or remove.
 pub const CREDENTIAL_CHANGES_MAX: usize = CREDENTIALS_PER_AGENT_MAX;
+/// Most humans one `RegisterHumans` may register. One import then adds at most as many events
+/// as a full proposer entry of single registrations does (1024 commands), so one command never
+/// makes an entry's apply much longer than today's largest. The request's byte limit (64 KiB at
+/// the API) is the other bound, and the smaller one for larger records: 1000 records of an id,
+/// a name and an email (about 60 bytes each) fit, federated ones (about 120 bytes) fit about
+/// 500 to a request. The command is no larger than the request (an import carries no password
+/// hashes), so its entry stays far below the peer message limit (64 MiB).
+pub const HUMANS_PER_IMPORT_MAX: usize = 1000;
 
 // Relationships between the limits, checked at compile time. Agent kinds share the id charset and
 // must fit wherever an id fits; a batch position must fit the event's u32 field.
@@ -129,6 +137,15 @@ impl FieldError {
             field: field.into(),
             problem: problem.into(),
             allowed: allowed.into(),
+        }
+    }
+
+    /// The same error for a field inside `parent`, e.g. `email` inside `humans[3]` becomes
+    /// `humans[3].email`: how a list's rule names the item that broke a rule for one item.
+    pub fn within(self, parent: &str) -> Self {
+        Self {
+            field: format!("{parent}.{}", self.field),
+            ..self
         }
     }
 

@@ -795,6 +795,7 @@ fn coherent_actor(kind: &CommandKind, pick: u8) -> Actor {
     let admin_or = |other: Actor| if pick % 4 == 0 { admin() } else { other };
     match kind {
         CommandKind::RegisterHuman(_)
+        | CommandKind::RegisterHumans(_)
         | CommandKind::RegisterAgent(_)
         | CommandKind::RegisterService(_)
         | CommandKind::UpdateService(_) => admin(),
@@ -872,6 +873,7 @@ fn session_principal(session_id: &str) -> Actor {
 fn arb_kind(dirt: Dirt) -> BoxedStrategy<CommandKind> {
     Union::new_weighted(vec![
         (5, arb_register_human(dirt)),
+        (2, arb_register_humans(dirt)),
         (4, arb_register_agent(dirt)),
         (3, arb_register_service(dirt)),
         (18, arb_issue_token(dirt)),
@@ -895,6 +897,18 @@ fn arb_kind(dirt: Dirt) -> BoxedStrategy<CommandKind> {
 }
 
 fn arb_register_human(dirt: Dirt) -> BoxedStrategy<CommandKind> {
+    arb_human(dirt).prop_map(CommandKind::RegisterHuman).boxed()
+}
+
+/// An import of one to four humans, each as [`arb_register_human`] makes them (so ids may repeat
+/// within the import, or name a human already registered).
+fn arb_register_humans(dirt: Dirt) -> BoxedStrategy<CommandKind> {
+    proptest::collection::vec(arb_human(dirt), 1..=4)
+        .prop_map(|humans| CommandKind::RegisterHumans(log::RegisterHumans { humans }))
+        .boxed()
+}
+
+fn arb_human(dirt: Dirt) -> BoxedStrategy<log::RegisterHuman> {
     let password = or_invalid(
         prop_oneof![Just(String::new()), Just(PHC.to_owned())],
         Just("plain".to_owned()),
@@ -908,14 +922,12 @@ fn arb_register_human(dirt: Dirt) -> BoxedStrategy<CommandKind> {
         password,
     )
         .prop_map(
-            |(human_id, display_name, email, federated, password_argon2id)| {
-                CommandKind::RegisterHuman(log::RegisterHuman {
-                    human_id,
-                    display_name,
-                    email,
-                    federated,
-                    password_argon2id,
-                })
+            |(human_id, display_name, email, federated, password_argon2id)| log::RegisterHuman {
+                human_id,
+                display_name,
+                email,
+                federated,
+                password_argon2id,
             },
         )
         .boxed()

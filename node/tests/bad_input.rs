@@ -105,6 +105,7 @@ enum Call {
         audience: String,
     },
     RegisterHuman(Auth, api::RegisterHumanRequest),
+    RegisterHumans(Auth, api::RegisterHumansRequest),
     GetAgent(Auth, api::GetAgentRequest),
     RegisterAgent(Auth, api::RegisterAgentRequest),
     RegisterService(Auth, api::RegisterServiceRequest),
@@ -130,6 +131,8 @@ enum Expect {
     /// This status code and this ErrorInfo reason ("" when the status is tonic's own and
     /// carries no ErrorInfo).
     Error(Code, &'static str),
+    /// As `Error`, and the message contains this text (the item or the limit it names).
+    ErrorSaying(Code, &'static str, &'static str),
     /// Revoke answers OK with changed=false, at the current applied seq.
     RevokeUnchanged,
 }
@@ -184,6 +187,11 @@ async fn run(node: &Node, call: &Call) -> Result<Reply, Status> {
         Call::RegisterHuman(auth, request) => node
             .identity()
             .register_human(auth.request(node, request))
+            .await
+            .map(|r| Reply::Other(format!("{:?}", r.into_inner()))),
+        Call::RegisterHumans(auth, request) => node
+            .identity()
+            .register_humans(auth.request(node, request))
             .await
             .map(|r| Reply::Other(format!("{:?}", r.into_inner()))),
         Call::GetAgent(auth, request) => node
@@ -321,6 +329,20 @@ fn judge(expect: Expect, result: Result<Reply, Status>, applied_seq: u64) -> Res
             }
             if status.message().is_empty() {
                 return Err("the status has no message".to_string());
+            }
+            Ok(())
+        }
+        (Expect::ErrorSaying(code, reason, text), Err(status)) => {
+            judge(
+                Expect::Error(code, reason),
+                Err(status.clone()),
+                applied_seq,
+            )?;
+            if !status.message().contains(text) {
+                return Err(format!(
+                    "want a message saying {text:?}, got {:?}",
+                    short(status.message())
+                ));
             }
             Ok(())
         }
@@ -1485,7 +1507,7 @@ async fn bad_tokens_are_inactive_and_change_nothing() {
 // ---------------------------------------------------------------------------------------------
 
 fn request_cases(f: &Fixture) -> Vec<Case> {
-    use Expect::{Error, RevokeUnchanged};
+    use Expect::{Error, ErrorSaying, RevokeUnchanged};
     let admin = || Auth::Admin;
     let agent = || Auth::Agent(f.agent.clone());
     let human = |human_id: &str| api::RegisterHumanRequest {
@@ -1525,6 +1547,23 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
         auth,
         token: f.live.access_token.clone(),
         audience: AUD.into(),
+    };
+    // An import of `count` humans `import-{prefix}-{i}`.
+    let import = |prefix: &str, count: usize| api::RegisterHumansRequest {
+        humans: (0..count)
+            .map(|i| api::NewHuman {
+                human_id: format!("import-{prefix}-{i}"),
+                display_name: "X".into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    // An import of three humans whose `idx`th is changed by `change`.
+    let import_with = |idx: usize, change: fn(&mut api::NewHuman)| {
+        let mut request = import("bad", 3);
+        change(&mut request.humans[idx]);
+        request
     };
     let many_scopes = vec!["a".to_string(); 10_000];
     let scopes_65: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
@@ -1624,7 +1663,19 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
             ),
             Error(Code::Unauthenticated, "CREDENTIAL_INVALID"),
         ),
+        case(
+            "auth",
+            "RegisterHumans without authorization",
+            Call::RegisterHumans(Auth::None, import("nobody", 2)),
+            Error(Code::Unauthenticated, "CREDENTIAL_MISSING"),
+        ),
         // Permissions.
+        case(
+            "auth",
+            "agent calls RegisterHumans",
+            Call::RegisterHumans(agent(), import("by-agent", 2)),
+            Error(Code::PermissionDenied, "PERMISSION_DENIED"),
+        ),
         case(
             "auth",
             "agent calls RegisterHuman",
@@ -1988,6 +2039,64 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
         ),
         case(
             "40",
+            "RegisterHumans of 1001 humans (limit 1000)",
+            Call::RegisterHumans(admin(), import("over", 1001)),
+            ErrorSaying(Code::InvalidArgument, "LIST_TOO_LONG", "at most 1000"),
+        ),
+        case(
+            "40",
+            // 2,000 ids of 64 bytes: under the count limit, over the request limit.
+            "RegisterHumans over 64 KiB",
+            Call::RegisterHumans(
+                admin(),
+                api::RegisterHumansRequest {
+                    humans: (0..1000)
+                        .map(|i| api::NewHuman {
+                            human_id: format!("{i:0>64}"),
+                            display_name: "x".repeat(64),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+            ),
+            Error(Code::OutOfRange, ""),
+        ),
+        case(
+            "39",
+            "RegisterHumans of no humans",
+            Call::RegisterHumans(admin(), import("none", 0)),
+            ErrorSaying(
+                Code::InvalidArgument,
+                "FIELD_REQUIRED",
+                "humans has 0 items",
+            ),
+        ),
+        case(
+            "39",
+            "RegisterHumans with a display_name of 257 bytes at index 2",
+            Call::RegisterHumans(
+                admin(),
+                import_with(2, |it| it.display_name = "d".repeat(257)),
+            ),
+            ErrorSaying(
+                Code::InvalidArgument,
+                "FIELD_TOO_LONG",
+                "humans[2].display_name",
+            ),
+        ),
+        case(
+            "39",
+            "RegisterHumans with an empty human_id at index 1",
+            Call::RegisterHumans(admin(), import_with(1, |it| it.human_id = String::new())),
+            ErrorSaying(
+                Code::InvalidArgument,
+                "FIELD_REQUIRED",
+                "humans[1].human_id",
+            ),
+        ),
+        case(
+            "40",
             "Verify audience of 257 bytes",
             Call::Verify {
                 auth: admin(),
@@ -2123,6 +2232,29 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
             RevokeUnchanged,
         ),
         // Domain conflicts.
+        case(
+            "dup",
+            "RegisterHumans repeating an id within the request",
+            Call::RegisterHumans(
+                admin(),
+                import_with(2, |it| it.human_id = "import-bad-0".into()),
+            ),
+            ErrorSaying(
+                Code::InvalidArgument,
+                "FIELD_INVALID",
+                "humans[2].human_id repeats humans[0]",
+            ),
+        ),
+        case(
+            "dup",
+            "RegisterHumans with an existing id at index 1",
+            Call::RegisterHumans(admin(), import_with(1, |it| it.human_id = "owner".into())),
+            ErrorSaying(
+                Code::AlreadyExists,
+                "ALREADY_EXISTS",
+                "humans[1]: human owner already exists",
+            ),
+        ),
         case(
             "dup",
             "RegisterHuman of an existing id",

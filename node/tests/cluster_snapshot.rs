@@ -224,32 +224,56 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 
 /// Events in the large-snapshot test.
 const LARGE_EVENTS: u64 = 1_000_000;
-/// Concurrent writers loading them.
-const LOADERS: usize = 64;
+/// Humans per `RegisterHumans` call: the import limit (`warrant_identity::limits::HUMANS_PER_IMPORT_MAX`).
+const HUMANS_PER_IMPORT: u64 = 1_000;
+/// Concurrent loaders: enough to keep a proposer entry in flight while the next is decided.
+const LOADERS: u64 = 4;
+
+/// One loader's `batch`-th import: humans `l{loader}-{n}`, each with a name and an email as an
+/// HR export would carry them.
+fn import(loader: u64, batch: u64) -> api::RegisterHumansRequest {
+    let humans = (0..HUMANS_PER_IMPORT)
+        .map(|i| {
+            let human_id = format!("l{loader}-{}", batch * HUMANS_PER_IMPORT + i);
+            api::NewHuman {
+                display_name: format!("Human {human_id}"),
+                email: format!("{human_id}@example.com"),
+                human_id,
+                ..Default::default()
+            }
+        })
+        .collect();
+    api::RegisterHumansRequest {
+        humans,
+        ..Default::default()
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_event_snapshot_streams_without_memory_growing_with_it() {
     let mut cluster = Cluster::start(1).await;
     let node = cluster.node(1);
+    let seq_before = node.digest().await.applied_seq;
     let started = Instant::now();
     let mut loaders = Vec::new();
-    let per_loader = LARGE_EVENTS / LOADERS as u64 + 1;
+    let imports_per_loader = LARGE_EVENTS / HUMANS_PER_IMPORT / LOADERS;
     for loader in 0..LOADERS {
         let channel = node.channel();
         let admin = node.admin_auth();
         loaders.push(tokio::spawn(async move {
             let mut client = api::identity_service_client::IdentityServiceClient::new(channel);
-            for i in 0..per_loader {
-                let request = support::with_auth(
-                    Some(&admin),
-                    api::RegisterHumanRequest {
-                        human_id: format!("l{loader}-{i}"),
-                        display_name: "h".into(),
-                        email: String::new(),
-                        ..Default::default()
-                    },
+            for batch in 0..imports_per_loader {
+                let request = support::with_auth(Some(&admin), import(loader, batch));
+                let reply = client
+                    .register_humans(request)
+                    .await
+                    .expect("load")
+                    .into_inner();
+                assert_eq!(
+                    reply.seq - reply.first_seq + 1,
+                    HUMANS_PER_IMPORT,
+                    "{reply:?}"
                 );
-                client.register_human(request).await.expect("load");
             }
         }));
     }
@@ -259,6 +283,11 @@ async fn a_million_event_snapshot_streams_without_memory_growing_with_it() {
     let loaded_in = started.elapsed();
     let digest = node.digest().await;
     assert!(digest.applied_seq >= LARGE_EVENTS);
+    assert_eq!(
+        digest.applied_seq,
+        seq_before + LARGE_EVENTS,
+        "one event per human"
+    );
     // Building a snapshot of a million events takes longer than the harness's RPC deadline.
     let unhurried = tonic::transport::Channel::from_shared(format!("http://{}", node.addr()))
         .expect("endpoint")

@@ -11,6 +11,7 @@ use warrant_proto::{
 };
 
 use crate::{
+    keys,
     limits::FieldError,
     query,
     state::{StateError, StateRead, WriteSet},
@@ -50,22 +51,44 @@ pub(super) struct Context<'a> {
     pub(super) actor: &'a log::Actor,
     /// The same actor, typed.
     pub(super) caller: Caller<'a>,
-    /// The seq its event gets, if it makes one.
+    /// The seq its event gets, if it makes one; a command that makes several gives them this seq
+    /// and the ones after it.
     pub(super) seq: u64,
     pub(super) time_unix_ms: u64,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
     /// The batch stamp in whole seconds, the unit of every expiry.
     pub(super) fn now_unix_s(&self) -> u64 {
         self.time_unix_ms / 1000
     }
+
+    /// The context of this command's event number `offset` (0 is its first), for a command that
+    /// makes several. Err only when no seq is left, which only a corrupt store's last seq causes.
+    pub(super) fn event_at(&self, offset: usize) -> Result<Context<'a>, StateError> {
+        let seq = u64::try_from(offset)
+            .ok()
+            .and_then(|offset| self.seq.checked_add(offset))
+            .ok_or_else(|| {
+                StateError::corrupt(keys::LAST_SEQ, "no seq left for every event of a command")
+            })?;
+        Ok(Context {
+            actor: self.actor,
+            caller: self.caller,
+            seq,
+            time_unix_ms: self.time_unix_ms,
+        })
+    }
 }
 
-/// What an accepted command changes: one event plus the projection rows it writes. A command
+/// What an accepted command changes: its events plus the projection rows it writes. A command
 /// accepted as a no-op (nothing to change) has no `Change`.
 pub(super) struct Change {
+    /// The first event, at [`Context::seq`]: every change has one.
     pub(super) event_kind: EventKind,
+    /// The events after it, at the seqs that follow, for a command that changes several things
+    /// at once (`RegisterHumans`: one event per human). Empty for every other command.
+    pub(super) later_event_kinds: Vec<EventKind>,
     pub(super) writes: WriteSet,
     /// The claims to return, for `IssueToken`.
     pub(super) token_issued: Option<log::TokenIssued>,
@@ -79,6 +102,7 @@ impl Change {
     pub(super) fn new(event_kind: EventKind, writes: WriteSet) -> Self {
         Self {
             event_kind,
+            later_event_kinds: Vec::new(),
             writes,
             token_issued: None,
             session_started: None,
@@ -114,6 +138,20 @@ impl From<StateError> for Refusal {
 impl From<FieldError> for Refusal {
     fn from(error: FieldError) -> Self {
         reject(RejectReason::InvalidCommand, error.to_string())
+    }
+}
+
+impl Refusal {
+    /// The same refusal about a part of the command, named `part` (e.g. `humans[3]`): a domain
+    /// rejection's message is prefixed with it; a store failure stays as it is.
+    pub(super) fn about(self, part: &str) -> Self {
+        match self {
+            Refusal::Reject(rejected) => Refusal::Reject(log::Rejected {
+                message: format!("{part}: {}", rejected.message),
+                ..rejected
+            }),
+            storage @ Refusal::Storage(_) => storage,
+        }
     }
 }
 

@@ -7,12 +7,12 @@ use warrant_proto::{
 };
 
 use super::{
-    context::{Change, Context, Decision, existing_agent, reject},
+    context::{Change, Context, Decision, Refusal, existing_agent, reject},
     permissions::{require_admin, require_admin_or_owner},
 };
 use crate::{
     check, keys, query,
-    state::{StateRead, WriteSet},
+    state::{Overlay, StateRead, WriteSet},
 };
 
 pub(super) fn register_human(
@@ -22,7 +22,46 @@ pub(super) fn register_human(
 ) -> Decision {
     require_admin(context, "register humans")?;
     check::register_human(command)?;
+    Ok(Some(new_human(state, context, command)?))
+}
 
+/// An import: every human decided as [`register_human`] decides one, each against the state
+/// plus the humans before it, at consecutive seqs. The first refusal refuses the whole command,
+/// prefixed with the index of the human it is about, and nothing is written.
+pub(super) fn register_humans(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::RegisterHumans,
+) -> Decision {
+    require_admin(context, "register humans")?;
+    check::register_humans(command)?;
+
+    let mut registered = Overlay::new(state);
+    let mut event_kinds = Vec::with_capacity(command.humans.len());
+    for (idx, human) in command.humans.iter().enumerate() {
+        let change = new_human(&registered, &context.event_at(idx)?, human)
+            .map_err(|refusal| refusal.about(&format!("humans[{idx}]")))?;
+        registered.write(change.writes);
+        event_kinds.push(change.event_kind);
+    }
+    let mut event_kinds = event_kinds.into_iter();
+    let Some(first) = event_kinds.next() else {
+        // `check::register_humans` refuses an empty list; an import of none changes nothing.
+        return Ok(None);
+    };
+    Ok(Some(Change {
+        later_event_kinds: event_kinds.collect(),
+        ..Change::new(first, registered.into_writes())
+    }))
+}
+
+/// The decision on one human, after the permission and field checks: refused when the id or its
+/// upstream identity is taken, else its rows and its `HumanRegistered` event at `context.seq`.
+fn new_human(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::RegisterHuman,
+) -> Result<Change, Refusal> {
     let key = keys::human(&command.human_id);
     if state.get(&key)?.is_some() {
         return Err(reject(
@@ -66,7 +105,7 @@ pub(super) fn register_human(
         federated: command.federated.clone(),
         has_password: !command.password_argon2id.is_empty(),
     };
-    Ok(Some(Change::new(EventKind::HumanRegistered(event), writes)))
+    Ok(Change::new(EventKind::HumanRegistered(event), writes))
 }
 
 pub(super) fn register_agent(

@@ -1,4 +1,4 @@
-//! Humans: registering, updating, reading and listing them.
+//! Humans: registering (one, or an import of many), updating, reading and listing them.
 
 use tonic::Request;
 use warrant_identity::{limits, query};
@@ -9,7 +9,12 @@ use super::{
     replies::{ReadBack, get},
     write::{Page, commit_and_read_back, take_idempotency_key},
 };
-use crate::{context::Context, error::ApiError, storage::storage};
+use crate::{
+    context::{Context, command},
+    error::ApiError,
+    storage::storage,
+    validate,
+};
 
 pub(super) async fn register(
     context: &Context,
@@ -20,7 +25,7 @@ pub(super) async fn register(
     let key = take_idempotency_key(&mut request.idempotency_key)?;
     // Fields are checked once, on the command built below (`Context::commit`); only the
     // plaintext password, which the command never holds, is checked here, before hashing.
-    let federated = federated_identity(&request);
+    let federated = federated_identity(&request.federated_issuer, &request.federated_subject);
     let password_argon2id = if request.password.is_empty() {
         String::new()
     } else {
@@ -53,12 +58,48 @@ pub(super) async fn register(
     })
 }
 
+/// An import: every human in one command, all or none (see `warrant.v1.RegisterHumans`).
+pub(super) async fn register_many(
+    context: &Context,
+    request: Request<api::RegisterHumansRequest>,
+) -> Result<api::RegisterHumansResponse, ApiError> {
+    let caller = context.admin(request.metadata()).await?;
+    let mut request = request.into_inner();
+    let key = take_idempotency_key(&mut request.idempotency_key)?;
+    // The list is bounded here, with its own reason (LIST_TOO_LONG), before it is read; each
+    // human's fields, and ids unique within the list, are checked once, in `Context::commit`.
+    validate::list_len(
+        "humans",
+        request.humans.len(),
+        1,
+        limits::HUMANS_PER_IMPORT_MAX,
+    )?;
+    let humans = request
+        .humans
+        .iter()
+        .map(|human| log::RegisterHuman {
+            human_id: human.human_id.clone(),
+            display_name: human.display_name.clone(),
+            email: human.email.clone(),
+            federated: federated_identity(&human.federated_issuer, &human.federated_subject),
+            password_argon2id: String::new(),
+        })
+        .collect();
+    let kind = log::command::Kind::RegisterHumans(log::RegisterHumans { humans });
+    let accepted = context
+        .commit(command(&caller, &key, "RegisterHumans", &request, kind))
+        .await?;
+    // The list is 1 to HUMANS_PER_IMPORT_MAX long, and its events end at `accepted.seq`.
+    let later_events = request.humans.len() as u64 - 1;
+    Ok(api::RegisterHumansResponse {
+        first_seq: accepted.seq.saturating_sub(later_events),
+        seq: accepted.seq,
+    })
+}
+
 /// The upstream identity a human logs in as, if the registration names one.
-fn federated_identity(request: &api::RegisterHumanRequest) -> Option<log::FederatedIdentity> {
-    match (
-        request.federated_issuer.as_str(),
-        request.federated_subject.as_str(),
-    ) {
+fn federated_identity(issuer: &str, subject: &str) -> Option<log::FederatedIdentity> {
+    match (issuer, subject) {
         ("", "") => None,
         (issuer, subject) => Some(log::FederatedIdentity {
             issuer: issuer.to_string(),

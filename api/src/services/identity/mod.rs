@@ -36,6 +36,15 @@ impl IdentityService for IdentityApi {
         ))
     }
 
+    async fn register_humans(
+        &self,
+        request: Request<api::RegisterHumansRequest>,
+    ) -> Result<Response<api::RegisterHumansResponse>, Status> {
+        Ok(Response::new(
+            humans::register_many(&self.context, request).await?,
+        ))
+    }
+
     async fn get_human(
         &self,
         request: Request<api::GetHumanRequest>,

@@ -92,6 +92,240 @@ fn register_human_rejections() {
     }
 }
 
+// RegisterHumans.
+
+const UPSTREAM: &str = "https://hr.example";
+
+/// Subject `subject` of [`UPSTREAM`].
+fn upstream(subject: &str) -> log::FederatedIdentity {
+    log::FederatedIdentity {
+        issuer: UPSTREAM.to_owned(),
+        subject: subject.to_owned(),
+    }
+}
+
+/// Three humans with every field a human can carry: plain, federated, with a password.
+fn three_humans() -> Vec<log::RegisterHuman> {
+    vec![
+        human("ann"),
+        log::RegisterHuman {
+            federated: Some(upstream("ben-1")),
+            ..human("ben")
+        },
+        log::RegisterHuman {
+            password_argon2id: PHC.to_owned(),
+            ..human("cat")
+        },
+    ]
+}
+
+/// Every row but events and idempotency rows: the projection reads are answered from.
+fn projection(replica: &Replica) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let rows = replica.state.scan(b"", b"", usize::MAX).unwrap();
+    rows.into_iter()
+        .filter(|(key, _)| {
+            !key.starts_with(keys::EVENT_PREFIX) && !key.starts_with(keys::IDEMPOTENCY_PREFIX)
+        })
+        .collect()
+}
+
+#[test]
+fn an_import_writes_what_single_registrations_write() {
+    let bodies = three_humans();
+    let mut singly = Replica::world();
+    let mut at_once = singly.clone();
+    let seq_before = singly.seq();
+    let one_by_one = singly.apply(T1, bodies.iter().map(|it| it.clone().by(admin())).collect());
+    let import = log::RegisterHumans { humans: bodies }.by(admin());
+    let imported = at_once.apply(T1, vec![import.clone()]);
+
+    assert_eq!(
+        imported.outcomes,
+        [accepted(Accepted {
+            seq: seq_before + 3,
+            changed: true,
+            ..Default::default()
+        })]
+    );
+    assert_eq!(at_once.seq(), seq_before + 3);
+    assert_eq!(one_by_one.events.len(), 3, "{:?}", one_by_one.outcomes);
+    assert_eq!(imported.events.len(), 3);
+    for (idx, (single, event)) in one_by_one.events.iter().zip(&imported.events).enumerate() {
+        // One command: one idempotency key and one batch position for all its events.
+        assert_eq!(event.idempotency_key, import.idempotency_key, "event {idx}");
+        assert_eq!(event.batch_position, 0, "event {idx}");
+        // Otherwise the same bytes, seqs included: the singles ran from the same seq.
+        let as_single = log::Event {
+            idempotency_key: single.idempotency_key.clone(),
+            batch_position: single.batch_position,
+            ..event.clone()
+        };
+        assert_eq!(
+            as_single.encode_to_vec(),
+            single.encode_to_vec(),
+            "event {idx}"
+        );
+    }
+    assert_eq!(
+        query::events(&at_once.state, seq_before + 1, 10).unwrap(),
+        imported.events
+    );
+    // The same rows: humans (created at their own event's seq), the upstream identity's index.
+    assert_eq!(projection(&at_once), projection(&singly));
+    let ben = query::human(&at_once.state, "ben").unwrap().unwrap();
+    assert_eq!(ben.created_seq, seq_before + 2);
+    assert_eq!(
+        at_once
+            .state
+            .get(&keys::federated(UPSTREAM, "ben-1"))
+            .unwrap(),
+        Some(b"ben".to_vec())
+    );
+}
+
+#[test]
+fn an_import_is_one_command_among_others() {
+    let mut replica = Replica::world();
+    let seq_before = replica.seq();
+    // Later commands in the batch see the imported humans, and take the seqs after theirs.
+    let applied = replica.apply(
+        T1,
+        vec![
+            log::RegisterHumans {
+                humans: vec![human("ann"), human("ben")],
+            }
+            .by(admin()),
+            agent("ann-bot", "ann").by(admin()),
+            register_human("ben"),
+        ],
+    );
+    assert_eq!(accepted_of(&applied.outcomes[0]).seq, seq_before + 2);
+    assert_eq!(accepted_of(&applied.outcomes[1]).seq, seq_before + 3);
+    assert_eq!(reason_of(&applied.outcomes[2]), RejectReason::AlreadyExists);
+    let seqs: Vec<(u64, u32)> = applied
+        .events
+        .iter()
+        .map(|it| (it.seq, it.batch_position))
+        .collect();
+    assert_eq!(
+        seqs,
+        [
+            (seq_before + 1, 0),
+            (seq_before + 2, 0),
+            (seq_before + 3, 1)
+        ]
+    );
+}
+
+#[test]
+fn an_import_retried_replays_and_a_reused_key_is_refused() {
+    let mut replica = Replica::world();
+    let import = log::RegisterHumans {
+        humans: three_humans(),
+    }
+    .by(admin());
+    let applied = replica.apply(T1, vec![import.clone()]);
+    let first = accepted_of(&applied.outcomes[0]);
+    let digest_before = replica.digest();
+    let retried = replica.apply(T1 + 1_000, vec![import.clone()]);
+    assert_eq!(
+        accepted_of(&retried.outcomes[0]),
+        Accepted {
+            replayed: true,
+            ..first
+        }
+    );
+    assert_eq!(retried.events, []);
+    assert_eq!(replica.digest(), digest_before);
+    let other = log::RegisterHumans {
+        humans: vec![human("dan")],
+    }
+    .by(admin())
+    .key(&import.idempotency_key);
+    check_rejected(
+        replica,
+        other,
+        RejectReason::IdempotencyKeyReused,
+        &format!(
+            "idempotency key {} was already used by this actor for a different request; \
+             allowed: a new key per request",
+            import.idempotency_key
+        ),
+    );
+}
+
+#[test]
+fn an_import_with_one_bad_human_writes_nothing() {
+    use RejectReason::*;
+    let import =
+        |bodies: Vec<log::RegisterHuman>| log::RegisterHumans { humans: bodies }.by(admin());
+    let with = |idx: usize, change: fn(&mut log::RegisterHuman)| {
+        let mut bodies = three_humans();
+        change(&mut bodies[idx]);
+        import(bodies)
+    };
+    let many = |count: usize| import((0..count).map(|idx| human(&format!("h{idx}"))).collect());
+    let cases: Vec<(Command, RejectReason, String)> = vec![
+        (
+            with(2, |it| it.email = format!("{}@x", "z".repeat(253))),
+            InvalidCommand,
+            "humans[2].email is 255 bytes long; allowed: up to 254 bytes of text without control characters".to_owned(),
+        ),
+        (
+            with(1, |it| it.human_id = String::new()),
+            InvalidCommand,
+            "humans[1].human_id is empty; allowed: 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit".to_owned(),
+        ),
+        (
+            with(2, |it| it.human_id = "ann".to_owned()),
+            InvalidCommand,
+            "humans[2].human_id repeats humans[0].human_id ann; allowed: human ids unique within the request".to_owned(),
+        ),
+        (
+            with(2, |it| it.federated = Some(upstream("ben-1"))),
+            InvalidCommand,
+            format!(
+                "humans[2].federated repeats humans[1].federated (subject ben-1 of issuer {UPSTREAM}); allowed: each upstream identity once within the request"
+            ),
+        ),
+        (
+            with(1, |it| it.human_id = "alice".to_owned()),
+            AlreadyExists,
+            "humans[1]: human alice already exists".to_owned(),
+        ),
+        (
+            with(2, |it| it.federated = Some(upstream("taken"))),
+            FederatedIdentityTaken,
+            format!("humans[2]: subject taken of issuer {UPSTREAM} already names human fay"),
+        ),
+        (import(Vec::new()), InvalidCommand, "humans has 0 entries; allowed: 1 to 1000 humans".to_owned()),
+        (many(1001), InvalidCommand, "humans has 1001 entries; allowed: 1 to 1000 humans".to_owned()),
+        (
+            log::RegisterHumans { humans: three_humans() }.by(human_actor("alice")),
+            PermissionDenied,
+            "only an admin may register humans".to_owned(),
+        ),
+        (
+            log::RegisterHumans { humans: three_humans() }.by(agent_actor("bot")),
+            PermissionDenied,
+            "only an admin may register humans".to_owned(),
+        ),
+    ];
+    let mut base = Replica::world();
+    base.set_up([log::RegisterHuman {
+        federated: Some(upstream("taken")),
+        ..human("fay")
+    }
+    .by(admin())]);
+    for (command, reason, message) in cases {
+        check_rejected(base.clone(), command, reason, &message);
+    }
+    // The limit itself is accepted.
+    let mut replica = base.clone();
+    let applied = replica.apply(T1, vec![many(1000)]);
+    assert_eq!(applied.events.len(), 1000, "{:?}", applied.outcomes);
+}
+
 // RegisterAgent.
 
 #[test]
