@@ -275,3 +275,35 @@ async fn is_present(channel: &Channel, admin_token: &str, human_id: &str) -> any
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_write_counts_only_writes_sent_after_the_kill() {
+        let kill = Instant::now();
+        let ms = Duration::from_millis;
+        let ack = |sent: Instant, acknowledged: Instant| Ack {
+            human_id: String::new(),
+            sent,
+            acknowledged,
+        };
+        let writers = Writers {
+            admin_token: String::new(),
+            addrs: Vec::new(),
+            tag: String::new(),
+            // Pushed in arrival order: a write sent before the kill, acknowledged late by the
+            // new leader, does not count; of those sent after, the earliest acknowledgement does.
+            acks: Mutex::new(vec![
+                ack(kill - ms(5), kill + ms(100)),
+                ack(kill + ms(10), kill + ms(400)),
+                ack(kill + ms(20), kill + ms(300)),
+            ]),
+            failed: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        };
+        assert_eq!(first_ack_sent_after(&writers, kill), Some(ms(300)));
+        assert_eq!(first_ack_sent_after(&writers, kill + ms(30)), None);
+    }
+}

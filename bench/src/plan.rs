@@ -60,7 +60,7 @@ impl Plan {
                 concurrencies: vec![1, 16, 64, 256],
                 repeats: 3,
                 warmup: Duration::from_secs(1),
-                measure: Duration::from_secs(3),
+                measure: Duration::from_millis(2500),
                 reach_samples: 1000,
                 failovers_per_repeat: 1,
                 budget: FULL_BUDGET,

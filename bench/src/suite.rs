@@ -79,7 +79,7 @@ impl Suite {
             .context("the anchors panicked")??;
         let mut clusters = self.start(&dir, repeat).await?;
         let runs = self.load_runs(&clusters, repeat).await?;
-        let memory = memory(&clusters, repeat);
+        let memory = memory(&clusters, clusters.etcd.leader().await?, repeat);
         let reach = if repeat == 0 && 0 < self.plan.reach_samples {
             self.progress
                 .set_message("revocation reach under mixed load");
@@ -276,15 +276,18 @@ impl Suite {
     }
 }
 
-/// Every node's and member's memory now.
-fn memory(c: &Clusters, repeat: usize) -> Vec<MemoryRecord> {
+/// Every node's and member's memory now, named by role (`warrant leader`, `warrant follower`,
+/// `etcd leader`, `etcd follower`): leaders do more work, and the leader changes between
+/// repeats.
+fn memory(c: &Clusters, etcd_leader: usize, repeat: usize) -> Vec<MemoryRecord> {
+    let role = |leads: bool| if leads { "leader" } else { "follower" };
     let mut memory: Vec<MemoryRecord> = c
         .warrant
         .live()
         .into_iter()
         .map(|id| MemoryRecord {
             repeat,
-            process: format!("warrant-{id}"),
+            process: format!("warrant {}", role(id == c.leader)),
             memory: c.warrant.memory(id),
         })
         .collect();
@@ -292,9 +295,10 @@ fn memory(c: &Clusters, repeat: usize) -> Vec<MemoryRecord> {
         c.etcd
             .memory()
             .into_iter()
-            .map(|(process, memory)| MemoryRecord {
+            .enumerate()
+            .map(|(index, (_, memory))| MemoryRecord {
                 repeat,
-                process,
+                process: format!("etcd {}", role(index == etcd_leader)),
                 memory,
             }),
     );

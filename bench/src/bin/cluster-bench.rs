@@ -127,29 +127,7 @@ async fn run(args: &Args, run_dir: &Path) -> anyhow::Result<()> {
         run_dir: run_dir.to_path_buf(),
         progress: progress.clone(),
     };
-    let started_unix_s = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut results = Results {
-        date: utc_date(started_unix_s),
-        started_unix_s,
-        elapsed_s: 0.0,
-        machine: Machine::detect(run_dir),
-        setup: RunSetup {
-            mode: plan.mode_name().to_string(),
-            concurrencies: plan.concurrencies.clone(),
-            repeats: plan.repeats,
-            warmup_s: plan.warmup.as_secs_f64(),
-            measure_s: plan.measure.as_secs_f64(),
-            warrant_binary: warrant_bin.display().to_string(),
-            etcd_version: etcd_version(&args.etcd_bin),
-        },
-        anchors: Vec::new(),
-        runs: Vec::new(),
-        reach: None,
-        failovers: Vec::new(),
-        memory: Vec::new(),
-    };
+    let mut results = empty_results(&plan, &warrant_bin, &args.etcd_bin, run_dir);
     for repeat in 0..plan.repeats {
         let output = suite.repeat(repeat).await?;
         results.anchors.push(output.anchors);
@@ -174,6 +152,33 @@ async fn run(args: &Args, run_dir: &Path) -> anyhow::Result<()> {
     }
     println!("updated: {}", args.benchmarks_md.display());
     Ok(())
+}
+
+/// The results of a run about to start, with no measurement yet.
+fn empty_results(plan: &Plan, warrant_bin: &Path, etcd_bin: &Path, run_dir: &Path) -> Results {
+    let started_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Results {
+        date: utc_date(started_unix_s),
+        started_unix_s,
+        elapsed_s: 0.0,
+        machine: Machine::detect(run_dir),
+        setup: RunSetup {
+            mode: plan.mode_name().to_string(),
+            concurrencies: plan.concurrencies.clone(),
+            repeats: plan.repeats,
+            warmup_s: plan.warmup.as_secs_f64(),
+            measure_s: plan.measure.as_secs_f64(),
+            warrant_binary: warrant_bin.display().to_string(),
+            etcd_version: etcd_version(etcd_bin),
+        },
+        anchors: Vec::new(),
+        runs: Vec::new(),
+        reach: None,
+        failovers: Vec::new(),
+        memory: Vec::new(),
+    }
 }
 
 /// `--only procs`: both clusters start and elect, memory reads, a follower is SIGKILLed and

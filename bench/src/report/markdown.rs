@@ -199,12 +199,12 @@ fn memory(out: &mut String, results: &Results) {
         return;
     }
     let mut processes: Vec<&str> = results.memory.iter().map(|m| m.process.as_str()).collect();
-    processes.dedup();
     processes.sort_unstable();
     processes.dedup();
     let _ = writeln!(
         out,
-        "### Memory after the load runs\n\n| process | RSS MiB | peak RSS MiB |\n|---|---|---|"
+        "### Memory after the load runs\n\nEach process's resident set (VmRSS) and its peak (VmHWM) before the failover; \
+         followers are two per repeat.\n\n| process | RSS MiB | peak RSS MiB |\n|---|---|---|"
     );
     for process in processes {
         let of = |f: fn(&crate::procs::ProcMemory) -> u64| {

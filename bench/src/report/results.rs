@@ -46,7 +46,7 @@ pub struct RunRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemoryRecord {
     pub repeat: usize,
-    /// `warrant-1` … `warrant-3`, `etcd-1` … `etcd-3`.
+    /// `warrant leader`, `warrant follower`, `etcd leader` or `etcd follower`.
     pub process: String,
     pub memory: Option<ProcMemory>,
 }

@@ -103,7 +103,7 @@ fn results() -> Results {
         }],
         memory: vec![MemoryRecord {
             repeat: 0,
-            process: "warrant-1".into(),
+            process: "warrant leader".into(),
             memory: Some(ProcMemory {
                 rss_kib: 51_200,
                 hwm_kib: 102_400,
@@ -193,7 +193,10 @@ fn the_section_shows_the_computed_ratios() {
         section.contains("lost over all failovers: **0**"),
         "{section}"
     );
-    assert!(section.contains("| warrant-1 | 50.0 | 100 |"), "{section}");
+    assert!(
+        section.contains("| warrant leader | 50.0 | 100 |"),
+        "{section}"
+    );
     assert!(section.contains("](bench/results/c.svg)"), "{section}");
     assert!(!section.contains(BEGIN) && !section.contains(END));
 }
