@@ -51,6 +51,9 @@ struct Args {
     /// Only start both clusters, check leadership, memory, a node's kill and restart, and stop.
     #[arg(long, value_parser = ["procs"])]
     only: Option<String>,
+    /// Measure nothing: render the plots and the BENCHMARKS.md section from this results JSON.
+    #[arg(long)]
+    report_from: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,6 +97,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, run_dir: &Path) -> anyhow::Result<()> {
+    if let Some(json) = &args.report_from {
+        let results = Results::read_json(json)?;
+        let written = report::write(&results, &args.out_dir, &args.benchmarks_md)?;
+        println!("plots: {}", written.throughput_svg.display());
+        println!("updated: {}", args.benchmarks_md.display());
+        return Ok(());
+    }
     let warrant_bin = match &args.warrant_bin {
         Some(path) => path.clone(),
         None => std::env::current_exe()

@@ -45,10 +45,24 @@ fn color(index: usize) -> RGBColor {
 
 /// Throughput (median over repeats) against concurrency, one line per scenario and target.
 pub fn throughput(rows: &[Row], path: &Path) -> anyhow::Result<()> {
-    let max_rate = rows.iter().map(|r| r.per_second.max).fold(1.0, f64::max);
-    let max_c = rows.iter().map(|r| r.concurrency).max().unwrap_or(1).max(2) as f64;
+    let rates = rows
+        .iter()
+        .map(|r| r.per_second.median)
+        .filter(|r| 0.0 < *r);
+    let (min_rate, max_rate) =
+        rates.fold((f64::MAX, 1.0_f64), |(lo, hi), r| (lo.min(r), hi.max(r)));
+    let mut concurrencies: Vec<f64> = rows.iter().map(|r| r.concurrency as f64).collect();
+    concurrencies.sort_by(f64::total_cmp);
+    concurrencies.dedup();
+    let max_c = concurrencies.last().copied().unwrap_or(1.0).max(2.0);
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
+    // Both axes logarithmic: rates span from tens (one client, one fsync per write) to tens of
+    // thousands (health checks); the ticks are the measured concurrencies.
+    let x = (0.8..max_c * 1.25)
+        .log_scale()
+        .with_key_points(concurrencies);
+    let y = (min_rate.min(max_rate) * 0.5..max_rate * 2.0).log_scale();
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "Throughput against concurrency (closed loop)",
@@ -57,16 +71,15 @@ pub fn throughput(rows: &[Row], path: &Path) -> anyhow::Result<()> {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((0.8..max_c * 1.25).log_scale(), 0.0..max_rate * 1.1)
+        .build_cartesian_2d(x, y)
         .map_err(plot_error)?;
     chart
         .configure_mesh()
         .max_light_lines(0)
-        .x_labels(8)
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
+        .y_label_formatter(&|y| tick(*y))
         .x_desc("concurrent clients (log)")
-        .y_desc("operations per second")
+        .y_desc("operations per second (log)")
         .draw()
         .map_err(plot_error)?;
     for (index, (scenario, target)) in series(rows).into_iter().enumerate() {
@@ -168,7 +181,7 @@ where
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .draw()
         .map_err(plot_error)
 }
