@@ -2,10 +2,24 @@
 //!
 //! Results go in `BENCHMARKS.md` together with the machine and the anchor measured in the same
 //! run. These are benchmarks, never tests: nothing here asserts a speed.
+//!
+//! The three-node cluster benchmark (`cluster-bench`, issue 13):
+//! - [`load`] and [`scenarios`]: the load generator and the requests it drives; [`etcd`]: the
+//!   etcd client stubs for the anchor.
+//! - [`procs`]: the warrant and etcd processes; [`anchors`]: in-process and disk anchors;
+//!   [`failover`]: leader SIGKILL under writes.
+//! - [`plan`]: what each mode runs; [`suite`]: one repeat of it; [`report`]: JSON, plots and
+//!   the BENCHMARKS.md section.
 
+pub mod anchors;
 pub mod etcd;
+pub mod failover;
 pub mod load;
+pub mod plan;
+pub mod procs;
+pub mod report;
 pub mod scenarios;
+pub mod suite;
 
 use warrant_identity::{
     InMemoryState, apply_batch,
