@@ -39,6 +39,9 @@ pub struct Plan {
     pub reach_samples: usize,
     /// Failovers per repeat (the killed node is restarted in between).
     pub failovers_per_repeat: usize,
+    /// Events imported in the first repeat before memory is read again, so memory is reported
+    /// after a long history (issue 13: "after 10⁶ events"), beside its reading before.
+    pub history_events: u64,
     pub budget: Duration,
 }
 
@@ -53,6 +56,7 @@ impl Plan {
                 measure: Duration::from_secs(2),
                 reach_samples: 100,
                 failovers_per_repeat: 1,
+                history_events: 100_000,
                 budget: QUICK_BUDGET,
             },
             Mode::Full => Plan {
@@ -63,6 +67,7 @@ impl Plan {
                 measure: Duration::from_millis(2500),
                 reach_samples: 1000,
                 failovers_per_repeat: 1,
+                history_events: 1_000_000,
                 budget: FULL_BUDGET,
             },
         }

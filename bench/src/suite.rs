@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context as _;
 use indicatif::ProgressBar;
 use tonic::transport::Channel;
-use warrant_proto::api::Consistency;
+use warrant_proto::api::{self, Consistency, cluster_service_client::ClusterServiceClient};
 
 use crate::{
     anchors::{self, Anchors},
@@ -79,7 +79,12 @@ impl Suite {
             .context("the anchors panicked")??;
         let mut clusters = self.start(&dir, repeat).await?;
         let runs = self.load_runs(&clusters, repeat).await?;
-        let memory = memory(&clusters, clusters.etcd.leader().await?, repeat);
+        let etcd_leader = clusters.etcd.leader().await?;
+        let events = applied_seq(&clusters, clusters.leader).await?;
+        let mut memory = memory(&clusters, etcd_leader, repeat, "load runs", events);
+        if repeat == 0 && 0 < self.plan.history_events {
+            memory.extend(self.history(&clusters, etcd_leader).await?);
+        }
         let reach = if repeat == 0 && 0 < self.plan.reach_samples {
             self.progress
                 .set_message("revocation reach under mixed load");
@@ -230,6 +235,28 @@ impl Suite {
         })
     }
 
+    /// Imports the plan's history through the leader, then reads memory again: what a node
+    /// holds must be bounded by its configuration, not by the length of its history.
+    async fn history(&self, c: &Clusters, etcd_leader: usize) -> anyhow::Result<Vec<MemoryRecord>> {
+        let events = self.plan.history_events;
+        self.progress
+            .set_message(format!("importing {events} events of history"));
+        let started = std::time::Instant::now();
+        let leader = c.warrant.channel(c.leader)?;
+        let last =
+            scenarios::import_humans(&leader, c.warrant.admin_token(), "hist", events).await?;
+        for id in c.warrant.live() {
+            applied_at_least(c, id, last).await?;
+        }
+        let applied = applied_seq(c, c.leader).await?;
+        self.say(format!(
+            "history: {events} events imported in {:.1} s; the log holds {applied}",
+            started.elapsed().as_secs_f64()
+        ));
+        let after = format!("{events} more events");
+        Ok(memory(c, etcd_leader, 0, &after, applied))
+    }
+
     /// Revocation reach over every node, revoking on the leader, while mixed load runs on all
     /// three nodes.
     async fn reach(&self, c: &Clusters) -> anyhow::Result<Reach> {
@@ -279,7 +306,13 @@ impl Suite {
 /// Every node's and member's memory now, named by role (`warrant leader`, `warrant follower`,
 /// `etcd leader`, `etcd follower`): leaders do more work, and the leader changes between
 /// repeats.
-fn memory(c: &Clusters, etcd_leader: usize, repeat: usize) -> Vec<MemoryRecord> {
+fn memory(
+    c: &Clusters,
+    etcd_leader: usize,
+    repeat: usize,
+    after: &str,
+    events: u64,
+) -> Vec<MemoryRecord> {
     let role = |leads: bool| if leads { "leader" } else { "follower" };
     let mut memory: Vec<MemoryRecord> = c
         .warrant
@@ -288,6 +321,8 @@ fn memory(c: &Clusters, etcd_leader: usize, repeat: usize) -> Vec<MemoryRecord> 
         .map(|id| MemoryRecord {
             repeat,
             process: format!("warrant {}", role(id == c.leader)),
+            after: after.to_string(),
+            events,
             memory: c.warrant.memory(id),
         })
         .collect();
@@ -299,8 +334,39 @@ fn memory(c: &Clusters, etcd_leader: usize, repeat: usize) -> Vec<MemoryRecord> 
             .map(|(index, (_, memory))| MemoryRecord {
                 repeat,
                 process: format!("etcd {}", role(index == etcd_leader)),
+                after: after.to_string(),
+                events,
                 memory,
             }),
     );
     memory
+}
+
+/// How long a node may take to apply what the leader has: the import's last entries, behind
+/// a follower's share of a loaded two-core machine.
+const APPLY_WAIT_MAX: Duration = Duration::from_secs(60);
+/// How often a node's applied seq is asked for while waiting.
+const APPLY_POLL: Duration = Duration::from_millis(50);
+
+/// Events in node `id`'s applied state now.
+async fn applied_seq(c: &Clusters, id: u64) -> anyhow::Result<u64> {
+    let mut client = ClusterServiceClient::new(c.warrant.channel(id)?);
+    let digest = client
+        .digest(c.warrant.admin(api::DigestRequest {}))
+        .await
+        .with_context(|| format!("Digest of node {id}"))?;
+    Ok(digest.into_inner().applied_seq)
+}
+
+/// Waits (bounded) until node `id` has applied event `seq`.
+async fn applied_at_least(c: &Clusters, id: u64, seq: u64) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + APPLY_WAIT_MAX;
+    while applied_seq(c, id).await? < seq {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "node {id} did not apply seq {seq} within {APPLY_WAIT_MAX:?}"
+        );
+        tokio::time::sleep(APPLY_POLL).await;
+    }
+    Ok(())
 }

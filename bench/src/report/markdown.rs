@@ -198,26 +198,36 @@ fn memory(out: &mut String, results: &Results) {
     if results.memory.is_empty() {
         return;
     }
-    let mut processes: Vec<&str> = results.memory.iter().map(|m| m.process.as_str()).collect();
-    processes.sort_unstable();
-    processes.dedup();
+    let mut rows: Vec<(&str, &str)> = results
+        .memory
+        .iter()
+        .map(|m| (m.after.as_str(), m.process.as_str()))
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
     let _ = writeln!(
         out,
-        "### Memory after the load runs\n\nEach process's resident set (VmRSS) and its peak (VmHWM) before the failover; \
-         followers are two per repeat.\n\n| process | RSS MiB | peak RSS MiB |\n|---|---|---|"
+        "### Memory\n\nEach process's resident set (VmRSS) and its peak (VmHWM) after the load runs, and in the \
+         first repeat again after a long history was imported (followers are two per repeat).\n\n\
+         | after | process | events in the log | RSS MiB | peak RSS MiB |\n|---|---|---|---|---|"
     );
-    for process in processes {
-        let of = |f: fn(&crate::procs::ProcMemory) -> u64| {
-            let values = results
+    for (after, process) in rows {
+        let records = || {
+            results
                 .memory
                 .iter()
-                .filter(|m| m.process == process)
-                .filter_map(|m| m.memory.as_ref().map(|mem| f(mem) as f64 / 1024.0));
+                .filter(move |m| m.after == after && m.process == process)
+        };
+        let of = |f: fn(&crate::procs::ProcMemory) -> u64| {
+            let values =
+                records().filter_map(|m| m.memory.as_ref().map(|mem| f(mem) as f64 / 1024.0));
             spread_text(Spread::of(values), "")
         };
+        // Exact, not to three figures: it says how long the history was.
+        let events = records().map(|m| m.events).max().unwrap_or(0);
         let _ = writeln!(
             out,
-            "| {process} | {} | {} |",
+            "| {after} | {process} | {events} | {} | {} |",
             of(|m| m.rss_kib),
             of(|m| m.hwm_kib)
         );

@@ -48,6 +48,12 @@ pub struct MemoryRecord {
     pub repeat: usize,
     /// `warrant leader`, `warrant follower`, `etcd leader` or `etcd follower`.
     pub process: String,
+    /// When it was read: `load runs` (after them), or after importing a long history.
+    #[serde(default)]
+    pub after: String,
+    /// Events in the log when it was read.
+    #[serde(default)]
+    pub events: u64,
     pub memory: Option<ProcMemory>,
 }
 

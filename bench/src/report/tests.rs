@@ -104,6 +104,8 @@ fn results() -> Results {
         memory: vec![MemoryRecord {
             repeat: 0,
             process: "warrant leader".into(),
+            after: "load runs".into(),
+            events: 12_345,
             memory: Some(ProcMemory {
                 rss_kib: 51_200,
                 hwm_kib: 102_400,
@@ -194,7 +196,7 @@ fn the_section_shows_the_computed_ratios() {
         "{section}"
     );
     assert!(
-        section.contains("| warrant leader | 50.0 | 100 |"),
+        section.contains("| load runs | warrant leader | 12345 | 50.0 | 100 |"),
         "{section}"
     );
     assert!(section.contains("](bench/results/c.svg)"), "{section}");

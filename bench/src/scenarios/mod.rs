@@ -3,7 +3,8 @@
 //! - [`auth`]: credentials as gRPC metadata.
 //! - [`fixture`]: one human, service, two agents and a depth-2 delegation, created per run.
 //! - [`tokens`]: Issue (for the agent itself, and under the delegation), Verify and a mix.
-//! - [`writes`]: RegisterHuman, a committed write that signs nothing.
+//! - [`writes`]: RegisterHuman, a committed write that signs nothing; bulk imports that give a
+//!   cluster a long history.
 //! - [`anchors`]: etcd's Put and gRPC health, the comparison points.
 //! - [`reach`]: how long a revocation takes to reach every node's local reads.
 
@@ -18,4 +19,4 @@ pub use anchors::{etcd_put, health_check};
 pub use fixture::{AgentSecret, Fixture};
 pub use reach::{Reach, ReachStats, revocation_reach};
 pub use tokens::{issue_delegated, issue_self, mixed, verify};
-pub use writes::register;
+pub use writes::{import_humans, register};

@@ -212,8 +212,12 @@ impl Probe {
             };
             let at = Instant::now();
             let revoked = verified.reason == TokenInvalidReason::Revoked as i32;
+            // A node that has not applied the issuance yet does not know the token: that is
+            // the wait this poll exists for, not a failure.
+            let not_yet_applied = verified.reason == TokenInvalidReason::UnknownToken as i32;
             match (want, verified.active) {
                 (Seen::Active, true) => return Ok(at),
+                (Seen::Active, false) if not_yet_applied => {}
                 (Seen::Revoked, false) if revoked => return Ok(at),
                 (Seen::Active, false) | (Seen::Revoked, false) => {
                     return Err(format!(
