@@ -19,7 +19,6 @@
 use std::collections::BTreeMap;
 
 use aws_lc_rs::signature::Ed25519KeyPair;
-use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 use crate::{
@@ -144,20 +143,13 @@ pub fn verify(
     expect: &AssertionExpectations<'_>,
 ) -> Result<VerifiedAssertion, AssertionError> {
     let parsed = parse(assertion)?;
-    if parsed.signature_len != SIGNATURE_LEN {
+    if parsed.signature.len() != SIGNATURE_LEN {
         return Err(AssertionError::BadSignature(format!(
             "signature is {} bytes; allowed: {SIGNATURE_LEN} (Ed25519)",
-            parsed.signature_len
+            parsed.signature.len()
         )));
     }
-    let signature_ok = jsonwebtoken::crypto::verify(
-        parsed.signature_b64,
-        parsed.signing_input.as_bytes(),
-        &DecodingKey::from_ed_der(public_key),
-        Algorithm::EdDSA,
-    )
-    .unwrap_or(false);
-    if !signature_ok {
+    if !compact::verify_ed25519(public_key, parsed.signing_input, &parsed.signature) {
         return Err(AssertionError::BadSignature(
             "the signature does not verify with the agent's registered key".to_string(),
         ));
@@ -170,26 +162,18 @@ pub fn verify(
 /// `{"alg":"EdDSA","typ":"JWT","kid":…}` and claims `iss` = `sub` = the agent id, `aud`, `iat`,
 /// `exp` (at most [`ASSERTION_LIFETIME_MAX_S`] later) and a fresh `jti`.
 pub fn encode_signed(header: &Value, claims: &Value, key_pair: &Ed25519KeyPair) -> String {
-    sign_parts(
+    compact::sign_ed25519(
         header.to_string().as_bytes(),
         claims.to_string().as_bytes(),
         key_pair,
     )
 }
 
-/// Signs the given header and payload bytes as a compact JWS.
-fn sign_parts(header: &[u8], payload: &[u8], key_pair: &Ed25519KeyPair) -> String {
-    compact::join(header, payload, |input| {
-        key_pair.sign(input).as_ref().to_vec()
-    })
-}
-
 /// An assertion that passed the structural checks; nothing in it is trusted yet.
 struct Parsed<'a> {
     /// `header.payload`, the bytes the signature covers.
     signing_input: &'a str,
-    signature_b64: &'a str,
-    signature_len: usize,
+    signature: Vec<u8>,
     key_id: String,
     claims: BTreeMap<String, Value>,
 }
@@ -204,8 +188,7 @@ fn parse(assertion: &str) -> Result<Parsed<'_>, AssertionError> {
     let claims = claims::parse_object(&compact.payload, "payload")?;
     Ok(Parsed {
         signing_input: compact.signing_input,
-        signature_b64: compact.signature_b64,
-        signature_len: compact.signature.len(),
+        signature: compact.signature,
         key_id,
         claims,
     })
@@ -644,7 +627,7 @@ mod tests {
         let payload = format!(
             r#"{{"iss":"{AGENT}","sub":"{AGENT}","sub":"agent-b","aud":"{ISSUER}","iat":{IAT},"exp":{EXP},"jti":"j"}}"#
         );
-        let assertion = sign_parts(header.as_bytes(), payload.as_bytes(), &key_pair);
+        let assertion = compact::sign_ed25519(header.as_bytes(), payload.as_bytes(), &key_pair);
         assert_eq!(
             reason(verify(
                 &assertion,
@@ -654,7 +637,7 @@ mod tests {
             "ASSERTION_MALFORMED"
         );
         let duplicate_alg = r#"{"alg":"EdDSA","alg":"none","kid":"key-1"}"#;
-        let assertion = sign_parts(
+        let assertion = compact::sign_ed25519(
             duplicate_alg.as_bytes(),
             claims().to_string().as_bytes(),
             &key_pair,

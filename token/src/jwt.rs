@@ -9,7 +9,6 @@
 
 use std::fmt;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Header};
 use serde::Serialize;
 use serde_json::Value;
 use warrant_proto::{api::TokenInvalidReason, log};
@@ -105,18 +104,31 @@ pub fn client_id_of(issued: &log::TokenIssued) -> &str {
     }
 }
 
-/// Signs `claims` with the node's key. Ed25519 signatures are deterministic, so signing the same
-/// committed claims again yields the same token.
 /// Why a token could not be signed.
 #[derive(Debug, thiserror::Error)]
 #[error("sign token: {0}")]
 pub struct SignError(String);
 
+/// An access token's JOSE header. Members are in the order jsonwebtoken's `Header` writes them
+/// (`typ`, `alg`, `kid`), so tokens stay byte-identical to the ones it signed before.
+#[derive(Serialize)]
+struct AccessHeader<'a> {
+    typ: &'a str,
+    alg: &'a str,
+    kid: &'a str,
+}
+
+/// Signs `claims` with the node's key. Ed25519 signatures are deterministic, so signing the same
+/// committed claims again yields the same token.
 pub fn sign(key: &NodeSigningKey, claims: &AccessClaims) -> Result<String, SignError> {
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.typ = Some(ACCESS_TOKEN_TYPE.to_string());
-    header.kid = Some(key.key_id().to_string());
-    jsonwebtoken::encode(&header, claims, key.encoding_key()).map_err(|e| SignError(e.to_string()))
+    let header = AccessHeader {
+        typ: ACCESS_TOKEN_TYPE,
+        alg: "EdDSA",
+        kid: key.key_id(),
+    };
+    let header = serde_json::to_vec(&header).map_err(|e| SignError(e.to_string()))?;
+    let payload = serde_json::to_vec(claims).map_err(|e| SignError(e.to_string()))?;
+    Ok(compact::sign_ed25519(&header, &payload, key.key_pair()))
 }
 
 /// Why a token is not valid.
@@ -212,14 +224,7 @@ pub fn verify<L: KeyLookup + ?Sized>(
             ),
         )));
     }
-    let signature_ok = jsonwebtoken::crypto::verify(
-        compact.signature_b64,
-        compact.signing_input.as_bytes(),
-        &DecodingKey::from_ed_der(&public_key),
-        Algorithm::EdDSA,
-    )
-    .unwrap_or(false);
-    if !signature_ok {
+    if !compact::verify_ed25519(&public_key, compact.signing_input, signature) {
         return Ok(Err(Invalid::new(
             R::BadSignature,
             "the signature does not verify with the named key",
@@ -443,6 +448,37 @@ mod tests {
             act: None,
             delegation_id: None,
             task: None,
+        }
+    }
+
+    /// The signer writes the compact form itself now; it must write exactly what jsonwebtoken
+    /// wrote (Ed25519 is deterministic), so tokens signed before and after compare equal and a
+    /// re-signed committed issuance is the same token.
+    #[test]
+    fn tokens_are_byte_identical_to_jsonwebtoken_encode() {
+        use aws_lc_rs::{rand::SystemRandom, signature::Ed25519KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("generate key");
+        let key = NodeSigningKey::from_pkcs8(pkcs8.as_ref()).expect("parse key");
+        let reference_key = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.typ = Some(ACCESS_TOKEN_TYPE.to_string());
+        header.kid = Some(key.key_id().to_string());
+        let everything = AccessClaims {
+            sid: Some("session-1".into()),
+            act: Actor::from_chain(&["agent-b".into(), "agent-a".into()]),
+            delegation_id: Some("delegation-1".into()),
+            task: Some("book a \"room\" / été ✓ \u{7f}".into()),
+            ..claims()
+        };
+        let minimal = AccessClaims {
+            scope: String::new(),
+            ..claims()
+        };
+        for claims in [claims(), everything, minimal] {
+            let ours = sign(&key, &claims).expect("sign");
+            let reference =
+                jsonwebtoken::encode(&header, &claims, &reference_key).expect("reference encode");
+            assert_eq!(ours, reference, "claims {claims:?}");
         }
     }
 

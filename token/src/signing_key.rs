@@ -18,7 +18,6 @@ use aws_lc_rs::{
     signature::{Ed25519KeyPair, KeyPair},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use jsonwebtoken::EncodingKey;
 use sha2::{Digest, Sha256};
 
 const KEY_FILE: &str = "signing-key.p8";
@@ -27,7 +26,9 @@ const KEY_FILE: &str = "signing-key.p8";
 pub struct NodeSigningKey {
     key_id: String,
     public_key: [u8; 32],
-    encoding_key: EncodingKey,
+    /// Parsed once: parsing the PKCS#8 document on every signature (as jsonwebtoken's
+    /// `EncodingKey` does) doubled the cost of signing a token.
+    key_pair: Ed25519KeyPair,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +116,7 @@ impl NodeSigningKey {
         Some(NodeSigningKey {
             key_id: jwk_thumbprint(&public_key),
             public_key,
-            encoding_key: EncodingKey::from_ed_der(pkcs8),
+            key_pair: pair,
         })
     }
 
@@ -135,8 +136,8 @@ impl NodeSigningKey {
         &self.public_key
     }
 
-    pub(crate) fn encoding_key(&self) -> &EncodingKey {
-        &self.encoding_key
+    pub(crate) fn key_pair(&self) -> &Ed25519KeyPair {
+        &self.key_pair
     }
 }
 
