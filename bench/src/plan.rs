@@ -43,6 +43,8 @@ pub struct Plan {
     /// after a long history (issue 13: "after 10⁶ events"), beside its reading before.
     pub history_events: u64,
     pub budget: Duration,
+    /// The scenarios run, in report order: all of [`SCENARIOS`] unless narrowed.
+    pub scenarios: Vec<&'static Scenario>,
 }
 
 impl Plan {
@@ -58,6 +60,7 @@ impl Plan {
                 failovers_per_repeat: 1,
                 history_events: 100_000,
                 budget: QUICK_BUDGET,
+                scenarios: SCENARIOS.iter().collect(),
             },
             Mode::Full => Plan {
                 mode,
@@ -69,20 +72,63 @@ impl Plan {
                 failovers_per_repeat: 1,
                 history_events: 1_000_000,
                 budget: FULL_BUDGET,
+                scenarios: SCENARIOS.iter().collect(),
             },
         }
     }
 
     pub fn mode_name(&self) -> &'static str {
-        match self.mode {
-            Mode::Quick => "quick",
-            Mode::Full => "full",
+        match (self.narrowed(), self.mode) {
+            (true, _) => "narrowed",
+            (false, Mode::Quick) => "quick",
+            (false, Mode::Full) => "full",
         }
+    }
+
+    /// Only `scenarios` at `clients` (each list unchanged when empty), each measured for
+    /// `measure` when given, and none of the revocation, history and failover steps: a run to
+    /// profile one path under a steady load, not one to report.
+    pub fn narrowed_to(
+        mut self,
+        scenarios: &[String],
+        clients: &[usize],
+        measure: Option<Duration>,
+    ) -> anyhow::Result<Plan> {
+        if !scenarios.is_empty() {
+            self.scenarios = scenarios
+                .iter()
+                .map(|name| {
+                    scenario(name).ok_or_else(|| {
+                        let known: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+                        anyhow::anyhow!("no scenario {name:?}; known: {}", known.join(", "))
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if !clients.is_empty() {
+            self.concurrencies = clients.to_vec();
+        }
+        self.measure = measure.unwrap_or(self.measure);
+        if self.narrowed() {
+            self.reach_samples = 0;
+            self.history_events = 0;
+            self.failovers_per_repeat = 0;
+        }
+        Ok(self)
+    }
+
+    /// Whether this plan runs less than its mode.
+    pub fn narrowed(&self) -> bool {
+        let mode = Plan::for_mode(self.mode);
+        self.scenarios.len() != mode.scenarios.len()
+            || self.concurrencies != mode.concurrencies
+            || self.measure != mode.measure
     }
 
     /// Load runs per repeat.
     pub fn runs_per_repeat(&self) -> usize {
-        let targets: usize = SCENARIOS
+        let targets: usize = self
+            .scenarios
             .iter()
             .map(|s| 1 + usize::from(s.on_follower))
             .sum();
@@ -120,7 +166,7 @@ pub enum Kind {
     EtcdPut,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Scenario {
     pub name: &'static str,
     pub what: &'static str,
@@ -235,6 +281,33 @@ mod tests {
                 plan.budget
             );
         }
+    }
+
+    #[test]
+    fn a_narrowed_plan_runs_only_what_it_names() {
+        let full = Plan::for_mode(Mode::Full);
+        assert!(!full.narrowed());
+        let plan = full
+            .clone()
+            .narrowed_to(&["issue-self".to_string()], &[64], None)
+            .expect("a known scenario");
+        assert!(plan.narrowed());
+        assert_eq!(plan.mode_name(), "narrowed");
+        assert_eq!(
+            plan.runs_per_repeat(),
+            2,
+            "leader and follower at 64 clients"
+        );
+        assert_eq!(
+            (
+                plan.reach_samples,
+                plan.history_events,
+                plan.failovers_per_repeat
+            ),
+            (0, 0, 0)
+        );
+        let unknown = full.narrowed_to(&["nope".to_string()], &[], None);
+        assert!(unknown.is_err_and(|e| e.to_string().contains("issue-self")));
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl Suite {
         let leader_channel = c.warrant.channel(c.leader)?;
         let etcd_addr = c.etcd.members[c.etcd.leader().await?].client_addr.clone();
         let mut runs = Vec::new();
-        for scenario in plan::SCENARIOS {
+        for scenario in &self.plan.scenarios {
             let op = self
                 .operation(scenario.kind, c, &leader_channel, repeat)
                 .await?;

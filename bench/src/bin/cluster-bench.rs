@@ -51,6 +51,16 @@ struct Args {
     /// Only start both clusters, check leadership, memory, a node's kill and restart, and stop.
     #[arg(long, value_parser = ["procs"])]
     only: Option<String>,
+    /// Run only this scenario (repeatable), without revocation reach, history and failover:
+    /// to profile one path. A narrowed run writes its JSON but leaves BENCHMARKS.md alone.
+    #[arg(long)]
+    scenario: Vec<String>,
+    /// Run only at this many clients (repeatable).
+    #[arg(long)]
+    clients: Vec<usize>,
+    /// Measure each run for this many seconds instead of the mode's.
+    #[arg(long)]
+    measure_s: Option<f64>,
     /// Measure nothing: render the plots and the BENCHMARKS.md section from this results JSON.
     #[arg(long)]
     report_from: Option<PathBuf>,
@@ -124,7 +134,12 @@ async fn run(args: &Args, run_dir: &Path) -> anyhow::Result<()> {
         return procs_only(&warrant_bin, &args.etcd_bin, run_dir).await;
     }
     let started = Instant::now();
-    let plan = Plan::for_mode(args.mode);
+    let measure = args
+        .measure_s
+        .map(std::time::Duration::try_from_secs_f64)
+        .transpose()
+        .context("--measure-s must be a non-negative number of seconds")?;
+    let plan = Plan::for_mode(args.mode).narrowed_to(&args.scenario, &args.clients, measure)?;
     let progress = ProgressBar::new((plan.repeats * plan.runs_per_repeat()) as u64);
     progress.set_style(
         ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -148,6 +163,14 @@ async fn run(args: &Args, run_dir: &Path) -> anyhow::Result<()> {
     }
     progress.finish_and_clear();
     results.elapsed_s = started.elapsed().as_secs_f64();
+    if plan.narrowed() {
+        let json = results.write_json(&args.out_dir)?;
+        println!(
+            "narrowed run: results in {}; BENCHMARKS.md left alone",
+            json.display()
+        );
+        return Ok(());
+    }
     let written = report::write(&results, &args.out_dir, &args.benchmarks_md)?;
     println!(
         "cluster-bench --mode {} took {:.0} s (budget {} s)",
