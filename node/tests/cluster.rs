@@ -311,6 +311,252 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     }
 }
 
+/// A failover writer's deadline per call: above the server's own propose deadline (10 s,
+/// `PROPOSE_WAIT_MAX`), so every answer is the server's, never the client giving up.
+const FAILOVER_RPC_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest a node waits for a new leader before answering NOT_LEADER: raft's
+/// `LEADER_CHANGE_WAIT_ELECTION_TIMEOUTS` (4) × `election_timeout_max` (600 ms).
+const LEADER_CHANGE_WAIT_MAX: Duration = Duration::from_millis(2400);
+/// A NOT_LEADER for a write sent after the kill comes only after waiting for a leader change:
+/// raft gives up after `LEADER_CHANGE_WAIT_MAX`, or after 3 leader changes, which cannot happen
+/// faster than the first failover (0.9 s of silence before any election). Answering at once,
+/// as a node that does not wait does, fails this.
+const NOT_LEADER_AFTER_WAIT_MIN: Duration = Duration::from_secs(1);
+
+/// One answer a failover writer got.
+struct Answer {
+    human_id: String,
+    node_id: u64,
+    sent: Instant,
+    answered: Instant,
+    /// The seq, or the status code and reason.
+    result: Result<u64, (Code, String)>,
+}
+
+/// Sends `w{writer}-{n}` registrations to `nodes`, starting at node `writer % len`, retrying
+/// each write (same idempotency key) on the next node after a failure, and records every
+/// answer, until `stop`.
+async fn write_until_stopped(
+    writer: usize,
+    nodes: Vec<(u64, tonic::transport::Channel)>,
+    admin: String,
+    answers: Arc<Mutex<Vec<Answer>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut target = writer;
+    for n in 0.. {
+        let human_id = format!("w{writer}-{n}");
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            let (node_id, channel) = &nodes[target % nodes.len()];
+            let mut client =
+                api::identity_service_client::IdentityServiceClient::new(channel.clone());
+            let mut request = support::with_auth(
+                Some(&admin),
+                api::RegisterHumanRequest {
+                    idempotency_key: human_id.clone(),
+                    ..human(&human_id)
+                },
+            );
+            request.set_timeout(FAILOVER_RPC_TIMEOUT);
+            let sent = Instant::now();
+            let result = client
+                .register_human(request)
+                .await
+                .map(|reply| reply.into_inner().seq)
+                .map_err(|status| (status.code(), error_reason(&status)));
+            let acknowledged = result.is_ok();
+            answers.lock().expect("answers lock").push(Answer {
+                human_id: human_id.clone(),
+                node_id: *node_id,
+                sent,
+                answered: Instant::now(),
+                result,
+            });
+            if acknowledged {
+                break;
+            }
+            target += 1;
+        }
+    }
+}
+
+/// Waits until `answers` holds `count` acknowledged writes.
+async fn wait_acknowledged(answers: &Mutex<Vec<Answer>>, count: usize) {
+    wait_answers(answers, &format!("{count} acknowledged writes"), |all| {
+        all.iter().filter(|a| a.result.is_ok()).count() >= count
+    })
+    .await
+}
+
+/// Waits until `answers` holds a write sent after `after` that was acknowledged.
+async fn wait_acknowledged_after(answers: &Mutex<Vec<Answer>>, after: Instant) {
+    wait_answers(
+        answers,
+        "a write sent after the window acknowledged",
+        |all| all.iter().any(|a| a.sent > after && a.result.is_ok()),
+    )
+    .await
+}
+
+async fn wait_answers(answers: &Mutex<Vec<Answer>>, what: &str, done: impl Fn(&[Answer]) -> bool) {
+    let deadline = tokio::time::Instant::now() + CONVERGE_WAIT_MAX;
+    while !done(&answers.lock().expect("answers lock")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {what} within {CONVERGE_WAIT_MAX:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Checks the failover answers: failures are retryable, and the write path waited out the
+/// election instead of failing through it.
+fn assert_writes_rode_through(answers: &[Answer], dead_at: Instant, survivors: usize) {
+    let after_kill = || answers.iter().filter(|a| a.sent > dead_at);
+    for a in answers {
+        if let Err((code, reason)) = &a.result {
+            let retryable = matches!(
+                (code, reason.as_str()),
+                (
+                    Code::Unavailable,
+                    "NOT_LEADER" | "OUTCOME_UNKNOWN" | "NODE_STOPPED"
+                ) | (Code::ResourceExhausted, "OVERLOADED")
+            );
+            assert!(
+                retryable,
+                "{} on node {}: {code:?} {reason}",
+                a.human_id, a.node_id
+            );
+        }
+    }
+    // Only a forward already on its way over the dead leader's connection, before a survivor
+    // saw that connection close, can have an unknown outcome: at most one per writer per
+    // survivor. A node that reports a refused connection as an unknown outcome answers every
+    // write sent in the second before the election so (hundreds).
+    let unknown_after_kill = after_kill()
+        .filter(|a| matches!(&a.result, Err((_, r)) if r == "OUTCOME_UNKNOWN"))
+        .count();
+    assert!(
+        unknown_after_kill <= WRITERS * survivors,
+        "{unknown_after_kill} writes sent after the kill had an unknown outcome"
+    );
+    for a in after_kill() {
+        if matches!(&a.result, Err((_, r)) if r == "NOT_LEADER") {
+            let waited = a.answered.duration_since(a.sent);
+            assert!(
+                waited >= NOT_LEADER_AFTER_WAIT_MIN,
+                "{} on node {}: NOT_LEADER after {waited:?}, without waiting for a new leader",
+                a.human_id,
+                a.node_id
+            );
+        }
+        // By then every survivor has seen the new leader, or waits long enough to.
+        if a.sent > dead_at + LEADER_CHANGE_WAIT_MAX {
+            assert!(
+                a.result.is_ok(),
+                "{} sent to node {} {:?} after the kill failed: {:?}",
+                a.human_id,
+                a.node_id,
+                a.sent.duration_since(dead_at),
+                a.result
+            );
+        }
+    }
+}
+
+/// Every acknowledged write is on each node in `nodes`, with the seq it was acknowledged with.
+async fn assert_acknowledged_present(cluster: &Cluster, nodes: &[u64], answers: &[Answer]) {
+    for id in nodes {
+        let events = cluster.node(*id).all_events().await;
+        let present: BTreeSet<(String, u64)> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                Some(warrant_proto::log::event::Kind::HumanRegistered(h)) => {
+                    Some((h.human_id.clone(), e.seq))
+                }
+                _ => None,
+            })
+            .collect();
+        for a in answers {
+            if let Ok(seq) = a.result {
+                assert!(
+                    present.contains(&(a.human_id.clone(), seq)),
+                    "node {id} lacks acknowledged write {} at seq {seq}",
+                    a.human_id
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_followers_ride_through_a_sigkill_of_the_leader() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let survivors = followers(leader, 3);
+    let channels: Vec<(u64, tonic::transport::Channel)> = survivors
+        .iter()
+        .map(|id| (*id, cluster.node(*id).channel()))
+        .collect();
+    let admin = cluster.node(1).admin_auth();
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            tokio::spawn(write_until_stopped(
+                writer,
+                channels.clone(),
+                admin.clone(),
+                answers.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    wait_acknowledged(&answers, WRITES_BEFORE_KILL).await;
+    cluster.node_mut(leader).kill();
+    // `kill` returns once the process is reaped: its sockets are closed from here on.
+    let dead_at = Instant::now();
+    let acknowledged_at_kill = answers
+        .lock()
+        .expect("answers lock")
+        .iter()
+        .filter(|a| a.result.is_ok())
+        .count();
+    wait_acknowledged(&answers, acknowledged_at_kill + WRITES_AFTER_RESUME).await;
+    // Writes sent later than a leader-change wait after the kill, so the check that none of
+    // them failed has some to check.
+    wait_acknowledged_after(&answers, dead_at + LEADER_CHANGE_WAIT_MAX).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let answers = std::mem::take(&mut *answers.lock().expect("answers lock"));
+    let failed_after_kill: Vec<_> = answers
+        .iter()
+        .filter(|a| a.sent > dead_at && a.result.is_err())
+        .map(|a| (a.sent.duration_since(dead_at).as_millis(), a.result.clone()))
+        .collect();
+    // (ms after the kill the write was sent, its answer), the first few.
+    eprintln!(
+        "failover through followers: killed leader {leader}; {} answers, {} failed after the kill: {:?}",
+        answers.len(),
+        failed_after_kill.len(),
+        &failed_after_kill[..failed_after_kill.len().min(20)]
+    );
+    assert_writes_rode_through(&answers, dead_at, survivors.len());
+    let new_leader = cluster.leader_among(&survivors).await;
+    assert_ne!(new_leader, leader);
+    assert_acknowledged_present(&cluster, &survivors, &answers).await;
+    let digests = cluster.digests().await;
+    assert!(
+        digests.windows(2).all(|w| w[0].1 == w[1].1),
+        "survivors' digests differ: {digests:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_never_answers_valid_for_a_revoked_token() {
     let cluster = Cluster::start(3).await;

@@ -24,7 +24,7 @@ use openraft::{
         ChangeMembershipError, CheckIsLeaderError, ClientWriteError, InitializeError, RaftError,
     },
 };
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 use warrant_proto::log;
 
 use crate::{
@@ -32,7 +32,7 @@ use crate::{
     error::{MembershipError, ProposeError, ReadError, StartError},
     limits::FORWARD_HOPS_MAX,
     log_store::LogStore,
-    peer_client::PeerClientFactory,
+    peer_client::{ForwardError, PeerClientFactory},
     peer_secret::PeerSecret,
     proposer::{Proposal, Proposer},
     read_index::{ReadIndexBatcher, RoundResult, WaitError},
@@ -50,6 +50,16 @@ pub const MEMBERSHIP_WAIT_MAX: Duration = Duration::from_secs(30);
 pub const COMPACT_WAIT_MAX: Duration = Duration::from_secs(600);
 /// A learner is made a voter only once it is at most this many entries behind the leader.
 pub const PROMOTE_LAG_MAX: u64 = 1000;
+/// How long a write waits for openraft to name a new leader, after the one it knew could not be
+/// reached or while none is known, before it answers NOT_LEADER, in `election_timeout_max`s. A
+/// dead leader is noticed after its lease plus a follower's own election timeout, 0.9–1.2 s of
+/// silence with the default 300–600 ms (see `config::ELECTION_TIMEOUT_MIN`), and an election that
+/// needs a second round adds one more timeout and a vote: 4 × 600 ms = 2.4 s covers both, and a
+/// cluster that has lost its quorum still answers well within [`PROPOSE_WAIT_MAX`].
+pub const LEADER_CHANGE_WAIT_ELECTION_TIMEOUTS: u32 = 4;
+/// A write is proposed again after at most this many leader changes. One is the usual failover;
+/// more means leadership is moving faster than writes commit, and the client is better told.
+pub const LEADER_CHANGES_MAX: u32 = 3;
 /// Pause between attempts to find a leader that confirms a read index.
 const READ_INDEX_RETRY: Duration = Duration::from_millis(50);
 
@@ -182,6 +192,28 @@ fn wait_error(error: WaitError) -> ReadError {
             "{waiters_max} reads are already waiting for a read index"
         )),
         WaitError::Round(e) => e,
+    }
+}
+
+/// The leader a node's metrics name, and the term they are in: a write that found no leader, or
+/// could not reach this one, waits for this to change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LeaderSeen {
+    leader: Option<NodeId>,
+    term: u64,
+}
+
+impl LeaderSeen {
+    fn now(raft: &Raft) -> Self {
+        LeaderSeen::from_metrics(&raft.metrics().borrow())
+    }
+
+    /// A leader re-elected in a later term (it restarted) counts as a change.
+    fn from_metrics(metrics: &openraft::RaftMetrics<NodeId, BasicNode>) -> Self {
+        LeaderSeen {
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+        }
     }
 }
 
@@ -318,8 +350,18 @@ impl RaftNode {
 
     /// Commits one command: through this node's group-commit batcher when it leads, otherwise
     /// forwarded to the leader. Returns once the command is applied on this node.
+    ///
+    /// A write rides through a leader change: while no leader is known, when the node it tried
+    /// was not the leader, or when the leader could not be reached at all, nothing was proposed,
+    /// so it waits for openraft to name another leader and proposes again (at most
+    /// [`LEADER_CHANGES_MAX`] times, each wait bounded by
+    /// [`LEADER_CHANGE_WAIT_ELECTION_TIMEOUTS`] election timeouts, all within
+    /// [`PROPOSE_WAIT_MAX`]). A failure after the command may have been sent is never retried
+    /// here: it is reported as an unknown outcome.
     pub async fn propose(&self, command: log::Command) -> Result<Proposal, ProposeError> {
-        match tokio::time::timeout(PROPOSE_WAIT_MAX, self.propose_hops(command, 0)).await {
+        let deadline = Instant::now() + PROPOSE_WAIT_MAX;
+        let proposed = self.propose_across_leader_changes(command, deadline);
+        match tokio::time::timeout_at(deadline, proposed).await {
             Ok(result) => result,
             Err(_) => Err(ProposeError::Indeterminate(format!(
                 "not committed within {} ms; retry with the same idempotency key",
@@ -328,15 +370,77 @@ impl RaftNode {
         }
     }
 
-    /// Proposes a command that has already passed through `hops` nodes.
+    /// Proposes `command` until it commits, fails in a way that may have proposed it, or runs out
+    /// of leader changes or time.
+    ///
+    /// Proposing again is safe even if an earlier attempt did reach a leader: every command
+    /// carries an idempotency key, and apply answers a key it has already accepted with the
+    /// first outcome and adds no event (`identity::apply`, `envelope::replay`); a rejected
+    /// command writes nothing, so deciding it again changes nothing either. Here it is only
+    /// done after attempts that proposed nothing (`NotLeader`, a connection never made).
+    async fn propose_across_leader_changes(
+        &self,
+        command: log::Command,
+        deadline: Instant,
+    ) -> Result<Proposal, ProposeError> {
+        let mut changes = 0;
+        loop {
+            let tried = LeaderSeen::now(&self.raft);
+            let wait_max = deadline.saturating_duration_since(Instant::now());
+            let not_proposed = match self.propose_once(command.clone(), 0, wait_max).await {
+                Err(error @ ProposeError::NotLeader { .. }) => error,
+                result => return result,
+            };
+            let wait = self
+                .leader_change_wait_max()
+                .min(deadline.saturating_duration_since(Instant::now()));
+            if changes == LEADER_CHANGES_MAX || !self.wait_for_leader_change(tried, wait).await {
+                return Err(not_proposed);
+            }
+            changes += 1;
+        }
+    }
+
+    /// How long one wait for a leader change may take (see
+    /// [`LEADER_CHANGE_WAIT_ELECTION_TIMEOUTS`]).
+    fn leader_change_wait_max(&self) -> Duration {
+        self.config.election_timeout_max * LEADER_CHANGE_WAIT_ELECTION_TIMEOUTS
+    }
+
+    /// Waits at most `wait_max` for the metrics to name a leader other than `tried`. Returns
+    /// whether they did.
+    async fn wait_for_leader_change(&self, tried: LeaderSeen, wait_max: Duration) -> bool {
+        let mut metrics = self.raft.metrics();
+        let changed = metrics.wait_for(|m| {
+            let seen = LeaderSeen::from_metrics(m);
+            seen.leader.is_some() && seen != tried
+        });
+        matches!(tokio::time::timeout(wait_max, changed).await, Ok(Ok(_)))
+    }
+
+    /// Proposes a command that has already passed through `hops` nodes: once, with no wait for
+    /// a leader change (the node the client talks to does that, in [`RaftNode::propose`]).
     pub(crate) async fn propose_hops(
         &self,
         command: log::Command,
         hops: u32,
     ) -> Result<Proposal, ProposeError> {
+        self.propose_once(command, hops, PROPOSE_WAIT_MAX).await
+    }
+
+    /// One attempt: forward to the leader this node knows of, or propose here. `wait_max` is
+    /// the forwarded call's deadline.
+    async fn propose_once(
+        &self,
+        command: log::Command,
+        hops: u32,
+        wait_max: Duration,
+    ) -> Result<Proposal, ProposeError> {
         let may_forward = hops < FORWARD_HOPS_MAX;
         if may_forward && let Some((leader_id, addr)) = self.remote_leader() {
-            return self.forward(leader_id, &addr, command, hops + 1).await;
+            return self
+                .forward(leader_id, &addr, command, hops + 1, wait_max)
+                .await;
         }
         match self.proposer.propose(command.clone()).await {
             // Leadership moved between the check and the proposal.
@@ -344,7 +448,8 @@ impl RaftNode {
                 leader_id: Some(leader_id),
                 leader_addr: Some(addr),
             }) if may_forward && leader_id != self.config.node_id => {
-                self.forward(leader_id, &addr, command, hops + 1).await
+                self.forward(leader_id, &addr, command, hops + 1, wait_max)
+                    .await
             }
             result => result,
         }
@@ -356,11 +461,25 @@ impl RaftNode {
         addr: &str,
         command: log::Command,
         hops: u32,
+        wait_max: Duration,
     ) -> Result<Proposal, ProposeError> {
-        let proposal = self
+        let forwarded = self
             .peers
-            .forward(leader_id, addr, command, hops, PROPOSE_WAIT_MAX)
-            .await?;
+            .forward(leader_id, addr, command, hops, wait_max)
+            .await;
+        let proposal = match forwarded {
+            Ok(proposal) => proposal,
+            Err(ForwardError::Failed(error)) => return Err(error),
+            // Nothing left this node, so nothing was proposed: report it as "not the leader",
+            // without naming the node that cannot be reached.
+            Err(ForwardError::NotSent(why)) => {
+                tracing::debug!(leader_id, reason = %why, "leader unreachable; nothing proposed");
+                return Err(ProposeError::NotLeader {
+                    leader_id: None,
+                    leader_addr: None,
+                });
+            }
+        };
         if hops == 1 {
             // The node the client talks to: make the write visible here before answering, so
             // the client reads its own write from this node. The write is committed either way;

@@ -123,13 +123,13 @@ impl PeerClientFactory {
         command: log::Command,
         hops: u32,
         wait_max: Duration,
-    ) -> Result<Proposal, ProposeError> {
-        let mut client =
-            self.client(target, addr, Lane::Control)
-                .map_err(|e| ProposeError::NotLeader {
-                    leader_id: Some(target),
-                    leader_addr: Some(format!("{addr} ({e})")),
-                })?;
+    ) -> Result<Proposal, ForwardError> {
+        let mut client = self.client(target, addr, Lane::Control).map_err(|e| {
+            ForwardError::Failed(ProposeError::NotLeader {
+                leader_id: Some(target),
+                leader_addr: Some(format!("{addr} ({e})")),
+            })
+        })?;
         let mut request = self.peer_secret.request(ForwardRequest {
             target_node_id: target,
             source_node_id: self.source,
@@ -137,23 +137,20 @@ impl PeerClientFactory {
             command: Some(command),
         });
         request.set_timeout(wait_max);
-        let reply = client.forward(request).await.map_err(|status| {
-            // The command may have reached the leader before the connection failed.
-            ProposeError::Indeterminate(format!(
-                "forwarding to leader {target} at {addr} failed: {}",
-                status.message()
-            ))
-        })?;
+        let reply = client
+            .forward(request)
+            .await
+            .map_err(|status| forward_call_error(target, addr, &status))?;
         match reply.into_inner().result {
             Some(forward_reply::Result::Proposal(p)) => Ok(Proposal {
                 outcome: p.outcome.unwrap_or_default(),
                 log_index: p.log_index,
                 batch_time_ms: p.batch_time_ms,
             }),
-            Some(forward_reply::Result::Error(e)) => Err(propose_error(e)),
-            None => Err(ProposeError::Indeterminate(format!(
+            Some(forward_reply::Result::Error(e)) => Err(ForwardError::Failed(propose_error(e))),
+            None => Err(ForwardError::Failed(ProposeError::Indeterminate(format!(
                 "leader {target} sent an empty forward reply"
-            ))),
+            )))),
         }
     }
 
@@ -187,6 +184,52 @@ impl PeerClientFactory {
             None => Err(unreachable("empty reply".to_string())),
         }
     }
+}
+
+/// Why forwarding a command failed.
+#[derive(Debug)]
+pub(crate) enum ForwardError {
+    /// No connection to the leader could be made, so the request never left this node and the
+    /// command was not proposed. The caller may wait for a leader change and try again.
+    NotSent(String),
+    /// The call failed after the request may have been sent (the command may have committed),
+    /// or the leader answered with an error: reported as it is.
+    Failed(ProposeError),
+}
+
+/// What a failed `Forward` call means. Only a call that never had a connection is `NotSent`:
+/// tonic reports it as `Unavailable` with a [`tonic::ConnectError`] (refused, reset or timed out
+/// while connecting) in the status's source chain. Everything else — a deadline (`Cancelled`
+/// from the client's `grpc-timeout`, `DeadlineExceeded` from the server), a connection reset
+/// after the request was written, an unknown error — may have reached the leader, so its outcome
+/// is unknown.
+fn forward_call_error(target: NodeId, addr: &str, status: &tonic::Status) -> ForwardError {
+    if never_connected(status) {
+        return ForwardError::NotSent(format!(
+            "leader {target} at {addr} could not be reached: {}",
+            status.message()
+        ));
+    }
+    ForwardError::Failed(ProposeError::Indeterminate(format!(
+        "forwarding to leader {target} at {addr} failed: {}",
+        status.message()
+    )))
+}
+
+/// Whether `status` is tonic's report of a connection that could not be made, so the request
+/// was never sent. The message ("tcp connect error") is not relied on: only the typed source.
+fn never_connected(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 fn propose_error(e: PeerError) -> ProposeError {
@@ -479,5 +522,90 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             result = self.send_snapshot(vote, snapshot) => result,
             closed = cancel => Err(StreamingError::Closed(closed)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    fn factory() -> PeerClientFactory {
+        PeerClientFactory::new(1, PeerSecret::new("peer-client-test-secret"))
+    }
+
+    const WAIT_MAX: Duration = Duration::from_millis(300);
+    /// Far above `WAIT_MAX` and `CONNECT_TIMEOUT`: a forward that hangs fails the test.
+    const TEST_WAIT_MAX: Duration = Duration::from_secs(10);
+
+    async fn forward_to(addr: &str) -> Result<Proposal, ForwardError> {
+        let peers = factory();
+        let forwarded = peers.forward(2, addr, log::Command::default(), 1, WAIT_MAX);
+        tokio::time::timeout(TEST_WAIT_MAX, forwarded)
+            .await
+            .expect("forward returned within the test's wait")
+    }
+
+    #[test]
+    fn a_connect_error_in_the_source_chain_means_never_sent() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let status = tonic::Status::from_error(Box::new(tonic::ConnectError(Box::new(refused))));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(never_connected(&status));
+    }
+
+    #[test]
+    fn deadlines_and_bare_unavailable_statuses_may_have_been_sent() {
+        // The message tonic uses for a refused connection, without the typed source: not enough.
+        assert!(!never_connected(&tonic::Status::unavailable(
+            "tcp connect error"
+        )));
+        assert!(!never_connected(&tonic::Status::deadline_exceeded(
+            "deadline"
+        )));
+        assert!(!never_connected(&tonic::Status::cancelled(
+            "Timeout expired"
+        )));
+        // A connect error under any other code is not taken as never sent.
+        let mut status = tonic::Status::from_error(Box::new(tonic::ConnectError(Box::new(
+            io::Error::from(io::ErrorKind::ConnectionReset),
+        ))));
+        assert!(never_connected(&status));
+        status = tonic::Status::new(tonic::Code::Unknown, status.message().to_string());
+        assert!(!never_connected(&status));
+    }
+
+    #[tokio::test]
+    async fn forwarding_to_a_closed_port_is_not_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        drop(listener);
+        match forward_to(&addr).await {
+            Err(ForwardError::NotSent(why)) => assert!(why.contains(&addr), "{why}"),
+            other => panic!("expected NotSent, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn forwarding_to_a_leader_that_never_answers_is_indeterminate() {
+        // Accepts the connection and reads whatever comes, never answering: the request is sent
+        // and the deadline passes, so the command may have been committed.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let silent = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut sink = Vec::new();
+            let _ = socket.read_to_end(&mut sink).await;
+        });
+        match forward_to(&addr).await {
+            Err(ForwardError::Failed(ProposeError::Indeterminate(why))) => {
+                assert!(why.contains(&addr), "{why}")
+            }
+            other => panic!("expected an unknown outcome, got {other:?}"),
+        }
+        silent.abort();
     }
 }
