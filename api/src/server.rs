@@ -54,6 +54,9 @@ pub struct ApiConfig {
     /// Whether humans may log in with a local password (development clusters only).
     pub allow_local_passwords: bool,
     pub session_ttl_default_s: u32,
+    /// The storage memory budget in MiB (RocksDB's block cache, memtables, index and filter
+    /// blocks, for both databases).
+    pub storage_cache_mib: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +160,7 @@ async fn start_raft(config: &ApiConfig) -> Result<RaftNode, ServeError> {
     raft_config.snapshot_logs_since_last = config.snapshot_logs_since_last;
     raft_config.logs_kept_after_snapshot = config.snapshot_logs_kept;
     raft_config.peer_secret = config.peer_secret.clone();
+    raft_config.storage_cache_mib = config.storage_cache_mib;
     Ok(RaftNode::start(raft_config).await?)
 }
 

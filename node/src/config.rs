@@ -10,6 +10,7 @@ use figment::{
     providers::{Env, Format, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
+use warrant_raft::{STORAGE_CACHE_MIB_MAX, STORAGE_CACHE_MIB_MIN};
 
 /// Admin tokens shorter than this are refused: the token is the bootstrap root credential.
 pub const ADMIN_TOKEN_LEN_MIN: usize = 16;
@@ -61,6 +62,10 @@ pub struct ServerConfig {
     pub allow_local_passwords: bool,
     /// Upstream OIDC issuers whose id_tokens log humans in.
     pub federation: Vec<FederatedIssuer>,
+    /// The storage memory budget in MiB: RocksDB's one block cache for both databases, which
+    /// memtables and index and filter blocks are charged to, so memory does not grow with the
+    /// history.
+    pub storage_cache_mib: u64,
 }
 
 /// One trusted upstream OIDC issuer (`[[federation]]` in the TOML file).
@@ -101,6 +106,7 @@ impl Default for ServerConfig {
             session_ttl_default_s: 8 * 3600,
             allow_local_passwords: false,
             federation: Vec::new(),
+            storage_cache_mib: warrant_raft::STORAGE_CACHE_MIB_DEFAULT,
         }
     }
 }
@@ -175,6 +181,11 @@ impl ServerConfig {
             "invalid config: key session_ttl_default_s is {}; allowed: 1 to {}",
             self.session_ttl_default_s,
             warrant_identity::limits::SESSION_TTL_SECONDS_MAX
+        );
+        anyhow::ensure!(
+            (STORAGE_CACHE_MIB_MIN..=STORAGE_CACHE_MIB_MAX).contains(&self.storage_cache_mib),
+            "invalid config: key storage_cache_mib is {}; allowed: {STORAGE_CACHE_MIB_MIN} to {STORAGE_CACHE_MIB_MAX}",
+            self.storage_cache_mib
         );
         for (idx, issuer) in self.federation.iter().enumerate() {
             issuer.check(idx)?;

@@ -133,6 +133,16 @@ fn bad_values_are_reported_by_key() {
             "session_ttl_default_s",
         ),
         (
+            format!("storage_cache_mib = 4\n{TOKEN}"),
+            vec![],
+            "storage_cache_mib",
+        ),
+        (
+            TOKEN.to_string(),
+            vec![("WARRANT_STORAGE_CACHE_MIB", "100000")],
+            "storage_cache_mib",
+        ),
+        (
             format!(
                 "{TOKEN}\n[[federation]]\nissuer = \"https://idp\"\naudience = \"w\"\n\
                  jwks_file = \"/nonexistent/jwks.json\"\njwks_url = \"https://idp/jwks\""

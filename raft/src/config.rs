@@ -53,6 +53,10 @@ pub struct RaftConfig {
     /// node checks it. Peers share the public gRPC port, so without it anyone who can reach the
     /// port could forward a command as any actor. Empty only in tests of a single process.
     pub peer_secret: String,
+    /// The storage memory budget in MiB: one block cache shared by both RocksDB databases,
+    /// which memtables and index and filter blocks are charged to as well
+    /// (see [`crate::STORAGE_CACHE_MIB_DEFAULT`]).
+    pub storage_cache_mib: u64,
 }
 
 impl RaftConfig {
@@ -69,6 +73,7 @@ impl RaftConfig {
             logs_kept_after_snapshot: 10_000,
             read_wait_max: Duration::from_secs(5),
             peer_secret: String::new(),
+            storage_cache_mib: crate::STORAGE_CACHE_MIB_DEFAULT,
         }
     }
 

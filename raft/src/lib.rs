@@ -33,6 +33,7 @@ mod read_index;
 mod snapshot;
 mod snapshot_schedule;
 mod state_machine;
+mod storage_memory;
 mod types;
 
 pub use config::RaftConfig;
@@ -41,6 +42,7 @@ pub use node::{ClusterStatus, MemberStatus, RaftNode, ReadConsistency, Replicati
 pub use peer_server::PeerServer;
 pub use proposer::Proposal;
 pub use state_machine::StateReader;
+pub use storage_memory::{STORAGE_CACHE_MIB_DEFAULT, STORAGE_CACHE_MIB_MAX, STORAGE_CACHE_MIB_MIN};
 pub use types::{AppliedPosition, NodeId, TypeConfig};
 
 /// The stores and entry types, for tests that exercise storage without a running node
@@ -49,6 +51,7 @@ pub mod storage {
     pub use crate::{
         log_store::LogStore,
         state_machine::StateMachineStore,
+        storage_memory::{StorageMemory, StorageUsage},
         types::{BatchPayload, Entry, SnapshotFile},
     };
 }

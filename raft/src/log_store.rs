@@ -15,13 +15,12 @@ use openraft::{
     LogState, OptionalSend, RaftLogReader,
     storage::{LogFlushed, RaftLogStorage},
 };
-use rocksdb::{
-    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
-};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     error::StartError,
+    storage_memory::{ColumnFamilyRole, StorageMemory, StorageUsage},
     types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote},
 };
 
@@ -38,20 +37,24 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log database in `path`.
-    pub fn open(path: &Path) -> Result<Self, StartError> {
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        // Two cores are shared by three nodes in tests; keep background work small.
-        options.set_max_background_jobs(2);
-        let cfs =
-            [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-        let db = DB::open_cf_descriptors(&options, path, cfs).map_err(|e| StartError::OpenLog {
-            path: path.display().to_string(),
-            reason: e.to_string(),
+    /// Opens (or creates) the log database in `path`, within the node's storage memory budget.
+    pub fn open(path: &Path, memory: &StorageMemory) -> Result<Self, StartError> {
+        let cfs = memory.descriptors(&[
+            (CF_LOGS, ColumnFamilyRole::Log),
+            (CF_META, ColumnFamilyRole::Small),
+        ]);
+        let db = DB::open_cf_descriptors(&memory.db_options(), path, cfs).map_err(|e| {
+            StartError::OpenLog {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }
         })?;
         Ok(LogStore { db: Arc::new(db) })
+    }
+
+    /// What RocksDB reports this database holds in memory (and on disk).
+    pub fn storage_usage(&self) -> Result<StorageUsage, String> {
+        crate::storage_memory::usage(&self.db, &[CF_LOGS, CF_META])
     }
 
     fn logs(&self) -> &rocksdb::ColumnFamily {

@@ -238,11 +238,13 @@ impl RaftNode {
     /// unless its data directory already holds a cluster.
     pub async fn start(config: RaftConfig) -> Result<Self, StartError> {
         let openraft_config = config.to_openraft().map_err(StartError::Config)?;
+        let memory = crate::storage_memory::StorageMemory::new(config.storage_cache_mib)
+            .map_err(StartError::Config)?;
         fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
         let log_path = config.data_dir.join("raft-log");
-        let log_store = LogStore::open(&log_path)?;
-        let state_machine = StateMachineStore::open(&config.data_dir)
+        let log_store = LogStore::open(&log_path, &memory)?;
+        let state_machine = StateMachineStore::open(&config.data_dir, &memory)
             .map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
         let peer_secret = PeerSecret::new(&config.peer_secret);
         let peers = PeerClientFactory::new(config.node_id, peer_secret.clone());

@@ -24,8 +24,7 @@ use std::{
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, storage::RaftStateMachine};
 use prost::Message;
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
-    WriteOptions,
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions,
 };
 use tokio::sync::watch;
 use warrant_identity::{Overlay, StateError, StateRead};
@@ -33,6 +32,7 @@ use warrant_proto::log;
 
 use crate::{
     snapshot::{self, RowFamily, SnapshotReader, SnapshotWriter},
+    storage_memory::{ColumnFamilyRole, StorageMemory, StorageUsage},
     types::{
         AppliedPosition, BatchResponse, Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta,
         StorageError, StorageIOError, StoredMembership, TypeConfig,
@@ -71,6 +71,8 @@ struct Shared {
     snapshot_dir: PathBuf,
     /// RocksDB checkpoints a snapshot is built from; each lives only while its snapshot builds.
     checkpoint_dir: PathBuf,
+    /// The node's storage memory budget: every generation and checkpoint is opened within it.
+    memory: StorageMemory,
     db: RwLock<Arc<DB>>,
     current_snapshot: Mutex<Option<SnapshotMeta>>,
     applied: watch::Sender<AppliedPosition>,
@@ -86,8 +88,9 @@ pub struct StateReader {
 }
 
 impl StateMachineStore {
-    /// Opens the state machine under `data_dir` (`sm/` and `snapshots/`).
-    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+    /// Opens the state machine under `data_dir` (`sm/` and `snapshots/`), within the node's
+    /// storage memory budget.
+    pub fn open(data_dir: &Path, memory: &StorageMemory) -> Result<Self, StorageError> {
         let sm_dir = data_dir.join("sm");
         let snapshot_dir = data_dir.join("snapshots");
         let checkpoint_dir = data_dir.join("checkpoints");
@@ -107,7 +110,7 @@ impl StateMachineStore {
             }
         };
         remove_stale_generations(&sm_dir, generation);
-        let db = open_generation(&sm_dir, generation)
+        let db = open_generation(&sm_dir, generation, memory)
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
         let db = Arc::new(db);
         remove_unfinished_snapshot_files(&snapshot_dir);
@@ -119,12 +122,18 @@ impl StateMachineStore {
                 sm_dir,
                 snapshot_dir,
                 checkpoint_dir,
+                memory: memory.clone(),
                 db: RwLock::new(db),
                 current_snapshot: Mutex::new(current_snapshot),
                 applied,
                 snapshot_counter: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// What RocksDB reports the live generation holds in memory (and on disk).
+    pub fn storage_usage(&self) -> Result<StorageUsage, String> {
+        crate::storage_memory::usage(&self.db(), &[CF_STATE, CF_RAFT])
     }
 
     /// A reader over the current applied state.
@@ -225,9 +234,14 @@ impl StateMachineStore {
     }
 
     fn write_snapshot_from(&self, checkpoint: &Path) -> Result<Snapshot, StorageError> {
-        let db =
-            DB::open_cf_for_read_only(&Options::default(), checkpoint, [CF_STATE, CF_RAFT], false)
-                .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let memory = &self.shared.memory;
+        let db = DB::open_cf_descriptors_read_only(
+            &memory.db_options(),
+            checkpoint,
+            generation_cfs(memory),
+            false,
+        )
+        .map_err(|e| StorageIOError::read_state_machine(&e))?;
         let get = |key: &[u8]| {
             db.get_cf(raft_cf(&db), key)
                 .map_err(|e| StorageIOError::read_state_machine(&e))
@@ -279,7 +293,7 @@ impl StateMachineStore {
             .map_err(|e| StorageIOError::read_state_machine(&e))?
             .unwrap_or(1);
         let new_generation = old_generation + 1;
-        let (new_db, n_rows) = load_generation(&self.shared.sm_dir, new_generation, meta, &kept)?;
+        let (new_db, n_rows) = load_generation(&self.shared, new_generation, meta, &kept)?;
         write_current_generation(&self.shared.sm_dir, new_generation)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         let new_db = Arc::new(new_db);
@@ -594,14 +608,14 @@ fn verify_snapshot_file(meta: &SnapshotMeta, source: &Path) -> Result<(), Storag
 /// returns it with the number of rows loaded. A leftover directory of that generation (from an
 /// install that crashed) is removed first.
 fn load_generation(
-    sm_dir: &Path,
+    shared: &Shared,
     generation: u64,
     meta: &SnapshotMeta,
     kept: &Path,
 ) -> Result<(DB, usize), StorageError> {
-    let _ = fs::remove_dir_all(generation_dir(sm_dir, generation));
-    let db =
-        open_generation(sm_dir, generation).map_err(|e| StorageIOError::write_state_machine(&e))?;
+    let _ = fs::remove_dir_all(generation_dir(&shared.sm_dir, generation));
+    let db = open_generation(&shared.sm_dir, generation, &shared.memory)
+        .map_err(|e| StorageIOError::write_state_machine(&e))?;
     let reader = SnapshotReader::open(kept)
         .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
     let n_rows = load_rows(&db, reader, meta)?;
@@ -668,13 +682,21 @@ fn snapshot_path(snapshot_dir: &Path, snapshot_id: &str) -> PathBuf {
     snapshot_dir.join(format!("{SNAPSHOT_FILE_PREFIX}{snapshot_id}.snap"))
 }
 
-fn open_generation(sm_dir: &Path, generation: u64) -> Result<DB, rocksdb::Error> {
-    let mut options = Options::default();
-    options.create_if_missing(true);
-    options.create_missing_column_families(true);
-    options.set_max_background_jobs(2);
-    let cfs = [CF_STATE, CF_RAFT].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-    DB::open_cf_descriptors(&options, generation_dir(sm_dir, generation), cfs)
+fn open_generation(
+    sm_dir: &Path,
+    generation: u64,
+    memory: &StorageMemory,
+) -> Result<DB, rocksdb::Error> {
+    let path = generation_dir(sm_dir, generation);
+    DB::open_cf_descriptors(&memory.db_options(), path, generation_cfs(memory))
+}
+
+/// A generation's column families, with their options under the memory budget.
+fn generation_cfs(memory: &StorageMemory) -> Vec<ColumnFamilyDescriptor> {
+    memory.descriptors(&[
+        (CF_STATE, ColumnFamilyRole::State),
+        (CF_RAFT, ColumnFamilyRole::Small),
+    ])
 }
 
 fn read_current_generation(sm_dir: &Path) -> std::io::Result<Option<u64>> {

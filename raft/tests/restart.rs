@@ -8,7 +8,10 @@ use prost::Message;
 use tempfile::TempDir;
 use warrant_identity::{query, state_digest};
 use warrant_proto::log::{self, command::Kind};
-use warrant_raft::storage::{BatchPayload, Entry, SnapshotFile, StateMachineStore};
+use warrant_raft::{
+    STORAGE_CACHE_MIB_DEFAULT,
+    storage::{BatchPayload, Entry, SnapshotFile, StateMachineStore, StorageMemory},
+};
 
 fn log_id(index: u64) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(1, 1), index)
@@ -40,6 +43,12 @@ fn register_human(index: u64, human_id: &str) -> Entry {
     }
 }
 
+/// Opens the state machine in `dir` with the default memory budget.
+fn open(dir: &std::path::Path) -> StateMachineStore {
+    let memory = StorageMemory::new(STORAGE_CACHE_MIB_DEFAULT).expect("default budget");
+    StateMachineStore::open(dir, &memory).expect("open state machine")
+}
+
 fn digest(sm: &StateMachineStore) -> [u8; 32] {
     state_digest(&sm.reader()).expect("digest")
 }
@@ -50,7 +59,7 @@ async fn applied_state_survives_restart_and_snapshot_install() {
     let follower_dir = TempDir::new().expect("temp dir");
 
     tracing::info!("--- apply three entries in one call, then restart");
-    let mut leader = StateMachineStore::open(leader_dir.path()).expect("open");
+    let mut leader = open(leader_dir.path());
     let entries = vec![
         Entry {
             log_id: log_id(1),
@@ -71,7 +80,7 @@ async fn applied_state_survives_restart_and_snapshot_install() {
     assert_eq!(snapshot.meta.last_log_id, Some(log_id(3)));
     drop(leader);
 
-    let mut leader = StateMachineStore::open(leader_dir.path()).expect("reopen");
+    let mut leader = open(leader_dir.path());
     let (applied, _) = leader.applied_state().await.expect("applied state");
     assert_eq!(applied, Some(log_id(3)));
     assert_eq!(digest(&leader), before, "state changed across a restart");
@@ -91,7 +100,7 @@ async fn applied_state_survives_restart_and_snapshot_install() {
     );
 
     tracing::info!("--- install the snapshot on a fresh node, then restart it");
-    let mut follower = StateMachineStore::open(follower_dir.path()).expect("open follower");
+    let mut follower = open(follower_dir.path());
     follower
         .install_snapshot(&current.meta, current.snapshot)
         .await
@@ -107,7 +116,7 @@ async fn applied_state_survives_restart_and_snapshot_install() {
             .is_some()
     );
     drop(follower);
-    let mut follower = StateMachineStore::open(follower_dir.path()).expect("reopen follower");
+    let mut follower = open(follower_dir.path());
     let (applied, _) = follower.applied_state().await.expect("applied state");
     assert_eq!(applied, Some(log_id(3)));
     assert_eq!(
@@ -128,7 +137,7 @@ async fn applied_state_survives_restart_and_snapshot_install() {
 async fn a_corrupt_snapshot_is_refused_and_leaves_state_intact() {
     let leader_dir = TempDir::new().expect("temp dir");
     let follower_dir = TempDir::new().expect("temp dir");
-    let mut leader = StateMachineStore::open(leader_dir.path()).expect("open");
+    let mut leader = open(leader_dir.path());
     leader
         .apply(vec![register_human(1, "alice")])
         .await
@@ -140,7 +149,7 @@ async fn a_corrupt_snapshot_is_refused_and_leaves_state_intact() {
         .await
         .expect("build");
 
-    let mut follower = StateMachineStore::open(follower_dir.path()).expect("open follower");
+    let mut follower = open(follower_dir.path());
     follower
         .apply(vec![register_human(1, "zed")])
         .await

@@ -22,7 +22,10 @@ use openraft::{
 use prost::Message;
 use tempfile::TempDir;
 use warrant_proto::log::{self, command::Kind};
-use warrant_raft::storage::{BatchPayload, Entry, StateMachineStore};
+use warrant_raft::{
+    STORAGE_CACHE_MIB_DEFAULT,
+    storage::{BatchPayload, Entry, StateMachineStore, StorageMemory},
+};
 
 const COMMANDS_PER_ENTRY: usize = 1000;
 const TICK: Duration = Duration::from_millis(2);
@@ -120,7 +123,8 @@ async fn measure_stalls_during_snapshot_builds() {
     let mut stores = Vec::new();
     let filled = Instant::now();
     for dir in &dirs {
-        let mut store = StateMachineStore::open(dir.path()).expect("open");
+        let memory = StorageMemory::new(STORAGE_CACHE_MIB_DEFAULT).expect("default budget");
+        let mut store = StateMachineStore::open(dir.path(), &memory).expect("open");
         for (n, first) in (0..rows).step_by(COMMANDS_PER_ENTRY).enumerate() {
             store
                 .apply(vec![entry(n as u64 + 1, first)])

@@ -3,8 +3,8 @@
 use openraft::{StorageError, testing::StoreBuilder};
 use tempfile::TempDir;
 use warrant_raft::{
-    NodeId, TypeConfig,
-    storage::{LogStore, StateMachineStore},
+    NodeId, STORAGE_CACHE_MIB_DEFAULT, TypeConfig,
+    storage::{LogStore, StateMachineStore, StorageMemory},
 };
 
 struct RocksBuilder;
@@ -12,8 +12,10 @@ struct RocksBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RocksBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
         let dir = TempDir::new().expect("create temp dir");
-        let log_store = LogStore::open(&dir.path().join("raft-log")).expect("open log store");
-        let state_machine = StateMachineStore::open(dir.path())?;
+        let memory = StorageMemory::new(STORAGE_CACHE_MIB_DEFAULT).expect("default budget");
+        let log_store =
+            LogStore::open(&dir.path().join("raft-log"), &memory).expect("open log store");
+        let state_machine = StateMachineStore::open(dir.path(), &memory)?;
         Ok((dir, log_store, state_machine))
     }
 }
