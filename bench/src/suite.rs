@@ -235,26 +235,34 @@ impl Suite {
         })
     }
 
-    /// Imports the plan's history through the leader, then reads memory again: what a node
-    /// holds must be bounded by its configuration, not by the length of its history.
+    /// Imports the plan's history through the leader in [`HISTORY_STAGES`] equal stages,
+    /// reading memory after each: what a node holds must be bounded by its configuration (the
+    /// storage cache fills, then stays), not grow with the length of its history.
     async fn history(&self, c: &Clusters, etcd_leader: usize) -> anyhow::Result<Vec<MemoryRecord>> {
-        let events = self.plan.history_events;
-        self.progress
-            .set_message(format!("importing {events} events of history"));
-        let started = std::time::Instant::now();
+        let stage_events = self.plan.history_events.div_ceil(HISTORY_STAGES);
         let leader = c.warrant.channel(c.leader)?;
-        let last =
-            scenarios::import_humans(&leader, c.warrant.admin_token(), "hist", events).await?;
-        for id in c.warrant.live() {
-            applied_at_least(c, id, last).await?;
+        let mut memories = Vec::new();
+        for stage in 1..=HISTORY_STAGES {
+            self.progress.set_message(format!(
+                "importing history, stage {stage} of {HISTORY_STAGES}"
+            ));
+            let started = std::time::Instant::now();
+            let tag = format!("hist{stage}");
+            let last =
+                scenarios::import_humans(&leader, c.warrant.admin_token(), &tag, stage_events)
+                    .await?;
+            for id in c.warrant.live() {
+                applied_at_least(c, id, last).await?;
+            }
+            let applied = applied_seq(c, c.leader).await?;
+            self.say(format!(
+                "history: {stage_events} events imported in {:.1} s; the log holds {applied}",
+                started.elapsed().as_secs_f64()
+            ));
+            let after = format!("{} more events", stage * stage_events);
+            memories.extend(memory(c, etcd_leader, 0, &after, applied));
         }
-        let applied = applied_seq(c, c.leader).await?;
-        self.say(format!(
-            "history: {events} events imported in {:.1} s; the log holds {applied}",
-            started.elapsed().as_secs_f64()
-        ));
-        let after = format!("{events} more events");
-        Ok(memory(c, etcd_leader, 0, &after, applied))
+        Ok(memories)
     }
 
     /// Revocation reach over every node, revoking on the leader, while mixed load runs on all
@@ -341,6 +349,10 @@ fn memory(
     );
     memory
 }
+
+/// Memory is read after each of this many equal parts of the imported history, so the table
+/// shows whether it levels off.
+const HISTORY_STAGES: u64 = 2;
 
 /// How long a node may take to apply what the leader has: the import's last entries, behind
 /// a follower's share of a loaded two-core machine.

@@ -198,13 +198,14 @@ fn memory(out: &mut String, results: &Results) {
     if results.memory.is_empty() {
         return;
     }
-    let mut rows: Vec<(&str, &str)> = results
-        .memory
-        .iter()
-        .map(|m| (m.after.as_str(), m.process.as_str()))
-        .collect();
-    rows.sort_unstable();
-    rows.dedup();
+    // In the order they were read (load runs, then each stage of history), each row once.
+    let mut rows: Vec<(&str, &str)> = Vec::new();
+    for m in &results.memory {
+        let row = (m.after.as_str(), m.process.as_str());
+        if !rows.contains(&row) {
+            rows.push(row);
+        }
+    }
     let _ = writeln!(
         out,
         "### Memory\n\nEach process's resident set (VmRSS) and its peak (VmHWM) after the load runs, and in the \
