@@ -16,49 +16,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use openraft::{
-    CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder, storage::RaftStateMachine,
-};
-use prost::Message;
+mod support;
+
+use openraft::{RaftSnapshotBuilder, storage::RaftStateMachine};
 use tempfile::TempDir;
-use warrant_proto::log::{self, command::Kind};
 use warrant_raft::{
     STORAGE_CACHE_MIB_DEFAULT,
-    storage::{BatchPayload, Entry, StateMachineStore, StorageMemory},
+    storage::{StateMachineStore, StorageMemory},
 };
 
 const COMMANDS_PER_ENTRY: usize = 1000;
 const TICK: Duration = Duration::from_millis(2);
 const FSYNC_EVERY: Duration = Duration::from_millis(10);
-
-fn entry(index: u64, first: usize) -> Entry {
-    let commands = (first..first + COMMANDS_PER_ENTRY)
-        .map(|i| log::Command {
-            idempotency_key: format!("register-{i}"),
-            request_digest: vec![7; 32],
-            actor: Some(log::Actor {
-                kind: log::PrincipalKind::Admin as i32,
-                id: "admin".into(),
-                on_behalf_of: vec![],
-            }),
-            kind: Some(Kind::RegisterHuman(log::RegisterHuman {
-                human_id: format!("human-{i:09}"),
-                display_name: format!("Human number {i} with a longer display name"),
-                email: format!("human-{i}@example.com"),
-                ..Default::default()
-            })),
-            ..Default::default()
-        })
-        .collect();
-    let batch = log::Batch {
-        time_unix_ms: 1_764_000_000_000 + index,
-        commands,
-    };
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(BatchPayload(batch.encode_to_vec())),
-    }
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -127,7 +96,11 @@ async fn measure_stalls_during_snapshot_builds() {
         let mut store = StateMachineStore::open(dir.path(), &memory).expect("open");
         for (n, first) in (0..rows).step_by(COMMANDS_PER_ENTRY).enumerate() {
             store
-                .apply(vec![entry(n as u64 + 1, first)])
+                .apply(vec![support::registrations_entry(
+                    n as u64 + 1,
+                    first..first + COMMANDS_PER_ENTRY,
+                    |i| format!("Human number {i} with a longer display name"),
+                )])
                 .await
                 .expect("apply");
         }

@@ -9,16 +9,14 @@
 //! within it, and next to
 //! nothing in table readers outside it.
 
-use openraft::{
-    CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder, storage::RaftStateMachine,
-};
-use prost::Message;
+mod support;
+
+use openraft::{RaftSnapshotBuilder, storage::RaftStateMachine};
 use tempfile::TempDir;
 use warrant_identity::state_digest;
-use warrant_proto::log::{self, command::Kind};
 use warrant_raft::{
     STORAGE_CACHE_MIB_MIN,
-    storage::{BatchPayload, Entry, LogStore, StateMachineStore, StorageMemory, StorageUsage},
+    storage::{Entry, LogStore, StateMachineStore, StorageMemory, StorageUsage},
 };
 
 /// The smallest budget a node accepts: the easiest one to overrun.
@@ -43,6 +41,12 @@ const TABLE_READER_BYTES_MAX: u64 = 64 * 1024;
 /// (measured: at most ~1 %).
 const CACHE_PINNED_SHARE_DIVISOR: u64 = 16;
 
+/// Entry `index`: [`COMMANDS_PER_ENTRY`] registrations with badly compressing names.
+fn entry(index: u64) -> Entry {
+    let first = (index as usize - 1) * COMMANDS_PER_ENTRY;
+    support::registrations_entry(index, first..first + COMMANDS_PER_ENTRY, name)
+}
+
 /// A display name of [`NAME_CHARS`] characters that compresses badly, the same for the same
 /// `i` (splitmix64).
 fn name(i: usize) -> String {
@@ -57,36 +61,6 @@ fn name(i: usize) -> String {
             char::from(SYMBOLS[((z ^ (z >> 31)) % 64) as usize])
         })
         .collect()
-}
-
-fn entry(index: u64) -> Entry {
-    let first = (index as usize - 1) * COMMANDS_PER_ENTRY;
-    let commands = (first..first + COMMANDS_PER_ENTRY)
-        .map(|i| log::Command {
-            idempotency_key: format!("register-{i}"),
-            request_digest: vec![7; 32],
-            actor: Some(log::Actor {
-                kind: log::PrincipalKind::Admin as i32,
-                id: "admin".into(),
-                on_behalf_of: vec![],
-            }),
-            kind: Some(Kind::RegisterHuman(log::RegisterHuman {
-                human_id: format!("human-{i:09}"),
-                display_name: name(i),
-                email: format!("human-{i}@example.com"),
-                ..Default::default()
-            })),
-            ..Default::default()
-        })
-        .collect();
-    let batch = log::Batch {
-        time_unix_ms: 1_764_000_000_000 + index,
-        commands,
-    };
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(BatchPayload(batch.encode_to_vec())),
-    }
 }
 
 /// Checks RocksDB's accounting of every database on `memory` against the budget, after `step`.
