@@ -193,20 +193,9 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
                         return;
                     }
                     let (_, channel) = &channels[target % channels.len()];
-                    let mut client =
-                        api::identity_service_client::IdentityServiceClient::new(channel.clone());
-                    let mut request = support::with_auth(
-                        Some(&admin),
-                        api::RegisterHumanRequest {
-                            idempotency_key: human_id.clone(),
-                            ..human(&human_id)
-                        },
-                    );
-                    request.set_timeout(Duration::from_secs(5));
                     let sent = Instant::now();
-                    match client.register_human(request).await {
-                        Ok(reply) => {
-                            let seq = reply.into_inner().seq;
+                    match register_once(channel, &admin, &human_id, Duration::from_secs(5)).await {
+                        Ok(seq) => {
                             acks.lock().expect("acks lock").acked.push((
                                 human_id.clone(),
                                 seq,
@@ -333,6 +322,26 @@ struct Answer {
     result: Result<u64, (Code, String)>,
 }
 
+/// Registers `human_id` through `channel` as the admin, the id doubling as the idempotency key
+/// so a retry on another node is the same write. Returns its seq.
+async fn register_once(
+    channel: &tonic::transport::Channel,
+    admin: &str,
+    human_id: &str,
+    timeout: Duration,
+) -> Result<u64, tonic::Status> {
+    let mut client = api::identity_service_client::IdentityServiceClient::new(channel.clone());
+    let mut request = support::with_auth(
+        Some(admin),
+        api::RegisterHumanRequest {
+            idempotency_key: human_id.to_string(),
+            ..human(human_id)
+        },
+    );
+    request.set_timeout(timeout);
+    Ok(client.register_human(request).await?.into_inner().seq)
+}
+
 /// Sends `w{writer}-{n}` registrations to `nodes`, starting at node `writer % len`, retrying
 /// each write (same idempotency key) on the next node after a failure, and records every
 /// answer, until `stop`.
@@ -351,21 +360,9 @@ async fn write_until_stopped(
                 return;
             }
             let (node_id, channel) = &nodes[target % nodes.len()];
-            let mut client =
-                api::identity_service_client::IdentityServiceClient::new(channel.clone());
-            let mut request = support::with_auth(
-                Some(&admin),
-                api::RegisterHumanRequest {
-                    idempotency_key: human_id.clone(),
-                    ..human(&human_id)
-                },
-            );
-            request.set_timeout(FAILOVER_RPC_TIMEOUT);
             let sent = Instant::now();
-            let result = client
-                .register_human(request)
+            let result = register_once(channel, &admin, &human_id, FAILOVER_RPC_TIMEOUT)
                 .await
-                .map(|reply| reply.into_inner().seq)
                 .map_err(|status| (status.code(), error_reason(&status)));
             let acknowledged = result.is_ok();
             answers.lock().expect("answers lock").push(Answer {
