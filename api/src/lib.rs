@@ -20,8 +20,9 @@ pub mod server;
 pub mod services;
 mod storage;
 pub mod tokens;
+pub mod transport;
 pub mod validate;
 
 pub use error::{ApiError, Reason};
-pub use server::{ApiConfig, Warrant};
+pub use server::{ApiConfig, Security, Warrant};
 pub use warrant_token::{NodeSigningKey, id_token, jwt, signing_key};

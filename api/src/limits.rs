@@ -16,3 +16,20 @@ pub const JWKS_KEYS_MAX: usize = 1024;
 /// enough to hash cheaply.
 pub const CLIENT_SECRET_LEN_MIN: usize = 24;
 pub const CLIENT_SECRET_LEN_MAX: usize = 256;
+/// Open connections per listener. Beyond them a new connection is closed as it is accepted.
+pub const PUBLIC_CONNECTIONS_MAX: usize = 4096;
+pub const HTTP_CONNECTIONS_MAX: usize = 1024;
+/// Peers are the other members (each opens two connections) and a few reconnecting ones.
+pub const PEER_CONNECTIONS_MAX: usize = 64;
+/// The most header bytes (all metadata) an HTTP/2 request may carry: 16 KiB, as gRPC's default.
+pub const HTTP2_HEADER_LIST_BYTES_MAX: u32 = 16 * 1024;
+/// Streams a client may reset before the server has accepted them (the "rapid reset" bound).
+pub const HTTP2_PENDING_RESETS_MAX: usize = 20;
+/// HTTP/2 pings: a connection silent for the interval is pinged, and closed if the ping is not
+/// answered within the timeout.
+pub const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+pub const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long an HTTP/1.1 client may take to send a request's headers.
+pub const HTTP_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// HTTP/1.1 read buffer: headers and a body of `REQUEST_BYTES_MAX` fit.
+pub const HTTP_READ_BUFFER_BYTES_MAX: usize = 128 * 1024;

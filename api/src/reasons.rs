@@ -185,6 +185,25 @@ reasons! {
         "This node is stopping: retry on another node.";
     Internal => "INTERNAL", Internal,
         "The server failed: retry, and report it if it persists.";
+    // Transport: statuses the gRPC stack raises before a handler runs.
+    RequestTooLarge => "REQUEST_TOO_LARGE", ResourceExhausted,
+        "The request message is larger than allowed: send a smaller one.";
+    MessageUndecodable => "MESSAGE_UNDECODABLE", InvalidArgument,
+        "The request body is not a protobuf message of the method's request type: send one.";
+    DeadlineExceeded => "DEADLINE_EXCEEDED", DeadlineExceeded,
+        "The call's deadline (`grpc-timeout`) passed before it finished: retry with a longer \
+         deadline; a write may have committed, so retry it with the same idempotency key.";
+    DeadlineInvalid => "DEADLINE_INVALID", InvalidArgument,
+        "The `grpc-timeout` header is malformed: send 1 to 8 digits and a unit (H, M, S, m, u, \
+         n).";
+    MethodNotFound => "METHOD_NOT_FOUND", Unimplemented,
+        "No service on this listener has this method: check the method name and the port.";
+    PeerUnauthenticated => "PEER_UNAUTHENTICATED", Unauthenticated,
+        "Peer RPCs are for cluster members: present a node certificate from the cluster's CA on \
+         the peer listener.";
+    TransportError => "TRANSPORT_ERROR", Unknown,
+        "The gRPC stack refused the call before it reached Warrant (the message says why): fix \
+         the request or retry.";
 }
 
 impl Reason {

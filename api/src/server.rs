@@ -1,10 +1,10 @@
-//! Starting a node: storage, Raft, the signing key, and one gRPC listener that serves the public
-//! API, the peer RPCs, health and reflection.
+//! Starting a node: storage, Raft, the signing key, and three listeners: the public gRPC API
+//! (with health and reflection), the peer RPCs on a listener of their own, and HTTP.
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 use warrant_proto::api::{
     audit_service_server::AuditServiceServer, cluster_service_server::ClusterServiceServer,
@@ -12,7 +12,7 @@ use warrant_proto::api::{
     identity_service_server::IdentityServiceServer, session_service_server::SessionServiceServer,
     token_service_server::TokenServiceServer,
 };
-use warrant_raft::{RaftConfig, RaftNode};
+use warrant_raft::{PeerSecurity, RaftConfig, RaftNode, SharedSecrets};
 use warrant_token::NodeSigningKey;
 
 use crate::{
@@ -20,23 +20,42 @@ use crate::{
     context::Context,
     federation::{Federation, FederationError, IssuerConfig},
     keys::{self, key_set::SigningKeys},
-    limits::{CONCURRENCY_PER_CONNECTION_MAX, REQUEST_BYTES_MAX, STREAMS_PER_CONNECTION_MAX},
+    limits::{
+        HTTP_CONNECTIONS_MAX, PEER_CONNECTIONS_MAX, PUBLIC_CONNECTIONS_MAX, REQUEST_BYTES_MAX,
+    },
     services::{
         audit::AuditApi, cluster::ClusterApi, delegation::DelegationApi, identity::IdentityApi,
         session::SessionApi, token::TokenApi,
     },
+    transport::{self, GrpcEdge, ListenerSpec, Protocol, Role, TlsError, TlsFiles, TlsState},
 };
+
+/// How a node protects its traffic.
+#[derive(Clone, Debug)]
+pub enum Security {
+    /// TLS on every listener, mutual TLS between peers.
+    Tls(TlsFiles),
+    /// No TLS anywhere (`insecure_plaintext = true`): tests and development only. Peers prove
+    /// themselves with shared secrets: the first is sent, all are accepted.
+    InsecurePlaintext { peer_secrets: Vec<String> },
+}
 
 /// How a node runs. Built by the `warrant` binary from its config file, environment and flags.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
     pub node_id: u64,
     pub data_dir: PathBuf,
+    /// The public gRPC API, health and reflection.
     pub listen_addr: SocketAddr,
+    /// The peer RPCs (Raft, forwarding, read indexes), and nothing else.
+    pub peer_listen_addr: SocketAddr,
     /// Where `/.well-known/jwks.json` and `/healthz` are served over HTTP, if anywhere.
     pub http_listen_addr: Option<SocketAddr>,
-    /// The address peers and clients should use for this node (`host:port`).
+    /// The address clients should use for this node (`host:port`).
     pub advertise_addr: String,
+    /// The address peers should use for this node's peer listener (`host:port`).
+    pub peer_advertise_addr: String,
+    pub security: Security,
     pub admin_token: String,
     pub issuer: String,
     pub token_ttl_default_s: u32,
@@ -47,8 +66,6 @@ pub struct ApiConfig {
     pub snapshot_logs_since_last: u64,
     /// Entries kept behind a snapshot, so a briefly absent follower catches up from the log.
     pub snapshot_logs_kept: u64,
-    /// The peer secret: every member presents it on peer RPCs; the same on every node.
-    pub peer_secret: String,
     /// Upstream OIDC issuers whose humans log in with id_tokens.
     pub federation: Vec<IssuerConfig>,
     /// Whether humans may log in with a local password (development clusters only).
@@ -75,18 +92,22 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("peer secrets: {0}")]
+    PeerSecrets(String),
     #[error(transparent)]
     Federation(#[from] FederationError),
     #[error("reflection: {0}")]
     Reflection(String),
-    #[error("serve: {0}")]
-    Serve(#[from] tonic::transport::Error),
 }
 
 /// A running node.
 pub struct Warrant {
     pub node: RaftNode,
     pub local_addr: SocketAddr,
+    /// The bound peer listener's address.
+    pub peer_addr: SocketAddr,
     /// The bound HTTP address, when HTTP is enabled.
     pub http_addr: Option<SocketAddr>,
     pub key_id: String,
@@ -103,102 +124,171 @@ impl Warrant {
             path: config.data_dir.display().to_string(),
             source,
         })?;
+        let tls = load_tls(&config)?;
         let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
-        let node = start_raft(&config).await?;
+        let node = start_raft(&config, peer_security(&config, tls.as_ref())?).await?;
         let listeners = Listeners::bind(&config).await?;
         let federation = Arc::new(Federation::load(config.federation.clone()).await?);
         let context = service_context(&config, &node, &signing_key, federation.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (grpc, health) = serve_grpc(&context, listeners.grpc, stop_rx.clone()).await?;
-        let http = listeners
-            .http
-            .map(|listener| serve_http(&context, listener, stop_rx.clone()));
+        let addrs = listeners.addrs();
+        let (servers, health) = listeners.serve(&context, tls.clone(), &stop_rx).await?;
         if config.init_single_node && node.initialize_single().await? {
             tracing::info!(node_id = config.node_id, "initialised a one-member cluster");
         }
         let warrant = Warrant {
             node: node.clone(),
-            local_addr: listeners.grpc_addr,
-            http_addr: listeners.http_addr,
+            local_addr: addrs.0,
+            peer_addr: addrs.1,
+            http_addr: addrs.2,
             key_id: signing_key.key_id().to_string(),
         };
-        let refresher = tokio::spawn(federation.refresh_forever(stop_rx.clone()));
-        let publisher = tokio::spawn(publish_then_serve(
-            node.clone(),
-            signing_key,
-            health,
-            stop_rx,
-        ));
+        let mut tasks = vec![
+            tokio::spawn(federation.refresh_forever(stop_rx.clone())),
+            tokio::spawn(publish_then_serve(
+                node.clone(),
+                signing_key,
+                health,
+                stop_rx.clone(),
+            )),
+        ];
+        if let Some(tls) = tls {
+            tasks.push(tokio::spawn(tls.reload_forever(stop_rx)));
+        }
         on_ready(&warrant);
 
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
-        publisher.abort();
-        refresher.abort();
-        if let Some(http) = http {
-            let _ = http.await;
+        for task in tasks {
+            task.abort();
         }
-        let served = grpc.await;
-        node.shutdown().await;
-        match served {
-            Ok(result) => result.map_err(ServeError::from),
-            Err(e) => {
+        for server in servers {
+            if let Err(e) = server.await {
                 tracing::error!(error = %e, "server task failed");
-                Ok(())
             }
+        }
+        node.shutdown().await;
+        Ok(())
+    }
+}
+
+/// The TLS material, unless the node runs plaintext (which it says loudly).
+fn load_tls(config: &ApiConfig) -> Result<Option<Arc<TlsState>>, ServeError> {
+    // One process-wide provider, the one every TLS config here names: aws-lc-rs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match &config.security {
+        Security::Tls(files) => Ok(Some(TlsState::load(files.clone(), config.node_id)?)),
+        Security::InsecurePlaintext { .. } => {
+            tracing::warn!(
+                "insecure_plaintext = true: no TLS on any listener, and peers prove themselves \
+                 with a shared secret; tokens, secrets and the replicated log travel in clear. \
+                 For tests and development only"
+            );
+            Ok(None)
         }
     }
 }
 
-async fn start_raft(config: &ApiConfig) -> Result<RaftNode, ServeError> {
+fn peer_security(
+    config: &ApiConfig,
+    tls: Option<&Arc<TlsState>>,
+) -> Result<PeerSecurity, ServeError> {
+    match (&config.security, tls) {
+        (Security::Tls(_), Some(tls)) => Ok(PeerSecurity::MutualTls(tls.peer_material())),
+        (Security::InsecurePlaintext { peer_secrets }, _) => Ok(PeerSecurity::SharedSecrets(
+            SharedSecrets::new(peer_secrets).map_err(ServeError::PeerSecrets)?,
+        )),
+        (Security::Tls(_), None) => Err(ServeError::PeerSecrets(
+            "TLS is configured but its material is not loaded".to_string(),
+        )),
+    }
+}
+
+async fn start_raft(config: &ApiConfig, security: PeerSecurity) -> Result<RaftNode, ServeError> {
     let mut raft_config = RaftConfig::new(
         config.node_id,
         config.advertise_addr.clone(),
         config.data_dir.clone(),
     );
+    raft_config.peer_advertise_addr = config.peer_advertise_addr.clone();
     raft_config.snapshot_logs_since_last = config.snapshot_logs_since_last;
     raft_config.logs_kept_after_snapshot = config.snapshot_logs_kept;
-    raft_config.peer_secret = config.peer_secret.clone();
+    raft_config.peer_security = security;
     raft_config.storage_cache_mib = config.storage_cache_mib;
     Ok(RaftNode::start(raft_config).await?)
 }
 
-/// The bound gRPC listener and, when HTTP is enabled, the HTTP one.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
+
+/// The bound listeners: public gRPC, peers and, when enabled, HTTP.
 struct Listeners {
-    grpc: TcpListener,
-    grpc_addr: SocketAddr,
-    http: Option<TcpListener>,
-    http_addr: Option<SocketAddr>,
+    public: (TcpListener, SocketAddr),
+    peer: (TcpListener, SocketAddr),
+    http: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Listeners {
     async fn bind(config: &ApiConfig) -> Result<Listeners, ServeError> {
-        let grpc = TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: config.listen_addr,
-                source,
-            })?;
-        let grpc_addr = grpc.local_addr().map_err(|source| ServeError::Bind {
-            addr: config.listen_addr,
-            source,
-        })?;
+        let public = bind(config.listen_addr).await?;
+        let peer = bind(config.peer_listen_addr).await?;
         let http = match config.http_listen_addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServeError::Bind { addr, source })?,
-            ),
+            Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
-        Ok(Listeners {
-            grpc,
-            grpc_addr,
-            http,
-            http_addr,
-        })
+        Ok(Listeners { public, peer, http })
+    }
+
+    fn addrs(&self) -> (SocketAddr, SocketAddr, Option<SocketAddr>) {
+        (self.public.1, self.peer.1, self.http.as_ref().map(|h| h.1))
+    }
+
+    /// Serves every listener until `stop`. Returns their tasks, and the reporter that marks
+    /// the node healthy.
+    async fn serve(
+        self,
+        context: &Arc<Context>,
+        tls: Option<Arc<TlsState>>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(Vec<JoinHandle<()>>, HealthReporter), ServeError> {
+        let node_id = context.node.node_id();
+        let spec = |role, connections_max| ListenerSpec {
+            role,
+            connections_max,
+            tls: tls.clone(),
+        };
+        let (public, health) = public_routes(context).await?;
+        let public = transport::serve(
+            transport::accept(self.public.0, spec(Role::Public, PUBLIC_CONNECTIONS_MAX), stop.clone()),
+            GrpcEdge::new(public, node_id),
+            Protocol::Http2,
+            stop.clone(),
+        );
+        let (auth, peer_service) = context.node.peer_service();
+        let peer = transport::serve(
+            transport::accept(self.peer.0, spec(Role::Peer, PEER_CONNECTIONS_MAX), stop.clone()),
+            GrpcEdge::new(tower_layer::Layer::layer(&auth, Routes::new(peer_service)), node_id),
+            Protocol::Http2,
+            stop.clone(),
+        );
+        let mut servers = vec![public, peer];
+        if let Some((listener, _)) = self.http {
+            servers.push(transport::serve(
+                transport::accept(listener, spec(Role::Http, HTTP_CONNECTIONS_MAX), stop.clone()),
+                crate::http::router(context.clone()),
+                Protocol::Http1,
+                stop.clone(),
+            ));
+        }
+        Ok((servers, health))
     }
 }
 
@@ -228,31 +318,30 @@ fn service_context(
     })
 }
 
-/// Serves the public API, the peer RPCs, health and reflection on `listener` until `stop`.
-/// Returns the server's task and the reporter that marks the node healthy.
-async fn serve_grpc(
-    context: &Arc<Context>,
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(GrpcServer, HealthReporter), ServeError> {
+/// The public listener's services: the API, health, and reflection (v1 and v1alpha, so older
+/// grpcurl and Python clients can list and describe them, health included). Peer RPCs are not
+/// among them. Returns the routes and the reporter that marks the node healthy.
+async fn public_routes(context: &Arc<Context>) -> Result<(Routes, HealthReporter), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     // tonic-health starts the overall service ("") as SERVING; this node serves only once a
     // leader is known and its signing key is published (`publish_then_serve`).
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(warrant_proto::FILE_DESCRIPTOR_SET)
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(warrant_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let node_id = context.node.node_id();
-    let serve = Server::builder()
-        .trace_fn(move |request| rpc_span(node_id, request))
-        .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION_MAX)
-        .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(context.node.peer_service())
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let routes = Routes::new(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             IdentityServiceServer::new(IdentityApi {
                 context: context.clone(),
@@ -288,70 +377,8 @@ async fn serve_grpc(
                 context: context.clone(),
             })
             .max_decoding_message_size(REQUEST_BYTES_MAX),
-        )
-        .serve_with_incoming_shutdown(accepted_without_nagle(listener), async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        });
-    Ok((tokio::spawn(serve), health))
-}
-
-/// Every request runs in a span naming the node and a request id (the caller's `x-request-id`
-/// when it sent one), so one request's logs can be followed.
-fn rpc_span(node_id: u64, request: &axum::http::Request<()>) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128)
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    tracing::info_span!("rpc", node_id, method = %request.uri().path(), request_id = %request_id)
-}
-
-type GrpcServer = JoinHandle<Result<(), tonic::transport::Error>>;
-
-/// The gRPC listener's connections, each with TCP_NODELAY set as it is accepted.
-///
-/// `Server::tcp_nodelay` applies only when tonic binds the address itself; a server given its
-/// own incoming stream (we bind first, to learn the port and report bind errors) keeps Nagle's
-/// algorithm on every accepted socket. With Nagle, a response's small last segment waits for
-/// the delayed ACK of the previous one: Issue at one client took 44 ms on an idle machine instead
-/// of 2.2 ms, and LINEARIZABLE Verify had 45 ms tails (the peer RPCs share this port too).
-fn accepted_without_nagle(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
-/// The HTTP listener, with TCP_NODELAY set on each accepted connection: `axum::serve` leaves
-/// sockets as accepted, so Nagle would delay its small responses the same way.
-fn http_accepted_without_nagle(
-    listener: TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY on an HTTP connection");
-        }
-    })
-}
-
-/// Serves the HTTP side (JWKS, OAuth metadata, the token endpoint, `/healthz`) until `stop`.
-fn serve_http(
-    context: &Arc<Context>,
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    let app = crate::http::router(context.clone());
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = axum::serve(http_accepted_without_nagle(listener), app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "http server failed");
-        }
-    })
+        );
+    Ok((routes, health))
 }
 
 /// Publishes this node's signing key (`keys::publish`), then reports the node healthy:
@@ -372,46 +399,4 @@ async fn publish_then_serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::Ipv4Addr;
-
-    use axum::serve::Listener;
-    use tokio::net::TcpStream;
-    use tokio_stream::StreamExt;
-
-    use super::*;
-
-    async fn loopback_listener() -> (TcpListener, SocketAddr) {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        (listener, addr)
-    }
-
-    /// Linux accepts sockets with Nagle on; the stream tonic serves must turn it off.
-    #[tokio::test]
-    async fn grpc_connections_are_accepted_with_nodelay() {
-        let (listener, addr) = loopback_listener().await;
-        let mut incoming = accepted_without_nagle(listener);
-        let _client = TcpStream::connect(addr).await.expect("connect");
-        let accepted = incoming
-            .next()
-            .await
-            .expect("a connection")
-            .expect("accepted");
-        assert!(accepted.nodelay().expect("read TCP_NODELAY"));
-    }
-
-    #[tokio::test]
-    async fn http_connections_are_accepted_with_nodelay() {
-        let (listener, addr) = loopback_listener().await;
-        let mut incoming = http_accepted_without_nagle(listener);
-        let _client = TcpStream::connect(addr).await.expect("connect");
-        let (accepted, _) = incoming.accept().await;
-        assert!(accepted.nodelay().expect("read TCP_NODELAY"));
-    }
 }

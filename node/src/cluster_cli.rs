@@ -9,7 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 use warrant_proto::api::{self, cluster_service_client::ClusterServiceClient};
 
-use crate::client::{AdminAuth, authed, connect, on_leader};
+use crate::client::{AdminAuth, Connector, Target, authed, on_leader};
 
 /// How long `cluster status` waits for each member.
 const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -21,15 +21,17 @@ pub enum ClusterCommand {
     Init {
         #[command(flatten)]
         auth: AdminAuth,
-        /// Every initial voter as id=host:port, comma-separated.
+        /// Every initial voter as id=host:port (the address clients dial), comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         members: Vec<String>,
+        /// Every initial voter's peer listener as id=host:port, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        peers: Vec<String>,
     },
     /// Show every member: id, address, role, term, commit index, applied index and lag.
     Status {
-        /// Any member's gRPC endpoint.
-        #[arg(long, default_value = "127.0.0.1:7400")]
-        endpoint: String,
+        #[command(flatten)]
+        target: Target,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -48,7 +50,7 @@ pub enum KeyCommand {
 pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
     let KeyCommand::Rotate { auth } = command;
     let authorization = auth.authorization()?;
-    let channel = crate::client::connect(&auth.endpoint).await?;
+    let channel = auth.connector()?.connect(auth.endpoint()).await?;
     let reply = ClusterServiceClient::new(channel)
         .rotate_signing_key(authed(&authorization, api::RotateSigningKeyRequest {}))
         .await
@@ -72,9 +74,12 @@ pub enum MemberCommand {
         auth: AdminAuth,
         #[arg(long)]
         node_id: u64,
-        /// The address the other members dial, host:port.
+        /// The address clients dial, host:port.
         #[arg(long)]
         address: String,
+        /// The address of its peer listener, which the other members dial, host:port.
+        #[arg(long)]
+        peer_address: String,
     },
     /// Make a learner a voter (once it has caught up).
     Promote {
@@ -100,13 +105,14 @@ pub enum Output {
 
 pub async fn run_cluster(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::Init { auth, members } => {
-            let members = members
-                .iter()
-                .map(|m| parse_member(m))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+        ClusterCommand::Init {
+            auth,
+            members,
+            peers,
+        } => {
+            let members = parse_members(&members, &peers)?;
             let authorization = auth.authorization()?;
-            let channel = connect(&auth.endpoint).await?;
+            let channel = auth.connector()?.connect(auth.endpoint()).await?;
             let reply = ClusterServiceClient::new(channel)
                 .init_cluster(authed(&authorization, api::InitClusterRequest { members }))
                 .await
@@ -121,11 +127,14 @@ pub async fn run_cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 println!("the cluster was already initialised with these members:");
             }
             for m in reply.members {
-                println!("  {}  {}", m.node_id, m.address);
+                println!("  {}  {}  peers: {}", m.node_id, m.address, m.peer_address);
             }
             Ok(())
         }
-        ClusterCommand::Status { endpoint, output } => status(&endpoint, output).await,
+        ClusterCommand::Status { target, output } => {
+            let connector = Connector::from_args(&target.tls)?;
+            status(&connector, &target.endpoint, output).await
+        }
     }
 }
 
@@ -136,14 +145,17 @@ pub async fn run_member(command: MemberCommand) -> anyhow::Result<()> {
         MemberCommand::Remove { auth, node_id } => (auth, format!("removed {node_id}")),
     };
     let authorization = auth.authorization()?;
-    let reply = on_leader(&auth.endpoint, |channel| {
+    let reply = on_leader(&auth.connector()?, auth.endpoint(), |channel| {
         let mut client = ClusterServiceClient::new(channel);
         let authorization = authorization.clone();
         let command = &command;
         async move {
             let reply = match command {
                 MemberCommand::Add {
-                    node_id, address, ..
+                    node_id,
+                    address,
+                    peer_address,
+                    ..
                 } => {
                     client
                         .add_member(authed(
@@ -151,6 +163,7 @@ pub async fn run_member(command: MemberCommand) -> anyhow::Result<()> {
                             api::AddMemberRequest {
                                 node_id: *node_id,
                                 address: address.clone(),
+                                peer_address: peer_address.clone(),
                             },
                         ))
                         .await
@@ -184,19 +197,45 @@ pub async fn run_member(command: MemberCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_member(text: &str) -> anyhow::Result<api::Member> {
+/// `--members` and `--peers` as members: every member needs a peer address, and every peer
+/// address a member.
+fn parse_members(members: &[String], peers: &[String]) -> anyhow::Result<Vec<api::Member>> {
+    let mut peer_addresses = std::collections::BTreeMap::new();
+    for text in peers {
+        let (node_id, address) = parse_id_address("peer", text)?;
+        anyhow::ensure!(
+            peer_addresses.insert(node_id, address).is_none(),
+            "--peers names node {node_id} twice"
+        );
+    }
+    let mut parsed = Vec::new();
+    for text in members {
+        let (node_id, address) = parse_id_address("member", text)?;
+        let peer_address = peer_addresses
+            .remove(&node_id)
+            .with_context(|| format!("--peers has no address for member {node_id}"))?;
+        parsed.push(api::Member {
+            node_id,
+            address,
+            voter: true,
+            peer_address,
+        });
+    }
+    if let Some(node_id) = peer_addresses.keys().next() {
+        anyhow::bail!("--peers names node {node_id}, which --members does not");
+    }
+    Ok(parsed)
+}
+
+fn parse_id_address(what: &str, text: &str) -> anyhow::Result<(u64, String)> {
     let (id, address) = text
         .split_once('=')
-        .with_context(|| format!("member {text:?} is not id=host:port"))?;
+        .with_context(|| format!("{what} {text:?} is not id=host:port"))?;
     let node_id = id
         .trim()
         .parse()
-        .with_context(|| format!("member {text:?}: {id:?} is not a node id"))?;
-    Ok(api::Member {
-        node_id,
-        address: address.trim().to_string(),
-        voter: true,
-    })
+        .with_context(|| format!("{what} {text:?}: {id:?} is not a node id"))?;
+    Ok((node_id, address.trim().to_string()))
 }
 
 /// One row of `cluster status`.
@@ -219,9 +258,15 @@ struct MemberRow {
     error: Option<String>,
 }
 
-async fn member_status(address: &str) -> Result<api::StatusResponse, String> {
+async fn member_status(
+    connector: &Connector,
+    address: &str,
+) -> Result<api::StatusResponse, String> {
     let call = async {
-        let channel = connect(address).await.map_err(|e| format!("{e:#}"))?;
+        let channel = connector
+            .connect(address)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
         ClusterServiceClient::new(channel)
             .status(api::StatusRequest {})
             .await
@@ -233,15 +278,18 @@ async fn member_status(address: &str) -> Result<api::StatusResponse, String> {
         .unwrap_or_else(|_| Err("no answer".to_string()))
 }
 
-async fn status(endpoint: &str, output: Output) -> anyhow::Result<()> {
-    let statuses = member_statuses(endpoint).await?;
+async fn status(connector: &Connector, endpoint: &str, output: Output) -> anyhow::Result<()> {
+    let statuses = member_statuses(connector, endpoint).await?;
     print_rows(&member_rows(statuses), output)
 }
 
 /// Each member's status, as the member at `endpoint` lists them (itself alone when it is in no
 /// cluster yet).
-async fn member_statuses(endpoint: &str) -> anyhow::Result<Vec<MemberStatus>> {
-    let first = member_status(endpoint)
+async fn member_statuses(
+    connector: &Connector,
+    endpoint: &str,
+) -> anyhow::Result<Vec<MemberStatus>> {
+    let first = member_status(connector, endpoint)
         .await
         .map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))?;
     let mut statuses = Vec::new();
@@ -249,7 +297,8 @@ async fn member_statuses(endpoint: &str) -> anyhow::Result<Vec<MemberStatus>> {
         let status = if member.node_id == first.node_id {
             Ok(first.clone())
         } else {
-            member_status(&member.address).await
+            let address = crate::client::dialled_like(endpoint, &member.address);
+            member_status(connector, &address).await
         };
         statuses.push((member.clone(), status));
     }
@@ -259,6 +308,7 @@ async fn member_statuses(endpoint: &str) -> anyhow::Result<Vec<MemberStatus>> {
                 node_id: first.node_id,
                 address: endpoint.to_string(),
                 voter: false,
+                peer_address: String::new(),
             },
             Ok(first.clone()),
         ));

@@ -23,21 +23,35 @@ pub struct ServerConfig {
     /// This node's id: unique in the cluster, never reused.
     pub node_id: u64,
     pub data_dir: PathBuf,
+    /// The public gRPC API, health and reflection.
     pub listen_addr: SocketAddr,
+    /// The peer RPCs (Raft, forwarding, read indexes), on a listener of their own that needs
+    /// mutual TLS.
+    pub peer_listen_addr: SocketAddr,
     /// Where `/.well-known/jwks.json` and `/healthz` are served over HTTP; unset disables HTTP.
     pub http_listen_addr: Option<SocketAddr>,
-    /// What peers and clients dial; defaults to `listen_addr`.
+    /// What clients dial; defaults to `listen_addr`.
     pub advertise_addr: Option<String>,
+    /// What peers dial; defaults to `peer_listen_addr`.
+    pub peer_advertise_addr: Option<String>,
+    /// The node's TLS material (`[tls]`): required unless `insecure_plaintext = true`.
+    pub tls: Option<TlsConfig>,
+    /// Run with no TLS at all, peers proving themselves with `peer_secret` instead. For tests
+    /// and development only; the node warns at start.
+    pub insecure_plaintext: bool,
     /// The bootstrap admin credential. Prefer `admin_token_file`.
     pub admin_token: Option<String>,
     /// A file holding the bootstrap admin credential (e.g. a Kubernetes secret or systemd
     /// credential).
     pub admin_token_file: Option<PathBuf>,
-    /// The peer secret: members present it to each other on peer RPCs (the same on every node).
-    /// Unset: derived from the admin token, which every member shares. Prefer
-    /// `peer_secret_file`.
+    /// With `insecure_plaintext` only: the peer secret members present to each other on peer
+    /// RPCs (the same on every node). Unset: derived from the admin token, which every member
+    /// shares. Prefer `peer_secret_file`.
     pub peer_secret: Option<String>,
     pub peer_secret_file: Option<PathBuf>,
+    /// Secrets accepted besides `peer_secret`, to rotate it with rolling restarts: first accept
+    /// the new one everywhere, then send it.
+    pub peer_secrets_accepted: Vec<String>,
     /// The old names of `peer_secret` and `peer_secret_file`, accepted for one release (with a
     /// warning at start); giving both an old and a new name is an error.
     pub cluster_secret: Option<String>,
@@ -68,6 +82,17 @@ pub struct ServerConfig {
     pub storage_cache_mib: u64,
 }
 
+/// `[tls]`: the cluster CA and this node's certificate and key, PEM. The certificate must name
+/// the node (`node-<id>.warrant.internal`) and the addresses clients dial; `warrant certs dev`
+/// makes a development set.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
 /// One trusted upstream OIDC issuer (`[[federation]]` in the TOML file).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -88,12 +113,17 @@ impl Default for ServerConfig {
             node_id: 1,
             data_dir: PathBuf::from("/var/lib/warrant"),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            peer_listen_addr: SocketAddr::from(([127, 0, 0, 1], 7402)),
             http_listen_addr: None,
             advertise_addr: None,
+            peer_advertise_addr: None,
+            tls: None,
+            insecure_plaintext: false,
             admin_token: None,
             admin_token_file: None,
             peer_secret: None,
             peer_secret_file: None,
+            peer_secrets_accepted: Vec::new(),
             cluster_secret: None,
             cluster_secret_file: None,
             issuer: "https://warrant.local".to_string(),
@@ -121,9 +151,13 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_listen_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen_addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_advertise_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_single_node: Option<bool>,
 }
@@ -140,7 +174,7 @@ impl ServerConfig {
             figment = figment.merge(Toml::file_exact(file));
         }
         let figment = figment
-            .merge(Env::prefixed("WARRANT_"))
+            .merge(server_env())
             .merge(Serialized::defaults(overrides));
         let config: ServerConfig = figment
             .extract()
@@ -150,6 +184,12 @@ impl ServerConfig {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.peer_secrets_accepted.len() < warrant_raft::PEER_SECRETS_MAX,
+            "invalid config: key peer_secrets_accepted has {} secrets; allowed: at most {}",
+            self.peer_secrets_accepted.len(),
+            warrant_raft::PEER_SECRETS_MAX - 1
+        );
         anyhow::ensure!(
             self.node_id != 0,
             "invalid config: key node_id is 0; allowed: 1 or more"
@@ -269,6 +309,40 @@ impl ServerConfig {
         used
     }
 
+    /// How the node protects its traffic, as the API layer takes it.
+    /// Checked after every single key (and the admin token), so a wrong key is named before a
+    /// missing section.
+    pub fn security(&self, admin_token: &str) -> anyhow::Result<warrant_api::Security> {
+        match (&self.tls, self.insecure_plaintext) {
+            (Some(_), true) => anyhow::bail!(
+                "invalid config: [tls] and insecure_plaintext = true are both set; allowed: one \
+                 of them"
+            ),
+            (None, false) => anyhow::bail!(
+                "invalid config: no [tls] section; allowed: [tls] with ca_file, cert_file and \
+                 key_file (`warrant certs dev` makes a development set), or insecure_plaintext = \
+                 true for tests and development"
+            ),
+            _ => {}
+        }
+        if let Some(tls) = &self.tls {
+            return Ok(warrant_api::Security::Tls(warrant_api::transport::TlsFiles {
+                ca_file: tls.ca_file.clone(),
+                cert_file: tls.cert_file.clone(),
+                key_file: tls.key_file.clone(),
+            }));
+        }
+        let mut peer_secrets = vec![self.peer_secret(admin_token)?];
+        peer_secrets.extend(self.peer_secrets_accepted.iter().cloned());
+        Ok(warrant_api::Security::InsecurePlaintext { peer_secrets })
+    }
+
+    pub fn peer_advertise_addr(&self) -> String {
+        self.peer_advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.peer_listen_addr.to_string())
+    }
+
     pub fn advertise_addr(&self) -> String {
         self.advertise_addr
             .clone()
@@ -321,6 +395,17 @@ impl FederatedIssuer {
             _ => anyhow::bail!("invalid config: {key} needs exactly one of jwks_file and jwks_url"),
         }
     }
+}
+
+/// The `WARRANT_*` environment as config keys (`WARRANT_TLS__CA_FILE` is `tls.ca_file`).
+/// Two kinds of `WARRANT_` variable are not config keys and are left out: `WARRANT_CONFIG`
+/// (the config file's path, read by the `server` command itself) and the CLI's `WARRANT_CLI_*`,
+/// so that exporting them for the CLI never stops a node from starting.
+fn server_env() -> Env {
+    Env::prefixed("WARRANT_")
+        .ignore(&["config"])
+        .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("cli_"))
+        .split("__")
 }
 
 /// A secret given inline as `key` or in the file `key_file` (at most one of them), at least

@@ -23,14 +23,14 @@ const PORT_ATTEMPTS_MAX: usize = 20;
 pub async fn run() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("warrant-demo-{}", std::process::id()));
     let admin_token = format!("demo-{}", hex::encode(rand::random::<[u8; 16]>()));
-    let base_port = free_port_run(2 * LOCAL_NODES as usize)?;
+    let base_port = free_port_run(3 * LOCAL_NODES as usize)?;
     println!(
         "== starting a three-node cluster on 127.0.0.1:{base_port}.. (logs in {})",
         dir.display()
     );
     let cluster = LocalCluster::start(&dir, base_port, &admin_token).await?;
     let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
-    let result = walk_through(&addrs, &admin_token).await;
+    let result = walk_through(&cluster.connector, &addrs, &admin_token).await;
     println!("== stopping the cluster");
     cluster.stop().await;
     if result.is_ok() {
@@ -56,17 +56,21 @@ pub fn free_port_run(len: usize) -> anyhow::Result<u16> {
     anyhow::bail!("no run of {len} free loopback ports found in {PORT_ATTEMPTS_MAX} attempts")
 }
 
-async fn walk_through(addrs: &[String], admin_token: &str) -> anyhow::Result<()> {
+async fn walk_through(
+    connector: &crate::client::Connector,
+    addrs: &[String],
+    admin_token: &str,
+) -> anyhow::Result<()> {
     let mut channels = Vec::new();
     for addr in addrs {
-        channels.push(crate::client::connect(addr).await?);
+        channels.push(connector.connect(addr).await?);
     }
     let [one, two, three] = channels.as_slice() else {
         anyhow::bail!("the demo needs three nodes");
     };
     let leader = api_status(one.clone()).await?.leader_id;
     println!(
-        "== nodes 1, 2, 3 at {}; node {leader} leads",
+        "== nodes 1, 2, 3 at {} (TLS; peers on mutual TLS); node {leader} leads",
         addrs.join(", ")
     );
     let admin = format!("Bearer {admin_token}");

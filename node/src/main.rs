@@ -2,6 +2,7 @@
 //! `local-cluster` runs three nodes on loopback; `dev` runs a one-node cluster for development;
 //! `demo` runs a local cluster and walks through issue, verify, revoke and audit against it.
 
+mod certs;
 mod client;
 mod cluster_cli;
 mod config;
@@ -39,11 +40,16 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[arg(long)]
         listen_addr: Option<SocketAddr>,
+        /// Serve the peer RPCs here (mutual TLS).
+        #[arg(long)]
+        peer_listen_addr: Option<SocketAddr>,
         /// Serve /.well-known/jwks.json and /healthz over HTTP here.
         #[arg(long)]
         http_listen_addr: Option<SocketAddr>,
         #[arg(long)]
         advertise_addr: Option<String>,
+        #[arg(long)]
+        peer_advertise_addr: Option<String>,
         /// Make this node a one-member cluster if it is not in one yet.
         #[arg(long)]
         init_single_node: bool,
@@ -56,6 +62,8 @@ enum Command {
         listen_addr: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:7401")]
         http_listen_addr: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:7402")]
+        peer_listen_addr: SocketAddr,
     },
     /// Start a three-node cluster on loopback in a temporary directory, walk through register,
     /// issue, verify, revoke and audit over gRPC across its nodes, and stop it.
@@ -65,10 +73,14 @@ enum Command {
         /// Data directories and logs of the three nodes.
         #[arg(long, default_value = ".warrant-local")]
         dir: PathBuf,
-        /// Node n listens on base-port + 2(n-1) for gRPC and the next port for HTTP.
+        /// Node n listens on base-port + 3(n-1) for gRPC, the next port for HTTP and the one
+        /// after for its peers.
         #[arg(long, default_value_t = 7410)]
         base_port: u16,
     },
+    /// Make TLS certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Bootstrap a cluster, or show its members' status.
     #[command(subcommand)]
     Cluster(cluster_cli::ClusterCommand),
@@ -78,6 +90,21 @@ enum Command {
     /// Manage the signing key of the node at --endpoint.
     #[command(subcommand)]
     Key(cluster_cli::KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// A development CA, a certificate for each of nodes 1..=N (naming node-<id>.warrant.internal,
+    /// localhost, 127.0.0.1, ::1 and every --host) and a client certificate, in --out.
+    Dev {
+        #[arg(long, default_value = ".warrant-certs")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Another DNS name or IP address the nodes' certificates should carry.
+        #[arg(long)]
+        host: Vec<String>,
+    },
 }
 
 /// jemalloc, as TiKV runs. Measured with cluster-bench on two cores: after the same load, a
@@ -94,13 +121,15 @@ fn main() -> anyhow::Result<()> {
         .context("start tokio runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Server { config, node_id, data_dir, listen_addr, http_listen_addr, advertise_addr, init_single_node } => {
+            Command::Server { config, node_id, data_dir, listen_addr, peer_listen_addr, http_listen_addr, advertise_addr, peer_advertise_addr, init_single_node } => {
                 let overrides = Overrides {
                     node_id,
                     data_dir,
                     listen_addr,
+                    peer_listen_addr,
                     http_listen_addr,
                     advertise_addr,
+                    peer_advertise_addr,
                     init_single_node: init_single_node.then_some(true),
                 };
                 let config = ServerConfig::load(config.as_deref(), &overrides)?;
@@ -114,24 +143,32 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
-            Command::Dev { data_dir, listen_addr, http_listen_addr } => {
+            Command::Dev { data_dir, listen_addr, http_listen_addr, peer_listen_addr } => {
                 init_logging("text");
                 let admin_token = dev_admin_token(&data_dir)?;
+                let certs = certs::make(&data_dir.join("tls"), 1, &[])?;
+                let node = certs.node(1);
                 let config = ServerConfig {
                     data_dir: data_dir.clone(),
                     listen_addr,
+                    peer_listen_addr,
                     http_listen_addr: Some(http_listen_addr),
                     admin_token: Some(admin_token.clone()),
                     init_single_node: true,
                     allow_local_passwords: true,
+                    tls: Some(config::TlsConfig {
+                        ca_file: node.ca_file,
+                        cert_file: node.cert_file,
+                        key_file: node.key_file,
+                    }),
                     ..ServerConfig::default()
                 };
                 let api = api_config(&config)?;
                 serve(api, |warrant| {
                     println!("warrant dev node {} is up", warrant.node.node_id());
-                    println!("  gRPC endpoint : http://{}", warrant.local_addr);
+                    println!("  gRPC endpoint : {} (TLS; CA {})", warrant.local_addr, certs.ca_file.display());
                     if let Some(http_addr) = warrant.http_addr {
-                        println!("  JWKS          : http://{http_addr}/.well-known/jwks.json");
+                        println!("  JWKS          : https://{http_addr}/.well-known/jwks.json");
                     }
                     println!("  data dir      : {}", data_dir.display());
                     println!("  admin token   : {admin_token}   (authorization: Bearer <token>)");
@@ -144,6 +181,17 @@ fn main() -> anyhow::Result<()> {
             Command::Cluster(command) => cluster_cli::run_cluster(command).await,
             Command::Member(command) => cluster_cli::run_member(command).await,
             Command::Key(command) => cluster_cli::run_key(command).await,
+            Command::Certs(CertsCommand::Dev { out, nodes, host }) => {
+                let made = certs::make(&out, nodes, &host)?;
+                println!("wrote a development CA and certificates to {}:", made.dir.display());
+                println!("  CA            : {}", made.ca_file.display());
+                for node_id in 1..=nodes {
+                    let files = made.node(node_id);
+                    println!("  node {node_id}        : {} (key {})", files.cert_file.display(), files.key_file.display());
+                }
+                println!("  client        : {} (key {})", made.client_cert_file.display(), made.client_key_file.display());
+                Ok(())
+            }
         }
     })
 }
@@ -151,12 +199,14 @@ fn main() -> anyhow::Result<()> {
 fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
     let admin_token = config.admin_token()?;
     Ok(ApiConfig {
-        peer_secret: config.peer_secret(&admin_token)?,
+        security: config.security(&admin_token)?,
         node_id: config.node_id,
         data_dir: config.data_dir.clone(),
         listen_addr: config.listen_addr,
+        peer_listen_addr: config.peer_listen_addr,
         http_listen_addr: config.http_listen_addr,
         advertise_addr: config.advertise_addr(),
+        peer_advertise_addr: config.peer_advertise_addr(),
         admin_token,
         issuer: config.issuer.clone(),
         token_ttl_default_s: config.token_ttl_default_s,
@@ -180,16 +230,19 @@ async fn local_cluster(dir: PathBuf, base_port: u16) -> anyhow::Result<()> {
     );
     for node in &cluster.nodes {
         println!(
-            "  node {}: gRPC {}  JWKS http://{}/.well-known/jwks.json  log {}",
+            "  node {}: gRPC {}  peers {}  JWKS https://{}/.well-known/jwks.json  log {}",
             node.node_id,
             node.addr,
+            node.peer_addr,
             node.http_addr,
             node.log_path.display()
         );
     }
+    println!("  TLS         : every listener; CA {}", cluster.certs.ca_file.display());
     println!("  admin token : {admin_token}   (authorization: Bearer <token>)");
     println!(
-        "  status      : warrant cluster status --endpoint {}",
+        "  status      : warrant cluster status --ca {} --endpoint {}",
+        cluster.certs.ca_file.display(),
         cluster.nodes[0].addr
     );
     println!("Ctrl-C stops the cluster.");

@@ -1465,13 +1465,13 @@ fn token_cases(f: &Fixture, canary_port: u16) -> Vec<Case> {
             Active,
         ),
         // 31 (the over-limit half): a 1 MiB token exceeds the 64 KiB request decode limit.
-        // tonic 0.14 reports its decode limit as OUT_OF_RANGE (codec/decode.rs), not the
-        // RESOURCE_EXHAUSTED the catalogue names; it carries no ErrorInfo.
+        // tonic 0.14 reports its decode limit as OUT_OF_RANGE without ErrorInfo; the edge
+        // sends it as RESOURCE_EXHAUSTED, the code gRPC names for it, with a reason.
         token_case(
             "31",
             "1 MiB token (request over 64 KiB)",
             huge,
-            Expect::Error(Code::OutOfRange, ""),
+            Expect::Error(Code::ResourceExhausted, "REQUEST_TOO_LARGE"),
         ),
         // 39: an empty token is a bad request, not a bad token.
         token_case(
@@ -1741,8 +1741,8 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
             ),
             Error(Code::NotFound, "SERVICE_NOT_FOUND"),
         ),
-        // 38: protobuf garbage. tonic reports a body that does not decode as INTERNAL, without
-        // ErrorInfo (tonic-prost from_decode_error); documented here as observed.
+        // 38: protobuf garbage. tonic reports a body that does not decode as INTERNAL without
+        // ErrorInfo (tonic-prost from_decode_error); the edge sends it as what it is, bad input.
         case(
             "38",
             "truncated varint as RegisterHuman",
@@ -1750,7 +1750,7 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
                 path: "/warrant.v1.IdentityService/RegisterHuman",
                 body: vec![0x0a, 0xff],
             },
-            Error(Code::Internal, ""),
+            Error(Code::InvalidArgument, "MESSAGE_UNDECODABLE"),
         ),
         case(
             "38",
@@ -1759,7 +1759,7 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
                 path: "/warrant.v1.TokenService/Verify",
                 body: vec![0xff; 16],
             },
-            Error(Code::Internal, ""),
+            Error(Code::InvalidArgument, "MESSAGE_UNDECODABLE"),
         ),
         // 39: empty, whitespace and control characters in ids and fields.
         case(
@@ -2060,7 +2060,7 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
                     ..Default::default()
                 },
             ),
-            Error(Code::OutOfRange, ""),
+            Error(Code::ResourceExhausted, "REQUEST_TOO_LARGE"),
         ),
         case(
             "39",
@@ -2617,96 +2617,4 @@ async fn claims_that_differ_from_the_logged_issuance_do_not_verify() {
         ),
     ];
     check_all(&f.node, &cases).await;
-}
-
-/// Peer RPCs share the public gRPC port, so a client that reaches the port must not be able to
-/// use them: without the cluster's peer secret, `Forward` (which would otherwise commit any
-/// command as any actor), `ReadIndex` and `Vote` are refused UNAUTHENTICATED, and nothing changes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_rpcs_without_the_peer_secret_are_refused() {
-    use warrant_proto::{
-        log,
-        raft::{
-            ForwardRequest, RaftRequest, ReadIndexRequest, raft_service_client::RaftServiceClient,
-        },
-    };
-    let f = Fixture::start().await;
-    let node = &f.node;
-    let before = node.digest().await;
-    let forged = log::Command {
-        idempotency_key: "forged".into(),
-        request_digest: vec![7; 32],
-        actor: Some(log::Actor {
-            kind: log::PrincipalKind::Admin as i32,
-            id: "admin".into(),
-            on_behalf_of: vec![],
-        }),
-        kind: Some(log::command::Kind::RegisterHuman(log::RegisterHuman {
-            human_id: "mallory".into(),
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
-    let mut client = RaftServiceClient::new(node.channel());
-    for (what, secret) in [
-        ("no secret", None),
-        ("a wrong secret", Some("not-the-secret")),
-    ] {
-        let forwarded = client
-            .forward(with_secret(
-                secret,
-                ForwardRequest {
-                    target_node_id: node.node_id(),
-                    source_node_id: 99,
-                    hops: 1,
-                    command: Some(forged.clone()),
-                },
-            ))
-            .await
-            .expect_err("a forged Forward");
-        assert_eq!(
-            forwarded.code(),
-            Code::Unauthenticated,
-            "{what}: {forwarded:?}"
-        );
-        let read_index = client
-            .read_index(with_secret(
-                secret,
-                ReadIndexRequest {
-                    target_node_id: node.node_id(),
-                    source_node_id: 99,
-                },
-            ))
-            .await
-            .expect_err("a forged ReadIndex");
-        assert_eq!(read_index.code(), Code::Unauthenticated, "{what}");
-        let vote = client
-            .vote(with_secret(
-                secret,
-                RaftRequest {
-                    target_node_id: node.node_id(),
-                    source_node_id: 99,
-                    payload: Default::default(),
-                },
-            ))
-            .await
-            .expect_err("a forged Vote");
-        assert_eq!(vote.code(), Code::Unauthenticated, "{what}");
-    }
-    assert_eq!(
-        node.digest().await,
-        before,
-        "a refused peer RPC changed the state"
-    );
-}
-
-/// `message` as a peer request carrying `secret`, if any.
-fn with_secret<T>(secret: Option<&str>, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Some(secret) = secret {
-        request
-            .metadata_mut()
-            .insert("x-warrant-peer-secret", secret.parse().expect("ascii"));
-    }
-    request
 }

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::{process::Command, time::Instant};
+use std::time::Instant;
 
 use support::{Node, cluster::Cluster, linearizable};
 use warrant_proto::api::{self, Consistency, ReadOptions};
@@ -25,10 +25,12 @@ fn local() -> Option<ReadOptions> {
 }
 
 /// Runs the `warrant` binary with `args` and the admin token in the environment.
+/// Runs the CLI as an operator would: the admin token and the cluster CA from its environment.
 fn warrant(args: &[&str], admin_token: &str) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_warrant"))
+    let output = support::warrant_command()
         .args(args)
-        .env("WARRANT_ADMIN_TOKEN", admin_token)
+        .env("WARRANT_CLI_ADMIN_TOKEN", admin_token)
+        .env("WARRANT_CLI_CA", support::Certs::shared().ca_file())
         .output()
         .expect("run warrant");
     (
@@ -69,6 +71,11 @@ async fn a_node_added_after_compaction_gets_a_snapshot_and_the_whole_history() {
         .values()
         .map(|n| format!("{}={}", n.node_id(), n.addr()))
         .collect();
+    let peers: Vec<String> = cluster
+        .nodes
+        .values()
+        .map(|n| format!("{}={}", n.node_id(), n.peer_addr()))
+        .collect();
     let endpoint = cluster.node(1).addr();
     let (ok, stdout, stderr) = warrant(
         &[
@@ -78,6 +85,8 @@ async fn a_node_added_after_compaction_gets_a_snapshot_and_the_whole_history() {
             &endpoint,
             "--members",
             &members.join(","),
+            "--peers",
+            &peers.join(","),
         ],
         cluster.admin_token(),
     );
@@ -91,6 +100,8 @@ async fn a_node_added_after_compaction_gets_a_snapshot_and_the_whole_history() {
             &endpoint,
             "--members",
             &members[0],
+            "--peers",
+            &peers[0],
         ],
         cluster.admin_token(),
     );
@@ -110,6 +121,8 @@ async fn a_node_added_after_compaction_gets_a_snapshot_and_the_whole_history() {
             "4",
             "--address",
             &newcomer.addr(),
+            "--peer-address",
+            &newcomer.peer_addr(),
         ],
         cluster.admin_token(),
     );
@@ -289,8 +302,7 @@ async fn a_million_event_snapshot_streams_without_memory_growing_with_it() {
         "one event per human"
     );
     // Building a snapshot of a million events takes longer than the harness's RPC deadline.
-    let unhurried = tonic::transport::Channel::from_shared(format!("http://{}", node.addr()))
-        .expect("endpoint")
+    let unhurried = support::tls_endpoint(&node.addr())
         .connect()
         .await
         .expect("connect");
@@ -320,6 +332,7 @@ async fn a_million_event_snapshot_streams_without_memory_growing_with_it() {
         .add_member(node.admin(api::AddMemberRequest {
             node_id: 2,
             address: newcomer.addr(),
+            peer_address: newcomer.peer_addr(),
         }))
         .await
         .expect("AddMember");

@@ -10,7 +10,9 @@ use std::{
 
 /// A config error is reported at start-up, long before this.
 const EXIT_WAIT_MAX: Duration = Duration::from_secs(30);
-const TOKEN: &str = "admin_token = \"a-long-enough-admin-token\"";
+/// The admin token, and plaintext: these cases are about other keys (a config needs one of
+/// `[tls]` and `insecure_plaintext`, which `tls_or_plaintext_is_required` checks).
+const TOKEN: &str = "admin_token = \"a-long-enough-admin-token\"\ninsecure_plaintext = true";
 
 /// Runs `warrant server` with `toml` (plus a data_dir line) as its config file and `env` set,
 /// and returns its stderr.
@@ -202,7 +204,7 @@ fn stderr_until_serving(toml: &str) -> String {
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlisten_addr = \"127.0.0.1:0\"\n{toml}\n",
+            "data_dir = {:?}\nlisten_addr = \"127.0.0.1:0\"\npeer_listen_addr = \"127.0.0.1:0\"\n{toml}\n",
             data_dir.display().to_string()
         ),
     )
@@ -266,5 +268,27 @@ fn the_peer_secret_is_accepted_under_its_new_and_its_old_name() {
     assert!(
         old_name.contains("WARN") && old_name.contains("cluster_secret is deprecated"),
         "the old name draws a deprecation warning:\n{old_name}"
+    );
+}
+
+/// A node runs TLS unless told otherwise, explicitly: no `[tls]` and no `insecure_plaintext` is
+/// an error that says what to set, and so is both.
+#[test]
+fn tls_or_plaintext_is_required() {
+    let neither = start_with("admin_token = \"a-long-enough-admin-token\"", &[]);
+    assert!(
+        neither.contains("no [tls] section") && neither.contains("insecure_plaintext"),
+        "{neither}"
+    );
+    let both = start_with(
+        "admin_token = \"a-long-enough-admin-token\"\ninsecure_plaintext = true\n[tls]\n\
+         ca_file = \"/ca.pem\"\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"",
+        &[],
+    );
+    assert!(both.contains("both set"), "{both}");
+    let warned = stderr_until_serving(TOKEN);
+    assert!(
+        warned.contains("WARN") && warned.contains("insecure_plaintext = true"),
+        "plaintext draws a warning at start:\n{warned}"
     );
 }

@@ -2,7 +2,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::types::NodeId;
+use crate::{
+    peer_auth::{PeerSecurity, SharedSecrets},
+    types::NodeId,
+};
 
 /// The leader's heartbeat interval. In openraft 0.9 it is also the AppendEntries timeout, and
 /// the tick runs every 1.5 intervals, so heartbeats go out every 150 ms. An AppendEntries
@@ -35,8 +38,10 @@ pub const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(600);
 #[derive(Clone, Debug)]
 pub struct RaftConfig {
     pub node_id: NodeId,
-    /// The address peers use to reach this node's Raft service (`host:port`).
+    /// The address clients use to reach this node (`host:port`): the leader hint others give.
     pub advertise_addr: String,
+    /// The address peers use to reach this node's peer listener (`host:port`).
+    pub peer_advertise_addr: String,
     pub data_dir: PathBuf,
     /// How often the leader's tick may send heartbeats (see [`HEARTBEAT_INTERVAL`]).
     pub heartbeat_interval: Duration,
@@ -49,10 +54,9 @@ pub struct RaftConfig {
     pub logs_kept_after_snapshot: u64,
     /// The longest a read waits for this node to apply far enough.
     pub read_wait_max: Duration,
-    /// The peer secret: every peer RPC carries it (metadata `x-warrant-peer-secret`) and every
-    /// node checks it. Peers share the public gRPC port, so without it anyone who can reach the
-    /// port could forward a command as any actor. Empty only in tests of a single process.
-    pub peer_secret: String,
+    /// How members prove themselves to each other: mutual TLS, or shared secrets on a
+    /// plaintext cluster (see `peer_auth`).
+    pub peer_security: PeerSecurity,
     /// The storage memory budget in MiB: one block cache shared by both RocksDB databases,
     /// which memtables and index and filter blocks are charged to as well
     /// (see [`crate::STORAGE_CACHE_MIB_DEFAULT`]).
@@ -60,10 +64,12 @@ pub struct RaftConfig {
 }
 
 impl RaftConfig {
-    /// Defaults for `node_id` with data under `data_dir`.
+    /// Defaults for `node_id` with data under `data_dir`: a plaintext cluster with an empty
+    /// secret and one address for clients and peers alike, as tests of one process run.
     pub fn new(node_id: NodeId, advertise_addr: String, data_dir: PathBuf) -> Self {
         RaftConfig {
             node_id,
+            peer_advertise_addr: advertise_addr.clone(),
             advertise_addr,
             data_dir,
             heartbeat_interval: HEARTBEAT_INTERVAL,
@@ -72,7 +78,7 @@ impl RaftConfig {
             snapshot_logs_since_last: 20_000,
             logs_kept_after_snapshot: 10_000,
             read_wait_max: Duration::from_secs(5),
-            peer_secret: String::new(),
+            peer_security: PeerSecurity::SharedSecrets(SharedSecrets::single("")),
             storage_cache_mib: crate::STORAGE_CACHE_MIB_DEFAULT,
         }
     }

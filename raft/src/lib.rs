@@ -5,7 +5,7 @@
 //! state machine applies committed batches through `warrant_identity::apply_batch` and writes
 //! events, projection rows and the applied log id in one RocksDB `WriteBatch`, and the proposer
 //! batches concurrent commands into one Raft entry (group commit). The peer client and the peer
-//! server carry Raft and forwarding between nodes, each request with the cluster's peer secret.
+//! server carry Raft and forwarding between nodes, over mutual TLS on a listener of their own.
 //!
 //! **API Boundary:** the modules are private; what other crates use is re-exported here. The
 //! API layer sees [`RaftNode`] (proposing, the read barrier, membership, status, the service
@@ -25,8 +25,8 @@ mod error;
 mod limits;
 mod log_store;
 mod node;
+mod peer_auth;
 mod peer_client;
-mod peer_secret;
 mod peer_server;
 mod proposer;
 mod read_index;
@@ -39,11 +39,15 @@ mod types;
 pub use config::RaftConfig;
 pub use error::{MembershipError, ProposeError, ReadError, StartError};
 pub use node::{ClusterStatus, MemberStatus, RaftNode, ReadConsistency, ReplicationStatus};
+pub use peer_auth::{
+    NODE_NAME_DOMAIN, PEER_SECRETS_MAX, PEER_UNAUTHENTICATED, PeerAuthLayer, PeerConnInfo,
+    PeerSecurity, PeerTls, SharedSecrets, node_id_of_certificate, node_name,
+};
 pub use peer_server::PeerServer;
 pub use proposer::Proposal;
 pub use state_machine::StateReader;
 pub use storage_memory::{STORAGE_CACHE_MIB_DEFAULT, STORAGE_CACHE_MIB_MAX, STORAGE_CACHE_MIB_MIN};
-pub use types::{AppliedPosition, NodeId, TypeConfig};
+pub use types::{AppliedPosition, MemberNode, NodeId, TypeConfig};
 
 /// The stores and entry types, for tests that exercise storage without a running node
 /// (openraft's storage suite, the crash and restart tests). The API layer uses none of them.

@@ -19,7 +19,7 @@ use std::{
 };
 
 use openraft::{
-    BasicNode, ChangeMembers, ServerState,
+    ChangeMembers, ServerState,
     error::{
         ChangeMembershipError, CheckIsLeaderError, ClientWriteError, InitializeError, RaftError,
     },
@@ -33,12 +33,12 @@ use crate::{
     limits::FORWARD_HOPS_MAX,
     log_store::LogStore,
     peer_client::{ForwardError, PeerClientFactory},
-    peer_secret::PeerSecret,
+    peer_auth::PeerSecurity,
     proposer::{Proposal, Proposer},
     read_index::{ReadIndexBatcher, RoundResult, WaitError},
     snapshot_schedule,
     state_machine::{StateMachineStore, StateReader},
-    types::{AppliedPosition, NodeId, Raft},
+    types::{AppliedPosition, MemberNode, NodeId, Raft},
 };
 
 /// The longest a write waits to be committed (through forwarding, if any) before its outcome is
@@ -78,7 +78,10 @@ pub enum ReadConsistency {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberStatus {
     pub node_id: NodeId,
+    /// Where clients reach it.
     pub address: String,
+    /// Where its peers reach it.
+    pub peer_address: String,
     pub voter: bool,
 }
 
@@ -120,7 +123,6 @@ pub struct RaftNode {
     state_machine: StateMachineStore,
     proposer: Proposer,
     peers: PeerClientFactory,
-    peer_secret: PeerSecret,
     read_rounds: ReadRounds,
 }
 
@@ -209,7 +211,7 @@ impl LeaderSeen {
     }
 
     /// A leader re-elected in a later term (it restarted) counts as a change.
-    fn from_metrics(metrics: &openraft::RaftMetrics<NodeId, BasicNode>) -> Self {
+    fn from_metrics(metrics: &openraft::RaftMetrics<NodeId, MemberNode>) -> Self {
         LeaderSeen {
             leader: metrics.current_leader,
             term: metrics.current_term,
@@ -217,7 +219,7 @@ impl LeaderSeen {
     }
 }
 
-/// The leader `raft` knows of, with its address, unless that is `node_id` itself.
+/// The leader `raft` knows of, with its peer address, unless that is `node_id` itself.
 fn remote_leader(raft: &Raft, node_id: NodeId) -> Option<(NodeId, String)> {
     let metrics = raft.metrics().borrow().clone();
     let leader = metrics.current_leader?;
@@ -228,7 +230,7 @@ fn remote_leader(raft: &Raft, node_id: NodeId) -> Option<(NodeId, String)> {
         .membership_config
         .membership()
         .get_node(&leader)?
-        .addr
+        .peer_addr
         .clone();
     Some((leader, addr))
 }
@@ -246,8 +248,7 @@ impl RaftNode {
         let log_store = LogStore::open(&log_path, &memory)?;
         let state_machine = StateMachineStore::open(&config.data_dir, &memory)
             .map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
-        let peer_secret = PeerSecret::new(&config.peer_secret);
-        let peers = PeerClientFactory::new(config.node_id, peer_secret.clone());
+        let peers = PeerClientFactory::new(config.node_id, config.peer_security.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(openraft_config),
@@ -271,7 +272,6 @@ impl RaftNode {
             state_machine,
             proposer,
             peers,
-            peer_secret,
             read_rounds,
         })
     }
@@ -292,8 +292,8 @@ impl RaftNode {
         self.config.read_wait_max
     }
 
-    pub(crate) fn peer_secret(&self) -> &PeerSecret {
-        &self.peer_secret
+    pub(crate) fn peer_security(&self) -> &PeerSecurity {
+        &self.config.peer_security
     }
 
     /// The leader this node knows of, with its address, unless that is this node.
@@ -326,8 +326,9 @@ impl RaftNode {
         }
         let members = BTreeMap::from([(
             self.config.node_id,
-            BasicNode {
+            MemberNode {
                 addr: self.config.advertise_addr.clone(),
+                peer_addr: self.config.peer_advertise_addr.clone(),
             },
         )]);
         match self.raft.initialize(members).await {
@@ -603,6 +604,7 @@ impl RaftNode {
             .map(|(id, node)| MemberStatus {
                 node_id: *id,
                 address: node.addr.clone(),
+                peer_address: node.peer_addr.clone(),
                 voter: voters.contains(id),
             })
             .collect();
@@ -681,7 +683,7 @@ impl RaftNode {
     /// cluster already has exactly these members it returns `Ok(false)`.
     pub async fn initialize(
         &self,
-        members: BTreeMap<NodeId, String>,
+        members: BTreeMap<NodeId, MemberNode>,
     ) -> Result<bool, MembershipError> {
         if !members.contains_key(&self.config.node_id) {
             return Err(MembershipError::Invalid(format!(
@@ -689,10 +691,7 @@ impl RaftNode {
                 self.config.node_id
             )));
         }
-        let nodes: BTreeMap<NodeId, BasicNode> = members
-            .iter()
-            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
-            .collect();
+        let nodes = members.clone();
         let stopped = |e: openraft::error::Fatal<NodeId>| MembershipError::Stopped(e.to_string());
         if !self.raft.is_initialized().await.map_err(stopped)? {
             match self.raft.initialize(nodes.clone()).await {
@@ -708,14 +707,14 @@ impl RaftNode {
         let same = voters == members.keys().copied().collect::<BTreeSet<_>>()
             && members
                 .iter()
-                .all(|(id, addr)| membership.get_node(id).is_some_and(|n| &n.addr == addr));
+                .all(|(id, node)| membership.get_node(id) == Some(node));
         if same {
             Ok(false)
         } else {
             Err(MembershipError::AlreadyInitialized {
                 current: membership
                     .nodes()
-                    .map(|(id, n)| format!("{id}={}", n.addr))
+                    .map(|(id, n)| format!("{id}={} (peers: {})", n.addr, n.peer_addr))
                     .collect::<Vec<_>>()
                     .join(","),
             })
@@ -723,12 +722,16 @@ impl RaftNode {
     }
 
     /// Adds a node as a learner. Returns the log index of the membership entry.
-    pub async fn add_learner(&self, node_id: NodeId, addr: String) -> Result<u64, MembershipError> {
+    pub async fn add_learner(
+        &self,
+        node_id: NodeId,
+        node: MemberNode,
+    ) -> Result<u64, MembershipError> {
         let membership = self.raft.metrics().borrow().membership_config.clone();
         if membership.membership().get_node(&node_id).is_some() {
             return Err(MembershipError::AlreadyMember { node_id });
         }
-        let change = self.raft.add_learner(node_id, BasicNode { addr }, false);
+        let change = self.raft.add_learner(node_id, node, false);
         self.membership_write(change).await
     }
 
@@ -795,7 +798,7 @@ impl RaftNode {
         change: impl std::future::Future<
             Output = Result<
                 openraft::raft::ClientWriteResponse<crate::types::TypeConfig>,
-                RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+                RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>,
             >,
         >,
     ) -> Result<u64, MembershipError> {

@@ -16,7 +16,7 @@ use std::{
 };
 
 use openraft::{
-    BasicNode, RaftNetwork, RaftNetworkFactory,
+    RaftNetwork, RaftNetworkFactory,
     error::{
         Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
         Timeout, Unreachable,
@@ -28,7 +28,7 @@ use openraft::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::{fs::File, io::AsyncReadExt, sync::mpsc};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use warrant_proto::{
     log,
     raft::{
@@ -43,9 +43,9 @@ use crate::{
     limits::{
         PEER_MESSAGE_BYTES_MAX, QUEUE_LEN_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNKS_AHEAD_MAX,
     },
-    peer_secret::PeerSecret,
+    peer_auth::{PeerSecurity, PeerTls, node_name},
     proposer::Proposal,
-    types::{NodeId, Snapshot, StorageIOError, TypeConfig, Vote},
+    types::{MemberNode, NodeId, Snapshot, StorageIOError, TypeConfig, Vote},
 };
 
 /// A snapshot transfer may take this long plus [`SNAPSHOT_SECONDS_PER_GIB`] per GiB; beyond it
@@ -55,7 +55,7 @@ const SNAPSHOT_TRANSFER_BASE: Duration = Duration::from_secs(60);
 const SNAPSHOT_SECONDS_PER_GIB: u64 = 300;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-type RpcResult<T> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId>>>;
+type RpcResult<T> = Result<T, RPCError<NodeId, MemberNode, RaftError<NodeId>>>;
 
 /// Which of a peer's two connections a call uses.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,7 +67,15 @@ enum Lane {
 }
 
 /// One cached channel per peer id, address and lane.
-type ChannelCache = BTreeMap<(NodeId, String, Lane), Channel>;
+type ChannelMap = BTreeMap<(NodeId, String, Lane), Channel>;
+
+/// The cached channels, and the TLS material they were made with: new material (a reload)
+/// empties the cache, so every later call dials with it.
+#[derive(Default)]
+struct ChannelCache {
+    channels: ChannelMap,
+    tls: Option<Arc<PeerTls>>,
+}
 
 /// Creates peer clients over cached, lazily connected channels: openraft's network factory,
 /// and the node's way to forward writes and ask for read indexes. Cheap to clone.
@@ -75,33 +83,41 @@ type ChannelCache = BTreeMap<(NodeId, String, Lane), Channel>;
 pub(crate) struct PeerClientFactory {
     source: NodeId,
     channels: Arc<Mutex<ChannelCache>>,
-    peer_secret: PeerSecret,
+    security: PeerSecurity,
 }
 
 impl PeerClientFactory {
-    pub(crate) fn new(source: NodeId, peer_secret: PeerSecret) -> Self {
+    pub(crate) fn new(source: NodeId, security: PeerSecurity) -> Self {
         PeerClientFactory {
             source,
             channels: Arc::default(),
-            peer_secret,
+            security,
         }
     }
 
     fn channel(&self, target: NodeId, addr: &str, lane: Lane) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let tls = match &self.security {
+            PeerSecurity::MutualTls(material) => Some(material.borrow().clone()),
+            PeerSecurity::SharedSecrets(_) => None,
+        };
+        if let (Some(now), Some(cached)) = (&tls, &cache.tls)
+            && !Arc::ptr_eq(now, cached)
+        {
+            cache.channels.clear();
+        }
+        cache.tls = tls.clone();
         let key = (target, addr.to_string(), lane);
-        if let Some(channel) = channels.get(&key) {
+        if let Some(channel) = cache.channels.get(&key) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("invalid peer address {addr:?}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .connect_lazy();
-        channels.insert(key, channel.clone());
+        let channel = peer_endpoint(target, addr, tls.as_deref())?.connect_lazy();
+        cache.channels.insert(key, channel.clone());
         Ok(channel)
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.security.request(message)
     }
 
     fn client(
@@ -130,7 +146,7 @@ impl PeerClientFactory {
                 leader_addr: Some(format!("{addr} ({e})")),
             })
         })?;
-        let mut request = self.peer_secret.request(ForwardRequest {
+        let mut request = self.request(ForwardRequest {
             target_node_id: target,
             source_node_id: self.source,
             hops,
@@ -169,7 +185,7 @@ impl PeerClientFactory {
         let mut client = self
             .client(target, addr, Lane::Control)
             .map_err(unreachable)?;
-        let mut request = self.peer_secret.request(ReadIndexRequest {
+        let mut request = self.request(ReadIndexRequest {
             target_node_id: target,
             source_node_id: self.source,
         });
@@ -184,6 +200,30 @@ impl PeerClientFactory {
             None => Err(unreachable("empty reply".to_string())),
         }
     }
+}
+
+/// The endpoint of `target`'s peer listener at `addr`: mutual TLS when `tls` is given, the
+/// server's certificate checked for `target`'s [`node_name`], so a misdirected address or
+/// another member's certificate is refused in the handshake.
+fn peer_endpoint(target: NodeId, addr: &str, tls: Option<&PeerTls>) -> Result<Endpoint, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| format!("invalid peer address {addr:?}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if let Some(tls) = tls {
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+            .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+            .domain_name(node_name(target))
+            .assume_http2(true);
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| format!("TLS for peer {target} at {addr}: {e}"))?;
+    }
+    Ok(endpoint)
 }
 
 /// Why forwarding a command failed.
@@ -260,13 +300,13 @@ fn read_error(e: PeerError) -> ReadError {
 impl RaftNetworkFactory<TypeConfig> for PeerClientFactory {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+    async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> PeerClient {
         PeerClient {
             source: self.source,
             target,
-            peer_secret: self.peer_secret.clone(),
-            control: self.client(target, &node.addr, Lane::Control),
-            snapshot: self.client(target, &node.addr, Lane::Snapshot),
+            security: self.security.clone(),
+            control: self.client(target, &node.peer_addr, Lane::Control),
+            snapshot: self.client(target, &node.peer_addr, Lane::Snapshot),
         }
     }
 }
@@ -275,7 +315,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerClientFactory {
 pub(crate) struct PeerClient {
     source: NodeId,
     target: NodeId,
-    peer_secret: PeerSecret,
+    security: PeerSecurity,
     /// An invalid address is reported on every call as unreachable, not at creation: openraft's
     /// `new_client` cannot fail.
     control: Result<RaftServiceClient<Channel>, String>,
@@ -303,7 +343,7 @@ impl PeerClient {
             .map_err(|e| RPCError::Unreachable(unreachable_because(e)))?;
         let payload =
             postcard::to_allocvec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = self.peer_secret.request(RaftRequest {
+        let mut request = self.security.request(RaftRequest {
             target_node_id: self.target,
             source_node_id: self.source,
             payload: payload.into(),
@@ -361,7 +401,7 @@ impl PeerClient {
             .await;
         let reader = tokio::spawn(stream_snapshot_chunks(file, chunks, self.target));
         let mut request = self
-            .peer_secret
+            .security
             .request(tokio_stream::wrappers::ReceiverStream::new(receiver));
         let deadline = snapshot_transfer_deadline(total_bytes);
         request.set_timeout(deadline);
@@ -532,7 +572,12 @@ mod tests {
     use super::*;
 
     fn factory() -> PeerClientFactory {
-        PeerClientFactory::new(1, PeerSecret::new("peer-client-test-secret"))
+        PeerClientFactory::new(
+            1,
+            PeerSecurity::SharedSecrets(crate::peer_auth::SharedSecrets::single(
+                "peer-client-test-secret",
+            )),
+        )
     }
 
     const WAIT_MAX: Duration = Duration::from_millis(300);

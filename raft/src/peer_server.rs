@@ -1,5 +1,7 @@
-//! The peer server: hands peer requests to the local node after checking that they carry the
-//! cluster's peer secret and are meant for this node. [`crate::peer_client`] is the other side.
+//! The peer server: hands peer requests to the local node after checking that they are meant
+//! for this node and come from the node the caller's certificate names. Whether the caller is a
+//! member at all is decided before this, by [`crate::peer_auth::PeerAuthLayer`], which the peer
+//! listener runs in front of this service. [`crate::peer_client`] is the other side.
 //!
 //! Everything here comes from the network, so nothing here may panic on what a peer sends:
 //! payloads that do not decode are refused with INVALID_ARGUMENT, and a snapshot stream is
@@ -23,28 +25,25 @@ use crate::{
         FORWARD_HOPS_MAX, PEER_MESSAGE_BYTES_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_WAIT_MAX,
     },
     node::RaftNode,
-    peer_secret::PeerSecret,
+    peer_auth::{PeerAuthLayer, check_source},
     read_index::WaitError,
     state_machine::INCOMING_FILE_PREFIX,
     types::{NodeId, Snapshot, SnapshotFile, SnapshotMeta, Vote},
 };
 
 impl RaftNode {
-    /// The gRPC service peers call. Defined here, not in `node`, so that the server depends on
-    /// the node and not the reverse.
-    pub fn peer_service(&self) -> RaftServiceServer<PeerServer> {
-        PeerServer {
-            node: self.clone(),
-            peer_secret: self.peer_secret().clone(),
-        }
-        .into_server()
+    /// The gRPC service peers call, and the layer that must run in front of it on the peer
+    /// listener. Defined here, not in `node`, so that the server depends on the node and not
+    /// the reverse.
+    pub fn peer_service(&self) -> (PeerAuthLayer, RaftServiceServer<PeerServer>) {
+        let layer = self.peer_security().layer();
+        (layer, PeerServer { node: self.clone() }.into_server())
     }
 }
 
 /// The Raft service of one node, as its peers call it.
 pub struct PeerServer {
     node: RaftNode,
-    peer_secret: PeerSecret,
 }
 
 impl PeerServer {
@@ -69,6 +68,7 @@ impl PeerServer {
     async fn receive_snapshot(
         &self,
         mut stream: Streaming<SnapshotChunk>,
+        certified: Option<crate::peer_auth::PeerConnInfo>,
     ) -> Result<(Vote, SnapshotMeta, IncomingFile), Status> {
         let header = match next_chunk(&mut stream).await? {
             Some(snapshot_chunk::Chunk::Header(header)) => header,
@@ -80,6 +80,7 @@ impl PeerServer {
             None => return Err(Status::invalid_argument("empty snapshot stream")),
         };
         self.check_target(header.target_node_id)?;
+        crate::peer_auth::check_certified_source(certified, header.source_node_id)?;
         if header.total_bytes > SNAPSHOT_BYTES_MAX {
             return Err(Status::invalid_argument(format!(
                 "snapshot of {} bytes is larger than the {SNAPSHOT_BYTES_MAX} bytes allowed",
@@ -200,7 +201,7 @@ impl RaftService for PeerServer {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        self.peer_secret.check(&request)?;
+        check_source(&request, request.get_ref().source_node_id)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         let rpc = decode(&request.payload, "AppendEntries")?;
@@ -208,7 +209,7 @@ impl RaftService for PeerServer {
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        self.peer_secret.check(&request)?;
+        check_source(&request, request.get_ref().source_node_id)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         let rpc = decode(&request.payload, "Vote")?;
@@ -220,8 +221,8 @@ impl RaftService for PeerServer {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
         let started = std::time::Instant::now();
-        self.peer_secret.check(&request)?;
-        let (vote, meta, incoming) = self.receive_snapshot(request.into_inner()).await?;
+        let certified = request.extensions().get::<crate::peer_auth::PeerConnInfo>().copied();
+        let (vote, meta, incoming) = self.receive_snapshot(request.into_inner(), certified).await?;
         let bytes = std::fs::metadata(&incoming.0).map(|m| m.len()).unwrap_or(0);
         tracing::info!(
             snapshot_id = %meta.snapshot_id,
@@ -244,7 +245,7 @@ impl RaftService for PeerServer {
         &self,
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardReply>, Status> {
-        self.peer_secret.check(&request)?;
+        check_source(&request, request.get_ref().source_node_id)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         if request.hops == 0 || request.hops > FORWARD_HOPS_MAX {
@@ -295,7 +296,7 @@ impl RaftService for PeerServer {
         &self,
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexReply>, Status> {
-        self.peer_secret.check(&request)?;
+        check_source(&request, request.get_ref().source_node_id)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
         // Through the leader's batcher: concurrent requests of all followers and the leader's

@@ -2,7 +2,6 @@
 
 use std::{fmt, path::PathBuf};
 
-use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
 /// A node's id in the cluster. Never reused: a wiped node rejoins under a new id.
@@ -14,11 +13,23 @@ openraft::declare_raft_types!(
         D = BatchPayload,
         R = BatchResponse,
         NodeId = NodeId,
-        Node = BasicNode,
+        Node = MemberNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
+
+/// A member as the membership records it: where clients reach it, and where its peers do.
+///
+/// Two listeners, because peer RPCs need mutual TLS and must not be reachable where clients
+/// connect (see `peer_auth`). `addr` is what a client is told to dial when this node leads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberNode {
+    /// The public gRPC address, `host:port`.
+    pub addr: String,
+    /// The peer listener's address, `host:port`.
+    pub peer_addr: String,
+}
 
 /// The application payload of a Raft entry: a protobuf-encoded `warrant.log.v1.Batch`.
 ///
@@ -64,7 +75,7 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
 pub type StorageError = openraft::StorageError<NodeId>;
 pub type StorageIOError = openraft::StorageIOError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, MemberNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, MemberNode>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 pub type Raft = openraft::Raft<TypeConfig>;

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, future::Future, sync::Arc};
 
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 use warrant_proto::api::{self, cluster_service_server::ClusterService};
-use warrant_raft::MembershipError;
+use warrant_raft::{MemberNode, MembershipError};
 
 use crate::{
     context::Context,
@@ -24,17 +24,7 @@ pub struct ClusterApi {
 
 impl ClusterApi {
     fn members(&self) -> Vec<api::Member> {
-        self.context
-            .node
-            .status()
-            .members
-            .into_iter()
-            .map(|m| api::Member {
-                node_id: m.node_id,
-                address: m.address,
-                voter: m.voter,
-            })
-            .collect()
+        members_reply(self.context.node.status().members)
     }
 
     /// The shape every membership change shares: admins only, a valid request, one change,
@@ -66,21 +56,43 @@ fn check_node_id(node_id: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A member's address is what peers dial: `host:port`, nothing else.
-fn check_member(node_id: u64, address: &str) -> Result<(), ApiError> {
+fn members_reply(members: Vec<warrant_raft::MemberStatus>) -> Vec<api::Member> {
+    members
+        .into_iter()
+        .map(|m| api::Member {
+            node_id: m.node_id,
+            address: m.address,
+            voter: m.voter,
+            peer_address: m.peer_address,
+        })
+        .collect()
+}
+
+/// A member: its id, the address clients dial and the one peers dial.
+fn check_member(node_id: u64, address: &str, peer_address: &str) -> Result<MemberNode, ApiError> {
     check_node_id(node_id)?;
+    check_address("address", address)?;
+    check_address("peer_address", peer_address)?;
+    Ok(MemberNode {
+        addr: address.to_string(),
+        peer_addr: peer_address.to_string(),
+    })
+}
+
+/// A member's address is `host:port`, nothing else.
+fn check_address(field: &str, address: &str) -> Result<(), ApiError> {
     let invalid = |problem: &str| {
         ApiError::invalid_field(
             Reason::FieldInvalid,
-            "address",
-            format!("address {problem}; allowed: host:port, at most {PEER_ADDRESS_LEN_MAX} bytes"),
+            field,
+            format!("{field} {problem}; allowed: host:port, at most {PEER_ADDRESS_LEN_MAX} bytes"),
         )
     };
     if address.is_empty() {
         return Err(ApiError::invalid_field(
             Reason::FieldRequired,
-            "address",
-            "address is empty; allowed: host:port",
+            field,
+            format!("{field} is empty; allowed: host:port"),
         ));
     }
     if address.len() > PEER_ADDRESS_LEN_MAX {
@@ -117,15 +129,7 @@ impl ClusterService for ClusterApi {
             committed_index: status.committed_index,
             applied_index: status.applied.log_index,
             applied_seq: status.applied.seq,
-            members: status
-                .members
-                .into_iter()
-                .map(|m| api::Member {
-                    node_id: m.node_id,
-                    address: m.address,
-                    voter: m.voter,
-                })
-                .collect(),
+            members: members_reply(status.members),
             snapshot_index: status.snapshot_index,
             version: env!("CARGO_PKG_VERSION").to_string(),
             purged_index: status.purged_index,
@@ -152,10 +156,8 @@ impl ClusterService for ClusterApi {
         validate::list_len("members", request.members.len(), 1, INIT_MEMBERS_MAX)?;
         let mut members = BTreeMap::new();
         for member in &request.members {
-            check_member(member.node_id, &member.address)?;
-            if members
-                .insert(member.node_id, member.address.clone())
-                .is_some()
+            let node = check_member(member.node_id, &member.address, &member.peer_address)?;
+            if members.insert(member.node_id, node).is_some()
             {
                 return Err(ApiError::invalid_field(
                     Reason::FieldInvalid,
@@ -185,11 +187,13 @@ impl ClusterService for ClusterApi {
         request: Request<api::AddMemberRequest>,
     ) -> Result<Response<api::MembershipResponse>, Status> {
         let (metadata, _, request) = request.into_parts();
-        let check = check_member(request.node_id, &request.address);
-        let change = self
-            .context
-            .node
-            .add_learner(request.node_id, request.address);
+        // The change is a lazy future: it runs only once the caller and the check have passed.
+        let (check, node) =
+            match check_member(request.node_id, &request.address, &request.peer_address) {
+                Ok(node) => (Ok(()), node),
+                Err(e) => (Err(e), MemberNode::default()),
+            };
+        let change = self.context.node.add_learner(request.node_id, node);
         self.change_membership(&metadata, check, change).await
     }
 

@@ -23,7 +23,7 @@ use super::{POLL_INTERVAL, PortBlock, START_WAIT_MAX, STOP_WAIT_MAX, child::Spaw
 /// Members of the benchmark cluster.
 pub const NODES: u64 = 3;
 /// Ports per node: gRPC and HTTP.
-const PORTS_PER_NODE: u16 = 2;
+const PORTS_PER_NODE: u16 = 3;
 /// The deadline of the harness's own RPCs (status polls, InitCluster): a dead node answers
 /// nothing, and a poll must move on to the next.
 pub const CONTROL_RPC_TIMEOUT: Duration = Duration::from_secs(2);
@@ -31,9 +31,11 @@ pub const CONTROL_RPC_TIMEOUT: Duration = Duration::from_secs(2);
 /// One node: where it listens and its process, when running.
 pub struct WarrantNode {
     pub node_id: u64,
-    /// gRPC (API and peers), host:port.
+    /// The public gRPC API, host:port.
     pub addr: String,
     pub http_addr: String,
+    /// The peer listener, host:port.
+    pub peer_addr: String,
     pub dir: PathBuf,
     process: Option<Spawned>,
 }
@@ -61,6 +63,7 @@ impl WarrantCluster {
                 node_id,
                 addr: format!("127.0.0.1:{}", ports.port(offset)),
                 http_addr: format!("127.0.0.1:{}", ports.port(offset + 1)),
+                peer_addr: format!("127.0.0.1:{}", ports.port(offset + 2)),
                 dir: run_dir.join(format!("warrant-{node_id}")),
                 process: None,
             };
@@ -95,6 +98,7 @@ impl WarrantCluster {
                 node_id: node.node_id,
                 address: node.addr.clone(),
                 voter: true,
+                peer_address: node.peer_addr.clone(),
             })
             .collect();
         ClusterServiceClient::new(self.channel(1)?)
@@ -287,6 +291,9 @@ fn config(node: &WarrantNode, admin_token: &str) -> String {
         ),
         format!("listen_addr = {}", quoted(&node.addr)),
         format!("http_listen_addr = {}", quoted(&node.http_addr)),
+        format!("peer_listen_addr = {}", quoted(&node.peer_addr)),
+        // Plaintext, like the etcd anchor it is measured against (etcd runs without TLS here).
+        "insecure_plaintext = true".to_string(),
         format!("admin_token = {}", quoted(admin_token)),
         format!("issuer = {}", quoted("https://warrant.bench")),
         "init_single_node = false".to_string(),

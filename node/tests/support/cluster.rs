@@ -40,6 +40,7 @@ impl Cluster {
                 node_id: node.node_id(),
                 address: node.addr(),
                 voter: true,
+                peer_address: node.peer_addr(),
             })
             .collect();
         let first = nodes.get(&1).expect("node 1");
@@ -146,6 +147,7 @@ impl Cluster {
             .add_member(leader.admin(api::AddMemberRequest {
                 node_id: id,
                 address: node.addr(),
+                peer_address: node.peer_addr(),
             }))
             .await
             .expect("AddMember");

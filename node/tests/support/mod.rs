@@ -21,7 +21,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use tonic::{
     Request, Status,
     metadata::MetadataValue,
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -57,6 +57,105 @@ pub enum Ready {
     Listening,
 }
 
+/// Nodes every test binary's development CA has certificates for.
+pub const CERT_NODES: u64 = 8;
+
+/// A development CA with certificates for nodes 1..=[`CERT_NODES`] and a client, made by the
+/// binary under test (`warrant certs dev`), as an operator would. One per test binary: every
+/// node it starts runs TLS on every listener and mutual TLS between peers, as in production.
+pub struct Certs {
+    pub dir: PathBuf,
+}
+
+impl Certs {
+    /// The test binary's certificates, made on first use.
+    pub fn shared() -> &'static Certs {
+        static CERTS: std::sync::OnceLock<Certs> = std::sync::OnceLock::new();
+        CERTS.get_or_init(|| Certs::make(&format!("certs-{}", std::process::id())))
+    }
+
+    /// A fresh CA and certificates in `CARGO_TARGET_TMPDIR/<name>`.
+    pub fn make(name: &str) -> Certs {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let output = warrant_command()
+            .args(["certs", "dev", "--nodes", &CERT_NODES.to_string(), "--out"])
+            .arg(&dir)
+            .output()
+            .expect("run warrant certs dev");
+        assert!(
+            output.status.success(),
+            "warrant certs dev failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Certs { dir }
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// (certificate, key) of node `node_id`.
+    pub fn node_files(&self, node_id: u64) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("node-{node_id}.pem")),
+            self.dir.join(format!("node-{node_id}-key.pem")),
+        )
+    }
+
+    /// (certificate, key) of the client certificate, which names no node.
+    pub fn client_files(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("client.pem"), self.dir.join("client-key.pem"))
+    }
+
+    /// A client's TLS settings: trust this CA.
+    pub fn client_tls(&self) -> ClientTlsConfig {
+        let ca = fs::read(self.ca_file()).expect("read the CA");
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca))
+    }
+
+    /// [`Certs::client_tls`] presenting `node_id`'s certificate (`None`: the client one).
+    pub fn client_tls_as(&self, node_id: Option<u64>) -> ClientTlsConfig {
+        let (cert, key) = match node_id {
+            Some(id) => self.node_files(id),
+            None => self.client_files(),
+        };
+        let identity = Identity::from_pem(
+            fs::read(cert).expect("read a certificate"),
+            fs::read(key).expect("read a key"),
+        );
+        self.client_tls().identity(identity)
+    }
+
+    /// The `[tls]` table of node `node_id`.
+    fn config(&self, node_id: u64) -> toml::Table {
+        let (cert, key) = self.node_files(node_id);
+        let mut tls = toml::Table::new();
+        tls.insert("ca_file".into(), self.ca_file().display().to_string().into());
+        tls.insert("cert_file".into(), cert.display().to_string().into());
+        tls.insert("key_file".into(), key.display().to_string().into());
+        tls
+    }
+}
+
+/// The binary under test, with no `WARRANT_*` variable of the test's environment.
+pub fn warrant_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warrant"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("WARRANT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A TLS endpoint for `addr` (host:port) trusting the test CA.
+pub fn tls_endpoint(addr: &str) -> Endpoint {
+    Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(Certs::shared().client_tls())
+        .expect("TLS settings")
+}
+
 /// One running `warrant server` process and its directory.
 pub struct Node {
     node_id: u64,
@@ -68,6 +167,8 @@ pub struct Node {
     port: u16,
     /// The HTTP port (JWKS, healthz); picked anew with each config written.
     http_port: u16,
+    /// The peer listener's port: picked once, since the membership records it.
+    peer_port: u16,
     admin_token: String,
     issuer: String,
     child: Option<Child>,
@@ -119,6 +220,7 @@ impl Node {
             dir,
             port: 0,
             http_port: 0,
+            peer_port: free_port(),
             admin_token,
             issuer: "https://warrant.test".to_string(),
             child: None,
@@ -131,9 +233,32 @@ impl Node {
         self.node_id
     }
 
-    /// The gRPC address peers and clients use.
+    /// The gRPC address clients use.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The peer listener's address.
+    pub fn peer_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.peer_port)
+    }
+
+    /// Whether this node runs TLS (the default; `insecure_plaintext = true` in its extra keys
+    /// turns it off).
+    pub fn tls(&self) -> bool {
+        self.extra.get("insecure_plaintext") != Some(&toml::Value::Boolean(true))
+    }
+
+    /// An endpoint for this node's public gRPC port, with the test clients' timeouts.
+    pub fn endpoint(&self) -> Endpoint {
+        let endpoint = if self.tls() {
+            tls_endpoint(&self.addr())
+        } else {
+            Endpoint::from_shared(format!("http://{}", self.addr())).expect("endpoint")
+        };
+        endpoint
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(RPC_TIMEOUT)
     }
 
     /// Waits until the node is ready in the sense of [`Ready::Serving`].
@@ -191,17 +316,25 @@ impl Node {
         ))
     }
 
-    /// Sends one raw HTTP/1.1 request to the node's HTTP port: (status code, body).
+    /// Sends one raw HTTP/1.1 request to the node's HTTP port, over TLS unless the node runs
+    /// plaintext: (status code, body).
     fn http_request(&self, request: &str) -> (u16, String) {
         use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))
+        let stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))
             .expect("connect to the HTTP port");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("set read timeout");
-        stream.write_all(request.as_bytes()).expect("send request");
         let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read response");
+        if self.tls() {
+            let mut tls = rustls::StreamOwned::new(tls_client("127.0.0.1"), stream);
+            tls.write_all(request.as_bytes()).expect("send request");
+            read_until_close(&mut tls, &mut response);
+        } else {
+            let mut stream = stream;
+            stream.write_all(request.as_bytes()).expect("send request");
+            stream.read_to_string(&mut response).expect("read response");
+        }
         let status = response
             .split(' ')
             .nth(1)
@@ -430,6 +563,13 @@ impl Node {
             "http_listen_addr".into(),
             format!("127.0.0.1:{}", self.http_port).into(),
         );
+        table.insert("peer_listen_addr".into(), self.peer_addr().into());
+        if self.tls() {
+            table.insert(
+                "tls".into(),
+                toml::Value::Table(Certs::shared().config(self.node_id)),
+            );
+        }
         table.insert("admin_token".into(), self.admin_token.clone().into());
         table.insert("issuer".into(), self.issuer.clone().into());
         table.insert(
@@ -482,17 +622,9 @@ impl Node {
             fs::File::create(self.log_path("stdout", self.starts)).expect("create stdout log");
         let stderr =
             fs::File::create(self.log_path("stderr", self.starts)).expect("create stderr log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_warrant"));
-        command
-            .arg("server")
-            .arg("--config")
-            .arg(self.config_path());
         // The config file is the whole configuration: nothing from the test's environment leaks in.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("WARRANT_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = warrant_command();
+        command.arg("server").arg("--config").arg(self.config_path());
         // Plain log files, without ANSI colours.
         command.env("NO_COLOR", "1");
         command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
@@ -500,10 +632,7 @@ impl Node {
     }
 
     async fn wait_ready(&mut self) -> Result<Channel, Failure> {
-        let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(RPC_TIMEOUT);
+        let endpoint = self.endpoint();
         let deadline = tokio::time::Instant::now() + READY_WAIT_MAX;
         let mut poll = tokio::time::interval(READY_POLL_INTERVAL);
         loop {
@@ -597,6 +726,39 @@ async fn probe(endpoint: &Endpoint, admin_auth: &str, ready: Ready) -> Result<Ch
         .await
         .map_err(|e| format!("digest as this node's admin: {e}"))?;
     Ok(channel)
+}
+
+/// A rustls client connection to `host` trusting the test CA.
+fn tls_client(host: &str) -> rustls::ClientConnection {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(Certs::shared().ca_file()).expect("read the CA") {
+        roots.add(cert.expect("a CA certificate")).expect("add the CA");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_string()).expect("a server name");
+    rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("a TLS client")
+}
+
+/// Reads until the server closes. A TLS server may close without `close_notify`; what was
+/// read by then is the response.
+fn read_until_close(stream: &mut impl std::io::Read, response: &mut String) {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("read the HTTP response: {e}"),
+        }
+    }
+    response.push_str(&String::from_utf8_lossy(&bytes));
 }
 
 /// A port that was free a moment ago (bound to port 0, then released).

@@ -1,0 +1,303 @@
+//! What every gRPC call passes through before and after its service: a span with the node and a
+//! request id, the caller's deadline (`grpc-timeout`, parsed strictly and enforced here), and
+//! `ErrorInfo` on every non-OK status, including those the gRPC stack raises itself.
+//!
+//! tonic answers some calls before any handler runs: an unknown method (UNIMPLEMENTED), a
+//! message over the size limit (OUT_OF_RANGE), an undecodable one. Those statuses carry no
+//! `ErrorInfo`, which the API promises on every status. [`with_error_info`] gives each one its
+//! row of the reason table, and sends an over-limit message as RESOURCE_EXHAUSTED, the code
+//! gRPC specifies for it.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::HeaderMap;
+use tonic::{Code, Status, body::Body};
+use tracing::Instrument;
+
+use crate::error::{ApiError, Reason};
+
+/// The longest deadline honoured; a longer one is shortened to it. A call never needs an hour.
+pub const DEADLINE_MAX: Duration = Duration::from_secs(3600);
+/// Request ids longer than this are replaced by a fresh one.
+const REQUEST_ID_LEN_MAX: usize = 128;
+/// The header gRPC sends error details in.
+const DETAILS_HEADER: &str = "grpc-status-details-bin";
+
+/// Wraps a gRPC service (tonic's routes, or the peer service behind its auth layer).
+#[derive(Clone)]
+pub struct GrpcEdge<S> {
+    inner: S,
+    node_id: u64,
+}
+
+impl<S> GrpcEdge<S> {
+    pub fn new(inner: S, node_id: u64) -> Self {
+        GrpcEdge { inner, node_id }
+    }
+}
+
+type EdgeFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+impl<S, B> tower_service::Service<http::Request<B>> for GrpcEdge<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = EdgeFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> EdgeFuture {
+        let span = rpc_span(self.node_id, &request);
+        let deadline = match deadline(request.headers()) {
+            Ok(deadline) => deadline,
+            Err(error) => return Box::pin(std::future::ready(Ok(error_response(error)))),
+        };
+        let call = self.inner.call(request);
+        Box::pin(
+            async move {
+                let response = match deadline {
+                    None => call.await,
+                    Some(deadline) => match tokio::time::timeout(deadline, call).await {
+                        Ok(response) => response,
+                        Err(_) => return Ok(error_response(deadline_exceeded(deadline))),
+                    },
+                };
+                Ok(response.map(with_error_info).unwrap_or_else(|e| match e {}))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Every request runs in a span naming the node and a request id (the caller's `x-request-id`
+/// when it sent a short one), so one request's logs can be followed.
+fn rpc_span<B>(node_id: u64, request: &http::Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= REQUEST_ID_LEN_MAX)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    tracing::info_span!("rpc", node_id, method = %request.uri().path(), request_id = %request_id)
+}
+
+fn error_response(error: ApiError) -> http::Response<Body> {
+    Status::from(error).into_http()
+}
+
+fn deadline_exceeded(deadline: Duration) -> ApiError {
+    ApiError::new(
+        Code::DeadlineExceeded,
+        Reason::DeadlineExceeded,
+        format!(
+            "the call did not finish within its deadline of {} ms (grpc-timeout)",
+            deadline.as_millis()
+        ),
+    )
+}
+
+/// The caller's deadline: `grpc-timeout` is 1 to 8 ASCII digits and a unit (gRPC over HTTP/2).
+/// Anything else is refused, not ignored, so a client never believes it set a deadline it did
+/// not. Longer than [`DEADLINE_MAX`] is shortened to it.
+pub fn deadline(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
+    let mut values = headers.get_all("grpc-timeout").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let invalid = |why: &str| {
+        ApiError::new(
+            Code::InvalidArgument,
+            Reason::DeadlineInvalid,
+            format!(
+                "grpc-timeout {why}; allowed: 1 to 8 digits followed by one of H, M, S, m, u, n"
+            ),
+        )
+        .with("field", "grpc-timeout")
+    };
+    if values.next().is_some() {
+        return Err(invalid("is sent more than once"));
+    }
+    let text = value.as_bytes();
+    let Some((&unit, digits)) = text.split_last() else {
+        return Err(invalid("is empty"));
+    };
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(invalid("is malformed"));
+    }
+    // At most 8 digits: fits a u64 with room to spare.
+    let amount = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    let duration = match unit {
+        b'H' => Duration::from_secs(amount.saturating_mul(3600)),
+        b'M' => Duration::from_secs(amount.saturating_mul(60)),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return Err(invalid("has an unknown unit")),
+    };
+    Ok(Some(duration.min(DEADLINE_MAX)))
+}
+
+/// A non-OK status without `ErrorInfo` (one tonic raised) gets its reason; everything else
+/// passes unchanged.
+pub fn with_error_info(response: http::Response<Body>) -> http::Response<Body> {
+    let headers = response.headers();
+    if headers.contains_key(DETAILS_HEADER) {
+        return response;
+    }
+    let Some(status) = Status::from_header_map(headers) else {
+        return response;
+    };
+    if status.code() == Code::Ok {
+        return response;
+    }
+    let error = match status.code() {
+        Code::OutOfRange => ApiError::new(
+            Code::ResourceExhausted,
+            Reason::RequestTooLarge,
+            format!("{}; send a smaller request", status.message()),
+        ),
+        Code::Unimplemented => ApiError::new(
+            Code::Unimplemented,
+            Reason::MethodNotFound,
+            "no such method on this listener: it serves the public Warrant API, gRPC health \
+             and reflection; peer RPCs are served only on the peer listener"
+                .to_string(),
+        ),
+        // tonic-prost reports a body that does not decode as INTERNAL; it is bad input.
+        Code::Internal if status.message().starts_with("failed to decode") => ApiError::new(
+            Code::InvalidArgument,
+            Reason::MessageUndecodable,
+            format!(
+                "{}; send a protobuf message of the method's request type",
+                status.message()
+            ),
+        ),
+        Code::DeadlineExceeded | Code::Cancelled => ApiError::new(
+            status.code(),
+            Reason::DeadlineExceeded,
+            status.message().to_string(),
+        ),
+        code => ApiError::new(code, Reason::TransportError, status.message().to_string()),
+    };
+    error_response(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("grpc-timeout", value.parse().expect("a header value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn deadlines_are_parsed_strictly() {
+        let ok = [
+            (vec![], None),
+            (vec!["1n"], Some(Duration::from_nanos(1))),
+            (vec!["250m"], Some(Duration::from_millis(250))),
+            (vec!["30S"], Some(Duration::from_secs(30))),
+            (vec!["2M"], Some(Duration::from_secs(120))),
+            (vec!["99999999H"], Some(DEADLINE_MAX)),
+        ];
+        for (values, expected) in ok {
+            assert_eq!(
+                deadline(&headers(&values)).expect("valid"),
+                expected,
+                "{values:?}"
+            );
+        }
+        let refused = [
+            vec![""],
+            vec!["S"],
+            vec!["123456789S"],
+            vec!["10"],
+            vec!["10s"],
+            vec!["-1S"],
+            vec!["1.5S"],
+            vec![" 1S"],
+            vec!["1S", "2S"],
+        ];
+        for values in refused {
+            let error = deadline(&headers(&values)).expect_err("malformed");
+            assert_eq!(error.reason, Reason::DeadlineInvalid, "{values:?}");
+            assert_eq!(error.code, Code::InvalidArgument);
+        }
+    }
+
+    fn status_of(response: &http::Response<Body>) -> Status {
+        Status::from_header_map(response.headers()).expect("a status")
+    }
+
+    #[test]
+    fn statuses_tonic_raises_get_their_reason() {
+        let cases = [
+            (
+                Status::out_of_range("Error, decoded message length too large"),
+                Code::ResourceExhausted,
+                "REQUEST_TOO_LARGE",
+            ),
+            (
+                Status::unimplemented("/x.Y/Z"),
+                Code::Unimplemented,
+                "METHOD_NOT_FOUND",
+            ),
+            (
+                Status::internal("failed to decode Protobuf message: invalid varint"),
+                Code::InvalidArgument,
+                "MESSAGE_UNDECODABLE",
+            ),
+            (
+                Status::internal("h2 protocol error"),
+                Code::Internal,
+                "TRANSPORT_ERROR",
+            ),
+        ];
+        for (raised, code, reason) in cases {
+            let status = status_of(&with_error_info(raised.into_http()));
+            assert_eq!(status.code(), code);
+            assert_eq!(
+                status.get_error_details().error_info().map(|i| i.reason.as_str()),
+                Some(reason)
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_with_details_and_ok_responses_pass_unchanged() {
+        let ours: Status = ApiError::new(Code::NotFound, Reason::AgentNotFound, "no agent").into();
+        let status = status_of(&with_error_info(ours.into_http()));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(
+            status.get_error_details().error_info().map(|i| i.reason.as_str()),
+            Some("AGENT_NOT_FOUND")
+        );
+        let ok = http::Response::new(Body::empty());
+        assert!(with_error_info(ok).headers().is_empty());
+    }
+}
