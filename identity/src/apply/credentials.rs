@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use prost::Message;
 use warrant_proto::log::{self, RejectReason, event::Kind as EventKind};
 
-use super::context::{Change, Context, Decision, existing_agent, reject};
+use super::context::{Change, Context, Decision, agent_in_force, existing_agent, reject};
 use crate::{
     check, keys,
     limits::{CREDENTIALS_PER_AGENT_MAX, FieldError},
@@ -32,6 +32,13 @@ pub(super) fn change_credentials(
                 row.owner_human_id, command.agent_id
             ),
         ));
+    }
+    // The edge authenticated the agent against its node's state, which may lag: a disabled
+    // agent could still pass there. Committed state decides, so a disabled agent (or one whose
+    // owner or device is disabled) cannot mint itself a credential. An admin or the owner may
+    // still change it, e.g. to rotate a leaked secret before enabling the agent again.
+    if caller.is_agent(&command.agent_id) {
+        agent_in_force(state, &command.agent_id, context.seq)?;
     }
     for credential_id in &command.remove {
         let before = row.credentials.len();
