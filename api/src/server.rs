@@ -249,6 +249,8 @@ async fn serve_grpc(
     let serve = Server::builder()
         .trace_fn(move |request| rpc_span(node_id, request))
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION_MAX)
+        // Authentication counts failures per peer address: each request carries its own.
+        .layer(crate::peer::PeerAddrLayer)
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
         .add_service(health_service)
         .add_service(reflection)

@@ -38,7 +38,9 @@ mod types;
 
 pub use config::RaftConfig;
 pub use error::{MembershipError, ProposeError, ReadError, StartError};
-pub use node::{ClusterStatus, MemberStatus, RaftNode, ReadConsistency, ReplicationStatus};
+pub use node::{
+    ClusterStatus, MemberStatus, PROPOSE_WAIT_MAX, RaftNode, ReadConsistency, ReplicationStatus,
+};
 pub use peer_server::PeerServer;
 pub use proposer::Proposal;
 pub use state_machine::StateReader;
