@@ -90,6 +90,8 @@ pub struct Warrant {
     /// The bound HTTP address, when HTTP is enabled.
     pub http_addr: Option<SocketAddr>,
     pub key_id: String,
+    /// The argon2 hashes authentication has computed, for tests until metrics count them.
+    pub argon2_hashes: crate::auth::pool::HashCounter,
 }
 
 impl Warrant {
@@ -121,6 +123,7 @@ impl Warrant {
             local_addr: listeners.grpc_addr,
             http_addr: listeners.http_addr,
             key_id: signing_key.key_id().to_string(),
+            argon2_hashes: context.auth.pool().hash_counter(),
         };
         let refresher = tokio::spawn(federation.refresh_forever(stop_rx.clone()));
         let publisher = tokio::spawn(publish_then_serve(

@@ -62,7 +62,22 @@ struct Job {
 struct Shared {
     /// The callers waiting on each check that is queued or running.
     waiting: Mutex<HashMap<CheckKey, Vec<oneshot::Sender<bool>>>>,
-    hashes_computed: AtomicU64,
+    hashes_computed: HashCounter,
+}
+
+/// How many argon2 hashes a pool has computed since it started: a handle that outlives the
+/// borrow of the pool, for tests and (later) metrics.
+#[derive(Clone, Debug, Default)]
+pub struct HashCounter(Arc<AtomicU64>);
+
+impl HashCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add_one(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 pub struct HashPool {
@@ -140,7 +155,12 @@ impl HashPool {
 
     /// How many argon2 hashes the pool has computed since it started.
     pub fn hashes_computed(&self) -> u64 {
-        self.shared.hashes_computed.load(Ordering::Relaxed)
+        self.shared.hashes_computed.get()
+    }
+
+    /// The pool's hash counter, to read later.
+    pub fn hash_counter(&self) -> HashCounter {
+        self.shared.hashes_computed.clone()
     }
 }
 
@@ -154,7 +174,7 @@ fn work(queue: &Mutex<Receiver<Job>>, shared: &Shared) {
             continue;
         }
         let matched = verify_secret(&job.secret, &job.key.phc);
-        shared.hashes_computed.fetch_add(1, Ordering::Relaxed);
+        shared.hashes_computed.add_one();
         let waiters = lock(&shared.waiting).remove(&job.key).unwrap_or_default();
         for waiter in waiters {
             // A caller that gave up meanwhile has dropped its receiver: nothing to tell it.
