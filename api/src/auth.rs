@@ -209,6 +209,12 @@ enum Lookup<T> {
     Unknown(ApiError),
 }
 
+/// A secret check that succeeded: the secret's SHA-256 and the PHC string it matched.
+struct Verified {
+    secret_sha256: [u8; 32],
+    phc: String,
+}
+
 pub struct Authenticator {
     admin_token_sha256: [u8; 32],
     issuer: String,
@@ -216,8 +222,8 @@ pub struct Authenticator {
     clock_leeway_s: u64,
     pool: HashPool,
     failures: Failures,
-    /// (agent id, credential id) → (SHA-256 of the secret, PHC it was verified against).
-    verified: Mutex<BTreeMap<(String, String), ([u8; 32], String)>>,
+    /// The last secret verified per (agent id, credential id).
+    verified: Mutex<BTreeMap<(String, String), Verified>>,
 }
 
 impl Authenticator {
@@ -294,9 +300,9 @@ impl Authenticator {
         secret: &str,
         phc: Option<&str>,
     ) -> Result<bool, ApiError> {
-        let charge = self
-            .failures
-            .charge(Some(principal), crate::peer::current(), Instant::now())?;
+        let charge =
+            self.failures
+                .charge(Some(principal), crate::peer::current(), Instant::now())?;
         let matched = match self.pool.verify(secret, phc.unwrap_or(DUMMY_PHC)).await {
             Ok(matched) => matched && phc.is_some(),
             Err(e) => {
@@ -400,8 +406,9 @@ impl Authenticator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
-            .is_some_and(|(cached_sha, cached_phc)| {
-                bool::from(cached_sha[..].ct_eq(&secret_sha256[..])) && cached_phc == phc
+            .is_some_and(|verified| {
+                bool::from(verified.secret_sha256[..].ct_eq(&secret_sha256[..]))
+                    && verified.phc == phc
             })
     }
 
@@ -418,7 +425,7 @@ impl Authenticator {
             verified.clear();
         }
         let key = (agent.agent_id.clone(), credential_id.to_string());
-        verified.insert(key, (secret_sha256, phc));
+        verified.insert(key, Verified { secret_sha256, phc });
     }
 
     /// A human's session access token: a Warrant token for this cluster's own audience, issued

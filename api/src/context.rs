@@ -47,7 +47,9 @@ impl Context {
     /// leader's read index and looks once more, so a client may register on one node and
     /// authenticate on another right away. Nothing else triggers a catch-up.
     pub async fn caller(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
-        self.auth.authenticate(metadata, &NodeSource(&self.node)).await
+        self.auth
+            .authenticate(metadata, &NodeSource(&self.node))
+            .await
     }
 
     /// Authenticates an RFC 7523 client assertion passed in a request body (RFC 8693's

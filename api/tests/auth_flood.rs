@@ -112,6 +112,12 @@ async fn register_flooded(identity: &mut IdentityServiceClient<Channel>) {
     assert_eq!(held, CREDENTIALS);
 }
 
+/// Who a flood names (per attempt), and the failure limit that should hold it back.
+struct Flood {
+    user: fn(usize) -> String,
+    limit: u32,
+}
+
 /// How the flood was answered.
 #[derive(Debug, Default)]
 struct Tally {
@@ -220,11 +226,17 @@ async fn a_flood_of_wrong_secrets_costs_at_most_a_hash_each_and_writes_still_com
 
     // The flooded agent, then (with the address's remaining allowance) agents nobody registered:
     // each of those costs a dummy hash and a catch-up until the address is limited.
-    let floods: [(fn(usize) -> String, u32); 2] = [
-        (|_| "flooded".to_owned(), limits::AUTH_FAILURES_PER_PRINCIPAL_MAX),
-        (|idx| format!("ghost-{idx}"), limits::AUTH_FAILURES_PER_ADDRESS_MAX),
+    let floods = [
+        Flood {
+            user: |_| "flooded".to_owned(),
+            limit: limits::AUTH_FAILURES_PER_PRINCIPAL_MAX,
+        },
+        Flood {
+            user: |idx| format!("ghost-{idx}"),
+            limit: limits::AUTH_FAILURES_PER_ADDRESS_MAX,
+        },
     ];
-    for (phase, (user, limit)) in floods.into_iter().enumerate() {
+    for (phase, Flood { user, limit }) in floods.into_iter().enumerate() {
         let before = hashes.get();
         let sent = Arc::new(AtomicUsize::new(0));
         let writer = tokio::spawn(write_through(identity.clone(), sent.clone(), phase));
@@ -243,7 +255,9 @@ async fn a_flood_of_wrong_secrets_costs_at_most_a_hash_each_and_writes_still_com
         }
         let (writes, slowest) = writer.await.expect("the writer finishes");
         let hashed = usize::try_from(hashes.get() - before).expect("fits");
-        eprintln!("flood {phase}: {tally:?}, {hashed} hashes, {writes} writes (slowest {slowest:?})");
+        eprintln!(
+            "flood {phase}: {tally:?}, {hashed} hashes, {writes} writes (slowest {slowest:?})"
+        );
         check(&tally, hashed, limit as usize);
         assert!(3 <= writes);
     }
@@ -251,8 +265,15 @@ async fn a_flood_of_wrong_secrets_costs_at_most_a_hash_each_and_writes_still_com
 }
 
 fn check(tally: &Tally, hashed: usize, limit: usize) {
-    assert_eq!(tally.invalid + tally.rate_limited + tally.busy, ATTEMPTS, "{tally:?}");
-    assert!(hashed <= ATTEMPTS, "{hashed} hashes for {ATTEMPTS} attempts");
+    assert_eq!(
+        tally.invalid + tally.rate_limited + tally.busy,
+        ATTEMPTS,
+        "{tally:?}"
+    );
+    assert!(
+        hashed <= ATTEMPTS,
+        "{hashed} hashes for {ATTEMPTS} attempts"
+    );
     // Distinct secrets never fold: each refusal as wrong is one hash; a busy refusal is at most
     // one (a check that timed out may still have run), a rate-limited one none.
     assert!(

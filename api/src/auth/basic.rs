@@ -48,7 +48,10 @@ impl BasicCredential {
             Some((agent_id, credential_id)) => (agent_id, Some(credential_id)),
             None => (user, None),
         };
-        for (field, id) in [("agent_id", Some(agent_id)), ("credential_id", credential_id)] {
+        for (field, id) in [
+            ("agent_id", Some(agent_id)),
+            ("credential_id", credential_id),
+        ] {
             if let Some(id) = id
                 && let Err(e) = warrant_identity::limits::validate_id(field, id)
             {
@@ -109,27 +112,52 @@ mod tests {
 
     #[test]
     fn parses_the_agent_the_credential_and_the_secret() {
-        let cases: &[(&str, Result<(&str, Option<&str>), &str>)] = &[
-            (&format!("bot:{SECRET}"), Ok(("bot", None))),
-            (&format!("bot/c2:{SECRET}"), Ok(("bot", Some("c2")))),
-            (&format!("bot:{SECRET}:x"), Ok(("bot", None))),
-            ("bot", Err("Basic credential must be agent_id:client_secret or agent_id/credential_id:client_secret")),
-            (&format!(":{SECRET}"), Err("the Basic credential's agent_id is empty; allowed: 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit")),
-            (&format!("bot/:{SECRET}"), Err("the Basic credential's credential_id is empty; allowed: 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit")),
-            (&format!("bot/c/2:{SECRET}"), Err("the Basic credential's credential_id contains '/' at byte 1; allowed: 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit")),
-            ("bot:short", Err("the Basic credential's client secret is 5 bytes; allowed: 24 to 256 printable ASCII characters")),
-            (&format!("bot:{SECRET} "), Err("the Basic credential's client secret is 28 bytes; allowed: 24 to 256 printable ASCII characters")),
+        let accepted = [
+            (format!("bot:{SECRET}"), "bot", None),
+            (format!("bot/c2:{SECRET}"), "bot", Some("c2")),
+            (format!("bot:{SECRET}:x"), "bot", None),
         ];
-        for (text, expected) in cases {
-            let parsed = parse(text);
-            let expected = expected
-                .map(|(agent_id, credential_id)| BasicCredential {
-                    agent_id: agent_id.to_owned(),
-                    credential_id: credential_id.map(str::to_owned),
-                    secret: text[text.find(':').expect("a colon") + 1..].to_owned(),
-                })
-                .map_err(str::to_owned);
-            assert_eq!(parsed, expected, "{text}");
+        for (text, agent_id, credential_id) in accepted {
+            let expected = BasicCredential {
+                agent_id: agent_id.to_owned(),
+                credential_id: credential_id.map(str::to_owned),
+                secret: text[text.find(':').expect("a colon") + 1..].to_owned(),
+            };
+            assert_eq!(parse(&text), Ok(expected), "{text}");
+        }
+        let ids = "allowed: 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter \
+                   or digit";
+        let secrets = "allowed: 24 to 256 printable ASCII characters";
+        let refused = [
+            (
+                "bot".to_owned(),
+                "Basic credential must be agent_id:client_secret or \
+                 agent_id/credential_id:client_secret"
+                    .to_owned(),
+            ),
+            (
+                format!(":{SECRET}"),
+                format!("the Basic credential's agent_id is empty; {ids}"),
+            ),
+            (
+                format!("bot/:{SECRET}"),
+                format!("the Basic credential's credential_id is empty; {ids}"),
+            ),
+            (
+                format!("bot/c/2:{SECRET}"),
+                format!("the Basic credential's credential_id contains '/' at byte 1; {ids}"),
+            ),
+            (
+                "bot:short".to_owned(),
+                format!("the Basic credential's client secret is 5 bytes; {secrets}"),
+            ),
+            (
+                format!("bot:{SECRET} "),
+                format!("the Basic credential's client secret is 28 bytes; {secrets}"),
+            ),
+        ];
+        for (text, message) in refused {
+            assert_eq!(parse(&text), Err(message), "{text}");
         }
         assert_eq!(
             BasicCredential::parse("!!!").map_err(|e| e.message),
@@ -165,6 +193,11 @@ mod tests {
             credentials: vec![key("k0")],
             ..AgentRow::default()
         };
-        assert_eq!(parse(&format!("bot:{SECRET}")).expect("ok").target(&keys_only), None);
+        assert_eq!(
+            parse(&format!("bot:{SECRET}"))
+                .expect("ok")
+                .target(&keys_only),
+            None
+        );
     }
 }

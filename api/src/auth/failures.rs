@@ -138,7 +138,10 @@ impl<K: Ord + Clone> Windows<K> {
             if limits.keys_max <= self.windows.len() {
                 // Failing open on old counts beats refusing every new name: the other table
                 // (addresses for principals, principals for addresses) still holds.
-                tracing::warn!(keys = self.windows.len(), "failure table full; starting afresh");
+                tracing::warn!(
+                    keys = self.windows.len(),
+                    "failure table full; starting afresh"
+                );
                 self.windows.clear();
             }
         }
@@ -246,7 +249,10 @@ mod tests {
                 .get(&ip(address).expect("an address"))
                 .map(|(_, count)| *count)
         };
-        assert_eq!((counted("10.0.0.1"), counted("10.0.0.2")), (Some(3), Some(1)));
+        assert_eq!(
+            (counted("10.0.0.1"), counted("10.0.0.2")),
+            (Some(3), Some(1))
+        );
         // A new window.
         failures
             .charge(Some("bot"), ip("10.0.0.3"), t0 + LIMITS.window)
@@ -294,7 +300,9 @@ mod tests {
         let old = failures.charge(Some("bot"), None, t0).expect("charged");
         let t1 = t0 + LIMITS.window;
         for _ in 0..3 {
-            failures.charge(Some("bot"), None, t1).expect("a new window");
+            failures
+                .charge(Some("bot"), None, t1)
+                .expect("a new window");
         }
         // Forgiving an attempt of the window before does not free a place in this one.
         failures.forgive(old);

@@ -231,7 +231,11 @@ mod tests {
     async fn computed(pool: &HashPool, n: u64) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while pool.hashes_computed() < n {
-            assert!(Instant::now() < deadline, "{} of {n} hashes", pool.hashes_computed());
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} hashes",
+                pool.hashes_computed()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -241,7 +245,10 @@ mod tests {
         let phc = hash_secret(SECRET).expect("hash");
         let pool = pool(1, 4, Duration::from_secs(30));
         assert_eq!(pool.verify(SECRET, &phc).await, Ok(true));
-        assert_eq!(pool.verify("wrong-wrong-wrong-wrong-wrong", &phc).await, Ok(false));
+        assert_eq!(
+            pool.verify("wrong-wrong-wrong-wrong-wrong", &phc).await,
+            Ok(false)
+        );
         assert_eq!(pool.hashes_computed(), 2);
     }
 
@@ -254,7 +261,10 @@ mod tests {
         assert!(answers.iter().all(|it| *it == Ok(true)), "{answers:?}");
         assert_eq!(pool.hashes_computed(), 1);
         // A different secret against the same hash is its own check.
-        assert_eq!(pool.verify("another-secret-another-secret", &phc).await, Ok(false));
+        assert_eq!(
+            pool.verify("another-secret-another-secret", &phc).await,
+            Ok(false)
+        );
         assert_eq!(pool.hashes_computed(), 2);
     }
 
@@ -283,7 +293,11 @@ mod tests {
         // The first check holds the only thread; the second waits behind it past its deadline.
         let (first, second) = tokio::join!(
             pool.verify(SECRET, &phc),
-            pool.verify_within("impatient-impatient-impatient", &phc, Duration::from_micros(1)),
+            pool.verify_within(
+                "impatient-impatient-impatient",
+                &phc,
+                Duration::from_micros(1)
+            ),
         );
         assert_eq!(first, Ok(true));
         assert_eq!(

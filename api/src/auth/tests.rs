@@ -113,7 +113,10 @@ fn metadata(authorization: &str) -> MetadataMap {
 }
 
 fn basic(user: &str, secret: &str) -> MetadataMap {
-    metadata(&format!("Basic {}", STANDARD.encode(format!("{user}:{secret}"))))
+    metadata(&format!(
+        "Basic {}",
+        STANDARD.encode(format!("{user}:{secret}"))
+    ))
 }
 
 /// The answer, as a client sees it, and the hashes and catch-ups it cost.
@@ -159,11 +162,12 @@ fn the_dummy_costs_what_a_real_hash_costs() {
     assert_eq!(params(&dummy), params(&real));
     let default = Params::default();
     let costs = |params: Params| (params.m_cost(), params.t_cost(), params.p_cost());
-    assert_eq!(costs(params(&dummy)), costs(default), "what hash_secret uses");
     assert_eq!(
-        dummy.hash.map(|it| it.len()),
-        real.hash.map(|it| it.len())
+        costs(params(&dummy)),
+        costs(default),
+        "what hash_secret uses"
     );
+    assert_eq!(dummy.hash.map(|it| it.len()), real.hash.map(|it| it.len()));
 }
 
 #[tokio::test]
@@ -173,7 +177,11 @@ async fn a_wrong_secret_costs_one_hash_against_the_named_credential_or_a_dummy()
     let cases = [
         ("bot", WRONG, "the oldest of eight"),
         ("bot/c5", WRONG, "the named one"),
-        ("bot", OTHER, "c2..c8's secret, unnamed: checked against c1 only"),
+        (
+            "bot",
+            OTHER,
+            "c2..c8's secret, unnamed: checked against c1 only",
+        ),
         ("bot/c9", RIGHT, "a credential the agent lacks: the dummy"),
         ("ghost", RIGHT, "an unknown agent: the dummy"),
     ];
@@ -188,10 +196,18 @@ async fn a_wrong_secret_costs_one_hash_against_the_named_credential_or_a_dummy()
     for (user, credential_id, hashes) in cases {
         let secret = if credential_id == "c1" { RIGHT } else { OTHER };
         let answer = attempt(&auth, &source, &basic(user, secret)).await;
-        assert_eq!(answer.result, Ok(Caller::agent("bot", credential_id)), "{user}");
+        assert_eq!(
+            answer.result,
+            Ok(Caller::agent("bot", credential_id)),
+            "{user}"
+        );
         assert_eq!(answer.hashes, hashes, "{user}");
         let again = attempt(&auth, &source, &basic(user, secret)).await;
-        assert_eq!(again.result, Ok(Caller::agent("bot", credential_id)), "{user}");
+        assert_eq!(
+            again.result,
+            Ok(Caller::agent("bot", credential_id)),
+            "{user}"
+        );
         assert_eq!(again.hashes, 0, "{user}: remembered");
     }
 }
@@ -237,7 +253,10 @@ async fn only_a_well_formed_credential_naming_an_unknown_principal_catches_up() 
         assert_eq!(answer.catch_ups, 0, "{metadata:?}");
     }
     let ghost = attempt(&auth, &source, &basic("ghost", RIGHT)).await;
-    assert_eq!((ghost.result, ghost.catch_ups, ghost.hashes), (refused(), 1, 1));
+    assert_eq!(
+        (ghost.result, ghost.catch_ups, ghost.hashes),
+        (refused(), 1, 1)
+    );
     // An agent registered through another node a moment ago: found after the one catch-up,
     // still for one hash.
     let mut rows = WriteSet::new();
@@ -258,13 +277,19 @@ async fn failures_are_limited_per_principal_without_hashing_but_a_known_secret_s
     let known = attempt(&auth, &source, &basic("bot", RIGHT)).await;
     assert_eq!(known.result, Ok(Caller::agent("bot", "c1")));
     for _ in 0..3 {
-        assert_eq!(attempt(&auth, &source, &basic("bot", WRONG)).await.result, refused());
+        assert_eq!(
+            attempt(&auth, &source, &basic("bot", WRONG)).await.result,
+            refused()
+        );
     }
     let limited = attempt(&auth, &source, &basic("bot", WRONG)).await;
     let Err((code, reason, message)) = limited.result else {
         panic!("the fourth failure is refused");
     };
-    assert_eq!((code, reason), (Code::ResourceExhausted, "AUTH_RATE_LIMITED"));
+    assert_eq!(
+        (code, reason),
+        (Code::ResourceExhausted, "AUTH_RATE_LIMITED")
+    );
     assert!(
         message.starts_with(
             "too many failed authentication attempts for principal bot; allowed: 3 per 60 s; \

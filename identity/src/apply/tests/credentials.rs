@@ -110,7 +110,10 @@ fn a_disabled_agent_cannot_change_its_own_credentials() {
     };
     let disable = |entity, id: &str| set_status(entity, id, true).by(admin());
     let cases = [
-        (disable(log::EntityKind::Agent, "bot"), "agent bot is disabled"),
+        (
+            disable(log::EntityKind::Agent, "bot"),
+            "agent bot is disabled",
+        ),
         (
             disable(log::EntityKind::Human, "alice"),
             "agent bot's owner: human alice is disabled",
