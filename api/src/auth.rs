@@ -3,30 +3,54 @@
 //! - Admins present the bootstrap admin token from the node's config as `Bearer <token>`.
 //! - Humans present their session access token as `Bearer <jwt>`: a Warrant token whose audience
 //!   is this cluster's issuer, whose session is in force.
-//! - Agents present `Basic base64(agent_id:client_secret)`; the secret is checked against the
-//!   argon2id hash in the agent's projection row. Argon2 is deliberately slow, so a successful
-//!   check is remembered (keyed by the secret's SHA-256 and the stored hash, so a rotated
-//!   credential invalidates it) in a bounded cache.
+//! - Agents present `Basic base64(agent_id[/credential_id]:client_secret)`; the secret is checked
+//!   against the argon2id hash of one credential of the agent (see [`basic`]). Argon2 is
+//!   deliberately slow, so a successful check is remembered (keyed by the secret's SHA-256 and
+//!   the stored hash, so a rotated credential invalidates it) in a bounded cache.
 //! - Or agents present an RFC 7523 client assertion as `client-assertion: <jwt>`, signed with an
 //!   Ed25519 key registered as one of their credentials (`kid` = credential id). Its `jti` is
 //!   spent through the log by the command it authenticates, so it works once, cluster-wide.
+//!
+//! Bounded cost: a presented secret costs at most one argon2 hash, against the credential it
+//! names or, for an unknown agent, a dummy hash of the same cost. Hashes run on their own pool
+//! ([`pool`]), never on the threads Raft uses; attempts that cost a hash or a catch-up are
+//! limited per principal and per peer address ([`failures`]). A node catches up to the leader's
+//! read index only for a well-formed credential naming a principal it does not know yet.
 
-use std::{collections::BTreeMap, sync::Mutex};
+pub mod basic;
+pub mod failures;
+pub mod pool;
+#[cfg(test)]
+mod tests;
 
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
-use base64::{Engine, engine::general_purpose::STANDARD};
+use std::{collections::BTreeMap, net::IpAddr, sync::Mutex, time::Instant};
+
+use argon2::{Argon2, PasswordHasher, password_hash::SaltString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Code, metadata::MetadataMap};
 use warrant_identity::{StateRead, query};
-use warrant_proto::{log, state};
+use warrant_proto::{
+    log,
+    state::{self, AgentRow},
+};
 
 use warrant_token::{
     assertion::{self, AssertionExpectations},
     jwt::Expectations,
 };
 
-use crate::error::{ApiError, Reason};
+use crate::{
+    error::{ApiError, Reason},
+    limits::{
+        ARGON2_QUEUE_MAX, ARGON2_THREADS_MAX, ARGON2_WAIT_MAX, AUTH_FAILURE_KEYS_MAX,
+        AUTH_FAILURE_WINDOW, AUTH_FAILURES_PER_ADDRESS_MAX, AUTH_FAILURES_PER_PRINCIPAL_MAX,
+    },
+    storage::storage,
+};
+use basic::BasicCredential;
+use failures::{FailureLimits, Failures};
+use pool::{HashPool, PoolConfig, PoolError};
 
 /// The metadata entry carrying an RFC 7523 client assertion.
 pub const CLIENT_ASSERTION_METADATA: &str = "client-assertion";
@@ -138,16 +162,76 @@ pub struct AuthConfig {
     pub clock_leeway_s: u64,
 }
 
+/// What authentication may spend: the argon2 pool and the failure limits.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthCost {
+    pub pool: PoolConfig,
+    pub failures: FailureLimits,
+}
+
+impl AuthCost {
+    /// The named limits of [`crate::limits`], the pool sized to half this machine's cores.
+    pub fn from_limits() -> AuthCost {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        AuthCost {
+            pool: PoolConfig {
+                threads: (cores / 2).clamp(1, ARGON2_THREADS_MAX),
+                queue_max: ARGON2_QUEUE_MAX,
+                wait_max: ARGON2_WAIT_MAX,
+            },
+            failures: FailureLimits {
+                per_principal_max: AUTH_FAILURES_PER_PRINCIPAL_MAX,
+                per_address_max: AUTH_FAILURES_PER_ADDRESS_MAX,
+                window: AUTH_FAILURE_WINDOW,
+                keys_max: AUTH_FAILURE_KEYS_MAX,
+            },
+        }
+    }
+}
+
+/// What authentication reads: this node's applied state, and a catch-up to the leader's read
+/// index for a credential that names a principal the state does not hold yet (registered a
+/// moment ago through another node).
+pub trait AuthSource: Sync {
+    type State: StateRead + Sync;
+
+    fn state(&self) -> Self::State;
+
+    /// Catches up; whether that applied anything new.
+    fn catch_up(&self) -> impl Future<Output = bool> + Send;
+}
+
+/// What one look at the state found.
+enum Lookup<T> {
+    Found(T),
+    /// A well-formed credential naming a principal (or key, or token) this state does not hold:
+    /// the one case where catching up can help. The error is the answer if it does not.
+    Unknown(ApiError),
+}
+
+/// A secret check that succeeded: the secret's SHA-256 and the PHC string it matched.
+struct Verified {
+    secret_sha256: [u8; 32],
+    phc: String,
+}
+
 pub struct Authenticator {
     admin_token_sha256: [u8; 32],
     issuer: String,
     assertion_audiences: Vec<String>,
     clock_leeway_s: u64,
-    verified: Mutex<BTreeMap<String, ([u8; 32], String)>>,
+    pool: HashPool,
+    failures: Failures,
+    /// The last secret verified per (agent id, credential id).
+    verified: Mutex<BTreeMap<(String, String), Verified>>,
 }
 
 impl Authenticator {
     pub fn new(config: AuthConfig) -> Self {
+        Self::with_cost(config, AuthCost::from_limits())
+    }
+
+    pub fn with_cost(config: AuthConfig, cost: AuthCost) -> Self {
         let mut assertion_audiences = vec![config.issuer.clone()];
         assertion_audiences.extend(config.assertion_audiences);
         Authenticator {
@@ -155,16 +239,24 @@ impl Authenticator {
             issuer: config.issuer,
             assertion_audiences,
             clock_leeway_s: config.clock_leeway_s,
+            pool: HashPool::new(cost.pool),
+            failures: Failures::new(cost.failures),
             verified: Mutex::default(),
         }
     }
 
-    /// Authenticates the caller of one request. `state` is read for agent credentials.
+    /// The argon2 pool, for its counter.
+    pub fn pool(&self) -> &HashPool {
+        &self.pool
+    }
+
+    /// Authenticates the caller of one request, from the peer [`crate::peer::current`] names.
     pub async fn authenticate(
         &self,
         metadata: &MetadataMap,
-        state: &(dyn StateRead + Sync),
+        source: &impl AuthSource,
     ) -> Result<Caller, ApiError> {
+        let peer = crate::peer::current();
         if let Some(value) = metadata.get(CLIENT_ASSERTION_METADATA) {
             let value = value.to_str().map_err(|_| {
                 unauthenticated(
@@ -172,29 +264,9 @@ impl Authenticator {
                     "client-assertion metadata is not ASCII",
                 )
             })?;
-            return self.authenticate_assertion(value, state);
+            return self.authenticate_assertion_from(value, source, peer).await;
         }
-        let Some(value) = metadata.get("authorization") else {
-            return Err(unauthenticated(
-                Reason::CredentialMissing,
-                "no authorization metadata; allowed: 'Bearer <admin token>' or 'Basic base64(agent_id:client_secret)'",
-            ));
-        };
-        let value = value.to_str().map_err(|_| {
-            unauthenticated(
-                Reason::CredentialInvalid,
-                "authorization metadata is not ASCII",
-            )
-        })?;
-        if AUTHORIZATION_LEN_MAX < value.len() {
-            return Err(unauthenticated(
-                Reason::CredentialInvalid,
-                format!(
-                    "authorization metadata is {} bytes; allowed: at most {AUTHORIZATION_LEN_MAX}",
-                    value.len()
-                ),
-            ));
-        }
+        let value = authorization(metadata)?;
         if let Some(token) = value.strip_prefix("Bearer ") {
             let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             if bool::from(presented[..].ct_eq(&self.admin_token_sha256[..])) {
@@ -202,7 +274,8 @@ impl Authenticator {
             }
             // The admin token is opaque; anything shaped like a JWS is a session token.
             if token.split('.').count() == 3 {
-                return self.authenticate_session_token(token, state);
+                let lookup = |state: &(dyn StateRead + Sync)| self.session_caller(token, state);
+                return self.with_catch_up(source, None, peer, lookup).await;
             }
             return Err(unauthenticated(
                 Reason::CredentialInvalid,
@@ -210,7 +283,7 @@ impl Authenticator {
             ));
         }
         if let Some(encoded) = value.strip_prefix("Basic ") {
-            return self.authenticate_agent(encoded, state).await;
+            return self.authenticate_agent(encoded, source, peer).await;
         }
         Err(unauthenticated(
             Reason::CredentialInvalid,
@@ -218,105 +291,152 @@ impl Authenticator {
         ))
     }
 
+    /// Checks `secret` for `principal` against `phc`, or against a dummy of the same cost when
+    /// there is none (an unknown principal, or one without a secret), so both cost one hash.
+    /// The attempt counts against the failure limits unless it matches.
+    pub async fn check_secret(
+        &self,
+        principal: &str,
+        secret: &str,
+        phc: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        let charge =
+            self.failures
+                .charge(Some(principal), crate::peer::current(), Instant::now())?;
+        let matched = match self.pool.verify(secret, phc.unwrap_or(DUMMY_PHC)).await {
+            Ok(matched) => matched && phc.is_some(),
+            Err(e) => {
+                if let PoolError::Busy { .. } = e {
+                    self.failures.forgive(charge);
+                }
+                return Err(busy(e));
+            }
+        };
+        if matched {
+            self.failures.forgive(charge);
+        }
+        Ok(matched)
+    }
+
+    /// An agent's client secret: one hash against the credential it names (or a dummy), after
+    /// a catch-up only if the agent is unknown here.
     async fn authenticate_agent(
         &self,
         encoded: &str,
-        state: &(dyn StateRead + Sync),
+        source: &impl AuthSource,
+        peer: Option<IpAddr>,
     ) -> Result<Caller, ApiError> {
-        let decoded = decode_basic(encoded)?;
-        let Some((agent_id, secret)) = decoded.split_once(':') else {
+        let basic = BasicCredential::parse(encoded)?;
+        let secret_sha256: [u8; 32] = Sha256::digest(basic.secret.as_bytes()).into();
+        let mut agent = query::agent(&source.state(), &basic.agent_id).map_err(storage)?;
+        // A secret verified here before costs nothing, and is never refused by the limits.
+        if let Some(agent) = &agent
+            && let Some((credential_id, phc)) = basic.target(agent)
+            && self.verified_before(agent, &credential_id, &secret_sha256, &phc)
+        {
+            return agent_caller(agent, &credential_id);
+        }
+        let charge = self
+            .failures
+            .charge(Some(&basic.agent_id), peer, Instant::now())?;
+        if agent.is_none() && source.catch_up().await {
+            agent = query::agent(&source.state(), &basic.agent_id).map_err(storage)?;
+        }
+        let target = agent.as_ref().and_then(|agent| basic.target(agent));
+        let phc = target.as_ref().map_or(DUMMY_PHC, |(_, phc)| phc.as_str());
+        let matched = match self.pool.verify(&basic.secret, phc).await {
+            Ok(matched) => matched,
+            Err(e) => {
+                if let PoolError::Busy { .. } = e {
+                    self.failures.forgive(charge);
+                }
+                return Err(busy(e));
+            }
+        };
+        // Unknown, disabled or active: a wrong secret reads the same, after the same one hash.
+        let (Some(agent), Some((credential_id, phc)), true) = (agent, target, matched) else {
             return Err(unauthenticated(
                 Reason::CredentialInvalid,
-                "Basic credential must be agent_id:client_secret",
-            ));
-        };
-        // Any failure below reads the same to the caller, so it learns nothing about which agents exist.
-        let rejected = || {
-            unauthenticated(
-                Reason::CredentialInvalid,
                 "unknown agent or wrong client secret",
-            )
-        };
-        if warrant_identity::limits::validate_id("agent_id", agent_id).is_err() {
-            return Err(rejected());
-        }
-        let agent = query::agent(state, agent_id)
-            .map_err(|e| ApiError::internal(format!("read agent: {e}")))?
-            .ok_or_else(rejected)?;
-        if agent.status != state::Status::Active as i32 {
-            return Err(ApiError::new(
-                Code::PermissionDenied,
-                Reason::AgentDisabled,
-                format!("agent {agent_id} is disabled"),
             ));
-        }
-        let secret_sha256: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        // (credential id, argon2id PHC) of each client secret the agent holds.
-        let hashes: Vec<(String, String)> = agent
-            .credentials
-            .iter()
-            .filter_map(|c| match &c.kind {
-                Some(log::credential::Kind::ClientSecretArgon2id(phc)) => {
-                    Some((c.credential_id.clone(), phc.clone()))
-                }
-                _ => None,
-            })
-            .collect();
-        if let Some(credential_id) = self.verified_before(agent_id, &secret_sha256, &hashes) {
-            return Ok(Caller::agent(agent_id, &credential_id));
-        }
-        let secret = secret.to_string();
-        let matched = tokio::task::spawn_blocking(move || {
-            hashes
-                .into_iter()
-                .find(|(_, phc)| verify_secret(&secret, phc))
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("verify secret: {e}")))?;
-        let Some((credential_id, phc)) = matched else {
-            return Err(rejected());
         };
-        self.remember_verified(agent_id, secret_sha256, phc);
-        Ok(Caller::agent(agent_id, &credential_id))
+        self.failures.forgive(charge);
+        self.remember_verified(&agent, &credential_id, secret_sha256, phc);
+        agent_caller(&agent, &credential_id)
     }
 
-    /// The credential id a secret with this SHA-256 was verified against before, if the agent
-    /// still holds that credential (`hashes`: its client secrets as (credential id, PHC)).
+    /// Runs `lookup` against this node's state; if it finds the credential names something
+    /// unknown here, charges the attempt (a catch-up costs a quorum round), catches up once and
+    /// looks again.
+    async fn with_catch_up<S: AuthSource, T>(
+        &self,
+        source: &S,
+        principal: Option<&str>,
+        peer: Option<IpAddr>,
+        lookup: impl Fn(&(dyn StateRead + Sync)) -> Result<Lookup<T>, ApiError>,
+    ) -> Result<T, ApiError> {
+        let unknown = match lookup(&source.state())? {
+            Lookup::Found(found) => return Ok(found),
+            Lookup::Unknown(e) => e,
+        };
+        let charge = self.failures.charge(principal, peer, Instant::now())?;
+        if !source.catch_up().await {
+            return Err(unknown);
+        }
+        match lookup(&source.state())? {
+            Lookup::Found(found) => {
+                self.failures.forgive(charge);
+                Ok(found)
+            }
+            Lookup::Unknown(e) => Err(e),
+        }
+    }
+
+    /// Whether a secret with this SHA-256 was verified before against credential `credential_id`
+    /// of the agent, which still holds it with the same PHC.
     fn verified_before(
         &self,
-        agent_id: &str,
+        agent: &AgentRow,
+        credential_id: &str,
         secret_sha256: &[u8; 32],
-        hashes: &[(String, String)],
-    ) -> Option<String> {
+        phc: &str,
+    ) -> bool {
+        let key = (agent.agent_id.clone(), credential_id.to_string());
         self.verified
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(agent_id)
-            .filter(|(cached_sha, _)| bool::from(cached_sha[..].ct_eq(&secret_sha256[..])))
-            .and_then(|(_, cached_phc)| {
-                hashes
-                    .iter()
-                    .find(|(_, phc)| phc == cached_phc)
-                    .map(|(id, _)| id.clone())
+            .get(&key)
+            .is_some_and(|verified| {
+                bool::from(verified.secret_sha256[..].ct_eq(&secret_sha256[..]))
+                    && verified.phc == phc
             })
     }
 
     /// Remembers a successful secret check, forgetting all of them when the cache is full.
-    fn remember_verified(&self, agent_id: &str, secret_sha256: [u8; 32], phc: String) {
+    fn remember_verified(
+        &self,
+        agent: &AgentRow,
+        credential_id: &str,
+        secret_sha256: [u8; 32],
+        phc: String,
+    ) {
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if VERIFIED_SECRETS_MAX <= verified.len() {
             verified.clear();
         }
-        verified.insert(agent_id.to_string(), (secret_sha256, phc));
+        let key = (agent.agent_id.clone(), credential_id.to_string());
+        verified.insert(key, Verified { secret_sha256, phc });
     }
 
     /// A human's session access token: a Warrant token for this cluster's own audience, issued
-    /// with a human session and still in force.
-    fn authenticate_session_token(
+    /// with a human session and still in force. Unknown when its key or its issuance is not
+    /// in this state: both may have been committed through another node a moment ago.
+    fn session_caller(
         &self,
         token: &str,
         state: &(dyn StateRead + Sync),
-    ) -> Result<Caller, ApiError> {
+    ) -> Result<Lookup<Caller>, ApiError> {
+        use warrant_proto::api::TokenInvalidReason;
         let expect = Expectations {
             issuer: &self.issuer,
             audience: Some(&self.issuer),
@@ -326,14 +446,20 @@ impl Authenticator {
         let checked = match crate::tokens::check(state, token, &expect)? {
             Ok(checked) => checked,
             Err(invalid) => {
-                return Err(unauthenticated(
+                let error = unauthenticated(
                     Reason::CredentialInvalid,
                     format!(
                         "the session token is not valid ({}): {}",
                         invalid.reason.as_str_name(),
                         invalid.message
                     ),
-                ));
+                );
+                return match invalid.reason {
+                    TokenInvalidReason::UnknownKey | TokenInvalidReason::UnknownToken => {
+                        Ok(Lookup::Unknown(error))
+                    }
+                    _ => Err(error),
+                };
             }
         };
         let issued = checked.issued();
@@ -346,36 +472,51 @@ impl Authenticator {
                 "the bearer token is not a human's session token",
             ));
         }
-        Ok(Caller::Human {
+        Ok(Lookup::Found(Caller::Human {
             human_id: issued.subject,
             session_id: issued.session_id,
             assertion: None,
-        })
+        }))
     }
 
-    /// An RFC 7523 client assertion, signed by a key registered for the agent it names.
-    pub fn authenticate_assertion(
+    /// An RFC 7523 client assertion, signed by a key registered for the agent it names (passed
+    /// in a request body: RFC 8693's `actor_token`), from the peer [`crate::peer::current`] names.
+    pub async fn authenticate_assertion(
         &self,
         value: &str,
-        state: &(dyn StateRead + Sync),
+        source: &impl AuthSource,
     ) -> Result<Caller, ApiError> {
-        let refused = |error: assertion::AssertionError| {
-            unauthenticated(Reason::Credential(error.reason()), error.to_string())
-        };
-        let peek = assertion::peek(value).map_err(refused)?;
-        let unknown = || {
-            unauthenticated(
-                Reason::CredentialInvalid,
-                "the assertion names an unknown agent, or a key not registered for it",
-            )
-        };
+        let peer = crate::peer::current();
+        self.authenticate_assertion_from(value, source, peer).await
+    }
+
+    async fn authenticate_assertion_from(
+        &self,
+        value: &str,
+        source: &impl AuthSource,
+        peer: Option<IpAddr>,
+    ) -> Result<Caller, ApiError> {
+        let peek = assertion::peek(value).map_err(assertion_refused)?;
         if warrant_identity::limits::validate_id("iss", &peek.agent_id).is_err() {
-            return Err(unknown());
+            return Err(unknown_assertion_key());
         }
-        let agent = query::agent(state, &peek.agent_id)
-            .map_err(|e| ApiError::internal(format!("read agent: {e}")))?
-            .ok_or_else(unknown)?;
-        let public_key: [u8; 32] = agent
+        let lookup = |state: &(dyn StateRead + Sync)| self.assertion_caller(value, &peek, state);
+        self.with_catch_up(source, Some(&peek.agent_id), peer, lookup)
+            .await
+    }
+
+    /// The agent a client assertion authenticates. Its signature is checked before the agent's
+    /// status, so a forged assertion cannot tell a disabled agent from an active one.
+    fn assertion_caller(
+        &self,
+        value: &str,
+        peek: &assertion::AssertionClaimsPeek,
+        state: &(dyn StateRead + Sync),
+    ) -> Result<Lookup<Caller>, ApiError> {
+        let Some(agent) = query::agent(state, &peek.agent_id).map_err(storage)? else {
+            return Ok(Lookup::Unknown(unknown_assertion_key()));
+        };
+        let public_key: Option<[u8; 32]> = agent
             .credentials
             .iter()
             .filter(|c| c.credential_id == peek.key_id)
@@ -384,15 +525,10 @@ impl Authenticator {
                     key.as_slice().try_into().ok()
                 }
                 _ => None,
-            })
-            .ok_or_else(unknown)?;
-        if agent.status != state::Status::Active as i32 {
-            return Err(ApiError::new(
-                Code::PermissionDenied,
-                Reason::AgentDisabled,
-                format!("agent {} is disabled", agent.agent_id),
-            ));
-        }
+            });
+        let Some(public_key) = public_key else {
+            return Ok(Lookup::Unknown(unknown_assertion_key()));
+        };
         let audiences: Vec<&str> = self
             .assertion_audiences
             .iter()
@@ -403,10 +539,13 @@ impl Authenticator {
             now_unix_s: now_unix_s(),
             leeway_s: self.clock_leeway_s,
         };
-        let verified = assertion::verify(value, &public_key, &expect).map_err(refused)?;
+        let verified = assertion::verify(value, &public_key, &expect).map_err(assertion_refused)?;
+        if agent.status != state::Status::Active as i32 {
+            return Err(agent_disabled(&agent));
+        }
         // Apply is the authority on replays; this early look only spares the log a doomed write.
-        let spent = query::assertion_spent(state, &verified.agent_id, &verified.jti)
-            .map_err(|e| ApiError::internal(format!("read assertion: {e}")))?;
+        let spent =
+            query::assertion_spent(state, &verified.agent_id, &verified.jti).map_err(storage)?;
         if spent {
             return Err(unauthenticated(
                 Reason::AssertionReplayed,
@@ -416,7 +555,7 @@ impl Authenticator {
                 ),
             ));
         }
-        Ok(Caller::Agent {
+        Ok(Lookup::Found(Caller::Agent {
             agent_id: verified.agent_id.clone(),
             method: log::AuthMethod::PrivateKeyJwt,
             credential_id: verified.key_id.clone(),
@@ -425,7 +564,7 @@ impl Authenticator {
                 jti: verified.jti,
                 expires_at_unix_s: verified.expires_at_unix_s,
             }),
-        })
+        }))
     }
 }
 
@@ -446,26 +585,76 @@ pub fn hash_secret(secret: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(format!("hash client secret: {e}")))
 }
 
-/// Whether `secret` matches the argon2id PHC string. Slow by design: call it off the runtime.
-pub fn verify_secret(secret: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(hash) => Argon2::default()
-            .verify_password(secret.as_bytes(), &hash)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
+/// What a secret is checked against when there is no credential to check it against: an
+/// argon2id hash with the parameters [`hash_secret`] uses (so it costs the same) of no secret
+/// anyone knows. Its output is arbitrary bytes, so no secret matches it.
+pub const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$d2FycmFudC1kdW1teS0xNg$\
+                             AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 
-/// The text of a `Basic` credential.
-fn decode_basic(encoded: &str) -> Result<String, ApiError> {
-    let decoded = STANDARD.decode(encoded).map_err(|_| {
+/// The `authorization` value, if present, ASCII and of a length worth parsing.
+fn authorization(metadata: &MetadataMap) -> Result<&str, ApiError> {
+    let Some(value) = metadata.get("authorization") else {
+        return Err(unauthenticated(
+            Reason::CredentialMissing,
+            "no authorization metadata; allowed: 'Bearer <admin token>' or 'Basic base64(agent_id:client_secret)'",
+        ));
+    };
+    let value = value.to_str().map_err(|_| {
         unauthenticated(
             Reason::CredentialInvalid,
-            "Basic credential is not valid base64",
+            "authorization metadata is not ASCII",
         )
     })?;
-    String::from_utf8(decoded)
-        .map_err(|_| unauthenticated(Reason::CredentialInvalid, "Basic credential is not UTF-8"))
+    if AUTHORIZATION_LEN_MAX < value.len() {
+        return Err(unauthenticated(
+            Reason::CredentialInvalid,
+            format!(
+                "authorization metadata is {} bytes; allowed: at most {AUTHORIZATION_LEN_MAX}",
+                value.len()
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+/// The agent authenticated by its credential `credential_id`, unless it is disabled. Only a
+/// caller that proved it holds the credential learns that.
+fn agent_caller(agent: &AgentRow, credential_id: &str) -> Result<Caller, ApiError> {
+    if agent.status != state::Status::Active as i32 {
+        return Err(agent_disabled(agent));
+    }
+    Ok(Caller::agent(&agent.agent_id, credential_id))
+}
+
+fn agent_disabled(agent: &AgentRow) -> ApiError {
+    ApiError::new(
+        Code::PermissionDenied,
+        Reason::AgentDisabled,
+        format!("agent {} is disabled", agent.agent_id),
+    )
+}
+
+fn assertion_refused(error: assertion::AssertionError) -> ApiError {
+    unauthenticated(Reason::Credential(error.reason()), error.to_string())
+}
+
+fn unknown_assertion_key() -> ApiError {
+    unauthenticated(
+        Reason::CredentialInvalid,
+        "the assertion names an unknown agent, or a key not registered for it",
+    )
+}
+
+/// A secret check the pool could not take or finish: the caller may retry with backoff.
+fn busy(error: PoolError) -> ApiError {
+    match error {
+        PoolError::Stopped => ApiError::internal(format!("check the secret: {error}")),
+        PoolError::Busy { .. } | PoolError::TimedOut { .. } => ApiError::new(
+            Code::ResourceExhausted,
+            Reason::AuthBusy,
+            format!("this node is checking too many secrets: {error}; retry with backoff"),
+        ),
+    }
 }
 
 fn unauthenticated(reason: Reason, message: impl Into<String>) -> ApiError {

@@ -12,7 +12,7 @@ use warrant_proto::log;
 use warrant_raft::{RaftNode, ReadConsistency, StateReader};
 
 use crate::{
-    auth::{Authenticator, Caller},
+    auth::{AuthSource, Authenticator, Caller},
     error::ApiError,
     federation::Federation,
     keys::key_set::SigningKeys,
@@ -42,32 +42,22 @@ pub struct Context {
 impl Context {
     /// Authenticates the caller against this node's applied state.
     ///
-    /// A credential this node does not recognise may belong to an agent registered a moment ago
-    /// through another node: the node then catches up to the leader's read index and looks once
-    /// more, so a client may register on one node and authenticate on another right away.
+    /// A well-formed credential naming a principal this node does not know may belong to one
+    /// registered a moment ago through another node: the authenticator then catches up to the
+    /// leader's read index and looks once more, so a client may register on one node and
+    /// authenticate on another right away. Nothing else triggers a catch-up.
     pub async fn caller(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
-        let before = self.node.applied();
-        match self.auth.authenticate(metadata, &self.node.reader()).await {
-            Err(e) if e.reason == crate::error::Reason::CredentialInvalid => {
-                match self.node.read_barrier(ReadConsistency::Linearizable).await {
-                    Ok(after) if after.seq > before.seq => {
-                        self.auth.authenticate(metadata, &self.node.reader()).await
-                    }
-                    _ => Err(e),
-                }
-            }
-            result => result,
-        }
+        self.auth
+            .authenticate(metadata, &NodeSource(&self.node))
+            .await
     }
 
     /// Authenticates an RFC 7523 client assertion passed in a request body (RFC 8693's
     /// `actor_token`), with the same catch-up as [`Context::caller`].
     pub async fn assertion_caller(&self, assertion: &str) -> Result<Caller, ApiError> {
-        self.resolve(
-            |reader| self.auth.authenticate_assertion(assertion, reader),
-            |e| e.reason == crate::error::Reason::CredentialInvalid,
-        )
-        .await
+        self.auth
+            .authenticate_assertion(assertion, &NodeSource(&self.node))
+            .await
     }
 
     /// Runs `lookup` against this node's applied state. What it looks for may have been
@@ -118,6 +108,25 @@ impl Context {
             }
             None => Err(ApiError::internal("apply returned an empty outcome")),
         }
+    }
+}
+
+/// This node's state as the authenticator reads it.
+struct NodeSource<'a>(&'a RaftNode);
+
+impl AuthSource for NodeSource<'_> {
+    type State = StateReader;
+
+    fn state(&self) -> StateReader {
+        self.0.reader()
+    }
+
+    async fn catch_up(&self) -> bool {
+        let before = self.0.applied();
+        matches!(
+            self.0.read_barrier(ReadConsistency::Linearizable).await,
+            Ok(after) if after.seq > before.seq
+        )
     }
 }
 

@@ -15,6 +15,7 @@ pub mod federation;
 pub mod http;
 pub mod keys;
 pub mod limits;
+pub mod peer;
 pub mod reasons;
 pub mod server;
 pub mod services;

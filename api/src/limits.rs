@@ -33,3 +33,27 @@ pub const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::fr
 pub const HTTP_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// HTTP/1.1 read buffer: headers and a body of `REQUEST_BYTES_MAX` fit.
 pub const HTTP_READ_BUFFER_BYTES_MAX: usize = 128 * 1024;
+
+// Authentication cost. Argon2id (m=19 MiB, t=2) takes tens of milliseconds of one core per
+// check, so a flood of wrong secrets is a flood of CPU work: these bound it.
+
+/// Threads that run argon2 for secret checks, at most: half the node's cores (at least one), so
+/// a flood of checks leaves the rest to Raft's log appends and apply and to the runtime.
+pub const ARGON2_THREADS_MAX: usize = 4;
+/// Secret checks waiting for an argon2 thread. A check arriving at a full queue is refused at
+/// once (RESOURCE_EXHAUSTED, `AUTH_BUSY`) rather than queued behind work it would wait out.
+pub const ARGON2_QUEUE_MAX: usize = 32;
+/// How long a caller waits for its secret check, queueing included, before it is refused with
+/// `AUTH_BUSY`. A check whose callers have all given up is dropped unstarted.
+pub const ARGON2_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+/// The window the failure limits count in.
+pub const AUTH_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Costly authentication attempts (an argon2 check or a catch-up to the leader) that may fail
+/// per principal named, per window. An attempt is counted when it starts and forgiven when it
+/// succeeds. A secret this node has verified before costs nothing and is never refused.
+pub const AUTH_FAILURES_PER_PRINCIPAL_MAX: u32 = 10;
+/// The same, per peer address (an IPv6 address counts by its /64).
+pub const AUTH_FAILURES_PER_ADDRESS_MAX: u32 = 100;
+/// Principals, and separately addresses, whose failures are tracked at once. When a table is
+/// full, windows that have ended are dropped; if none has, the table starts afresh.
+pub const AUTH_FAILURE_KEYS_MAX: usize = 100_000;

@@ -72,6 +72,13 @@ reasons! {
          secret or a client assertion.";
     CredentialInvalid => "CREDENTIAL_INVALID", Unauthenticated,
         "The credential is malformed, unknown or wrong: check it, or get a fresh one.";
+    AuthRateLimited => "AUTH_RATE_LIMITED", ResourceExhausted,
+        "Too many costly authentication attempts failed for this principal or from this address \
+         in the window: wait the `retry_after_s` the metadata names, then retry with the right \
+         credential.";
+    AuthBusy => "AUTH_BUSY", ResourceExhausted,
+        "This node is checking as many secrets as it allows, and none was checked for this \
+         request: retry with backoff, or on another node.";
     PermissionDenied => "PERMISSION_DENIED", PermissionDenied,
         "The caller may not do this: call as a principal that may (often the admin).";
     // Request fields.

@@ -23,6 +23,7 @@ use crate::{
     limits::{
         HTTP_CONNECTIONS_MAX, PEER_CONNECTIONS_MAX, PUBLIC_CONNECTIONS_MAX, REQUEST_BYTES_MAX,
     },
+    peer::PeerAddrLayer,
     services::{
         audit::AuditApi, cluster::ClusterApi, delegation::DelegationApi, identity::IdentityApi,
         session::SessionApi, token::TokenApi,
@@ -111,6 +112,8 @@ pub struct Warrant {
     /// The bound HTTP address, when HTTP is enabled.
     pub http_addr: Option<SocketAddr>,
     pub key_id: String,
+    /// The argon2 hashes authentication has computed, for tests until metrics count them.
+    pub argon2_hashes: crate::auth::pool::HashCounter,
 }
 
 impl Warrant {
@@ -142,6 +145,7 @@ impl Warrant {
             peer_addr: addrs.1,
             http_addr: addrs.2,
             key_id: signing_key.key_id().to_string(),
+            argon2_hashes: context.auth.pool().hash_counter(),
         };
         let mut tasks = vec![
             tokio::spawn(federation.refresh_forever(stop_rx.clone())),
@@ -267,23 +271,39 @@ impl Listeners {
         };
         let (public, health) = public_routes(context).await?;
         let public = transport::serve(
-            transport::accept(self.public.0, spec(Role::Public, PUBLIC_CONNECTIONS_MAX), stop.clone()),
-            GrpcEdge::new(public, node_id),
+            transport::accept(
+                self.public.0,
+                spec(Role::Public, PUBLIC_CONNECTIONS_MAX),
+                stop.clone(),
+            ),
+            // Authentication counts failures per peer address: each request carries its own.
+            GrpcEdge::new(tower_layer::Layer::layer(&PeerAddrLayer, public), node_id),
             Protocol::Http2,
             stop.clone(),
         );
         let (auth, peer_service) = context.node.peer_service();
         let peer = transport::serve(
-            transport::accept(self.peer.0, spec(Role::Peer, PEER_CONNECTIONS_MAX), stop.clone()),
-            GrpcEdge::new(tower_layer::Layer::layer(&auth, Routes::new(peer_service)), node_id),
+            transport::accept(
+                self.peer.0,
+                spec(Role::Peer, PEER_CONNECTIONS_MAX),
+                stop.clone(),
+            ),
+            GrpcEdge::new(
+                tower_layer::Layer::layer(&auth, Routes::new(peer_service)),
+                node_id,
+            ),
             Protocol::Http2,
             stop.clone(),
         );
         let mut servers = vec![public, peer];
         if let Some((listener, _)) = self.http {
             servers.push(transport::serve(
-                transport::accept(listener, spec(Role::Http, HTTP_CONNECTIONS_MAX), stop.clone()),
-                crate::http::router(context.clone()),
+                transport::accept(
+                    listener,
+                    spec(Role::Http, HTTP_CONNECTIONS_MAX),
+                    stop.clone(),
+                ),
+                tower_layer::Layer::layer(&PeerAddrLayer, crate::http::router(context.clone())),
                 Protocol::Http1,
                 stop.clone(),
             ));

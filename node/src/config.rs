@@ -326,11 +326,13 @@ impl ServerConfig {
             _ => {}
         }
         if let Some(tls) = &self.tls {
-            return Ok(warrant_api::Security::Tls(warrant_api::transport::TlsFiles {
-                ca_file: tls.ca_file.clone(),
-                cert_file: tls.cert_file.clone(),
-                key_file: tls.key_file.clone(),
-            }));
+            return Ok(warrant_api::Security::Tls(
+                warrant_api::transport::TlsFiles {
+                    ca_file: tls.ca_file.clone(),
+                    cert_file: tls.cert_file.clone(),
+                    key_file: tls.key_file.clone(),
+                },
+            ));
         }
         let mut peer_secrets = vec![self.peer_secret(admin_token)?];
         peer_secrets.extend(self.peer_secrets_accepted.iter().cloned());

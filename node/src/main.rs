@@ -238,7 +238,10 @@ async fn local_cluster(dir: PathBuf, base_port: u16) -> anyhow::Result<()> {
             node.log_path.display()
         );
     }
-    println!("  TLS         : every listener; CA {}", cluster.certs.ca_file.display());
+    println!(
+        "  TLS         : every listener; CA {}",
+        cluster.certs.ca_file.display()
+    );
     println!("  admin token : {admin_token}   (authorization: Bearer <token>)");
     println!(
         "  status      : warrant cluster status --ca {} --endpoint {}",

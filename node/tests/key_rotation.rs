@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::{collections::BTreeSet, process::Command, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 
 use support::{
     AgentCredential, Node, cluster::Cluster, install_pyjwt, jwt_header, pyjwt_verify_all,
@@ -41,10 +41,11 @@ async fn rotate_with_cli(node: &Node, admin_token: &str) -> (String, String) {
     let endpoint = node.addr();
     let admin_token = admin_token.to_string();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_warrant"))
+        support::warrant_command()
             .args(["key", "rotate", "--endpoint", &endpoint, "--admin-token"])
             .arg(&admin_token)
-            .env_remove("WARRANT_ADMIN_TOKEN")
+            .arg("--ca")
+            .arg(support::Certs::shared().ca_file())
             .output()
             .expect("run warrant key rotate")
     })

@@ -56,14 +56,18 @@ async fn plaintext_and_clients_trusting_another_ca_are_refused() {
     health(node.endpoint()).await.expect("the node's own CA");
     // Plaintext HTTP gets no HTTP answer from the TLS HTTP port either.
     let http = std::net::TcpStream::connect(node.http_addr()).expect("connect");
-    http.set_read_timeout(Some(CONNECT_TIMEOUT)).expect("timeout");
+    http.set_read_timeout(Some(CONNECT_TIMEOUT))
+        .expect("timeout");
     let mut reply = String::new();
     use std::io::{Read, Write};
     let mut http = http;
     http.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("send");
     let _ = http.read_to_string(&mut reply);
-    assert!(!reply.starts_with("HTTP/"), "plaintext HTTP answered: {reply}");
+    assert!(
+        !reply.starts_with("HTTP/"),
+        "plaintext HTTP answered: {reply}"
+    );
 }
 
 /// A command that would register `mallory` as the admin, were it ever committed.
@@ -149,15 +153,24 @@ async fn peer_rpcs_are_served_only_to_members_as_the_node_their_certificate_name
                 .domain_name("node-2.warrant.internal"),
         )
         .expect("TLS settings");
-    let refused = health(misdirected).await.expect_err("the wrong node's cert");
+    let refused = health(misdirected)
+        .await
+        .expect_err("the wrong node's cert");
     assert!(refused.contains("connect"), "{refused}");
 
-    assert_eq!(node.digest().await, before, "a refused peer RPC changed state");
+    assert_eq!(
+        node.digest().await,
+        before,
+        "a refused peer RPC changed state"
+    );
 }
 
 /// A client of `node`'s peer listener presenting node `as_node`'s certificate (`None`: the
 /// client certificate, which names no node).
-async fn peer_client(node: &Node, as_node: Option<u64>) -> RaftServiceClient<tonic::transport::Channel> {
+async fn peer_client(
+    node: &Node,
+    as_node: Option<u64>,
+) -> RaftServiceClient<tonic::transport::Channel> {
     let channel = https(&node.peer_addr())
         .tls_config(
             Certs::shared()

@@ -38,7 +38,9 @@ mod types;
 
 pub use config::RaftConfig;
 pub use error::{MembershipError, ProposeError, ReadError, StartError};
-pub use node::{ClusterStatus, MemberStatus, RaftNode, ReadConsistency, ReplicationStatus};
+pub use node::{
+    ClusterStatus, MemberStatus, PROPOSE_WAIT_MAX, RaftNode, ReadConsistency, ReplicationStatus,
+};
 pub use peer_auth::{
     NODE_NAME_DOMAIN, PEER_SECRETS_MAX, PEER_UNAUTHENTICATED, PeerAuthLayer, PeerConnInfo,
     PeerSecurity, PeerTls, SharedSecrets, node_id_of_certificate, node_name,

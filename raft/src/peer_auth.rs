@@ -364,7 +364,12 @@ mod tests {
             .expect("two secrets");
         assert!(secrets.accepts(b"new-secret-0123456789"));
         assert!(secrets.accepts(b"old-secret"));
-        for wrong in [&b""[..], b"new-secret", b"old-secret ", b"NEW-SECRET-0123456789"] {
+        for wrong in [
+            &b""[..],
+            b"new-secret",
+            b"old-secret ",
+            b"NEW-SECRET-0123456789",
+        ] {
             assert!(!secrets.accepts(wrong), "{wrong:?}");
         }
         let request = secrets.request(());
@@ -401,7 +406,10 @@ mod tests {
         let status = check_source(&with_conn(Some(3)), 2).expect_err("node 3 posing as 2");
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
         assert_eq!(
-            status.get_error_details().error_info().map(|i| i.reason.as_str()),
+            status
+                .get_error_details()
+                .error_info()
+                .map(|i| i.reason.as_str()),
             Some(PEER_UNAUTHENTICATED)
         );
         // Plaintext: the shared secret decided already.
@@ -417,7 +425,11 @@ mod tests {
             let called = called.clone();
             tower::service_fn(move |_request: http::Request<()>| {
                 called.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                async { Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty())) }
+                async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        tonic::body::Body::empty(),
+                    ))
+                }
             })
         };
         let mtls = PeerAuthLayer { secrets: None };

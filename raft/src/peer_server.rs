@@ -221,8 +221,13 @@ impl RaftService for PeerServer {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
         let started = std::time::Instant::now();
-        let certified = request.extensions().get::<crate::peer_auth::PeerConnInfo>().copied();
-        let (vote, meta, incoming) = self.receive_snapshot(request.into_inner(), certified).await?;
+        let certified = request
+            .extensions()
+            .get::<crate::peer_auth::PeerConnInfo>()
+            .copied();
+        let (vote, meta, incoming) = self
+            .receive_snapshot(request.into_inner(), certified)
+            .await?;
         let bytes = std::fs::metadata(&incoming.0).map(|m| m.len()).unwrap_or(0);
         tracing::info!(
             snapshot_id = %meta.snapshot_id,

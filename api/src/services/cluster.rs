@@ -157,8 +157,7 @@ impl ClusterService for ClusterApi {
         let mut members = BTreeMap::new();
         for member in &request.members {
             let node = check_member(member.node_id, &member.address, &member.peer_address)?;
-            if members.insert(member.node_id, node).is_some()
-            {
+            if members.insert(member.node_id, node).is_some() {
                 return Err(ApiError::invalid_field(
                     Reason::FieldInvalid,
                     "members",

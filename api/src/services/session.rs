@@ -13,7 +13,7 @@ use warrant_proto::{
 
 use super::mint::commit_and_sign;
 use crate::{
-    auth::{self, Caller, now_unix_s},
+    auth::{Caller, now_unix_s},
     context::{Context, command},
     error::{ApiError, Reason},
     storage::storage,
@@ -283,18 +283,26 @@ impl SessionApi {
                 },
                 |e| e.reason == Reason::CredentialInvalid,
             )
+            .await;
+        let human = match human {
+            Ok(human) => Some(human),
+            Err(e) if e.reason == Reason::CredentialInvalid => None,
+            Err(e) => return Err(e),
+        };
+        // One hash on the argon2 pool whether or not the human exists or has a password, so the
+        // answer and its cost say nothing about which humans exist.
+        let phc = human
+            .as_ref()
+            .map(|human| human.password_argon2id.as_str())
+            .filter(|phc| !phc.is_empty());
+        let matches = self
+            .context
+            .auth
+            .check_secret(&request.human_id, &request.password, phc)
             .await?;
-        if human.password_argon2id.is_empty() {
+        let (Some(human), true) = (human, matches) else {
             return Err(rejected());
-        }
-        let password = request.password.clone();
-        let phc = human.password_argon2id.clone();
-        let matches = tokio::task::spawn_blocking(move || auth::verify_secret(&password, &phc))
-            .await
-            .map_err(|e| ApiError::internal(format!("verify password: {e}")))?;
-        if !matches {
-            return Err(rejected());
-        }
+        };
         Ok((
             Caller::Human {
                 human_id: human.human_id,

@@ -46,8 +46,11 @@ type EdgeFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infal
 
 impl<S, B> tower_service::Service<http::Request<B>> for GrpcEdge<S>
 where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
+    S: tower_service::Service<
+            http::Request<B>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -282,7 +285,10 @@ mod tests {
             let status = status_of(&with_error_info(raised.into_http()));
             assert_eq!(status.code(), code);
             assert_eq!(
-                status.get_error_details().error_info().map(|i| i.reason.as_str()),
+                status
+                    .get_error_details()
+                    .error_info()
+                    .map(|i| i.reason.as_str()),
                 Some(reason)
             );
         }
@@ -294,7 +300,10 @@ mod tests {
         let status = status_of(&with_error_info(ours.into_http()));
         assert_eq!(status.code(), Code::NotFound);
         assert_eq!(
-            status.get_error_details().error_info().map(|i| i.reason.as_str()),
+            status
+                .get_error_details()
+                .error_info()
+                .map(|i| i.reason.as_str()),
             Some("AGENT_NOT_FOUND")
         );
         let ok = http::Response::new(Body::empty());

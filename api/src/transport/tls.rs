@@ -219,7 +219,14 @@ fn load(files: &TlsFiles, node_id: u64) -> Result<Loaded, TlsError> {
     let roots = Arc::new(roots);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = |verifier: Option<bool>, alpn: &[&[u8]]| {
-        server_config(&provider, &roots, verifier, chain.clone(), key.clone_key(), alpn)
+        server_config(
+            &provider,
+            &roots,
+            verifier,
+            chain.clone(),
+            key.clone_key(),
+            alpn,
+        )
     };
     Ok(Loaded {
         public: config(Some(false), &[b"h2"])?,

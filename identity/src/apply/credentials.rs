@@ -4,9 +4,12 @@
 use std::collections::BTreeSet;
 
 use prost::Message;
-use warrant_proto::log::{self, RejectReason, event::Kind as EventKind};
+use warrant_proto::{
+    log::{self, RejectReason, event::Kind as EventKind},
+    state::AgentRow,
+};
 
-use super::context::{Change, Context, Decision, existing_agent, reject};
+use super::context::{Change, Context, Decision, Refusal, agent_in_force, existing_agent, reject};
 use crate::{
     check, keys,
     limits::{CREDENTIALS_PER_AGENT_MAX, FieldError},
@@ -20,19 +23,7 @@ pub(super) fn change_credentials(
 ) -> Decision {
     check::change_credentials(command)?;
     let mut row = existing_agent(state, &command.agent_id)?;
-    let caller = context.caller;
-    if !(caller.is_agent(&command.agent_id)
-        || caller.is_admin()
-        || caller.is_human(&row.owner_human_id))
-    {
-        return Err(reject(
-            RejectReason::PermissionDenied,
-            format!(
-                "only an admin, human {} or agent {} itself may change its credentials",
-                row.owner_human_id, command.agent_id
-            ),
-        ));
-    }
+    may_change(state, context, command, &row)?;
     for credential_id in &command.remove {
         let before = row.credentials.len();
         row.credentials
@@ -87,4 +78,34 @@ pub(super) fn change_credentials(
         EventKind::CredentialsChanged(event),
         writes,
     )))
+}
+
+/// An admin, the agent's owner, or the agent itself (while in force) may change its credentials.
+fn may_change(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::ChangeCredentials,
+    row: &AgentRow,
+) -> Result<(), Refusal> {
+    let caller = context.caller;
+    if !(caller.is_agent(&command.agent_id)
+        || caller.is_admin()
+        || caller.is_human(&row.owner_human_id))
+    {
+        return Err(reject(
+            RejectReason::PermissionDenied,
+            format!(
+                "only an admin, human {} or agent {} itself may change its credentials",
+                row.owner_human_id, command.agent_id
+            ),
+        ));
+    }
+    // The edge authenticated the agent against its node's state, which may lag: a disabled
+    // agent could still pass there. Committed state decides, so a disabled agent (or one whose
+    // owner or device is disabled) cannot mint itself a credential. An admin or the owner may
+    // still change it, e.g. to rotate a leaked secret before enabling the agent again.
+    if caller.is_agent(&command.agent_id) {
+        agent_in_force(state, &command.agent_id, context.seq)?;
+    }
+    Ok(())
 }

@@ -130,7 +130,10 @@ impl Certs {
     fn config(&self, node_id: u64) -> toml::Table {
         let (cert, key) = self.node_files(node_id);
         let mut tls = toml::Table::new();
-        tls.insert("ca_file".into(), self.ca_file().display().to_string().into());
+        tls.insert(
+            "ca_file".into(),
+            self.ca_file().display().to_string().into(),
+        );
         tls.insert("cert_file".into(), cert.display().to_string().into());
         tls.insert("key_file".into(), key.display().to_string().into());
         tls
@@ -624,7 +627,10 @@ impl Node {
             fs::File::create(self.log_path("stderr", self.starts)).expect("create stderr log");
         // The config file is the whole configuration: nothing from the test's environment leaks in.
         let mut command = warrant_command();
-        command.arg("server").arg("--config").arg(self.config_path());
+        command
+            .arg("server")
+            .arg("--config")
+            .arg(self.config_path());
         // Plain log files, without ANSI colours.
         command.env("NO_COLOR", "1");
         command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
@@ -733,7 +739,9 @@ fn tls_client(host: &str) -> rustls::ClientConnection {
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(Certs::shared().ca_file()).expect("read the CA") {
-        roots.add(cert.expect("a CA certificate")).expect("add the CA");
+        roots
+            .add(cert.expect("a CA certificate"))
+            .expect("add the CA");
     }
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)

@@ -96,3 +96,43 @@ fn change_credentials_rejections() {
     let mut replica = Replica::world();
     check_accepted(&mut replica, change(many(2, 9), &[]).by(bot()));
 }
+
+/// The edge authenticates an agent against its node's applied state, which may lag behind a
+/// disable. Apply decides against committed state: a disabled agent (or one whose owner is
+/// disabled) cannot change its own credentials, while an admin or the owner still may.
+#[test]
+fn a_disabled_agent_cannot_change_its_own_credentials() {
+    use RejectReason::*;
+    let rotation = || log::ChangeCredentials {
+        agent_id: "bot".to_owned(),
+        add: vec![ed25519("c2", 32)],
+        remove: strings(&["c1"]),
+    };
+    let disable = |entity, id: &str| set_status(entity, id, true).by(admin());
+    let cases = [
+        (
+            disable(log::EntityKind::Agent, "bot"),
+            "agent bot is disabled",
+        ),
+        (
+            disable(log::EntityKind::Human, "alice"),
+            "agent bot's owner: human alice is disabled",
+        ),
+    ];
+    for (disabled, message) in cases {
+        let mut replica = Replica::world();
+        replica.set_up([disabled]);
+        check_rejected(
+            replica,
+            rotation().by(agent_actor("bot")),
+            AgentDisabled,
+            message,
+        );
+    }
+    // The same rotation by the admin, or by the owner of a disabled agent, is accepted.
+    for actor in [admin(), human_actor("alice")] {
+        let mut replica = Replica::world();
+        replica.set_up([disable(log::EntityKind::Agent, "bot")]);
+        check_accepted(&mut replica, rotation().by(actor));
+    }
+}
