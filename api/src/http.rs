@@ -58,18 +58,17 @@ pub fn router(context: Arc<Context>) -> Router {
 }
 
 async fn jwks(State(context): State<Arc<Context>>) -> Response {
-    match query::signing_keys(&context.node.reader(), crate::limits::JWKS_KEYS_MAX) {
+    // A retired key stays listed while a token it signed may still be accepted: until its last
+    // expiry plus the leeway verifiers allow.
+    let retired_kept_from_unix_s = now_unix_s().saturating_sub(context.clock_leeway_s);
+    match query::signing_keys_in_force(
+        &context.node.reader(),
+        retired_kept_from_unix_s,
+        crate::limits::JWKS_KEYS_MAX,
+    ) {
         Ok(rows) => {
-            let now = now_unix_s();
             let keys: Vec<Value> = rows
                 .into_iter()
-                .filter(|row| {
-                    !row.retired
-                        || now
-                            <= row
-                                .last_token_expires_at_unix_s
-                                .saturating_add(context.clock_leeway_s)
-                })
                 .filter_map(|row| row.key)
                 .filter(|key| key.algorithm == SigningAlgorithm::Ed25519 as i32)
                 .map(|key| {

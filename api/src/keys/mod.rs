@@ -50,7 +50,7 @@ pub async fn rotate(context: &Context) -> Result<api::RotateSigningKeyResponse, 
 /// Retires every published key of this node other than `current_key_id`: keys a crash left
 /// between publication and retirement, or keys of a data directory whose key file was replaced.
 async fn retire_earlier_keys(node: &RaftNode, current_key_id: &str) {
-    let rows = match query::signing_keys(&node.reader(), crate::limits::JWKS_KEYS_MAX) {
+    let rows = match query::unretired_signing_keys(&node.reader(), crate::limits::JWKS_KEYS_MAX) {
         Ok(rows) => rows,
         Err(error) => {
             tracing::error!(%error, "read signing keys to retire earlier ones");

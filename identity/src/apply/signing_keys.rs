@@ -8,7 +8,10 @@ use warrant_proto::{
 };
 
 use super::context::{Caller, Change, Context, Decision, reject};
-use crate::{check, keys, query, state::StateRead};
+use crate::{
+    check, keys, query,
+    state::{StateRead, WriteSet},
+};
 
 pub(super) fn publish_signing_key(
     state: &dyn StateRead,
@@ -62,10 +65,14 @@ pub(super) fn publish_signing_key(
         published_unix_ms: context.time_unix_ms,
         ..SigningKeyRow::default()
     };
-    Ok(Some(Change::one_row(
+    let mut writes = WriteSet::new();
+    writes.put(keys::signing_key(&command.key_id), row.encode_to_vec());
+    // Indexed apart from the key table, which keeps every key ever published: readers list the
+    // keys in force from the index, whatever the history.
+    writes.put(keys::signing_key_in_force(&command.key_id), Vec::new());
+    Ok(Some(Change::new(
         EventKind::SigningKeyPublished(published),
-        keys::signing_key(&command.key_id),
-        row.encode_to_vec(),
+        writes,
     )))
 }
 
@@ -101,9 +108,14 @@ pub(super) fn retire_signing_key(
         node_id: published.node_id,
         keep_until_unix_s: row.last_token_expires_at_unix_s,
     };
-    Ok(Some(Change::one_row(
-        EventKind::SigningKeyRetired(event),
-        keys::signing_key(&command.key_id),
-        row.encode_to_vec(),
-    )))
+    let mut writes = WriteSet::new();
+    writes.put(keys::signing_key(&command.key_id), row.encode_to_vec());
+    // A retired key signs nothing more, so its last expiry is final: it is listed until then,
+    // and a reader starting its scan at "now" skips every key whose tokens have all expired.
+    writes.delete(keys::signing_key_in_force(&command.key_id));
+    writes.put(
+        keys::signing_key_retired(row.last_token_expires_at_unix_s, &command.key_id),
+        Vec::new(),
+    );
+    Ok(Some(Change::new(EventKind::SigningKeyRetired(event), writes)))
 }
