@@ -1,5 +1,7 @@
 //! Nodes' signing keys: a node publishes its own public key through the log, and retires it
-//! when it rotates; a retired key stays listed until the last token it signed expires.
+//! when it rotates; a retired key stays listed until the last token it signed expires. An admin
+//! may mark a key compromised: it is then listed nowhere and signs nothing more, and no token it
+//! signed is in force ([`crate::validity::token`]).
 
 use prost::Message;
 use warrant_proto::{
@@ -7,7 +9,10 @@ use warrant_proto::{
     state::SigningKeyRow,
 };
 
-use super::context::{Caller, Change, Context, Decision, reject};
+use super::{
+    context::{Caller, Change, Context, Decision, reject},
+    permissions::require_admin,
+};
 use crate::{
     check, keys, query,
     state::{StateRead, WriteSet},
@@ -117,5 +122,51 @@ pub(super) fn retire_signing_key(
         keys::signing_key_retired(row.last_token_expires_at_unix_s, &command.key_id),
         Vec::new(),
     );
-    Ok(Some(Change::new(EventKind::SigningKeyRetired(event), writes)))
+    Ok(Some(Change::new(
+        EventKind::SigningKeyRetired(event),
+        writes,
+    )))
+}
+
+pub(super) fn mark_signing_key_compromised(
+    state: &dyn StateRead,
+    context: &Context<'_>,
+    command: &log::MarkSigningKeyCompromised,
+) -> Decision {
+    require_admin(context, "mark a signing key compromised")?;
+    check::mark_signing_key_compromised(command)?;
+    let Some(mut row) = query::signing_key(state, &command.key_id)? else {
+        return Err(reject(
+            RejectReason::SigningKeyNotFound,
+            format!("signing key {} is not published", command.key_id),
+        ));
+    };
+    if row.compromised {
+        return Ok(None);
+    }
+    let mut writes = WriteSet::new();
+    // Out of both indexes, whichever holds it, so no reader lists it from this seq on.
+    writes.delete(keys::signing_key_in_force(&command.key_id));
+    writes.delete(keys::signing_key_retired(
+        row.last_token_expires_at_unix_s,
+        &command.key_id,
+    ));
+    // Also retired, so every rule about retired keys holds for it; retired_seq keeps the first
+    // retirement, if there was one.
+    if !row.retired {
+        row.retired = true;
+        row.retired_seq = context.seq;
+    }
+    row.compromised = true;
+    row.compromised_seq = context.seq;
+    writes.put(keys::signing_key(&command.key_id), row.encode_to_vec());
+    let event = log::SigningKeyCompromised {
+        key_id: command.key_id.clone(),
+        node_id: row.key.as_ref().map_or(0, |key| key.node_id),
+        reason: command.reason.clone(),
+    };
+    Ok(Some(Change::new(
+        EventKind::SigningKeyCompromised(event),
+        writes,
+    )))
 }

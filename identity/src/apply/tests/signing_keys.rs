@@ -81,7 +81,11 @@ fn keys_in_force_are_listed_whatever_the_history() {
     // The keys with no token left are not listed even from the start of time: none of them
     // ever signed one, so their last expiry is 0.
     assert_eq!(in_force(1).len(), 2);
-    assert_eq!(in_force(0).len(), 1 + LISTED_MAX, "the bound holds on each index");
+    assert_eq!(
+        in_force(0).len(),
+        1 + LISTED_MAX,
+        "the bound holds on each index"
+    );
     assert_eq!(unretired_key_ids(&replica), ["z-current"]);
 }
 
@@ -173,7 +177,11 @@ fn a_retired_key_is_kept_until_its_last_token_expires() {
         let kept = query::signing_keys_in_force(&replica.state, keep_until_unix_s, 10).unwrap();
         assert_eq!(key_ids(kept), ["k1"]);
         let after = keep_until_unix_s + 1;
-        assert!(query::signing_keys_in_force(&replica.state, after, 10).unwrap().is_empty());
+        assert!(
+            query::signing_keys_in_force(&replica.state, after, 10)
+                .unwrap()
+                .is_empty()
+        );
         // Retiring it again changes nothing.
         check_unchanged(&mut replica, retire("k1").by(admin()));
     }
@@ -224,5 +232,151 @@ fn retire_signing_key_rejections() {
         let mut replica = Replica::world();
         replica.set_up(set_up);
         check_rejected(replica, command, reason, message);
+    }
+}
+
+// MarkSigningKeyCompromised.
+
+/// k1 signed j1 (in force for an hour) and k2 is node 2's current key. Marking k1 compromised
+/// takes it out of every listing at once, ends every token it signed and refuses new ones; k2
+/// is untouched.
+#[test]
+fn a_compromised_key_is_listed_nowhere_and_nothing_it_signed_is_in_force() {
+    let mut replica = Replica::world();
+    replica.set_up([
+        log::IssueToken {
+            ttl_seconds: 3_600,
+            ..issue("j1", "bot", &["send"])
+        }
+        .by(agent_actor("bot")),
+        log::PublishSigningKey {
+            node_id: 2,
+            ..signing_key("k2", 2)
+        }
+        .by(admin()),
+    ]);
+    assert_eq!(token_validity(&replica, "j1"), Ok(()));
+    let (accepted, event) = check_accepted(&mut replica, compromise("k1").by(admin()));
+    assert_eq!(
+        event.kind,
+        Some(EventKind::SigningKeyCompromised(
+            log::SigningKeyCompromised {
+                key_id: "k1".to_owned(),
+                node_id: 1,
+                reason: "key file leaked".to_owned(),
+            }
+        ))
+    );
+    let row = query::signing_key(&replica.state, "k1").unwrap().unwrap();
+    assert_eq!(
+        (
+            row.compromised,
+            row.compromised_seq,
+            row.retired,
+            row.retired_seq
+        ),
+        (true, accepted.seq, true, accepted.seq)
+    );
+    assert_eq!(unretired_key_ids(&replica), ["k2"]);
+    let listed = query::signing_keys_in_force(&replica.state, 0, 10).unwrap();
+    assert_eq!(key_ids(listed), ["k2"]);
+    assert_eq!(
+        token_validity(&replica, "j1"),
+        lapse(
+            LapseKind::SigningKeyCompromised,
+            format!(
+                "its signing key k1 was marked compromised at seq {}",
+                accepted.seq
+            )
+        )
+    );
+    check_rejected(
+        replica.clone(),
+        issue("j2", "bot", &["send"]).by(agent_actor("bot")),
+        RejectReason::SigningKeyCompromised,
+        "signing key k1 was marked compromised; allowed: a new key, after the node rotates",
+    );
+    // Marking it again, retiring it, or its node republishing it after a restart change nothing:
+    // a compromised key never comes back.
+    let again = log::MarkSigningKeyCompromised {
+        reason: "found in a second leak".to_owned(),
+        ..compromise("k1")
+    };
+    check_unchanged(&mut replica, again.by(admin()));
+    check_unchanged(&mut replica, retire("k1").by(node(1)));
+    // (By the admin: the same command by node 1 would replay its first outcome.)
+    check_unchanged(&mut replica, signing_key("k1", 1).by(admin()));
+    assert_eq!(
+        key_ids(query::signing_keys_in_force(&replica.state, 0, 10).unwrap()),
+        ["k2"]
+    );
+}
+
+#[test]
+fn a_retired_key_marked_compromised_leaves_the_retired_listing_and_keeps_its_retirement() {
+    let mut replica = Replica::world();
+    replica.set_up([
+        issue("j1", "bot", &["send"]).by(agent_actor("bot")),
+        retire("k1").by(node(1)),
+    ]);
+    let retired_seq = replica.seq();
+    assert_eq!(
+        key_ids(query::signing_keys_in_force(&replica.state, 0, 10).unwrap()),
+        ["k1"]
+    );
+    let (accepted, _) = check_accepted(&mut replica, compromise("k1").by(admin()));
+    let row = query::signing_key(&replica.state, "k1").unwrap().unwrap();
+    assert_eq!(
+        (row.retired_seq, row.compromised_seq),
+        (retired_seq, accepted.seq)
+    );
+    assert!(
+        query::signing_keys_in_force(&replica.state, 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        token_validity(&replica, "j1").map_err(|lapse| lapse.kind),
+        Err(LapseKind::SigningKeyCompromised)
+    );
+}
+
+#[test]
+fn mark_signing_key_compromised_rejections() {
+    use RejectReason::*;
+    let cases: Vec<(Command, RejectReason, &str)> = vec![
+        // Not even the key's own node: marking is the operator's act, and is never undone.
+        (
+            compromise("k1").by(node(1)),
+            PermissionDenied,
+            "only an admin may mark a signing key compromised",
+        ),
+        (
+            compromise("k1").by(agent_actor("bot")),
+            PermissionDenied,
+            "only an admin may mark a signing key compromised",
+        ),
+        (
+            compromise("k1").by(human_actor("alice")),
+            PermissionDenied,
+            "only an admin may mark a signing key compromised",
+        ),
+        (
+            compromise("k9").by(admin()),
+            SigningKeyNotFound,
+            "signing key k9 is not published",
+        ),
+        (
+            log::MarkSigningKeyCompromised {
+                key_id: "k 1".to_owned(),
+                ..compromise("k1")
+            }
+            .by(admin()),
+            InvalidCommand,
+            "key_id contains ' ' at byte 1; allowed: 1 to 128 printable ASCII characters ('!' to '~', no spaces)",
+        ),
+    ];
+    for (command, reason, message) in cases {
+        check_rejected(Replica::world(), command, reason, message);
     }
 }
