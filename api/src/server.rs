@@ -225,6 +225,7 @@ fn service_context(
         allow_local_passwords: config.allow_local_passwords,
         data_dir: config.data_dir.clone(),
         rotation: tokio::sync::Mutex::new(()),
+        digest_key: crate::digest_key::DigestKey::from_admin_token(&config.admin_token),
     })
 }
 
