@@ -99,9 +99,11 @@ impl Warrant {
         shutdown: impl Future<Output = ()> + Send + 'static,
         on_ready: impl FnOnce(&Warrant),
     ) -> Result<(), ServeError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
+        warrant_raft::create_private_dir_all(&config.data_dir).map_err(|source| {
+            ServeError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            }
         })?;
         let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
         let node = start_raft(&config).await?;
