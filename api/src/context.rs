@@ -13,6 +13,7 @@ use warrant_raft::{RaftNode, ReadConsistency, StateReader};
 
 use crate::{
     auth::{AuthSource, Authenticator, Caller},
+    digest_key::DigestKey,
     error::ApiError,
     federation::Federation,
     keys::key_set::SigningKeys,
@@ -37,6 +38,8 @@ pub struct Context {
     pub data_dir: std::path::PathBuf,
     /// One key rotation at a time on this node.
     pub rotation: tokio::sync::Mutex<()>,
+    /// Hides client secrets in request digests; the same on every member.
+    pub digest_key: DigestKey,
 }
 
 impl Context {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::{
     Form, Json, Router,
     extract::{DefaultBodyLimit, State, rejection::FormRejection},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -26,7 +26,7 @@ use warrant_proto::{api, log, log::SigningAlgorithm};
 use warrant_token::assertion::ASSERTION_TYPE;
 
 use crate::{
-    ApiError,
+    ApiError, Reason,
     auth::{Caller, now_unix_s},
     context::Context,
     services::{
@@ -34,6 +34,10 @@ use crate::{
         token::{JWT_TOKEN_TYPE_URN, TOKEN_EXCHANGE_GRANT, exchange, scope_list},
     },
 };
+
+/// The challenges of a 401 from the token endpoint, one per scheme it accepts in `authorization`.
+const BASIC_CHALLENGE: &str = "Basic realm=\"warrant\"";
+const BEARER_CHALLENGE: &str = "Bearer realm=\"warrant\"";
 
 /// The token endpoint's path under the issuer.
 pub const TOKEN_ENDPOINT_PATH: &str = "/oauth2/token";
@@ -58,18 +62,17 @@ pub fn router(context: Arc<Context>) -> Router {
 }
 
 async fn jwks(State(context): State<Arc<Context>>) -> Response {
-    match query::signing_keys(&context.node.reader(), crate::limits::JWKS_KEYS_MAX) {
+    // A retired key stays listed while a token it signed may still be accepted: until its last
+    // expiry plus the leeway verifiers allow.
+    let retired_kept_from_unix_s = now_unix_s().saturating_sub(context.clock_leeway_s);
+    match query::signing_keys_in_force(
+        &context.node.reader(),
+        retired_kept_from_unix_s,
+        crate::limits::JWKS_KEYS_MAX,
+    ) {
         Ok(rows) => {
-            let now = now_unix_s();
             let keys: Vec<Value> = rows
                 .into_iter()
-                .filter(|row| {
-                    !row.retired
-                        || now
-                            <= row
-                                .last_token_expires_at_unix_s
-                                .saturating_add(context.clock_leeway_s)
-                })
                 .filter_map(|row| row.key)
                 .filter(|key| key.algorithm == SigningAlgorithm::Ed25519 as i32)
                 .map(|key| {
@@ -145,18 +148,22 @@ async fn token(
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
+    let challenge = challenge(&headers);
     let form = match form {
         Ok(Form(form)) => form,
         Err(rejection) => {
-            return oauth_error(ApiError::new(
-                Code::InvalidArgument,
-                crate::Reason::FieldInvalid,
-                format!(
-                    "the request body is not a token request ({rejection}); allowed: an \
+            return oauth_error(
+                challenge,
+                ApiError::new(
+                    Code::InvalidArgument,
+                    crate::Reason::FieldInvalid,
+                    format!(
+                        "the request body is not a token request ({rejection}); allowed: an \
                      application/x-www-form-urlencoded body of at most {} bytes",
-                    crate::limits::REQUEST_BYTES_MAX
+                        crate::limits::REQUEST_BYTES_MAX
+                    ),
                 ),
-            ));
+            );
         }
     };
     if !matches!(
@@ -192,7 +199,7 @@ async fn token(
             }
             (StatusCode::OK, [("cache-control", "no-store")], Json(body)).into_response()
         }
-        Err(error) => oauth_error(error),
+        Err(error) => oauth_error(challenge, error),
     }
 }
 
@@ -272,24 +279,62 @@ async fn client(
     }
 }
 
-/// RFC 6749 §5.2 error responses; the stable Warrant reason rides along.
-fn oauth_error(error: ApiError) -> Response {
-    let (status, code) = match error.code {
+/// The `WWW-Authenticate` challenge of a 401 from the token endpoint: the scheme the client
+/// used in `authorization` (RFC 6749 §5.2: "matching the authentication scheme used by the
+/// client"), or `Basic`, the header scheme it may use, when it sent none (an assertion).
+fn challenge(headers: &HeaderMap) -> &'static str {
+    let scheme = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .map(|(scheme, _)| scheme);
+    match scheme {
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer") => BEARER_CHALLENGE,
+        _ => BASIC_CHALLENGE,
+    }
+}
+
+/// RFC 6749 §5.2 error responses; the stable Warrant reason rides along. A 401 carries
+/// `challenge` in `WWW-Authenticate`, as §5.2 requires.
+fn oauth_error(challenge: &'static str, error: ApiError) -> Response {
+    let (status, code) = oauth_error_code(&error);
+    let body = json!({
+        "error": code,
+        "error_description": error.message,
+        "warrant_reason": error.reason.as_str(),
+    });
+    let mut response = (status, [("cache-control", "no-store")], Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    response
+}
+
+/// The HTTP status and RFC 6749 §5.2 error code of `error`: by its reason where the reason
+/// decides, else by its gRPC status.
+fn oauth_error_code(error: &ApiError) -> (StatusCode, &'static str) {
+    match error.reason {
+        // The client authenticated, but a disabled client may not act at all: to the client
+        // that is failed client authentication, not a scope it asked for.
+        Reason::AgentDisabled => return (StatusCode::UNAUTHORIZED, "invalid_client"),
+        // The client may not use this grant, or act this way at all (RFC 6749 §5.2).
+        Reason::PermissionDenied => return (StatusCode::BAD_REQUEST, "unauthorized_client"),
+        _ => {}
+    }
+    match error.code {
         Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "invalid_client"),
         Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_request"),
+        // What is left: scopes and audiences beyond what the client may ask for.
         Code::PermissionDenied => (StatusCode::BAD_REQUEST, "invalid_scope"),
         Code::NotFound | Code::FailedPrecondition => (StatusCode::BAD_REQUEST, "invalid_grant"),
         Code::Unavailable | Code::ResourceExhausted => {
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
         }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-    };
-    let body = json!({
-        "error": code,
-        "error_description": error.message,
-        "warrant_reason": error.reason.as_str(),
-    });
-    (status, [("cache-control", "no-store")], Json(body)).into_response()
+    }
 }
 
 async fn healthz(State(context): State<Arc<Context>>) -> impl IntoResponse {
@@ -306,4 +351,125 @@ async fn healthz(State(context): State<Arc<Context>>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (status, WWW-Authenticate, body `error`) of the token endpoint's answer to `error`.
+    fn answer(headers: &HeaderMap, error: ApiError) -> (StatusCode, Option<String>, String) {
+        let response = oauth_error(challenge(headers), error);
+        let status = response.status();
+        let www_authenticate = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|value| value.to_str().expect("ASCII").to_string());
+        let body = response.into_body();
+        let bytes = body_bytes(body);
+        let body: Value = serde_json::from_slice(&bytes).expect("a JSON body");
+        let code = body["error"].as_str().expect("an error code").to_string();
+        (status, www_authenticate, code)
+    }
+
+    fn body_bytes(body: axum::body::Body) -> Vec<u8> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime
+            .block_on(axum::body::to_bytes(body, usize::MAX))
+            .expect("the body")
+            .to_vec()
+    }
+
+    fn with_authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+        headers
+    }
+
+    fn basic() -> Option<String> {
+        Some(BASIC_CHALLENGE.to_string())
+    }
+
+    #[test]
+    fn a_401_carries_a_challenge_in_the_scheme_the_client_used() {
+        let refused = || {
+            ApiError::new(
+                Code::Unauthenticated,
+                Reason::CredentialInvalid,
+                "wrong secret",
+            )
+        };
+        let cases = [
+            (with_authorization("Basic Ym90OnNlY3JldA=="), basic()),
+            (
+                with_authorization("Bearer eyJ.x.y"),
+                Some(BEARER_CHALLENGE.to_string()),
+            ),
+            // No header (a client assertion): the header scheme the endpoint accepts.
+            (HeaderMap::new(), basic()),
+        ];
+        for (headers, challenge) in cases {
+            assert_eq!(
+                answer(&headers, refused()),
+                (StatusCode::UNAUTHORIZED, challenge, "invalid_client".into())
+            );
+        }
+    }
+
+    #[test]
+    fn errors_map_to_rfc_6749_codes_by_reason_then_status() {
+        let headers = with_authorization("Basic Ym90OnNlY3JldA==");
+        let cases = [
+            // A disabled agent, refused at authentication (PERMISSION_DENIED) or at apply.
+            (
+                ApiError::new(Code::PermissionDenied, Reason::AgentDisabled, "disabled"),
+                (StatusCode::UNAUTHORIZED, basic(), "invalid_client"),
+            ),
+            (
+                ApiError::new(Code::FailedPrecondition, Reason::AgentDisabled, "disabled"),
+                (StatusCode::UNAUTHORIZED, basic(), "invalid_client"),
+            ),
+            (
+                ApiError::new(
+                    Code::PermissionDenied,
+                    Reason::PermissionDenied,
+                    "for agents",
+                ),
+                (StatusCode::BAD_REQUEST, None, "unauthorized_client"),
+            ),
+            (
+                ApiError::new(
+                    Code::PermissionDenied,
+                    Reason::ScopeNotAllowed,
+                    "no such tool",
+                ),
+                (StatusCode::BAD_REQUEST, None, "invalid_scope"),
+            ),
+            (
+                ApiError::new(Code::InvalidArgument, Reason::FieldInvalid, "bad form"),
+                (StatusCode::BAD_REQUEST, None, "invalid_request"),
+            ),
+            (
+                ApiError::new(
+                    Code::FailedPrecondition,
+                    Reason::SubjectTokenInactive,
+                    "revoked",
+                ),
+                (StatusCode::BAD_REQUEST, None, "invalid_grant"),
+            ),
+        ];
+        for (error, (status, challenge, code)) in cases {
+            let context = format!("{:?}", error.reason);
+            assert_eq!(
+                answer(&headers, error),
+                (status, challenge, code.to_string()),
+                "{context}"
+            );
+        }
+    }
 }

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod context;
+pub mod digest_key;
 pub mod error;
 pub mod federation;
 pub mod http;

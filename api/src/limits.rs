@@ -9,8 +9,10 @@ pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
 pub const CONCURRENCY_PER_CONNECTION_MAX: usize = 256;
 /// Concurrent HTTP/2 streams per connection.
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 512;
-/// Keys listed in one JWKS document, and read when retiring a node's earlier keys. Each node
-/// publishes one key per rotation, so this is far beyond any real cluster.
+/// Keys not retired, and retired keys still kept, each listed in one JWKS document (and the
+/// first read when retiring a node's earlier keys). Counted among keys in force, never among
+/// every key ever published: each node has one current key, and a retired key is kept only
+/// until its last token expires, so this is far beyond any real cluster.
 pub const JWKS_KEYS_MAX: usize = 1024;
 /// Client secrets (and local passwords at registration): long enough to resist guessing, short
 /// enough to hash cheaply.

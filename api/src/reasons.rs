@@ -152,6 +152,8 @@ reasons! {
         "The agent has no credential with this id: check the id.";
     SigningKeyRetired => "SIGNING_KEY_RETIRED", FailedPrecondition,
         "The signing key was retired while the request was in flight: retry.";
+    SigningKeyCompromised => "SIGNING_KEY_COMPROMISED", FailedPrecondition,
+        "The signing key was marked compromised: the node rotates to a new key; retry.";
     FederatedIdentityTaken => "FEDERATED_IDENTITY_TAKEN", AlreadyExists,
         "This issuer's subject already names another human: use that human.";
     SubjectTokenInactive => "SUBJECT_TOKEN_INACTIVE", FailedPrecondition,
@@ -246,6 +248,7 @@ impl Reason {
             RejectReason::HumanDisabled => Reason::HumanDisabled,
             RejectReason::CredentialNotFound => Reason::CredentialNotFound,
             RejectReason::SigningKeyRetired => Reason::SigningKeyRetired,
+            RejectReason::SigningKeyCompromised => Reason::SigningKeyCompromised,
             RejectReason::FederatedIdentityTaken => Reason::FederatedIdentityTaken,
             RejectReason::DeviceDisabled => Reason::DeviceDisabled,
             RejectReason::SubjectTokenInactive => Reason::SubjectTokenInactive,
@@ -285,6 +288,9 @@ pub fn token_invalid_description(reason: TokenInvalidReason) -> &'static str {
         R::DelegationExpired => "The delegation behind the token expired: get a new one.",
         R::HumanDisabled => "The token's human is disabled: have an admin enable them.",
         R::DeviceDisabled => "The token's device is disabled: have an admin enable it.",
+        R::SigningKeyCompromised => {
+            "The key that signed the token was marked compromised: get a new token."
+        }
     }
 }
 
@@ -339,6 +345,7 @@ mod tests {
         (32, Code::PermissionDenied, "SCOPE_NOT_DELEGATED"),
         (33, Code::Unauthenticated, "ASSERTION_EXPIRED"),
         (34, Code::Unauthenticated, "CREDENTIAL_REVOKED"),
+        (35, Code::FailedPrecondition, "SIGNING_KEY_COMPROMISED"),
     ];
 
     #[test]
@@ -367,7 +374,7 @@ mod tests {
         let values = enum_values(|value| TokenInvalidReason::try_from(value).is_ok());
         assert_eq!(
             values.len(),
-            21,
+            22,
             "a TokenInvalidReason was added: describe it"
         );
         for value in values {

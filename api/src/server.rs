@@ -123,9 +123,11 @@ impl Warrant {
         shutdown: impl Future<Output = ()> + Send + 'static,
         on_ready: impl FnOnce(&Warrant),
     ) -> Result<(), ServeError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
+        warrant_raft::create_private_dir_all(&config.data_dir).map_err(|source| {
+            ServeError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            }
         })?;
         let tls = load_tls(&config)?;
         let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
@@ -335,6 +337,7 @@ fn service_context(
         allow_local_passwords: config.allow_local_passwords,
         data_dir: config.data_dir.clone(),
         rotation: tokio::sync::Mutex::new(()),
+        digest_key: crate::digest_key::DigestKey::from_admin_token(&config.admin_token),
     })
 }
 

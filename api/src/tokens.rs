@@ -53,6 +53,19 @@ pub fn check(
     };
     let invalid =
         |reason: TokenInvalidReason, message: String| Ok(Err(Invalid { reason, message }));
+    // Before the issuance: whoever holds a compromised key signs what they like, so a token it
+    // signed is refused as such, logged or forged.
+    if let Some(key) = query::signing_key(state, &claims.key_id).map_err(storage)?
+        && key.compromised
+    {
+        return invalid(
+            TokenInvalidReason::SigningKeyCompromised,
+            format!(
+                "its signing key {} was marked compromised at seq {}",
+                claims.key_id, key.compromised_seq
+            ),
+        );
+    }
     let Some(row) = query::token(state, &claims.jti).map_err(storage)? else {
         return invalid(
             TokenInvalidReason::UnknownToken,
@@ -97,5 +110,6 @@ fn token_invalid_reason(lapse: LapseKind) -> TokenInvalidReason {
         }
         LapseKind::DelegationExpired => TokenInvalidReason::DelegationExpired,
         LapseKind::TokenRevoked => TokenInvalidReason::Revoked,
+        LapseKind::SigningKeyCompromised => TokenInvalidReason::SigningKeyCompromised,
     }
 }

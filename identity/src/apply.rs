@@ -377,6 +377,9 @@ fn decide(state: &dyn StateRead, context: &Context<'_>, kind: &CommandKind) -> D
         CommandKind::RetireSigningKey(command) => {
             signing_keys::retire_signing_key(state, context, command)
         }
+        CommandKind::MarkSigningKeyCompromised(command) => {
+            signing_keys::mark_signing_key_compromised(state, context, command)
+        }
     }
 }
 

@@ -46,6 +46,7 @@ pub fn command(kind: &CommandKind, now_unix_s: u64) -> Result<(), FieldError> {
         CommandKind::RevokeDelegation(command) => revoke_delegation(command),
         CommandKind::RetireSigningKey(command) => retire_signing_key(command),
         CommandKind::RegisterHumans(command) => register_humans(command),
+        CommandKind::MarkSigningKeyCompromised(command) => mark_signing_key_compromised(command),
     }
 }
 
@@ -483,6 +484,13 @@ pub fn publish_signing_key(command: &log::PublishSigningKey) -> Result<(), Field
 
 pub fn retire_signing_key(command: &log::RetireSigningKey) -> Result<(), FieldError> {
     limits::validate_key_id("key_id", &command.key_id)
+}
+
+pub fn mark_signing_key_compromised(
+    command: &log::MarkSigningKeyCompromised,
+) -> Result<(), FieldError> {
+    limits::validate_key_id("key_id", &command.key_id)?;
+    limits::validate_text("reason", &command.reason, REASON_LEN_MAX)
 }
 
 /// An id that may be left empty; when given, it follows the id rules.

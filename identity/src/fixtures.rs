@@ -122,6 +122,7 @@ impl_by! {
     RevokeDelegation => RevokeDelegation,
     RetireSigningKey => RetireSigningKey,
     RegisterHumans => RegisterHumans,
+    MarkSigningKeyCompromised => MarkSigningKeyCompromised,
 }
 
 /// Overrides for the envelope of a command.
@@ -262,6 +263,13 @@ pub fn signing_key(key_id: &str, fill: u8) -> log::PublishSigningKey {
 pub fn retire(key_id: &str) -> log::RetireSigningKey {
     log::RetireSigningKey {
         key_id: key_id.to_owned(),
+    }
+}
+
+pub fn compromise(key_id: &str) -> log::MarkSigningKeyCompromised {
+    log::MarkSigningKeyCompromised {
+        key_id: key_id.to_owned(),
+        reason: "key file leaked".to_owned(),
     }
 }
 

@@ -15,6 +15,8 @@
 //! | `sa\0` + audience | the service id, UTF-8 |
 //! | `t\0` + jti | `state::TokenRow` |
 //! | `k\0` + key_id | `state::SigningKeyRow` |
+//! | `kf\0` + key_id | empty (signing keys published and not retired) |
+//! | `kr\0` + keep_until_unix_s (u64 BE) + key_id | empty (retired keys by their last token's expiry) |
 //! | `i\0` + actor kind (i32 BE) + actor_id + `\0` + idempotency key | `state::IdempotencyRow` |
 //! | `d\0` + device_id | `state::DeviceRow` |
 //! | `x\0` + session_id | `state::SessionRow` |
@@ -45,6 +47,10 @@ pub const SERVICE_BY_AUDIENCE_PREFIX: &[u8] = b"sa\0";
 pub const TOKEN_PREFIX: &[u8] = b"t\0";
 /// The prefix of every signing key row.
 pub const SIGNING_KEY_PREFIX: &[u8] = b"k\0";
+/// The prefix of the index of signing keys published and not retired.
+pub const SIGNING_KEY_IN_FORCE_PREFIX: &[u8] = b"kf\0";
+/// The prefix of the index of retired signing keys, ordered by the expiry of their last token.
+pub const SIGNING_KEY_RETIRED_PREFIX: &[u8] = b"kr\0";
 /// The prefix of every idempotency row.
 pub const IDEMPOTENCY_PREFIX: &[u8] = b"i\0";
 /// The prefix of every device row.
@@ -181,6 +187,33 @@ pub fn signing_key(key_id: &str) -> Vec<u8> {
     join(SIGNING_KEY_PREFIX, key_id.as_bytes())
 }
 
+/// The key of a signing key's entry in the index of keys not retired.
+pub fn signing_key_in_force(key_id: &str) -> Vec<u8> {
+    join(SIGNING_KEY_IN_FORCE_PREFIX, key_id.as_bytes())
+}
+
+/// The key of a retired signing key's entry in the index by the expiry of its last token.
+pub fn signing_key_retired(keep_until_unix_s: u64, key_id: &str) -> Vec<u8> {
+    join(
+        &signing_key_retired_from(keep_until_unix_s),
+        key_id.as_bytes(),
+    )
+}
+
+/// Where a scan of retired keys whose last token expires at or after `unix_s` starts.
+pub fn signing_key_retired_from(unix_s: u64) -> Vec<u8> {
+    join(SIGNING_KEY_RETIRED_PREFIX, &unix_s.to_be_bytes())
+}
+
+/// The key id named by an entry of either signing key index, or `None` when `key` is neither.
+pub fn signing_key_id_from_index(key: &[u8]) -> Option<&[u8]> {
+    if let Some(key_id) = key.strip_prefix(SIGNING_KEY_IN_FORCE_PREFIX) {
+        return Some(key_id);
+    }
+    let rest = key.strip_prefix(SIGNING_KEY_RETIRED_PREFIX)?;
+    rest.split_first_chunk::<8>().map(|(_, key_id)| key_id)
+}
+
 /// The key of an idempotency row. Keys are scoped by actor, so two callers can never see or
 /// collide with each other's keys.
 pub fn idempotency(actor_kind: i32, actor_id: &str, idempotency_key: &str) -> Vec<u8> {
@@ -224,6 +257,11 @@ mod tests {
             (service_by_audience("https://mail"), b"sa\0https://mail"),
             (token("j1"), b"t\0j1"),
             (signing_key("k1"), b"k\0k1"),
+            (signing_key_in_force("k1"), b"kf\0k1"),
+            (
+                signing_key_retired(258, "k1"),
+                b"kr\0\0\0\0\0\0\0\x01\x02k1",
+            ),
             (idempotency(3, "bot", "key-1"), b"i\0\0\0\0\x03bot\0key-1"),
             (device("laptop"), b"d\0laptop"),
             (session("s1"), b"x\0s1"),
@@ -269,6 +307,8 @@ mod tests {
             SERVICE_BY_AUDIENCE_PREFIX,
             TOKEN_PREFIX,
             SIGNING_KEY_PREFIX,
+            SIGNING_KEY_IN_FORCE_PREFIX,
+            SIGNING_KEY_RETIRED_PREFIX,
             IDEMPOTENCY_PREFIX,
             DEVICE_PREFIX,
             SESSION_PREFIX,
@@ -290,6 +330,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn signing_key_index_entries_name_their_key() {
+        assert_eq!(
+            signing_key_id_from_index(&signing_key_in_force("k1")),
+            Some(&b"k1"[..])
+        );
+        assert_eq!(
+            signing_key_id_from_index(&signing_key_retired(u64::MAX, "k1")),
+            Some(&b"k1"[..])
+        );
+        assert_eq!(signing_key_id_from_index(&signing_key("k1")), None);
+        // Retired keys sort by the expiry of their last token, whatever their ids.
+        assert!(signing_key_retired(255, "z") < signing_key_retired(256, "a"));
+        assert!(signing_key_retired_from(256) <= signing_key_retired(256, "a"));
+        assert!(signing_key_retired(255, "z") < signing_key_retired_from(256));
     }
 
     #[test]

@@ -113,19 +113,55 @@ pub fn signing_key(
     Ok(row)
 }
 
-/// Up to `limit` published signing keys, in key id order.
-pub fn signing_keys(state: &dyn StateRead, limit: usize) -> Result<Vec<SigningKeyRow>, StateError> {
-    let rows = state.scan(keys::SIGNING_KEY_PREFIX, b"", limit)?;
-    let mut signing_keys = Vec::with_capacity(rows.len());
-    for (key, bytes) in rows {
-        let row: SigningKeyRow = decode_row(&key, &bytes)?;
-        let key_id = key
-            .get(keys::SIGNING_KEY_PREFIX.len()..)
-            .unwrap_or_default();
-        check_signing_key(&key, &row, &String::from_utf8_lossy(key_id))?;
-        signing_keys.push(row);
+/// The signing keys a verifier may need: every key published and not retired, then every
+/// retired key whose last token expires at or after `retired_kept_from_unix_s`; at most `limit`
+/// of each. Read through the two indexes, so the cost and the bound follow the keys in force,
+/// never the number of keys ever published.
+pub fn signing_keys_in_force(
+    state: &dyn StateRead,
+    retired_kept_from_unix_s: u64,
+    limit: usize,
+) -> Result<Vec<SigningKeyRow>, StateError> {
+    let mut rows = unretired_signing_keys(state, limit)?;
+    let start = keys::signing_key_retired_from(retired_kept_from_unix_s);
+    for (key, _) in state.scan(keys::SIGNING_KEY_RETIRED_PREFIX, &start, limit)? {
+        rows.push(indexed_signing_key(state, &key, true)?);
     }
-    Ok(signing_keys)
+    Ok(rows)
+}
+
+/// Up to `limit` signing keys published and not retired, in key id order.
+pub fn unretired_signing_keys(
+    state: &dyn StateRead,
+    limit: usize,
+) -> Result<Vec<SigningKeyRow>, StateError> {
+    state
+        .scan(keys::SIGNING_KEY_IN_FORCE_PREFIX, b"", limit)?
+        .iter()
+        .map(|(key, _)| indexed_signing_key(state, key, false))
+        .collect()
+}
+
+/// The signing key an index entry names, which must exist and be `retired` as the index says.
+fn indexed_signing_key(
+    state: &dyn StateRead,
+    index_key: &[u8],
+    retired: bool,
+) -> Result<SigningKeyRow, StateError> {
+    let key_id = keys::signing_key_id_from_index(index_key)
+        .and_then(|key_id| std::str::from_utf8(key_id).ok())
+        .ok_or_else(|| StateError::corrupt(index_key, "not a signing key index entry"))?;
+    match signing_key(state, key_id)? {
+        Some(row) if row.retired == retired => Ok(row),
+        Some(_) => Err(StateError::corrupt(
+            index_key,
+            "index entry disagrees with the key's retirement",
+        )),
+        None => Err(StateError::corrupt(
+            index_key,
+            "index entry names no published key",
+        )),
+    }
 }
 
 /// Up to `limit` agents (capped at [`LIST_PAGE_MAX`]) in ascending agent id order, strictly after

@@ -30,6 +30,7 @@ pub enum LapseKind {
     DelegationRevoked,
     DelegationExpired,
     TokenRevoked,
+    SigningKeyCompromised,
 }
 
 /// What each caller calls a lapse: the rule in one place. A lapse does not say whether the thing
@@ -265,6 +266,19 @@ pub fn token(state: &dyn StateRead, row: &TokenRow, now_unix_s: u64) -> Verdict<
         return Ok(Err(Lapse::new(
             LapseKind::TokenRevoked,
             format!("the token was revoked at seq {}", row.revoked_seq),
+        )));
+    }
+    // Whoever holds a compromised key can sign anything, so nothing it signed is trusted; the
+    // token's issuance was honest, but its bytes can no longer be told from a forgery's.
+    if let Some(key) = query::signing_key(state, &issued.key_id)?
+        && key.compromised
+    {
+        return Ok(Err(Lapse::new(
+            LapseKind::SigningKeyCompromised,
+            format!(
+                "its signing key {} was marked compromised at seq {}",
+                issued.key_id, key.compromised_seq
+            ),
         )));
     }
     if !issued.agent_id.is_empty()

@@ -179,6 +179,7 @@ fn generated_batches_reach_every_decision() {
         "REJECT_REASON_SUBJECT_TOKEN_INACTIVE",
         "REJECT_REASON_AUDIENCE_NOT_DELEGATED",
         "REJECT_REASON_SCOPE_NOT_DELEGATED",
+        "REJECT_REASON_SIGNING_KEY_COMPROMISED",
     ];
     // Every event kind, from random batches alone.
     let events = [
@@ -201,6 +202,7 @@ fn generated_batches_reach_every_decision() {
         "DelegationCreated",
         "DelegationRevoked",
         "SigningKeyRetired",
+        "SigningKeyCompromised",
     ];
     let missing: Vec<&str> = decisions
         .iter()
@@ -236,6 +238,7 @@ fn event_name(kind: &EventKind) -> &'static str {
         EventKind::DelegationCreated(_) => "DelegationCreated",
         EventKind::DelegationRevoked(_) => "DelegationRevoked",
         EventKind::SigningKeyRetired(_) => "SigningKeyRetired",
+        EventKind::SigningKeyCompromised(_) => "SigningKeyCompromised",
     }
 }
 
@@ -809,6 +812,7 @@ fn coherent_actor(kind: &CommandKind, pick: u8) -> Actor {
             .clone(),
         CommandKind::PublishSigningKey(it) => admin_or(node(it.node_id)),
         CommandKind::RetireSigningKey(_) => [admin(), node(1), node(2)][pick % 3].clone(),
+        CommandKind::MarkSigningKeyCompromised(_) => admin_or(node(1)),
         CommandKind::UpdateHuman(it) => admin_or(human_actor(&it.human_id)),
         CommandKind::RegisterDevice(it) => admin_or(human_actor(&it.owner_human_id)),
         // Every agent and device in the pools is most likely alice's.
@@ -880,6 +884,7 @@ fn arb_kind(dirt: Dirt) -> BoxedStrategy<CommandKind> {
         (4, arb_revoke_token(dirt)),
         (3, arb_publish_signing_key(dirt)),
         (3, arb_retire_signing_key(dirt)),
+        (1, arb_mark_signing_key_compromised(dirt)),
         (3, arb_update_human(dirt)),
         (3, arb_update_agent(dirt)),
         (3, arb_update_service(dirt)),
@@ -1120,6 +1125,17 @@ fn arb_publish_signing_key(dirt: Dirt) -> BoxedStrategy<CommandKind> {
                 node_id,
                 algorithm,
                 public_key,
+            })
+        })
+        .boxed()
+}
+
+fn arb_mark_signing_key_compromised(dirt: Dirt) -> BoxedStrategy<CommandKind> {
+    or_garbage(select(KEY_IDS).prop_map(str::to_owned), dirt)
+        .prop_map(|key_id| {
+            CommandKind::MarkSigningKeyCompromised(log::MarkSigningKeyCompromised {
+                key_id,
+                reason: "leaked".to_owned(),
             })
         })
         .boxed()

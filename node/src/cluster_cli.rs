@@ -45,10 +45,29 @@ pub enum KeyCommand {
         #[command(flatten)]
         auth: AdminAuth,
     },
+    /// Mark a signing key (of any node) compromised: it leaves JWKS at once, signs nothing more,
+    /// and every token it signed fails Verify. Never undone. Its node rotates to a new key.
+    Compromised {
+        #[command(flatten)]
+        auth: AdminAuth,
+        /// The key's id (the `kid` of the tokens it signed).
+        #[arg(long)]
+        key_id: String,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
-    let KeyCommand::Rotate { auth } = command;
+    let auth = match command {
+        KeyCommand::Rotate { auth } => auth,
+        KeyCommand::Compromised {
+            auth,
+            key_id,
+            reason,
+        } => return mark_key_compromised(auth, key_id, reason).await,
+    };
     let authorization = auth.authorization()?;
     let channel = auth.connector()?.connect(auth.endpoint()).await?;
     let reply = ClusterServiceClient::new(channel)
@@ -63,6 +82,41 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
         "rotated: new key {} signs from now on; key {} is retired (seq {})",
         reply.new_key_id, reply.retired_key_id, reply.seq
     );
+    Ok(())
+}
+
+async fn mark_key_compromised(
+    auth: AdminAuth,
+    key_id: String,
+    reason: String,
+) -> anyhow::Result<()> {
+    let authorization = auth.authorization()?;
+    let channel = auth.connector()?.connect(auth.endpoint()).await?;
+    let request = api::MarkKeyCompromisedRequest {
+        key_id: key_id.clone(),
+        reason,
+        idempotency_key: String::new(),
+    };
+    let reply = ClusterServiceClient::new(channel)
+        .mark_key_compromised(authed(&authorization, request))
+        .await
+        .map_err(|status| {
+            let (reason, _) = crate::client::error_info(&status);
+            anyhow::anyhow!("mark key compromised: {reason}: {}", status.message())
+        })?
+        .into_inner();
+    let marked = if reply.changed {
+        "marked"
+    } else {
+        "already marked"
+    };
+    println!("key {key_id} {marked} compromised (seq {})", reply.seq);
+    if !reply.new_key_id.is_empty() {
+        println!(
+            "this node rotated: new key {} signs from now on",
+            reply.new_key_id
+        );
+    }
     Ok(())
 }
 

@@ -517,6 +517,9 @@ pub fn describe(event: &warrant_proto::log::Event) -> String {
         Some(Kind::SigningKeyRetired(e)) => {
             format!("SigningKeyRetired kid={} node={}", e.key_id, e.node_id)
         }
+        Some(Kind::SigningKeyCompromised(e)) => {
+            format!("SigningKeyCompromised kid={} node={}", e.key_id, e.node_id)
+        }
         Some(Kind::HumanUpdated(e)) => format!("HumanUpdated {}", e.human_id),
         Some(Kind::AgentUpdated(e)) => format!("AgentUpdated {}", e.agent_id),
         Some(Kind::ServiceUpdated(e)) => format!("ServiceUpdated {}", e.service_id),

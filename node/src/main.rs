@@ -8,6 +8,7 @@ mod cluster_cli;
 mod config;
 mod demo;
 mod local_cluster;
+mod private_files;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -114,6 +115,7 @@ enum CertsCommand {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
+    private_files::restrict_umask();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -28,6 +28,7 @@ mod node;
 mod peer_auth;
 mod peer_client;
 mod peer_server;
+mod private_fs;
 mod proposer;
 mod read_index;
 mod snapshot;
@@ -46,6 +47,7 @@ pub use peer_auth::{
     PeerSecurity, PeerTls, SharedSecrets, node_id_of_certificate, node_name,
 };
 pub use peer_server::PeerServer;
+pub use private_fs::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, create_private_dir_all};
 pub use proposer::Proposal;
 pub use state_machine::StateReader;
 pub use storage_memory::{STORAGE_CACHE_MIB_DEFAULT, STORAGE_CACHE_MIB_MAX, STORAGE_CACHE_MIB_MIN};

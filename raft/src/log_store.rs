@@ -43,6 +43,11 @@ impl LogStore {
             (CF_LOGS, ColumnFamilyRole::Log),
             (CF_META, ColumnFamilyRole::Small),
         ]);
+        // RocksDB would create the directory 0755 less the umask.
+        crate::private_fs::create_private_dir_all(path).map_err(|e| StartError::OpenLog {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let db = DB::open_cf_descriptors(&memory.db_options(), path, cfs).map_err(|e| {
             StartError::OpenLog {
                 path: path.display().to_string(),

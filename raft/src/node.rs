@@ -12,7 +12,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fs,
     path::Path,
     sync::Arc,
     time::Duration,
@@ -242,7 +241,7 @@ impl RaftNode {
         let openraft_config = config.to_openraft().map_err(StartError::Config)?;
         let memory = crate::storage_memory::StorageMemory::new(config.storage_cache_mib)
             .map_err(StartError::Config)?;
-        fs::create_dir_all(&config.data_dir)
+        crate::private_fs::create_private_dir_all(&config.data_dir)
             .map_err(|e| StartError::OpenStateMachine(e.to_string()))?;
         let log_path = config.data_dir.join("raft-log");
         let log_store = LogStore::open(&log_path, &memory)?;

@@ -75,7 +75,7 @@ pub struct SnapshotWriter {
 impl SnapshotWriter {
     pub fn create(path: &Path, meta: &SnapshotMeta) -> Result<Self, SnapshotFileError> {
         let tmp_path = path.with_extension("tmp");
-        let file = File::create(&tmp_path)?;
+        let file = crate::private_fs::create_private_file(&tmp_path)?;
         let mut writer = SnapshotWriter {
             out: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),

@@ -14,6 +14,7 @@
 
 use std::{
     fs,
+    io::Write,
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, RwLock,
@@ -31,6 +32,7 @@ use warrant_identity::{Overlay, StateError, StateRead};
 use warrant_proto::log;
 
 use crate::{
+    private_fs::{create_private_dir_all, create_private_file, make_private},
     snapshot::{self, RowFamily, SnapshotReader, SnapshotWriter},
     storage_memory::{ColumnFamilyRole, StorageMemory, StorageUsage},
     types::{
@@ -97,7 +99,7 @@ impl StateMachineStore {
         // A checkpoint left by a crash mid-build is useless: the build restarts from a new one.
         let _ = fs::remove_dir_all(&checkpoint_dir);
         for dir in [&sm_dir, &snapshot_dir, &checkpoint_dir] {
-            fs::create_dir_all(dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
+            create_private_dir_all(dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
         }
         let generation =
             read_current_generation(&sm_dir).map_err(|e| StorageIOError::read_state_machine(&e))?;
@@ -330,6 +332,8 @@ impl StateMachineStore {
         } else if source != kept {
             let tmp = kept.with_extension("tmp");
             fs::copy(source, &tmp).map_err(write_err)?;
+            // A copy takes its source's mode.
+            make_private(&tmp).map_err(write_err)?;
             fs::File::open(&tmp)
                 .and_then(|f| f.sync_all())
                 .map_err(write_err)?;
@@ -682,13 +686,12 @@ fn snapshot_path(snapshot_dir: &Path, snapshot_id: &str) -> PathBuf {
     snapshot_dir.join(format!("{SNAPSHOT_FILE_PREFIX}{snapshot_id}.snap"))
 }
 
-fn open_generation(
-    sm_dir: &Path,
-    generation: u64,
-    memory: &StorageMemory,
-) -> Result<DB, rocksdb::Error> {
+fn open_generation(sm_dir: &Path, generation: u64, memory: &StorageMemory) -> std::io::Result<DB> {
     let path = generation_dir(sm_dir, generation);
+    // RocksDB would create the directory 0755 less the umask.
+    create_private_dir_all(&path)?;
     DB::open_cf_descriptors(&memory.db_options(), path, generation_cfs(memory))
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// A generation's column families, with their options under the memory budget.
@@ -714,8 +717,10 @@ fn read_current_generation(sm_dir: &Path) -> std::io::Result<Option<u64>> {
 
 fn write_current_generation(sm_dir: &Path, generation: u64) -> std::io::Result<()> {
     let tmp = sm_dir.join("CURRENT.tmp");
-    fs::write(&tmp, format!("gen-{generation}\n"))?;
-    fs::File::open(&tmp)?.sync_all()?;
+    let mut file = create_private_file(&tmp)?;
+    file.write_all(format!("gen-{generation}\n").as_bytes())?;
+    file.sync_all()?;
+    drop(file);
     let current = sm_dir.join("CURRENT");
     fs::rename(&tmp, &current)?;
     snapshot::sync_parent_dir(&current)

@@ -35,6 +35,7 @@ use serde::{
     de::{MapAccess, SeqAccess, Visitor},
 };
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::{
     claims::{self, ClaimError, Claims},
@@ -423,6 +424,18 @@ pub fn verify(
         )));
     }
     check_claims(&parsed.claims, expect)
+}
+
+/// The digest that names `id_token` when it is spent as a single-use credential: SHA-256 of its
+/// signing input (`header.payload`), never of the whole token. Signatures are malleable: an ES256
+/// signature (r, s) verifies as (r, n − s) too, and RFC 7518 asks no issuer to emit low-S ones,
+/// so refusing high-S would refuse about half the honest tokens. Keyed on what the issuer signed,
+/// every signature of the same claims is one login. Call it only on a token that verified.
+pub fn single_use_digest(id_token: &str) -> [u8; 32] {
+    let signing_input = id_token
+        .rsplit_once('.')
+        .map_or(id_token, |(signing_input, _)| signing_input);
+    Sha256::digest(signing_input.as_bytes()).into()
 }
 
 /// An ID token that passed the structural checks; nothing in it is trusted yet.
@@ -856,6 +869,62 @@ mod tests {
                 check_with(&key, &header(&key, "k1"), &claims(), &expectations()).expect("valid");
             assert_eq!(verified, expected_verified(), "{}", key.alg());
         }
+    }
+
+    /// The order n of P-256's base point, big-endian (SEC 2 §2.4.2).
+    const P256_ORDER: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+
+    /// The twin of a fixed-size ES256 signature (r, s): (r, n − s), which verifies as well.
+    fn es256_twin(token: &str) -> String {
+        let (signing_input, signature_b64) = token.rsplit_once('.').expect("a compact JWS");
+        let signature = URL_SAFE_NO_PAD.decode(signature_b64).expect("base64url");
+        let (r, s) = signature.split_at(32);
+        let mut negated = [0u8; 32];
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let mut digit = i16::from(P256_ORDER[i]) - i16::from(s[i]) - borrow;
+            borrow = i16::from(digit < 0);
+            digit += 256 * borrow;
+            negated[i] = u8::try_from(digit).expect("a byte");
+        }
+        assert_eq!(borrow, 0, "s < n");
+        let twin = [r, &negated[..]].concat();
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(twin))
+    }
+
+    #[test]
+    fn an_es256_token_and_its_n_minus_s_twin_are_one_single_use_credential() {
+        let key = TestKey::ec();
+        let keys = jwks(&[key.jwk("k1")]);
+        let token = sign(&header(&key, "k1"), &claims(), &key);
+        let twin = es256_twin(&token);
+        assert_ne!(twin, token);
+        // Both verify: ES256 does not pin s to the low half, and honest issuers emit either.
+        assert_eq!(
+            verify(&token, &keys, &expectations()),
+            Ok(expected_verified())
+        );
+        assert_eq!(
+            verify(&twin, &keys, &expectations()),
+            Ok(expected_verified())
+        );
+        // So the single-use record must not tell them apart.
+        assert_eq!(single_use_digest(&twin), single_use_digest(&token));
+        // Nor a second (randomized) signature over the same claims: the same login.
+        let resigned = sign(&header(&key, "k1"), &claims(), &key);
+        assert_ne!(resigned, token);
+        assert_eq!(single_use_digest(&resigned), single_use_digest(&token));
+        // Other claims are another credential.
+        let later = sign(
+            &header(&key, "k1"),
+            &with_claim(claims(), "iat", json!(IAT + 1)),
+            &key,
+        );
+        assert_ne!(single_use_digest(&later), single_use_digest(&token));
     }
 
     #[test]

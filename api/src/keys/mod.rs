@@ -6,6 +6,7 @@
 //! [`commands`].
 
 pub mod commands;
+pub mod compromise;
 pub mod key_set;
 
 use std::{sync::Arc, time::Duration};
@@ -23,6 +24,23 @@ use commands::{publish_command, retire_command};
 /// they expire; issuances racing the rotation retry with the new key.
 pub async fn rotate(context: &Context) -> Result<api::RotateSigningKeyResponse, ApiError> {
     let _one_at_a_time = context.rotation.lock().await;
+    rotate_locked(context).await
+}
+
+/// Rotates this node's key if it still signs with `key_id`, which was marked compromised.
+/// Returns the new key id, or `None` when the node had already rotated away from it (two
+/// issuances that met the mark at once rotate once).
+pub async fn rotate_away_from(context: &Context, key_id: &str) -> Result<Option<String>, ApiError> {
+    let _one_at_a_time = context.rotation.lock().await;
+    if context.signing_keys.current().key_id() != key_id {
+        return Ok(None);
+    }
+    let rotated = rotate_locked(context).await?;
+    Ok(Some(rotated.new_key_id))
+}
+
+/// [`rotate`], for a caller holding the rotation lock.
+async fn rotate_locked(context: &Context) -> Result<api::RotateSigningKeyResponse, ApiError> {
     let node_id = context.node.node_id();
     let data_dir = context.data_dir.clone();
     let new = tokio::task::spawn_blocking(move || NodeSigningKey::rotate(&data_dir))
@@ -50,7 +68,7 @@ pub async fn rotate(context: &Context) -> Result<api::RotateSigningKeyResponse, 
 /// Retires every published key of this node other than `current_key_id`: keys a crash left
 /// between publication and retirement, or keys of a data directory whose key file was replaced.
 async fn retire_earlier_keys(node: &RaftNode, current_key_id: &str) {
-    let rows = match query::signing_keys(&node.reader(), crate::limits::JWKS_KEYS_MAX) {
+    let rows = match query::unretired_signing_keys(&node.reader(), crate::limits::JWKS_KEYS_MAX) {
         Ok(rows) => rows,
         Err(error) => {
             tracing::error!(%error, "read signing keys to retire earlier ones");

@@ -227,6 +227,17 @@ impl ClusterService for ClusterApi {
         Ok(Response::new(crate::keys::rotate(&self.context).await?))
     }
 
+    async fn mark_key_compromised(
+        &self,
+        request: Request<api::MarkKeyCompromisedRequest>,
+    ) -> Result<Response<api::MarkKeyCompromisedResponse>, Status> {
+        let caller = self.context.admin(request.metadata()).await?;
+        let response =
+            crate::keys::compromise::mark_compromised(&self.context, &caller, request.into_inner())
+                .await?;
+        Ok(Response::new(response))
+    }
+
     async fn remove_member(
         &self,
         request: Request<api::RemoveMemberRequest>,

@@ -76,6 +76,11 @@ async fn commit_with_current_key(
         let key_id = context.signing_keys.current().key_id().to_string();
         match context.commit(build(&key_id)).await {
             Err(error) if error.reason == Reason::SigningKeyRetired && 0 < attempts_left => {}
+            // An admin marked this node's key compromised: rotate (once, however many issuances
+            // met the mark) and issue with the new key.
+            Err(error) if error.reason == Reason::SigningKeyCompromised && 0 < attempts_left => {
+                crate::keys::rotate_away_from(context, &key_id).await?;
+            }
             other => return other,
         }
     }

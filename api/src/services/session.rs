@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Response, Status, metadata::MetadataMap};
 use warrant_identity::{limits, query};
 use warrant_proto::{
     api::{self, session_service_server::SessionService},
     log,
 };
+use warrant_token::id_token;
 
 use super::mint::commit_and_sign;
 use crate::{
@@ -22,7 +22,7 @@ use crate::{
 
 /// Longest local password accepted; argon2 cost grows with it.
 pub const PASSWORD_LEN_MAX: usize = 256;
-/// Hex digits of an id_token's SHA-256 that name it when it is spent (192 bits).
+/// Hex digits of an id_token's single-use digest that name it when it is spent (192 bits).
 const ID_TOKEN_DIGEST_HEX_LEN: usize = 48;
 
 pub struct SessionApi {
@@ -214,8 +214,9 @@ impl SessionApi {
             )
             .await?;
         // The id_token is single-use, like a client assertion: the session spends a digest of
-        // it through the log, so the same id_token cannot log in twice anywhere.
-        let digest = hex::encode(Sha256::digest(request.id_token.as_bytes()));
+        // what the issuer signed through the log, so the same id_token cannot log in twice
+        // anywhere, not even with a second signature over the same claims (ES256's (r, n − s)).
+        let digest = hex::encode(id_token::single_use_digest(&request.id_token));
         let jti = format!("id_token-{}", &digest[..ID_TOKEN_DIGEST_HEX_LEN]);
         // Apply is the authority on replays; this early look spares the log a doomed write.
         if query::assertion_spent(&self.context.node.reader(), &human.human_id, &jti)

@@ -164,9 +164,20 @@ pub(super) struct Issuance {
 }
 
 impl Issuance {
-    /// Refuses a signing key that is unpublished or retired, and a jti already issued.
+    /// Refuses a signing key that is unpublished, compromised or retired, and a jti already
+    /// issued.
     pub(super) fn prepare(state: &dyn StateRead, key_id: &str, jti: &str) -> Result<Self, Refusal> {
         let signing_key = match query::signing_key(state, key_id)? {
+            // Before "retired", which a compromised key also is: the node must rotate, not retry.
+            Some(row) if row.compromised => {
+                return Err(reject(
+                    RejectReason::SigningKeyCompromised,
+                    format!(
+                        "signing key {key_id} was marked compromised; allowed: a new key, after \
+                         the node rotates"
+                    ),
+                ));
+            }
             Some(row) if row.retired => {
                 return Err(reject(
                     RejectReason::SigningKeyRetired,

@@ -322,6 +322,22 @@ impl Node {
     /// Sends one raw HTTP/1.1 request to the node's HTTP port, over TLS unless the node runs
     /// plaintext: (status code, body).
     fn http_request(&self, request: &str) -> (u16, String) {
+        let response = self.http_exchange(request);
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("a status line");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// Sends one raw HTTP/1.1 request to the node's HTTP port (TLS unless the node runs
+    /// plaintext) and returns the whole response, head and body.
+    pub fn http_exchange(&self, request: &str) -> String {
         use std::io::{Read, Write};
         let stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))
             .expect("connect to the HTTP port");
@@ -338,16 +354,7 @@ impl Node {
             stream.write_all(request.as_bytes()).expect("send request");
             stream.read_to_string(&mut response).expect("read response");
         }
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .expect("a status line");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default();
-        (status, body)
+        response
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -6,7 +6,7 @@ use warrant_identity::{limits, query};
 use warrant_proto::{api, log};
 
 use super::{
-    credentials::{check_client_secret, hash, secret_digest, stored_credential, strip_secrets},
+    credentials::{check_client_secret, hash, stored_credential, strip_secrets},
     replies::{ReadBack, get},
     write::{Page, commit_and_read_back, take_idempotency_key},
 };
@@ -26,8 +26,8 @@ pub(super) async fn register(
     // plaintext secrets, which the command never holds, are checked here, before hashing.
     let credentials = registered_credentials(&request).await?;
     let mut digest_source = request.clone();
-    digest_source.client_secret = secret_digest(&request.client_secret);
-    strip_secrets(&mut digest_source.credentials);
+    digest_source.client_secret = context.digest_key.secret(&request.client_secret);
+    strip_secrets(&context.digest_key, &mut digest_source.credentials);
     let kind = log::command::Kind::RegisterAgent(log::RegisterAgent {
         agent_id: request.agent_id.clone(),
         owner_human_id: request.owner_human_id.clone(),

@@ -1,8 +1,7 @@
 //! Agents' credentials: adding, rotating and removing them, and how a new credential or secret
-//! reaches the log (argon2id-hashed, or an Ed25519 public key) and the request digest (as a
-//! SHA-256, never in clear).
+//! reaches the log (argon2id-hashed, or an Ed25519 public key) and the request digest (keyed by
+//! the cluster's digest key, never in clear).
 
-use sha2::Digest;
 use tonic::Request;
 use warrant_identity::check;
 use warrant_proto::{api, log};
@@ -11,6 +10,7 @@ use super::write::commit_and_read_back;
 use crate::{
     auth::{Caller, hash_secret},
     context::Context,
+    digest_key::DigestKey,
     error::{ApiError, Reason},
     limits::{CLIENT_SECRET_LEN_MAX, CLIENT_SECRET_LEN_MIN},
     validate,
@@ -22,7 +22,7 @@ pub(super) async fn add(
 ) -> Result<api::CredentialResponse, ApiError> {
     let caller = context.caller(request.metadata()).await?;
     let mut request = request.into_inner();
-    let add = vec![take_new_credential(&mut request.credential).await?];
+    let add = vec![take_new_credential(context, &mut request.credential).await?];
     let key = std::mem::take(&mut request.idempotency_key);
     let change = Change {
         agent_id: request.agent_id.clone(),
@@ -41,7 +41,7 @@ pub(super) async fn rotate(
     let caller = context.caller(request.metadata()).await?;
     let mut request = request.into_inner();
     // `old_credential_id` becomes `remove[0]` of the command, checked in `Context::commit`.
-    let add = vec![take_new_credential(&mut request.credential).await?];
+    let add = vec![take_new_credential(context, &mut request.credential).await?];
     let key = std::mem::take(&mut request.idempotency_key);
     let change = Change {
         agent_id: request.agent_id.clone(),
@@ -73,11 +73,12 @@ pub(super) async fn remove(
 /// The new credential a request carries, as the log stores it; the request keeps only the
 /// digest of its secret, if it has one.
 async fn take_new_credential(
+    context: &Context,
     credential: &mut Option<api::NewCredential>,
 ) -> Result<log::Credential, ApiError> {
     let stored = stored_credential("credential", &credential.clone().unwrap_or_default()).await?;
     if let Some(credential) = credential.as_mut() {
-        strip_secrets(std::slice::from_mut(credential));
+        strip_secrets(&context.digest_key, std::slice::from_mut(credential));
     }
     Ok(stored)
 }
@@ -129,21 +130,13 @@ pub(super) async fn hash(secret: String) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(format!("hash secret: {e}")))?
 }
 
-/// A secret's place in a request digest: its SHA-256, so a retry with the same secret matches.
-/// Client secrets are long random strings (at least 24 characters), so the hash the log keeps
-/// gives a guesser nothing to check against cheaply.
-pub(super) fn secret_digest(secret: &str) -> String {
-    if secret.is_empty() {
-        return String::new();
-    }
-    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
-}
-
-/// Replaces client secrets in `credentials` with their digests before a request is hashed.
-pub(super) fn strip_secrets(credentials: &mut [api::NewCredential]) {
+/// Replaces client secrets in `credentials` with their keyed digests (see
+/// [`crate::digest_key`]) before a request is hashed, so a retry with the same secret matches
+/// and the log gives a guesser nothing to check against.
+pub(super) fn strip_secrets(digest_key: &DigestKey, credentials: &mut [api::NewCredential]) {
     for credential in credentials {
         if let Some(api::new_credential::Kind::ClientSecret(secret)) = &mut credential.kind {
-            *secret = secret_digest(secret);
+            *secret = digest_key.secret(secret);
         }
     }
 }

@@ -29,12 +29,64 @@ fn publish_signing_key_accepts() {
         Some(row.clone())
     );
     check_accepted(&mut replica, signing_key("k0", 2).by(admin()));
-    let key_ids: Vec<String> = query::signing_keys(&replica.state, 10)
-        .unwrap()
-        .into_iter()
-        .map(|it| it.key.unwrap().key_id)
-        .collect();
-    assert_eq!(key_ids, ["k0", "k1"]);
+    assert_eq!(unretired_key_ids(&replica), ["k0", "k1"]);
+}
+
+fn key_ids(rows: Vec<SigningKeyRow>) -> Vec<String> {
+    rows.into_iter().map(|it| it.key.unwrap().key_id).collect()
+}
+
+fn unretired_key_ids(replica: &Replica) -> Vec<String> {
+    key_ids(query::unretired_signing_keys(&replica.state, 10).unwrap())
+}
+
+/// More keys published and then retired than one JWKS lists (1,024). The key table keeps every
+/// key ever published; a JWKS read of its first 1,024 rows in key id order missed the key in
+/// force once the history was longer. The indexes list only keys in force.
+#[test]
+fn keys_in_force_are_listed_whatever_the_history() {
+    const HISTORY: usize = 1_100;
+    const LISTED_MAX: usize = 1_024;
+    let mut replica = Replica::world();
+    replica.set_up((0..HISTORY).flat_map(|i| {
+        let key_id = format!("a-{i:04}");
+        [
+            signing_key(&key_id, 2).by(node(1)),
+            retire(&key_id).by(node(1)),
+        ]
+    }));
+    // k1 signs a token valid for an hour, is retired, and z-current replaces it.
+    replica.set_up([
+        log::IssueToken {
+            ttl_seconds: 3_600,
+            ..issue("j1", "bot", &["send"])
+        }
+        .by(agent_actor("bot")),
+        retire("k1").by(node(1)),
+        signing_key("z-current", 3).by(node(1)),
+    ]);
+    let published = replica
+        .state
+        .scan(keys::SIGNING_KEY_PREFIX, b"", usize::MAX)
+        .unwrap();
+    assert_eq!(published.len(), HISTORY + 2);
+    assert!(LISTED_MAX < published.len());
+    // Unretired first, then retired keys still kept, in the order of their last expiry.
+    let in_force = |from_unix_s| {
+        key_ids(query::signing_keys_in_force(&replica.state, from_unix_s, LISTED_MAX).unwrap())
+    };
+    assert_eq!(in_force(NOW_S), ["z-current", "k1"]);
+    assert_eq!(in_force(T0_S + 3_600), ["z-current", "k1"]);
+    assert_eq!(in_force(T0_S + 3_601), ["z-current"]);
+    // The keys with no token left are not listed even from the start of time: none of them
+    // ever signed one, so their last expiry is 0.
+    assert_eq!(in_force(1).len(), 2);
+    assert_eq!(
+        in_force(0).len(),
+        1 + LISTED_MAX,
+        "the bound holds on each index"
+    );
+    assert_eq!(unretired_key_ids(&replica), ["z-current"]);
 }
 
 #[test]
@@ -120,6 +172,16 @@ fn a_retired_key_is_kept_until_its_last_token_expires() {
             .expect("the store reads")
             .expect("k1 is published");
         assert_eq!((row.retired, row.retired_seq), (true, accepted.seq));
+        // It moved from the unretired index to the retired one, at its last expiry.
+        assert_eq!(unretired_key_ids(&replica), Vec::<String>::new());
+        let kept = query::signing_keys_in_force(&replica.state, keep_until_unix_s, 10).unwrap();
+        assert_eq!(key_ids(kept), ["k1"]);
+        let after = keep_until_unix_s + 1;
+        assert!(
+            query::signing_keys_in_force(&replica.state, after, 10)
+                .unwrap()
+                .is_empty()
+        );
         // Retiring it again changes nothing.
         check_unchanged(&mut replica, retire("k1").by(admin()));
     }
@@ -170,5 +232,151 @@ fn retire_signing_key_rejections() {
         let mut replica = Replica::world();
         replica.set_up(set_up);
         check_rejected(replica, command, reason, message);
+    }
+}
+
+// MarkSigningKeyCompromised.
+
+/// k1 signed j1 (in force for an hour) and k2 is node 2's current key. Marking k1 compromised
+/// takes it out of every listing at once, ends every token it signed and refuses new ones; k2
+/// is untouched.
+#[test]
+fn a_compromised_key_is_listed_nowhere_and_nothing_it_signed_is_in_force() {
+    let mut replica = Replica::world();
+    replica.set_up([
+        log::IssueToken {
+            ttl_seconds: 3_600,
+            ..issue("j1", "bot", &["send"])
+        }
+        .by(agent_actor("bot")),
+        log::PublishSigningKey {
+            node_id: 2,
+            ..signing_key("k2", 2)
+        }
+        .by(admin()),
+    ]);
+    assert_eq!(token_validity(&replica, "j1"), Ok(()));
+    let (accepted, event) = check_accepted(&mut replica, compromise("k1").by(admin()));
+    assert_eq!(
+        event.kind,
+        Some(EventKind::SigningKeyCompromised(
+            log::SigningKeyCompromised {
+                key_id: "k1".to_owned(),
+                node_id: 1,
+                reason: "key file leaked".to_owned(),
+            }
+        ))
+    );
+    let row = query::signing_key(&replica.state, "k1").unwrap().unwrap();
+    assert_eq!(
+        (
+            row.compromised,
+            row.compromised_seq,
+            row.retired,
+            row.retired_seq
+        ),
+        (true, accepted.seq, true, accepted.seq)
+    );
+    assert_eq!(unretired_key_ids(&replica), ["k2"]);
+    let listed = query::signing_keys_in_force(&replica.state, 0, 10).unwrap();
+    assert_eq!(key_ids(listed), ["k2"]);
+    assert_eq!(
+        token_validity(&replica, "j1"),
+        lapse(
+            LapseKind::SigningKeyCompromised,
+            format!(
+                "its signing key k1 was marked compromised at seq {}",
+                accepted.seq
+            )
+        )
+    );
+    check_rejected(
+        replica.clone(),
+        issue("j2", "bot", &["send"]).by(agent_actor("bot")),
+        RejectReason::SigningKeyCompromised,
+        "signing key k1 was marked compromised; allowed: a new key, after the node rotates",
+    );
+    // Marking it again, retiring it, or its node republishing it after a restart change nothing:
+    // a compromised key never comes back.
+    let again = log::MarkSigningKeyCompromised {
+        reason: "found in a second leak".to_owned(),
+        ..compromise("k1")
+    };
+    check_unchanged(&mut replica, again.by(admin()));
+    check_unchanged(&mut replica, retire("k1").by(node(1)));
+    // (By the admin: the same command by node 1 would replay its first outcome.)
+    check_unchanged(&mut replica, signing_key("k1", 1).by(admin()));
+    assert_eq!(
+        key_ids(query::signing_keys_in_force(&replica.state, 0, 10).unwrap()),
+        ["k2"]
+    );
+}
+
+#[test]
+fn a_retired_key_marked_compromised_leaves_the_retired_listing_and_keeps_its_retirement() {
+    let mut replica = Replica::world();
+    replica.set_up([
+        issue("j1", "bot", &["send"]).by(agent_actor("bot")),
+        retire("k1").by(node(1)),
+    ]);
+    let retired_seq = replica.seq();
+    assert_eq!(
+        key_ids(query::signing_keys_in_force(&replica.state, 0, 10).unwrap()),
+        ["k1"]
+    );
+    let (accepted, _) = check_accepted(&mut replica, compromise("k1").by(admin()));
+    let row = query::signing_key(&replica.state, "k1").unwrap().unwrap();
+    assert_eq!(
+        (row.retired_seq, row.compromised_seq),
+        (retired_seq, accepted.seq)
+    );
+    assert!(
+        query::signing_keys_in_force(&replica.state, 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        token_validity(&replica, "j1").map_err(|lapse| lapse.kind),
+        Err(LapseKind::SigningKeyCompromised)
+    );
+}
+
+#[test]
+fn mark_signing_key_compromised_rejections() {
+    use RejectReason::*;
+    let cases: Vec<(Command, RejectReason, &str)> = vec![
+        // Not even the key's own node: marking is the operator's act, and is never undone.
+        (
+            compromise("k1").by(node(1)),
+            PermissionDenied,
+            "only an admin may mark a signing key compromised",
+        ),
+        (
+            compromise("k1").by(agent_actor("bot")),
+            PermissionDenied,
+            "only an admin may mark a signing key compromised",
+        ),
+        (
+            compromise("k1").by(human_actor("alice")),
+            PermissionDenied,
+            "only an admin may mark a signing key compromised",
+        ),
+        (
+            compromise("k9").by(admin()),
+            SigningKeyNotFound,
+            "signing key k9 is not published",
+        ),
+        (
+            log::MarkSigningKeyCompromised {
+                key_id: "k 1".to_owned(),
+                ..compromise("k1")
+            }
+            .by(admin()),
+            InvalidCommand,
+            "key_id contains ' ' at byte 1; allowed: 1 to 128 printable ASCII characters ('!' to '~', no spaces)",
+        ),
+    ];
+    for (command, reason, message) in cases {
+        check_rejected(Replica::world(), command, reason, message);
     }
 }
