@@ -183,19 +183,33 @@ fn main() -> anyhow::Result<()> {
             Command::Cluster(command) => cluster_cli::run_cluster(command).await,
             Command::Member(command) => cluster_cli::run_member(command).await,
             Command::Key(command) => cluster_cli::run_key(command).await,
-            Command::Certs(CertsCommand::Dev { out, nodes, host }) => {
-                let made = certs::make(&out, nodes, &host)?;
-                println!("wrote a development CA and certificates to {}:", made.dir.display());
-                println!("  CA            : {}", made.ca_file.display());
-                for node_id in 1..=nodes {
-                    let files = made.node(node_id);
-                    println!("  node {node_id}        : {} (key {})", files.cert_file.display(), files.key_file.display());
-                }
-                println!("  client        : {} (key {})", made.client_cert_file.display(), made.client_key_file.display());
-                Ok(())
-            }
+            Command::Certs(CertsCommand::Dev { out, nodes, host }) => certs_dev(&out, nodes, &host),
         }
     })
+}
+
+/// `warrant certs dev`: writes the files and says where they are.
+fn certs_dev(out: &std::path::Path, nodes: u64, host: &[String]) -> anyhow::Result<()> {
+    let made = certs::make(out, nodes, host)?;
+    println!(
+        "wrote a development CA and certificates to {}:",
+        made.dir.display()
+    );
+    println!("  CA            : {}", made.ca_file.display());
+    for node_id in 1..=nodes {
+        let files = made.node(node_id);
+        println!(
+            "  node {node_id}        : {} (key {})",
+            files.cert_file.display(),
+            files.key_file.display()
+        );
+    }
+    println!(
+        "  client        : {} (key {})",
+        made.client_cert_file.display(),
+        made.client_key_file.display()
+    );
+    Ok(())
 }
 
 fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
