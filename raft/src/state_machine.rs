@@ -448,7 +448,12 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointSnapshotBuilder {
         std::thread::Builder::new()
             .name(SNAPSHOT_BUILD_THREAD.to_string())
             .spawn(move || {
-                let _ = done_tx.send(store.build_snapshot_blocking(&checkpoint));
+                let built = store.build_snapshot_blocking(&checkpoint);
+                // The store (and its database handle) goes before the result is sent: a caller
+                // that drops the state machine once the build returns must find it closed, or
+                // reopening it finds RocksDB's lock still held.
+                drop(store);
+                let _ = done_tx.send(built);
             })
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         done_rx.await.map_err(|_| {
