@@ -33,6 +33,7 @@ mod proposer;
 mod read_index;
 mod snapshot;
 mod snapshot_schedule;
+mod stamp;
 mod state_machine;
 mod storage_memory;
 mod types;
@@ -49,6 +50,7 @@ pub use peer_auth::{
 pub use peer_server::PeerServer;
 pub use private_fs::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, create_private_dir_all};
 pub use proposer::Proposal;
+pub use stamp::STAMP_LEAD_MAX_MS;
 pub use state_machine::StateReader;
 pub use storage_memory::{STORAGE_CACHE_MIB_DEFAULT, STORAGE_CACHE_MIB_MAX, STORAGE_CACHE_MIB_MIN};
 pub use types::{AppliedPosition, MemberNode, NodeId, TypeConfig};

@@ -13,7 +13,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -103,6 +106,9 @@ pub struct ClusterStatus {
     pub initialized: bool,
     /// On the leader: milliseconds since a quorum last acknowledged it.
     pub millis_since_quorum_ack: Option<u64>,
+    /// Batches this node stamped with a bound instead of its wall clock, which was too far
+    /// ahead of the time it vouches for (`STAMP_LEAD_MAX_MS`): non-zero means check NTP.
+    pub stamps_bounded: u64,
 }
 
 /// How far one member has replicated, as the leader knows it.
@@ -121,6 +127,8 @@ pub struct RaftNode {
     log_store: LogStore,
     state_machine: StateMachineStore,
     proposer: Proposer,
+    /// Counted by the proposer's stamper; read by `status`.
+    stamps_bounded: Arc<AtomicU64>,
     peers: PeerClientFactory,
     read_rounds: ReadRounds,
 }
@@ -257,7 +265,8 @@ impl RaftNode {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let proposer = Proposer::spawn(raft.clone(), state_machine.clone());
+        let stamps_bounded = Arc::new(AtomicU64::new(0));
+        let proposer = Proposer::spawn(raft.clone(), state_machine.clone(), stamps_bounded.clone());
         let read_rounds = ReadRounds::new(&raft, &peers, config.node_id, config.read_wait_max);
         snapshot_schedule::spawn(
             raft.clone(),
@@ -270,6 +279,7 @@ impl RaftNode {
             log_store,
             state_machine,
             proposer,
+            stamps_bounded,
             peers,
             read_rounds,
         })
@@ -642,6 +652,7 @@ impl RaftNode {
             replication,
             initialized,
             millis_since_quorum_ack: metrics.millis_since_quorum_ack,
+            stamps_bounded: self.stamps_bounded.load(Ordering::Relaxed),
         }
     }
 

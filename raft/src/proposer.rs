@@ -2,14 +2,15 @@
 //!
 //! openraft 0.9 fsyncs once per `client_write`, so throughput comes from putting many commands
 //! in one entry. The proposer drains whatever commands are queued (up to a count and a byte
-//! limit), stamps the batch with the leader's clock (never below the last applied stamp), and
+//! limit), stamps the batch with the leader's clock (never below the last applied stamp, and
+//! never far ahead of what its monotonic clock vouches for: [`crate::stamp`]), and
 //! hands it to Raft in order. At most [`BATCHES_IN_FLIGHT_MAX`] batches are outstanding: while
 //! one is being fsynced and replicated the next one fills up, so the batch size follows the load
 //! without any timer.
 
 use std::{
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
+    sync::{Arc, atomic::AtomicU64},
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use openraft::error::ClientWriteError;
@@ -20,6 +21,7 @@ use warrant_proto::log;
 use crate::{
     error::ProposeError,
     limits::QUEUE_LEN_MAX,
+    stamp::Stamper,
     state_machine::StateMachineStore,
     types::{BatchPayload, Raft},
 };
@@ -53,9 +55,11 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    pub(crate) fn spawn(raft: Raft, sm: StateMachineStore) -> Self {
+    /// Starts the proposer; `stamps_bounded` counts batches whose stamp was bounded because
+    /// the wall clock was too far ahead.
+    pub(crate) fn spawn(raft: Raft, sm: StateMachineStore, stamps_bounded: Arc<AtomicU64>) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_LEN_MAX);
-        tokio::spawn(run(raft, sm, receiver));
+        tokio::spawn(run(raft, sm, receiver, Stamper::new(stamps_bounded)));
         Proposer { queue }
     }
 
@@ -78,9 +82,13 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, sm: StateMachineStore, mut receiver: mpsc::Receiver<Pending>) {
+async fn run(
+    raft: Raft,
+    sm: StateMachineStore,
+    mut receiver: mpsc::Receiver<Pending>,
+    mut stamper: Stamper,
+) {
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
-    let mut last_stamp_ms = 0u64;
     while let Some(first) = receiver.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
@@ -93,14 +101,13 @@ async fn run(raft: Raft, sm: StateMachineStore, mut receiver: mpsc::Receiver<Pen
             pending.push(next);
         }
         // The stamp never goes backwards, not even across a leader change to a node whose clock
-        // is behind: it is at least the last stamp this node applied.
+        // is behind: it is at least the last stamp this node applied. Nor far forwards.
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let applied_stamp_ms = sm.last_batch_time_ms().unwrap_or(0);
-        let stamp_ms = now_ms.max(last_stamp_ms).max(applied_stamp_ms);
-        last_stamp_ms = stamp_ms;
+        let stamp_ms = stamper.next(now_ms, Instant::now(), applied_stamp_ms);
         let (commands, replies): (Vec<_>, Vec<_>) =
             pending.into_iter().map(|p| (p.command, p.reply)).unzip();
         let batch = log::Batch {
