@@ -14,7 +14,7 @@ use warrant_raft::{RaftNode, ReadConsistency, StateReader};
 use crate::{
     auth::{AuthSource, Authenticator, Caller},
     digest_key::DigestKey,
-    error::ApiError,
+    error::{ApiError, Reason},
     federation::Federation,
     keys::key_set::SigningKeys,
     validate,
@@ -96,14 +96,20 @@ impl Context {
         Ok(self.node.reader())
     }
 
-    /// Proposes `command` and returns its acceptance, or maps its rejection to an error. Its fields are checked first, by the rules
-    /// apply checks again, so a malformed request is refused here, with the field's reason,
-    /// before anything reaches the log.
+    /// Proposes `command` and returns its acceptance, or maps its rejection to an error. Its
+    /// fields are checked first, by the rules apply checks again, so a malformed request is
+    /// refused here, with the field's reason, before anything reaches the log. A command that
+    /// may be retried names its idempotency key in the error (see [`retry_with_key`]).
     pub async fn commit(&self, command: log::Command) -> Result<log::Accepted, ApiError> {
         if let Some(kind) = &command.kind {
             validate::command_fields(kind, crate::auth::now_unix_s())?;
         }
-        let proposal = self.node.propose(command).await?;
+        let key = command.idempotency_key.clone();
+        let proposal = self
+            .node
+            .propose(command)
+            .await
+            .map_err(|e| retry_with_key(ApiError::from(e), &key))?;
         match proposal.outcome.result {
             Some(log::outcome::Result::Accepted(accepted)) => Ok(accepted),
             Some(log::outcome::Result::Rejected(rejected)) => {
@@ -111,6 +117,19 @@ impl Context {
             }
             None => Err(ApiError::internal("apply returned an empty outcome")),
         }
+    }
+}
+
+/// A command that failed before its outcome was known, or was never proposed, may be sent
+/// again: the error names the idempotency key it went with (metadata `idempotency_key`), which
+/// the node chose when the client sent none. Retried with it, a command that did commit
+/// returns its first outcome instead of committing twice.
+pub fn retry_with_key(error: ApiError, idempotency_key: &str) -> ApiError {
+    match error.reason {
+        Reason::OutcomeUnknown | Reason::NotLeader | Reason::Overloaded | Reason::NodeStopped => {
+            error.with("idempotency_key", idempotency_key)
+        }
+        _ => error,
     }
 }
 
@@ -158,5 +177,35 @@ pub fn command(
         assertion: caller.assertion(),
         credential: caller.credential(),
         kind: Some(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn a_retryable_failure_names_the_key_to_retry_with() {
+        for reason in [
+            Reason::OutcomeUnknown,
+            Reason::NotLeader,
+            Reason::Overloaded,
+            Reason::NodeStopped,
+        ] {
+            let error = retry_with_key(ApiError::new(Code::Unavailable, reason, "x"), "auto-1");
+            assert_eq!(
+                error.metadata,
+                vec![("idempotency_key", "auto-1".to_string())],
+                "{reason:?}"
+            );
+        }
+        // A refusal is final: retrying the same command cannot change it.
+        let refused = retry_with_key(
+            ApiError::new(Code::NotFound, Reason::AgentNotFound, "no agent"),
+            "auto-1",
+        );
+        assert!(refused.metadata.is_empty());
     }
 }

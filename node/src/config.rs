@@ -434,3 +434,46 @@ fn secret_from(
     );
     Ok(Some(secret))
 }
+
+#[cfg(test)]
+mod deploy_tests {
+    use super::*;
+
+    const EXAMPLE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/warrant.example.toml"
+    );
+    const UNIT: &str = include_str!("../../deploy/systemd/warrant.service");
+    const CREDENTIALS_DIR: &str = "/run/credentials/warrant.service/";
+
+    /// The example config is one this binary accepts, and the systemd unit provides every file
+    /// it names: a credential it loads, or a path its install steps put in place.
+    #[test]
+    fn the_example_config_loads_and_the_unit_provides_every_file_it_names() {
+        let config = ServerConfig::load(Some(std::path::Path::new(EXAMPLE)), &Overrides::default())
+            .expect("loads");
+        let tls = config.tls.clone().expect("the example runs TLS");
+        let mut files = vec![config.admin_token_file.clone().expect("admin_token_file")];
+        files.extend([tls.ca_file, tls.cert_file, tls.key_file]);
+        for file in files {
+            let path = file.display().to_string();
+            match path.strip_prefix(CREDENTIALS_DIR) {
+                Some(name) => assert!(
+                    UNIT.lines()
+                        .any(|l| l.starts_with(&format!("LoadCredential={name}:"))),
+                    "the unit does not load credential {name}"
+                ),
+                None => {
+                    let (dir, name) = path.rsplit_once('/').expect("an absolute path");
+                    assert!(
+                        UNIT.lines().any(|l| l.starts_with("#   install")
+                            && l.contains(name)
+                            && l.contains(&format!("{dir}/"))),
+                        "the unit's install steps do not put {path} in place"
+                    );
+                }
+            }
+        }
+        assert!(UNIT.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    }
+}

@@ -96,7 +96,9 @@ impl PeerServer {
         ));
         let incoming = IncomingFile(path);
         let io_err = |e: std::io::Error| Status::internal(format!("write incoming snapshot: {e}"));
-        let mut file = tokio::fs::File::create(&incoming.0).await.map_err(io_err)?;
+        // 0600, like every file of the data dir.
+        let file = crate::private_fs::create_private_file(&incoming.0).map_err(io_err)?;
+        let mut file = tokio::fs::File::from_std(file);
         let mut received = 0u64;
         while let Some(chunk) = next_chunk(&mut stream).await? {
             let snapshot_chunk::Chunk::Data(data) = chunk else {

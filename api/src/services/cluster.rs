@@ -144,6 +144,7 @@ impl ClusterService for ClusterApi {
                 .collect(),
             initialized: status.initialized,
             millis_since_quorum_ack: status.millis_since_quorum_ack.unwrap_or(0),
+            stamps_bounded: status.stamps_bounded,
         }))
     }
 
