@@ -75,7 +75,7 @@ struct Ack {
 /// What the writers share.
 struct Writers {
     admin_token: String,
-    addrs: Vec<String>,
+    addrs: Vec<crate::load::Dial>,
     tag: String,
     acks: Mutex<Vec<Ack>>,
     failed: AtomicU64,
@@ -91,7 +91,7 @@ pub async fn run(cluster: &mut WarrantCluster, tag: &str) -> anyhow::Result<Fail
         admin_token: cluster.admin_token().to_string(),
         addrs: live
             .iter()
-            .map(|id| Ok(cluster.addr(*id)?.to_string()))
+            .map(|id| cluster.dial(*id))
             .collect::<anyhow::Result<_>>()?,
         tag: tag.to_string(),
         acks: Mutex::new(Vec::new()),
@@ -211,7 +211,7 @@ async fn write_until_stopped(writers: Arc<Writers>, writer: usize) {
 }
 
 /// A channel to the node that reports itself LEADER, if one does.
-async fn find_leader(addrs: &[String]) -> Option<Channel> {
+async fn find_leader(addrs: &[crate::load::Dial]) -> Option<Channel> {
     for addr in addrs {
         let Ok(channel) = control_channel(addr) else {
             continue;

@@ -145,11 +145,11 @@ impl Suite {
             let op = self
                 .operation(scenario.kind, c, &leader_channel, repeat)
                 .await?;
-            let mut targets = vec![(Target::Leader, c.warrant.addr(c.leader)?.to_string())];
+            let mut targets = vec![(Target::Leader, c.warrant.dial(c.leader)?)];
             if scenario.kind == Kind::EtcdPut {
-                targets = vec![(Target::Leader, etcd_addr.clone())];
+                targets = vec![(Target::Leader, load::Dial::plain(&etcd_addr))];
             } else if scenario.on_follower {
-                targets.push((Target::Follower, c.warrant.addr(c.follower)?.to_string()));
+                targets.push((Target::Follower, c.warrant.dial(c.follower)?));
             }
             for &concurrency in &self.plan.concurrencies {
                 for (target, addr) in &targets {
@@ -198,7 +198,7 @@ impl Suite {
         repeat: usize,
         scenario: &str,
         target: Target,
-        addr: &str,
+        addr: &load::Dial,
         concurrency: usize,
         op: Arc<dyn Operation>,
     ) -> anyhow::Result<RunRecord> {
@@ -273,8 +273,8 @@ impl Suite {
         let mut channels = Vec::new();
         let mut nodes = Vec::new();
         for id in c.warrant.live() {
-            let addr = c.warrant.addr(id)?;
-            channels.extend(load::channels(addr, REACH_LOAD_CONNECTIONS_PER_NODE).await?);
+            let dial = c.warrant.dial(id)?;
+            channels.extend(load::channels(&dial, REACH_LOAD_CONNECTIONS_PER_NODE).await?);
             nodes.push((id, c.warrant.channel(id)?));
         }
         let revoke_on = nodes

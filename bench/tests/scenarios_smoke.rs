@@ -6,6 +6,7 @@
 //! etcd --data-dir /tmp/ed --listen-client-urls http://127.0.0.1:23790 \
 //!      --advertise-client-urls http://127.0.0.1:23790 --listen-peer-urls http://127.0.0.1:23800
 //! WARRANT_BENCH_ADDR=127.0.0.1:7400 WARRANT_BENCH_ADMIN_TOKEN=$(cat /tmp/wd/dev-admin-token) \
+//! WARRANT_BENCH_CA=/tmp/wd/tls/ca.pem \
 //! WARRANT_BENCH_ETCD_ADDR=127.0.0.1:23790 \
 //!   cargo test -p warrant-bench --test scenarios_smoke -- --ignored --nocapture --test-threads 1
 //! ```
@@ -25,6 +26,15 @@ const SMOKE_STRETCH: Duration = Duration::from_secs(1);
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("set {name} (see this file's header)"))
+}
+
+/// The Warrant node at `addr`: TLS trusting `WARRANT_BENCH_CA` (`warrant dev` writes its CA to
+/// `<data dir>/tls/ca.pem`), or plaintext when it is unset (a node with insecure_plaintext).
+fn dial(addr: &str) -> load::Dial {
+    match std::env::var("WARRANT_BENCH_CA") {
+        Ok(ca) => load::Dial::tls(addr, &std::fs::read(ca).expect("read WARRANT_BENCH_CA")),
+        Err(_) => load::Dial::plain(addr),
+    }
 }
 
 /// A tag no earlier run on the same node used.
@@ -47,13 +57,13 @@ fn spec(arrival: Arrival) -> LoadSpec {
 }
 
 async fn run_and_check(
-    addr: &str,
+    target: &load::Dial,
     label: &str,
     op: Arc<dyn Operation>,
     arrival: Arrival,
 ) -> RunResult {
     let spec = spec(arrival);
-    let channels = load::channels(addr, spec.connections)
+    let channels = load::channels(target, spec.connections)
         .await
         .expect("connect");
     let result = load::run(label, &channels, op, &spec).await;
@@ -70,29 +80,38 @@ async fn run_and_check(
 #[ignore = "needs a running warrant node; see the file header"]
 async fn warrant_scenarios_run_against_one_node() {
     let (addr, admin) = (env("WARRANT_BENCH_ADDR"), env("WARRANT_BENCH_ADMIN_TOKEN"));
-    let leader = load::channels(&addr, 1).await.expect("connect").remove(0);
+    let leader = load::channels(&dial(&addr), 1)
+        .await
+        .expect("connect")
+        .remove(0);
     let tag = fresh_tag();
     let f = Fixture::create(&leader, &admin, &tag)
         .await
         .expect("fixture");
     let open = Arrival::Open { per_second: 200.0 };
-    run_and_check(&addr, "health", scenarios::health_check(), Arrival::Closed).await;
     run_and_check(
-        &addr,
+        &dial(&addr),
+        "health",
+        scenarios::health_check(),
+        Arrival::Closed,
+    )
+    .await;
+    run_and_check(
+        &dial(&addr),
         "issue_self",
         scenarios::issue_self(&f),
         Arrival::Closed,
     )
     .await;
     run_and_check(
-        &addr,
+        &dial(&addr),
         "issue_delegated",
         scenarios::issue_delegated(&f),
         open,
     )
     .await;
     run_and_check(
-        &addr,
+        &dial(&addr),
         "register",
         scenarios::register(&admin, &tag),
         Arrival::Closed,
@@ -102,17 +121,20 @@ async fn warrant_scenarios_run_against_one_node() {
         let op = scenarios::verify(&f, &leader, consistency, 100)
             .await
             .expect("pre-issue");
-        run_and_check(&addr, consistency.as_str_name(), op, Arrival::Closed).await;
+        run_and_check(&dial(&addr), consistency.as_str_name(), op, Arrival::Closed).await;
     }
     let op = scenarios::mixed(&f, &leader, 100).await.expect("pre-issue");
-    run_and_check(&addr, "mixed", op, open).await;
+    run_and_check(&dial(&addr), "mixed", op, open).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running warrant node; see the file header"]
 async fn revocation_reach_on_one_node_measures_nothing_but_completes() {
     let (addr, admin) = (env("WARRANT_BENCH_ADDR"), env("WARRANT_BENCH_ADMIN_TOKEN"));
-    let leader = load::channels(&addr, 1).await.expect("connect").remove(0);
+    let leader = load::channels(&dial(&addr), 1)
+        .await
+        .expect("connect")
+        .remove(0);
     let f = Fixture::create(&leader, &admin, &fresh_tag())
         .await
         .expect("fixture");
@@ -139,5 +161,11 @@ async fn revocation_reach_on_one_node_measures_nothing_but_completes() {
 #[ignore = "needs a running etcd; see the file header"]
 async fn etcd_put_runs_against_one_member() {
     let addr = env("WARRANT_BENCH_ETCD_ADDR");
-    run_and_check(&addr, "etcd_put", scenarios::etcd_put(256), Arrival::Closed).await;
+    run_and_check(
+        &load::Dial::plain(&addr),
+        "etcd_put",
+        scenarios::etcd_put(256),
+        Arrival::Closed,
+    )
+    .await;
 }

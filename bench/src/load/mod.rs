@@ -17,7 +17,7 @@ pub mod report;
 pub mod runner;
 pub mod spec;
 
-pub use connect::channels;
+pub use connect::{Dial, channels};
 pub use report::{Latency, RunResult};
 pub use runner::run;
 pub use spec::{Arrival, LoadSpec, Operation};

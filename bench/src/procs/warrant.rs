@@ -12,7 +12,9 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::load::Dial;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -44,6 +46,8 @@ pub struct WarrantCluster {
     binary: PathBuf,
     admin_token: String,
     nodes: Vec<WarrantNode>,
+    /// The development CA the nodes' certificates chain to (`warrant certs dev`).
+    ca_pem: Vec<u8>,
 }
 
 impl WarrantCluster {
@@ -52,10 +56,12 @@ impl WarrantCluster {
     pub async fn start(binary: &Path, run_dir: &Path) -> anyhow::Result<WarrantCluster> {
         let ports = PortBlock::allocate(PORTS_PER_NODE * NODES as u16)?;
         let admin_token = format!("bench-admin-{}", hex::encode(rand::random::<[u8; 16]>()));
+        let certs = make_certs(binary, &run_dir.join("tls"))?;
         let mut cluster = WarrantCluster {
             binary: binary.to_path_buf(),
             admin_token,
             nodes: Vec::new(),
+            ca_pem: std::fs::read(certs.join("ca.pem")).context("read the bench CA")?,
         };
         for node_id in 1..=NODES {
             let offset = PORTS_PER_NODE * (node_id as u16 - 1);
@@ -71,7 +77,7 @@ impl WarrantCluster {
                 .with_context(|| format!("create {}", node.dir.display()))?;
             std::fs::write(
                 node.dir.join("warrant.toml"),
-                config(&node, &cluster.admin_token),
+                config(&node, &cluster.admin_token, &certs),
             )
             .context("write a node config")?;
             cluster.nodes.push(node);
@@ -205,10 +211,15 @@ impl WarrantCluster {
         Ok(&self.node(id)?.addr)
     }
 
+    /// How to reach node `id`: TLS, trusting the cluster's CA.
+    pub fn dial(&self, id: u64) -> anyhow::Result<Dial> {
+        Ok(Dial::tls(self.addr(id)?, &self.ca_pem))
+    }
+
     /// A lazily connecting channel to node `id` with [`CONTROL_RPC_TIMEOUT`] per call: for
     /// the harness's own calls, not for load (the generator opens its own connections).
     pub fn channel(&self, id: u64) -> anyhow::Result<Channel> {
-        control_channel(self.addr(id)?)
+        control_channel(&self.dial(id)?)
     }
 
     /// The ids of the nodes whose process is running.
@@ -280,7 +291,7 @@ impl WarrantCluster {
 
 /// The TOML config of `node`: every key the benchmark relies on is spelled out, the rest are
 /// the shipped defaults.
-fn config(node: &WarrantNode, admin_token: &str) -> String {
+fn config(node: &WarrantNode, admin_token: &str, certs: &Path) -> String {
     // A JSON string literal is a valid TOML basic string.
     let quoted = |text: &str| serde_json::Value::from(text).to_string();
     let lines = [
@@ -292,23 +303,56 @@ fn config(node: &WarrantNode, admin_token: &str) -> String {
         format!("listen_addr = {}", quoted(&node.addr)),
         format!("http_listen_addr = {}", quoted(&node.http_addr)),
         format!("peer_listen_addr = {}", quoted(&node.peer_addr)),
-        // Plaintext, like the etcd anchor it is measured against (etcd runs without TLS here).
-        "insecure_plaintext = true".to_string(),
         format!("admin_token = {}", quoted(admin_token)),
         format!("issuer = {}", quoted("https://warrant.bench")),
         "init_single_node = false".to_string(),
         "log_format = \"text\"".to_string(),
+        // TLS as users run it; the [tls] table comes last (keys after it would belong to it).
+        "[tls]".to_string(),
+        format!(
+            "ca_file = {}",
+            quoted(&certs.join("ca.pem").display().to_string())
+        ),
+        format!(
+            "cert_file = {}",
+            quoted(
+                &certs
+                    .join(format!("node-{}.pem", node.node_id))
+                    .display()
+                    .to_string()
+            )
+        ),
+        format!(
+            "key_file = {}",
+            quoted(
+                &certs
+                    .join(format!("node-{}-key.pem", node.node_id))
+                    .display()
+                    .to_string()
+            )
+        ),
     ];
     lines.join("\n") + "\n"
 }
 
-/// A lazily connecting channel to `addr` (host:port) with [`CONTROL_RPC_TIMEOUT`] per call.
-pub fn control_channel(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .context("endpoint")?
-        .connect_timeout(CONTROL_RPC_TIMEOUT)
-        .timeout(CONTROL_RPC_TIMEOUT)
-        .connect_lazy())
+/// A lazily connecting channel to `dial` with [`CONTROL_RPC_TIMEOUT`] per call.
+pub fn control_channel(dial: &Dial) -> anyhow::Result<Channel> {
+    Ok(dial.endpoint(CONTROL_RPC_TIMEOUT)?.connect_lazy())
+}
+
+/// A development CA and node certificates in `dir`, made by the binary under test.
+fn make_certs(binary: &Path, dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let output = Command::new(binary)
+        .args(["certs", "dev", "--nodes", &NODES.to_string(), "--out"])
+        .arg(dir)
+        .output()
+        .context("run warrant certs dev")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "warrant certs dev failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(dir.to_path_buf())
 }
 
 /// `message` with `authorization: Bearer <admin_token>`.
