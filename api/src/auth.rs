@@ -63,7 +63,13 @@ pub const AUTHORIZATION_LEN_MAX: usize = 1024;
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
+    /// The bootstrap admin token: accepted only until the first operator is registered.
     Admin,
+    /// A named operator, authenticated by its client certificate, with its row's role.
+    Operator {
+        operator_id: String,
+        role: log::OperatorRole,
+    },
     /// A human with a session access token.
     Human {
         human_id: String,
@@ -97,7 +103,7 @@ impl Caller {
     pub fn credential(&self) -> Option<log::CallerCredential> {
         use log::caller_credential::Kind;
         let kind = match self {
-            Caller::Admin => return None,
+            Caller::Admin | Caller::Operator { .. } => return None,
             Caller::Human { session_id, .. } if session_id.is_empty() => return None,
             Caller::Human { session_id, .. } => Kind::SessionId(session_id.clone()),
             Caller::Agent { credential_id, .. } => Kind::CredentialId(credential_id.clone()),
@@ -108,6 +114,9 @@ impl Caller {
     pub fn actor(&self) -> log::Actor {
         let (kind, id) = match self {
             Caller::Admin => (log::PrincipalKind::Admin, "admin"),
+            Caller::Operator { operator_id, .. } => {
+                (log::PrincipalKind::Operator, operator_id.as_str())
+            }
             Caller::Human { human_id, .. } => (log::PrincipalKind::Human, human_id.as_str()),
             Caller::Agent { agent_id, .. } => (log::PrincipalKind::Agent, agent_id.as_str()),
         };
@@ -122,17 +131,46 @@ impl Caller {
     pub fn assertion(&self) -> Option<log::AssertionUse> {
         match self {
             Caller::Agent { assertion, .. } | Caller::Human { assertion, .. } => assertion.clone(),
-            Caller::Admin => None,
+            Caller::Admin | Caller::Operator { .. } => None,
         }
     }
 
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    /// The role an operator caller has; the bootstrap admin counts as an admin.
+    fn role(&self) -> Option<log::OperatorRole> {
         match self {
-            Caller::Admin => Ok(()),
+            Caller::Admin => Some(log::OperatorRole::Admin),
+            Caller::Operator { role, .. } => Some(*role),
+            _ => None,
+        }
+    }
+
+    /// Registration, status, revocation: the admin role.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require_role(&[log::OperatorRole::Admin], "an admin")
+    }
+
+    /// Running the cluster (membership, keys, compaction): admins and operators.
+    pub fn require_operations(&self) -> Result<(), ApiError> {
+        use log::OperatorRole::{Admin, Operator};
+        self.require_role(&[Admin, Operator], "an admin or an operator")
+    }
+
+    /// Reading the audit trail, digests and projections: any operator role.
+    pub fn require_auditor(&self) -> Result<(), ApiError> {
+        use log::OperatorRole::{Admin, Auditor, Operator};
+        self.require_role(
+            &[Admin, Operator, Auditor],
+            "an admin, an operator or an auditor",
+        )
+    }
+
+    fn require_role(&self, roles: &[log::OperatorRole], who: &str) -> Result<(), ApiError> {
+        match self.role() {
+            Some(role) if roles.contains(&role) => Ok(()),
             _ => Err(ApiError::new(
                 Code::PermissionDenied,
                 Reason::PermissionDenied,
-                "this RPC needs the admin credential",
+                format!("this RPC is for {who}"),
             )),
         }
     }
@@ -266,11 +304,19 @@ impl Authenticator {
             })?;
             return self.authenticate_assertion_from(value, source, peer).await;
         }
+        if metadata.get("authorization").is_none()
+            && let Some(operator) = crate::peer::operator()
+        {
+            let lookup = |state: &(dyn StateRead + Sync)| operator_caller(&operator.0, state);
+            return self
+                .with_catch_up(source, Some(&operator.0), peer, lookup)
+                .await;
+        }
         let value = authorization(metadata)?;
         if let Some(token) = value.strip_prefix("Bearer ") {
             let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             if bool::from(presented[..].ct_eq(&self.admin_token_sha256[..])) {
-                return Ok(Caller::Admin);
+                return bootstrap_admin(&source.state());
             }
             // The admin token is opaque; anything shaped like a JWS is a session token.
             if token.split('.').count() == 3 {
@@ -590,6 +636,46 @@ pub fn hash_secret(secret: &str) -> Result<String, ApiError> {
 /// anyone knows. Its output is arbitrary bytes, so no secret matches it.
 pub const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$d2FycmFudC1kdW1teS0xNg$\
                              AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+/// The bootstrap admin token authenticates only until the first operator is registered: from
+/// then on every act names an operator. Apply refuses the bootstrap admin the same way.
+fn bootstrap_admin(state: &(dyn StateRead + Sync)) -> Result<Caller, ApiError> {
+    if warrant_identity::query::any_operator(state).map_err(crate::storage::storage)? {
+        return Err(ApiError::new(
+            Code::PermissionDenied,
+            Reason::BootstrapTokenRetired,
+            "the bootstrap admin token only registers the first operator, and an operator \
+             exists: call as a named operator (a client certificate naming \
+             <operator_id>.operator.warrant.internal)",
+        ));
+    }
+    Ok(Caller::Admin)
+}
+
+/// Operator `operator_id`, named by the caller's client certificate, as the state holds it.
+fn operator_caller(
+    operator_id: &str,
+    state: &(dyn StateRead + Sync),
+) -> Result<Lookup<Caller>, ApiError> {
+    let row =
+        warrant_identity::query::operator(state, operator_id).map_err(crate::storage::storage)?;
+    let Some(row) = row else {
+        return Ok(Lookup::Unknown(unauthenticated(
+            Reason::CredentialInvalid,
+            format!("the client certificate names operator {operator_id}, who is not registered"),
+        )));
+    };
+    if row.status == warrant_proto::state::Status::Disabled as i32 {
+        return Err(unauthenticated(
+            Reason::Credential("CREDENTIAL_REVOKED"),
+            format!("operator {operator_id} is disabled"),
+        ));
+    }
+    Ok(Lookup::Found(Caller::Operator {
+        operator_id: operator_id.to_string(),
+        role: log::OperatorRole::try_from(row.role).unwrap_or(log::OperatorRole::Unspecified),
+    }))
+}
 
 /// The `authorization` value, if present, ASCII and of a length worth parsing.
 fn authorization(metadata: &MetadataMap) -> Result<&str, ApiError> {

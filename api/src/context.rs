@@ -90,6 +90,20 @@ impl Context {
         Ok(caller)
     }
 
+    /// A caller who may run the cluster: membership, keys, compaction.
+    pub async fn operations(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
+        let caller = self.caller(metadata).await?;
+        caller.require_operations()?;
+        Ok(caller)
+    }
+
+    /// A caller who may read the audit trail, digests and projections.
+    pub async fn auditor(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
+        let caller = self.caller(metadata).await?;
+        caller.require_auditor()?;
+        Ok(caller)
+    }
+
     /// Passes the read barrier for `consistency` and returns a reader over the state.
     pub async fn read(&self, consistency: ReadConsistency) -> Result<StateReader, ApiError> {
         self.node.read_barrier(consistency).await?;

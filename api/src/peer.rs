@@ -14,18 +14,39 @@ use std::{
 use tokio::task::futures::TaskLocalFuture;
 use warrant_raft::PeerConnInfo;
 
+use crate::transport::ClientOperator;
+
+/// What the connection of the request being served proved about its caller.
+#[derive(Clone, Debug, Default)]
+pub struct Client {
+    addr: Option<IpAddr>,
+    /// The operator a verified client certificate names, if any.
+    operator: Option<ClientOperator>,
+}
+
 tokio::task_local! {
-    static PEER: Option<IpAddr>;
+    static PEER: Client;
 }
 
 /// The address of the peer whose request is being served, if known.
 pub fn current() -> Option<IpAddr> {
-    PEER.try_with(|peer| *peer).ok().flatten()
+    PEER.try_with(|peer| peer.addr).ok().flatten()
+}
+
+/// The operator the caller's verified client certificate names, if any.
+pub fn operator() -> Option<ClientOperator> {
+    PEER.try_with(|peer| peer.operator.clone()).ok().flatten()
 }
 
 /// Runs `future` as a request from `peer` (for servers that know the address another way).
-pub fn scope<F: Future>(peer: Option<IpAddr>, future: F) -> TaskLocalFuture<Option<IpAddr>, F> {
-    PEER.scope(peer, future)
+pub fn scope<F: Future>(peer: Option<IpAddr>, future: F) -> TaskLocalFuture<Client, F> {
+    PEER.scope(
+        Client {
+            addr: peer,
+            operator: None,
+        },
+        future,
+    )
 }
 
 /// Sets [`current`] for each request from its connection's address.
@@ -51,18 +72,21 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = TaskLocalFuture<Option<IpAddr>, S::Future>;
+    type Future = TaskLocalFuture<Client, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        let peer = request
-            .extensions()
-            .get::<PeerConnInfo>()
-            .and_then(|conn| conn.remote_addr)
-            .map(|addr| addr.ip());
-        PEER.scope(peer, self.inner.call(request))
+        let client = Client {
+            addr: request
+                .extensions()
+                .get::<PeerConnInfo>()
+                .and_then(|conn| conn.remote_addr)
+                .map(|addr| addr.ip()),
+            operator: request.extensions().get::<ClientOperator>().cloned(),
+        };
+        PEER.scope(client, self.inner.call(request))
     }
 }

@@ -81,6 +81,9 @@ reasons! {
          request: retry with backoff, or on another node.";
     PermissionDenied => "PERMISSION_DENIED", PermissionDenied,
         "The caller may not do this: call as a principal that may (often the admin).";
+    BootstrapTokenRetired => "BOOTSTRAP_TOKEN_RETIRED", PermissionDenied,
+        "The bootstrap admin token only registers the first operator, and one exists: call as a \
+         named operator, with its client certificate.";
     // Request fields.
     FieldRequired => "FIELD_REQUIRED", InvalidArgument,
         "A required field is empty (metadata `field` names it): set it.";

@@ -32,6 +32,7 @@ mod credentials;
 mod delegations;
 mod devices;
 mod envelope;
+mod operators;
 mod permissions;
 mod principals;
 mod revocation;
@@ -157,11 +158,18 @@ impl Applier<'_> {
         {
             return Ok(refusal);
         }
+        let caller = match operators::resolve(&self.overlay, envelope.caller)? {
+            Ok(caller) => caller,
+            Err(Refusal::Reject(rejection)) => {
+                return Ok(outcome(OutcomeResult::Rejected(rejection)));
+            }
+            Err(Refusal::Storage(error)) => return Err(error),
+        };
         let spend = match &command.assertion {
             None => None,
             Some(assertion) => match assertions::check_unspent(
                 &self.overlay,
-                envelope.caller,
+                caller,
                 assertion,
                 self.time_unix_ms / 1000,
             )? {
@@ -171,7 +179,7 @@ impl Applier<'_> {
         };
         let context = Context {
             actor,
-            caller: envelope.caller,
+            caller,
             seq,
             time_unix_ms: self.time_unix_ms,
         };
@@ -346,6 +354,9 @@ fn decide(state: &dyn StateRead, context: &Context<'_>, kind: &CommandKind) -> D
             principals::register_humans(state, context, command)
         }
         CommandKind::RegisterAgent(command) => principals::register_agent(state, context, command),
+        CommandKind::RegisterOperator(command) => {
+            operators::register_operator(state, context, command)
+        }
         CommandKind::RegisterService(command) => {
             principals::register_service(state, context, command)
         }

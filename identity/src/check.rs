@@ -29,6 +29,7 @@ pub fn command(kind: &CommandKind, now_unix_s: u64) -> Result<(), FieldError> {
         CommandKind::RegisterHuman(command) => register_human(command),
         CommandKind::RegisterAgent(command) => register_agent(command),
         CommandKind::RegisterService(command) => register_service(command),
+        CommandKind::RegisterOperator(command) => register_operator(command),
         CommandKind::IssueToken(command) => issue_token(command),
         CommandKind::RevokeToken(command) => revoke_token(command),
         CommandKind::PublishSigningKey(command) => publish_signing_key(command),
@@ -126,6 +127,25 @@ fn agent_profile(kind: &str, description: &str) -> Result<(), FieldError> {
     limits::validate_text("description", description, DESCRIPTION_LEN_MAX)
 }
 
+pub fn register_operator(command: &log::RegisterOperator) -> Result<(), FieldError> {
+    limits::validate_operator_id("operator_id", &command.operator_id)?;
+    match log::OperatorRole::try_from(command.role) {
+        Ok(log::OperatorRole::Unspecified) | Err(_) => {
+            return Err(FieldError::new(
+                "role",
+                format!("is {}", command.role),
+                "OPERATOR_ROLE_ADMIN, OPERATOR_ROLE_OPERATOR or OPERATOR_ROLE_AUDITOR",
+            ));
+        }
+        Ok(_) => {}
+    }
+    limits::validate_text(
+        "display_name",
+        &command.display_name,
+        limits::DISPLAY_NAME_LEN_MAX,
+    )
+}
+
 pub fn register_service(command: &log::RegisterService) -> Result<(), FieldError> {
     limits::validate_id("service_id", &command.service_id)?;
     limits::validate_audience("audience", &command.audience)?;
@@ -165,7 +185,7 @@ pub fn set_status(command: &log::SetStatus) -> Result<(), FieldError> {
         Ok(EntityKind::Unspecified) | Err(_) => Err(FieldError::new(
             "entity",
             format!("is {}", command.entity),
-            "human, agent, service or device",
+            "human, agent, service, device or operator",
         )),
         Ok(_) => Ok(()),
     }

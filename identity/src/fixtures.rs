@@ -105,6 +105,7 @@ impl_by! {
     RegisterHuman => RegisterHuman,
     RegisterAgent => RegisterAgent,
     RegisterService => RegisterService,
+    RegisterOperator => RegisterOperator,
     IssueToken => IssueToken,
     RevokeToken => RevokeToken,
     PublishSigningKey => PublishSigningKey,

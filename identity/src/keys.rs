@@ -41,6 +41,8 @@ pub const AGENT_PREFIX: &[u8] = b"a\0";
 pub const AGENT_BY_OWNER_PREFIX: &[u8] = b"ao\0";
 /// The prefix of every service row.
 pub const SERVICE_PREFIX: &[u8] = b"s\0";
+/// Operators by id.
+pub const OPERATOR_PREFIX: &[u8] = b"o\0";
 /// The prefix of the services-by-audience index.
 pub const SERVICE_BY_AUDIENCE_PREFIX: &[u8] = b"sa\0";
 /// The prefix of every token row.
@@ -165,6 +167,11 @@ pub fn agent_by_owner_prefix(owner_human_id: &str) -> Vec<u8> {
 /// The key of one entry in the agents-by-owner index.
 pub fn agent_by_owner(owner_human_id: &str, agent_id: &str) -> Vec<u8> {
     join(&agent_by_owner_prefix(owner_human_id), agent_id.as_bytes())
+}
+
+/// The key of an operator row.
+pub fn operator(operator_id: &str) -> Vec<u8> {
+    join(OPERATOR_PREFIX, operator_id.as_bytes())
 }
 
 /// The key of a service row.

@@ -184,6 +184,32 @@ pub fn validate_name(field: &str, value: &str, len_max: usize) -> Result<(), Fie
     check_chars(field, value, is_name_char, allowed)
 }
 
+/// The longest operator id: one DNS label, as the operator's certificate names it.
+pub const OPERATOR_ID_LEN_MAX: usize = 63;
+
+/// Checks an operator id: a DNS label (1 to [`OPERATOR_ID_LEN_MAX`] lowercase ASCII letters,
+/// digits or `-`, starting and ending with a letter or digit), because a client certificate
+/// names the operator as `<operator_id>.operator.warrant.internal`.
+pub fn validate_operator_id(field: &str, value: &str) -> Result<(), FieldError> {
+    let allowed = || {
+        format!(
+            "1 to {OPERATOR_ID_LEN_MAX} lowercase ASCII letters, digits or '-', starting and \
+             ending with a letter or digit"
+        )
+    };
+    check_len(field, value, 1, OPERATOR_ID_LEN_MAX, allowed)?;
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !edge_ok(value.chars().next()) || !edge_ok(value.chars().last()) {
+        return Err(FieldError::new(field, "starts or ends with '-'", allowed()));
+    }
+    check_chars(
+        field,
+        value,
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
+        allowed,
+    )
+}
+
 /// Checks a token id (`jti`): 1 to [`JTI_LEN_MAX`] ASCII letters, digits, `.`, `_` or `-`.
 ///
 /// Unlike an id it may start with any of those characters, because the API node generates jtis

@@ -7,8 +7,8 @@ use prost::Message;
 use warrant_proto::{
     log,
     state::{
-        AgentRow, DelegationRow, DeviceRow, HumanRow, ServiceRow, SessionRow, SigningKeyRow,
-        TokenRow,
+        AgentRow, DelegationRow, DeviceRow, HumanRow, OperatorRow, ServiceRow, SessionRow,
+        SigningKeyRow, TokenRow,
     },
 };
 
@@ -53,6 +53,20 @@ pub fn agent(state: &dyn StateRead, id: &str) -> Result<Option<AgentRow>, StateE
 }
 
 /// The service `id`, if registered.
+pub fn operator(state: &dyn StateRead, id: &str) -> Result<Option<OperatorRow>, StateError> {
+    let key = keys::operator(id);
+    let row: Option<OperatorRow> = read_row(state, &key)?;
+    if let Some(row) = &row {
+        check_id(&key, &row.operator_id, id)?;
+    }
+    Ok(row)
+}
+
+/// Whether any operator is registered: from then on the bootstrap admin token acts no more.
+pub fn any_operator(state: &dyn StateRead) -> Result<bool, StateError> {
+    Ok(!state.scan(keys::OPERATOR_PREFIX, b"", 1)?.is_empty())
+}
+
 pub fn service(state: &dyn StateRead, id: &str) -> Result<Option<ServiceRow>, StateError> {
     let key = keys::service(id);
     let row: Option<ServiceRow> = read_row(state, &key)?;

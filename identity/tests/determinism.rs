@@ -203,6 +203,7 @@ fn generated_batches_reach_every_decision() {
         "DelegationRevoked",
         "SigningKeyRetired",
         "SigningKeyCompromised",
+        "OperatorRegistered",
     ];
     let missing: Vec<&str> = decisions
         .iter()
@@ -239,6 +240,7 @@ fn event_name(kind: &EventKind) -> &'static str {
         EventKind::DelegationRevoked(_) => "DelegationRevoked",
         EventKind::SigningKeyRetired(_) => "SigningKeyRetired",
         EventKind::SigningKeyCompromised(_) => "SigningKeyCompromised",
+        EventKind::OperatorRegistered(_) => "OperatorRegistered",
     }
 }
 
@@ -827,6 +829,10 @@ fn coherent_actor(kind: &CommandKind, pick: u8) -> Actor {
         CommandKind::PublishSigningKey(it) => admin_or(node(it.node_id)),
         CommandKind::RetireSigningKey(_) => [admin(), node(1), node(2)][pick % 3].clone(),
         CommandKind::MarkSigningKeyCompromised(_) => admin_or(node(1)),
+        CommandKind::RegisterOperator(_) => admin_or(warrant_identity::fixtures::actor(
+            PrincipalKind::Operator,
+            "root",
+        )),
         CommandKind::UpdateHuman(it) => admin_or(human_actor(&it.human_id)),
         CommandKind::RegisterDevice(it) => admin_or(human_actor(&it.owner_human_id)),
         // Every agent and device in the pools is most likely alice's.
@@ -899,6 +905,7 @@ fn arb_kind(dirt: Dirt) -> BoxedStrategy<CommandKind> {
         (3, arb_publish_signing_key(dirt)),
         (3, arb_retire_signing_key(dirt)),
         (1, arb_mark_signing_key_compromised(dirt)),
+        (1, arb_register_operator()),
         (3, arb_update_human(dirt)),
         (3, arb_update_agent(dirt)),
         (3, arb_update_service(dirt)),
@@ -971,6 +978,21 @@ fn arb_register_agent(dirt: Dirt) -> BoxedStrategy<CommandKind> {
                 })
             },
         )
+        .boxed()
+}
+
+/// Operator root or ops in any role (unspecified too). Once one is registered, the bootstrap
+/// admin's later commands are refused; replicas must agree on that as on everything else.
+fn arb_register_operator() -> BoxedStrategy<CommandKind> {
+    let id = prop_oneof![Just("root".to_owned()), Just("ops".to_owned())];
+    (id, 0i32..4)
+        .prop_map(|(operator_id, role)| {
+            CommandKind::RegisterOperator(log::RegisterOperator {
+                operator_id,
+                role,
+                display_name: "Operator".to_owned(),
+            })
+        })
         .boxed()
 }
 

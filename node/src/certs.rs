@@ -55,9 +55,15 @@ impl DevCerts {
     }
 }
 
-/// Makes a CA, certificates for nodes `1..=nodes` and a client certificate in `dir` (created
-/// mode 0700). Existing files are replaced.
-pub fn make(dir: &Path, nodes: u64, hosts: &[String]) -> anyhow::Result<DevCerts> {
+/// Makes a CA, certificates for nodes `1..=nodes`, a client certificate and one certificate per
+/// operator in `operators` (`operator-<id>.pem`, naming `<id>.operator.warrant.internal`) in
+/// `dir` (created mode 0700). Existing files are replaced.
+pub fn make(
+    dir: &Path,
+    nodes: u64,
+    hosts: &[String],
+    operators: &[String],
+) -> anyhow::Result<DevCerts> {
     anyhow::ensure!(
         (1..=DEV_NODES_MAX).contains(&nodes),
         "--nodes is {nodes}; allowed: 1 to {DEV_NODES_MAX}"
@@ -92,6 +98,19 @@ pub fn make(dir: &Path, nodes: u64, hosts: &[String]) -> anyhow::Result<DevCerts
         &certs.client_cert_file,
         &certs.client_key_file,
     )?;
+    for operator in operators {
+        warrant_identity::limits::validate_operator_id("--operator", operator)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        leaf(
+            &ca,
+            vec![format!(
+                "{operator}.{}",
+                warrant_api::transport::OPERATOR_NAME_DOMAIN
+            )],
+            &dir.join(format!("operator-{operator}.pem")),
+            &dir.join(format!("operator-{operator}-key.pem")),
+        )?;
+    }
     Ok(certs)
 }
 
@@ -166,7 +185,7 @@ mod tests {
     #[test]
     fn node_certificates_name_their_node_and_the_client_one_names_none() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let certs = make(dir.path(), 3, &["warrant.example".to_string()]).expect("make");
+        let certs = make(dir.path(), 3, &["warrant.example".to_string()], &[]).expect("make");
         for node_id in 1..=3 {
             let pem = std::fs::read(certs.node(node_id).cert_file).expect("read cert");
             let der = rustls_pki_types_der(&pem);
@@ -180,8 +199,9 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "keys are private");
-        assert!(make(dir.path(), 0, &[]).is_err());
-        assert!(make(dir.path(), DEV_NODES_MAX + 1, &[]).is_err());
+        assert!(make(dir.path(), 0, &[], &[]).is_err());
+        assert!(make(dir.path(), DEV_NODES_MAX + 1, &[], &[]).is_err());
+        assert!(make(dir.path(), 1, &[], &["Not-A-Label".to_string()]).is_err());
     }
 
     fn rustls_pki_types_der(pem: &[u8]) -> Vec<u8> {

@@ -114,6 +114,8 @@ pub struct AdminAuth {
 }
 
 impl AdminAuth {
+    /// The `authorization` value: the bootstrap admin token, or empty when an operator's client
+    /// certificate (`--cert`/`--key`) authenticates the calls instead.
     pub fn authorization(&self) -> anyhow::Result<String> {
         let token = match (&self.admin_token, &self.admin_token_file) {
             (Some(token), _) => token.clone(),
@@ -121,9 +123,11 @@ impl AdminAuth {
                 .with_context(|| format!("read {}", path.display()))?
                 .trim()
                 .to_string(),
+            (None, None) if self.target.tls.cert.is_some() => return Ok(String::new()),
             (None, None) => anyhow::bail!(
-                "no admin token: pass --admin-token-file, --admin-token or set \
-                 WARRANT_CLI_ADMIN_TOKEN"
+                "no credential: pass an operator's client certificate (--cert and --key), or \
+                 the bootstrap admin token (--admin-token-file, --admin-token or \
+                 WARRANT_CLI_ADMIN_TOKEN)"
             ),
         };
         Ok(format!("Bearer {token}"))
@@ -147,8 +151,13 @@ pub fn dialled_like(endpoint: &str, address: &str) -> String {
     }
 }
 
+/// `message` with `authorization` metadata, unless `authorization` is empty (a client
+/// certificate authenticates the call).
 pub fn authed<T>(authorization: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
+    if authorization.is_empty() {
+        return request;
+    }
     if let Ok(value) = MetadataValue::try_from(authorization) {
         request.metadata_mut().insert("authorization", value);
     }

@@ -517,6 +517,13 @@ pub fn describe(event: &warrant_proto::log::Event) -> String {
         Some(Kind::SigningKeyRetired(e)) => {
             format!("SigningKeyRetired kid={} node={}", e.key_id, e.node_id)
         }
+        Some(Kind::OperatorRegistered(e)) => format!(
+            "OperatorRegistered {} role={}",
+            e.operator_id,
+            warrant_proto::log::OperatorRole::try_from(e.role)
+                .map(|r| r.as_str_name())
+                .unwrap_or("unknown")
+        ),
         Some(Kind::SigningKeyCompromised(e)) => {
             format!("SigningKeyCompromised kid={} node={}", e.key_id, e.node_id)
         }

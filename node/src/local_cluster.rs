@@ -60,7 +60,7 @@ impl LocalCluster {
     /// node serves.
     pub async fn start(dir: &Path, base_port: u16, admin_token: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        let certs = crate::certs::make(&dir.join("tls"), LOCAL_NODES, &[])?;
+        let certs = crate::certs::make(&dir.join("tls"), LOCAL_NODES, &[], &[])?;
         let connector = Connector::from_args(&crate::client::TlsArgs {
             ca: Some(certs.ca_file.clone()),
             cert: None,

@@ -8,6 +8,7 @@ mod cluster_cli;
 mod config;
 mod demo;
 mod local_cluster;
+mod operator_cli;
 mod private_files;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -79,6 +80,9 @@ enum Command {
         #[arg(long, default_value_t = 7410)]
         base_port: u16,
     },
+    /// Register named operators.
+    #[command(subcommand)]
+    Operator(operator_cli::OperatorCommand),
     /// Make TLS certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -105,6 +109,10 @@ enum CertsCommand {
         /// Another DNS name or IP address the nodes' certificates should carry.
         #[arg(long)]
         host: Vec<String>,
+        /// An operator to make a client certificate for (operator-<id>.pem, naming
+        /// <id>.operator.warrant.internal); repeatable.
+        #[arg(long)]
+        operator: Vec<String>,
     },
 }
 
@@ -148,7 +156,7 @@ fn main() -> anyhow::Result<()> {
             Command::Dev { data_dir, listen_addr, http_listen_addr, peer_listen_addr } => {
                 init_logging("text");
                 let admin_token = dev_admin_token(&data_dir)?;
-                let certs = certs::make(&data_dir.join("tls"), 1, &[])?;
+                let certs = certs::make(&data_dir.join("tls"), 1, &[], &[])?;
                 let node = certs.node(1);
                 let config = ServerConfig {
                     data_dir: data_dir.clone(),
@@ -183,14 +191,25 @@ fn main() -> anyhow::Result<()> {
             Command::Cluster(command) => cluster_cli::run_cluster(command).await,
             Command::Member(command) => cluster_cli::run_member(command).await,
             Command::Key(command) => cluster_cli::run_key(command).await,
-            Command::Certs(CertsCommand::Dev { out, nodes, host }) => certs_dev(&out, nodes, &host),
+            Command::Operator(command) => operator_cli::run(command).await,
+            Command::Certs(CertsCommand::Dev {
+                out,
+                nodes,
+                host,
+                operator,
+            }) => certs_dev(&out, nodes, &host, &operator),
         }
     })
 }
 
 /// `warrant certs dev`: writes the files and says where they are.
-fn certs_dev(out: &std::path::Path, nodes: u64, host: &[String]) -> anyhow::Result<()> {
-    let made = certs::make(out, nodes, host)?;
+fn certs_dev(
+    out: &std::path::Path,
+    nodes: u64,
+    host: &[String],
+    operators: &[String],
+) -> anyhow::Result<()> {
+    let made = certs::make(out, nodes, host, operators)?;
     println!(
         "wrote a development CA and certificates to {}:",
         made.dir.display()

@@ -18,7 +18,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<api::ListEventsRequest>,
     ) -> Result<Response<api::ListEventsResponse>, Status> {
-        self.context.admin(request.metadata()).await?;
+        self.context.auditor(request.metadata()).await?;
         let request = request.into_inner();
         let from_seq = request.from_seq.max(1);
         let limit = if request.limit == 0 {

@@ -35,7 +35,7 @@ impl ClusterApi {
         check: Result<(), ApiError>,
         change: impl Future<Output = Result<u64, MembershipError>>,
     ) -> Result<Response<api::MembershipResponse>, Status> {
-        self.context.admin(metadata).await?;
+        self.context.operations(metadata).await?;
         check?;
         let log_index = change.await.map_err(ApiError::from)?;
         Ok(Response::new(api::MembershipResponse {
@@ -211,7 +211,7 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<api::CompactRequest>,
     ) -> Result<Response<api::CompactResponse>, Status> {
-        self.context.admin(request.metadata()).await?;
+        self.context.operations(request.metadata()).await?;
         let (snapshot_index, purged_index) =
             self.context.node.compact().await.map_err(ApiError::from)?;
         Ok(Response::new(api::CompactResponse {
@@ -224,7 +224,7 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<api::RotateSigningKeyRequest>,
     ) -> Result<Response<api::RotateSigningKeyResponse>, Status> {
-        self.context.admin(request.metadata()).await?;
+        self.context.operations(request.metadata()).await?;
         Ok(Response::new(crate::keys::rotate(&self.context).await?))
     }
 
@@ -232,7 +232,7 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<api::MarkKeyCompromisedRequest>,
     ) -> Result<Response<api::MarkKeyCompromisedResponse>, Status> {
-        let caller = self.context.admin(request.metadata()).await?;
+        let caller = self.context.operations(request.metadata()).await?;
         let response =
             crate::keys::compromise::mark_compromised(&self.context, &caller, request.into_inner())
                 .await?;
@@ -253,7 +253,7 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<api::DigestRequest>,
     ) -> Result<Response<api::DigestResponse>, Status> {
-        self.context.admin(request.metadata()).await?;
+        self.context.auditor(request.metadata()).await?;
         let reader = self.context.node.reader();
         // The digest walks the whole state: off the async runtime.
         let (digest, applied_seq) = tokio::task::spawn_blocking(move || {

@@ -85,7 +85,8 @@ impl DelegationService for DelegationApi {
             .ok_or_else(not_found)?;
         let created = row.created.clone().unwrap_or_default();
         let party = match &caller {
-            Caller::Admin => true,
+            // Every operator role reads the projections (auditors included).
+            Caller::Admin | Caller::Operator { .. } => true,
             Caller::Human { human_id, .. } => *human_id == created.root_human_id,
             Caller::Agent { agent_id, .. } => created.agent_chain.contains(agent_id),
         };

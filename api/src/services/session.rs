@@ -127,7 +127,11 @@ impl SessionApi {
         let (principal_kind, principal_id) = match &caller {
             Caller::Human { human_id, .. } => (log::PrincipalKind::Human, human_id.clone()),
             Caller::Agent { agent_id, .. } => (log::PrincipalKind::Agent, agent_id.clone()),
-            Caller::Admin => return Err(ApiError::internal("a login resolved to the admin")),
+            Caller::Admin | Caller::Operator { .. } => {
+                return Err(ApiError::internal(
+                    "a login resolved to the admin or an operator",
+                ));
+            }
         };
         let is_human = principal_kind == log::PrincipalKind::Human;
         // Secrets stay out of the request digest, which the log keeps for years.

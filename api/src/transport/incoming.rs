@@ -23,6 +23,30 @@ use tokio::{
 };
 use warrant_raft::{PeerConnInfo, node_id_of_certificate};
 
+/// The DNS domain under which a client certificate names an operator:
+/// `<operator_id>.operator.warrant.internal`.
+pub const OPERATOR_NAME_DOMAIN: &str = "operator.warrant.internal";
+
+/// The operator a verified client certificate names: its requests carry it as an extension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOperator(pub Arc<str>);
+
+/// The operator a (chain-verified) certificate names: exactly one
+/// `<operator_id>.operator.warrant.internal` among its DNS names, the id a DNS label.
+pub fn operator_of_certificate(der: &[u8]) -> Option<ClientOperator> {
+    let der = rustls::pki_types::CertificateDer::from(der);
+    let cert = webpki::EndEntityCert::try_from(&der).ok()?;
+    let mut ids = cert.valid_dns_names().filter_map(|name| {
+        let id = name.strip_suffix(OPERATOR_NAME_DOMAIN)?.strip_suffix('.')?;
+        warrant_identity::limits::validate_operator_id("operator_id", id)
+            .is_ok()
+            .then(|| id.to_string())
+    });
+    let id = ids.next()?;
+    ids.all(|other| other == id)
+        .then(|| ClientOperator(id.into()))
+}
+
 use super::tls::{Loaded, TlsState};
 
 /// How long a client may take to complete the TLS handshake.
@@ -70,6 +94,8 @@ enum Io {
 pub struct Conn {
     io: Io,
     pub info: PeerConnInfo,
+    /// The operator a verified client certificate names, on the public listener.
+    pub operator: Option<ClientOperator>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -177,6 +203,7 @@ async fn accept_loop(
                         remote_addr: Some(remote),
                         node_id: None,
                     },
+                    operator: None,
                     _permit: permit,
                 };
                 if tx.send(conn).await.is_err() {
@@ -211,19 +238,22 @@ async fn handshake(
             return;
         }
     };
-    // The verifier has checked the chain against the CA; this reads which node it names.
-    let node_id = stream
+    // The verifier has checked the chain against the CA; this reads whom it names.
+    let leaf = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|cert| node_id_of_certificate(cert));
+        .cloned();
+    let node_id = leaf.as_ref().and_then(|cert| node_id_of_certificate(cert));
+    let operator = leaf.as_ref().and_then(|cert| operator_of_certificate(cert));
     let conn = Conn {
         io: Io::Tls(Box::new(stream)),
         info: PeerConnInfo {
             remote_addr: Some(remote),
             node_id,
         },
+        operator,
         _permit: permit,
     };
     let _ = tx.send(conn).await;

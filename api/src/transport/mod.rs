@@ -13,6 +13,6 @@ pub mod serve;
 pub mod tls;
 
 pub use grpc_edge::GrpcEdge;
-pub use incoming::{Conn, ListenerSpec, Role, accept};
+pub use incoming::{ClientOperator, Conn, ListenerSpec, OPERATOR_NAME_DOMAIN, Role, accept};
 pub use serve::{Protocol, serve};
 pub use tls::{TlsError, TlsFiles, TlsState};

@@ -90,9 +90,13 @@ where
     B::Error: Into<BoxError>,
 {
     let info = conn.info;
+    let operator = conn.operator.clone();
     let in_flight = Arc::new(Semaphore::new(CONCURRENCY_PER_CONNECTION_MAX));
     let handler = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         request.extensions_mut().insert(info);
+        if let Some(operator) = &operator {
+            request.extensions_mut().insert(operator.clone());
+        }
         let service = service.clone();
         let in_flight = in_flight.clone();
         async move {

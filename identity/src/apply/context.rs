@@ -28,6 +28,9 @@ pub(super) enum Caller<'a> {
     Service(&'a str),
     /// A node, by its decimal id.
     Node(&'a str),
+    /// A named operator, with the role its row holds (resolved by `operators::resolve` before
+    /// any handler runs; `Unspecified` until then).
+    Operator(&'a str, log::OperatorRole),
 }
 
 impl<'a> Caller<'a> {
@@ -40,6 +43,9 @@ impl<'a> Caller<'a> {
             Ok(PrincipalKind::Agent) => Some(Caller::Agent(id)),
             Ok(PrincipalKind::Service) => Some(Caller::Service(id)),
             Ok(PrincipalKind::Node) => Some(Caller::Node(id)),
+            Ok(PrincipalKind::Operator) => {
+                Some(Caller::Operator(id, log::OperatorRole::Unspecified))
+            }
             Ok(PrincipalKind::Unspecified) | Err(_) => None,
         }
     }

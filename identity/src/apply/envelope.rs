@@ -63,7 +63,7 @@ fn check_actor(actor: &log::Actor) -> Result<Caller<'_>, FieldError> {
         return Err(FieldError::new(
             "actor.kind",
             format!("is {}", actor.kind),
-            "admin, human, agent, service or node",
+            "admin, human, agent, service, node or operator",
         ));
     };
     limits::validate_actor_id("actor.id", &actor.id)?;

@@ -2,13 +2,23 @@
 //! rules. Every permission is decided here against committed state, never only at the edge, so
 //! no path into the log skips a rule.
 
-use warrant_proto::log::{PrincipalKind, RejectReason};
+use warrant_proto::log::{OperatorRole, PrincipalKind, RejectReason};
 
 use super::context::{Caller, Context, Refusal, reject};
 
 impl Caller<'_> {
+    /// The bootstrap admin (which `operators::resolve` lets through only while no operator
+    /// exists) or an operator with the admin role.
     pub(super) fn is_admin(self) -> bool {
-        self == Caller::Admin
+        matches!(
+            self,
+            Caller::Admin | Caller::Operator(_, OperatorRole::Admin)
+        )
+    }
+
+    /// An admin, or an operator with the operator role: running the cluster (signing keys).
+    pub(super) fn may_operate(self) -> bool {
+        self.is_admin() || matches!(self, Caller::Operator(_, OperatorRole::Operator))
     }
 
     /// Whether the caller is human `human_id`.
@@ -46,6 +56,17 @@ pub(super) fn require_admin(context: &Context<'_>, what: &str) -> Result<(), Ref
     Err(reject(
         RejectReason::PermissionDenied,
         format!("only an admin may {what}"),
+    ))
+}
+
+/// Running the cluster (marking a signing key compromised) is for admins and operators.
+pub(super) fn require_operator(context: &Context<'_>, what: &str) -> Result<(), Refusal> {
+    if context.caller.may_operate() {
+        return Ok(());
+    }
+    Err(reject(
+        RejectReason::PermissionDenied,
+        format!("only an admin or an operator may {what}"),
     ))
 }
 

@@ -11,7 +11,7 @@ use warrant_proto::{
 
 use super::{
     context::{Caller, Change, Context, Decision, reject},
-    permissions::require_admin,
+    permissions::require_operator,
 };
 use crate::{
     check, keys, query,
@@ -133,7 +133,7 @@ pub(super) fn mark_signing_key_compromised(
     context: &Context<'_>,
     command: &log::MarkSigningKeyCompromised,
 ) -> Decision {
-    require_admin(context, "mark a signing key compromised")?;
+    require_operator(context, "mark a signing key compromised")?;
     check::mark_signing_key_compromised(command)?;
     let Some(mut row) = query::signing_key(state, &command.key_id)? else {
         return Err(reject(

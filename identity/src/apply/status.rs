@@ -32,6 +32,9 @@ pub(super) fn set_status(
         Ok(EntityKind::Agent) => set_agent(state, context, &target)?,
         Ok(EntityKind::Service) => set_service(state, context, &target)?,
         Ok(EntityKind::Device) => set_device(state, context, &target)?,
+        Ok(EntityKind::Operator) => {
+            super::operators::set_operator_status(state, context, target.id, target.status)?
+        }
         // check::set_status refused every other value.
         Ok(EntityKind::Unspecified) | Err(_) => None,
     };

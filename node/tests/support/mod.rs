@@ -59,6 +59,8 @@ pub enum Ready {
 
 /// Nodes every test binary's development CA has certificates for.
 pub const CERT_NODES: u64 = 8;
+/// Operators it has client certificates for (`operator-<id>.pem`).
+pub const CERT_OPERATORS: [&str; 3] = ["root", "ops", "audit"];
 
 /// A development CA with certificates for nodes 1..=[`CERT_NODES`] and a client, made by the
 /// binary under test (`warrant certs dev`), as an operator would. One per test binary: every
@@ -77,8 +79,13 @@ impl Certs {
     /// A fresh CA and certificates in `CARGO_TARGET_TMPDIR/<name>`.
     pub fn make(name: &str) -> Certs {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-        let output = warrant_command()
-            .args(["certs", "dev", "--nodes", &CERT_NODES.to_string(), "--out"])
+        let mut command = warrant_command();
+        command.args(["certs", "dev", "--nodes", &CERT_NODES.to_string()]);
+        for operator in CERT_OPERATORS {
+            command.args(["--operator", operator]);
+        }
+        let output = command
+            .arg("--out")
             .arg(&dir)
             .output()
             .expect("run warrant certs dev");
@@ -122,6 +129,16 @@ impl Certs {
         let identity = Identity::from_pem(
             fs::read(cert).expect("read a certificate"),
             fs::read(key).expect("read a key"),
+        );
+        self.client_tls().identity(identity)
+    }
+
+    /// [`Certs::client_tls`] presenting operator `operator_id`'s certificate.
+    pub fn operator_tls(&self, operator_id: &str) -> ClientTlsConfig {
+        let read = |name: String| fs::read(self.dir.join(name)).expect("read an operator file");
+        let identity = Identity::from_pem(
+            read(format!("operator-{operator_id}.pem")),
+            read(format!("operator-{operator_id}-key.pem")),
         );
         self.client_tls().identity(identity)
     }

@@ -131,7 +131,7 @@ pub(super) async fn read(
     context: &Context,
     request: Request<api::GetAgentRequest>,
 ) -> Result<api::Agent, ApiError> {
-    context.admin(request.metadata()).await?;
+    context.auditor(request.metadata()).await?;
     let request = request.into_inner();
     limits::validate_id("agent_id", &request.agent_id).map_err(ApiError::from)?;
     get(context, request.read.as_ref(), &request.agent_id).await
@@ -141,7 +141,7 @@ pub(super) async fn list(
     context: &Context,
     request: Request<api::ListAgentsRequest>,
 ) -> Result<api::ListAgentsResponse, ApiError> {
-    context.admin(request.metadata()).await?;
+    context.auditor(request.metadata()).await?;
     let request = request.into_inner();
     if !request.owner_human_id.is_empty() {
         limits::validate_id("owner_human_id", &request.owner_human_id).map_err(ApiError::from)?;

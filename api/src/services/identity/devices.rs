@@ -66,7 +66,7 @@ pub(super) async fn read(
     context: &Context,
     request: Request<api::GetDeviceRequest>,
 ) -> Result<api::Device, ApiError> {
-    context.admin(request.metadata()).await?;
+    context.auditor(request.metadata()).await?;
     let request = request.into_inner();
     limits::validate_id("device_id", &request.device_id).map_err(ApiError::from)?;
     get(context, request.read.as_ref(), &request.device_id).await
@@ -76,7 +76,7 @@ pub(super) async fn list(
     context: &Context,
     request: Request<api::ListRequest>,
 ) -> Result<api::ListDevicesResponse, ApiError> {
-    context.admin(request.metadata()).await?;
+    context.auditor(request.metadata()).await?;
     let page = Page::read(context, request.into_inner()).await?;
     let rows = query::list_devices(&page.reader, &page.after, page.size).map_err(storage)?;
     Ok(api::ListDevicesResponse {

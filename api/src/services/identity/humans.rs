@@ -137,7 +137,7 @@ pub(super) async fn read(
     context: &Context,
     request: Request<api::GetHumanRequest>,
 ) -> Result<api::Human, ApiError> {
-    context.admin(request.metadata()).await?;
+    context.auditor(request.metadata()).await?;
     let request = request.into_inner();
     limits::validate_id("human_id", &request.human_id).map_err(ApiError::from)?;
     get(context, request.read.as_ref(), &request.human_id).await
@@ -147,7 +147,7 @@ pub(super) async fn list(
     context: &Context,
     request: Request<api::ListRequest>,
 ) -> Result<api::ListHumansResponse, ApiError> {
-    context.admin(request.metadata()).await?;
+    context.auditor(request.metadata()).await?;
     let page = Page::read(context, request.into_inner()).await?;
     let rows = query::list_humans(&page.reader, &page.after, page.size).map_err(storage)?;
     Ok(api::ListHumansResponse {

@@ -9,6 +9,7 @@ mod agents;
 mod credentials;
 mod devices;
 mod humans;
+mod operators;
 mod replies;
 mod services;
 mod status;
@@ -73,6 +74,15 @@ impl IdentityService for IdentityApi {
         request: Request<api::ListAgentsRequest>,
     ) -> Result<Response<api::ListAgentsResponse>, Status> {
         Ok(Response::new(agents::list(&self.context, request).await?))
+    }
+
+    async fn register_operator(
+        &self,
+        request: Request<api::RegisterOperatorRequest>,
+    ) -> Result<Response<api::RegisterOperatorResponse>, Status> {
+        Ok(Response::new(
+            operators::register(&self.context, request).await?,
+        ))
     }
 
     async fn register_service(

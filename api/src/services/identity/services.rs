@@ -66,7 +66,7 @@ pub(super) async fn read(
     context: &Context,
     request: Request<api::GetServiceRequest>,
 ) -> Result<api::Service, ApiError> {
-    context.admin(request.metadata()).await?;
+    context.auditor(request.metadata()).await?;
     let request = request.into_inner();
     limits::validate_id("service_id", &request.service_id).map_err(ApiError::from)?;
     get(context, request.read.as_ref(), &request.service_id).await
@@ -76,7 +76,7 @@ pub(super) async fn list(
     context: &Context,
     request: Request<api::ListRequest>,
 ) -> Result<api::ListServicesResponse, ApiError> {
-    context.admin(request.metadata()).await?;
+    context.auditor(request.metadata()).await?;
     let page = Page::read(context, request.into_inner()).await?;
     let rows = query::list_services(&page.reader, &page.after, page.size).map_err(storage)?;
     Ok(api::ListServicesResponse {

@@ -50,7 +50,7 @@ fn envelope_rejections() {
                 actor: Some(Actor { kind: 0, ..admin() }),
                 ..valid.clone()
             },
-            "actor.kind is 0; allowed: admin, human, agent, service or node".to_owned(),
+            "actor.kind is 0; allowed: admin, human, agent, service, node or operator".to_owned(),
         ),
         (
             Command {
@@ -60,7 +60,7 @@ fn envelope_rejections() {
                 }),
                 ..valid.clone()
             },
-            "actor.kind is 99; allowed: admin, human, agent, service or node".to_owned(),
+            "actor.kind is 99; allowed: admin, human, agent, service, node or operator".to_owned(),
         ),
         (
             Command {

@@ -32,6 +32,7 @@ mod delegations;
 mod devices;
 mod envelope;
 mod idempotency;
+mod operators;
 mod principals;
 mod sessions;
 mod signing_keys;

@@ -349,17 +349,17 @@ fn mark_signing_key_compromised_rejections() {
         (
             compromise("k1").by(node(1)),
             PermissionDenied,
-            "only an admin may mark a signing key compromised",
+            "only an admin or an operator may mark a signing key compromised",
         ),
         (
             compromise("k1").by(agent_actor("bot")),
             PermissionDenied,
-            "only an admin may mark a signing key compromised",
+            "only an admin or an operator may mark a signing key compromised",
         ),
         (
             compromise("k1").by(human_actor("alice")),
             PermissionDenied,
-            "only an admin may mark a signing key compromised",
+            "only an admin or an operator may mark a signing key compromised",
         ),
         (
             compromise("k9").by(admin()),

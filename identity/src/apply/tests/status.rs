@@ -87,7 +87,7 @@ fn set_status_rejections() {
         (
             set_status(log::EntityKind::Unspecified, "bot", true).by(admin()),
             InvalidCommand,
-            "entity is 0; allowed: human, agent, service or device",
+            "entity is 0; allowed: human, agent, service, device or operator",
         ),
     ];
     for (command, reason, message) in cases {
