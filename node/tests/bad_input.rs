@@ -27,8 +27,10 @@
 //! - 9's "no refetch storm" for upstream issuers' JWKS: `node/tests/agent_auth.rs` (our own keys
 //!   come from the log and are never fetched).
 //!
-//! Not covered by any test yet: 42–46 (deadlines, metadata and stream floods). Row 50 does not
-//! apply: there is no audit-proof API.
+//! - 42–46 (deadlines, metadata and stream floods): `node/tests/transport_limits.rs`, since they
+//!   are about the transport, not one RPC's fields.
+//!
+//! Row 50 does not apply: there is no audit-proof API.
 
 #![allow(clippy::unwrap_used)]
 
