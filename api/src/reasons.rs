@@ -210,6 +210,8 @@ reasons! {
          n).";
     MethodNotFound => "METHOD_NOT_FOUND", Unimplemented,
         "No service on this listener has this method: check the method name and the port.";
+    PeerBusy => "PEER_BUSY", ResourceExhausted,
+        "Too many peer requests of this kind are in flight on the node: retry (peers do).";
     PeerUnauthenticated => "PEER_UNAUTHENTICATED", Unauthenticated,
         "Peer RPCs are for cluster members: present a node certificate from the cluster's CA on \
          the peer listener.";

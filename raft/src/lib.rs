@@ -26,6 +26,7 @@ mod limits;
 mod log_store;
 mod node;
 mod peer_auth;
+mod peer_budget;
 mod peer_client;
 mod peer_server;
 mod private_fs;
@@ -44,8 +45,8 @@ pub use node::{
     ClusterStatus, MemberStatus, PROPOSE_WAIT_MAX, RaftNode, ReadConsistency, ReplicationStatus,
 };
 pub use peer_auth::{
-    NODE_NAME_DOMAIN, PEER_SECRETS_MAX, PEER_UNAUTHENTICATED, PeerAuthLayer, PeerConnInfo,
-    PeerSecurity, PeerTls, SharedSecrets, node_id_of_certificate, node_name,
+    NODE_NAME_DOMAIN, PEER_BUSY, PEER_SECRETS_MAX, PEER_UNAUTHENTICATED, PeerAuthLayer,
+    PeerConnInfo, PeerSecurity, PeerTls, SharedSecrets, node_id_of_certificate, node_name,
 };
 pub use peer_server::PeerServer;
 pub use private_fs::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, create_private_dir_all};

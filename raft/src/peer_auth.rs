@@ -24,14 +24,17 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures::future::{Either, Ready, ready};
+use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tonic::{Request, Status, metadata::MetadataValue};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::types::NodeId;
+use crate::{
+    peer_budget::{LimitedBody, PeerBudget},
+    types::NodeId,
+};
 
 /// The metadata key that carries the peer secret on a plaintext cluster.
 pub const PEER_SECRET_METADATA: &str = "x-warrant-peer-secret";
@@ -40,6 +43,9 @@ pub const PEER_SECRET_METADATA: &str = "x-warrant-peer-secret";
 pub const NODE_NAME_DOMAIN: &str = "warrant.internal";
 /// The `ErrorInfo` reason of a refused peer call. The API's reason table has the same row.
 pub const PEER_UNAUTHENTICATED: &str = "PEER_UNAUTHENTICATED";
+/// The `ErrorInfo` reason of a peer call refused because too many are in flight. The API's
+/// reason table has the same row.
+pub const PEER_BUSY: &str = "PEER_BUSY";
 /// The `ErrorInfo` domain of statuses raised here.
 const ERROR_DOMAIN: &str = "warrant.dev";
 /// Secrets a plaintext node accepts at once: the current one and those being rotated out.
@@ -141,6 +147,7 @@ impl PeerSecurity {
                 PeerSecurity::MutualTls(_) => None,
                 PeerSecurity::SharedSecrets(secrets) => Some(secrets.clone()),
             },
+            budget: PeerBudget::default(),
         }
     }
 }
@@ -205,6 +212,15 @@ impl SharedSecrets {
     }
 }
 
+/// The status a peer call gets when its pool of slots is full, with `ErrorInfo`.
+fn busy(message: String) -> Status {
+    Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        message,
+        ErrorDetails::with_error_info(PEER_BUSY, ERROR_DOMAIN, std::collections::HashMap::new()),
+    )
+}
+
 /// The status a refused peer call gets, with `ErrorInfo`.
 fn unauthenticated(message: &str) -> Status {
     Status::with_error_details(
@@ -224,6 +240,8 @@ fn unauthenticated(message: &str) -> Status {
 pub struct PeerAuthLayer {
     /// `None`: mutual TLS, the connection must carry a certificate naming a node.
     secrets: Option<SharedSecrets>,
+    /// What members may make this node hold at once, shared by every connection.
+    budget: PeerBudget,
 }
 
 impl<S> tower_layer::Layer<S> for PeerAuthLayer {
@@ -233,6 +251,7 @@ impl<S> tower_layer::Layer<S> for PeerAuthLayer {
         PeerAuth {
             inner,
             secrets: self.secrets.clone(),
+            budget: self.budget.clone(),
         }
     }
 }
@@ -242,6 +261,7 @@ impl<S> tower_layer::Layer<S> for PeerAuthLayer {
 pub struct PeerAuth<S> {
     inner: S,
     secrets: Option<SharedSecrets>,
+    budget: PeerBudget,
 }
 
 impl<S> PeerAuth<S> {
@@ -276,28 +296,44 @@ impl<S> PeerAuth<S> {
 
 impl<S, B> tower_service::Service<http::Request<B>> for PeerAuth<S>
 where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S: tower_service::Service<
+            http::Request<LimitedBody<B>>,
+            Response = http::Response<tonic::body::Body>,
+        >,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        match self.authenticate(&request) {
-            Ok(()) => Either::Right(self.inner.call(request)),
-            Err(status) => {
-                tracing::warn!(
-                    remote = ?request.extensions().get::<PeerConnInfo>().and_then(|c| c.remote_addr),
-                    path = %request.uri().path(),
-                    "refused an unauthenticated peer request"
-                );
-                Either::Left(ready(Ok(status.into_http())))
-            }
+        if let Err(status) = self.authenticate(&request) {
+            tracing::warn!(
+                remote = ?request.extensions().get::<PeerConnInfo>().and_then(|c| c.remote_addr),
+                path = %request.uri().path(),
+                "refused an unauthenticated peer request"
+            );
+            return Box::pin(std::future::ready(Ok(status.into_http())));
         }
+        let path = request.uri().path().to_string();
+        let admission = match self.budget.admit(&path, busy) {
+            Ok(admission) => admission,
+            Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
+        };
+        // A snapshot stream is long; tonic bounds each of its messages. A unary body is one.
+        let counted = !path.ends_with("/InstallSnapshot");
+        let request = request.map(|body| LimitedBody::new(body, admission.body_bytes_max, counted));
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            drop(admission);
+            response
+        })
     }
 }
 
@@ -423,7 +459,7 @@ mod tests {
         let called = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let inner = {
             let called = called.clone();
-            tower::service_fn(move |_request: http::Request<()>| {
+            tower::service_fn(move |_request: http::Request<LimitedBody<()>>| {
                 called.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 async {
                     Ok::<_, std::convert::Infallible>(http::Response::new(
@@ -432,7 +468,10 @@ mod tests {
                 }
             })
         };
-        let mtls = PeerAuthLayer { secrets: None };
+        let mtls = PeerAuthLayer {
+            secrets: None,
+            budget: PeerBudget::default(),
+        };
         let mut service = mtls.layer(inner.clone());
         for conn in [None, Some(PeerConnInfo::default())] {
             let mut request = http::Request::new(());
