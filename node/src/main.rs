@@ -258,6 +258,8 @@ fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
 
 async fn local_cluster(dir: PathBuf, base_port: u16) -> anyhow::Result<()> {
     let admin_token = dev_admin_token(&dir)?;
+    // Before the nodes start: a SIGTERM while they bootstrap stops them once they have.
+    let stop = shutdown_signal();
     let cluster = local_cluster::LocalCluster::start(&dir, base_port, &admin_token).await?;
     println!(
         "warrant local cluster is up ({} nodes)",
@@ -284,7 +286,7 @@ async fn local_cluster(dir: PathBuf, base_port: u16) -> anyhow::Result<()> {
         cluster.nodes[0].addr
     );
     println!("Ctrl-C stops the cluster.");
-    shutdown_signal().await;
+    stop.await;
     println!("stopping");
     cluster.stop().await;
     Ok(())
@@ -297,19 +299,36 @@ pub async fn serve(api: ApiConfig, on_ready: impl FnOnce(&Warrant)) -> anyhow::R
         .context("run node")
 }
 
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal that arrives while the caller is still starting up (a
+/// local cluster bootstrapping its nodes) is kept for later instead of killing the process and
+/// orphaning its children.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+            (terminate, interrupt) => {
+                tracing::error!(
+                    sigterm = terminate.is_ok(),
+                    sigint = interrupt.is_ok(),
+                    "cannot listen for both SIGTERM and SIGINT; stopping on the one available"
+                );
+                match (terminate, interrupt) {
+                    (Ok(mut one), _) | (_, Ok(mut one)) => {
+                        one.recv().await;
+                    }
+                    _ => std::future::pending().await,
+                }
+            }
+        }
     }
 }
 

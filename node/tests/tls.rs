@@ -294,3 +294,90 @@ async fn warrant_config_starts_a_node_beside_the_clis_variables() {
     let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
     assert!(started.is_ok(), "{started:?}\n{log}");
 }
+
+/// The first of `len` consecutive loopback ports that were all free a moment ago.
+fn free_port_run(len: u16) -> u16 {
+    for _ in 0..50 {
+        let base = 20_000 + rand::random::<u16>() % 30_000;
+        if (0..len).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no run of {len} free loopback ports");
+}
+
+/// The README's commands run TLS end to end: `warrant demo` says so and succeeds, and the
+/// cluster it is built on (`warrant local-cluster`, the same code) answers TLS clients that
+/// trust its CA and refuses plaintext on every listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_commands_run_tls_and_refuse_plaintext() {
+    let demo = support::warrant_command()
+        .arg("demo")
+        .output()
+        .expect("run warrant demo");
+    let stdout = String::from_utf8_lossy(&demo.stdout);
+    assert!(
+        demo.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    assert!(stdout.contains("(TLS; peers on mutual TLS)"), "{stdout}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = free_port_run(9);
+    let mut cluster = support::warrant_command()
+        .arg("local-cluster")
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--base-port", &base.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log"))
+        .spawn()
+        .expect("spawn warrant local-cluster");
+    let ca = dir.path().join("tls/ca.pem");
+    let deadline = tokio::time::Instant::now() + READY_WAIT_MAX;
+    let up = loop {
+        if let Some(exit) = cluster.try_wait().expect("wait") {
+            break Err(format!("local-cluster exited with {exit}"));
+        }
+        if let Ok(pem) = std::fs::read(&ca) {
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            let endpoint = https(&format!("127.0.0.1:{base}"))
+                .tls_config(tls)
+                .expect("TLS settings");
+            if health(endpoint).await.is_ok() {
+                break Ok(());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break Err("not up in time".to_string());
+        }
+        tokio::time::sleep(READY_POLL_INTERVAL).await;
+    };
+    let probes = if up.is_ok() {
+        // Node n: gRPC base+3(n-1), HTTP the next port, peers the one after.
+        let mut refused = Vec::new();
+        for port in (0..9).map(|i| base + i) {
+            let plain =
+                Endpoint::from_shared(format!("http://127.0.0.1:{port}")).expect("endpoint");
+            refused.push((port, health(plain).await.is_err()));
+        }
+        refused
+    } else {
+        Vec::new()
+    };
+    // Only the process this test started, and it stops its own children.
+    let pid = nix::unistd::Pid::from_raw(cluster.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let exit = tokio::task::spawn_blocking(move || cluster.wait())
+        .await
+        .expect("join")
+        .expect("wait for local-cluster");
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+    assert!(up.is_ok(), "{up:?}\n{log}");
+    for (port, refused) in probes {
+        assert!(refused, "port {port} answered a plaintext client");
+    }
+    assert!(exit.success(), "local-cluster stopped with {exit}\n{log}");
+}
