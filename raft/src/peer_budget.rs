@@ -182,7 +182,9 @@ mod tests {
         let held: Vec<_> = (0..PEER_LARGE_IN_FLIGHT_MAX)
             .map(|_| budget.admit(path, busy).expect("a slot"))
             .collect();
-        let refused = budget.admit(path, busy).err().expect("the pool is full");
+        let Err(refused) = budget.admit(path, busy) else {
+            panic!("the pool is full yet admitted");
+        };
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         let small = budget
             .admit("/warrant.raft.v1.RaftService/Forward", busy)
@@ -205,7 +207,9 @@ mod tests {
             (0..3).map(|_| Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![0u8; 60])))),
         );
         let over = LimitedBody::new(StreamBody::new(frames), 100, true);
-        let error = over.collect().await.err().expect("over the limit");
+        let Err(error) = over.collect().await else {
+            panic!("over the limit yet collected");
+        };
         let status = error.downcast::<Status>().expect("a status");
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     }

@@ -85,25 +85,3 @@ pub(super) fn register_operator(
         writes,
     )))
 }
-
-/// Disables or enables operator `id` (admins only): a disabled operator's certificate
-/// authenticates nothing.
-pub(super) fn set_operator_status(
-    state: &dyn StateRead,
-    context: &Context<'_>,
-    id: &str,
-    status: i32,
-) -> Result<Option<(Vec<u8>, Vec<u8>)>, Refusal> {
-    require_admin(context, "disable or enable operators")?;
-    let Some(mut row) = query::operator(state, id)? else {
-        return Err(reject(
-            RejectReason::PermissionDenied,
-            format!("no operator {id} is registered"),
-        ));
-    };
-    if row.status == status {
-        return Ok(None);
-    }
-    row.status = status;
-    Ok(Some((keys::operator(id), row.encode_to_vec())))
-}

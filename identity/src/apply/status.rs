@@ -32,9 +32,7 @@ pub(super) fn set_status(
         Ok(EntityKind::Agent) => set_agent(state, context, &target)?,
         Ok(EntityKind::Service) => set_service(state, context, &target)?,
         Ok(EntityKind::Device) => set_device(state, context, &target)?,
-        Ok(EntityKind::Operator) => {
-            super::operators::set_operator_status(state, context, target.id, target.status)?
-        }
+        Ok(EntityKind::Operator) => set_operator(state, context, &target)?,
         // check::set_status refused every other value.
         Ok(EntityKind::Unspecified) | Err(_) => None,
     };
@@ -127,4 +125,22 @@ fn set_device(state: &dyn StateRead, context: &Context<'_>, target: &Target<'_>)
         row.disabled_seq = context.seq;
     }
     Ok(Some((keys::device(target.id), row.encode_to_vec())))
+}
+
+/// Disables or enables operator `id` (admins only): a disabled operator's certificate
+/// authenticates nothing.
+fn set_operator(state: &dyn StateRead, context: &Context<'_>, target: &Target<'_>) -> RowChange {
+    require_admin(context, "disable or enable operators")?;
+    let (id, status) = (target.id, target.status);
+    let Some(mut row) = query::operator(state, id)? else {
+        return Err(reject(
+            RejectReason::PermissionDenied,
+            format!("no operator {id} is registered"),
+        ));
+    };
+    if row.status == status {
+        return Ok(None);
+    }
+    row.status = status;
+    Ok(Some((keys::operator(id), row.encode_to_vec())))
 }
