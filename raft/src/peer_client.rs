@@ -18,8 +18,8 @@ use std::{
 use openraft::{
     EntryPayload, RaftNetwork, RaftNetworkFactory,
     error::{
-        Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
-        ReplicationClosed, StreamingError, Timeout, Unreachable,
+        Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
+        StreamingError, Timeout, Unreachable,
     },
     network::RPCOption,
     raft::{
@@ -41,8 +41,8 @@ use warrant_proto::{
 use crate::{
     error::{ProposeError, ReadError},
     limits::{
-        APPEND_ENTRIES_BYTES_MAX, ENTRY_OVERHEAD_BYTES_MAX, PEER_MESSAGE_BYTES_MAX,
-        QUEUE_LEN_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNKS_AHEAD_MAX,
+        APPEND_ENTRIES_BYTES_MAX, ENTRY_OVERHEAD_BYTES_MAX, PEER_MESSAGE_BYTES_MAX, QUEUE_LEN_MAX,
+        SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNKS_AHEAD_MAX,
     },
     peer_auth::{PeerSecurity, PeerTls, node_name},
     proposer::{BATCH_BYTES_MAX, Proposal},
@@ -579,9 +579,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         // is far beyond what one message may carry or one heartbeat interval may take: openraft
         // retries at once with the entries hinted, for its next few AppendEntries.
         if let Some(n_fitting) = entries_fitting(&rpc.entries, APPEND_ENTRIES_BYTES_MAX) {
-            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(
-                n_fitting,
-            )));
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(n_fitting),
+            ));
         }
         self.call(PeerMethod::AppendEntries, &rpc, &option).await
     }
@@ -642,7 +642,10 @@ mod tests {
     /// its length prefixes and varints are as long as they get.
     fn entry_of(n_bytes: usize) -> Entry {
         Entry {
-            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(u64::MAX, u64::MAX), u64::MAX),
+            log_id: openraft::LogId::new(
+                openraft::CommittedLeaderId::new(u64::MAX, u64::MAX),
+                u64::MAX,
+            ),
             payload: EntryPayload::Normal(crate::types::BatchPayload(vec![0xa5; n_bytes])),
         }
     }
@@ -662,7 +665,16 @@ mod tests {
 
     #[test]
     fn the_entry_estimate_is_never_below_the_encoding() {
-        for n_bytes in [0, 1, 127, 128, 16_383, 16_384, MIB, BATCH_BYTES_MAX + 64 * 1024] {
+        for n_bytes in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            MIB,
+            BATCH_BYTES_MAX + 64 * 1024,
+        ] {
             let entry = entry_of(n_bytes);
             let encoded = postcard::experimental::serialized_size(&entry).expect("size");
             assert!(encoded <= entry_bytes_max(&entry), "{n_bytes}: {encoded}");
@@ -677,9 +689,18 @@ mod tests {
         let hint = entries_fitting(&entries, APPEND_ENTRIES_BYTES_MAX).expect("too large");
         let hint = usize::try_from(hint).expect("small");
         // The hinted prefix fits, and one more entry would not: fewer would waste round trips.
-        assert!(encoded_len(&entries[..hint]) <= APPEND_ENTRIES_BYTES_MAX, "{hint}");
-        assert!(APPEND_ENTRIES_BYTES_MAX < encoded_len(&entries[..hint + 1]), "{hint}");
-        assert_eq!(hint, APPEND_ENTRIES_BYTES_MAX / (BATCH_BYTES_MAX + ENTRY_OVERHEAD_BYTES_MAX));
+        assert!(
+            encoded_len(&entries[..hint]) <= APPEND_ENTRIES_BYTES_MAX,
+            "{hint}"
+        );
+        assert!(
+            APPEND_ENTRIES_BYTES_MAX < encoded_len(&entries[..hint + 1]),
+            "{hint}"
+        );
+        assert_eq!(
+            hint,
+            APPEND_ENTRIES_BYTES_MAX / (BATCH_BYTES_MAX + ENTRY_OVERHEAD_BYTES_MAX)
+        );
     }
 
     #[test]
@@ -689,7 +710,10 @@ mod tests {
         assert_eq!(entries_fitting(&[], APPEND_ENTRIES_BYTES_MAX), None);
         // One entry larger than the bound cannot be split: it goes as it is.
         let huge = entry_of(2 * APPEND_ENTRIES_BYTES_MAX);
-        assert_eq!(entries_fitting(std::slice::from_ref(&huge), APPEND_ENTRIES_BYTES_MAX), None);
+        assert_eq!(
+            entries_fitting(std::slice::from_ref(&huge), APPEND_ENTRIES_BYTES_MAX),
+            None
+        );
         // Followed by others, it goes alone.
         let entries = vec![huge, entry_of(1024)];
         assert_eq!(entries_fitting(&entries, APPEND_ENTRIES_BYTES_MAX), Some(1));
@@ -708,12 +732,18 @@ mod tests {
         };
         let option = RPCOption::new(Duration::from_secs(1));
         let big = (0..8).map(|_| entry_of(BATCH_BYTES_MAX)).collect();
-        match client.append_entries(append_entries_of(big), option.clone()).await {
+        match client
+            .append_entries(append_entries_of(big), option.clone())
+            .await
+        {
             Err(RPCError::PayloadTooLarge(too_large)) => assert_eq!(too_large.entries_hint(), 3),
             other => panic!("expected PayloadTooLarge, got {other:?}"),
         }
         let small = (0..8).map(|_| entry_of(1024)).collect();
-        match client.append_entries(append_entries_of(small), option).await {
+        match client
+            .append_entries(append_entries_of(small), option)
+            .await
+        {
             Err(RPCError::Unreachable(_)) => {}
             other => panic!("expected an attempt to send, got {other:?}"),
         }

@@ -49,7 +49,9 @@ impl Serialize for BatchPayload {
 
 impl<'de> Deserialize<'de> for BatchPayload {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_byte_buf(BytesVisitor).map(BatchPayload)
+        deserializer
+            .deserialize_byte_buf(BytesVisitor)
+            .map(BatchPayload)
     }
 }
 
@@ -133,7 +135,10 @@ mod tests {
         let as_sequence = postcard::to_allocvec(&long).expect("encode as a sequence");
         assert_eq!(&as_sequence[..2], &[0xac, 0x02]);
         let payload = BatchPayload(long);
-        assert_eq!(postcard::to_allocvec(&payload).expect("encode"), as_sequence);
+        assert_eq!(
+            postcard::to_allocvec(&payload).expect("encode"),
+            as_sequence
+        );
         let decoded: BatchPayload = postcard::from_bytes(&as_sequence).expect("decode");
         assert_eq!(decoded, payload);
     }

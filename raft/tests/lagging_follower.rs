@@ -96,7 +96,11 @@ async fn a_learner_behind_more_than_a_peer_message_catches_up() {
         addr: learner.peer_addr.to_string(),
         peer_addr: learner.peer_addr.to_string(),
     };
-    let joined_index = leader.node.add_learner(2, member).await.expect("add learner");
+    let joined_index = leader
+        .node
+        .add_learner(2, member)
+        .await
+        .expect("add learner");
     assert!(last_index < joined_index, "the membership entry comes last");
     let started = tokio::time::Instant::now();
     let caught_up = tokio::time::timeout(CATCH_UP_WAIT_MAX, async {
@@ -111,7 +115,10 @@ async fn a_learner_behind_more_than_a_peer_message_catches_up() {
         "the learner applied {} of {joined_index} entries within {CATCH_UP_WAIT_MAX:?}",
         learner.node.applied().log_index
     );
-    eprintln!("caught up {N_ENTRIES} entries of {COMMAND_BYTES} bytes in {:?}", started.elapsed());
+    eprintln!(
+        "caught up {N_ENTRIES} entries of {COMMAND_BYTES} bytes in {:?}",
+        started.elapsed()
+    );
     assert_eq!(
         state_digest(&learner.node.reader()).expect("digest"),
         state_digest(&leader.node.reader()).expect("digest"),
