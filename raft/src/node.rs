@@ -864,7 +864,9 @@ impl RaftNode {
             if metrics.changed().await.is_err() {
                 // The core's task ended, and its metrics with it. It says why it stops before
                 // it ends, unless it panicked.
-                return match CoreRun::of(&metrics.borrow().running_state) {
+                // Bound first: the metrics' guard must not be held across an await.
+                let core = CoreRun::of(&metrics.borrow().running_state);
+                return match core {
                     CoreRun::Failed(fatal) => fatal,
                     CoreRun::Stopped => std::future::pending().await,
                     CoreRun::Running => FatalError {

@@ -22,6 +22,8 @@ async fn a_requested_shutdown_is_not_fatal() {
     node.wait_for_leader(Duration::from_secs(30))
         .await
         .expect("a leader");
+    // A server spawns the future that waits on it.
+    assert_send(&node.fatal());
     assert!(
         node.fatal().now_or_never().is_none(),
         "a running node is not stopped"
@@ -40,3 +42,5 @@ async fn a_requested_shutdown_is_not_fatal() {
         "a requested shutdown is reported as fatal"
     );
 }
+
+fn assert_send<T: Send>(_: &T) {}
