@@ -16,7 +16,7 @@ use std::{
 };
 
 use openraft::{
-    EntryPayload, RaftNetwork, RaftNetworkFactory,
+    RaftNetwork, RaftNetworkFactory,
     error::{
         Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
         StreamingError, Timeout, Unreachable,
@@ -41,12 +41,14 @@ use warrant_proto::{
 use crate::{
     error::{ProposeError, ReadError},
     limits::{
-        APPEND_ENTRIES_BYTES_MAX, ENTRY_OVERHEAD_BYTES_MAX, PEER_MESSAGE_BYTES_MAX, QUEUE_LEN_MAX,
-        SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNKS_AHEAD_MAX,
+        APPEND_ENTRIES_BYTES_MAX, PEER_MESSAGE_BYTES_MAX, QUEUE_LEN_MAX, SNAPSHOT_CHUNK_BYTES,
+        SNAPSHOT_CHUNKS_AHEAD_MAX,
     },
     peer_auth::{PeerSecurity, PeerTls, node_name},
     proposer::{BATCH_BYTES_MAX, Proposal},
-    types::{Entry, MemberNode, NodeId, Snapshot, StorageIOError, TypeConfig, Vote},
+    types::{
+        Entry, MemberNode, NodeId, Snapshot, StorageIOError, TypeConfig, Vote, entry_bytes_max,
+    },
 };
 
 // Any entry the proposer makes fits one AppendEntries, with room for its stamp and framing;
@@ -534,7 +536,9 @@ fn encode_header_field<T: Serialize>(value: &T) -> Result<bytes::Bytes, Snapshot
 }
 
 /// How many of `entries`, from the first, fit in `bytes_max` encoded, when not all of them do:
-/// the hint openraft gets with `PayloadTooLarge`. At least one, since a single entry is always
+/// the hint openraft gets with `PayloadTooLarge`. The log store already reads a lagging
+/// follower's entries within the bound (`limited_get_log_entries`): this is the guard at the
+/// network, whatever the entries came from. At least one, since a single entry is always
 /// sent (it cannot be split, and every entry the proposer makes fits the peer message limit).
 /// `None` when all fit, or there is only one.
 fn entries_fitting(entries: &[Entry], bytes_max: usize) -> Option<u64> {
@@ -549,18 +553,6 @@ fn entries_fitting(entries: &[Entry], bytes_max: usize) -> Option<u64> {
         }
     }
     None
-}
-
-/// At least what `entry` encodes to. A batch is counted by its length, without walking its
-/// bytes (postcard encodes a `Vec<u8>` byte by byte): this runs on every AppendEntries.
-fn entry_bytes_max(entry: &Entry) -> usize {
-    match &entry.payload {
-        EntryPayload::Normal(batch) => batch.0.len().saturating_add(ENTRY_OVERHEAD_BYTES_MAX),
-        // Blank and membership entries are small: measured exactly.
-        EntryPayload::Blank | EntryPayload::Membership(_) => {
-            postcard::experimental::serialized_size(entry).unwrap_or(usize::MAX)
-        }
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -613,7 +605,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 mod tests {
     use std::io;
 
+    use openraft::EntryPayload;
+
     use super::*;
+    use crate::limits::ENTRY_OVERHEAD_BYTES_MAX;
 
     fn factory() -> PeerClientFactory {
         PeerClientFactory::new(

@@ -4,6 +4,8 @@ use std::{fmt, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::ENTRY_OVERHEAD_BYTES_MAX;
+
 /// A node's id in the cluster. Never reused: a wiped node rejoins under a new id.
 pub type NodeId = u64;
 
@@ -77,6 +79,20 @@ impl fmt::Debug for BatchPayload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Batches may carry credential hashes; never print their bytes.
         write!(f, "BatchPayload({} bytes)", self.0.len())
+    }
+}
+
+/// At least what `entry` encodes to with postcard: what it adds to an AppendEntries. A batch is
+/// counted by its length, without walking its bytes: this runs for every entry replicated.
+pub(crate) fn entry_bytes_max(entry: &Entry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(batch) => {
+            batch.0.len().saturating_add(ENTRY_OVERHEAD_BYTES_MAX)
+        }
+        // Blank and membership entries are small: measured exactly.
+        openraft::EntryPayload::Blank | openraft::EntryPayload::Membership(_) => {
+            postcard::experimental::serialized_size(entry).unwrap_or(usize::MAX)
+        }
     }
 }
 
