@@ -33,6 +33,8 @@ const TMPFS_BYTES: u64 = 64 * 1024 * 1024;
 const FILL_CHUNK_BYTES: usize = 4096;
 /// How often a full disk is tried again for space the node has freed.
 const REFILL_INTERVAL: Duration = Duration::from_millis(5);
+/// Writers sending registrations at once.
+const N_WRITERS: usize = 16;
 /// "No space left on device".
 const ENOSPC: i32 = 28;
 /// From the disk filling to the process's exit: writes until one fails, the drain of open
@@ -120,6 +122,12 @@ async fn a_full_disk_turns_the_node_not_serving_and_exits_non_zero() {
     let data_dir: PathBuf = tmpfs.path().join("data");
     let mut extra = toml::Table::new();
     extra.insert("data_dir".into(), data_dir.display().to_string().into());
+    // The smallest memtables, so the write-ahead logs RocksDB preallocates for them (and writes
+    // into after the disk is full) run out sooner.
+    extra.insert(
+        "storage_cache_mib".into(),
+        toml::Value::Integer(warrant_raft::STORAGE_CACHE_MIB_MIN as i64),
+    );
     let mut node = Node::start_with(extra).await;
     node.register_human("before-the-disk-fills").await;
 
@@ -148,25 +156,33 @@ async fn a_full_disk_turns_the_node_not_serving_and_exits_non_zero() {
         let stop = stop_filling.clone();
         std::thread::spawn(move || fill_until(&path, &stop))
     };
-    let identity = node.identity();
-    let admin_auth = node.admin_auth();
-    let writer = tokio::spawn(async move {
-        for i in 0.. {
-            let request = api::RegisterHumanRequest {
-                human_id: format!("after-{i}"),
-                display_name: format!("Human {i}"),
-                email: format!("after-{i}@example.com"),
-                ..Default::default()
-            };
-            // Expected to fail once an append hits the full disk; the node's exit ends this.
-            let _ = identity
-                .clone()
-                .register_human(support::with_auth(Some(&admin_auth), request))
-                .await;
-        }
-    });
+    // Concurrent writers fill the log faster: RocksDB writes into space it preallocated for its
+    // write-ahead logs until that runs out.
+    let writers: Vec<_> = (0..N_WRITERS)
+        .map(|writer| {
+            let identity = node.identity();
+            let admin_auth = node.admin_auth();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let request = api::RegisterHumanRequest {
+                        human_id: format!("after-{writer}-{i}"),
+                        display_name: format!("Human {writer} {i}"),
+                        email: format!("after-{writer}-{i}@example.com"),
+                        ..Default::default()
+                    };
+                    // Fails once an append meets the full disk; the node's exit ends this.
+                    let _ = identity
+                        .clone()
+                        .register_human(support::with_auth(Some(&admin_auth), request))
+                        .await;
+                }
+            })
+        })
+        .collect();
     let exit = node.wait_exit(EXIT_WAIT_MAX).await;
-    writer.abort();
+    for writer in writers {
+        writer.abort();
+    }
     stop_filling.store(true, Ordering::Relaxed);
     let n_filled = filler.join().expect("the filler");
     eprintln!("the filler took {n_filled} bytes");
