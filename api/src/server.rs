@@ -101,6 +101,10 @@ pub enum ServeError {
     Federation(#[from] FederationError),
     #[error("reflection: {0}")]
     Reflection(String),
+    /// Raft stopped on a storage error or a panic while serving: the node reported itself
+    /// NOT_SERVING and stopped, for its supervisor to restart it.
+    #[error(transparent)]
+    Fatal(#[from] warrant_raft::FatalError),
 }
 
 /// A running node.
@@ -117,7 +121,8 @@ pub struct Warrant {
 }
 
 impl Warrant {
-    /// Starts the node and serves until `shutdown` resolves.
+    /// Starts the node and serves until `shutdown` resolves, or until Raft stops on a fatal
+    /// error (then every service turns NOT_SERVING and this returns [`ServeError::Fatal`]).
     pub async fn run(
         config: ApiConfig,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -154,7 +159,7 @@ impl Warrant {
             tokio::spawn(publish_then_serve(
                 node.clone(),
                 signing_key,
-                health,
+                health.clone(),
                 stop_rx.clone(),
             )),
         ];
@@ -163,20 +168,48 @@ impl Warrant {
         }
         on_ready(&warrant);
 
-        shutdown.await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
+        let fatal = wait_for_stop(shutdown, &node).await;
         for task in tasks {
             task.abort();
+            // Joined, so that no task can report SERVING after the health set below.
+            let _ = task.await;
         }
+        if fatal.is_some() {
+            stop_serving(&health).await;
+        }
+        let _ = stop_tx.send(true);
         for server in servers {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "server task failed");
             }
         }
         node.shutdown().await;
-        Ok(())
+        match fatal {
+            Some(fatal) => Err(ServeError::Fatal(fatal)),
+            None => Ok(()),
+        }
     }
+}
+
+/// Waits for `shutdown`, or for Raft to stop on a fatal error, which it returns: a node that
+/// can neither commit nor apply must not stay SERVING.
+async fn wait_for_stop(
+    shutdown: impl Future<Output = ()>,
+    node: &RaftNode,
+) -> Option<warrant_raft::FatalError> {
+    let fatal = tokio::select! {
+        () = shutdown => None,
+        fatal = node.fatal() => Some(fatal),
+    };
+    match &fatal {
+        None => tracing::info!("shutting down"),
+        Some(fatal) => tracing::error!(
+            error = %fatal,
+            "stopping: this node can no longer commit or apply; it exits for its supervisor to \
+             restart it"
+        ),
+    }
+    fatal
 }
 
 /// The TLS material, unless the node runs plaintext (which it says loudly).
@@ -421,5 +454,30 @@ async fn publish_then_serve(
         .await;
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+}
+
+/// Reports the node ("") and every service NOT_SERVING: it is stopping on a fatal error, and
+/// probes and balancers should take it out while its connections drain.
+async fn stop_serving(health: &HealthReporter) {
+    let not_serving = tonic_health::ServingStatus::NotServing;
+    health.set_service_status("", not_serving).await;
+    health
+        .set_not_serving::<IdentityServiceServer<IdentityApi>>()
+        .await;
+    health
+        .set_not_serving::<TokenServiceServer<TokenApi>>()
+        .await;
+    health
+        .set_not_serving::<ClusterServiceServer<ClusterApi>>()
+        .await;
+    health
+        .set_not_serving::<AuditServiceServer<AuditApi>>()
+        .await;
+    health
+        .set_not_serving::<SessionServiceServer<SessionApi>>()
+        .await;
+    health
+        .set_not_serving::<DelegationServiceServer<DelegationApi>>()
         .await;
 }

@@ -55,6 +55,15 @@ pub enum ReadError {
     Stopped(String),
 }
 
+/// Why Raft stopped on its own: a storage error (a full disk, an I/O error) or a panic in its
+/// core. The node commits and applies nothing more; only a restart recovers it.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("raft stopped on a fatal error: {reason}")]
+pub struct FatalError {
+    /// openraft's account of the error, with the storage engine's message.
+    pub reason: String,
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

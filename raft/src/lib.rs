@@ -40,7 +40,7 @@ mod storage_memory;
 mod types;
 
 pub use config::RaftConfig;
-pub use error::{MembershipError, ProposeError, ReadError, StartError};
+pub use error::{FatalError, MembershipError, ProposeError, ReadError, StartError};
 pub use node::{
     ClusterStatus, MemberStatus, PROPOSE_WAIT_MAX, RaftNode, ReadConsistency, ReplicationStatus,
 };

@@ -20,8 +20,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     error::StartError,
+    limits::APPEND_ENTRIES_BYTES_MAX,
     storage_memory::{ColumnFamilyRole, StorageMemory, StorageUsage},
-    types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote},
+    types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote, entry_bytes_max},
 };
 
 const CF_LOGS: &str = "logs";
@@ -139,7 +140,6 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let store = self.clone();
         let start = start_index(&range);
         // Exclusive end; `None` means unbounded.
         let end = match range.end_bound() {
@@ -147,9 +147,38 @@ impl RaftLogReader<TypeConfig> for LogStore {
             std::ops::Bound::Excluded(end) => Some(*end),
             std::ops::Bound::Unbounded => None,
         };
+        self.read_entries(start, end, usize::MAX).await
+    }
+
+    /// What one AppendEntries may carry: entries from `start` within
+    /// [`APPEND_ENTRIES_BYTES_MAX`], and always the first. openraft reads a lagging follower's
+    /// entries through this, up to `max_payload_entries` (256 full batches) at a time, and
+    /// would otherwise hold them all in memory for the peer client to refuse.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(start, Some(end), APPEND_ENTRIES_BYTES_MAX)
+            .await
+    }
+}
+
+impl LogStore {
+    /// The entries from `start` to `end` (exclusive; `None` for the last), stopping before the
+    /// first that would take them past `bytes_max` ([`entry_bytes_max`]), unless it is the
+    /// first.
+    async fn read_entries(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let store = self.clone();
         tokio::task::spawn_blocking(move || {
             let mode = IteratorMode::From(&index_key(start), Direction::Forward);
             let mut entries = Vec::new();
+            let mut n_bytes = 0usize;
             for item in store.db.iterator_cf(store.logs(), mode) {
                 let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
                 let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
@@ -160,6 +189,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 }
                 let entry: Entry =
                     postcard::from_bytes(&value).map_err(|e| StorageIOError::read_logs(&e))?;
+                n_bytes = n_bytes.saturating_add(entry_bytes_max(&entry));
+                if bytes_max < n_bytes && !entries.is_empty() {
+                    break;
+                }
                 entries.push(entry);
             }
             Ok(entries)
@@ -273,5 +306,59 @@ impl LogStore {
             Ok(committed) => committed.flatten().map(|l| l.index).unwrap_or(0),
             Err(_) => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::{proposer::BATCH_BYTES_MAX, types::BatchPayload};
+
+    fn open(dir: &Path) -> LogStore {
+        let memory = StorageMemory::new(crate::STORAGE_CACHE_MIB_DEFAULT).expect("budget");
+        LogStore::open(dir, &memory).expect("open the log")
+    }
+
+    /// Writes entries `1..` with batches of `sizes` bytes, as `append` stores them.
+    fn put_entries(store: &LogStore, sizes: &[usize]) {
+        for (i, n_bytes) in sizes.iter().enumerate() {
+            let index = i as u64 + 1;
+            let entry = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Normal(BatchPayload(vec![7; *n_bytes])),
+            };
+            let bytes = postcard::to_allocvec(&entry).expect("encode");
+            store
+                .db
+                .put_cf(store.logs(), index_key(index), bytes)
+                .expect("put");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_limited_read_stops_at_what_one_append_entries_carries() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut store = open(dir.path());
+        put_entries(&store, &[BATCH_BYTES_MAX; 10]);
+        let limited = store.limited_get_log_entries(1, 11).await.expect("read");
+        let n_bytes: usize = limited.iter().map(entry_bytes_max).sum();
+        assert_eq!(limited.len(), 3, "{n_bytes} bytes");
+        assert!(n_bytes <= APPEND_ENTRIES_BYTES_MAX);
+        assert_eq!(limited[0].log_id.index, 1);
+        let all = store.try_get_log_entries(1..11).await.expect("read");
+        assert_eq!(all.len(), 10, "an unlimited read is not cut");
+    }
+
+    #[tokio::test]
+    async fn a_limited_read_returns_an_entry_larger_than_the_bound_alone() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut store = open(dir.path());
+        put_entries(&store, &[2 * APPEND_ENTRIES_BYTES_MAX, 1024, 1024]);
+        let limited = store.limited_get_log_entries(1, 4).await.expect("read");
+        assert_eq!(limited.len(), 1);
+        let rest = store.limited_get_log_entries(2, 4).await.expect("read");
+        assert_eq!(rest.len(), 2);
     }
 }

@@ -23,7 +23,8 @@ use std::{
 use openraft::{
     ChangeMembers, ServerState,
     error::{
-        ChangeMembershipError, CheckIsLeaderError, ClientWriteError, InitializeError, RaftError,
+        ChangeMembershipError, CheckIsLeaderError, ClientWriteError, Fatal, InitializeError,
+        RaftError,
     },
 };
 use tokio::{sync::watch, time::Instant};
@@ -31,7 +32,7 @@ use warrant_proto::log;
 
 use crate::{
     config::RaftConfig,
-    error::{MembershipError, ProposeError, ReadError, StartError},
+    error::{FatalError, MembershipError, ProposeError, ReadError, StartError},
     limits::FORWARD_HOPS_MAX,
     log_store::LogStore,
     peer_auth::PeerSecurity,
@@ -641,7 +642,11 @@ impl RaftNode {
         ClusterStatus {
             node_id: self.config.node_id,
             role,
-            leader_id: metrics.current_leader,
+            // A stopped node follows no one, whatever its last metrics named (`/healthz` says
+            // 503 without a leader).
+            leader_id: metrics
+                .current_leader
+                .filter(|_| metrics.state != ServerState::Shutdown),
             term: metrics.current_term,
             last_log_index,
             committed_index,
@@ -843,9 +848,59 @@ impl RaftNode {
     }
 
     /// Stops Raft. Storage is durable at every acknowledged point, so nothing needs flushing.
+    /// Resolves when Raft has stopped on its own, with why: a storage error (a full disk, an
+    /// I/O error) or a panic in its core. This node commits and applies nothing after that, and
+    /// only a restart recovers it, so the caller stops serving and exits for its supervisor to
+    /// restart it. Never resolves for the stop [`RaftNode::shutdown`] asks for.
+    pub async fn fatal(&self) -> FatalError {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let core = CoreRun::of(&metrics.borrow_and_update().running_state);
+            match core {
+                CoreRun::Running => {}
+                CoreRun::Stopped => return std::future::pending().await,
+                CoreRun::Failed(fatal) => return fatal,
+            }
+            if metrics.changed().await.is_err() {
+                // The core's task ended, and its metrics with it. It says why it stops before
+                // it ends, unless it panicked.
+                // Bound first: the metrics' guard must not be held across an await.
+                let core = CoreRun::of(&metrics.borrow().running_state);
+                return match core {
+                    CoreRun::Failed(fatal) => fatal,
+                    CoreRun::Stopped => std::future::pending().await,
+                    CoreRun::Running => FatalError {
+                        reason: "the raft core ended without saying why (a panic)".to_string(),
+                    },
+                };
+            }
+        }
+    }
+
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// Whether openraft's core runs, as its metrics' `running_state` says.
+enum CoreRun {
+    Running,
+    /// It stopped because it was asked to.
+    Stopped,
+    /// It stopped on a storage error or a panic.
+    Failed(FatalError),
+}
+
+impl CoreRun {
+    fn of(running_state: &Result<(), Fatal<NodeId>>) -> CoreRun {
+        match running_state {
+            Ok(()) => CoreRun::Running,
+            Err(Fatal::Stopped) => CoreRun::Stopped,
+            Err(fatal) => CoreRun::Failed(FatalError {
+                reason: fatal.to_string(),
+            }),
         }
     }
 }

@@ -18,8 +18,8 @@ use std::{
 use openraft::{
     RaftNetwork, RaftNetworkFactory,
     error::{
-        Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
-        Timeout, Unreachable,
+        Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
+        StreamingError, Timeout, Unreachable,
     },
     network::RPCOption,
     raft::{
@@ -41,12 +41,20 @@ use warrant_proto::{
 use crate::{
     error::{ProposeError, ReadError},
     limits::{
-        PEER_MESSAGE_BYTES_MAX, QUEUE_LEN_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNKS_AHEAD_MAX,
+        APPEND_ENTRIES_BYTES_MAX, PEER_MESSAGE_BYTES_MAX, QUEUE_LEN_MAX, SNAPSHOT_CHUNK_BYTES,
+        SNAPSHOT_CHUNKS_AHEAD_MAX,
     },
     peer_auth::{PeerSecurity, PeerTls, node_name},
-    proposer::Proposal,
-    types::{MemberNode, NodeId, Snapshot, StorageIOError, TypeConfig, Vote},
+    proposer::{BATCH_BYTES_MAX, Proposal},
+    types::{
+        Entry, MemberNode, NodeId, Snapshot, StorageIOError, TypeConfig, Vote, entry_bytes_max,
+    },
 };
+
+// Any entry the proposer makes fits one AppendEntries, with room for its stamp and framing;
+// and an AppendEntries leaves the peer message limit room for the request around its entries.
+const _: () = assert!(2 * BATCH_BYTES_MAX <= APPEND_ENTRIES_BYTES_MAX);
+const _: () = assert!(2 * APPEND_ENTRIES_BYTES_MAX <= PEER_MESSAGE_BYTES_MAX);
 
 /// A snapshot transfer may take this long plus [`SNAPSHOT_SECONDS_PER_GIB`] per GiB; beyond it
 /// the sender gives up and openraft retries.
@@ -527,6 +535,26 @@ fn encode_header_field<T: Serialize>(value: &T) -> Result<bytes::Bytes, Snapshot
         .map_err(|e| StreamingError::Network(NetworkError::new(&e)))
 }
 
+/// How many of `entries`, from the first, fit in `bytes_max` encoded, when not all of them do:
+/// the hint openraft gets with `PayloadTooLarge`. The log store already reads a lagging
+/// follower's entries within the bound (`limited_get_log_entries`): this is the guard at the
+/// network, whatever the entries came from. At least one, since a single entry is always
+/// sent (it cannot be split, and every entry the proposer makes fits the peer message limit).
+/// `None` when all fit, or there is only one.
+fn entries_fitting(entries: &[Entry], bytes_max: usize) -> Option<u64> {
+    if entries.len() <= 1 {
+        return None;
+    }
+    let mut n_bytes = 0usize;
+    for (n_fitting, entry) in entries.iter().enumerate() {
+        n_bytes = n_bytes.saturating_add(entry_bytes_max(entry));
+        if bytes_max < n_bytes {
+            return Some((n_fitting as u64).max(1));
+        }
+    }
+    None
+}
+
 #[derive(Clone, Copy)]
 enum PeerMethod {
     AppendEntries,
@@ -539,6 +567,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        // A lagging follower is sent up to `max_payload_entries` at once, which at full batches
+        // is far beyond what one message may carry or one heartbeat interval may take: openraft
+        // retries at once with the entries hinted, for its next few AppendEntries.
+        if let Some(n_fitting) = entries_fitting(&rpc.entries, APPEND_ENTRIES_BYTES_MAX) {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(n_fitting),
+            ));
+        }
         self.call(PeerMethod::AppendEntries, &rpc, &option).await
     }
 
@@ -569,7 +605,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 mod tests {
     use std::io;
 
+    use openraft::EntryPayload;
+
     use super::*;
+    use crate::limits::ENTRY_OVERHEAD_BYTES_MAX;
 
     fn factory() -> PeerClientFactory {
         PeerClientFactory::new(
@@ -590,6 +629,119 @@ mod tests {
         tokio::time::timeout(TEST_WAIT_MAX, forwarded)
             .await
             .expect("forward returned within the test's wait")
+    }
+
+    const MIB: usize = 1024 * 1024;
+
+    /// An entry whose batch is `n_bytes` long, at the largest log id postcard can encode, so
+    /// its length prefixes and varints are as long as they get.
+    fn entry_of(n_bytes: usize) -> Entry {
+        Entry {
+            log_id: openraft::LogId::new(
+                openraft::CommittedLeaderId::new(u64::MAX, u64::MAX),
+                u64::MAX,
+            ),
+            payload: EntryPayload::Normal(crate::types::BatchPayload(vec![0xa5; n_bytes])),
+        }
+    }
+
+    fn append_entries_of(entries: Vec<Entry>) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries,
+        }
+    }
+
+    fn encoded_len(entries: &[Entry]) -> usize {
+        postcard::to_allocvec(entries).expect("encode").len()
+    }
+
+    #[test]
+    fn the_entry_estimate_is_never_below_the_encoding() {
+        for n_bytes in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            MIB,
+            BATCH_BYTES_MAX + 64 * 1024,
+        ] {
+            let entry = entry_of(n_bytes);
+            let encoded = postcard::experimental::serialized_size(&entry).expect("size");
+            assert!(encoded <= entry_bytes_max(&entry), "{n_bytes}: {encoded}");
+        }
+    }
+
+    #[test]
+    fn full_batches_beyond_the_bound_are_refused_with_a_hint_that_fits() {
+        // More full batches than one peer message holds (openraft would send up to 256).
+        let n_entries = PEER_MESSAGE_BYTES_MAX / BATCH_BYTES_MAX + 8;
+        let entries: Vec<Entry> = (0..n_entries).map(|_| entry_of(BATCH_BYTES_MAX)).collect();
+        let hint = entries_fitting(&entries, APPEND_ENTRIES_BYTES_MAX).expect("too large");
+        let hint = usize::try_from(hint).expect("small");
+        // The hinted prefix fits, and one more entry would not: fewer would waste round trips.
+        assert!(
+            encoded_len(&entries[..hint]) <= APPEND_ENTRIES_BYTES_MAX,
+            "{hint}"
+        );
+        assert!(
+            APPEND_ENTRIES_BYTES_MAX < encoded_len(&entries[..hint + 1]),
+            "{hint}"
+        );
+        assert_eq!(
+            hint,
+            APPEND_ENTRIES_BYTES_MAX / (BATCH_BYTES_MAX + ENTRY_OVERHEAD_BYTES_MAX)
+        );
+    }
+
+    #[test]
+    fn entries_within_the_bound_and_single_entries_are_sent() {
+        let small: Vec<Entry> = (0..256).map(|_| entry_of(1024)).collect();
+        assert_eq!(entries_fitting(&small, APPEND_ENTRIES_BYTES_MAX), None);
+        assert_eq!(entries_fitting(&[], APPEND_ENTRIES_BYTES_MAX), None);
+        // One entry larger than the bound cannot be split: it goes as it is.
+        let huge = entry_of(2 * APPEND_ENTRIES_BYTES_MAX);
+        assert_eq!(
+            entries_fitting(std::slice::from_ref(&huge), APPEND_ENTRIES_BYTES_MAX),
+            None
+        );
+        // Followed by others, it goes alone.
+        let entries = vec![huge, entry_of(1024)];
+        assert_eq!(entries_fitting(&entries, APPEND_ENTRIES_BYTES_MAX), Some(1));
+    }
+
+    /// Through openraft's network trait: the client answers `PayloadTooLarge` before it touches
+    /// the network (this one has no address, so a call would be refused as unreachable).
+    #[tokio::test]
+    async fn a_big_append_entries_is_payload_too_large_and_a_small_one_is_sent() {
+        let mut client = PeerClient {
+            source: 1,
+            target: 2,
+            security: factory().security,
+            control: Err("no address in this test".to_string()),
+            snapshot: Err("no address in this test".to_string()),
+        };
+        let option = RPCOption::new(Duration::from_secs(1));
+        let big = (0..8).map(|_| entry_of(BATCH_BYTES_MAX)).collect();
+        match client
+            .append_entries(append_entries_of(big), option.clone())
+            .await
+        {
+            Err(RPCError::PayloadTooLarge(too_large)) => assert_eq!(too_large.entries_hint(), 3),
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+        let small = (0..8).map(|_| entry_of(1024)).collect();
+        match client
+            .append_entries(append_entries_of(small), option)
+            .await
+        {
+            Err(RPCError::Unreachable(_)) => {}
+            other => panic!("expected an attempt to send, got {other:?}"),
+        }
     }
 
     #[test]

@@ -28,7 +28,10 @@ use crate::{
 
 /// Commands per Raft entry.
 pub const BATCH_COMMANDS_MAX: usize = 1024;
-/// Encoded bytes per Raft entry, to keep AppendEntries well under the peer message limit.
+/// Encoded bytes of commands per Raft entry, unless the entry holds one command: a command
+/// alone is never refused for its size here (the API bounds requests far below this). With the
+/// batch's stamp, an entry stays within `limits::APPEND_ENTRIES_BYTES_MAX`, so any entry can be
+/// replicated.
 pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// Batches handed to Raft and not yet answered.
 pub const BATCHES_IN_FLIGHT_MAX: usize = 2;
@@ -89,17 +92,21 @@ async fn run(
     mut stamper: Stamper,
 ) {
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
-    while let Some(first) = receiver.recv().await {
+    // A command that would have taken its batch past `BATCH_BYTES_MAX` starts the next one.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match receiver.recv().await {
+                Some(first) => first,
+                None => break,
+            },
+        };
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        let mut pending = vec![first];
-        let mut n_bytes = pending[0].command.encoded_len();
-        while pending.len() < BATCH_COMMANDS_MAX && n_bytes < BATCH_BYTES_MAX {
-            let Ok(next) = receiver.try_recv() else { break };
-            n_bytes += next.command.encoded_len();
-            pending.push(next);
-        }
+        let (pending, next) = fill_batch(first, &mut receiver);
+        carried = next;
         // The stamp never goes backwards, not even across a leader change to a node whose clock
         // is behind: it is at least the last stamp this node applied. Nor far forwards.
         let now_ms = SystemTime::now()
@@ -144,6 +151,32 @@ async fn run(
         });
     }
     tracing::info!("proposer stopped");
+}
+
+/// `first` and the commands queued behind it, up to [`BATCH_COMMANDS_MAX`] and
+/// [`BATCH_BYTES_MAX`]; and the command that did not fit, if one was taken from the queue.
+fn fill_batch(
+    first: Pending,
+    receiver: &mut mpsc::Receiver<Pending>,
+) -> (Vec<Pending>, Option<Pending>) {
+    let mut n_bytes = batch_bytes(&first.command);
+    let mut pending = vec![first];
+    while pending.len() < BATCH_COMMANDS_MAX {
+        let Ok(next) = receiver.try_recv() else { break };
+        let next_bytes = batch_bytes(&next.command);
+        if BATCH_BYTES_MAX < n_bytes + next_bytes {
+            return (pending, Some(next));
+        }
+        n_bytes += next_bytes;
+        pending.push(next);
+    }
+    (pending, None)
+}
+
+/// What `command` adds to its batch's encoding: the command, its field tag and its length.
+fn batch_bytes(command: &log::Command) -> usize {
+    let len = command.encoded_len();
+    1 + prost::length_delimiter_len(len) + len
 }
 
 fn answer_all(

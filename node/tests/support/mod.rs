@@ -1121,3 +1121,27 @@ pub fn pyjwt_verify_all(
         })
         .collect()
 }
+
+// Added for fatal_storage.rs
+// ---------------------------------------------------------------------------------------------
+
+impl Node {
+    /// Waits at most `wait_max` for the node's process to exit on its own, and reaps it.
+    /// `None` if it is still running then.
+    pub async fn wait_exit(&mut self, wait_max: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + wait_max;
+        let mut poll = tokio::time::interval(READY_POLL_INTERVAL);
+        loop {
+            poll.tick().await;
+            let child = self.child.as_mut().expect("the node was started");
+            if let Some(exit) = child.try_wait().expect("wait for the node") {
+                self.child = None;
+                self.channel = None;
+                return Some(exit);
+            }
+            if deadline <= tokio::time::Instant::now() {
+                return None;
+            }
+        }
+    }
+}
