@@ -384,9 +384,11 @@ async fn public_routes(context: &Arc<Context>) -> Result<(Routes, HealthReporter
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
+    // Only the public contracts: registering every file would list and describe the peer
+    // service (`warrant.raft.v1.RaftService`) on a port that does not serve it.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(warrant_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(warrant_proto::PUBLIC_FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection()

@@ -35,5 +35,9 @@ pub mod warrant {
 
 pub use warrant::{log::v1 as log, raft::v1 as raft, state::v1 as state, v1 as api};
 
-/// The encoded `FileDescriptorSet` of every contract, for gRPC server reflection.
+/// The encoded `FileDescriptorSet` of every contract.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+/// The encoded `FileDescriptorSet` of the public API (`warrant.v1` and the log schema it
+/// imports), for the public port's server reflection: the peer contract is not among them.
+pub const PUBLIC_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/descriptor-public.bin"));

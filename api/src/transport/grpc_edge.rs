@@ -80,7 +80,10 @@ where
                         Err(_) => return Ok(error_response(deadline_exceeded(deadline))),
                     },
                 };
-                Ok(response.map(with_error_info).unwrap_or_else(|e| match e {}))
+                Ok(response
+                    .map(with_error_info)
+                    .map(|response| response.map(|body| Body::new(TrailersWithErrorInfo(body))))
+                    .unwrap_or_else(|e| match e {}))
             }
             .instrument(span),
         )
@@ -162,15 +165,60 @@ pub fn deadline(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
 /// A non-OK status without `ErrorInfo` (one tonic raised) gets its reason; everything else
 /// passes unchanged.
 pub fn with_error_info(response: http::Response<Body>) -> http::Response<Body> {
-    let headers = response.headers();
-    if headers.contains_key(DETAILS_HEADER) {
-        return response;
+    match error_info_for(response.headers()) {
+        Some(error) => error_response(error),
+        None => response,
     }
-    let Some(status) = Status::from_header_map(headers) else {
-        return response;
-    };
+}
+
+/// A streamed response's final status travels in its trailers, where tonic puts the errors a
+/// stream yields (reflection's NOT_FOUND, say): they get `ErrorInfo` by the same rule.
+struct TrailersWithErrorInfo(Body);
+
+impl http_body::Body for TrailersWithErrorInfo {
+    type Data = tonic::codegen::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let frame = match std::task::ready!(Pin::new(&mut self.0).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            other => return Poll::Ready(other),
+        };
+        let mut trailers = match frame.into_trailers() {
+            Ok(trailers) => trailers,
+            Err(frame) => return Poll::Ready(Some(Ok(frame))),
+        };
+        if let Some(error) = error_info_for(&trailers) {
+            for name in ["grpc-status", "grpc-message", DETAILS_HEADER] {
+                trailers.remove(name);
+            }
+            // `add_header` fails only on a message that is no header value; ours are text.
+            let _ = Status::from(error).add_header(&mut trailers);
+        }
+        Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// The error a non-OK status without `ErrorInfo` (in headers or trailers) stands for, or `None`
+/// when the status is OK, absent, or already carries its details.
+fn error_info_for(headers: &HeaderMap) -> Option<ApiError> {
+    if headers.contains_key(DETAILS_HEADER) {
+        return None;
+    }
+    let status = Status::from_header_map(headers)?;
     if status.code() == Code::Ok {
-        return response;
+        return None;
     }
     let error = match status.code() {
         Code::OutOfRange => ApiError::new(
@@ -201,7 +249,7 @@ pub fn with_error_info(response: http::Response<Body>) -> http::Response<Body> {
         ),
         code => ApiError::new(code, Reason::TransportError, status.message().to_string()),
     };
-    error_response(error)
+    Some(error)
 }
 
 #[cfg(test)]

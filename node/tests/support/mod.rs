@@ -759,7 +759,7 @@ async fn probe(endpoint: &Endpoint, admin_auth: &str, ready: Ready) -> Result<Ch
 }
 
 /// A rustls client connection to `host` trusting the test CA.
-fn tls_client(host: &str) -> rustls::ClientConnection {
+pub fn tls_client(host: &str) -> rustls::ClientConnection {
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(Certs::shared().ca_file()).expect("read the CA") {
