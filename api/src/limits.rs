@@ -31,6 +31,10 @@ pub const HTTP2_PENDING_RESETS_MAX: usize = 20;
 /// answered within the timeout.
 pub const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 pub const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long an HTTP/2 client may stay silent after connecting (TLS done): it must send its
+/// connection preface at once, so one that sends nothing for this long is closed, and its
+/// connection slot freed. (HTTP/1.1's equivalent is the header-read timeout.)
+pub const HTTP2_SILENT_CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long an HTTP/1.1 client may take to send a request's headers.
 pub const HTTP_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// HTTP/1.1 read buffer: headers and a body of `REQUEST_BYTES_MAX` fit.

@@ -445,3 +445,65 @@ fn describes_service(
         .iter()
         .any(|file| file.package() == package && file.service.iter().any(|s| s.name() == service))
 }
+
+/// A client that completes TLS on the public (HTTP/2) port and then sends nothing, not even
+/// the connection preface, is closed after `HTTP2_SILENT_CLIENT_TIMEOUT`: it would otherwise
+/// hold one of the listener's connection slots for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_http2_client_is_closed_after_the_silence_timeout() {
+    let node = Node::start().await;
+    let addr = node.addr();
+    let took = tokio::task::spawn_blocking(move || silent_after_tls(&addr))
+        .await
+        .expect("the silent client ran")
+        .unwrap_or_else(|problem| panic!("{problem}"));
+    let timeout = warrant_api::limits::HTTP2_SILENT_CLIENT_TIMEOUT;
+    assert!(
+        timeout - HEADER_TIMEOUT_SLACK <= took,
+        "closed after {took:?}, before the silence timeout ({timeout:?})"
+    );
+    assert_public_port_serves(&node, "after the silent client").await;
+}
+
+/// Completes a TLS handshake with `addr`, sends nothing, and returns how long the server took
+/// to close, or why it did not within [`HEADER_TIMEOUT_CLOSE_WAIT_MAX`].
+fn silent_after_tls(addr: &str) -> Result<Duration, String> {
+    use std::io::Read;
+    let mut tcp = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    tcp.set_read_timeout(Some(HEADER_TIMEOUT_CLOSE_WAIT_MAX))
+        .map_err(|e| format!("set a read timeout: {e}"))?;
+    let mut tls = tls_client("127.0.0.1");
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp)
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+    }
+    let connected = Instant::now();
+    let mut stream = rustls::StreamOwned::new(tls, tcp);
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            // The server's own preface (SETTINGS) may come first; the close is what counts.
+            Ok(0) => return Ok(connected.elapsed()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(connected.elapsed());
+            }
+            Err(e) if connected.elapsed() >= HEADER_TIMEOUT_CLOSE_WAIT_MAX => {
+                return Err(format!(
+                    "still open after {HEADER_TIMEOUT_CLOSE_WAIT_MAX:?}: {e}"
+                ));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!(
+                    "still open after {HEADER_TIMEOUT_CLOSE_WAIT_MAX:?}"
+                ));
+            }
+            Err(e) => return Ok(connected.elapsed()).inspect(|_| eprintln!("closed with {e}")),
+        }
+    }
+}

@@ -10,7 +10,10 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -96,7 +99,32 @@ pub struct Conn {
     pub info: PeerConnInfo,
     /// The operator a verified client certificate names, on the public listener.
     pub operator: Option<ClientOperator>,
+    /// Set once the client has sent a byte (after TLS): see `HTTP2_SILENT_CLIENT_TIMEOUT`.
+    heard: Arc<AtomicBool>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    fn new(
+        io: Io,
+        info: PeerConnInfo,
+        operator: Option<ClientOperator>,
+        permit: OwnedSemaphorePermit,
+    ) -> Conn {
+        Conn {
+            io,
+            info,
+            operator,
+            heard: Arc::default(),
+            _permit: permit,
+        }
+    }
+
+    /// Whether the client has sent anything yet; shared, so it can be watched while the
+    /// connection is being served.
+    pub fn heard(&self) -> Arc<AtomicBool> {
+        self.heard.clone()
+    }
 }
 
 impl AsyncRead for Conn {
@@ -105,10 +133,16 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if buf.filled().len() > before {
+            this.heard.store(true, Ordering::Relaxed);
         }
+        polled
     }
 }
 
@@ -197,15 +231,11 @@ async fn accept_loop(
         }
         match &spec.tls {
             None => {
-                let conn = Conn {
-                    io: Io::Plain(tcp),
-                    info: PeerConnInfo {
-                        remote_addr: Some(remote),
-                        node_id: None,
-                    },
-                    operator: None,
-                    _permit: permit,
+                let info = PeerConnInfo {
+                    remote_addr: Some(remote),
+                    node_id: None,
                 };
+                let conn = Conn::new(Io::Plain(tcp), info, None, permit);
                 if tx.send(conn).await.is_err() {
                     return;
                 }
@@ -247,14 +277,10 @@ async fn handshake(
         .cloned();
     let node_id = leaf.as_ref().and_then(|cert| node_id_of_certificate(cert));
     let operator = leaf.as_ref().and_then(|cert| operator_of_certificate(cert));
-    let conn = Conn {
-        io: Io::Tls(Box::new(stream)),
-        info: PeerConnInfo {
-            remote_addr: Some(remote),
-            node_id,
-        },
-        operator,
-        _permit: permit,
+    let info = PeerConnInfo {
+        remote_addr: Some(remote),
+        node_id,
     };
+    let conn = Conn::new(Io::Tls(Box::new(stream)), info, operator, permit);
     let _ = tx.send(conn).await;
 }

@@ -6,7 +6,14 @@
 //! deadline and error recovery run outside any layer). Serving tonic's `Routes` directly on
 //! hyper keeps all of that in our hands; the limits tonic set are set here, named.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,7 +26,7 @@ use super::incoming::Conn;
 use crate::limits::{
     CONCURRENCY_PER_CONNECTION_MAX, HTTP_HEADER_READ_TIMEOUT, HTTP_READ_BUFFER_BYTES_MAX,
     HTTP2_HEADER_LIST_BYTES_MAX, HTTP2_KEEPALIVE_INTERVAL, HTTP2_KEEPALIVE_TIMEOUT,
-    HTTP2_PENDING_RESETS_MAX, STREAMS_PER_CONNECTION_MAX,
+    HTTP2_PENDING_RESETS_MAX, HTTP2_SILENT_CLIENT_TIMEOUT, STREAMS_PER_CONNECTION_MAX,
 };
 
 /// How long open connections get to finish their requests once the node stops.
@@ -91,6 +98,7 @@ where
 {
     let info = conn.info;
     let operator = conn.operator.clone();
+    let heard = conn.heard();
     let in_flight = Arc::new(Semaphore::new(CONCURRENCY_PER_CONNECTION_MAX));
     let handler = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         request.extensions_mut().insert(info);
@@ -116,7 +124,7 @@ where
                 .keep_alive_interval(HTTP2_KEEPALIVE_INTERVAL)
                 .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT);
             let connection = builder.serve_connection(io, handler);
-            drive(connection, |c| c.graceful_shutdown(), stop).await;
+            drive(connection, |c| c.graceful_shutdown(), stop, Some(heard)).await;
         }
         Protocol::Http1 => {
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -125,23 +133,42 @@ where
                 .header_read_timeout(HTTP_HEADER_READ_TIMEOUT)
                 .max_buf_size(HTTP_READ_BUFFER_BYTES_MAX);
             let connection = builder.serve_connection(io, handler);
-            drive(connection, |c| c.graceful_shutdown(), stop).await;
+            // The header-read timeout already closes a silent HTTP/1.1 client.
+            drive(connection, |c| c.graceful_shutdown(), stop, None).await;
         }
     }
 }
 
 /// Runs a connection until it ends, or until `stop`, then asks it to finish gracefully and
-/// waits at most [`DRAIN_WAIT_MAX`].
-async fn drive<C>(connection: C, graceful: fn(Pin<&mut C>), mut stop: watch::Receiver<bool>)
-where
+/// waits at most [`DRAIN_WAIT_MAX`]. With `heard`, a client that has sent nothing within
+/// [`HTTP2_SILENT_CLIENT_TIMEOUT`] is dropped: it would hold its connection slot forever.
+async fn drive<C>(
+    connection: C,
+    graceful: fn(Pin<&mut C>),
+    mut stop: watch::Receiver<bool>,
+    heard: Option<Arc<AtomicBool>>,
+) where
     C: Future<Output = Result<(), hyper::Error>>,
 {
     let mut connection = std::pin::pin!(connection);
+    let silent = async {
+        let Some(heard) = heard else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep(HTTP2_SILENT_CLIENT_TIMEOUT).await;
+        if heard.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            return;
+        }
+        _ = silent => {
+            tracing::debug!("closed a connection whose client sent nothing");
             return;
         }
         _ = stop.wait_for(|stop| *stop) => {}
