@@ -2,26 +2,15 @@
 //! shutdown it stays pending, so a server waiting on it shuts down cleanly instead of reporting
 //! a failure. (A real fatal error, a full disk, is `node/tests/fatal_storage.rs`.)
 
-use std::time::Duration;
+mod support;
 
 use futures::FutureExt;
 use tempfile::TempDir;
-use warrant_raft::{RaftConfig, RaftNode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requested_shutdown_is_not_fatal() {
     let dir = TempDir::new().expect("temp dir");
-    let node = RaftNode::start(RaftConfig::new(
-        1,
-        "127.0.0.1:1".into(),
-        dir.path().to_path_buf(),
-    ))
-    .await
-    .expect("start");
-    node.initialize_single().await.expect("initialize");
-    node.wait_for_leader(Duration::from_secs(30))
-        .await
-        .expect("a leader");
+    let node = support::single_leader(dir.path()).await;
     // A server spawns the future that waits on it.
     assert_send(&node.fatal());
     assert!(

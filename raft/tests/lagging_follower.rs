@@ -6,12 +6,14 @@
 //! refused by the transport's message limit, or outlast its one-heartbeat timeout, on every retry.
 //! The learner must reach the leader's last log index within a bound, with the same state.
 
+mod support;
+
 use std::{net::SocketAddr, time::Duration};
 
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use warrant_identity::state_digest;
-use warrant_proto::log::{self, command::Kind};
+use warrant_proto::log;
 use warrant_raft::{MemberNode, RaftConfig, RaftNode};
 
 /// Entries the leader commits before the learner joins, each carrying one command of
@@ -55,21 +57,11 @@ async fn start_node(node_id: u64) -> TestNode {
 /// A registration whose display name is `COMMAND_BYTES` long: far over the field's limit, so
 /// apply refuses it, but the entry carrying it is as large as a full batch all the same.
 fn big_command(i: usize) -> log::Command {
-    log::Command {
-        idempotency_key: format!("big-{i}"),
-        request_digest: vec![1; 32],
-        actor: Some(log::Actor {
-            kind: log::PrincipalKind::Admin as i32,
-            id: "admin".into(),
-            on_behalf_of: vec![],
-        }),
-        kind: Some(Kind::RegisterHuman(log::RegisterHuman {
-            human_id: format!("human-{i}"),
-            display_name: "x".repeat(COMMAND_BYTES),
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
+    support::registration(
+        format!("big-{i}"),
+        format!("human-{i}"),
+        "x".repeat(COMMAND_BYTES),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
