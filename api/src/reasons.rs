@@ -208,6 +208,8 @@ reasons! {
     DeadlineInvalid => "DEADLINE_INVALID", InvalidArgument,
         "The `grpc-timeout` header is malformed: send 1 to 8 digits and a unit (H, M, S, m, u, \
          n).";
+    SymbolNotFound => "SYMBOL_NOT_FOUND", NotFound,
+        "Reflection does not serve this symbol here: ask for one of the public API or health.";
     MethodNotFound => "METHOD_NOT_FOUND", Unimplemented,
         "No service on this listener has this method: check the method name and the port.";
     PeerBusy => "PEER_BUSY", ResourceExhausted,

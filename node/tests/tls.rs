@@ -381,3 +381,79 @@ async fn the_readme_commands_run_tls_and_refuse_plaintext() {
     }
     assert!(exit.success(), "local-cluster stopped with {exit}\n{log}");
 }
+
+/// Every TLS file is padded to this size, so a swapped file has the size of the one it replaces.
+const PADDED_FILE_BYTES: usize = 8 * 1024;
+
+/// Writes `pem` padded with newlines to [`PADDED_FILE_BYTES`] at `to`, modified at `mtime`,
+/// through a temporary file renamed into place (a rename keeps the temporary's mtime), so the
+/// reload poll, which watches sizes and modification times, sees no change at any moment.
+fn write_unseen(pem: &[u8], to: &Path, mtime: std::time::SystemTime) {
+    assert!(
+        pem.len() < PADDED_FILE_BYTES,
+        "{} is too big to pad",
+        to.display()
+    );
+    let mut padded = pem.to_vec();
+    padded.resize(PADDED_FILE_BYTES, b'\n');
+    let tmp = to.with_extension("new");
+    std::fs::write(&tmp, &padded).expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("set the modification time");
+    std::fs::rename(&tmp, to).expect("rename");
+}
+
+/// SIGHUP reloads by itself: the files are swapped keeping their sizes and modification times,
+/// so the file watch sees nothing, and the node serves the new certificate only once signalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_what_the_file_watch_cannot_see() {
+    let shared = Certs::shared();
+    let own = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = shared.node_files(1);
+    let mtime = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let files = [
+        (shared.ca_file(), own.path().join("ca.pem")),
+        (cert, own.path().join("node.pem")),
+        (key, own.path().join("node-key.pem")),
+    ];
+    let mut tls = toml::Table::new();
+    for (name, (from, to)) in ["ca_file", "cert_file", "key_file"].iter().zip(&files) {
+        write_unseen(&std::fs::read(from).expect("read"), to, mtime);
+        tls.insert(name.to_string(), to.display().to_string().into());
+    }
+    let mut extra = toml::Table::new();
+    extra.insert("tls".into(), toml::Value::Table(tls));
+    let node = Node::start_with(extra).await;
+
+    let renewed = Certs::make(&format!("hup-ca-{}", std::process::id()));
+    let (new_cert, new_key) = renewed.node_files(1);
+    for (from, (_, to)) in [renewed.ca_file(), new_cert, new_key].iter().zip(&files) {
+        write_unseen(&std::fs::read(from).expect("read"), to, mtime);
+    }
+    let trusting_renewed = || {
+        https(&node.addr())
+            .tls_config(renewed.client_tls())
+            .expect("TLS settings")
+    };
+    // Three polls of the file watch: it must not have noticed (this waits to show that
+    // something does not happen; there is no condition to wait on instead).
+    tokio::time::sleep(warrant_api::transport::tls::TLS_RELOAD_POLL * 3).await;
+    health(trusting_renewed())
+        .await
+        .expect_err("the file watch reloaded files whose size and mtime did not change");
+    node.signal(nix::sys::signal::Signal::SIGHUP);
+    let deadline = tokio::time::Instant::now() + READY_WAIT_MAX;
+    loop {
+        match health(trusting_renewed()).await {
+            Ok(()) => break,
+            Err(why) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "SIGHUP did not reload within {READY_WAIT_MAX:?}: {why}"
+            ),
+        }
+        tokio::time::sleep(READY_POLL_INTERVAL).await;
+    }
+}

@@ -242,6 +242,16 @@ fn error_info_for(headers: &HeaderMap) -> Option<ApiError> {
                 status.message()
             ),
         ),
+        // Warrant's handlers always send their own NOT_FOUND with a reason; one without is
+        // reflection's, for a symbol it does not serve.
+        Code::NotFound => ApiError::new(
+            Code::NotFound,
+            Reason::SymbolNotFound,
+            format!(
+                "{}; this port describes the public API and health only",
+                status.message()
+            ),
+        ),
         Code::DeadlineExceeded | Code::Cancelled => ApiError::new(
             status.code(),
             Reason::DeadlineExceeded,
