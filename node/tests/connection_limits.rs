@@ -68,10 +68,11 @@ async fn an_incomplete_request_head_is_closed_after_the_header_read_timeout() {
     assert_eq!(status, 200, "/healthz after the slow client");
 }
 
-/// Connects over TLS, sends an incomplete request head, and reads until the server closes:
-/// (how long after the head was sent it closed, what it sent first), or why it did not close
-/// within [`HEADER_TIMEOUT_CLOSE_WAIT_MAX`].
-fn send_incomplete_head(addr: &str) -> Result<(Duration, Vec<u8>), String> {
+/// A TLS connection to `addr` (trusting the test CA), handshake done, reads bounded by
+/// [`HEADER_TIMEOUT_CLOSE_WAIT_MAX`].
+fn tls_connected(
+    addr: &str,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, String> {
     let mut tcp = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     tcp.set_read_timeout(Some(HEADER_TIMEOUT_CLOSE_WAIT_MAX))
         .map_err(|e| format!("set a read timeout: {e}"))?;
@@ -80,7 +81,14 @@ fn send_incomplete_head(addr: &str) -> Result<(Duration, Vec<u8>), String> {
         tls.complete_io(&mut tcp)
             .map_err(|e| format!("TLS handshake: {e}"))?;
     }
-    let mut stream = rustls::StreamOwned::new(tls, tcp);
+    Ok(rustls::StreamOwned::new(tls, tcp))
+}
+
+/// Connects over TLS, sends an incomplete request head, and reads until the server closes:
+/// (how long after the head was sent it closed, what it sent first), or why it did not close
+/// within [`HEADER_TIMEOUT_CLOSE_WAIT_MAX`].
+fn send_incomplete_head(addr: &str) -> Result<(Duration, Vec<u8>), String> {
+    let mut stream = tls_connected(addr)?;
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         .and_then(|()| stream.flush())
@@ -469,16 +477,8 @@ async fn a_silent_http2_client_is_closed_after_the_silence_timeout() {
 /// to close, or why it did not within [`HEADER_TIMEOUT_CLOSE_WAIT_MAX`].
 fn silent_after_tls(addr: &str) -> Result<Duration, String> {
     use std::io::Read;
-    let mut tcp = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    tcp.set_read_timeout(Some(HEADER_TIMEOUT_CLOSE_WAIT_MAX))
-        .map_err(|e| format!("set a read timeout: {e}"))?;
-    let mut tls = tls_client("127.0.0.1");
-    while tls.is_handshaking() {
-        tls.complete_io(&mut tcp)
-            .map_err(|e| format!("TLS handshake: {e}"))?;
-    }
+    let mut stream = tls_connected(addr)?;
     let connected = Instant::now();
-    let mut stream = rustls::StreamOwned::new(tls, tcp);
     let mut buf = [0u8; 1024];
     loop {
         match stream.read(&mut buf) {

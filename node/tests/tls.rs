@@ -33,6 +33,22 @@ async fn health(endpoint: Endpoint) -> Result<(), String> {
         .map_err(|status| format!("check: {status:?}"))
 }
 
+/// Waits (bounded by [`READY_WAIT_MAX`]) until a health check through a fresh `endpoint()`
+/// is answered; fails with `what` and the last error otherwise.
+async fn served_within_ready_wait(endpoint: impl Fn() -> Endpoint, what: &str) {
+    let deadline = tokio::time::Instant::now() + READY_WAIT_MAX;
+    loop {
+        match health(endpoint()).await {
+            Ok(()) => return,
+            Err(why) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} within {READY_WAIT_MAX:?}: {why}"
+            ),
+        }
+        tokio::time::sleep(READY_POLL_INTERVAL).await;
+    }
+}
+
 fn https(addr: &str) -> Endpoint {
     Endpoint::from_shared(format!("https://{addr}")).expect("endpoint")
 }
@@ -230,17 +246,7 @@ async fn a_certificate_swapped_on_disk_is_picked_up_without_a_restart() {
     replace(&cert, &files[1].1);
     replace(&renewed.ca_file(), &files[0].1);
 
-    let deadline = tokio::time::Instant::now() + READY_WAIT_MAX;
-    loop {
-        match health(trusting_renewed()).await {
-            Ok(()) => break,
-            Err(why) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "the renewed certificate was not served within {READY_WAIT_MAX:?}: {why}"
-            ),
-        }
-        tokio::time::sleep(READY_POLL_INTERVAL).await;
-    }
+    served_within_ready_wait(trusting_renewed, "the renewed certificate was not served").await;
     assert_eq!(node.pid(), pid, "the node was not restarted");
     health(node.endpoint())
         .await
@@ -445,15 +451,5 @@ async fn sighup_reloads_what_the_file_watch_cannot_see() {
         .await
         .expect_err("the file watch reloaded files whose size and mtime did not change");
     node.signal(nix::sys::signal::Signal::SIGHUP);
-    let deadline = tokio::time::Instant::now() + READY_WAIT_MAX;
-    loop {
-        match health(trusting_renewed()).await {
-            Ok(()) => break,
-            Err(why) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "SIGHUP did not reload within {READY_WAIT_MAX:?}: {why}"
-            ),
-        }
-        tokio::time::sleep(READY_POLL_INTERVAL).await;
-    }
+    served_within_ready_wait(trusting_renewed, "SIGHUP did not reload").await;
 }
