@@ -166,6 +166,21 @@ reasons! {
         "The delegation does not cover this audience: ask for one it covers.";
     ScopeNotDelegated => "SCOPE_NOT_DELEGATED", PermissionDenied,
         "The delegation does not cover a scope: ask only for scopes it covers.";
+    PolicyInvalid => "POLICY_INVALID", InvalidArgument,
+        "The Cedar policy text does not parse or does not validate against the schema: fix \
+         each error at the line and column given (PolicyService.GetSchema shows the schema).";
+    PolicyVersionNotFound => "POLICY_VERSION_NOT_FOUND", NotFound,
+        "No policy version has this number: publish it first, or list the versions.";
+    PolicyForbidden => "POLICY_FORBIDDEN", PermissionDenied,
+        "A forbid policy of the active version refuses this: ask for less, or change the policy.";
+    PolicyError => "POLICY_ERROR", FailedPrecondition,
+        "A policy could not be evaluated for this request, so it was refused (fail closed): fix \
+         the policy named in the message.";
+    PolicyNoPreviousVersion => "POLICY_NO_PREVIOUS_VERSION", FailedPrecondition,
+        "No version was active before the current one: activate a version by number instead.";
+    BudgetExceedsParent => "BUDGET_EXCEEDS_PARENT", FailedPrecondition,
+        "A child delegation's call budget is larger than its parent's: ask for at most the \
+         parent's budget.";
     IssuerNotConfigured => "ISSUER_NOT_CONFIGURED", Unauthenticated,
         "The id_token's issuer is not one this cluster trusts: log in with a configured issuer.";
     LocalPasswordsDisabled => "LOCAL_PASSWORDS_DISABLED", FailedPrecondition,
@@ -264,6 +279,12 @@ impl Reason {
             // Checked again at apply, after the edge accepted them: the same codes as the edge's.
             RejectReason::AssertionExpired => Reason::Credential("ASSERTION_EXPIRED"),
             RejectReason::CredentialRevoked => Reason::Credential("CREDENTIAL_REVOKED"),
+            RejectReason::PolicyInvalid => Reason::PolicyInvalid,
+            RejectReason::PolicyVersionNotFound => Reason::PolicyVersionNotFound,
+            RejectReason::PolicyForbidden => Reason::PolicyForbidden,
+            RejectReason::PolicyError => Reason::PolicyError,
+            RejectReason::PolicyNoPreviousVersion => Reason::PolicyNoPreviousVersion,
+            RejectReason::BudgetExceedsParent => Reason::BudgetExceedsParent,
         }
     }
 }

@@ -173,6 +173,7 @@ pub fn chained_state(depth: u32) -> InMemoryState {
                 expires_at_unix_s: 1_700_000_000 + 86_400,
                 max_depth: warrant_identity::limits::DELEGATION_DEPTH_MAX,
                 grantor_human_id: String::new(),
+                budget: None,
             }),
         ));
     }

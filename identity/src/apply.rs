@@ -241,6 +241,8 @@ impl Applier<'_> {
             changed: true,
             session_started,
             delegation_created,
+            access_decided: None,
+            policy_version: 0,
         });
         pending.finish(&outcome, &mut writes);
         self.overlay.write(writes);
@@ -391,6 +393,17 @@ fn decide(state: &dyn StateRead, context: &Context<'_>, kind: &CommandKind) -> D
         CommandKind::MarkSigningKeyCompromised(command) => {
             signing_keys::mark_signing_key_compromised(state, context, command)
         }
+        // PLACEHOLDER until the policy and access handlers land.
+        CommandKind::PublishPolicy(_)
+        | CommandKind::ActivatePolicy(_)
+        | CommandKind::RollbackPolicy(_)
+        | CommandKind::SetShadowPolicy(_)
+        | CommandKind::Authorize(_)
+        | CommandKind::RecordAccessDecisions(_)
+        | CommandKind::RecordAuthFailures(_) => Err(context::reject(
+            RejectReason::InvalidCommand,
+            "not yet supported",
+        )),
     }
 }
 

@@ -48,6 +48,14 @@ pub fn command(kind: &CommandKind, now_unix_s: u64) -> Result<(), FieldError> {
         CommandKind::RetireSigningKey(command) => retire_signing_key(command),
         CommandKind::RegisterHumans(command) => register_humans(command),
         CommandKind::MarkSigningKeyCompromised(command) => mark_signing_key_compromised(command),
+        // PLACEHOLDER until the policy and access checks land.
+        CommandKind::PublishPolicy(_)
+        | CommandKind::ActivatePolicy(_)
+        | CommandKind::RollbackPolicy(_)
+        | CommandKind::SetShadowPolicy(_)
+        | CommandKind::Authorize(_)
+        | CommandKind::RecordAccessDecisions(_)
+        | CommandKind::RecordAuthFailures(_) => Ok(()),
     }
 }
 

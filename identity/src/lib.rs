@@ -13,6 +13,7 @@
 //! dependency, reads no clock and draws no randomness; storage is reached only through
 //! [`StateRead`], and writes are returned, never made.
 
+pub mod access;
 pub mod apply;
 pub mod check;
 pub mod digest;
@@ -20,6 +21,7 @@ pub mod digest;
 pub mod fixtures;
 pub mod keys;
 pub mod limits;
+pub mod policy;
 pub mod query;
 pub mod state;
 pub mod validity;

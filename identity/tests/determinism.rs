@@ -241,6 +241,12 @@ fn event_name(kind: &EventKind) -> &'static str {
         EventKind::SigningKeyRetired(_) => "SigningKeyRetired",
         EventKind::SigningKeyCompromised(_) => "SigningKeyCompromised",
         EventKind::OperatorRegistered(_) => "OperatorRegistered",
+        EventKind::PolicyPublished(_) => "PolicyPublished",
+        EventKind::PolicyActivated(_) => "PolicyActivated",
+        EventKind::ShadowPolicySet(_) => "ShadowPolicySet",
+        EventKind::AccessDecided(_) => "AccessDecided",
+        EventKind::CommandRejected(_) => "CommandRejected",
+        EventKind::AuthFailuresRecorded(_) => "AuthFailuresRecorded",
     }
 }
 
@@ -871,6 +877,14 @@ fn coherent_actor(kind: &CommandKind, pick: u8) -> Actor {
             agent_actor(grantee_hint(&it.delegation_id)),
         ][pick % 3]
             .clone(),
+        // PLACEHOLDER: the access helper generates these kinds.
+        CommandKind::PublishPolicy(_)
+        | CommandKind::ActivatePolicy(_)
+        | CommandKind::RollbackPolicy(_)
+        | CommandKind::SetShadowPolicy(_)
+        | CommandKind::Authorize(_)
+        | CommandKind::RecordAccessDecisions(_)
+        | CommandKind::RecordAuthFailures(_) => admin(),
     }
 }
 
@@ -1493,6 +1507,7 @@ fn arb_create_delegation(dirt: Dirt) -> BoxedStrategy<CommandKind> {
                     expires_at_unix_s,
                     max_depth,
                     grantor_human_id,
+                    budget: None,
                 };
                 if coherent && !grant.parent_delegation_id.is_empty() {
                     child_shape.apply(&mut grant);

@@ -553,6 +553,39 @@ pub fn describe(event: &warrant_proto::log::Event) -> String {
             format!("SessionStarted {} for {}", e.session_id, e.principal_id)
         }
         Some(Kind::SessionEnded(e)) => format!("SessionEnded {}", e.session_id),
+        Some(Kind::PolicyPublished(e)) => {
+            format!("PolicyPublished v{} policies={:?}", e.version, e.policy_ids)
+        }
+        Some(Kind::PolicyActivated(e)) => format!(
+            "PolicyActivated v{} (was v{}){}",
+            e.version,
+            e.previous_version,
+            if e.rollback { " rollback" } else { "" }
+        ),
+        Some(Kind::ShadowPolicySet(e)) => format!("ShadowPolicySet v{}", e.version),
+        Some(Kind::AccessDecided(e)) => format!(
+            "AccessDecided {} {} {}/{} for {} policy=v{} by {:?}",
+            warrant_proto::log::AccessDecision::try_from(e.decision)
+                .map(|d| d.as_str_name().trim_start_matches("ACCESS_DECISION_"))
+                .unwrap_or("?"),
+            e.principal_id,
+            e.service_id,
+            e.tool,
+            e.on_behalf_of_human_id,
+            e.policy_version,
+            e.determining_policy_ids
+        ),
+        Some(Kind::CommandRejected(e)) => format!(
+            "CommandRejected {} {}",
+            e.command_kind,
+            warrant_proto::log::RejectReason::try_from(e.reason)
+                .map(|r| r.as_str_name())
+                .unwrap_or("?")
+        ),
+        Some(Kind::AuthFailuresRecorded(e)) => format!(
+            "AuthFailures {} x{} reason={}",
+            e.claimed_id, e.count, e.reason
+        ),
         Some(Kind::DelegationCreated(e)) => format!(
             "DelegationCreated {} {} -> {} scopes={:?}",
             e.delegation_id, e.grantor_id, e.grantee_agent_id, e.scopes

@@ -307,6 +307,7 @@ fn cases() -> Vec<(&'static str, log::Event, &'static str)> {
                     max_depth: 3,
                     depth: 2,
                     agent_chain: vec!["alice-assistant".into(), "alice-sub".into()],
+                    budget: None,
                 }),
             ),
             V1_DELEGATION_CREATED,

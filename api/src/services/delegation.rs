@@ -45,6 +45,7 @@ impl DelegationService for DelegationApi {
             expires_at_unix_s: request.expires_at_unix_s,
             max_depth,
             grantor_human_id: request.grantor_human_id.clone(),
+            budget: request.budget.clone(),
         });
         let accepted = self
             .context
@@ -173,5 +174,7 @@ fn delegation_reply(row: state::DelegationRow) -> api::Delegation {
         agent_chain: created.agent_chain,
         revoked: row.revoked,
         created_seq: row.created_seq,
+        budget: created.budget,
+        budget_spent: None,
     }
 }

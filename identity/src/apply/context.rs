@@ -165,6 +165,7 @@ pub(super) fn reject(reason: RejectReason, message: impl Into<String>) -> Refusa
     Refusal::Reject(log::Rejected {
         reason: reason as i32,
         message: message.into(),
+        policy_errors: Vec::new(),
     })
 }
 
@@ -233,6 +234,7 @@ pub(super) fn rejected(reason: RejectReason, message: String) -> log::Outcome {
     outcome(OutcomeResult::Rejected(log::Rejected {
         reason: reason as i32,
         message,
+        policy_errors: Vec::new(),
     }))
 }
 

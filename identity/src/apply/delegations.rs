@@ -89,6 +89,7 @@ fn root_grant(
         ));
     }
     Ok(log::DelegationCreated {
+        budget: None,
         delegation_id: command.delegation_id.clone(),
         parent_delegation_id: String::new(),
         root_human_id: human_id.clone(),
@@ -172,6 +173,7 @@ fn child_grant(
     let mut agent_chain = parent.agent_chain.clone();
     agent_chain.push(command.grantee_agent_id.clone());
     Ok(log::DelegationCreated {
+        budget: None,
         delegation_id: command.delegation_id.clone(),
         parent_delegation_id: parent_id.clone(),
         root_human_id: parent.root_human_id.clone(),

@@ -32,6 +32,7 @@ fn a_human_grants_a_root_delegation() {
         max_depth: 3,
         depth: 1,
         agent_chain: strings(&["bot"]),
+        budget: None,
     };
     assert_eq!(accepted.delegation_created.as_ref(), Some(&created));
     assert_eq!(
@@ -188,6 +189,7 @@ fn an_agent_grants_a_narrower_child_that_inherits_the_task() {
         max_depth: 2,
         depth: 2,
         agent_chain: strings(&["bot", "sub"]),
+        budget: None,
     };
     assert_eq!(accepted.delegation_created.as_ref(), Some(&created));
     assert_eq!(event.kind, Some(EventKind::DelegationCreated(created)));

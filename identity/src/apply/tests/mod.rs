@@ -231,6 +231,7 @@ fn d1() -> log::CreateDelegation {
         expires_at_unix_s: D1_EXPIRES,
         max_depth: 3,
         grantor_human_id: String::new(),
+        budget: None,
     }
 }
 
@@ -246,6 +247,7 @@ fn d2() -> log::CreateDelegation {
         expires_at_unix_s: D2_EXPIRES,
         max_depth: 2,
         grantor_human_id: String::new(),
+        budget: None,
     }
 }
 
