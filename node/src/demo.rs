@@ -1,6 +1,7 @@
 //! `warrant demo`: a three-node cluster on loopback in a temporary directory, and a scripted
 //! walk through the API as a client would make it: register on one node, issue on another,
-//! verify on the third, revoke, verify again, and read the audit trail.
+//! verify on the third, revoke, verify again, a delegation chain whose tool calls are decided
+//! (and narrowed by a policy) with every decision a receipt, and read the audit trail.
 
 use std::net::TcpListener;
 
@@ -16,6 +17,8 @@ use warrant_proto::{
 };
 
 use crate::local_cluster::{LOCAL_NODES, LocalCluster};
+
+mod access;
 
 /// Attempts at finding a run of free loopback ports.
 const PORT_ATTEMPTS_MAX: usize = 20;
@@ -418,7 +421,8 @@ async fn delegate_down(
 }
 
 /// Node 3 verifies the researcher's token, alice revokes her grant on node 1, and node 3 no
-/// longer accepts the token. Returns the revocation's seq.
+/// longer accepts the token; the calendar's calls are decided before and after. Returns the last
+/// receipt's seq.
 async fn verify_then_revoke(
     one: &Channel,
     three: &Channel,
@@ -442,6 +446,7 @@ async fn verify_then_revoke(
         "the delegated token did not verify: {}",
         verified.reason_message
     );
+    access::decide_calls(one, three, admin, &issued.access_token).await?;
     let revoked = TokenServiceClient::new(one.clone())
         .revoke(authed(
             as_alice,
@@ -467,7 +472,7 @@ async fn verify_then_revoke(
         !verified.active,
         "a token under a revoked delegation still verified"
     );
-    Ok(revoked.seq)
+    access::decide_after_revoke(three, admin, &issued.access_token).await
 }
 
 /// A linearizable check of `token` for the calendar's audience.
