@@ -17,6 +17,7 @@ use crate::{
     error::{ApiError, Reason},
     federation::Federation,
     keys::key_set::SigningKeys,
+    receipts::ReceiptQueue,
     validate,
 };
 
@@ -40,6 +41,8 @@ pub struct Context {
     pub rotation: tokio::sync::Mutex<()>,
     /// Hides client secrets in request digests; the same on every member.
     pub digest_key: DigestKey,
+    /// ASYNC receipts waiting for commit (`crate::receipts`).
+    pub receipts: ReceiptQueue,
 }
 
 impl Context {
@@ -127,7 +130,7 @@ impl Context {
         match proposal.outcome.result {
             Some(log::outcome::Result::Accepted(accepted)) => Ok(accepted),
             Some(log::outcome::Result::Rejected(rejected)) => {
-                Err(ApiError::from_rejection(rejected.reason, rejected.message))
+                Err(ApiError::from_rejected(rejected))
             }
             None => Err(ApiError::internal("apply returned an empty outcome")),
         }
