@@ -268,3 +268,99 @@ fn leader_hint(error: ApiError, leader_id: Option<u64>, leader_addr: Option<Stri
         None => error,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors() -> Vec<log::PolicyError> {
+        vec![
+            log::PolicyError {
+                line: 2,
+                column: 14,
+                policy_id: "no-transfer".to_string(),
+                message: "unrecognized entity type `Tol`".to_string(),
+            },
+            log::PolicyError {
+                line: 9,
+                column: 1,
+                policy_id: String::new(),
+                message: "unexpected end of input".to_string(),
+            },
+        ]
+    }
+
+    /// The status a client receives, and its ErrorInfo and BadRequest details.
+    fn details_of(error: ApiError) -> (Status, ErrorDetails) {
+        let status = Status::from(error);
+        let details = status.get_error_details();
+        (status, details)
+    }
+
+    #[test]
+    fn policy_invalid_carries_every_error_with_its_line_and_column() {
+        let (status, details) = details_of(ApiError::policy_invalid(&errors()));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let info = details.error_info().expect("ErrorInfo");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("POLICY_INVALID", ERROR_DOMAIN)
+        );
+        assert_eq!(info.metadata.get("errors").map(String::as_str), Some("2"));
+        let violations: Vec<(&str, &str)> = details
+            .bad_request()
+            .expect("BadRequest")
+            .field_violations
+            .iter()
+            .map(|it| (it.field.as_str(), it.description.as_str()))
+            .collect();
+        assert_eq!(
+            violations,
+            vec![
+                (
+                    "text",
+                    "line 2, column 14: unrecognized entity type `Tol` (no-transfer)"
+                ),
+                ("text", "line 9, column 1: unexpected end of input"),
+            ]
+        );
+        assert!(
+            status.message().contains("2 error(s)"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn apply_refusing_a_policy_reads_as_the_edge_refusal() {
+        let rejected = log::Rejected {
+            reason: log::RejectReason::PolicyInvalid as i32,
+            message: "invalid".to_string(),
+            policy_errors: errors(),
+        };
+        let (from_apply, apply_details) = details_of(ApiError::from_rejected(rejected));
+        let (from_edge, edge_details) = details_of(ApiError::policy_invalid(&errors()));
+        assert_eq!(from_apply.code(), from_edge.code());
+        let descriptions = |details: &ErrorDetails| -> Vec<String> {
+            details
+                .bad_request()
+                .map(|it| {
+                    it.field_violations
+                        .iter()
+                        .map(|v| v.description.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(descriptions(&apply_details), descriptions(&edge_details));
+        assert_eq!(descriptions(&apply_details).len(), 2);
+        // Any other refusal has no violations.
+        let (other, other_details) = details_of(ApiError::from_rejected(log::Rejected {
+            reason: log::RejectReason::PolicyVersionNotFound as i32,
+            message: "no version 9".to_string(),
+            policy_errors: vec![],
+        }));
+        assert_eq!(other.code(), Code::NotFound);
+        assert!(other_details.bad_request().is_none());
+    }
+}

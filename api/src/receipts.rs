@@ -39,16 +39,11 @@ pub trait Recorder: Sync {
 }
 
 impl Recorder for RaftNode {
-    fn record(
-        &self,
-        command: log::Command,
-    ) -> impl Future<Output = Result<log::Outcome, String>> + Send {
-        async move {
-            self.propose(command)
-                .await
-                .map(|proposal| proposal.outcome)
-                .map_err(|e| e.to_string())
-        }
+    async fn record(&self, command: log::Command) -> Result<log::Outcome, String> {
+        self.propose(command)
+            .await
+            .map(|proposal| proposal.outcome)
+            .map_err(|e| e.to_string())
     }
 }
 
