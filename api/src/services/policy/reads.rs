@@ -305,4 +305,61 @@ mod tests {
         // Past the last event: the range is done.
         assert_eq!(scan_receipts(&state, 6, 9, 10).expect("scan").next_seq, 10);
     }
+
+    #[test]
+    fn version_zero_is_the_active_one_and_an_unknown_version_is_not_found() {
+        let mut writes = WriteSet::new();
+        let published = log::PolicyPublished {
+            version: 1,
+            text: "permit(principal, action, resource);".to_string(),
+            text_sha256: vec![0xab, 0x01],
+            ..Default::default()
+        };
+        let row = PolicyVersionRow {
+            published: Some(published),
+            published_seq: 4,
+            ..Default::default()
+        };
+        writes.put(
+            [b"pv\0".as_slice(), &1u32.to_be_bytes()].concat(),
+            row.encode_to_vec(),
+        );
+        let mut state = InMemoryState::new();
+        state.apply_writes(&writes);
+
+        let none_active = PolicyActivationRow {
+            latest_version: 1,
+            ..Default::default()
+        };
+        let refused = version_row(&state, &none_active, 0).expect_err("none is active");
+        assert_eq!(refused.reason, Reason::PolicyVersionNotFound);
+        assert_eq!(
+            version_row(&state, &none_active, 1).expect("published"),
+            row
+        );
+        let unknown = version_row(&state, &none_active, 2).expect_err("not published");
+        assert_eq!(unknown.code, Code::NotFound);
+
+        let active = PolicyActivationRow {
+            active_version: 1,
+            latest_version: 1,
+            ..Default::default()
+        };
+        let got = version_row(&state, &active, 0).expect("the active one");
+        let full = version_reply(got.clone(), &active, true);
+        assert_eq!(
+            (
+                full.version,
+                full.active,
+                full.shadow,
+                full.text_sha256_hex.as_str()
+            ),
+            (1, true, false, "ab01")
+        );
+        assert!(!full.text.is_empty());
+        assert!(
+            version_reply(got, &active, false).text.is_empty(),
+            "lists omit the text"
+        );
+    }
 }
