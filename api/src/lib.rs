@@ -18,6 +18,7 @@ pub mod keys;
 pub mod limits;
 pub mod peer;
 pub mod reasons;
+pub mod receipts;
 pub mod server;
 pub mod services;
 mod storage;

@@ -7,10 +7,11 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 use warrant_proto::api::{
-    audit_service_server::AuditServiceServer, cluster_service_server::ClusterServiceServer,
+    audit_service_server::AuditServiceServer, authz_service_server::AuthzServiceServer,
+    cluster_service_server::ClusterServiceServer,
     delegation_service_server::DelegationServiceServer,
-    identity_service_server::IdentityServiceServer, session_service_server::SessionServiceServer,
-    token_service_server::TokenServiceServer,
+    identity_service_server::IdentityServiceServer, policy_service_server::PolicyServiceServer,
+    session_service_server::SessionServiceServer, token_service_server::TokenServiceServer,
 };
 use warrant_raft::{PeerSecurity, RaftConfig, RaftNode, SharedSecrets};
 use warrant_token::NodeSigningKey;
@@ -21,12 +22,14 @@ use crate::{
     federation::{Federation, FederationError, IssuerConfig},
     keys::{self, key_set::SigningKeys},
     limits::{
-        HTTP_CONNECTIONS_MAX, PEER_CONNECTIONS_MAX, PUBLIC_CONNECTIONS_MAX, REQUEST_BYTES_MAX,
+        HTTP_CONNECTIONS_MAX, PEER_CONNECTIONS_MAX, POLICY_REQUEST_BYTES_MAX,
+        PUBLIC_CONNECTIONS_MAX, REQUEST_BYTES_MAX,
     },
     peer::PeerAddrLayer,
+    receipts::{self, ReceiptQueue},
     services::{
-        audit::AuditApi, cluster::ClusterApi, delegation::DelegationApi, identity::IdentityApi,
-        session::SessionApi, token::TokenApi,
+        audit::AuditApi, authz::AuthzApi, cluster::ClusterApi, delegation::DelegationApi,
+        identity::IdentityApi, policy::PolicyApi, session::SessionApi, token::TokenApi,
     },
     transport::{self, GrpcEdge, ListenerSpec, Protocol, Role, TlsError, TlsFiles, TlsState},
 };
@@ -139,8 +142,19 @@ impl Warrant {
         let node = start_raft(&config, peer_security(&config, tls.as_ref())?).await?;
         let listeners = Listeners::bind(&config).await?;
         let federation = Arc::new(Federation::load(config.federation.clone()).await?);
-        let context = service_context(&config, &node, &signing_key, federation.clone());
+        let (receipt_queue, receipt_drain) = receipts::queue();
+        let context = service_context(
+            &config,
+            &node,
+            &signing_key,
+            federation.clone(),
+            receipt_queue,
+        );
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Not among `tasks`, which are aborted at stop: it commits what is queued, within a
+        // bound, after the listeners stopped and before Raft does.
+        let receipt_task =
+            tokio::spawn(receipt_drain.run(node.clone(), config.node_id, stop_rx.clone()));
         let addrs = listeners.addrs();
         let (servers, health) = listeners.serve(&context, tls.clone(), &stop_rx).await?;
         if config.init_single_node && node.initialize_single().await? {
@@ -182,6 +196,9 @@ impl Warrant {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "server task failed");
             }
+        }
+        if let Err(e) = receipt_task.await {
+            tracing::error!(error = %e, "receipt drain task failed");
         }
         node.shutdown().await;
         match fatal {
@@ -352,6 +369,7 @@ fn service_context(
     node: &RaftNode,
     signing_key: &Arc<NodeSigningKey>,
     federation: Arc<Federation>,
+    receipts: ReceiptQueue,
 ) -> Arc<Context> {
     Arc::new(Context {
         node: node.clone(),
@@ -371,6 +389,7 @@ fn service_context(
         data_dir: config.data_dir.clone(),
         rotation: tokio::sync::Mutex::new(()),
         digest_key: crate::digest_key::DigestKey::from_admin_token(&config.admin_token),
+        receipts,
     })
 }
 
@@ -435,6 +454,19 @@ async fn public_routes(context: &Arc<Context>) -> Result<(Routes, HealthReporter
                 context: context.clone(),
             })
             .max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            // Policy texts are larger than any other request (see the limit).
+            PolicyServiceServer::new(PolicyApi {
+                context: context.clone(),
+            })
+            .max_decoding_message_size(POLICY_REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            AuthzServiceServer::new(AuthzApi {
+                context: context.clone(),
+            })
+            .max_decoding_message_size(REQUEST_BYTES_MAX),
         );
     Ok((routes, health))
 }
@@ -481,5 +513,11 @@ async fn stop_serving(health: &HealthReporter) {
         .await;
     health
         .set_not_serving::<DelegationServiceServer<DelegationApi>>()
+        .await;
+    health
+        .set_not_serving::<PolicyServiceServer<PolicyApi>>()
+        .await;
+    health
+        .set_not_serving::<AuthzServiceServer<AuthzApi>>()
         .await;
 }
