@@ -395,12 +395,12 @@ async fn assert_trail_everywhere(cluster: &Cluster, replies: &[api::AuthorizeRes
     for (seq, receipt) in &logged {
         let active = events
             .iter()
+            .rev()
             .filter(|e| e.seq < *seq)
-            .filter_map(|e| match &e.kind {
+            .find_map(|e| match &e.kind {
                 Some(Kind::PolicyActivated(a)) => Some(a.version),
                 _ => None,
             })
-            .last()
             .unwrap_or(0);
         assert_eq!(
             receipt.policy_version, active,

@@ -255,7 +255,11 @@ async fn single_evaluations_answer_the_spec_shape_and_are_receipts() {
     assert_eq!(status, 401, "an evaluation without a credential");
     let float = json!({"subject": subject(&s.token), "resource": tool(CONVERT), "action": call(),
                        "context": {"amount": 1.5}});
-    let (status, _, refused) = s.post(2, EVALUATION, &[], &float);
+    let gateway = s.world.gateway.auth();
+    let (status, _, refused) =
+        s.cluster
+            .node(2)
+            .http_post_json(EVALUATION, Some(&gateway), &[], &float);
     assert_eq!(status, 400, "a float attribute: {refused}");
     assert_eq!(
         receipt_count(&s).await,
