@@ -271,66 +271,11 @@ async fn seed_scenario_every_receipt_carries_its_version_and_every_node_lists_th
         token: &token,
         grant: &grant,
     };
-    let mut replies = Vec::new();
     // No version active yet: the delegation decides.
-    replies.push(call_sync(n1, &subject, "seed-0", vec![], Want::allow(CONVERT, 0)).await);
-
-    let v1 = publish_and_activate(n2, V1, vec![]).await;
-    assert_eq!(
-        (v1.version, v1.policy_ids.clone()),
-        (1, fx::strings(&["no-transfers"]))
-    );
-    replies.push(call_sync(n2, &subject, "seed-1", vec![], Want::allow(CONVERT, 1)).await);
-    let no_transfers = &["no-transfers"][..];
-    replies.push(
-        call_sync(
-            n3,
-            &subject,
-            "seed-2",
-            vec![],
-            Want::deny(TRANSFER, 1, R::PolicyForbidden, no_transfers),
-        )
-        .await,
-    );
-
-    let v2 = publish_and_activate(n3, V2, vec![amount_declared()]).await;
-    assert_eq!(v2.version, 2);
-    assert_eq!(
-        v2.policy_ids,
-        fx::strings(&["no-big-converts", "no-transfers"]),
-        "in id order"
-    );
-    let no_big = &["no-big-converts"][..];
-    replies.push(
-        call_sync(
-            n1,
-            &subject,
-            "seed-3",
-            vec![amount(20_000)],
-            Want::deny(CONVERT, 2, R::PolicyForbidden, no_big),
-        )
-        .await,
-    );
-    replies.push(
-        call_sync(
-            n2,
-            &subject,
-            "seed-4",
-            vec![amount(50)],
-            Want::allow(CONVERT, 2),
-        )
-        .await,
-    );
-    replies.push(
-        call_sync(
-            n3,
-            &subject,
-            "seed-5",
-            vec![amount(50)],
-            Want::deny(TRANSFER, 2, R::PolicyForbidden, no_transfers),
-        )
-        .await,
-    );
+    let mut replies =
+        vec![call_sync(n1, &subject, "seed-0", vec![], Want::allow(CONVERT, 0)).await];
+    replies.extend(seed_under_v1(&cluster, &subject).await);
+    replies.extend(seed_under_v2(&cluster, &subject).await);
 
     let digest = |i: usize| {
         replies[i]
@@ -354,6 +299,69 @@ async fn seed_scenario_every_receipt_carries_its_version_and_every_node_lists_th
         "the digest covers the attributes, not the tool"
     );
     assert_trail_everywhere(&cluster, &replies).await;
+}
+
+/// Version 1 (no transfers) active: convert is allowed, transfer denied by the policy.
+async fn seed_under_v1(cluster: &Cluster, subject: &Subject<'_>) -> Vec<api::AuthorizeResponse> {
+    let (n2, n3) = (cluster.node(2), cluster.node(3));
+    let v1 = publish_and_activate(n2, V1, vec![]).await;
+    assert_eq!(
+        (v1.version, v1.policy_ids.clone()),
+        (1, fx::strings(&["no-transfers"]))
+    );
+    let no_transfers = &["no-transfers"][..];
+    vec![
+        call_sync(n2, subject, "seed-1", vec![], Want::allow(CONVERT, 1)).await,
+        call_sync(
+            n3,
+            subject,
+            "seed-2",
+            vec![],
+            Want::deny(TRANSFER, 1, R::PolicyForbidden, no_transfers),
+        )
+        .await,
+    ]
+}
+
+/// Version 2 (also no conversion above 10,000) active: 20,000 is denied, 50 allowed, and
+/// transfers stay denied.
+async fn seed_under_v2(cluster: &Cluster, subject: &Subject<'_>) -> Vec<api::AuthorizeResponse> {
+    let (n1, n2, n3) = (cluster.node(1), cluster.node(2), cluster.node(3));
+    let v2 = publish_and_activate(n3, V2, vec![amount_declared()]).await;
+    assert_eq!(v2.version, 2);
+    assert_eq!(
+        v2.policy_ids,
+        fx::strings(&["no-big-converts", "no-transfers"]),
+        "in id order"
+    );
+    let no_big = &["no-big-converts"][..];
+    let no_transfers = &["no-transfers"][..];
+    vec![
+        call_sync(
+            n1,
+            subject,
+            "seed-3",
+            vec![amount(20_000)],
+            Want::deny(CONVERT, 2, R::PolicyForbidden, no_big),
+        )
+        .await,
+        call_sync(
+            n2,
+            subject,
+            "seed-4",
+            vec![amount(50)],
+            Want::allow(CONVERT, 2),
+        )
+        .await,
+        call_sync(
+            n3,
+            subject,
+            "seed-5",
+            vec![amount(50)],
+            Want::deny(TRANSFER, 2, R::PolicyForbidden, no_transfers),
+        )
+        .await,
+    ]
 }
 
 /// Every node lists the same receipts in the same order (byte for byte); they are the replies'
@@ -617,8 +625,7 @@ const BUDGET_TOTAL: u64 = 3;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_of_three_allows_exactly_three_of_six_concurrent_calls_over_three_nodes() {
     let cluster = start_cluster().await;
-    let n1 = cluster.node(1);
-    let world = FxWorld::register(n1).await;
+    let world = FxWorld::register(cluster.node(1)).await;
     let budget = log::CallBudget {
         total: BUDGET_TOTAL,
         tools: vec![],
@@ -635,30 +642,7 @@ async fn a_budget_of_three_allows_exactly_three_of_six_concurrent_calls_over_thr
         .issue(cluster.node(3), &grant.delegation_id, &[CONVERT])
         .await;
 
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..BUDGET_CALLS {
-        let node_id = (i % 3) as u64 + 1;
-        let channel = cluster.node(node_id).channel();
-        let key = format!("budget-{i}");
-        let request =
-            authorize_request(&key, &token.access_token, CONVERT, vec![], AuditMode::Sync);
-        let authorization = world.gateway.auth();
-        calls.spawn(async move {
-            let reply = fx::authz(channel)
-                .authorize(with_auth(Some(&authorization), request))
-                .await;
-            (key, node_id, reply.map(tonic::Response::into_inner))
-        });
-    }
-    let mut replies = Vec::new();
-    while let Some(joined) = calls.join_next().await {
-        let (key, node_id, reply) = joined.expect("an Authorize task panicked");
-        let reply =
-            reply.unwrap_or_else(|status| panic!("{key} through node {node_id}: {status:?}"));
-        check_sync_reply(&key, node_id, &reply, 0);
-        replies.push((key, reply));
-    }
-    replies.sort_by_key(|(_, reply)| reply.receipt_seq);
+    let replies = concurrent_budget_calls(&cluster, &world, &token.access_token).await;
     let outcomes: Vec<(String, String)> = replies
         .iter()
         .map(|(_, r)| {
@@ -692,14 +676,56 @@ async fn a_budget_of_three_allows_exactly_three_of_six_concurrent_calls_over_thr
     );
     let seqs: BTreeSet<u64> = replies.iter().map(|(_, r)| r.receipt_seq).collect();
     assert_eq!(seqs.len(), BUDGET_CALLS, "each call has its own receipt");
-
     assert_budget_spent_everywhere(&cluster, &grant.delegation_id, BUDGET_TOTAL).await;
-    // A retry of an allowed call, through another node, is the same decision and spends nothing.
-    let (key, first) = &replies[0];
+    check_spent_budget(&cluster, &world, &token.access_token, &replies[0]).await;
+    assert_budget_spent_everywhere(&cluster, &grant.delegation_id, BUDGET_TOTAL).await;
+}
+
+/// [`BUDGET_CALLS`] SYNC Authorize calls at once, round robin over the nodes: (key, reply), in
+/// receipt order.
+async fn concurrent_budget_calls(
+    cluster: &Cluster,
+    world: &FxWorld,
+    token: &str,
+) -> Vec<(String, api::AuthorizeResponse)> {
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..BUDGET_CALLS {
+        let node_id = (i % 3) as u64 + 1;
+        let channel = cluster.node(node_id).channel();
+        let key = format!("budget-{i}");
+        let request = authorize_request(&key, token, CONVERT, vec![], AuditMode::Sync);
+        let authorization = world.gateway.auth();
+        calls.spawn(async move {
+            let reply = fx::authz(channel)
+                .authorize(with_auth(Some(&authorization), request))
+                .await;
+            (key, node_id, reply.map(tonic::Response::into_inner))
+        });
+    }
+    let mut replies = Vec::new();
+    while let Some(joined) = calls.join_next().await {
+        let (key, node_id, reply) = joined.expect("an Authorize task panicked");
+        let reply =
+            reply.unwrap_or_else(|status| panic!("{key} through node {node_id}: {status:?}"));
+        check_sync_reply(&key, node_id, &reply, 0);
+        replies.push((key, reply));
+    }
+    replies.sort_by_key(|(_, reply)| reply.receipt_seq);
+    replies
+}
+
+/// Once the budget is spent: a retry of the allowed call `first`, through another node, is the
+/// same decision (and spends nothing); ASYNC on the budgeted grant is decided SYNC, exhausted.
+async fn check_spent_budget(
+    cluster: &Cluster,
+    world: &FxWorld,
+    token: &str,
+    (key, first): &(String, api::AuthorizeResponse),
+) {
     let retry = world
         .authorize(
             cluster.node(3),
-            authorize_request(key, &token.access_token, CONVERT, vec![], AuditMode::Sync),
+            authorize_request(key, token, CONVERT, vec![], AuditMode::Sync),
         )
         .await
         .expect("the retry of an allowed call");
@@ -708,11 +734,10 @@ async fn a_budget_of_three_allows_exactly_three_of_six_concurrent_calls_over_thr
         (first.receipt_seq, &first.decision),
         "{key}'s retry"
     );
-    // ASYNC on a budgeted grant is decided SYNC: exhausted too, and committed before the reply.
     let upgraded = world
         .authorize(
-            n1,
-            authorize_request("", &token.access_token, CONVERT, vec![], AuditMode::Async),
+            cluster.node(1),
+            authorize_request("", token, CONVERT, vec![], AuditMode::Async),
         )
         .await
         .expect("ASYNC Authorize on a budgeted grant");
@@ -730,7 +755,6 @@ async fn a_budget_of_three_allows_exactly_three_of_six_concurrent_calls_over_thr
         deny_reason_name(receipt.deny_reason),
         R::BudgetExhausted.as_str_name()
     );
-    assert_budget_spent_everywhere(&cluster, &grant.delegation_id, BUDGET_TOTAL).await;
 }
 
 /// GetDelegation LINEARIZABLE on every node reports `spent` units of the grant's budget.
@@ -1118,29 +1142,7 @@ async fn a_refused_command_is_one_command_rejected_event_and_its_retry_adds_none
         before.applied_seq + 1,
         "the refusal is one event"
     );
-    for node in cluster.live() {
-        let rejected = rejections(&node.all_events().await, "widen-1");
-        assert_eq!(
-            rejected.len(),
-            1,
-            "node {}: one CommandRejected",
-            node.node_id()
-        );
-        let (seq, actor, rejection) = &rejected[0];
-        assert_eq!(*seq, after.applied_seq, "node {}", node.node_id());
-        assert_eq!(
-            actor.as_ref().map(|a| (a.kind, a.id.as_str())),
-            Some((log::PrincipalKind::Agent as i32, ASSISTANT)),
-            "the actor is the authenticated caller"
-        );
-        assert_eq!(rejection.command_kind, "create_delegation");
-        assert_eq!(
-            rejection.reason,
-            log::RejectReason::ScopeExceedsParent as i32,
-            "{rejection:?}"
-        );
-        assert!(!rejection.message.is_empty(), "the rejection says why");
-    }
+    assert_one_rejection_everywhere(&cluster, "widen-1", after.applied_seq).await;
 
     // The retry, through another node: the same refusal, and nothing more in the log.
     let retry = fx::delegations(n3)
@@ -1163,12 +1165,36 @@ async fn a_refused_command_is_one_command_rejected_event_and_its_retry_adds_none
         (&after.sha256_hex, after.applied_seq),
         "the retry added an event"
     );
+    assert_one_rejection_everywhere(&cluster, "widen-1", after.applied_seq).await;
+}
+
+/// Every node lists exactly one CommandRejected under `key`, at `seq`: the assistant's refused
+/// create_delegation, SCOPE_EXCEEDS_PARENT.
+async fn assert_one_rejection_everywhere(cluster: &Cluster, key: &str, seq: u64) {
     for node in cluster.live() {
+        let id = node.node_id();
+        let rejected = rejections(&node.all_events().await, key);
         assert_eq!(
-            rejections(&node.all_events().await, "widen-1").len(),
+            rejected.len(),
             1,
-            "node {}",
-            node.node_id()
+            "node {id}: one CommandRejected under {key}: {rejected:?}"
+        );
+        let (at, actor, rejection) = &rejected[0];
+        assert_eq!(*at, seq, "node {id}");
+        assert_eq!(
+            actor.as_ref().map(|a| (a.kind, a.id.as_str())),
+            Some((log::PrincipalKind::Agent as i32, ASSISTANT)),
+            "node {id}: the actor is the authenticated caller"
+        );
+        assert_eq!(rejection.command_kind, "create_delegation", "node {id}");
+        assert_eq!(
+            rejection.reason,
+            log::RejectReason::ScopeExceedsParent as i32,
+            "node {id}: {rejection:?}"
+        );
+        assert!(
+            !rejection.message.is_empty(),
+            "node {id}: the rejection says why"
         );
     }
 }
