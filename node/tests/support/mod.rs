@@ -1145,3 +1145,77 @@ impl Node {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Added for access.rs and authzen.rs
+// ---------------------------------------------------------------------------------------------
+
+pub mod fx;
+
+impl Node {
+    /// A plain HTTP/1.1 POST of a JSON body against the node's HTTP port, with
+    /// `authorization` (when given) and `headers`: (status code, the response head, body).
+    pub fn http_post_json(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> (u16, String, String) {
+        let body = body.to_string();
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(authorization) = authorization {
+            head.push_str(&format!("Authorization: {authorization}\r\n"));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        split_http_response(&self.http_exchange(&format!("{head}\r\n{body}")))
+    }
+
+    /// A plain HTTP/1.1 GET: (status code, the response head, body).
+    pub fn http_get_with_head(&self, path: &str) -> (u16, String, String) {
+        split_http_response(&self.http_exchange(&format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )))
+    }
+}
+
+/// (status code, head, body) of a whole HTTP/1.1 response. A chunked body is de-chunked.
+pub fn split_http_response(response: &str) -> (u16, String, String) {
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+    let chunked = head.lines().any(|line| {
+        line.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, head.to_string(), body)
+}
+
+/// The payload of an HTTP/1.1 chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or_else(|_| panic!("a bad chunk size line {size:?}"));
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
+    }
+    out
+}
