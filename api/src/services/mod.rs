@@ -3,6 +3,7 @@
 //! [`crate::context`].
 
 pub mod audit;
+pub mod authz;
 pub mod cluster;
 pub mod delegation;
 pub mod identity;
