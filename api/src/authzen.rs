@@ -217,13 +217,16 @@ fn evaluation(
     })
 }
 
+/// A Subject or Resource: its `type`, `id` and `properties`.
+struct Entity<'a> {
+    kind: &'a str,
+    id: &'a str,
+    properties: Option<&'a Map<String, Value>>,
+}
+
 /// `value` as an object with a string `type` and `id` (REQUIRED in every Subject and
-/// Resource), returning (type, id, properties).
-fn entity<'a>(
-    path: &str,
-    what: &str,
-    value: Option<&'a Value>,
-) -> Result<(&'a str, &'a str, Option<&'a Map<String, Value>>), BadRequest> {
+/// Resource).
+fn entity<'a>(path: &str, what: &str, value: Option<&'a Value>) -> Result<Entity<'a>, BadRequest> {
     let Some(value) = value else {
         return Err(invalid(format!("{path}{what} is required")));
     };
@@ -245,11 +248,15 @@ fn entity<'a>(
             )));
         }
     };
-    Ok((string("type")?, string("id")?, properties))
+    Ok(Entity {
+        kind: string("type")?,
+        id: string("id")?,
+        properties,
+    })
 }
 
 fn subject_token(path: &str, subject: Option<&Value>) -> Result<String, BadRequest> {
-    let (_, _, properties) = entity(path, "subject", subject)?;
+    let properties = entity(path, "subject", subject)?.properties;
     let field = format!("{path}subject.properties.{TOKEN_PROPERTY}");
     match properties.and_then(|p| p.get(TOKEN_PROPERTY)) {
         Some(Value::String(token)) if !token.is_empty() => {
@@ -291,7 +298,11 @@ fn check_action(path: &str, action: Option<&Value>) -> Result<(), BadRequest> {
 /// (service id, tool) of the resource: `properties.service` with the tool as `id`, or an `id`
 /// of the form `<service_id>/<tool>` (service ids never contain '/').
 fn tool(path: &str, resource: Option<&Value>) -> Result<(String, String), BadRequest> {
-    let (kind, id, properties) = entity(path, "resource", resource)?;
+    let Entity {
+        kind,
+        id,
+        properties,
+    } = entity(path, "resource", resource)?;
     if kind != TOOL_RESOURCE_TYPE {
         return Err(bad(
             "unsupported_resource_type",

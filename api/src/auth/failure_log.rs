@@ -143,7 +143,7 @@ impl FailureLog {
         let tallies = std::mem::take(&mut *self.tallies.lock().unwrap_or_else(|e| e.into_inner()));
         let mut entries: Vec<(Key, Tally)> = tallies.into_iter().collect();
         // Stable: equal counts keep the map's key order, so the result is a function of the counts.
-        entries.sort_by(|a, b| b.1.count.cmp(&a.1.count));
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.1.count));
         let entries_max = entries_max.max(1);
         if entries_max < entries.len() {
             let mut rest = entries.split_off(entries_max - 1).into_iter();
