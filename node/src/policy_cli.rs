@@ -3,8 +3,9 @@
 //! about a tool call, recorded as a receipt). Each talks gRPC to one node, with the CLI's TLS
 //! settings and credential, and prints text or, with `-o json`, one JSON document. A refused
 //! call prints its status, reason code and message (and, for an invalid policy, the line and
-//! column of every error) and exits non-zero. A DENY is an answer, not a failure: `authorize`
-//! prints it and exits 0; scripts read `decision` (or `allowed` in JSON).
+//! column of every error) and exits non-zero; so does `validate` for an invalid file, after
+//! printing its errors. A DENY is an answer, not a failure: `authorize` prints it and exits 0;
+//! scripts read the first word (ALLOW or DENY) or, in JSON, `allowed`.
 
 use std::path::PathBuf;
 
