@@ -440,7 +440,11 @@ fn bad_input_is_a_400_naming_the_field() {
     for (result, code, message) in cases {
         assert_eq!(result, Err(refused(code, message)));
     }
-    // The service in the id instead.
+}
+
+#[test]
+fn the_service_may_be_in_the_id_and_context_values_keep_their_type() {
+    let base = || adapt(spec_evaluation(), false);
     let mut in_id = base();
     in_id["resource"] = json!({ "type": "tool", "id": "fx-mcp/convert" });
     assert_eq!(
