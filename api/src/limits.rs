@@ -95,3 +95,26 @@ pub const RECEIPT_RETRY_BACKOFF_MAX: std::time::Duration = std::time::Duration::
 pub const POLICY_REQUEST_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// Events one `ShadowReport` call scans at most; it says where to continue.
 pub const SHADOW_REPORT_EVENTS_SCANNED_MAX: usize = 10_000;
+
+// AuthZEN (`crate::authzen`).
+
+/// Evaluations in one AuthZEN Access Evaluations request (`POST /access/v1/evaluations`). Each
+/// is one Authorize (a SYNC one is a log entry), so a batch is bounded like a request list.
+pub const AUTHZEN_EVALUATIONS_MAX: usize = 64;
+/// Members of one AuthZEN `context` object, each a caller attribute: the same bound as
+/// `warrant_identity::limits::CALLER_ATTRIBUTES_MAX`, checked here first so a large context is
+/// refused before anything is read into an Authorize.
+pub const AUTHZEN_CONTEXT_MEMBERS_MAX: usize = 32;
+
+// Failed-authentication aggregates (`crate::auth::failure_log`).
+
+/// Distinct (claimed kind, claimed id, reason) keys the aggregator holds between flushes; more
+/// fold into one "(other)" entry per (kind, reason), so the map holds at most this many named
+/// keys plus one per kind and reason code.
+pub const AUTH_FAILURE_LOG_KEYS_MAX: usize = 1024;
+/// How often the aggregates are proposed as one RecordAuthFailures command.
+pub const AUTH_FAILURE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Entries in one RecordAuthFailures (each becomes one event): the largest counts first, the
+/// rest folded into one "(other)" entry. So unauthenticated traffic adds at most this many
+/// events per node per flush interval.
+pub const AUTH_FAILURES_PER_RECORD_MAX: usize = 64;

@@ -170,6 +170,10 @@ impl Warrant {
         };
         let mut tasks = vec![
             tokio::spawn(federation.refresh_forever(stop_rx.clone())),
+            tokio::spawn(crate::auth::failure_log::flush_forever(
+                context.clone(),
+                stop_rx.clone(),
+            )),
             tokio::spawn(publish_then_serve(
                 node.clone(),
                 signing_key,

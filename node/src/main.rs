@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod local_cluster;
 mod operator_cli;
+mod policy_cli;
 mod private_files;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -95,6 +96,12 @@ enum Command {
     /// Manage the signing key of the node at --endpoint.
     #[command(subcommand)]
     Key(cluster_cli::KeyCommand),
+    /// Publish, activate, roll back and inspect Cedar policy versions.
+    #[command(subcommand)]
+    Policy(policy_cli::PolicyCommand),
+    /// Decide whether an agent's token may call a tool now; the decision is recorded as a
+    /// receipt. A DENY is printed and exits 0.
+    Authorize(Box<policy_cli::AuthorizeArgs>),
 }
 
 #[derive(Subcommand)]
@@ -192,6 +199,8 @@ fn main() -> anyhow::Result<()> {
             Command::Member(command) => cluster_cli::run_member(command).await,
             Command::Key(command) => cluster_cli::run_key(command).await,
             Command::Operator(command) => operator_cli::run(command).await,
+            Command::Policy(command) => policy_cli::run(command).await,
+            Command::Authorize(args) => policy_cli::run_authorize(*args).await,
             Command::Certs(CertsCommand::Dev {
                 out,
                 nodes,
