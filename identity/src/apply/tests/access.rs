@@ -1,0 +1,1 @@
+//! Access decisions: Authorize decided at its position, budgets, node-only records.
