@@ -250,6 +250,25 @@ fn event_name(kind: &EventKind) -> &'static str {
     }
 }
 
+/// The name a CommandRejected event gives the command's kind: its oneof field name, which is
+/// the snake_case of its Rust variant (the Debug form starts with the variant).
+fn kind_name(command: &Command) -> String {
+    let debug = format!("{:?}", command.kind.as_ref().unwrap());
+    let variant = debug.split('(').next().unwrap_or_default();
+    let mut name = String::new();
+    for (idx, ch) in variant.chars().enumerate() {
+        if ch.is_ascii_uppercase() {
+            if idx > 0 {
+                name.push('_');
+            }
+            name.push(ch.to_ascii_lowercase());
+        } else {
+            name.push(ch);
+        }
+    }
+    name
+}
+
 fn check_replicas_agree(batches: Vec<Batch>) -> Result<(), TestCaseError> {
     let mut replica_a = InMemoryState::new();
     let mut replica_b = InMemoryState::new();
@@ -322,12 +341,31 @@ fn check_invariants(
     for (offset, event) in applied.events.iter().enumerate() {
         prop_assert_eq!(event.seq, seq_before + 1 + offset as u64, "seqs are dense");
         prop_assert_eq!(event.time_unix_ms, batch.time_unix_ms);
+        prop_assert!(event.kind.is_some() && event.actor.is_some());
         let outcome = &applied.outcomes[event.batch_position as usize];
-        let Some(OutcomeResult::Accepted(accepted)) = &outcome.result else {
-            return Err(TestCaseError::fail(format!(
-                "event {event:?} for outcome {outcome:?}"
-            )));
+        let accepted = match &outcome.result {
+            Some(OutcomeResult::Accepted(accepted)) => accepted,
+            // A handler's refusal is on the record as exactly one CommandRejected event, which
+            // says what the outcome says.
+            Some(OutcomeResult::Rejected(rejection)) => {
+                let recorded = log::CommandRejected {
+                    command_kind: kind_name(&batch.commands[event.batch_position as usize]),
+                    reason: rejection.reason,
+                    message: rejection.message.clone(),
+                };
+                prop_assert_eq!(&event.kind, &Some(EventKind::CommandRejected(recorded)));
+                continue;
+            }
+            None => {
+                return Err(TestCaseError::fail(format!(
+                    "event {event:?} for outcome {outcome:?}"
+                )));
+            }
         };
+        prop_assert!(
+            !matches!(event.kind, Some(EventKind::CommandRejected(_))),
+            "CommandRejected for an accepted command"
+        );
         // A command that adds several events (RegisterHumans) names the last of them.
         let last_seq_of_command = applied
             .events
@@ -337,7 +375,15 @@ fn check_invariants(
             .max();
         prop_assert_eq!(Some(accepted.seq), last_seq_of_command);
         prop_assert!(accepted.changed && !accepted.replayed);
-        prop_assert!(event.kind.is_some() && event.actor.is_some());
+        // An Authorize's receipt is its event, and its outcome returns it.
+        if let Some(EventKind::AccessDecided(receipt)) = &event.kind
+            && let Some(CommandKind::Authorize(_)) =
+                &batch.commands[event.batch_position as usize].kind
+        {
+            prop_assert_eq!(accepted.access_decided.as_ref(), Some(receipt));
+            prop_assert_eq!(receipt.decided_at_seq, event.seq - 1);
+            prop_assert_eq!(receipt.decided_at_unix_ms, batch.time_unix_ms);
+        }
     }
     let n_changed = applied
         .outcomes
@@ -346,10 +392,11 @@ fn check_invariants(
             matches!(&it.result, Some(OutcomeResult::Accepted(accepted)) if accepted.changed && !accepted.replayed)
         })
         .count();
-    // One changed outcome per command with events, however many events it added.
+    // One changed outcome per accepted command with events, however many events it added.
     let n_commands_with_events = applied
         .events
         .iter()
+        .filter(|it| !matches!(it.kind, Some(EventKind::CommandRejected(_))))
         .map(|it| it.batch_position)
         .collect::<BTreeSet<_>>()
         .len();
@@ -374,7 +421,13 @@ fn check_retry_replays(
         .iter()
         .zip(&first.outcomes)
         .zip(&retried.outcomes);
-    for ((command, first), again) in decisions {
+    let recorded_refusals: BTreeSet<u32> = first
+        .events
+        .iter()
+        .filter(|it| matches!(it.kind, Some(EventKind::CommandRejected(_))))
+        .map(|it| it.batch_position)
+        .collect();
+    for (position, ((command, first), again)) in decisions.enumerate() {
         if let Some(OutcomeResult::Accepted(first)) = &first.result
             && (first.changed || command.assertion.is_some())
         {
@@ -384,7 +437,19 @@ fn check_retry_replays(
             };
             prop_assert_eq!(&again.result, &Some(OutcomeResult::Accepted(expected)));
         }
+        // A recorded refusal replays as itself.
+        if recorded_refusals.contains(&(position as u32)) {
+            prop_assert_eq!(&again.result, &first.result);
+        }
     }
+    // The retry adds no event: every command replays, or is refused before any handler.
+    prop_assert!(
+        retried
+            .events
+            .iter()
+            .all(|it| !recorded_refusals.contains(&it.batch_position)),
+        "a recorded refusal was recorded again"
+    );
     Ok(())
 }
 
