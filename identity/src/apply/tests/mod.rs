@@ -139,7 +139,11 @@ fn check_rejected(mut replica: Replica, command: Command, reason: RejectReason, 
     let context = format!("{command:?}");
     let applied = replica.apply(T1, vec![command.clone()]);
     let expected = rejected(reason, message.to_owned());
-    assert_eq!(applied.outcomes, [expected.clone()], "command {context}");
+    assert_eq!(
+        applied.outcomes,
+        std::slice::from_ref(&expected),
+        "command {context}"
+    );
     let [event] = applied.events.as_slice() else {
         panic!(
             "command {context}: expected one event, got {:?}",
@@ -166,7 +170,7 @@ fn check_rejected(mut replica: Replica, command: Command, reason: RejectReason, 
         !key.starts_with(keys::ASSERTION_PREFIX)
             && !key.starts_with(keys::ASSERTION_BY_EXPIRY_PREFIX)
     });
-    let mut allowed = vec![
+    let mut allowed = [
         keys::LAST_SEQ.to_vec(),
         keys::event(event.seq),
         idempotency_key,
