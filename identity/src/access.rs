@@ -89,6 +89,23 @@ impl Denial {
     }
 }
 
+impl Denial {
+    /// Makes `receipt` this DENY. A guard decides before any policy, so a shadow version, when
+    /// one is marked, would decide the same.
+    fn record(self, receipt: &mut log::AccessDecided, shadow_version: Option<u32>) {
+        receipt.decision = AccessDecision::Deny as i32;
+        receipt.deny_reason = self.reason as i32;
+        receipt.token_invalid_reason = self.token_invalid_reason;
+        receipt.message = self.message;
+        receipt.shadow = shadow_version.map(|version| log::ShadowDecision {
+            policy_version: version,
+            decision: receipt.decision,
+            deny_reason: receipt.deny_reason,
+            ..log::ShadowDecision::default()
+        });
+    }
+}
+
 /// What the guards established about a call they let through.
 struct Guarded {
     issued: log::TokenIssued,
@@ -132,17 +149,7 @@ pub fn decide(
     let guarded = match guarded {
         Ok(guarded) => guarded,
         Err(denial) => {
-            receipt.decision = AccessDecision::Deny as i32;
-            receipt.deny_reason = denial.reason as i32;
-            receipt.token_invalid_reason = denial.token_invalid_reason;
-            receipt.message = denial.message;
-            // A guard decides before any policy, so a shadow version would decide the same.
-            receipt.shadow = shadow.map(|(version, _)| log::ShadowDecision {
-                policy_version: version,
-                decision: receipt.decision,
-                deny_reason: receipt.deny_reason,
-                ..log::ShadowDecision::default()
-            });
+            denial.record(&mut receipt, shadow.map(|(version, _)| version));
             return Ok(Decided {
                 receipt,
                 budgeted_delegations,
