@@ -4,7 +4,9 @@
 //! logins (a session's access token).
 
 use prost::Message;
+use sha2::{Digest, Sha256};
 use tonic::Code;
+use warrant_identity::limits::IDEMPOTENCY_KEY_LEN_MAX;
 use warrant_proto::{api, log};
 use warrant_token::jwt::{self, AccessClaims};
 
@@ -66,15 +68,27 @@ pub(crate) async fn issue_and_sign(
 /// Commits a command naming this node's current signing key (which `build` puts in). If a key
 /// rotation retired that key between choosing it and committing (`SIGNING_KEY_RETIRED`), tries
 /// once more with the new key, so issuances racing a rotation do not fail.
+///
+/// Apply keeps a refusal under its idempotency key (a `CommandRejected` event), so the second
+/// try is a new request: its idempotency key is derived from the first and the new key id
+/// ([`rekeyed_idempotency_key`]). A client retrying its whole request with the first key gets
+/// the stored refusal, then the same derived key, so it replays the issuance instead of making
+/// another.
 async fn commit_with_current_key(
     context: &Context,
     mut build: impl FnMut(&str) -> log::Command,
 ) -> Result<log::Accepted, ApiError> {
     let mut attempts_left = 2;
+    let mut refused_once = false;
     loop {
         attempts_left -= 1;
         let key_id = context.signing_keys.current().key_id().to_string();
-        match context.commit(build(&key_id)).await {
+        let mut command = build(&key_id);
+        if refused_once {
+            command.idempotency_key = rekeyed_idempotency_key(&command.idempotency_key, &key_id);
+        }
+        refused_once = true;
+        match context.commit(command).await {
             Err(error) if error.reason == Reason::SigningKeyRetired && 0 < attempts_left => {}
             // An admin marked this node's key compromised: rotate (once, however many issuances
             // met the mark) and issue with the new key.
@@ -84,6 +98,22 @@ async fn commit_with_current_key(
             other => return other,
         }
     }
+}
+
+/// The idempotency key of an issuance retried with signing key `key_id` after `idempotency_key`
+/// was refused: `<key>/rekey-<key_id>` when that fits the limit, else a digest of both, so it is
+/// the same on every node and every retry.
+pub(crate) fn rekeyed_idempotency_key(idempotency_key: &str, key_id: &str) -> String {
+    let derived = format!("{idempotency_key}/rekey-{key_id}");
+    if derived.len() <= IDEMPOTENCY_KEY_LEN_MAX {
+        return derived;
+    }
+    let digest = Sha256::new()
+        .chain_update(idempotency_key.as_bytes())
+        .chain_update([0])
+        .chain_update(key_id.as_bytes())
+        .finalize();
+    format!("rekey-{}", hex::encode(digest))
 }
 
 /// Signs committed claims. A replayed issuance is signed again to the same bytes.
@@ -120,4 +150,23 @@ fn sign_issued(
         issued_token_type: ACCESS_TOKEN_TYPE_URN.to_string(),
         scope: issued.scopes.join(" "),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rekeyed_idempotency_key_is_derived_and_bounded() {
+        assert_eq!(
+            rekeyed_idempotency_key("issue-1", "node-1/2"),
+            "issue-1/rekey-node-1/2"
+        );
+        let long = "k".repeat(IDEMPOTENCY_KEY_LEN_MAX);
+        let derived = rekeyed_idempotency_key(&long, "node-1/2");
+        assert!(derived.len() <= IDEMPOTENCY_KEY_LEN_MAX, "{derived}");
+        assert!(derived.starts_with("rekey-"));
+        assert_eq!(derived, rekeyed_idempotency_key(&long, "node-1/2"));
+        assert_ne!(derived, rekeyed_idempotency_key(&long, "node-1/3"));
+    }
 }
