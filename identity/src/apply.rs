@@ -390,8 +390,8 @@ impl Applier<'_> {
     }
 }
 
-/// An accepted command's bookkeeping, whatever it changed: its assertion's spend and its
-/// outcome under its idempotency key.
+/// A decided command's bookkeeping, whatever it changed (or, refused by its handler, that it
+/// was refused): its assertion's spend and its outcome under its idempotency key.
 struct Pending<'a> {
     command: &'a log::Command,
     idempotency_key: Vec<u8>,

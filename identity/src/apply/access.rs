@@ -7,10 +7,12 @@
 //! spend the same unit on any replica.
 
 use prost::Message;
-use warrant_proto::log::{self, AccessDecision, AccessMode, event::Kind as EventKind};
+use warrant_proto::log::{
+    self, AccessDecision, AccessMode, RejectReason, event::Kind as EventKind,
+};
 
 use super::{
-    context::{Change, Context, Decision},
+    context::{Change, Context, Decision, reject},
     permissions::require_node,
 };
 use crate::{
@@ -67,8 +69,8 @@ pub(super) fn record_access_decisions(
         .iter()
         .find(|it| !context.caller.is_node(it.serving_node_id))
     {
-        return Err(super::context::reject(
-            log::RejectReason::PermissionDenied,
+        return Err(reject(
+            RejectReason::PermissionDenied,
             format!(
                 "receipt {} was served by node {}; allowed: a node records only its own \
                  receipts",
@@ -98,8 +100,8 @@ pub(super) fn record_auth_failures(
         .iter()
         .find(|it| !context.caller.is_node(it.node_id))
     {
-        return Err(super::context::reject(
-            log::RejectReason::PermissionDenied,
+        return Err(reject(
+            RejectReason::PermissionDenied,
             format!(
                 "failures of {} were seen by node {}; allowed: a node records only what it saw",
                 entry.claimed_id, entry.node_id
