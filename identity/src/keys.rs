@@ -25,6 +25,7 @@
 //! | `f\0` + issuer + `\0` + subject | the human id, UTF-8 (federated identities) |
 //! | `u\0` + agent_id + `\0` + assertion jti | the assertion's exp, u64 BE (spent assertions) |
 //! | `ue\0` + exp (u64 BE) + agent_id + `\0` + jti | empty (spent assertions by expiry, to prune) |
+//! | `bu\0` + delegation_id | `state::BudgetUsageRow` (what a delegation's call budget spent) |
 //!
 //! Big-endian numbers keep the store's byte order equal to numeric order, so events scan in seq
 //! order.
@@ -69,6 +70,13 @@ pub const FEDERATED_PREFIX: &[u8] = b"f\0";
 pub const ASSERTION_PREFIX: &[u8] = b"u\0";
 /// The prefix of the spent client assertions ordered by expiry.
 pub const ASSERTION_BY_EXPIRY_PREFIX: &[u8] = b"ue\0";
+/// The prefix of the budget usage rows.
+pub const BUDGET_USAGE_PREFIX: &[u8] = b"bu\0";
+
+/// The key of delegation `delegation_id`'s budget usage row.
+pub fn budget_usage(delegation_id: &str) -> Vec<u8> {
+    join(BUDGET_USAGE_PREFIX, delegation_id.as_bytes())
+}
 
 /// The key of a device row.
 pub fn device(device_id: &str) -> Vec<u8> {

@@ -91,6 +91,29 @@ pub const CREDENTIAL_CHANGES_MAX: usize = CREDENTIALS_PER_AGENT_MAX;
 /// hashes), so its entry stays far below the peer message limit (64 MiB).
 pub const HUMANS_PER_IMPORT_MAX: usize = 1000;
 
+// Access decisions (Authorize, receipts, auth failures, budgets).
+
+/// Most caller attributes one Authorize may carry: as many as a policy version may declare, so
+/// every declared attribute can be given at once.
+pub const CALLER_ATTRIBUTES_MAX: usize = 32;
+/// The longest attribute name: a Cedar identifier (`[A-Za-z_][A-Za-z0-9_]*`).
+pub const ATTRIBUTE_NAME_LEN_MAX: usize = 64;
+/// The longest string value of a caller attribute (an argument digest, a currency, an account).
+pub const ATTRIBUTE_STRING_LEN_MAX: usize = 1024;
+/// Most ASYNC receipts one `RecordAccessDecisions` carries. A receipt is about 1 KiB at most
+/// with full chains and policy ids, so a full command stays near 256 KiB, well inside an entry.
+pub const RECEIPTS_PER_RECORD_MAX: usize = 256;
+/// Most aggregate entries one `RecordAuthFailures` carries: each becomes one event, so
+/// unauthenticated traffic adds at most this many events per flush per node.
+pub const AUTH_FAILURES_PER_RECORD_MAX: usize = 64;
+/// The longest stable reason code of an auth-failure entry.
+pub const AUTH_FAILURE_REASON_LEN_MAX: usize = 64;
+/// The largest call budget (total or per tool): far past any real budget, and small enough that
+/// spending one unit per event can never overflow a u64.
+pub const BUDGET_UNITS_MAX: u64 = 1_000_000_000;
+/// The longest human-readable message of an ASYNC receipt or an invalid token.
+pub const ACCESS_MESSAGE_LEN_MAX: usize = 1024;
+
 // Relationships between the limits, checked at compile time. Agent kinds share the id charset and
 // must fit wherever an id fits; a batch position must fit the event's u32 field.
 const _: () = assert!(AGENT_KIND_LEN_MAX <= ID_LEN_MAX);
@@ -182,6 +205,34 @@ pub fn validate_name(field: &str, value: &str, len_max: usize) -> Result<(), Fie
         ));
     }
     check_chars(field, value, is_name_char, allowed)
+}
+
+/// Checks a Cedar identifier (an attribute name): 1 to [`ATTRIBUTE_NAME_LEN_MAX`] ASCII letters,
+/// digits or `_`, not starting with a digit, so a policy can name it as
+/// `context.attributes.<name>`.
+pub fn validate_cedar_identifier(field: &str, value: &str) -> Result<(), FieldError> {
+    let allowed = || {
+        format!(
+            "1 to {ATTRIBUTE_NAME_LEN_MAX} ASCII letters, digits or '_', not starting with a \
+             digit (a Cedar identifier)"
+        )
+    };
+    check_len(field, value, 1, ATTRIBUTE_NAME_LEN_MAX, allowed)?;
+    if let Some(first) = value.chars().next()
+        && first.is_ascii_digit()
+    {
+        return Err(FieldError::new(
+            field,
+            format!("starts with {}", describe_char(first)),
+            allowed(),
+        ));
+    }
+    check_chars(
+        field,
+        value,
+        |it| it.is_ascii_alphanumeric() || it == '_',
+        allowed,
+    )
 }
 
 /// The longest operator id: one DNS label, as the operator's certificate names it.

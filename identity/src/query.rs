@@ -7,8 +7,8 @@ use prost::Message;
 use warrant_proto::{
     log,
     state::{
-        AgentRow, DelegationRow, DeviceRow, HumanRow, OperatorRow, ServiceRow, SessionRow,
-        SigningKeyRow, TokenRow,
+        AgentRow, BudgetUsageRow, DelegationRow, DeviceRow, HumanRow, OperatorRow, ServiceRow,
+        SessionRow, SigningKeyRow, TokenRow,
     },
 };
 
@@ -427,6 +427,15 @@ where
         out.push(row);
     }
     Ok(out)
+}
+
+/// What delegation `delegation_id`'s call budget has spent: every SYNC ALLOW under it or below
+/// it. An empty row when nothing was spent yet (or the delegation has no budget).
+pub fn budget_usage(
+    state: &dyn StateRead,
+    delegation_id: &str,
+) -> Result<BudgetUsageRow, StateError> {
+    Ok(read_row(state, &keys::budget_usage(delegation_id))?.unwrap_or_default())
 }
 
 /// The row under `key`, decoded, if any.

@@ -89,7 +89,7 @@ fn root_grant(
         ));
     }
     Ok(log::DelegationCreated {
-        budget: None,
+        budget: command.budget.clone(),
         delegation_id: command.delegation_id.clone(),
         parent_delegation_id: String::new(),
         root_human_id: human_id.clone(),
@@ -170,10 +170,11 @@ fn child_grant(
     }
     let depth = check_child_depth(&parent, command)?;
     check_within_parent(&parent, command)?;
+    check_budget_within_parent(&parent, command)?;
     let mut agent_chain = parent.agent_chain.clone();
     agent_chain.push(command.grantee_agent_id.clone());
     Ok(log::DelegationCreated {
-        budget: None,
+        budget: command.budget.clone(),
         delegation_id: command.delegation_id.clone(),
         parent_delegation_id: parent_id.clone(),
         root_human_id: parent.root_human_id.clone(),
@@ -274,6 +275,44 @@ fn check_within_parent(
                 command.expires_at_unix_s, parent.expires_at_unix_s, parent.expires_at_unix_s
             ),
         ));
+    }
+    Ok(())
+}
+
+/// A child's budget is no larger than its parent's: its total no more than the parent's total,
+/// and each tool's limit no more than the parent's limit for that tool, where both state one.
+/// (The parent's budget counts the child's calls anyway; this keeps a grant from promising what
+/// its parent cannot give.)
+fn check_budget_within_parent(
+    parent: &log::DelegationCreated,
+    command: &log::CreateDelegation,
+) -> Result<(), Refusal> {
+    let (Some(parent_budget), Some(budget)) = (&parent.budget, &command.budget) else {
+        return Ok(());
+    };
+    let parent_id = &command.parent_delegation_id;
+    if 0 < parent_budget.total && parent_budget.total < budget.total {
+        return Err(reject(
+            RejectReason::BudgetExceedsParent,
+            format!(
+                "budget total {} is above parent delegation {parent_id}'s {}; allowed: at most {}",
+                budget.total, parent_budget.total, parent_budget.total
+            ),
+        ));
+    }
+    for each in &budget.tools {
+        if let Some(limit) = parent_budget.tools.iter().find(|it| it.tool == each.tool)
+            && limit.limit < each.limit
+        {
+            return Err(reject(
+                RejectReason::BudgetExceedsParent,
+                format!(
+                    "budget for tool {} is {}, above parent delegation {parent_id}'s {}; \
+                     allowed: at most {}",
+                    each.tool, each.limit, limit.limit, limit.limit
+                ),
+            ));
+        }
     }
     Ok(())
 }
