@@ -34,6 +34,7 @@ mod devices;
 mod envelope;
 mod operators;
 mod permissions;
+mod policies;
 mod principals;
 mod revocation;
 mod sessions;
@@ -213,6 +214,7 @@ impl Applier<'_> {
             token_issued,
             session_started,
             delegation_created,
+            policy_version,
         } = change;
         let mut seq = context.seq;
         for (offset, kind) in std::iter::once(event_kind)
@@ -242,7 +244,7 @@ impl Applier<'_> {
             session_started,
             delegation_created,
             access_decided: None,
-            policy_version: 0,
+            policy_version,
         });
         pending.finish(&outcome, &mut writes);
         self.overlay.write(writes);
@@ -393,12 +395,14 @@ fn decide(state: &dyn StateRead, context: &Context<'_>, kind: &CommandKind) -> D
         CommandKind::MarkSigningKeyCompromised(command) => {
             signing_keys::mark_signing_key_compromised(state, context, command)
         }
-        // PLACEHOLDER until the policy and access handlers land.
-        CommandKind::PublishPolicy(_)
-        | CommandKind::ActivatePolicy(_)
-        | CommandKind::RollbackPolicy(_)
-        | CommandKind::SetShadowPolicy(_)
-        | CommandKind::Authorize(_)
+        CommandKind::PublishPolicy(command) => policies::publish_policy(state, context, command),
+        CommandKind::ActivatePolicy(command) => policies::activate_policy(state, context, command),
+        CommandKind::RollbackPolicy(command) => policies::rollback_policy(state, context, command),
+        CommandKind::SetShadowPolicy(command) => {
+            policies::set_shadow_policy(state, context, command)
+        }
+        // PLACEHOLDER until the access handlers land.
+        CommandKind::Authorize(_)
         | CommandKind::RecordAccessDecisions(_)
         | CommandKind::RecordAuthFailures(_) => Err(context::reject(
             RejectReason::InvalidCommand,

@@ -102,6 +102,8 @@ pub(super) struct Change {
     pub(super) session_started: Option<log::SessionStarted>,
     /// The grant to return, for `CreateDelegation`.
     pub(super) delegation_created: Option<log::DelegationCreated>,
+    /// The version published, activated or marked shadow, for the policy commands; 0 otherwise.
+    pub(super) policy_version: u32,
 }
 
 impl Change {
@@ -113,6 +115,7 @@ impl Change {
             token_issued: None,
             session_started: None,
             delegation_created: None,
+            policy_version: 0,
         }
     }
 
@@ -166,6 +169,19 @@ pub(super) fn reject(reason: RejectReason, message: impl Into<String>) -> Refusa
         reason: reason as i32,
         message: message.into(),
         policy_errors: Vec::new(),
+    })
+}
+
+/// A POLICY_INVALID refusal carrying the errors of the text (with their positions) beside its
+/// message.
+pub(super) fn reject_policy_invalid(
+    message: impl Into<String>,
+    policy_errors: Vec<log::PolicyError>,
+) -> Refusal {
+    Refusal::Reject(log::Rejected {
+        reason: RejectReason::PolicyInvalid as i32,
+        message: message.into(),
+        policy_errors,
     })
 }
 
