@@ -33,6 +33,35 @@ pub(super) struct Compiled {
     /// The declared caller attributes and their types, by name.
     attributes: BTreeMap<String, PolicyAttributeType>,
     authorizer: Authorizer,
+    types: Types,
+}
+
+/// The schema's entity type names, parsed once per compiled version: Cedar parses a type name
+/// with its full grammar, which would otherwise dominate a small set's evaluation.
+struct Types {
+    human: EntityTypeName,
+    agent: EntityTypeName,
+    service: EntityTypeName,
+    tool: EntityTypeName,
+    delegation: EntityTypeName,
+    action: EntityTypeName,
+}
+
+impl Types {
+    fn new() -> Result<Self, String> {
+        let parse = |name: &str| {
+            EntityTypeName::from_str(name)
+                .map_err(|error| format!("entity type {name} does not parse: {error}"))
+        };
+        Ok(Self {
+            human: parse("Human")?,
+            agent: parse("Agent")?,
+            service: parse("Service")?,
+            tool: parse("Tool")?,
+            delegation: parse("Delegation")?,
+            action: parse("Action")?,
+        })
+    }
 }
 
 /// Compiles a stored version's text (validated when it was published). Err when it no longer
@@ -62,6 +91,7 @@ pub(super) fn compile(text: &str, attributes: &[log::PolicyAttribute]) -> Result
         policies,
         attributes,
         authorizer: Authorizer::new(),
+        types: Types::new()?,
     })
 }
 
@@ -100,28 +130,29 @@ impl Compiled {
 
     /// The entities and the request Cedar evaluates, both checked against the schema.
     fn cedar_request(&self, request: &PolicyRequest<'_>) -> Result<(Entities, Request), String> {
-        let mut entities = EntityStore::default();
+        let types = &self.types;
+        let mut entities = EntityStore::new(types);
         let principal = match request.principal {
             PolicyPrincipal::Agent(agent) => entities.agent(agent)?,
             PolicyPrincipal::Human(human) => entities.human(human)?,
         };
-        let service_uid = uid("Service", &request.service.service_id)?;
+        let service_uid = uid(&types.service, &request.service.service_id);
         entities.insert(
             service_uid.clone(),
             [("audience", string(&request.service.audience))],
             [],
         )?;
         let tool_uid = uid(
-            "Tool",
+            &types.tool,
             &format!("{}/{}", request.service.service_id, request.tool),
-        )?;
+        );
         entities.insert(
             tool_uid.clone(),
             [("name", string(request.tool))],
             [service_uid],
         )?;
         let context = self.context(request, &mut entities)?;
-        let action = uid("Action", action_name(request.action))?;
+        let action = uid(&types.action, action_name(request.action));
         let cedar_request = Request::new(principal, action, tool_uid, context, Some(&self.schema))
             .map_err(|error| error.to_string())?;
         let entities = Entities::from_entities(entities.into_entities(), Some(&self.schema))
@@ -133,7 +164,7 @@ impl Compiled {
     fn context(
         &self,
         request: &PolicyRequest<'_>,
-        entities: &mut EntityStore,
+        entities: &mut EntityStore<'_>,
     ) -> Result<Context, String> {
         let mut pairs = vec![
             (
@@ -162,7 +193,7 @@ impl Compiled {
             pairs.push(("grantee", entity(entities.agent(grantee)?)));
         }
         if let Some(created) = request.delegation.and_then(|it| it.created.as_ref()) {
-            let delegation_uid = uid("Delegation", &created.delegation_id)?;
+            let delegation_uid = uid(&self.types.delegation, &created.delegation_id);
             entities.insert(
                 delegation_uid.clone(),
                 [
@@ -248,21 +279,28 @@ fn action_name(action: PolicyAction) -> &'static str {
 
 /// The entities of one request, each once (a principal may also be in the chain), in uid
 /// order.
-#[derive(Default)]
-struct EntityStore {
+struct EntityStore<'t> {
+    types: &'t Types,
     entities: BTreeMap<String, Entity>,
 }
 
-impl EntityStore {
+impl<'t> EntityStore<'t> {
+    fn new(types: &'t Types) -> Self {
+        Self {
+            types,
+            entities: BTreeMap::new(),
+        }
+    }
+
     fn agent(&mut self, agent: &AgentRow) -> Result<EntityUid, String> {
-        let agent_uid = uid("Agent", &agent.agent_id)?;
-        let owner = uid("Human", &agent.owner_human_id)?;
+        let agent_uid = uid(&self.types.agent, &agent.agent_id);
+        let owner = uid(&self.types.human, &agent.owner_human_id);
         self.insert(agent_uid.clone(), [("kind", string(&agent.kind))], [owner])?;
         Ok(agent_uid)
     }
 
     fn human(&mut self, human: &HumanRow) -> Result<EntityUid, String> {
-        let human_uid = uid("Human", &human.human_id)?;
+        let human_uid = uid(&self.types.human, &human.human_id);
         self.insert(human_uid.clone(), [("email", string(&human.email))], [])?;
         Ok(human_uid)
     }
@@ -294,12 +332,8 @@ impl EntityStore {
     }
 }
 
-fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
-    let type_name = EntityTypeName::from_str(type_name).map_err(|error| error.to_string())?;
-    Ok(EntityUid::from_type_name_and_id(
-        type_name,
-        EntityId::new(id),
-    ))
+fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
 }
 
 fn string(value: &str) -> RestrictedExpression {
