@@ -154,11 +154,23 @@ fn an_undeclared_attribute_is_an_error_at_its_access() {
             "forbid(principal, action, resource)\n  when { context.attributes.colour == \"red\" };"
         ),
         vec![(2, 10, "policy0".to_owned()); 3],
-        "{:#?}",
-        validate(
-            "forbid(principal, action, resource)\n  when { context.attributes.colour == \"red\" };",
-            &attributes()
-        )
+    );
+    let messages: Vec<String> = validate(
+        "forbid(principal, action, resource)\n  when { context.attributes.colour == \"red\" };",
+        &attributes(),
+    )
+    .unwrap_err()
+    .into_iter()
+    .map(|it| it.message)
+    .collect();
+    // One per action: the context is checked for each action the policy may apply to.
+    assert_eq!(
+        messages,
+        [
+            "attribute `attributes.colour` in context for Action::\"call\" not found",
+            "attribute `attributes.colour` in context for Action::\"delegate\" not found",
+            "attribute `attributes.colour` in context for Action::\"issue\" not found",
+        ]
     );
     assert!(
         validate(
