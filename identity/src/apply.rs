@@ -42,6 +42,7 @@ mod devices;
 mod envelope;
 mod operators;
 mod permissions;
+mod policies;
 mod principals;
 mod revocation;
 mod sessions;
@@ -461,14 +462,12 @@ fn decide(state: &dyn StateRead, context: &Context<'_>, kind: &CommandKind) -> D
             access::record_access_decisions(context, command)
         }
         CommandKind::RecordAuthFailures(command) => access::record_auth_failures(context, command),
-        // PLACEHOLDER until the policy handlers land.
-        CommandKind::PublishPolicy(_)
-        | CommandKind::ActivatePolicy(_)
-        | CommandKind::RollbackPolicy(_)
-        | CommandKind::SetShadowPolicy(_) => Err(context::reject(
-            RejectReason::InvalidCommand,
-            "not yet supported",
-        )),
+        CommandKind::PublishPolicy(command) => policies::publish_policy(state, context, command),
+        CommandKind::ActivatePolicy(command) => policies::activate_policy(state, context, command),
+        CommandKind::RollbackPolicy(command) => policies::rollback_policy(state, context, command),
+        CommandKind::SetShadowPolicy(command) => {
+            policies::set_shadow_policy(state, context, command)
+        }
     }
 }
 

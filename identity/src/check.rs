@@ -54,11 +54,10 @@ pub fn command(kind: &CommandKind, now_unix_s: u64) -> Result<(), FieldError> {
         CommandKind::Authorize(command) => authorize(command),
         CommandKind::RecordAccessDecisions(command) => record_access_decisions(command),
         CommandKind::RecordAuthFailures(command) => record_auth_failures(command),
-        // PLACEHOLDER until the policy checks land.
-        CommandKind::PublishPolicy(_)
-        | CommandKind::ActivatePolicy(_)
-        | CommandKind::RollbackPolicy(_)
-        | CommandKind::SetShadowPolicy(_) => Ok(()),
+        CommandKind::PublishPolicy(command) => publish_policy(command),
+        CommandKind::ActivatePolicy(command) => activate_policy(command),
+        CommandKind::RollbackPolicy(command) => rollback_policy(command),
+        CommandKind::SetShadowPolicy(command) => set_shadow_policy(command),
     }
 }
 
@@ -551,7 +550,7 @@ pub fn caller_attributes(attributes: &[log::CallerAttribute]) -> Result<(), Fiel
     let mut names = BTreeSet::new();
     for (idx, attribute) in attributes.iter().enumerate() {
         let field = format!("attributes[{idx}]");
-        limits::validate_cedar_identifier(&format!("{field}.name"), &attribute.name)?;
+        limits::validate_attribute_name(&format!("{field}.name"), &attribute.name)?;
         if !names.insert(attribute.name.as_str()) {
             return Err(FieldError::new(
                 format!("{field}.name"),
@@ -709,4 +708,42 @@ fn ttl_seconds(ttl_seconds: u32, max: u32) -> Result<(), FieldError> {
         format!("is {ttl_seconds}"),
         format!("1 to {max}"),
     ))
+}
+
+/// Checks a publication's fields: the description and the declared attributes
+/// ([`crate::policy::check_attributes`]). The text itself is judged by `policy::validate` (size,
+/// syntax, schema), whose errors carry positions and the reason POLICY_INVALID.
+pub fn publish_policy(command: &log::PublishPolicy) -> Result<(), FieldError> {
+    limits::validate_text(
+        "description",
+        &command.description,
+        limits::POLICY_DESCRIPTION_LEN_MAX,
+    )?;
+    crate::policy::check_attributes(&command.attributes)
+}
+
+pub fn activate_policy(command: &log::ActivatePolicy) -> Result<(), FieldError> {
+    policy_version("version", command.version)
+}
+
+/// Nothing to check: a rollback names no version.
+pub fn rollback_policy(_command: &log::RollbackPolicy) -> Result<(), FieldError> {
+    Ok(())
+}
+
+/// Any version, or 0 to clear the shadow.
+pub fn set_shadow_policy(_command: &log::SetShadowPolicy) -> Result<(), FieldError> {
+    Ok(())
+}
+
+/// A policy version number: versions start at 1.
+fn policy_version(field: &str, version: u32) -> Result<(), FieldError> {
+    if version == 0 {
+        return Err(FieldError::new(
+            field,
+            "is 0",
+            "a published version, numbered from 1",
+        ));
+    }
+    Ok(())
 }

@@ -178,6 +178,19 @@ pub(super) fn reject(reason: RejectReason, message: impl Into<String>) -> Refusa
     })
 }
 
+/// A POLICY_INVALID refusal carrying the errors of the text (with their positions) beside its
+/// message.
+pub(super) fn reject_policy_invalid(
+    message: impl Into<String>,
+    policy_errors: Vec<log::PolicyError>,
+) -> Refusal {
+    Refusal::Reject(log::Rejected {
+        reason: RejectReason::PolicyInvalid as i32,
+        message: message.into(),
+        policy_errors,
+    })
+}
+
 /// The agent, if it is in force for a command at `seq` (see `validity::agent`); else the
 /// rejection that says why: it does not exist, its bound device is disabled, or it (or its
 /// owner) is disabled.

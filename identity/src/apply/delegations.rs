@@ -18,7 +18,7 @@ use super::{
         Caller, Change, Context, Decision, Refusal, agent_in_force, delegation_in_force,
         human_in_force, reject,
     },
-    revocation,
+    policies, revocation,
     tokens::active_service,
 };
 use crate::{
@@ -35,7 +35,7 @@ pub(super) fn create_delegation(
 ) -> Decision {
     let now_unix_s = context.now_unix_s();
     check::create_delegation(command, now_unix_s)?;
-    agent_in_force(state, &command.grantee_agent_id, context.seq)?;
+    let grantee = agent_in_force(state, &command.grantee_agent_id, context.seq)?;
     let created = if command.parent_delegation_id.is_empty() {
         root_grant(state, context, command)?
     } else {
@@ -48,6 +48,8 @@ pub(super) fn create_delegation(
             format!("delegation {} already exists", command.delegation_id),
         ));
     }
+    // Last: a policy narrows what the rules above allow, never widens it.
+    policies::check_delegation(state, context, &created, &grantee)?;
     let row = DelegationRow {
         created: Some(created.clone()),
         created_seq: context.seq,

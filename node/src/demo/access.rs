@@ -4,7 +4,9 @@
 
 use tonic::transport::Channel;
 use warrant_proto::{
-    api::{self, authz_service_client::AuthzServiceClient, policy_service_client::PolicyServiceClient},
+    api::{
+        self, authz_service_client::AuthzServiceClient, policy_service_client::PolicyServiceClient,
+    },
     log::{self, AccessDecision, AccessDenyReason, caller_attribute::Value},
 };
 
@@ -26,9 +28,15 @@ pub(super) async fn decide_calls(
 ) -> anyhow::Result<()> {
     let mut authz = AuthzServiceClient::new(three.clone());
     let (allowed, _) = authorize(&mut authz, admin, token, "read_events", "board").await?;
-    anyhow::ensure!(allowed, "a call within the delegation was refused with no policy");
+    anyhow::ensure!(
+        allowed,
+        "a call within the delegation was refused with no policy"
+    );
     let (allowed, _) = authorize(&mut authz, admin, token, "create_event", "team").await?;
-    anyhow::ensure!(!allowed, "a tool outside the delegation's scopes was allowed");
+    anyhow::ensure!(
+        !allowed,
+        "a tool outside the delegation's scopes was allowed"
+    );
     let mut policies = PolicyServiceClient::new(one.clone());
     let published = policies
         .publish(authed(
@@ -60,7 +68,10 @@ pub(super) async fn decide_calls(
         activated.active_version, published.policy_ids, activated.seq
     );
     let (allowed, _) = authorize(&mut authz, admin, token, "read_events", "board").await?;
-    anyhow::ensure!(!allowed, "the board policy did not refuse the board's calendar");
+    anyhow::ensure!(
+        !allowed,
+        "the board policy did not refuse the board's calendar"
+    );
     let (allowed, _) = authorize(&mut authz, admin, token, "read_events", "team").await?;
     anyhow::ensure!(allowed, "the board policy refused another calendar");
     Ok(())

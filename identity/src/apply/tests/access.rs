@@ -506,7 +506,7 @@ fn authorize_fields_are_checked_and_refusals_recorded() {
         (
             vec![long("1st", 1)],
             "attributes[0].name starts with '1'; allowed: 1 to 64 ASCII letters, digits or '_', \
-             not starting with a digit (a Cedar identifier)",
+             starting with a letter or '_'",
         ),
         (
             vec![string(

@@ -34,6 +34,7 @@ mod devices;
 mod envelope;
 mod idempotency;
 mod operators;
+mod policies;
 mod principals;
 mod sessions;
 mod signing_keys;
