@@ -197,6 +197,9 @@ fn generated_batches_reach_every_decision() {
         "REJECT_REASON_SCOPE_NOT_DELEGATED",
         "REJECT_REASON_SIGNING_KEY_COMPROMISED",
         "REJECT_REASON_BUDGET_EXCEEDS_PARENT",
+        "REJECT_REASON_POLICY_INVALID",
+        "REJECT_REASON_POLICY_VERSION_NOT_FOUND",
+        "REJECT_REASON_POLICY_NO_PREVIOUS_VERSION",
         // SYNC decisions, from the receipts of Authorize.
         "ACCESS_DECISION_ALLOW",
         "ACCESS_DENY_REASON_TOKEN_INVALID",
@@ -205,6 +208,7 @@ fn generated_batches_reach_every_decision() {
         "ACCESS_DENY_REASON_TOOL_NOT_FOUND",
         "ACCESS_DENY_REASON_TOOL_NOT_IN_SCOPE",
         "ACCESS_DENY_REASON_BUDGET_EXHAUSTED",
+        "ACCESS_DENY_REASON_POLICY_FORBIDDEN",
     ];
     // Every event kind, from random batches alone.
     let events = [
@@ -232,6 +236,9 @@ fn generated_batches_reach_every_decision() {
         "AccessDecided",
         "CommandRejected",
         "AuthFailuresRecorded",
+        "PolicyPublished",
+        "PolicyActivated",
+        "ShadowPolicySet",
     ];
     let missing: Vec<&str> = decisions
         .iter()
@@ -701,6 +708,14 @@ fn genesis() -> Batch {
                 ..Default::default()
             }),
         ),
+        // Policy version 1 (active: large amounts are forbidden) and version 2 (published only),
+        // so random batches activate, roll back, shadow and meet forbids.
+        (admin(), genesis_policy(GENESIS_POLICY_V1)),
+        (admin(), genesis_policy(GENESIS_POLICY_V2)),
+        (
+            admin(),
+            CommandKind::ActivatePolicy(log::ActivatePolicy { version: 1 }),
+        ),
     ];
     let commands = kinds
         .into_iter()
@@ -713,6 +728,22 @@ fn genesis() -> Batch {
         time_unix_ms: GENESIS_S * 1000,
         commands,
     }
+}
+
+const GENESIS_POLICY_V1: &str = "@id(\"big\") forbid(principal, action == Action::\"call\", \
+     resource) when { context.attributes has amount && context.attributes.amount > 10000 };";
+const GENESIS_POLICY_V2: &str =
+    "@id(\"no-deep\") forbid(principal, action, resource) when { context.depth > 1 };";
+
+fn genesis_policy(text: &str) -> CommandKind {
+    CommandKind::PublishPolicy(log::PublishPolicy {
+        text: text.to_owned(),
+        description: String::new(),
+        attributes: vec![log::PolicyAttribute {
+            name: "amount".to_owned(),
+            r#type: log::PolicyAttributeType::Long as i32,
+        }],
+    })
 }
 
 fn arb_batch() -> BoxedStrategy<Batch> {
