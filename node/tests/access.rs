@@ -926,14 +926,18 @@ async fn check_size_limits(cluster: &Cluster) {
         huge.push_str(filler);
     }
     let before = converged_digest(cluster).await;
-    // The transport refuses a message over its decode limit before PolicyService sees it; a
-    // decode limit above 1 MiB would leave it to POLICY_TEXT_BYTES_MAX. Either is RESOURCE_EXHAUSTED
-    // with an ErrorInfo.
-    assert_status(
+    // PolicyService decodes requests up to 2 MiB, so the text reaches the edge's size check:
+    // a field too long, naming the limit.
+    let status = assert_status(
         publish(node, &huge).await,
-        Code::ResourceExhausted,
-        &["REQUEST_TOO_LARGE", "POLICY_TOO_LARGE"],
+        Code::InvalidArgument,
+        &["FIELD_TOO_LONG"],
         "a 1 MiB policy",
+    );
+    assert!(
+        status.message().contains("at most 262144 bytes"),
+        "a 1 MiB policy: the message names the limit: {}",
+        status.message()
     );
     assert_unchanged(cluster, &before, "a 1 MiB policy").await;
 

@@ -41,6 +41,7 @@ impl PolicyService for PolicyApi {
     ) -> Result<Response<api::ValidatePolicyResponse>, Status> {
         self.context.auditor(request.metadata()).await?;
         let request = request.into_inner();
+        check_text_size(&request.text)?;
         let reply = match policy::validate(&request.text, &request.attributes) {
             Ok(validated) => api::ValidatePolicyResponse {
                 valid: true,
@@ -172,6 +173,24 @@ fn error_detail(error: log::PolicyError) -> api::PolicyErrorDetail {
     }
 }
 
+/// A text over the limit is refused as a field before it is parsed: it has no position to
+/// report, only a size. (Apply refuses one too, as POLICY_INVALID at line 0.)
+fn check_text_size(text: &str) -> Result<(), ApiError> {
+    let limit = warrant_identity::limits::POLICY_TEXT_BYTES_MAX;
+    if text.len() <= limit {
+        return Ok(());
+    }
+    Err(ApiError::invalid_field(
+        crate::reasons::Reason::FieldTooLong,
+        "text",
+        format!(
+            "text is {} bytes long; allowed: at most {limit} bytes of policy text",
+            text.len()
+        ),
+    )
+    .with("limit", limit.to_string()))
+}
+
 /// Validates the text here, then commits the publication. Apply validates again and may refuse
 /// with the same errors, mapped the same way (`ApiError::from_rejected`).
 async fn publish(
@@ -180,6 +199,7 @@ async fn publish(
     mut request: api::PublishPolicyRequest,
 ) -> Result<api::PublishPolicyResponse, ApiError> {
     let key = take_key(&mut request.idempotency_key)?;
+    check_text_size(&request.text)?;
     let validated = policy::validate(&request.text, &request.attributes)
         .map_err(|errors| ApiError::policy_invalid(&errors))?;
     let kind = log::command::Kind::PublishPolicy(log::PublishPolicy {
