@@ -1219,3 +1219,52 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+impl Node {
+    /// The events after `seq` (one page of up to 1,000), LINEARIZABLE.
+    pub async fn events_after(&self, seq: u64) -> Vec<warrant_proto::log::Event> {
+        let request = api::ListEventsRequest {
+            from_seq: seq + 1,
+            limit: 1000,
+            read: Some(linearizable()),
+        };
+        self.audit()
+            .list_events(self.admin(request))
+            .await
+            .expect("ListEvents")
+            .into_inner()
+            .events
+    }
+}
+
+/// Checks that `events` are only audit facts about refusals: exactly one `CommandRejected` with
+/// `rejection` (a reason code such as `SCOPE_EXCEEDS_PARENT`) when one is expected, none
+/// otherwise, and any number of `AuthFailures` aggregates (a node flushes them every 10 s, at
+/// any moment of a test). Anything else means the refusal changed state.
+pub fn only_refusal_facts(
+    events: &[warrant_proto::log::Event],
+    rejection: Option<&str>,
+) -> Result<(), String> {
+    use warrant_proto::log::{RejectReason, event::Kind};
+    let mut rejections = Vec::new();
+    for event in events {
+        match &event.kind {
+            Some(Kind::AuthFailuresRecorded(_)) => {}
+            Some(Kind::CommandRejected(rejected)) => rejections.push(
+                RejectReason::try_from(rejected.reason)
+                    .map(|it| it.as_str_name().trim_start_matches("REJECT_REASON_"))
+                    .unwrap_or("?")
+                    .to_owned(),
+            ),
+            other => return Err(format!("a refusal added event {} {other:?}", event.seq)),
+        }
+    }
+    let want: Vec<String> = rejection.into_iter().map(str::to_owned).collect();
+    if rejections == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "want CommandRejected events {want:?}, got {rejections:?}"
+        ))
+    }
+}
