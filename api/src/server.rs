@@ -168,22 +168,14 @@ impl Warrant {
             key_id: signing_key.key_id().to_string(),
             argon2_hashes: context.auth.pool().hash_counter(),
         };
-        let mut tasks = vec![
-            tokio::spawn(federation.refresh_forever(stop_rx.clone())),
-            tokio::spawn(crate::auth::failure_log::flush_forever(
-                context.clone(),
-                stop_rx.clone(),
-            )),
-            tokio::spawn(publish_then_serve(
-                node.clone(),
-                signing_key,
-                health.clone(),
-                stop_rx.clone(),
-            )),
-        ];
-        if let Some(tls) = tls {
-            tasks.push(tokio::spawn(tls.reload_forever(stop_rx)));
-        }
+        let tasks = spawn_background(
+            &context,
+            federation,
+            signing_key,
+            health.clone(),
+            tls,
+            stop_rx,
+        );
         on_ready(&warrant);
 
         let fatal = wait_for_stop(shutdown, &node).await;
@@ -477,6 +469,35 @@ async fn public_routes(context: &Arc<Context>) -> Result<(Routes, HealthReporter
 
 /// Publishes this node's signing key (`keys::publish`), then reports the node healthy:
 /// healthy means able to serve, so a leader is known and the key is in the log.
+/// The tasks a serving node runs beside its listeners, aborted at stop: upstream JWKS refresh,
+/// the failed-authentication flush, publishing the signing key (then SERVING), TLS reload.
+fn spawn_background(
+    context: &Arc<Context>,
+    federation: Arc<Federation>,
+    signing_key: Arc<NodeSigningKey>,
+    health: HealthReporter,
+    tls: Option<Arc<TlsState>>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(federation.refresh_forever(stop.clone())),
+        tokio::spawn(crate::auth::failure_log::flush_forever(
+            context.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(publish_then_serve(
+            context.node.clone(),
+            signing_key,
+            health,
+            stop.clone(),
+        )),
+    ];
+    if let Some(tls) = tls {
+        tasks.push(tokio::spawn(tls.reload_forever(stop)));
+    }
+    tasks
+}
+
 async fn publish_then_serve(
     node: RaftNode,
     key: Arc<NodeSigningKey>,

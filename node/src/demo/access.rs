@@ -11,6 +11,7 @@ use warrant_proto::{
 };
 
 use super::authed;
+use warrant_proto::log::event::Kind;
 
 /// The demo's policy: the board's calendar is off limits to agents, whatever they were granted.
 const BOARD_POLICY: &str = r#"@id("board-calendar-is-private")
@@ -134,4 +135,44 @@ async fn authorize(
         decision.policy_version
     );
     Ok((allowed, reply.receipt_seq))
+}
+
+/// One line about an access event (policies, decisions, refusals).
+pub(super) fn describe(kind: &Kind) -> String {
+    match kind {
+        Kind::PolicyPublished(e) => {
+            format!("PolicyPublished v{} policies={:?}", e.version, e.policy_ids)
+        }
+        Kind::PolicyActivated(e) => format!(
+            "PolicyActivated v{} (was v{}){}",
+            e.version,
+            e.previous_version,
+            if e.rollback { " rollback" } else { "" }
+        ),
+        Kind::ShadowPolicySet(e) => format!("ShadowPolicySet v{}", e.version),
+        Kind::AccessDecided(e) => format!(
+            "AccessDecided {} {} {}/{} for {} policy=v{} by {:?}",
+            warrant_proto::log::AccessDecision::try_from(e.decision)
+                .map(|d| d.as_str_name().trim_start_matches("ACCESS_DECISION_"))
+                .unwrap_or("?"),
+            e.principal_id,
+            e.service_id,
+            e.tool,
+            e.on_behalf_of_human_id,
+            e.policy_version,
+            e.determining_policy_ids
+        ),
+        Kind::CommandRejected(e) => format!(
+            "CommandRejected {} {}",
+            e.command_kind,
+            warrant_proto::log::RejectReason::try_from(e.reason)
+                .map(|r| r.as_str_name())
+                .unwrap_or("?")
+        ),
+        Kind::AuthFailuresRecorded(e) => format!(
+            "AuthFailures {} x{} reason={}",
+            e.claimed_id, e.count, e.reason
+        ),
+        other => format!("{other:?}"),
+    }
 }
