@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use prost::Message;
 use tonic::{Code, Request, Response, Status};
-use warrant_identity::{StateError, StateRead, limits, query};
+use warrant_identity::{limits, query};
 use warrant_proto::{
     api::{self, delegation_service_server::DelegationService},
     log, state,
@@ -100,7 +99,7 @@ impl DelegationService for DelegationApi {
         if !party {
             return Err(not_found().into());
         }
-        let usage = budget_usage(&reader, &request.delegation_id).map_err(storage)?;
+        let usage = query::budget_usage(&reader, &request.delegation_id).map_err(storage)?;
         Ok(Response::new(delegation_reply(row, &usage)))
     }
 }
@@ -161,21 +160,6 @@ fn check_create(request: &api::CreateDelegationRequest) -> Result<(), ApiError> 
         u64::from(limits::DELEGATION_DEPTH_MAX),
     )?;
     Ok(())
-}
-
-/// What a delegation's budget has spent: its `BudgetUsageRow` (under `bu\0` + the delegation
-/// id), or nothing spent yet. Read by key until `warrant_identity::query::budget_usage` (the
-/// budget work adds it) is there to call instead.
-fn budget_usage(
-    state: &dyn StateRead,
-    delegation_id: &str,
-) -> Result<state::BudgetUsageRow, StateError> {
-    let key = [b"bu\0".as_slice(), delegation_id.as_bytes()].concat();
-    match state.get(&key)? {
-        Some(bytes) => state::BudgetUsageRow::decode(bytes.as_slice())
-            .map_err(|e| StateError::corrupt(&key, e.to_string())),
-        None => Ok(state::BudgetUsageRow::default()),
-    }
 }
 
 /// The budget's spending, per tool the budget names (zero for a tool not spent yet); unset for

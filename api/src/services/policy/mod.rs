@@ -9,7 +9,6 @@
 
 mod diff;
 mod reads;
-mod rows;
 
 use std::sync::Arc;
 
@@ -225,7 +224,7 @@ async fn activation(
 ) -> Result<api::PolicyActivationResponse, ApiError> {
     let accepted = context.commit(command).await?;
     let reader = context.read(ReadConsistency::AtLeast(accepted.seq)).await?;
-    let row = rows::activation(&reader).map_err(storage)?;
+    let row = warrant_identity::query::policy_activation(&reader).map_err(storage)?;
     Ok(api::PolicyActivationResponse {
         active_version: row.active_version,
         shadow_version: row.shadow_version,

@@ -9,7 +9,7 @@ use warrant_proto::{
     state::{PolicyActivationRow, PolicyVersionRow},
 };
 
-use super::{diff, rows};
+use super::diff;
 use crate::{
     context::Context,
     error::{ApiError, Reason},
@@ -52,7 +52,7 @@ fn version_row(
         0 => activation.active_version,
         version => version,
     };
-    rows::version(state, wanted)
+    query::policy_version(state, wanted)
         .map_err(storage)?
         .ok_or_else(|| {
             version_not_found(format!(
@@ -93,7 +93,7 @@ pub(super) async fn get(
 ) -> Result<api::PolicyVersion, ApiError> {
     let consistency = validate::read_consistency(request.read.as_ref())?;
     let reader = context.read(consistency).await?;
-    let activation = rows::activation(&reader).map_err(storage)?;
+    let activation = query::policy_activation(&reader).map_err(storage)?;
     let row = version_row(&reader, &activation, request.version)?;
     Ok(version_reply(row, &activation, true))
 }
@@ -105,8 +105,9 @@ pub(super) async fn list(
     let size = page_size(request.limit)?;
     let consistency = validate::read_consistency(request.read.as_ref())?;
     let reader = context.read(consistency).await?;
-    let activation = rows::activation(&reader).map_err(storage)?;
-    let rows = rows::versions_after(&reader, request.after_version, size).map_err(storage)?;
+    let activation = query::policy_activation(&reader).map_err(storage)?;
+    let rows =
+        query::list_policy_versions(&reader, request.after_version, size).map_err(storage)?;
     let versions: Vec<api::PolicyVersion> = rows
         .into_iter()
         .map(|row| version_reply(row, &activation, false))
@@ -129,7 +130,7 @@ pub(super) async fn diff(
 ) -> Result<api::DiffPoliciesResponse, ApiError> {
     let consistency = validate::read_consistency(request.read.as_ref())?;
     let reader = context.read(consistency).await?;
-    let activation = rows::activation(&reader).map_err(storage)?;
+    let activation = query::policy_activation(&reader).map_err(storage)?;
     let from = version_row(&reader, &activation, request.from_version)?;
     let to = version_row(&reader, &activation, request.to_version)?;
     let (from, to) = (
