@@ -18,6 +18,7 @@
 //! read index only for a well-formed credential naming a principal it does not know yet.
 
 pub mod basic;
+pub mod failure_log;
 pub mod failures;
 pub mod pool;
 #[cfg(test)]
@@ -49,6 +50,7 @@ use crate::{
     storage::storage,
 };
 use basic::BasicCredential;
+use failure_log::{Claimed, FailureLog};
 use failures::{FailureLimits, Failures};
 use pool::{HashPool, PoolConfig, PoolError};
 
@@ -260,6 +262,8 @@ pub struct Authenticator {
     clock_leeway_s: u64,
     pool: HashPool,
     failures: Failures,
+    /// Every refused authentication, aggregated for the log (never the credential).
+    failure_log: FailureLog,
     /// The last secret verified per (agent id, credential id).
     verified: Mutex<BTreeMap<(String, String), Verified>>,
 }
@@ -279,6 +283,7 @@ impl Authenticator {
             clock_leeway_s: config.clock_leeway_s,
             pool: HashPool::new(cost.pool),
             failures: Failures::new(cost.failures),
+            failure_log: FailureLog::default(),
             verified: Mutex::default(),
         }
     }
@@ -288,8 +293,27 @@ impl Authenticator {
         &self.pool
     }
 
+    /// The refused authentications counted since the last flush.
+    pub fn failure_log(&self) -> &FailureLog {
+        &self.failure_log
+    }
+
     /// Authenticates the caller of one request, from the peer [`crate::peer::current`] names.
+    /// Every refusal is counted in the failure log, under the principal the credential claimed.
     pub async fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+        source: &impl AuthSource,
+    ) -> Result<Caller, ApiError> {
+        let result = self.authenticate_uncounted(metadata, source).await;
+        if let Err(error) = &result {
+            self.failure_log
+                .record_error(&claimed(metadata), error, now_unix_ms());
+        }
+        result
+    }
+
+    async fn authenticate_uncounted(
         &self,
         metadata: &MetadataMap,
         source: &impl AuthSource,
@@ -346,9 +370,11 @@ impl Authenticator {
         secret: &str,
         phc: Option<&str>,
     ) -> Result<bool, ApiError> {
-        let charge =
-            self.failures
-                .charge(Some(principal), crate::peer::current(), Instant::now())?;
+        let claimed = Claimed::new(log::PrincipalKind::Human, principal);
+        let charge = self
+            .failures
+            .charge(Some(principal), crate::peer::current(), Instant::now())
+            .inspect_err(|e| self.failure_log.record_error(&claimed, e, now_unix_ms()))?;
         let matched = match self.pool.verify(secret, phc.unwrap_or(DUMMY_PHC)).await {
             Ok(matched) => matched && phc.is_some(),
             Err(e) => {
@@ -360,6 +386,9 @@ impl Authenticator {
         };
         if matched {
             self.failures.forgive(charge);
+        } else {
+            let reason = Reason::CredentialInvalid.as_str();
+            self.failure_log.record(&claimed, reason, now_unix_ms());
         }
         Ok(matched)
     }
@@ -533,7 +562,13 @@ impl Authenticator {
         source: &impl AuthSource,
     ) -> Result<Caller, ApiError> {
         let peer = crate::peer::current();
-        self.authenticate_assertion_from(value, source, peer).await
+        let result = self.authenticate_assertion_from(value, source, peer).await;
+        if let Err(error) = &result {
+            let claimed = claimed_by_assertion(value);
+            self.failure_log
+                .record_error(&claimed, error, now_unix_ms());
+        }
+        result
     }
 
     async fn authenticate_assertion_from(
@@ -612,6 +647,73 @@ impl Authenticator {
             }),
         }))
     }
+}
+
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Who the credential in `metadata` claims to be, read without checking it, for the failure
+/// log. Only the name is read, never kept with the credential.
+fn claimed(metadata: &MetadataMap) -> Claimed {
+    use log::PrincipalKind::{Admin, Agent, Human, Operator, Unspecified};
+    if let Some(value) = metadata.get(CLIENT_ASSERTION_METADATA) {
+        return value
+            .to_str()
+            .map_or(Claimed::unnamed(Agent), claimed_by_assertion);
+    }
+    let Some(value) = metadata.get("authorization") else {
+        return match crate::peer::operator() {
+            Some(operator) => Claimed::new(Operator, &operator.0),
+            None => Claimed::unnamed(Unspecified),
+        };
+    };
+    let value = value.to_str().unwrap_or_default();
+    if AUTHORIZATION_LEN_MAX < value.len() {
+        return Claimed::unnamed(Unspecified);
+    }
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        if token.split('.').count() != 3 {
+            return Claimed::new(Admin, "admin");
+        }
+        return unverified_subject(token)
+            .map_or(Claimed::unnamed(Human), |sub| Claimed::new(Human, &sub));
+    }
+    if let Some(encoded) = value.strip_prefix("Basic ") {
+        return basic_user(encoded).map_or(Claimed::unnamed(Agent), |agent_id| {
+            Claimed::new(Agent, &agent_id)
+        });
+    }
+    Claimed::unnamed(Unspecified)
+}
+
+fn claimed_by_assertion(value: &str) -> Claimed {
+    match assertion::peek(value) {
+        Ok(peek) => Claimed::new(log::PrincipalKind::Agent, &peek.agent_id),
+        Err(_) => Claimed::unnamed(log::PrincipalKind::Agent),
+    }
+}
+
+/// The `sub` of a JWS's payload, unverified: only a name for the failure log.
+fn unverified_subject(token: &str) -> Option<String> {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let payload = token.split('.').nth(1)?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    claims.get("sub")?.as_str().map(str::to_string)
+}
+
+/// The agent id of a `Basic` credential (the user part before any credential id), unverified.
+fn basic_user(encoded: &str) -> Option<String> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let decoded = STANDARD.decode(encoded).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, _secret) = decoded.split_once(':')?;
+    let agent_id = user.split(basic::CREDENTIAL_SEPARATOR).next()?;
+    Some(agent_id.to_string())
 }
 
 pub fn now_unix_s() -> u64 {

@@ -17,6 +17,7 @@ use crate::{
     error::{ApiError, Reason},
     federation::Federation,
     keys::key_set::SigningKeys,
+    receipts::ReceiptQueue,
     validate,
 };
 
@@ -40,6 +41,8 @@ pub struct Context {
     pub rotation: tokio::sync::Mutex<()>,
     /// Hides client secrets in request digests; the same on every member.
     pub digest_key: DigestKey,
+    /// ASYNC receipts waiting for commit (`crate::receipts`).
+    pub receipts: ReceiptQueue,
 }
 
 impl Context {
@@ -127,7 +130,7 @@ impl Context {
         match proposal.outcome.result {
             Some(log::outcome::Result::Accepted(accepted)) => Ok(accepted),
             Some(log::outcome::Result::Rejected(rejected)) => {
-                Err(ApiError::from_rejection(rejected.reason, rejected.message))
+                Err(ApiError::from_rejected(rejected))
             }
             None => Err(ApiError::internal("apply returned an empty outcome")),
         }
@@ -145,6 +148,19 @@ pub fn retry_with_key(error: ApiError, idempotency_key: &str) -> ApiError {
         }
         _ => error,
     }
+}
+
+/// The idempotency key of a new attempt at a command that apply refused under `key`. A refusal
+/// is stored under its key (a retry replays it), so an attempt that should be decided afresh
+/// (an issuance with a new signing key, another publication of a node's key) needs a key of
+/// its own, derived so that every node derives the same one: `key/suffix`, or, when that would
+/// be longer than allowed, the SHA-256 of `key` in hex, then `/suffix`.
+pub fn derived_idempotency_key(key: &str, suffix: &str) -> String {
+    let derived = format!("{key}/{suffix}");
+    if derived.len() <= warrant_identity::limits::IDEMPOTENCY_KEY_LEN_MAX {
+        return derived;
+    }
+    format!("{}/{suffix}", hex::encode(Sha256::digest(key.as_bytes())))
 }
 
 /// This node's state as the authenticator reads it.
@@ -199,6 +215,23 @@ mod tests {
     use tonic::Code;
 
     use super::*;
+
+    #[test]
+    fn derived_keys_are_valid_and_the_same_everywhere() {
+        let kid = "k".repeat(43);
+        let short = derived_idempotency_key("client-key", &format!("rekey-{kid}"));
+        assert_eq!(short, format!("client-key/rekey-{kid}"));
+        let long_key = "x".repeat(warrant_identity::limits::IDEMPOTENCY_KEY_LEN_MAX);
+        let long = derived_idempotency_key(&long_key, &format!("rekey-{kid}"));
+        assert_eq!(
+            long,
+            derived_idempotency_key(&long_key, &format!("rekey-{kid}"))
+        );
+        assert_ne!(long, short);
+        for key in [short, long] {
+            warrant_identity::limits::validate_idempotency_key("k", &key).expect("valid");
+        }
+    }
 
     #[test]
     fn a_retryable_failure_names_the_key_to_retry_with() {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+use warrant_proto::log;
 use warrant_raft::{MembershipError, ProposeError, ReadError};
 
 // Named with `ApiError` by its users; the table itself lives in `reasons`.
@@ -25,6 +26,9 @@ pub struct ApiError {
     pub message: String,
     /// Extra ErrorInfo metadata, e.g. the offending field or the leader's address.
     pub metadata: Vec<(&'static str, String)>,
+    /// `google.rpc.BadRequest` field violations (field, description), sent beside the
+    /// ErrorInfo when there are any: one per error of an invalid policy text.
+    pub violations: Vec<(String, String)>,
 }
 
 impl ApiError {
@@ -34,6 +38,7 @@ impl ApiError {
             reason,
             message: message.into(),
             metadata: Vec::new(),
+            violations: Vec::new(),
         }
     }
 
@@ -55,6 +60,53 @@ impl ApiError {
         let reason = Reason::of_rejection(reason);
         ApiError::new(reason.status(), reason, message)
     }
+
+    /// A rejection from apply, with its policy errors as field violations when it has any (an
+    /// invalid policy text refused in apply reads as the edge's own refusal).
+    pub fn from_rejected(rejected: log::Rejected) -> Self {
+        if rejected.policy_errors.is_empty() {
+            return ApiError::from_rejection(rejected.reason, rejected.message);
+        }
+        ApiError::policy_invalid(&rejected.policy_errors)
+    }
+
+    /// INVALID_ARGUMENT `POLICY_INVALID` for a policy text: every error becomes a BadRequest
+    /// violation of field `text`, described as "line L, column C: message (policy id)", so a
+    /// client (or an editor) can point at each one. ErrorInfo names the field and the count.
+    pub fn policy_invalid(errors: &[log::PolicyError]) -> Self {
+        let first = errors
+            .first()
+            .map(policy_error_description)
+            .unwrap_or_else(|| "no error was reported".to_string());
+        let mut error = ApiError::new(
+            Code::InvalidArgument,
+            Reason::PolicyInvalid,
+            format!(
+                "the policy text has {} error(s); the first: {first}",
+                errors.len()
+            ),
+        )
+        .with("field", "text")
+        .with("errors", errors.len().to_string());
+        error.violations = errors
+            .iter()
+            .map(|it| ("text".to_string(), policy_error_description(it)))
+            .collect();
+        error
+    }
+}
+
+/// One policy error as a person reads it: "line L, column C: message (policy id)".
+pub fn policy_error_description(error: &log::PolicyError) -> String {
+    let policy = if error.policy_id.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", error.policy_id)
+    };
+    format!(
+        "line {}, column {}: {}{policy}",
+        error.line, error.column, error.message
+    )
 }
 
 impl From<ApiError> for Status {
@@ -64,7 +116,11 @@ impl From<ApiError> for Status {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        let details = ErrorDetails::with_error_info(error.reason.as_str(), ERROR_DOMAIN, metadata);
+        let mut details =
+            ErrorDetails::with_error_info(error.reason.as_str(), ERROR_DOMAIN, metadata);
+        for (field, description) in error.violations {
+            details.add_bad_request_violation(field, description);
+        }
         Status::with_error_details(error.code, error.message, details)
     }
 }
@@ -210,5 +266,101 @@ fn leader_hint(error: ApiError, leader_id: Option<u64>, leader_addr: Option<Stri
     match leader_addr {
         Some(addr) => error.with("leader_addr", addr),
         None => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors() -> Vec<log::PolicyError> {
+        vec![
+            log::PolicyError {
+                line: 2,
+                column: 14,
+                policy_id: "no-transfer".to_string(),
+                message: "unrecognized entity type `Tol`".to_string(),
+            },
+            log::PolicyError {
+                line: 9,
+                column: 1,
+                policy_id: String::new(),
+                message: "unexpected end of input".to_string(),
+            },
+        ]
+    }
+
+    /// The status a client receives, and its ErrorInfo and BadRequest details.
+    fn details_of(error: ApiError) -> (Status, ErrorDetails) {
+        let status = Status::from(error);
+        let details = status.get_error_details();
+        (status, details)
+    }
+
+    #[test]
+    fn policy_invalid_carries_every_error_with_its_line_and_column() {
+        let (status, details) = details_of(ApiError::policy_invalid(&errors()));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let info = details.error_info().expect("ErrorInfo");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("POLICY_INVALID", ERROR_DOMAIN)
+        );
+        assert_eq!(info.metadata.get("errors").map(String::as_str), Some("2"));
+        let violations: Vec<(&str, &str)> = details
+            .bad_request()
+            .expect("BadRequest")
+            .field_violations
+            .iter()
+            .map(|it| (it.field.as_str(), it.description.as_str()))
+            .collect();
+        assert_eq!(
+            violations,
+            vec![
+                (
+                    "text",
+                    "line 2, column 14: unrecognized entity type `Tol` (no-transfer)"
+                ),
+                ("text", "line 9, column 1: unexpected end of input"),
+            ]
+        );
+        assert!(
+            status.message().contains("2 error(s)"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn apply_refusing_a_policy_reads_as_the_edge_refusal() {
+        let rejected = log::Rejected {
+            reason: log::RejectReason::PolicyInvalid as i32,
+            message: "invalid".to_string(),
+            policy_errors: errors(),
+        };
+        let (from_apply, apply_details) = details_of(ApiError::from_rejected(rejected));
+        let (from_edge, edge_details) = details_of(ApiError::policy_invalid(&errors()));
+        assert_eq!(from_apply.code(), from_edge.code());
+        let descriptions = |details: &ErrorDetails| -> Vec<String> {
+            details
+                .bad_request()
+                .map(|it| {
+                    it.field_violations
+                        .iter()
+                        .map(|v| v.description.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(descriptions(&apply_details), descriptions(&edge_details));
+        assert_eq!(descriptions(&apply_details).len(), 2);
+        // Any other refusal has no violations.
+        let (other, other_details) = details_of(ApiError::from_rejected(log::Rejected {
+            reason: log::RejectReason::PolicyVersionNotFound as i32,
+            message: "no version 9".to_string(),
+            policy_errors: vec![],
+        }));
+        assert_eq!(other.code(), Code::NotFound);
+        assert!(other_details.bad_request().is_none());
     }
 }

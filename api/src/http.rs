@@ -7,6 +7,8 @@
 //!   exchange, with `private_key_jwt` (RFC 7523) or `client_secret_basic` client authentication.
 //!   Both run the same code as the gRPC `Issue` and `Exchange`.
 //! - `/healthz`.
+//! - AuthZEN (`crate::authzen`): `/access/v1/evaluation`, `/access/v1/evaluations` and
+//!   `/.well-known/authzen-configuration`.
 
 use std::sync::Arc;
 
@@ -28,6 +30,7 @@ use warrant_token::assertion::ASSERTION_TYPE;
 use crate::{
     ApiError, Reason,
     auth::{Caller, now_unix_s},
+    authzen,
     context::Context,
     services::{
         mint::{ACCESS_TOKEN_TYPE_URN, issue_and_sign},
@@ -56,6 +59,15 @@ pub fn router(context: Arc<Context>) -> Router {
         .route("/.well-known/openid-configuration", get(metadata))
         .route(TOKEN_ENDPOINT_PATH, post(token))
         .route("/healthz", get(healthz))
+        .route(authzen::EVALUATION_PATH, post(authzen::evaluation_handler))
+        .route(
+            authzen::EVALUATIONS_PATH,
+            post(authzen::evaluations_handler),
+        )
+        .route(
+            authzen::CONFIGURATION_PATH,
+            get(authzen::configuration_handler),
+        )
         // The same bound as a gRPC request: a token request is a few KiB at most.
         .layer(DefaultBodyLimit::max(crate::limits::REQUEST_BYTES_MAX))
         .with_state(context)

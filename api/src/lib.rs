@@ -9,6 +9,7 @@
 //! types and gRPC status codes. It never touches RocksDB or openraft directly.
 
 pub mod auth;
+pub mod authzen;
 pub mod context;
 pub mod digest_key;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod limits;
 pub mod peer;
 pub mod reasons;
+pub mod receipts;
 pub mod server;
 pub mod services;
 mod storage;

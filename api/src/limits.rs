@@ -63,3 +63,58 @@ pub const AUTH_FAILURES_PER_ADDRESS_MAX: u32 = 100;
 /// Principals, and separately addresses, whose failures are tracked at once. When a table is
 /// full, windows that have ended are dropped; if none has, the table starts afresh.
 pub const AUTH_FAILURE_KEYS_MAX: usize = 100_000;
+
+// Access decisions.
+
+/// ASYNC receipts decided on this node and waiting for their commit. A full queue pushes back:
+/// an ASYNC Authorize waits [`RECEIPT_QUEUE_WAIT_MAX`] for room, then is refused with
+/// `RECEIPT_QUEUE_FULL` before anything is decided. A node crash loses at most this many
+/// receipts (those queued and not yet committed).
+pub const RECEIPT_QUEUE_MAX: usize = 16_384;
+/// How long an ASYNC Authorize waits for room in a full receipt queue.
+pub const RECEIPT_QUEUE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+/// Receipts per `RecordAccessDecisions` command (apply's own bound is the same number).
+pub const RECEIPTS_PER_RECORD_MAX: usize = 256;
+/// Encoded receipt bytes per `RecordAccessDecisions` command: half a Raft batch
+/// (`warrant_raft`'s 1 MiB), so a record always fits one with room for other commands. A single
+/// receipt larger than this still goes, alone.
+pub const RECEIPTS_RECORD_BYTES_MAX: usize = 512 * 1024;
+/// How long a stopping node keeps committing the receipts still queued, after its listeners
+/// stopped; what is left then is lost (and logged with its count).
+pub const RECEIPT_DRAIN_ON_STOP_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+/// Backoff between attempts to commit a batch of receipts, doubling from the first to the last.
+pub const RECEIPT_RETRY_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(50);
+pub const RECEIPT_RETRY_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+// Policies.
+
+/// The largest request to `PolicyService`: a policy text may be 256 KiB
+/// (`warrant_identity::limits::POLICY_TEXT_BYTES_MAX`), beyond the API's 64 KiB, and a text
+/// somewhat over that limit still reaches the handler, which refuses it with its reason and
+/// the limit rather than as an undecodable message.
+pub const POLICY_REQUEST_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Events one `ShadowReport` call scans at most; it says where to continue.
+pub const SHADOW_REPORT_EVENTS_SCANNED_MAX: usize = 10_000;
+
+// AuthZEN (`crate::authzen`).
+
+/// Evaluations in one AuthZEN Access Evaluations request (`POST /access/v1/evaluations`). Each
+/// is one Authorize (a SYNC one is a log entry), so a batch is bounded like a request list.
+pub const AUTHZEN_EVALUATIONS_MAX: usize = 64;
+/// Members of one AuthZEN `context` object, each a caller attribute: the same bound as
+/// `warrant_identity::limits::CALLER_ATTRIBUTES_MAX`, checked here first so a large context is
+/// refused before anything is read into an Authorize.
+pub const AUTHZEN_CONTEXT_MEMBERS_MAX: usize = 32;
+
+// Failed-authentication aggregates (`crate::auth::failure_log`).
+
+/// Distinct (claimed kind, claimed id, reason) keys the aggregator holds between flushes; more
+/// fold into one "(other)" entry per (kind, reason), so the map holds at most this many named
+/// keys plus one per kind and reason code.
+pub const AUTH_FAILURE_LOG_KEYS_MAX: usize = 1024;
+/// How often the aggregates are proposed as one RecordAuthFailures command.
+pub const AUTH_FAILURE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Entries in one RecordAuthFailures (each becomes one event): the largest counts first, the
+/// rest folded into one "(other)" entry. So unauthenticated traffic adds at most this many
+/// events per node per flush interval.
+pub const AUTH_FAILURES_PER_RECORD_MAX: usize = 64;

@@ -181,6 +181,9 @@ reasons! {
     BudgetExceedsParent => "BUDGET_EXCEEDS_PARENT", FailedPrecondition,
         "A child delegation's call budget is larger than its parent's: ask for at most the \
          parent's budget.";
+    ReceiptQueueFull => "RECEIPT_QUEUE_FULL", ResourceExhausted,
+        "This node's queue of ASYNC receipts waiting for commit stayed full for the wait bound, \
+         and nothing was decided: retry with backoff, on another node, or with audit SYNC.";
     IssuerNotConfigured => "ISSUER_NOT_CONFIGURED", Unauthenticated,
         "The id_token's issuer is not one this cluster trusts: log in with a configured issuer.";
     LocalPasswordsDisabled => "LOCAL_PASSWORDS_DISABLED", FailedPrecondition,
@@ -374,6 +377,12 @@ mod tests {
         (33, Code::Unauthenticated, "ASSERTION_EXPIRED"),
         (34, Code::Unauthenticated, "CREDENTIAL_REVOKED"),
         (35, Code::FailedPrecondition, "SIGNING_KEY_COMPROMISED"),
+        (36, Code::InvalidArgument, "POLICY_INVALID"),
+        (37, Code::NotFound, "POLICY_VERSION_NOT_FOUND"),
+        (38, Code::PermissionDenied, "POLICY_FORBIDDEN"),
+        (39, Code::FailedPrecondition, "BUDGET_EXCEEDS_PARENT"),
+        (40, Code::FailedPrecondition, "POLICY_ERROR"),
+        (41, Code::FailedPrecondition, "POLICY_NO_PREVIOUS_VERSION"),
     ];
 
     #[test]

@@ -7,10 +7,11 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 use warrant_proto::api::{
-    audit_service_server::AuditServiceServer, cluster_service_server::ClusterServiceServer,
+    audit_service_server::AuditServiceServer, authz_service_server::AuthzServiceServer,
+    cluster_service_server::ClusterServiceServer,
     delegation_service_server::DelegationServiceServer,
-    identity_service_server::IdentityServiceServer, session_service_server::SessionServiceServer,
-    token_service_server::TokenServiceServer,
+    identity_service_server::IdentityServiceServer, policy_service_server::PolicyServiceServer,
+    session_service_server::SessionServiceServer, token_service_server::TokenServiceServer,
 };
 use warrant_raft::{PeerSecurity, RaftConfig, RaftNode, SharedSecrets};
 use warrant_token::NodeSigningKey;
@@ -21,12 +22,14 @@ use crate::{
     federation::{Federation, FederationError, IssuerConfig},
     keys::{self, key_set::SigningKeys},
     limits::{
-        HTTP_CONNECTIONS_MAX, PEER_CONNECTIONS_MAX, PUBLIC_CONNECTIONS_MAX, REQUEST_BYTES_MAX,
+        HTTP_CONNECTIONS_MAX, PEER_CONNECTIONS_MAX, POLICY_REQUEST_BYTES_MAX,
+        PUBLIC_CONNECTIONS_MAX, REQUEST_BYTES_MAX,
     },
     peer::PeerAddrLayer,
+    receipts::{self, ReceiptQueue},
     services::{
-        audit::AuditApi, cluster::ClusterApi, delegation::DelegationApi, identity::IdentityApi,
-        session::SessionApi, token::TokenApi,
+        audit::AuditApi, authz::AuthzApi, cluster::ClusterApi, delegation::DelegationApi,
+        identity::IdentityApi, policy::PolicyApi, session::SessionApi, token::TokenApi,
     },
     transport::{self, GrpcEdge, ListenerSpec, Protocol, Role, TlsError, TlsFiles, TlsState},
 };
@@ -139,8 +142,19 @@ impl Warrant {
         let node = start_raft(&config, peer_security(&config, tls.as_ref())?).await?;
         let listeners = Listeners::bind(&config).await?;
         let federation = Arc::new(Federation::load(config.federation.clone()).await?);
-        let context = service_context(&config, &node, &signing_key, federation.clone());
+        let (receipt_queue, receipt_drain) = receipts::queue();
+        let context = service_context(
+            &config,
+            &node,
+            &signing_key,
+            federation.clone(),
+            receipt_queue,
+        );
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Not among `tasks`, which are aborted at stop: it commits what is queued, within a
+        // bound, after the listeners stopped and before Raft does.
+        let receipt_task =
+            tokio::spawn(receipt_drain.run(node.clone(), config.node_id, stop_rx.clone()));
         let addrs = listeners.addrs();
         let (servers, health) = listeners.serve(&context, tls.clone(), &stop_rx).await?;
         if config.init_single_node && node.initialize_single().await? {
@@ -154,18 +168,14 @@ impl Warrant {
             key_id: signing_key.key_id().to_string(),
             argon2_hashes: context.auth.pool().hash_counter(),
         };
-        let mut tasks = vec![
-            tokio::spawn(federation.refresh_forever(stop_rx.clone())),
-            tokio::spawn(publish_then_serve(
-                node.clone(),
-                signing_key,
-                health.clone(),
-                stop_rx.clone(),
-            )),
-        ];
-        if let Some(tls) = tls {
-            tasks.push(tokio::spawn(tls.reload_forever(stop_rx)));
-        }
+        let tasks = spawn_background(
+            &context,
+            federation,
+            signing_key,
+            health.clone(),
+            tls,
+            stop_rx,
+        );
         on_ready(&warrant);
 
         let fatal = wait_for_stop(shutdown, &node).await;
@@ -182,6 +192,9 @@ impl Warrant {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "server task failed");
             }
+        }
+        if let Err(e) = receipt_task.await {
+            tracing::error!(error = %e, "receipt drain task failed");
         }
         node.shutdown().await;
         match fatal {
@@ -352,6 +365,7 @@ fn service_context(
     node: &RaftNode,
     signing_key: &Arc<NodeSigningKey>,
     federation: Arc<Federation>,
+    receipts: ReceiptQueue,
 ) -> Arc<Context> {
     Arc::new(Context {
         node: node.clone(),
@@ -371,6 +385,7 @@ fn service_context(
         data_dir: config.data_dir.clone(),
         rotation: tokio::sync::Mutex::new(()),
         digest_key: crate::digest_key::DigestKey::from_admin_token(&config.admin_token),
+        receipts,
     })
 }
 
@@ -435,12 +450,54 @@ async fn public_routes(context: &Arc<Context>) -> Result<(Routes, HealthReporter
                 context: context.clone(),
             })
             .max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            // Policy texts are larger than any other request (see the limit).
+            PolicyServiceServer::new(PolicyApi {
+                context: context.clone(),
+            })
+            .max_decoding_message_size(POLICY_REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            AuthzServiceServer::new(AuthzApi {
+                context: context.clone(),
+            })
+            .max_decoding_message_size(REQUEST_BYTES_MAX),
         );
     Ok((routes, health))
 }
 
 /// Publishes this node's signing key (`keys::publish`), then reports the node healthy:
 /// healthy means able to serve, so a leader is known and the key is in the log.
+/// The tasks a serving node runs beside its listeners, aborted at stop: upstream JWKS refresh,
+/// the failed-authentication flush, publishing the signing key (then SERVING), TLS reload.
+fn spawn_background(
+    context: &Arc<Context>,
+    federation: Arc<Federation>,
+    signing_key: Arc<NodeSigningKey>,
+    health: HealthReporter,
+    tls: Option<Arc<TlsState>>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(federation.refresh_forever(stop.clone())),
+        tokio::spawn(crate::auth::failure_log::flush_forever(
+            context.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(publish_then_serve(
+            context.node.clone(),
+            signing_key,
+            health,
+            stop.clone(),
+        )),
+    ];
+    if let Some(tls) = tls {
+        tasks.push(tokio::spawn(tls.reload_forever(stop)));
+    }
+    tasks
+}
+
 async fn publish_then_serve(
     node: RaftNode,
     key: Arc<NodeSigningKey>,
@@ -481,5 +538,11 @@ async fn stop_serving(health: &HealthReporter) {
         .await;
     health
         .set_not_serving::<DelegationServiceServer<DelegationApi>>()
+        .await;
+    health
+        .set_not_serving::<PolicyServiceServer<PolicyApi>>()
+        .await;
+    health
+        .set_not_serving::<AuthzServiceServer<AuthzApi>>()
         .await;
 }

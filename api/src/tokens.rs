@@ -3,10 +3,7 @@
 //! human, session, delegation chain) are still in force. Shared by Verify, token exchange and
 //! human bearer authentication, so all three answer alike.
 
-use warrant_identity::{
-    StateRead, query,
-    validity::{self, LapseKind},
-};
+use warrant_identity::{StateRead, query, validity};
 use warrant_proto::{api::TokenInvalidReason, state};
 use warrant_token::jwt::{self, Expectations, Invalid, KeyLookup, VerifiedClaims};
 
@@ -92,24 +89,7 @@ pub fn check(
         );
     }
     if let Err(lapse) = validity::token(state, &row, expect.now_unix_s).map_err(storage)? {
-        return invalid(token_invalid_reason(lapse.kind), lapse.message);
+        return invalid(lapse.kind.token_invalid_reason(), lapse.message);
     }
     Ok(Ok(Checked { claims, row }))
-}
-
-/// Why a presented token is not valid (Verify, exchange, bearer authentication) when a link of
-/// it lapsed. Here, not in `identity`: only this crate knows the public API's enums.
-fn token_invalid_reason(lapse: LapseKind) -> TokenInvalidReason {
-    match lapse {
-        LapseKind::AgentDisabled => TokenInvalidReason::AgentDisabled,
-        LapseKind::HumanDisabled => TokenInvalidReason::HumanDisabled,
-        LapseKind::DeviceDisabled => TokenInvalidReason::DeviceDisabled,
-        LapseKind::SessionEnded => TokenInvalidReason::SessionEnded,
-        LapseKind::DelegationNotFound | LapseKind::DelegationRevoked => {
-            TokenInvalidReason::DelegationRevoked
-        }
-        LapseKind::DelegationExpired => TokenInvalidReason::DelegationExpired,
-        LapseKind::TokenRevoked => TokenInvalidReason::Revoked,
-        LapseKind::SigningKeyCompromised => TokenInvalidReason::SigningKeyCompromised,
-    }
 }

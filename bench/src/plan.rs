@@ -159,6 +159,10 @@ pub enum Kind {
     Register,
     VerifyLinearizable,
     VerifyLocal,
+    /// AuthzService.Authorize, decided in apply (the receipt committed before the reply).
+    AuthorizeSync,
+    /// Authorize decided on the serving node, the receipt committed after the reply.
+    AuthorizeAsync,
     Mixed,
     /// grpc.health.v1 Check: the transport-and-client ceiling.
     Health,
@@ -176,10 +180,15 @@ pub struct Scenario {
     pub in_process: InProcess,
     /// Set against etcd Put and the health ceiling at the same concurrency.
     pub compared: bool,
+    /// Set against this scenario's rate at the same target and concurrency (issue 10's goals:
+    /// Authorize ASYNC at least half Verify LOCAL's rate, SYNC at least half ASYNC's).
+    pub baseline: Option<&'static str>,
 }
 
 pub const ETCD_PUT: &str = "etcd-put";
 pub const HEALTH: &str = "health";
+pub const VERIFY_LOCAL: &str = "verify-local";
+pub const AUTHORIZE_ASYNC: &str = "authorize-async";
 
 /// Every scenario, in report order.
 pub const SCENARIOS: &[Scenario] = &[
@@ -190,6 +199,7 @@ pub const SCENARIOS: &[Scenario] = &[
         on_follower: true,
         in_process: InProcess::Sign,
         compared: true,
+        baseline: None,
     },
     Scenario {
         name: "issue-delegated",
@@ -198,6 +208,7 @@ pub const SCENARIOS: &[Scenario] = &[
         on_follower: false,
         in_process: InProcess::Sign,
         compared: true,
+        baseline: None,
     },
     Scenario {
         name: "register",
@@ -206,6 +217,7 @@ pub const SCENARIOS: &[Scenario] = &[
         on_follower: true,
         in_process: InProcess::None,
         compared: true,
+        baseline: None,
     },
     Scenario {
         name: "verify-linearizable",
@@ -214,14 +226,34 @@ pub const SCENARIOS: &[Scenario] = &[
         on_follower: true,
         in_process: InProcess::Verify,
         compared: true,
+        baseline: None,
     },
     Scenario {
-        name: "verify-local",
+        name: VERIFY_LOCAL,
         what: "Verify LOCAL (the node's applied state)",
         kind: Kind::VerifyLocal,
         on_follower: true,
         in_process: InProcess::Verify,
         compared: true,
+        baseline: None,
+    },
+    Scenario {
+        name: AUTHORIZE_ASYNC,
+        what: "AuthzService.Authorize ASYNC (decided on the node's applied state, receipt committed after the reply)",
+        kind: Kind::AuthorizeAsync,
+        on_follower: true,
+        in_process: InProcess::Verify,
+        compared: true,
+        baseline: Some(VERIFY_LOCAL),
+    },
+    Scenario {
+        name: "authorize-sync",
+        what: "Authorize SYNC (decided in apply, receipt committed before the reply)",
+        kind: Kind::AuthorizeSync,
+        on_follower: false,
+        in_process: InProcess::Verify,
+        compared: true,
+        baseline: Some(AUTHORIZE_ASYNC),
     },
     Scenario {
         name: "mixed",
@@ -230,6 +262,7 @@ pub const SCENARIOS: &[Scenario] = &[
         on_follower: false,
         in_process: InProcess::Verify,
         compared: true,
+        baseline: None,
     },
     Scenario {
         name: HEALTH,
@@ -238,6 +271,7 @@ pub const SCENARIOS: &[Scenario] = &[
         on_follower: false,
         in_process: InProcess::None,
         compared: false,
+        baseline: None,
     },
     Scenario {
         name: ETCD_PUT,
@@ -246,6 +280,7 @@ pub const SCENARIOS: &[Scenario] = &[
         on_follower: false,
         in_process: InProcess::None,
         compared: false,
+        baseline: None,
     },
 ];
 

@@ -14,7 +14,9 @@ use std::{
 use anyhow::Context as _;
 use indicatif::ProgressBar;
 use tonic::transport::Channel;
-use warrant_proto::api::{self, Consistency, cluster_service_client::ClusterServiceClient};
+use warrant_proto::api::{
+    self, AuditMode, Consistency, cluster_service_client::ClusterServiceClient,
+};
 
 use crate::{
     anchors::{self, Anchors},
@@ -187,6 +189,10 @@ impl Suite {
                 scenarios::verify(f, leader, Consistency::Linearizable, tokens).await?
             }
             Kind::VerifyLocal => scenarios::verify(f, leader, Consistency::Local, tokens).await?,
+            Kind::AuthorizeSync => scenarios::authorize(f, leader, AuditMode::Sync, tokens).await?,
+            Kind::AuthorizeAsync => {
+                scenarios::authorize(f, leader, AuditMode::Async, tokens).await?
+            }
             Kind::Mixed => scenarios::mixed(f, leader, tokens).await?,
             Kind::Health => scenarios::health_check(),
             Kind::EtcdPut => scenarios::etcd_put(plan::ETCD_VALUE_BYTES),

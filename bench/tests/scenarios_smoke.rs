@@ -19,7 +19,7 @@ use warrant_bench::{
     load::{self, Arrival, LoadSpec, Operation, RunResult},
     scenarios::{self, Fixture},
 };
-use warrant_proto::api::Consistency;
+use warrant_proto::api::{AuditMode, Consistency};
 
 /// How long each smoke run measures, after as long a warm-up.
 const SMOKE_STRETCH: Duration = Duration::from_secs(1);
@@ -125,6 +125,12 @@ async fn warrant_scenarios_run_against_one_node() {
     }
     let op = scenarios::mixed(&f, &leader, 100).await.expect("pre-issue");
     run_and_check(&dial(&addr), "mixed", op, open).await;
+    for audit in [AuditMode::Sync, AuditMode::Async] {
+        let op = scenarios::authorize(&f, &leader, audit, 100)
+            .await
+            .expect("pre-issue");
+        run_and_check(&dial(&addr), audit.as_str_name(), op, Arrival::Closed).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

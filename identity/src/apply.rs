@@ -11,21 +11,29 @@
 //! 1. envelope checks (kind, idempotency key, request digest, actor), else `INVALID_COMMAND`;
 //! 2. idempotency: a key seen before replays its first outcome, or is rejected as reused when the
 //!    request digest differs;
-//! 3. the command's own rules: field validation, then permission, then the state it depends on.
-//!    A rejection at any step writes nothing.
+//! 3. the caller's credential still in force, the operator's role, the assertion unspent: a
+//!    rejection here is an authentication failure and writes nothing;
+//! 4. the command's own rules (the handler, `decide`): field validation, then permission, then
+//!    the state it depends on. The caller is authenticated by now, so a rejection here is an
+//!    audit fact: one `CommandRejected` event, the assertion spent, and the refusal kept under
+//!    the idempotency key, so a retry replays it and adds nothing.
 //!
 //! An accepted command that changed state appends its events (one, or one per human for
 //! `RegisterHumans`) at consecutive seqs and stores its outcome under its idempotency key. An accepted no-op (revoking a revoked token, republishing an identical
 //! key) appends nothing and stores nothing, unless it carried a client assertion: then it spends
-//! the assertion and keeps its outcome, so a retry replays. A rejected command spends nothing:
-//! an assertion is spent by the first command it authenticates that is accepted.
+//! the assertion and keeps its outcome, so a retry replays. A command rejected before its
+//! handler spends nothing; one its handler rejected spends its assertion like an accepted one.
 
 use prost::Message;
 use warrant_proto::{
-    log::{self, RejectReason, command::Kind as CommandKind, outcome::Result as OutcomeResult},
+    log::{
+        self, RejectReason, command::Kind as CommandKind, event::Kind as EventKind,
+        outcome::Result as OutcomeResult,
+    },
     state::IdempotencyRow,
 };
 
+mod access;
 mod assertions;
 mod context;
 mod credentials;
@@ -34,6 +42,7 @@ mod devices;
 mod envelope;
 mod operators;
 mod permissions;
+mod policies;
 mod principals;
 mod revocation;
 mod sessions;
@@ -182,6 +191,7 @@ impl Applier<'_> {
             caller,
             seq,
             time_unix_ms: self.time_unix_ms,
+            idempotency_key: &command.idempotency_key,
         };
         let pending = Pending {
             command,
@@ -191,9 +201,71 @@ impl Applier<'_> {
         match decide(&self.overlay, &context, envelope.kind) {
             Ok(Some(change)) => Ok(self.record_change(pending, &context, batch_position, change)),
             Ok(None) => Ok(self.record_no_op(pending)),
-            Err(Refusal::Reject(rejection)) => Ok(outcome(OutcomeResult::Rejected(rejection))),
+            Err(Refusal::Reject(rejection)) => Ok(self.record_rejection(
+                pending,
+                &context,
+                batch_position,
+                envelope::kind_name(envelope.kind),
+                rejection,
+            )),
             Err(Refusal::Storage(error)) => Err(error),
         }
+    }
+
+    /// Records a command its handler refused, from a caller apply authenticated: one
+    /// `CommandRejected` event, its assertion's spend, and the refusal under its idempotency
+    /// key, so a retry replays the refusal and adds no second event. A denial is an audit fact:
+    /// who asked for what, and why not.
+    fn record_rejection(
+        &mut self,
+        pending: Pending<'_>,
+        context: &Context<'_>,
+        batch_position: u32,
+        command_kind: &str,
+        rejection: log::Rejected,
+    ) -> log::Outcome {
+        let event_kind = EventKind::CommandRejected(log::CommandRejected {
+            command_kind: command_kind.to_owned(),
+            reason: rejection.reason,
+            message: rejection.message.clone(),
+        });
+        let mut writes = WriteSet::new();
+        self.append_event(
+            &mut writes,
+            &pending,
+            context,
+            batch_position,
+            context.seq,
+            event_kind,
+        );
+        let outcome = outcome(OutcomeResult::Rejected(rejection));
+        pending.finish(&outcome, &mut writes);
+        self.overlay.write(writes);
+        self.last_seq = context.seq;
+        outcome
+    }
+
+    /// Writes one event of `pending`'s command at `seq`.
+    fn append_event(
+        &mut self,
+        writes: &mut WriteSet,
+        pending: &Pending<'_>,
+        context: &Context<'_>,
+        batch_position: u32,
+        seq: u64,
+        kind: EventKind,
+    ) {
+        let event = log::Event {
+            seq,
+            time_unix_ms: self.time_unix_ms,
+            log_index: self.log_index,
+            batch_position,
+            idempotency_key: pending.command.idempotency_key.clone(),
+            actor: Some(context.actor.clone()),
+            kind: Some(kind),
+        };
+        writes.put(keys::event(seq), event.encode_to_vec());
+        self.events.push(event);
     }
 
     /// Records an accepted command that changed state: its rows, its assertion's spend, its
@@ -213,6 +285,8 @@ impl Applier<'_> {
             token_issued,
             session_started,
             delegation_created,
+            access_decided,
+            policy_version,
         } = change;
         let mut seq = context.seq;
         for (offset, kind) in std::iter::once(event_kind)
@@ -222,17 +296,7 @@ impl Applier<'_> {
             // A handler that makes several events took their seqs with `Context::event_at`,
             // which refuses to overflow, so this never saturates.
             seq = context.seq.saturating_add(offset as u64);
-            let event = log::Event {
-                seq,
-                time_unix_ms: self.time_unix_ms,
-                log_index: self.log_index,
-                batch_position,
-                idempotency_key: pending.command.idempotency_key.clone(),
-                actor: Some(context.actor.clone()),
-                kind: Some(kind),
-            };
-            writes.put(keys::event(seq), event.encode_to_vec());
-            self.events.push(event);
+            self.append_event(&mut writes, &pending, context, batch_position, seq, kind);
         }
         let outcome = accepted(log::Accepted {
             seq,
@@ -241,8 +305,8 @@ impl Applier<'_> {
             changed: true,
             session_started,
             delegation_created,
-            access_decided: None,
-            policy_version: 0,
+            access_decided,
+            policy_version,
         });
         pending.finish(&outcome, &mut writes);
         self.overlay.write(writes);
@@ -327,8 +391,8 @@ impl Applier<'_> {
     }
 }
 
-/// An accepted command's bookkeeping, whatever it changed: its assertion's spend and its
-/// outcome under its idempotency key.
+/// A decided command's bookkeeping, whatever it changed (or, refused by its handler, that it
+/// was refused): its assertion's spend and its outcome under its idempotency key.
 struct Pending<'a> {
     command: &'a log::Command,
     idempotency_key: Vec<u8>,
@@ -393,17 +457,17 @@ fn decide(state: &dyn StateRead, context: &Context<'_>, kind: &CommandKind) -> D
         CommandKind::MarkSigningKeyCompromised(command) => {
             signing_keys::mark_signing_key_compromised(state, context, command)
         }
-        // PLACEHOLDER until the policy and access handlers land.
-        CommandKind::PublishPolicy(_)
-        | CommandKind::ActivatePolicy(_)
-        | CommandKind::RollbackPolicy(_)
-        | CommandKind::SetShadowPolicy(_)
-        | CommandKind::Authorize(_)
-        | CommandKind::RecordAccessDecisions(_)
-        | CommandKind::RecordAuthFailures(_) => Err(context::reject(
-            RejectReason::InvalidCommand,
-            "not yet supported",
-        )),
+        CommandKind::Authorize(command) => access::authorize(state, context, command),
+        CommandKind::RecordAccessDecisions(command) => {
+            access::record_access_decisions(context, command)
+        }
+        CommandKind::RecordAuthFailures(command) => access::record_auth_failures(context, command),
+        CommandKind::PublishPolicy(command) => policies::publish_policy(state, context, command),
+        CommandKind::ActivatePolicy(command) => policies::activate_policy(state, context, command),
+        CommandKind::RollbackPolicy(command) => policies::rollback_policy(state, context, command),
+        CommandKind::SetShadowPolicy(command) => {
+            policies::set_shadow_policy(state, context, command)
+        }
     }
 }
 

@@ -10,16 +10,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use warrant_proto::log::{
-    self, AuthMethod, EntityKind, PrincipalKind, SigningAlgorithm, command::Kind as CommandKind,
+    self, AuthMethod, EntityKind, PrincipalKind, SigningAlgorithm,
+    caller_attribute::Value as AttributeValue, command::Kind as CommandKind,
     credential::Kind as CredentialKind,
 };
 
 use crate::limits::{
-    self, AUDIENCES_PER_DELEGATION_MAX, CREDENTIAL_CHANGES_MAX, CREDENTIALS_PER_AGENT_MAX,
-    DELEGATION_DEPTH_MAX, DELEGATION_TTL_SECONDS_MAX, DESCRIPTION_LEN_MAX, DEVICE_NAME_LEN_MAX,
-    DISPLAY_NAME_LEN_MAX, ED25519_PUBLIC_KEY_LEN, EMAIL_LEN_MAX, FieldError, HUMANS_PER_IMPORT_MAX,
-    PLATFORM_LEN_MAX, REASON_LEN_MAX, SCOPES_PER_TOKEN_MAX, SESSION_TTL_SECONDS_MAX, TASK_LEN_MAX,
-    TOKEN_TTL_SECONDS_MAX, TOOLS_PER_SERVICE_MAX,
+    self, ACCESS_MESSAGE_LEN_MAX, ATTRIBUTE_STRING_LEN_MAX, AUDIENCES_PER_DELEGATION_MAX,
+    AUTH_FAILURE_REASON_LEN_MAX, AUTH_FAILURES_PER_RECORD_MAX, BUDGET_UNITS_MAX,
+    CALLER_ATTRIBUTES_MAX, CREDENTIAL_CHANGES_MAX, CREDENTIALS_PER_AGENT_MAX, DELEGATION_DEPTH_MAX,
+    DELEGATION_TTL_SECONDS_MAX, DESCRIPTION_LEN_MAX, DEVICE_NAME_LEN_MAX, DISPLAY_NAME_LEN_MAX,
+    ED25519_PUBLIC_KEY_LEN, EMAIL_LEN_MAX, FieldError, HUMANS_PER_IMPORT_MAX, PLATFORM_LEN_MAX,
+    REASON_LEN_MAX, RECEIPTS_PER_RECORD_MAX, SCOPES_PER_TOKEN_MAX, SESSION_TTL_SECONDS_MAX,
+    TASK_LEN_MAX, TOKEN_TTL_SECONDS_MAX, TOOLS_PER_SERVICE_MAX,
 };
 
 /// Checks the fields of one command kind, judged at `now_unix_s` (only a delegation's expiry
@@ -48,14 +51,13 @@ pub fn command(kind: &CommandKind, now_unix_s: u64) -> Result<(), FieldError> {
         CommandKind::RetireSigningKey(command) => retire_signing_key(command),
         CommandKind::RegisterHumans(command) => register_humans(command),
         CommandKind::MarkSigningKeyCompromised(command) => mark_signing_key_compromised(command),
-        // PLACEHOLDER until the policy and access checks land.
-        CommandKind::PublishPolicy(_)
-        | CommandKind::ActivatePolicy(_)
-        | CommandKind::RollbackPolicy(_)
-        | CommandKind::SetShadowPolicy(_)
-        | CommandKind::Authorize(_)
-        | CommandKind::RecordAccessDecisions(_)
-        | CommandKind::RecordAuthFailures(_) => Ok(()),
+        CommandKind::Authorize(command) => authorize(command),
+        CommandKind::RecordAccessDecisions(command) => record_access_decisions(command),
+        CommandKind::RecordAuthFailures(command) => record_auth_failures(command),
+        CommandKind::PublishPolicy(command) => publish_policy(command),
+        CommandKind::ActivatePolicy(command) => activate_policy(command),
+        CommandKind::RollbackPolicy(command) => rollback_policy(command),
+        CommandKind::SetShadowPolicy(command) => set_shadow_policy(command),
     }
 }
 
@@ -447,6 +449,9 @@ pub fn create_delegation(
     audiences(&command.audiences)?;
     limits::validate_text("task", &command.task, TASK_LEN_MAX)?;
     optional_id("grantor_human_id", &command.grantor_human_id)?;
+    if let Some(budget) = &command.budget {
+        call_budget(budget, &command.scopes)?;
+    }
     let latest = now_unix_s.saturating_add(DELEGATION_TTL_SECONDS_MAX);
     if !(now_unix_s < command.expires_at_unix_s && command.expires_at_unix_s <= latest) {
         return Err(FieldError::new(
@@ -463,6 +468,170 @@ pub fn create_delegation(
             format!("is {}", command.max_depth),
             format!("1 to {DELEGATION_DEPTH_MAX}"),
         ));
+    }
+    Ok(())
+}
+
+/// Checks a delegation's call budget: limits 1 to [`BUDGET_UNITS_MAX`] (a total of 0 means no
+/// total), tools in name order, each once and each one of the delegation's `scopes`.
+pub fn call_budget(budget: &log::CallBudget, scopes: &[String]) -> Result<(), FieldError> {
+    let units = || format!("1 to {BUDGET_UNITS_MAX}");
+    if BUDGET_UNITS_MAX < budget.total {
+        return Err(FieldError::new(
+            "budget.total",
+            format!("is {}", budget.total),
+            format!("0 (no total) or {}", units()),
+        ));
+    }
+    if SCOPES_PER_TOKEN_MAX < budget.tools.len() {
+        return Err(FieldError::new(
+            "budget.tools",
+            format!("has {} entries", budget.tools.len()),
+            format!("at most {SCOPES_PER_TOKEN_MAX}"),
+        ));
+    }
+    let mut previous: Option<&str> = None;
+    for (idx, each) in budget.tools.iter().enumerate() {
+        let field = format!("budget.tools[{idx}]");
+        if !scopes.contains(&each.tool) {
+            return Err(FieldError::new(
+                format!("{field}.tool"),
+                format!("is {}, not one of the scopes", each.tool),
+                format!("one of {}", scopes.join(" ")),
+            ));
+        }
+        if previous.is_some_and(|it| each.tool.as_str() <= it) {
+            return Err(FieldError::new(
+                format!("{field}.tool"),
+                format!("is {} after {}", each.tool, previous.unwrap_or_default()),
+                "tools in name order, each once",
+            ));
+        }
+        if !(1..=BUDGET_UNITS_MAX).contains(&each.limit) {
+            return Err(FieldError::new(
+                format!("{field}.limit"),
+                format!("is {}", each.limit),
+                units(),
+            ));
+        }
+        previous = Some(&each.tool);
+    }
+    Ok(())
+}
+
+/// Checks an Authorize: either a verified token's jti or the reason the API node found it
+/// invalid, the service and tool, and the caller attributes.
+pub fn authorize(command: &log::Authorize) -> Result<(), FieldError> {
+    // A token found invalid at the edge may have no jti to name.
+    if command.token_invalid_reason == 0 || !command.token_jti.is_empty() {
+        limits::validate_jti("token_jti", &command.token_jti)?;
+    }
+    limits::validate_text(
+        "token_invalid_message",
+        &command.token_invalid_message,
+        ACCESS_MESSAGE_LEN_MAX,
+    )?;
+    limits::validate_id("service_id", &command.service_id)?;
+    limits::validate_id("tool", &command.tool)?;
+    caller_attributes(&command.attributes)
+}
+
+/// Checks caller attributes: at most [`CALLER_ATTRIBUTES_MAX`], names Cedar identifiers and
+/// unique (so their canonical order is total), each with a value, strings up to
+/// [`ATTRIBUTE_STRING_LEN_MAX`] bytes.
+pub fn caller_attributes(attributes: &[log::CallerAttribute]) -> Result<(), FieldError> {
+    if CALLER_ATTRIBUTES_MAX < attributes.len() {
+        return Err(FieldError::new(
+            "attributes",
+            format!("has {} entries", attributes.len()),
+            format!("at most {CALLER_ATTRIBUTES_MAX}"),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (idx, attribute) in attributes.iter().enumerate() {
+        let field = format!("attributes[{idx}]");
+        limits::validate_attribute_name(&format!("{field}.name"), &attribute.name)?;
+        if !names.insert(attribute.name.as_str()) {
+            return Err(FieldError::new(
+                format!("{field}.name"),
+                format!("repeats {}", attribute.name),
+                "attribute names unique within the request",
+            ));
+        }
+        match &attribute.value {
+            None => {
+                return Err(FieldError::new(
+                    format!("{field}.value"),
+                    "is missing",
+                    "a string, long or bool value",
+                ));
+            }
+            Some(AttributeValue::StringValue(value)) => limits::validate_text(
+                &format!("{field}.string_value"),
+                value,
+                ATTRIBUTE_STRING_LEN_MAX,
+            )?,
+            Some(AttributeValue::LongValue(_) | AttributeValue::BoolValue(_)) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a batch of ASYNC receipts: 1 to [`RECEIPTS_PER_RECORD_MAX`]. The receipts themselves
+/// are recorded as the serving node decided them: apply never re-decides nor drops one.
+pub fn record_access_decisions(command: &log::RecordAccessDecisions) -> Result<(), FieldError> {
+    let len = command.decisions.len();
+    if len == 0 || RECEIPTS_PER_RECORD_MAX < len {
+        return Err(FieldError::new(
+            "decisions",
+            format!("has {len} entries"),
+            format!("1 to {RECEIPTS_PER_RECORD_MAX} receipts"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a batch of auth-failure aggregates: 1 to [`AUTH_FAILURES_PER_RECORD_MAX`], each with a
+/// bounded claimed id and reason code, a count of at least one, and its first time no later
+/// than its last.
+pub fn record_auth_failures(command: &log::RecordAuthFailures) -> Result<(), FieldError> {
+    let len = command.failures.len();
+    if len == 0 || AUTH_FAILURES_PER_RECORD_MAX < len {
+        return Err(FieldError::new(
+            "failures",
+            format!("has {len} entries"),
+            format!("1 to {AUTH_FAILURES_PER_RECORD_MAX} entries"),
+        ));
+    }
+    for (idx, entry) in command.failures.iter().enumerate() {
+        let field = format!("failures[{idx}]");
+        if PrincipalKind::try_from(entry.claimed_kind).is_err() {
+            return Err(FieldError::new(
+                format!("{field}.claimed_kind"),
+                format!("is {}", entry.claimed_kind),
+                "a PrincipalKind value",
+            ));
+        }
+        limits::validate_text(
+            &format!("{field}.claimed_id"),
+            &entry.claimed_id,
+            limits::ACTOR_ID_LEN_MAX,
+        )?;
+        limits::validate_name(
+            &format!("{field}.reason"),
+            &entry.reason,
+            AUTH_FAILURE_REASON_LEN_MAX,
+        )?;
+        if entry.count == 0 || entry.last_unix_ms < entry.first_unix_ms {
+            return Err(FieldError::new(
+                format!("{field}.count"),
+                format!(
+                    "is {} from {} to {}",
+                    entry.count, entry.first_unix_ms, entry.last_unix_ms
+                ),
+                "at least 1, with first_unix_ms no later than last_unix_ms",
+            ));
+        }
     }
     Ok(())
 }
@@ -539,4 +708,42 @@ fn ttl_seconds(ttl_seconds: u32, max: u32) -> Result<(), FieldError> {
         format!("is {ttl_seconds}"),
         format!("1 to {max}"),
     ))
+}
+
+/// Checks a publication's fields: the description and the declared attributes
+/// ([`crate::policy::check_attributes`]). The text itself is judged by `policy::validate` (size,
+/// syntax, schema), whose errors carry positions and the reason POLICY_INVALID.
+pub fn publish_policy(command: &log::PublishPolicy) -> Result<(), FieldError> {
+    limits::validate_text(
+        "description",
+        &command.description,
+        limits::POLICY_DESCRIPTION_LEN_MAX,
+    )?;
+    crate::policy::check_attributes(&command.attributes)
+}
+
+pub fn activate_policy(command: &log::ActivatePolicy) -> Result<(), FieldError> {
+    policy_version("version", command.version)
+}
+
+/// Nothing to check: a rollback names no version.
+pub fn rollback_policy(_command: &log::RollbackPolicy) -> Result<(), FieldError> {
+    Ok(())
+}
+
+/// Any version, or 0 to clear the shadow.
+pub fn set_shadow_policy(_command: &log::SetShadowPolicy) -> Result<(), FieldError> {
+    Ok(())
+}
+
+/// A policy version number: versions start at 1.
+fn policy_version(field: &str, version: u32) -> Result<(), FieldError> {
+    if version == 0 {
+        return Err(FieldError::new(
+            field,
+            "is 0",
+            "a published version, numbered from 1",
+        ));
+    }
+    Ok(())
 }

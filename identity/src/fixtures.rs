@@ -124,6 +124,9 @@ impl_by! {
     RetireSigningKey => RetireSigningKey,
     RegisterHumans => RegisterHumans,
     MarkSigningKeyCompromised => MarkSigningKeyCompromised,
+    Authorize => Authorize,
+    RecordAccessDecisions => RecordAccessDecisions,
+    RecordAuthFailures => RecordAuthFailures,
 }
 
 /// Overrides for the envelope of a command.

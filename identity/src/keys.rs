@@ -25,6 +25,9 @@
 //! | `f\0` + issuer + `\0` + subject | the human id, UTF-8 (federated identities) |
 //! | `u\0` + agent_id + `\0` + assertion jti | the assertion's exp, u64 BE (spent assertions) |
 //! | `ue\0` + exp (u64 BE) + agent_id + `\0` + jti | empty (spent assertions by expiry, to prune) |
+//! | `bu\0` + delegation_id | `state::BudgetUsageRow` (what a delegation's call budget spent) |
+//! | `pv\0` + version (u32 BE) | `state::PolicyVersionRow` |
+//! | `pa` | `state::PolicyActivationRow` (one row: the active and shadow versions) |
 //!
 //! Big-endian numbers keep the store's byte order equal to numeric order, so events scan in seq
 //! order.
@@ -69,6 +72,13 @@ pub const FEDERATED_PREFIX: &[u8] = b"f\0";
 pub const ASSERTION_PREFIX: &[u8] = b"u\0";
 /// The prefix of the spent client assertions ordered by expiry.
 pub const ASSERTION_BY_EXPIRY_PREFIX: &[u8] = b"ue\0";
+/// The prefix of the budget usage rows.
+pub const BUDGET_USAGE_PREFIX: &[u8] = b"bu\0";
+
+/// The key of delegation `delegation_id`'s budget usage row.
+pub fn budget_usage(delegation_id: &str) -> Vec<u8> {
+    join(BUDGET_USAGE_PREFIX, delegation_id.as_bytes())
+}
 
 /// The key of a device row.
 pub fn device(device_id: &str) -> Vec<u8> {
@@ -241,6 +251,22 @@ pub fn display(key: &[u8]) -> String {
     key.escape_ascii().to_string()
 }
 
+/// The prefix of every policy version row.
+pub const POLICY_VERSION_PREFIX: &[u8] = b"pv\0";
+/// The one row saying which policy versions are active and shadow.
+pub const POLICY_ACTIVATION: &[u8] = b"pa";
+
+/// The key of a policy version row; big-endian, so versions scan in publication order.
+pub fn policy_version(version: u32) -> Vec<u8> {
+    join(POLICY_VERSION_PREFIX, &version.to_be_bytes())
+}
+
+/// The version encoded in a policy version key, or `None` when `key` is not one.
+pub fn policy_version_number(key: &[u8]) -> Option<u32> {
+    let version = key.strip_prefix(POLICY_VERSION_PREFIX)?;
+    Some(u32::from_be_bytes(version.try_into().ok()?))
+}
+
 fn join(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(prefix.len().saturating_add(rest.len()));
     key.extend_from_slice(prefix);
@@ -281,6 +307,7 @@ mod tests {
                 b"ue\0\0\0\0\0\0\0\x01\x02bot\0j1",
             ),
             (successor(b"a\0bot"), b"a\0bot\0"),
+            (policy_version(258), b"pv\0\0\0\x01\x02"),
         ];
         for (actual, expected) in cases {
             assert_eq!(display(actual), display(expected));
@@ -324,6 +351,8 @@ mod tests {
             FEDERATED_PREFIX,
             ASSERTION_PREFIX,
             ASSERTION_BY_EXPIRY_PREFIX,
+            POLICY_VERSION_PREFIX,
+            POLICY_ACTIVATION,
         ];
         for (a_idx, a) in prefixes.iter().enumerate() {
             for (b_idx, b) in prefixes.iter().enumerate() {
@@ -354,6 +383,17 @@ mod tests {
         assert!(signing_key_retired(255, "z") < signing_key_retired(256, "a"));
         assert!(signing_key_retired_from(256) <= signing_key_retired(256, "a"));
         assert!(signing_key_retired(255, "z") < signing_key_retired_from(256));
+    }
+
+    #[test]
+    fn policy_version_keys_sort_by_version_and_parse_back() {
+        assert!(policy_version(255) < policy_version(256));
+        assert_eq!(
+            policy_version_number(&policy_version(u32::MAX)),
+            Some(u32::MAX)
+        );
+        assert_eq!(policy_version_number(POLICY_ACTIVATION), None);
+        assert_eq!(policy_version_number(b"pv\0\x01"), None);
     }
 
     #[test]

@@ -91,6 +91,22 @@ pub const CREDENTIAL_CHANGES_MAX: usize = CREDENTIALS_PER_AGENT_MAX;
 /// hashes), so its entry stays far below the peer message limit (64 MiB).
 pub const HUMANS_PER_IMPORT_MAX: usize = 1000;
 
+// Access decisions (Authorize, receipts, auth failures, budgets).
+
+/// Most ASYNC receipts one `RecordAccessDecisions` carries. A receipt is about 1 KiB at most
+/// with full chains and policy ids, so a full command stays near 256 KiB, well inside an entry.
+pub const RECEIPTS_PER_RECORD_MAX: usize = 256;
+/// Most aggregate entries one `RecordAuthFailures` carries: each becomes one event, so
+/// unauthenticated traffic adds at most this many events per flush per node.
+pub const AUTH_FAILURES_PER_RECORD_MAX: usize = 64;
+/// The longest stable reason code of an auth-failure entry.
+pub const AUTH_FAILURE_REASON_LEN_MAX: usize = 64;
+/// The largest call budget (total or per tool): far past any real budget, and small enough that
+/// spending one unit per event can never overflow a u64.
+pub const BUDGET_UNITS_MAX: u64 = 1_000_000_000;
+/// The longest human-readable message of an ASYNC receipt or an invalid token.
+pub const ACCESS_MESSAGE_LEN_MAX: usize = 1024;
+
 // Relationships between the limits, checked at compile time. Agent kinds share the id charset and
 // must fit wherever an id fits; a batch position must fit the event's u32 field.
 const _: () = assert!(AGENT_KIND_LEN_MAX <= ID_LEN_MAX);
@@ -345,6 +361,65 @@ fn is_printable_ascii(it: char) -> bool {
 
 fn describe_char(it: char) -> String {
     format!("'{}'", it.escape_debug())
+}
+
+// Access policies (Cedar).
+
+/// Largest policy text in bytes. Every version is kept in the log and in state, and compiling
+/// one is linear in its size; 256 KiB holds a thousand policies of a few lines each.
+pub const POLICY_TEXT_BYTES_MAX: usize = 256 * 1024;
+/// Most policies one published text may define (the built-in `warrant.delegation` not counted):
+/// evaluation is linear in the number of policies.
+pub const POLICIES_PER_SET_MAX: usize = 1024;
+/// Most caller attributes a published version may declare.
+pub const POLICY_ATTRIBUTES_MAX: usize = 32;
+/// Most caller attributes one Authorize may carry.
+pub const CALLER_ATTRIBUTES_MAX: usize = 32;
+/// Longest caller attribute name in bytes (a Cedar identifier: `[A-Za-z_][A-Za-z0-9_]*`).
+pub const ATTRIBUTE_NAME_LEN_MAX: usize = 64;
+/// Longest string value of a caller attribute in bytes.
+pub const ATTRIBUTE_STRING_LEN_MAX: usize = 1024;
+/// Longest description of a policy version in bytes.
+pub const POLICY_DESCRIPTION_LEN_MAX: usize = 1024;
+/// How many earlier active versions `RollbackPolicy` can step back through; older ones are
+/// forgotten, so the activation row stays small.
+pub const POLICY_ROLLBACK_DEPTH_MAX: usize = 64;
+/// Most errors one refusal of a policy text lists: the first `POLICY_ERRORS_MAX - 1` in
+/// position order, then one entry saying how many more there were. Bounds the outcome stored
+/// under the idempotency key.
+pub const POLICY_ERRORS_MAX: usize = 64;
+/// Most policy versions one `query::list_policy_versions` page returns.
+pub const POLICY_VERSIONS_PAGE_MAX: usize = 100;
+
+const _: () = assert!(2 <= POLICY_ERRORS_MAX);
+const _: () = assert!(CALLER_ATTRIBUTES_MAX <= POLICY_ATTRIBUTES_MAX);
+
+/// Checks a caller attribute name: 1 to [`ATTRIBUTE_NAME_LEN_MAX`] bytes forming a Cedar
+/// identifier (an ASCII letter or `_`, then ASCII letters, digits or `_`), so a policy can
+/// read it as `context.attributes.<name>`.
+pub fn validate_attribute_name(field: &str, value: &str) -> Result<(), FieldError> {
+    let allowed = || {
+        format!(
+            "1 to {ATTRIBUTE_NAME_LEN_MAX} ASCII letters, digits or '_', starting with a letter \
+             or '_'"
+        )
+    };
+    check_len(field, value, 1, ATTRIBUTE_NAME_LEN_MAX, allowed)?;
+    if let Some(first) = value.chars().next()
+        && !(first.is_ascii_alphabetic() || first == '_')
+    {
+        return Err(FieldError::new(
+            field,
+            format!("starts with {}", describe_char(first)),
+            allowed(),
+        ));
+    }
+    check_chars(
+        field,
+        value,
+        |it| it.is_ascii_alphanumeric() || it == '_',
+        allowed,
+    )
 }
 
 #[cfg(test)]

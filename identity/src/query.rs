@@ -7,14 +7,14 @@ use prost::Message;
 use warrant_proto::{
     log,
     state::{
-        AgentRow, DelegationRow, DeviceRow, HumanRow, OperatorRow, ServiceRow, SessionRow,
-        SigningKeyRow, TokenRow,
+        AgentRow, BudgetUsageRow, DelegationRow, DeviceRow, HumanRow, OperatorRow,
+        PolicyActivationRow, PolicyVersionRow, ServiceRow, SessionRow, SigningKeyRow, TokenRow,
     },
 };
 
 use crate::{
     keys,
-    limits::{EVENTS_PAGE_MAX, LIST_PAGE_MAX},
+    limits::{EVENTS_PAGE_MAX, LIST_PAGE_MAX, POLICY_VERSIONS_PAGE_MAX},
     state::{StateError, StateRead},
 };
 
@@ -429,6 +429,15 @@ where
     Ok(out)
 }
 
+/// What delegation `delegation_id`'s call budget has spent: every SYNC ALLOW under it or below
+/// it. An empty row when nothing was spent yet (or the delegation has no budget).
+pub fn budget_usage(
+    state: &dyn StateRead,
+    delegation_id: &str,
+) -> Result<BudgetUsageRow, StateError> {
+    Ok(read_row(state, &keys::budget_usage(delegation_id))?.unwrap_or_default())
+}
+
 /// The row under `key`, decoded, if any.
 pub(crate) fn read_row<M>(state: &dyn StateRead, key: &[u8]) -> Result<Option<M>, StateError>
 where
@@ -458,6 +467,70 @@ fn check_signing_key(key: &[u8], row: &SigningKeyRow, key_id: &str) -> Result<()
     match &row.key {
         Some(published) => check_id(key, &published.key_id, key_id),
         None => Err(StateError::corrupt(key, "signing key row without a key")),
+    }
+}
+
+/// Policy version `version`, if published.
+pub fn policy_version(
+    state: &dyn StateRead,
+    version: u32,
+) -> Result<Option<PolicyVersionRow>, StateError> {
+    let key = keys::policy_version(version);
+    let row: Option<PolicyVersionRow> = read_row(state, &key)?;
+    if let Some(row) = &row {
+        check_policy_version(&key, row, version)?;
+    }
+    Ok(row)
+}
+
+/// Which policy versions are active and shadow; the default row (nothing published, nothing
+/// active) before the first PublishPolicy.
+pub fn policy_activation(state: &dyn StateRead) -> Result<PolicyActivationRow, StateError> {
+    Ok(read_row(state, keys::POLICY_ACTIVATION)?.unwrap_or_default())
+}
+
+/// Up to `limit` policy versions (capped at [`POLICY_VERSIONS_PAGE_MAX`]: each row carries its
+/// full text) in version order, strictly after `after_version` (0 = from the first).
+pub fn list_policy_versions(
+    state: &dyn StateRead,
+    after_version: u32,
+    limit: usize,
+) -> Result<Vec<PolicyVersionRow>, StateError> {
+    let Some(start) = after_version.checked_add(1) else {
+        return Ok(Vec::new());
+    };
+    let rows = state.scan(
+        keys::POLICY_VERSION_PREFIX,
+        &keys::policy_version(start),
+        limit.min(POLICY_VERSIONS_PAGE_MAX),
+    )?;
+    let mut versions = Vec::with_capacity(rows.len());
+    for (key, bytes) in rows {
+        let row: PolicyVersionRow = decode_row(&key, &bytes)?;
+        let Some(version) = keys::policy_version_number(&key) else {
+            return Err(StateError::corrupt(&key, "not a policy version key"));
+        };
+        check_policy_version(&key, &row, version)?;
+        versions.push(row);
+    }
+    Ok(versions)
+}
+
+fn check_policy_version(
+    key: &[u8],
+    row: &PolicyVersionRow,
+    version: u32,
+) -> Result<(), StateError> {
+    match &row.published {
+        Some(published) if published.version == version => Ok(()),
+        Some(published) => Err(StateError::corrupt(
+            key,
+            format!("row names version {}", published.version),
+        )),
+        None => Err(StateError::corrupt(
+            key,
+            "policy version row without its text",
+        )),
     }
 }
 

@@ -9,6 +9,7 @@
 //! issues or delegates, so an issuance can never race a revocation.
 
 use warrant_proto::{
+    api::TokenInvalidReason,
     log::{self, PrincipalKind, RejectReason},
     state::{AgentRow, HumanRow, SessionRow, Status, TokenRow},
 };
@@ -60,6 +61,29 @@ impl LapseKind {
             LapseKind::DelegationNotFound => RejectReason::DelegationNotFound,
             _ => RejectReason::DelegationInactive,
         }
+    }
+
+    /// Why a presented token is not valid (Verify, exchange, bearer authentication, Authorize)
+    /// when a link of it lapsed: the one mapping, for the API and for apply's receipts alike.
+    pub fn token_invalid_reason(self) -> TokenInvalidReason {
+        match self {
+            LapseKind::AgentDisabled => TokenInvalidReason::AgentDisabled,
+            LapseKind::HumanDisabled => TokenInvalidReason::HumanDisabled,
+            LapseKind::DeviceDisabled => TokenInvalidReason::DeviceDisabled,
+            LapseKind::SessionEnded => TokenInvalidReason::SessionEnded,
+            LapseKind::DelegationNotFound | LapseKind::DelegationRevoked => {
+                TokenInvalidReason::DelegationRevoked
+            }
+            LapseKind::DelegationExpired => TokenInvalidReason::DelegationExpired,
+            LapseKind::TokenRevoked => TokenInvalidReason::Revoked,
+            LapseKind::SigningKeyCompromised => TokenInvalidReason::SigningKeyCompromised,
+        }
+    }
+
+    /// [`Self::token_invalid_reason`] as the number a receipt carries
+    /// (`AccessDecided.token_invalid_reason`).
+    pub fn token_invalid_reason_number(self) -> u32 {
+        self.token_invalid_reason() as u32
     }
 }
 

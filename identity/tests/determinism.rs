@@ -46,6 +46,12 @@ const BATCH_SPREAD_S: u64 = 100_000;
 const D1_TTL_S: u64 = 20 * 86_400;
 /// How long its child d2 lasts: it expires within the range of batch stamps.
 const D2_TTL_S: u64 = 70_000;
+/// The genesis root delegation d1's call budget: a few SYNC ALLOWs of its tokens spend it, so
+/// random batches reach BUDGET_EXHAUSTED, and children may ask for more than it (refused).
+const D1_BUDGET: log::CallBudget = log::CallBudget {
+    total: 2,
+    tools: Vec::new(),
+};
 /// This cluster's issuer: the audience of human session tokens.
 const ISSUER: &str = "https://warrant";
 /// Ids with weights.
@@ -138,6 +144,16 @@ fn generated_batches_reach_every_decision() {
             for event in &applied.events {
                 let label = event.kind.as_ref().map_or("no kind", event_name);
                 *reached.entry(label.to_owned()).or_default() += 1;
+                if let Some(EventKind::AccessDecided(receipt)) = &event.kind
+                    && receipt.mode == log::AccessMode::Sync as i32
+                {
+                    let label = match log::AccessDenyReason::try_from(receipt.deny_reason) {
+                        Ok(log::AccessDenyReason::Unspecified) => "ACCESS_DECISION_ALLOW",
+                        Ok(reason) => reason.as_str_name(),
+                        Err(_) => "unknown deny reason",
+                    };
+                    *reached.entry(label.to_owned()).or_default() += 1;
+                }
             }
         }
     }
@@ -180,6 +196,19 @@ fn generated_batches_reach_every_decision() {
         "REJECT_REASON_AUDIENCE_NOT_DELEGATED",
         "REJECT_REASON_SCOPE_NOT_DELEGATED",
         "REJECT_REASON_SIGNING_KEY_COMPROMISED",
+        "REJECT_REASON_BUDGET_EXCEEDS_PARENT",
+        "REJECT_REASON_POLICY_INVALID",
+        "REJECT_REASON_POLICY_VERSION_NOT_FOUND",
+        "REJECT_REASON_POLICY_NO_PREVIOUS_VERSION",
+        // SYNC decisions, from the receipts of Authorize.
+        "ACCESS_DECISION_ALLOW",
+        "ACCESS_DENY_REASON_TOKEN_INVALID",
+        "ACCESS_DENY_REASON_AUDIENCE_MISMATCH",
+        "ACCESS_DENY_REASON_SERVICE_NOT_FOUND",
+        "ACCESS_DENY_REASON_TOOL_NOT_FOUND",
+        "ACCESS_DENY_REASON_TOOL_NOT_IN_SCOPE",
+        "ACCESS_DENY_REASON_BUDGET_EXHAUSTED",
+        "ACCESS_DENY_REASON_POLICY_FORBIDDEN",
     ];
     // Every event kind, from random batches alone.
     let events = [
@@ -204,6 +233,12 @@ fn generated_batches_reach_every_decision() {
         "SigningKeyRetired",
         "SigningKeyCompromised",
         "OperatorRegistered",
+        "AccessDecided",
+        "CommandRejected",
+        "AuthFailuresRecorded",
+        "PolicyPublished",
+        "PolicyActivated",
+        "ShadowPolicySet",
     ];
     let missing: Vec<&str> = decisions
         .iter()
@@ -248,6 +283,25 @@ fn event_name(kind: &EventKind) -> &'static str {
         EventKind::CommandRejected(_) => "CommandRejected",
         EventKind::AuthFailuresRecorded(_) => "AuthFailuresRecorded",
     }
+}
+
+/// The name a CommandRejected event gives the command's kind: its oneof field name, which is
+/// the snake_case of its Rust variant (the Debug form starts with the variant).
+fn kind_name(command: &Command) -> String {
+    let debug = format!("{:?}", command.kind.as_ref().unwrap());
+    let variant = debug.split('(').next().unwrap_or_default();
+    let mut name = String::new();
+    for (idx, ch) in variant.chars().enumerate() {
+        if ch.is_ascii_uppercase() {
+            if idx > 0 {
+                name.push('_');
+            }
+            name.push(ch.to_ascii_lowercase());
+        } else {
+            name.push(ch);
+        }
+    }
+    name
 }
 
 fn check_replicas_agree(batches: Vec<Batch>) -> Result<(), TestCaseError> {
@@ -322,12 +376,31 @@ fn check_invariants(
     for (offset, event) in applied.events.iter().enumerate() {
         prop_assert_eq!(event.seq, seq_before + 1 + offset as u64, "seqs are dense");
         prop_assert_eq!(event.time_unix_ms, batch.time_unix_ms);
+        prop_assert!(event.kind.is_some() && event.actor.is_some());
         let outcome = &applied.outcomes[event.batch_position as usize];
-        let Some(OutcomeResult::Accepted(accepted)) = &outcome.result else {
-            return Err(TestCaseError::fail(format!(
-                "event {event:?} for outcome {outcome:?}"
-            )));
+        let accepted = match &outcome.result {
+            Some(OutcomeResult::Accepted(accepted)) => accepted,
+            // A handler's refusal is on the record as exactly one CommandRejected event, which
+            // says what the outcome says.
+            Some(OutcomeResult::Rejected(rejection)) => {
+                let recorded = log::CommandRejected {
+                    command_kind: kind_name(&batch.commands[event.batch_position as usize]),
+                    reason: rejection.reason,
+                    message: rejection.message.clone(),
+                };
+                prop_assert_eq!(&event.kind, &Some(EventKind::CommandRejected(recorded)));
+                continue;
+            }
+            None => {
+                return Err(TestCaseError::fail(format!(
+                    "event {event:?} for outcome {outcome:?}"
+                )));
+            }
         };
+        prop_assert!(
+            !matches!(event.kind, Some(EventKind::CommandRejected(_))),
+            "CommandRejected for an accepted command"
+        );
         // A command that adds several events (RegisterHumans) names the last of them.
         let last_seq_of_command = applied
             .events
@@ -337,7 +410,15 @@ fn check_invariants(
             .max();
         prop_assert_eq!(Some(accepted.seq), last_seq_of_command);
         prop_assert!(accepted.changed && !accepted.replayed);
-        prop_assert!(event.kind.is_some() && event.actor.is_some());
+        // An Authorize's receipt is its event, and its outcome returns it.
+        if let Some(EventKind::AccessDecided(receipt)) = &event.kind
+            && let Some(CommandKind::Authorize(_)) =
+                &batch.commands[event.batch_position as usize].kind
+        {
+            prop_assert_eq!(accepted.access_decided.as_ref(), Some(receipt));
+            prop_assert_eq!(receipt.decided_at_seq, event.seq - 1);
+            prop_assert_eq!(receipt.decided_at_unix_ms, batch.time_unix_ms);
+        }
     }
     let n_changed = applied
         .outcomes
@@ -346,10 +427,11 @@ fn check_invariants(
             matches!(&it.result, Some(OutcomeResult::Accepted(accepted)) if accepted.changed && !accepted.replayed)
         })
         .count();
-    // One changed outcome per command with events, however many events it added.
+    // One changed outcome per accepted command with events, however many events it added.
     let n_commands_with_events = applied
         .events
         .iter()
+        .filter(|it| !matches!(it.kind, Some(EventKind::CommandRejected(_))))
         .map(|it| it.batch_position)
         .collect::<BTreeSet<_>>()
         .len();
@@ -374,7 +456,13 @@ fn check_retry_replays(
         .iter()
         .zip(&first.outcomes)
         .zip(&retried.outcomes);
-    for ((command, first), again) in decisions {
+    let recorded_refusals: BTreeSet<u32> = first
+        .events
+        .iter()
+        .filter(|it| matches!(it.kind, Some(EventKind::CommandRejected(_))))
+        .map(|it| it.batch_position)
+        .collect();
+    for (position, ((command, first), again)) in decisions.enumerate() {
         if let Some(OutcomeResult::Accepted(first)) = &first.result
             && (first.changed || command.assertion.is_some())
         {
@@ -384,7 +472,19 @@ fn check_retry_replays(
             };
             prop_assert_eq!(&again.result, &Some(OutcomeResult::Accepted(expected)));
         }
+        // A recorded refusal replays as itself.
+        if recorded_refusals.contains(&(position as u32)) {
+            prop_assert_eq!(&again.result, &first.result);
+        }
     }
+    // The retry adds no event: every command replays, or is refused before any handler.
+    prop_assert!(
+        retried
+            .events
+            .iter()
+            .all(|it| !recorded_refusals.contains(&it.batch_position)),
+        "a recorded refusal was recorded again"
+    );
     Ok(())
 }
 
@@ -536,6 +636,7 @@ fn genesis() -> Batch {
                 task: "triage".to_owned(),
                 expires_at_unix_s: GENESIS_S + D1_TTL_S,
                 max_depth: 3,
+                budget: Some(D1_BUDGET),
                 ..Default::default()
             }),
         ),
@@ -607,6 +708,14 @@ fn genesis() -> Batch {
                 ..Default::default()
             }),
         ),
+        // Policy version 1 (active: large amounts are forbidden) and version 2 (published only),
+        // so random batches activate, roll back, shadow and meet forbids.
+        (admin(), genesis_policy(GENESIS_POLICY_V1)),
+        (admin(), genesis_policy(GENESIS_POLICY_V2)),
+        (
+            admin(),
+            CommandKind::ActivatePolicy(log::ActivatePolicy { version: 1 }),
+        ),
     ];
     let commands = kinds
         .into_iter()
@@ -619,6 +728,22 @@ fn genesis() -> Batch {
         time_unix_ms: GENESIS_S * 1000,
         commands,
     }
+}
+
+const GENESIS_POLICY_V1: &str = "@id(\"big\") forbid(principal, action == Action::\"call\", \
+     resource) when { context.attributes has amount && context.attributes.amount > 10000 };";
+const GENESIS_POLICY_V2: &str =
+    "@id(\"no-deep\") forbid(principal, action, resource) when { context.depth > 1 };";
+
+fn genesis_policy(text: &str) -> CommandKind {
+    CommandKind::PublishPolicy(log::PublishPolicy {
+        text: text.to_owned(),
+        description: String::new(),
+        attributes: vec![log::PolicyAttribute {
+            name: "amount".to_owned(),
+            r#type: log::PolicyAttributeType::Long as i32,
+        }],
+    })
 }
 
 fn arb_batch() -> BoxedStrategy<Batch> {
@@ -877,14 +1002,26 @@ fn coherent_actor(kind: &CommandKind, pick: u8) -> Actor {
             agent_actor(grantee_hint(&it.delegation_id)),
         ][pick % 3]
             .clone(),
-        // PLACEHOLDER: the access helper generates these kinds.
+        // Policies are an admin's (or an admin operator's).
         CommandKind::PublishPolicy(_)
         | CommandKind::ActivatePolicy(_)
         | CommandKind::RollbackPolicy(_)
-        | CommandKind::SetShadowPolicy(_)
-        | CommandKind::Authorize(_)
-        | CommandKind::RecordAccessDecisions(_)
-        | CommandKind::RecordAuthFailures(_) => admin(),
+        | CommandKind::SetShadowPolicy(_) => admin_or(warrant_identity::fixtures::actor(
+            PrincipalKind::Operator,
+            "root",
+        )),
+        // Any authenticated caller may ask: the service the call is to, mostly.
+        CommandKind::Authorize(it) => [
+            warrant_identity::fixtures::actor(PrincipalKind::Service, &it.service_id),
+            warrant_identity::fixtures::actor(PrincipalKind::Service, &it.service_id),
+            agent_actor("bot"),
+            admin(),
+        ][pick % 4]
+            .clone(),
+        // Only a node records what it decided or saw; sometimes another one claims to.
+        CommandKind::RecordAccessDecisions(_) | CommandKind::RecordAuthFailures(_) => {
+            [node(1), node(1), node(1), admin()][pick % 4].clone()
+        }
     }
 }
 
@@ -932,6 +1069,16 @@ fn arb_kind(dirt: Dirt) -> BoxedStrategy<CommandKind> {
         (4, arb_end_session(dirt)),
         (14, arb_create_delegation(dirt)),
         (3, arb_revoke_delegation(dirt)),
+        (2, arb_publish_policy(dirt)),
+        (2, arb_activate_policy(dirt)),
+        (
+            1,
+            Just(CommandKind::RollbackPolicy(log::RollbackPolicy {})).boxed(),
+        ),
+        (1, arb_set_shadow_policy(dirt)),
+        (20, arb_authorize(dirt)),
+        (2, arb_record_access_decisions(dirt)),
+        (2, arb_record_auth_failures(dirt)),
     ])
     .boxed()
 }
@@ -1441,6 +1588,7 @@ fn arb_create_delegation(dirt: Dirt) -> BoxedStrategy<CommandKind> {
         2 => Just(ChildShape::WiderAudiences),
         2 => Just(ChildShape::LaterExpiry),
         1 => Just(ChildShape::Deeper),
+        2 => Just(ChildShape::BiggerBudget),
         2 => Just(ChildShape::Drawn),
     ];
     let audiences = or_invalid(
@@ -1472,7 +1620,12 @@ fn arb_create_delegation(dirt: Dirt) -> BoxedStrategy<CommandKind> {
     );
     let grantor_human_id = prop_oneof![1 => Just(String::new()), 1 => arb_human_id(dirt)];
     (
-        (delegation_id, parent_delegation_id, arb_agent_id(dirt)),
+        (
+            delegation_id,
+            parent_delegation_id,
+            arb_agent_id(dirt),
+            arb_budget(dirt),
+        ),
         (proptest::bool::weighted(0.8), child_shape),
         arb_scopes(dirt),
         audiences,
@@ -1483,7 +1636,7 @@ fn arb_create_delegation(dirt: Dirt) -> BoxedStrategy<CommandKind> {
     )
         .prop_map(
             |(
-                (delegation_id, parent_delegation_id, grantee_agent_id),
+                (delegation_id, parent_delegation_id, grantee_agent_id, budget),
                 (coherent, child_shape),
                 scopes,
                 audiences,
@@ -1507,7 +1660,7 @@ fn arb_create_delegation(dirt: Dirt) -> BoxedStrategy<CommandKind> {
                     expires_at_unix_s,
                     max_depth,
                     grantor_human_id,
-                    budget: None,
+                    budget,
                 };
                 if coherent && !grant.parent_delegation_id.is_empty() {
                     child_shape.apply(&mut grant);
@@ -1532,6 +1685,8 @@ enum ChildShape {
     LaterExpiry,
     /// Within the parent but for allowing a deeper chain.
     Deeper,
+    /// Within the parent but for a call budget larger than d1's.
+    BiggerBudget,
     /// As drawn.
     Drawn,
 }
@@ -1558,6 +1713,12 @@ impl ChildShape {
             Self::WiderAudiences => grant.audiences.push(AUDIENCES[1].to_owned()),
             Self::LaterExpiry => grant.expires_at_unix_s = parent_expires_at_unix_s + 86_400,
             Self::Deeper => grant.max_depth = parent_max_depth + 1,
+            Self::BiggerBudget => {
+                grant.budget = Some(log::CallBudget {
+                    total: D1_BUDGET.total + 1,
+                    tools: Vec::new(),
+                });
+            }
         }
     }
 }
@@ -1570,6 +1731,220 @@ fn arb_revoke_delegation(dirt: Dirt) -> BoxedStrategy<CommandKind> {
                 reason,
             })
         })
+        .boxed()
+}
+
+/// A call budget: mostly none, else small totals and a per-tool limit on send, some above the
+/// genesis d1's (a child asking for them is refused), and in a dirty command limits out of range
+/// or tools out of order.
+fn arb_budget(dirt: Dirt) -> BoxedStrategy<Option<log::CallBudget>> {
+    let tool = |tool: &str, limit: u64| log::ToolBudget {
+        tool: tool.to_owned(),
+        limit,
+    };
+    let valid = prop_oneof![
+        4 => Just(None),
+        1 => (1u64..4).prop_map(|total| Some(log::CallBudget { total, tools: Vec::new() })),
+        1 => (0u64..9, 1u64..4).prop_map(move |(total, limit)| Some(log::CallBudget {
+            total,
+            tools: vec![tool("send", limit)],
+        })),
+    ];
+    let invalid = prop_oneof![
+        Just(Some(log::CallBudget {
+            total: limits::BUDGET_UNITS_MAX + 1,
+            tools: Vec::new(),
+        })),
+        Just(Some(log::CallBudget {
+            total: 1,
+            tools: vec![tool("send", 0)],
+        })),
+        Just(Some(log::CallBudget {
+            total: 0,
+            tools: vec![tool("send", 1), tool("read", 1)],
+        })),
+    ];
+    or_invalid(valid, invalid, dirt)
+}
+
+/// A few fixed policy texts: valid ones (a forbid on large amounts, a harmless permit) and
+/// invalid ones (a syntax error, garbage).
+fn arb_publish_policy(dirt: Dirt) -> BoxedStrategy<CommandKind> {
+    const TEXTS: &[&str] = &[
+        "@id(\"big\") forbid(principal, action, resource) when { context.attributes has amount \
+         && context.attributes.amount > 10000 };",
+        "permit(principal, action, resource);",
+        "forbid(principal, action == Action::\"call\", resource) when { context.depth > 1 };",
+        "forbid(principal",
+        "@id(\"warrant.delegation\") forbid(principal, action, resource);",
+    ];
+    let attributes = prop_oneof![
+        Just(Vec::new()),
+        Just(vec![log::PolicyAttribute {
+            name: "amount".to_owned(),
+            r#type: log::PolicyAttributeType::Long as i32,
+        }]),
+    ];
+    (
+        or_garbage(select(TEXTS).prop_map(str::to_owned), dirt),
+        arb_text(dirt),
+        attributes,
+    )
+        .prop_map(|(text, description, attributes)| {
+            CommandKind::PublishPolicy(log::PublishPolicy {
+                text,
+                description,
+                attributes,
+            })
+        })
+        .boxed()
+}
+
+fn arb_policy_version(dirt: Dirt) -> BoxedStrategy<u32> {
+    or_invalid(0u32..4, any::<u32>(), dirt)
+}
+
+fn arb_activate_policy(dirt: Dirt) -> BoxedStrategy<CommandKind> {
+    arb_policy_version(dirt)
+        .prop_map(|version| CommandKind::ActivatePolicy(log::ActivatePolicy { version }))
+        .boxed()
+}
+
+fn arb_set_shadow_policy(dirt: Dirt) -> BoxedStrategy<CommandKind> {
+    arb_policy_version(dirt)
+        .prop_map(|version| CommandKind::SetShadowPolicy(log::SetShadowPolicy { version }))
+        .boxed()
+}
+
+/// A SYNC decision: mostly a genesis token (jd1 under the budgeted d1 is in force for most
+/// stamps; j1 expires early; t-alice is a human's) on a tool of mail, sometimes a token the API
+/// node found invalid, a token never issued, another service or tool; with caller attributes.
+fn arb_authorize(dirt: Dirt) -> BoxedStrategy<CommandKind> {
+    let token = prop_oneof![
+        8 => Just(("jd1".to_owned(), 0u32)),
+        2 => select(&["j1", "t-alice"][..]).prop_map(|jti| (jti.to_owned(), 0u32)),
+        1 => Just((String::new(), 3u32)),
+        1 => arb_new_jti(dirt).prop_map(|jti| (jti, 0u32)),
+    ];
+    let service_id = prop_oneof![8 => Just("mail".to_owned()), 1 => arb_service_id(dirt)];
+    let tool = prop_oneof![
+        8 => Just("send".to_owned()),
+        2 => select(SCOPES).prop_map(str::to_owned),
+        1 => arb_id(dirt),
+    ];
+    (
+        token,
+        service_id,
+        tool,
+        arb_caller_attributes(dirt),
+        prop_oneof![4 => Just(1u64), 1 => Just(2u64)],
+    )
+        .prop_map(
+            |((token_jti, token_invalid_reason), service_id, tool, attributes, node_id)| {
+                CommandKind::Authorize(log::Authorize {
+                    token_jti,
+                    token_invalid_reason,
+                    service_id,
+                    tool,
+                    attributes,
+                    serving_node_id: node_id,
+                    token_invalid_message: if token_invalid_reason == 0 {
+                        String::new()
+                    } else {
+                        "bad signature".to_owned()
+                    },
+                })
+            },
+        )
+        .boxed()
+}
+
+fn arb_caller_attributes(dirt: Dirt) -> BoxedStrategy<Vec<log::CallerAttribute>> {
+    use log::caller_attribute::Value;
+    let value = prop_oneof![
+        prop_oneof![Just(50i64), Just(20_000i64), any::<i64>()].prop_map(Value::LongValue),
+        select(&["EUR", "USD"][..]).prop_map(|it| Value::StringValue(it.to_owned())),
+        any::<bool>().prop_map(Value::BoolValue),
+    ];
+    let name = or_invalid(
+        select(&["amount", "currency", "urgent"][..]).prop_map(str::to_owned),
+        prop_oneof![
+            Just("1st".to_owned()),
+            Just("a-b".to_owned()),
+            arb_garbage()
+        ],
+        dirt,
+    );
+    let attribute = (name, proptest::option::weighted(0.95, value))
+        .prop_map(|(name, value)| log::CallerAttribute { name, value });
+    // Names may repeat (refused): three draws from three names.
+    proptest::collection::vec(attribute, 0..3).boxed()
+}
+
+/// ASYNC receipts as a node records them: its own (node 1) mostly, sometimes another node's.
+fn arb_record_access_decisions(dirt: Dirt) -> BoxedStrategy<CommandKind> {
+    let receipt = (
+        0u32..10_000,
+        select(&[1u64, 1, 1, 2][..]),
+        any::<bool>(),
+        select(&["send", "read"][..]),
+    )
+        .prop_map(|(n, serving_node_id, allow, tool)| log::AccessDecided {
+            decision_id: format!("rcpt-{n}"),
+            decision: if allow {
+                log::AccessDecision::Allow as i32
+            } else {
+                log::AccessDecision::Deny as i32
+            },
+            deny_reason: if allow {
+                0
+            } else {
+                log::AccessDenyReason::ToolNotInScope as i32
+            },
+            principal_kind: PrincipalKind::Agent as i32,
+            principal_id: "bot".to_owned(),
+            service_id: "mail".to_owned(),
+            tool: tool.to_owned(),
+            token_jti: "jd1".to_owned(),
+            serving_node_id,
+            mode: log::AccessMode::Async as i32,
+            ..Default::default()
+        });
+    let count = if dirt == CLEAN { 1..4usize } else { 0..4usize };
+    proptest::collection::vec(receipt, count)
+        .prop_map(|decisions| {
+            CommandKind::RecordAccessDecisions(log::RecordAccessDecisions { decisions })
+        })
+        .boxed()
+}
+
+/// Auth-failure aggregates from node 1 (sometimes claiming node 2's), with bounded or garbage
+/// claimed ids and reasons.
+fn arb_record_auth_failures(dirt: Dirt) -> BoxedStrategy<CommandKind> {
+    let entry = (
+        or_garbage(
+            select(&["bot", "mallory", "(other)"][..]).prop_map(str::to_owned),
+            dirt,
+        ),
+        or_garbage(
+            select(&["UNAUTHENTICATED", "AUTH_RATE_LIMITED"][..]).prop_map(str::to_owned),
+            dirt,
+        ),
+        or_invalid(1u64..1000, Just(0u64), dirt),
+        select(&[1u64, 1, 1, 2][..]),
+    )
+        .prop_map(|(claimed_id, reason, count, node_id)| log::AuthFailures {
+            claimed_kind: PrincipalKind::Agent as i32,
+            claimed_id,
+            reason,
+            count,
+            first_unix_ms: GENESIS_S * 1000,
+            last_unix_ms: GENESIS_S * 1000 + count,
+            node_id,
+        });
+    let count = if dirt == CLEAN { 1..4usize } else { 0..4usize };
+    proptest::collection::vec(entry, count)
+        .prop_map(|failures| CommandKind::RecordAuthFailures(log::RecordAuthFailures { failures }))
         .boxed()
 }
 

@@ -494,6 +494,25 @@ fn reason_name(reason: i32) -> &'static str {
         .unwrap_or("?")
 }
 
+/// One line about a `TokenIssued` event: the scopes of an agent's own token, the chain and
+/// delegation of a delegated one.
+fn describe_token_issued(e: &warrant_proto::log::TokenIssued) -> String {
+    if e.actor_chain.is_empty() {
+        format!(
+            "TokenIssued jti={} sub={} scopes={:?}",
+            e.jti, e.subject, e.scopes
+        )
+    } else {
+        format!(
+            "TokenIssued jti={} sub={} act={} delegation={}",
+            e.jti,
+            e.subject,
+            e.actor_chain.join("->"),
+            e.delegation_id
+        )
+    }
+}
+
 /// One line about an audit event.
 pub fn describe(event: &warrant_proto::log::Event) -> String {
     match &event.kind {
@@ -504,17 +523,7 @@ pub fn describe(event: &warrant_proto::log::Event) -> String {
         Some(Kind::ServiceRegistered(e)) => {
             format!("ServiceRegistered {} aud={}", e.service_id, e.audience)
         }
-        Some(Kind::TokenIssued(e)) if e.actor_chain.is_empty() => format!(
-            "TokenIssued jti={} sub={} scopes={:?}",
-            e.jti, e.subject, e.scopes
-        ),
-        Some(Kind::TokenIssued(e)) => format!(
-            "TokenIssued jti={} sub={} act={} delegation={}",
-            e.jti,
-            e.subject,
-            e.actor_chain.join("->"),
-            e.delegation_id
-        ),
+        Some(Kind::TokenIssued(e)) => describe_token_issued(e),
         Some(Kind::TokenRevoked(e)) => format!("TokenRevoked jti={} reason={}", e.jti, e.reason),
         Some(Kind::SigningKeyPublished(e)) => {
             format!("SigningKeyPublished kid={} node={}", e.key_id, e.node_id)
@@ -558,39 +567,14 @@ pub fn describe(event: &warrant_proto::log::Event) -> String {
             format!("SessionStarted {} for {}", e.session_id, e.principal_id)
         }
         Some(Kind::SessionEnded(e)) => format!("SessionEnded {}", e.session_id),
-        Some(Kind::PolicyPublished(e)) => {
-            format!("PolicyPublished v{} policies={:?}", e.version, e.policy_ids)
-        }
-        Some(Kind::PolicyActivated(e)) => format!(
-            "PolicyActivated v{} (was v{}){}",
-            e.version,
-            e.previous_version,
-            if e.rollback { " rollback" } else { "" }
-        ),
-        Some(Kind::ShadowPolicySet(e)) => format!("ShadowPolicySet v{}", e.version),
-        Some(Kind::AccessDecided(e)) => format!(
-            "AccessDecided {} {} {}/{} for {} policy=v{} by {:?}",
-            warrant_proto::log::AccessDecision::try_from(e.decision)
-                .map(|d| d.as_str_name().trim_start_matches("ACCESS_DECISION_"))
-                .unwrap_or("?"),
-            e.principal_id,
-            e.service_id,
-            e.tool,
-            e.on_behalf_of_human_id,
-            e.policy_version,
-            e.determining_policy_ids
-        ),
-        Some(Kind::CommandRejected(e)) => format!(
-            "CommandRejected {} {}",
-            e.command_kind,
-            warrant_proto::log::RejectReason::try_from(e.reason)
-                .map(|r| r.as_str_name())
-                .unwrap_or("?")
-        ),
-        Some(Kind::AuthFailuresRecorded(e)) => format!(
-            "AuthFailures {} x{} reason={}",
-            e.claimed_id, e.count, e.reason
-        ),
+        Some(
+            kind @ (Kind::PolicyPublished(_)
+            | Kind::PolicyActivated(_)
+            | Kind::ShadowPolicySet(_)
+            | Kind::AccessDecided(_)
+            | Kind::CommandRejected(_)
+            | Kind::AuthFailuresRecorded(_)),
+        ) => access::describe(kind),
         Some(Kind::DelegationCreated(e)) => format!(
             "DelegationCreated {} {} -> {} scopes={:?}",
             e.delegation_id, e.grantor_id, e.grantee_agent_id, e.scopes

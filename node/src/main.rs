@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod local_cluster;
 mod operator_cli;
+mod policy_cli;
 mod private_files;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -95,6 +96,12 @@ enum Command {
     /// Manage the signing key of the node at --endpoint.
     #[command(subcommand)]
     Key(cluster_cli::KeyCommand),
+    /// Publish, activate, roll back and inspect Cedar policy versions.
+    #[command(subcommand)]
+    Policy(policy_cli::PolicyCommand),
+    /// Decide whether an agent's token may call a tool now; the decision is recorded as a
+    /// receipt. A DENY is printed and exits 0.
+    Authorize(Box<policy_cli::AuthorizeArgs>),
 }
 
 #[derive(Subcommand)]
@@ -154,37 +161,7 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Dev { data_dir, listen_addr, http_listen_addr, peer_listen_addr } => {
-                init_logging("text");
-                let admin_token = dev_admin_token(&data_dir)?;
-                let certs = certs::make(&data_dir.join("tls"), 1, &[], &[])?;
-                let node = certs.node(1);
-                let config = ServerConfig {
-                    data_dir: data_dir.clone(),
-                    listen_addr,
-                    peer_listen_addr,
-                    http_listen_addr: Some(http_listen_addr),
-                    admin_token: Some(admin_token.clone()),
-                    init_single_node: true,
-                    allow_local_passwords: true,
-                    tls: Some(config::TlsConfig {
-                        ca_file: node.ca_file,
-                        cert_file: node.cert_file,
-                        key_file: node.key_file,
-                    }),
-                    ..ServerConfig::default()
-                };
-                let api = api_config(&config)?;
-                serve(api, |warrant| {
-                    println!("warrant dev node {} is up", warrant.node.node_id());
-                    println!("  gRPC endpoint : {} (TLS; CA {})", warrant.local_addr, certs.ca_file.display());
-                    if let Some(http_addr) = warrant.http_addr {
-                        println!("  JWKS          : https://{http_addr}/.well-known/jwks.json");
-                    }
-                    println!("  data dir      : {}", data_dir.display());
-                    println!("  admin token   : {admin_token}   (authorization: Bearer <token>)");
-                    println!("  health        : grpc.health.v1.Health/Check; reflection is on");
-                })
-                .await
+                dev(data_dir, listen_addr, http_listen_addr, peer_listen_addr).await
             }
             Command::Demo => demo::run().await,
             Command::LocalCluster { dir, base_port } => local_cluster(dir, base_port).await,
@@ -192,6 +169,8 @@ fn main() -> anyhow::Result<()> {
             Command::Member(command) => cluster_cli::run_member(command).await,
             Command::Key(command) => cluster_cli::run_key(command).await,
             Command::Operator(command) => operator_cli::run(command).await,
+            Command::Policy(command) => policy_cli::run(command).await,
+            Command::Authorize(args) => policy_cli::run_authorize(*args).await,
             Command::Certs(CertsCommand::Dev {
                 out,
                 nodes,
@@ -200,6 +179,50 @@ fn main() -> anyhow::Result<()> {
             }) => certs_dev(&out, nodes, &host, &operator),
         }
     })
+}
+
+/// `warrant dev`: one TLS node, initialised, with local passwords allowed; prints its endpoints.
+async fn dev(
+    data_dir: PathBuf,
+    listen_addr: SocketAddr,
+    http_listen_addr: SocketAddr,
+    peer_listen_addr: SocketAddr,
+) -> anyhow::Result<()> {
+    init_logging("text");
+    let admin_token = dev_admin_token(&data_dir)?;
+    let certs = certs::make(&data_dir.join("tls"), 1, &[], &[])?;
+    let node = certs.node(1);
+    let config = ServerConfig {
+        data_dir: data_dir.clone(),
+        listen_addr,
+        peer_listen_addr,
+        http_listen_addr: Some(http_listen_addr),
+        admin_token: Some(admin_token.clone()),
+        init_single_node: true,
+        allow_local_passwords: true,
+        tls: Some(config::TlsConfig {
+            ca_file: node.ca_file,
+            cert_file: node.cert_file,
+            key_file: node.key_file,
+        }),
+        ..ServerConfig::default()
+    };
+    let api = api_config(&config)?;
+    serve(api, |warrant| {
+        println!("warrant dev node {} is up", warrant.node.node_id());
+        println!(
+            "  gRPC endpoint : {} (TLS; CA {})",
+            warrant.local_addr,
+            certs.ca_file.display()
+        );
+        if let Some(http_addr) = warrant.http_addr {
+            println!("  JWKS          : https://{http_addr}/.well-known/jwks.json");
+        }
+        println!("  data dir      : {}", data_dir.display());
+        println!("  admin token   : {admin_token}   (authorization: Bearer <token>)");
+        println!("  health        : grpc.health.v1.Health/Check; reflection is on");
+    })
+    .await
 }
 
 /// `warrant certs dev`: writes the files and says where they are.

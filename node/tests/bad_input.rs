@@ -4,7 +4,9 @@
 //!
 //! Tests are data: each [`Case`] names its catalogue row, the call and the exact expected answer,
 //! and runs through one [`check`], which also asserts that the whole projected state
-//! (`ClusterService.Digest`: sha256 and applied seq) is unchanged afterwards.
+//! (`ClusterService.Digest`: sha256 and applied seq) is unchanged afterwards, but for the audit
+//! facts of a refusal: a refusal apply makes is one `CommandRejected` event with the expected
+//! reason, and the node's failed-authentication aggregates may be flushed at any moment.
 //!
 //! Tokens with bad claims must carry a good signature to reach the claim checks (Verify checks
 //! the header and the signature first), so they are signed here with the node's own Ed25519 key,
@@ -258,11 +260,32 @@ async fn check(node: &Node, case: &Case) -> Result<(), String> {
     if let Err(problem) = verdict {
         problems.push(problem);
     }
+    // A refusal apply makes is an audit fact (one CommandRejected with its reason), and the
+    // node's failed-authentication aggregates may land at any moment; nothing else may change.
     if (&after.sha256_hex, after.applied_seq) != (&before.sha256_hex, before.applied_seq) {
-        problems.push(format!(
-            "state changed: digest {} at seq {} became {} at seq {}",
-            before.sha256_hex, before.applied_seq, after.sha256_hex, after.applied_seq
-        ));
+        let events = node.events_after(before.applied_seq).await;
+        let rejection = match case.expect {
+            Expect::Error(_, reason) | Expect::ErrorSaying(_, reason, _) => Some(reason),
+            _ => None,
+        };
+        // An edge refusal adds no CommandRejected; an apply refusal adds exactly one.
+        let recorded = events.iter().any(|it| {
+            matches!(
+                it.kind,
+                Some(warrant_proto::log::event::Kind::CommandRejected(_))
+            )
+        });
+        let check = support::only_refusal_facts(&events, rejection.filter(|_| recorded));
+        if after.applied_seq == before.applied_seq || check.is_err() {
+            problems.push(format!(
+                "state changed: digest {} at seq {} became {} at seq {}: {}",
+                before.sha256_hex,
+                before.applied_seq,
+                after.sha256_hex,
+                after.applied_seq,
+                check.err().unwrap_or_default()
+            ));
+        }
     }
     if problems.is_empty() {
         Ok(())

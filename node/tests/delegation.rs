@@ -442,9 +442,9 @@ async fn multi_hop_chain_and_cascading_revocation() {
 }
 
 /// Sends a grant that attenuation must refuse through `node`, and checks that it was refused
-/// with FAILED_PRECONDITION and `reason`, in apply (the command reached the log) and without an
-/// event (the leader's state digest and applied seq are unchanged).
-async fn assert_refused_without_event(
+/// with FAILED_PRECONDITION and `reason`, in apply (the command reached the log), and that the
+/// only event it added is the one CommandRejected naming that reason.
+async fn assert_refused_with_one_rejection_event(
     cluster: &Cluster,
     node: &Node,
     authorization: &str,
@@ -462,22 +462,18 @@ async fn assert_refused_without_event(
     );
     let leader = cluster.node(cluster.leader().await);
     let after = leader.digest().await;
-    assert_eq!(
-        after.sha256_hex, before.sha256_hex,
-        "{reason}: the refused grant changed the state"
-    );
-    assert_eq!(
-        after.applied_seq, before.applied_seq,
-        "{reason}: the refused grant added an event"
-    );
     assert!(
         before.applied_index < after.applied_index,
         "{reason}: the grant was refused before reaching the log ({before:?} -> {after:?})"
     );
+    // Apply's refusal is an audit fact: one CommandRejected with the reason, and no grant.
+    let events = leader.events_after(before.applied_seq).await;
+    support::only_refusal_facts(&events, Some(reason))
+        .unwrap_or_else(|problem| panic!("{reason}: {problem}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attenuation_violations_are_refused_without_events() {
+async fn attenuation_violations_are_refused_and_recorded_as_rejections() {
     let cluster = start_cluster().await;
     let (n1, n2, n3) = (cluster.node(1), cluster.node(2), cluster.node(3));
     n1.register_service("calendar", CALENDAR, CALENDAR_TOOLS)
@@ -491,7 +487,7 @@ async fn attenuation_violations_are_refused_without_events() {
     let now = now_unix_s();
 
     // A grants B a scope the root grant lacks.
-    assert_refused_without_event(
+    assert_refused_with_one_rejection_event(
         &cluster,
         n3,
         &a.auth(),
@@ -506,7 +502,7 @@ async fn attenuation_violations_are_refused_without_events() {
     )
     .await;
     // A grants B a lifetime past the root grant's.
-    assert_refused_without_event(
+    assert_refused_with_one_rejection_event(
         &cluster,
         n1,
         &a.auth(),
@@ -521,7 +517,7 @@ async fn attenuation_violations_are_refused_without_events() {
     )
     .await;
     // B grants back to A, already in the chain.
-    assert_refused_without_event(
+    assert_refused_with_one_rejection_event(
         &cluster,
         n2,
         &b.auth(),
@@ -536,7 +532,7 @@ async fn attenuation_violations_are_refused_without_events() {
     )
     .await;
     // B grants C a third hop under a chain capped at two.
-    assert_refused_without_event(
+    assert_refused_with_one_rejection_event(
         &cluster,
         n3,
         &b.auth(),
@@ -551,7 +547,7 @@ async fn attenuation_violations_are_refused_without_events() {
     )
     .await;
     // A grants B an audience the root grant does not cover (a registered service's).
-    assert_refused_without_event(
+    assert_refused_with_one_rejection_event(
         &cluster,
         n1,
         &a.auth(),

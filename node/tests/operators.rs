@@ -165,11 +165,25 @@ async fn operators_act_within_their_roles_and_every_event_names_its_operator() {
         events[0].actor.as_ref().map(|a| a.kind),
         Some(PrincipalKind::Admin as i32)
     );
+    // The auditor's refused revocation is an audit fact too, naming the auditor.
+    let mut refusals = 0;
     for event in &events[1..] {
         let actor = event.actor.clone().unwrap_or_default();
         assert_eq!(actor.kind, PrincipalKind::Operator as i32, "{event:?}");
-        assert_eq!(actor.id, "root", "{event:?}");
+        match &event.kind {
+            Some(warrant_proto::log::event::Kind::CommandRejected(rejected)) => {
+                refusals += 1;
+                assert_eq!(actor.id, "audit", "{event:?}");
+                assert_eq!(
+                    rejected.reason,
+                    warrant_proto::log::RejectReason::PermissionDenied as i32,
+                    "{event:?}"
+                );
+            }
+            _ => assert_eq!(actor.id, "root", "{event:?}"),
+        }
     }
+    assert_eq!(refusals, 1, "one refused revocation: {events:?}");
     // The digest the harness reads as the bootstrap admin is refused too; as root it answers.
     ClusterServiceClient::new(root)
         .digest(Request::new(api::DigestRequest {}))

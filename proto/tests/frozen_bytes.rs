@@ -347,7 +347,429 @@ fn cases() -> Vec<(&'static str, log::Event, &'static str)> {
             ),
             V1_SIGNING_KEY_COMPROMISED,
         ),
+        (
+            "v1_delegation_created_budget",
+            event(
+                23,
+                Kind::DelegationCreated(log::DelegationCreated {
+                    delegation_id: "delegation-3".into(),
+                    root_human_id: "alice".into(),
+                    grantor_kind: log::PrincipalKind::Human as i32,
+                    grantor_id: "alice".into(),
+                    grantee_agent_id: "alice-assistant".into(),
+                    scopes: vec!["convert".into(), "transfer".into()],
+                    audiences: vec!["https://fx.example/mcp".into()],
+                    expires_at_unix_s: 1_764_086_400,
+                    max_depth: 2,
+                    depth: 1,
+                    agent_chain: vec!["alice-assistant".into()],
+                    budget: Some(budget()),
+                    ..Default::default()
+                }),
+            ),
+            V1_DELEGATION_CREATED_BUDGET,
+        ),
+        (
+            "v1_policy_published",
+            event(
+                24,
+                Kind::PolicyPublished(log::PolicyPublished {
+                    version: 2,
+                    text: POLICY_TEXT.into(),
+                    description: "cap conversions".into(),
+                    attributes: vec![amount_attribute()],
+                    text_sha256: vec![0x5a; 32],
+                    policy_ids: vec!["big-convert".into()],
+                }),
+            ),
+            V1_POLICY_PUBLISHED,
+        ),
+        (
+            "v1_policy_activated",
+            event(
+                25,
+                Kind::PolicyActivated(log::PolicyActivated {
+                    version: 1,
+                    previous_version: 2,
+                    rollback: true,
+                }),
+            ),
+            V1_POLICY_ACTIVATED,
+        ),
+        (
+            "v1_shadow_policy_set",
+            event(
+                26,
+                Kind::ShadowPolicySet(log::ShadowPolicySet {
+                    version: 3,
+                    previous_version: 0,
+                }),
+            ),
+            V1_SHADOW_POLICY_SET,
+        ),
+        (
+            "v1_access_decided",
+            event(27, Kind::AccessDecided(receipt())),
+            V1_ACCESS_DECIDED,
+        ),
+        (
+            "v1_command_rejected",
+            event(
+                28,
+                Kind::CommandRejected(log::CommandRejected {
+                    command_kind: "create_delegation".into(),
+                    reason: log::RejectReason::BudgetExceedsParent as i32,
+                    message: "budget total 4 is above parent delegation d1's 3".into(),
+                }),
+            ),
+            V1_COMMAND_REJECTED,
+        ),
+        (
+            "v1_auth_failures_recorded",
+            event(29, Kind::AuthFailuresRecorded(auth_failures())),
+            V1_AUTH_FAILURES_RECORDED,
+        ),
     ]
+}
+
+const POLICY_TEXT: &str = "@id(\"big-convert\")\nforbid(principal, action == Action::\"call\", \
+                           resource) when { context.attributes has amount && \
+                           context.attributes.amount > 10000 };";
+
+fn budget() -> log::CallBudget {
+    log::CallBudget {
+        total: 100,
+        tools: vec![log::ToolBudget {
+            tool: "transfer".into(),
+            limit: 3,
+        }],
+    }
+}
+
+fn amount_attribute() -> log::PolicyAttribute {
+    log::PolicyAttribute {
+        name: "amount".into(),
+        r#type: log::PolicyAttributeType::Long as i32,
+    }
+}
+
+fn caller_attributes() -> Vec<log::CallerAttribute> {
+    use log::caller_attribute::Value;
+    vec![
+        log::CallerAttribute {
+            name: "amount".into(),
+            value: Some(Value::LongValue(20_000)),
+        },
+        log::CallerAttribute {
+            name: "currency".into(),
+            value: Some(Value::StringValue("EUR".into())),
+        },
+        log::CallerAttribute {
+            name: "urgent".into(),
+            value: Some(Value::BoolValue(true)),
+        },
+    ]
+}
+
+/// A SYNC DENY by policy, with a shadow decision: every receipt field set.
+fn receipt() -> log::AccessDecided {
+    log::AccessDecided {
+        decision_id: "authz-1".into(),
+        decision: log::AccessDecision::Deny as i32,
+        deny_reason: log::AccessDenyReason::PolicyForbidden as i32,
+        token_invalid_reason: 0,
+        message: "tool convert forbidden by big-convert".into(),
+        principal_kind: PrincipalKind::Agent as i32,
+        principal_id: "alice-assistant".into(),
+        on_behalf_of_human_id: "alice".into(),
+        agent_chain: vec!["alice-assistant".into()],
+        service_id: "fx-mcp".into(),
+        tool: "convert".into(),
+        determining_policy_ids: vec!["big-convert".into()],
+        evaluation_errors: vec!["other: overflow".into()],
+        policy_version: 2,
+        token_jti: "0190c6a2-7e55-7cc0-8f4e-000000000004".into(),
+        delegation_id: "delegation-3".into(),
+        task: "pay the invoice".into(),
+        attributes_digest: vec![0x3c; 32],
+        serving_node_id: 2,
+        decided_at_seq: 26,
+        mode: log::AccessMode::Sync as i32,
+        shadow: Some(log::ShadowDecision {
+            policy_version: 3,
+            decision: log::AccessDecision::Allow as i32,
+            deny_reason: 0,
+            determining_policy_ids: vec!["warrant.delegation".into()],
+            evaluation_errors: vec![],
+        }),
+        decided_at_unix_ms: 1_764_000_000_000,
+        requested_by: Some(actor(PrincipalKind::Service, "fx-mcp")),
+    }
+}
+
+fn auth_failures() -> log::AuthFailures {
+    log::AuthFailures {
+        claimed_kind: PrincipalKind::Agent as i32,
+        claimed_id: "mallory".into(),
+        reason: "UNAUTHENTICATED".into(),
+        count: 1000,
+        first_unix_ms: 1_764_000_000_000,
+        last_unix_ms: 1_764_000_009_000,
+        node_id: 2,
+    }
+}
+
+fn command(kind: log::command::Kind, actor: log::Actor) -> log::Command {
+    log::Command {
+        idempotency_key: "key-c".into(),
+        request_digest: vec![0x11; 32],
+        actor: Some(actor),
+        kind: Some(kind),
+        ..Default::default()
+    }
+}
+
+/// (name, encoded value, decode-and-compare, frozen hex) for the commands, outcomes and rows of
+/// access decisions.
+type FrozenCase = (&'static str, Vec<u8>, fn(&[u8]) -> Vec<u8>, &'static str);
+
+/// Decodes `bytes` as `M` and encodes it again: equal to the input when the shape is unchanged.
+fn roundtrip<M: Message + Default>(bytes: &[u8]) -> Vec<u8> {
+    M::decode(bytes)
+        .unwrap_or_else(|e| panic!("frozen bytes no longer decode: {e}"))
+        .encode_to_vec()
+}
+
+fn records() -> Vec<FrozenCase> {
+    use log::command::Kind as C;
+    use warrant_proto::state;
+    let admin = || actor(PrincipalKind::Admin, "admin");
+    let node = || actor(PrincipalKind::Node, "2");
+    let cmd = |kind, actor| command(kind, actor).encode_to_vec();
+    vec![
+        (
+            "v1_cmd_create_delegation_budget",
+            cmd(
+                C::CreateDelegation(log::CreateDelegation {
+                    delegation_id: "delegation-3".into(),
+                    grantee_agent_id: "alice-assistant".into(),
+                    scopes: vec!["convert".into(), "transfer".into()],
+                    audiences: vec!["https://fx.example/mcp".into()],
+                    task: "pay the invoice".into(),
+                    expires_at_unix_s: 1_764_086_400,
+                    max_depth: 2,
+                    budget: Some(budget()),
+                    ..Default::default()
+                }),
+                actor(PrincipalKind::Human, "alice"),
+            ),
+            roundtrip::<log::Command>,
+            V1_CMD_CREATE_DELEGATION_BUDGET,
+        ),
+        (
+            "v1_cmd_publish_policy",
+            cmd(
+                C::PublishPolicy(log::PublishPolicy {
+                    text: POLICY_TEXT.into(),
+                    description: "cap conversions".into(),
+                    attributes: vec![amount_attribute()],
+                }),
+                admin(),
+            ),
+            roundtrip::<log::Command>,
+            V1_CMD_PUBLISH_POLICY,
+        ),
+        (
+            "v1_cmd_activate_policy",
+            cmd(
+                C::ActivatePolicy(log::ActivatePolicy { version: 2 }),
+                admin(),
+            ),
+            roundtrip::<log::Command>,
+            V1_CMD_ACTIVATE_POLICY,
+        ),
+        (
+            "v1_cmd_rollback_policy",
+            cmd(C::RollbackPolicy(log::RollbackPolicy {}), admin()),
+            roundtrip::<log::Command>,
+            V1_CMD_ROLLBACK_POLICY,
+        ),
+        (
+            "v1_cmd_set_shadow_policy",
+            cmd(
+                C::SetShadowPolicy(log::SetShadowPolicy { version: 3 }),
+                admin(),
+            ),
+            roundtrip::<log::Command>,
+            V1_CMD_SET_SHADOW_POLICY,
+        ),
+        (
+            "v1_cmd_authorize",
+            cmd(
+                C::Authorize(log::Authorize {
+                    token_jti: "0190c6a2-7e55-7cc0-8f4e-000000000004".into(),
+                    token_invalid_reason: 0,
+                    service_id: "fx-mcp".into(),
+                    tool: "convert".into(),
+                    attributes: caller_attributes(),
+                    serving_node_id: 2,
+                    token_invalid_message: String::new(),
+                }),
+                actor(PrincipalKind::Service, "fx-mcp"),
+            ),
+            roundtrip::<log::Command>,
+            V1_CMD_AUTHORIZE,
+        ),
+        (
+            "v1_cmd_authorize_invalid_token",
+            cmd(
+                C::Authorize(log::Authorize {
+                    token_invalid_reason: 3,
+                    token_invalid_message: "bad signature".into(),
+                    service_id: "fx-mcp".into(),
+                    tool: "convert".into(),
+                    serving_node_id: 2,
+                    ..Default::default()
+                }),
+                actor(PrincipalKind::Service, "fx-mcp"),
+            ),
+            roundtrip::<log::Command>,
+            V1_CMD_AUTHORIZE_INVALID_TOKEN,
+        ),
+        (
+            "v1_cmd_record_access_decisions",
+            cmd(
+                C::RecordAccessDecisions(log::RecordAccessDecisions {
+                    decisions: vec![log::AccessDecided {
+                        mode: log::AccessMode::Async as i32,
+                        ..receipt()
+                    }],
+                }),
+                node(),
+            ),
+            roundtrip::<log::Command>,
+            V1_CMD_RECORD_ACCESS_DECISIONS,
+        ),
+        (
+            "v1_cmd_record_auth_failures",
+            cmd(
+                C::RecordAuthFailures(log::RecordAuthFailures {
+                    failures: vec![auth_failures()],
+                }),
+                node(),
+            ),
+            roundtrip::<log::Command>,
+            V1_CMD_RECORD_AUTH_FAILURES,
+        ),
+        (
+            "v1_outcome_access_decided",
+            log::Outcome {
+                result: Some(log::outcome::Result::Accepted(log::Accepted {
+                    seq: 27,
+                    changed: true,
+                    access_decided: Some(receipt()),
+                    ..Default::default()
+                })),
+            }
+            .encode_to_vec(),
+            roundtrip::<log::Outcome>,
+            V1_OUTCOME_ACCESS_DECIDED,
+        ),
+        (
+            "v1_outcome_policy_version",
+            log::Outcome {
+                result: Some(log::outcome::Result::Accepted(log::Accepted {
+                    seq: 24,
+                    changed: true,
+                    policy_version: 2,
+                    ..Default::default()
+                })),
+            }
+            .encode_to_vec(),
+            roundtrip::<log::Outcome>,
+            V1_OUTCOME_POLICY_VERSION,
+        ),
+        (
+            "v1_outcome_policy_invalid",
+            log::Outcome {
+                result: Some(log::outcome::Result::Rejected(log::Rejected {
+                    reason: log::RejectReason::PolicyInvalid as i32,
+                    message: "the policy text is invalid".into(),
+                    policy_errors: vec![log::PolicyError {
+                        line: 2,
+                        column: 17,
+                        policy_id: "big-convert".into(),
+                        message: "unexpected token".into(),
+                    }],
+                })),
+            }
+            .encode_to_vec(),
+            roundtrip::<log::Outcome>,
+            V1_OUTCOME_POLICY_INVALID,
+        ),
+        (
+            "v1_row_policy_version",
+            state::PolicyVersionRow {
+                published: Some(log::PolicyPublished {
+                    version: 2,
+                    text: POLICY_TEXT.into(),
+                    description: "cap conversions".into(),
+                    attributes: vec![amount_attribute()],
+                    text_sha256: vec![0x5a; 32],
+                    policy_ids: vec!["big-convert".into()],
+                }),
+                published_seq: 24,
+                published_unix_ms: 1_764_000_000_000,
+            }
+            .encode_to_vec(),
+            roundtrip::<state::PolicyVersionRow>,
+            V1_ROW_POLICY_VERSION,
+        ),
+        (
+            "v1_row_policy_activation",
+            state::PolicyActivationRow {
+                active_version: 2,
+                shadow_version: 3,
+                previous_versions: vec![1],
+                latest_version: 3,
+                activated_seq: 25,
+            }
+            .encode_to_vec(),
+            roundtrip::<state::PolicyActivationRow>,
+            V1_ROW_POLICY_ACTIVATION,
+        ),
+        (
+            "v1_row_budget_usage",
+            state::BudgetUsageRow {
+                spent: 7,
+                tools: vec![state::ToolSpend {
+                    tool: "transfer".into(),
+                    spent: 2,
+                }],
+            }
+            .encode_to_vec(),
+            roundtrip::<state::BudgetUsageRow>,
+            V1_ROW_BUDGET_USAGE,
+        ),
+    ]
+}
+
+#[test]
+fn frozen_access_records_decode_and_encode_to_the_same_bytes() {
+    for (name, encoded, roundtrip, frozen_hex) in records() {
+        let encoded_hex = hex::encode(&encoded);
+        if std::env::var_os("WARRANT_PRINT_FROZEN").is_some() {
+            println!("{name}: {encoded_hex}");
+            continue;
+        }
+        let frozen = hex::decode(frozen_hex).unwrap_or_else(|e| panic!("{name}: bad hex: {e}"));
+        assert_eq!(
+            hex::encode(roundtrip(&frozen)),
+            frozen_hex,
+            "{name}: frozen bytes decode to a different record"
+        );
+        assert_eq!(encoded_hex, frozen_hex, "{name}: encoding changed");
+    }
 }
 
 fn federated() -> log::FederatedIdentity {
@@ -398,3 +820,27 @@ const V1_DELEGATION_CREATED: &str = "08131080d0dfb4ab33180720012a066b65792d31393
 const V1_DELEGATION_REVOKED: &str = "08141080d0dfb4ab33180720012a066b65792d323032090801120561646d696eda01190a0c64656c65676174696f6e2d3212097461736b20646f6e65";
 const V1_SIGNING_KEY_RETIRED: &str = "08151080d0dfb4ab33180720012a066b65792d323132090801120561646d696ee2010f0a056b69642d31100118909e92c906";
 const V1_SIGNING_KEY_COMPROMISED: &str = "08161080d0dfb4ab33180720012a066b65792d323232090801120561646d696eea011a0a056b69642d3110011a0f6b65792066696c65206c65616b6564";
+const V1_DELEGATION_CREATED_BUDGET: &str = "08171080d0dfb4ab33180720012a066b65792d323332090801120561646d696ed20187010a0c64656c65676174696f6e2d331a05616c69636520022a05616c696365320f616c6963652d617373697374616e743a07636f6e766572743a087472616e73666572421668747470733a2f2f66782e6578616d706c652f6d63705080a597c906580260016a0f616c6963652d617373697374616e7472100864120c0a087472616e736665721003";
+const V1_POLICY_PUBLISHED: &str = "08181080d0dfb4ab33180720012a066b65792d323432090801120561646d696efa01e601080212950140696428226269672d636f6e7665727422290a666f72626964287072696e636970616c2c20616374696f6e203d3d20416374696f6e3a3a2263616c6c222c207265736f7572636529207768656e207b20636f6e746578742e617474726962757465732068617320616d6f756e7420262620636f6e746578742e617474726962757465732e616d6f756e74203e203130303030207d3b1a0f63617020636f6e76657273696f6e73220a0a06616d6f756e7410022a205a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a320b6269672d636f6e76657274";
+const V1_POLICY_ACTIVATED: &str =
+    "08191080d0dfb4ab33180720012a066b65792d323532090801120561646d696e820206080110021801";
+const V1_SHADOW_POLICY_SET: &str =
+    "081a1080d0dfb4ab33180720012a066b65792d323632090801120561646d696e8a02020803";
+const V1_ACCESS_DECIDED: &str = "081b1080d0dfb4ab33180720012a066b65792d323732090801120561646d696e9202b3020a07617574687a2d31100218062a25746f6f6c20636f6e7665727420666f7262696464656e206279206269672d636f6e7665727430033a0f616c6963652d617373697374616e744205616c6963654a0f616c6963652d617373697374616e74520666782d6d63705a07636f6e76657274620b6269672d636f6e766572746a0f6f746865723a206f766572666c6f7770027a2430313930633661322d376535352d376363302d386634652d30303030303030303030303482010c64656c65676174696f6e2d338a010f7061792074686520696e766f6963659201203c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c980102a0011aa80101b2011808031001221277617272616e742e64656c65676174696f6eb80180d0dfb4ab33c2010a0804120666782d6d6370";
+const V1_COMMAND_REJECTED: &str = "081c1080d0dfb4ab33180720012a066b65792d323832090801120561646d696e9a02470a116372656174655f64656c65676174696f6e10271a3062756467657420746f74616c20342069732061626f766520706172656e742064656c65676174696f6e20643127732033";
+const V1_AUTH_FAILURES_RECORDED: &str = "081d1080d0dfb4ab33180720012a066b65792d323932090801120561646d696ea2022f080312076d616c6c6f72791a0f554e41555448454e5449434154454420e8072880d0dfb4ab3330a896e0b4ab333802";
+const V1_CMD_CREATE_DELEGATION_BUDGET: &str = "0a056b65792d63122011111111111111111111111111111111111111111111111111111111111111111a0908021205616c696365d201750a0c64656c65676174696f6e2d331a0f616c6963652d617373697374616e742207636f6e7665727422087472616e736665722a1668747470733a2f2f66782e6578616d706c652f6d6370320f7061792074686520696e766f6963653880a597c906400252100864120c0a087472616e736665721003";
+const V1_CMD_PUBLISH_POLICY: &str = "0a056b65792d63122011111111111111111111111111111111111111111111111111111111111111111a090801120561646d696e8202b5010a950140696428226269672d636f6e7665727422290a666f72626964287072696e636970616c2c20616374696f6e203d3d20416374696f6e3a3a2263616c6c222c207265736f7572636529207768656e207b20636f6e746578742e617474726962757465732068617320616d6f756e7420262620636f6e746578742e617474726962757465732e616d6f756e74203e203130303030207d3b120f63617020636f6e76657273696f6e731a0a0a06616d6f756e741002";
+const V1_CMD_ACTIVATE_POLICY: &str = "0a056b65792d63122011111111111111111111111111111111111111111111111111111111111111111a090801120561646d696e8a02020802";
+const V1_CMD_ROLLBACK_POLICY: &str = "0a056b65792d63122011111111111111111111111111111111111111111111111111111111111111111a090801120561646d696e920200";
+const V1_CMD_SET_SHADOW_POLICY: &str = "0a056b65792d63122011111111111111111111111111111111111111111111111111111111111111111a090801120561646d696e9a02020803";
+const V1_CMD_AUTHORIZE: &str = "0a056b65792d63122011111111111111111111111111111111111111111111111111111111111111111a0a0804120666782d6d6370a202640a2430313930633661322d376535352d376363302d386634652d3030303030303030303030341a0666782d6d63702207636f6e766572742a0c0a06616d6f756e7418a09c012a0f0a0863757272656e637912034555522a0a0a06757267656e7420013002";
+const V1_CMD_AUTHORIZE_INVALID_TOKEN: &str = "0a056b65792d63122011111111111111111111111111111111111111111111111111111111111111111a0a0804120666782d6d6370a2022410031a0666782d6d63702207636f6e7665727430023a0d626164207369676e6174757265";
+const V1_CMD_RECORD_ACCESS_DECISIONS: &str = "0a056b65792d63122011111111111111111111111111111111111111111111111111111111111111111a050805120132aa02b6020ab3020a07617574687a2d31100218062a25746f6f6c20636f6e7665727420666f7262696464656e206279206269672d636f6e7665727430033a0f616c6963652d617373697374616e744205616c6963654a0f616c6963652d617373697374616e74520666782d6d63705a07636f6e76657274620b6269672d636f6e766572746a0f6f746865723a206f766572666c6f7770027a2430313930633661322d376535352d376363302d386634652d30303030303030303030303482010c64656c65676174696f6e2d338a010f7061792074686520696e766f6963659201203c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c980102a0011aa80102b2011808031001221277617272616e742e64656c65676174696f6eb80180d0dfb4ab33c2010a0804120666782d6d6370";
+const V1_CMD_RECORD_AUTH_FAILURES: &str = "0a056b65792d63122011111111111111111111111111111111111111111111111111111111111111111a050805120132b202310a2f080312076d616c6c6f72791a0f554e41555448454e5449434154454420e8072880d0dfb4ab3330a896e0b4ab333802";
+const V1_OUTCOME_ACCESS_DECIDED: &str = "0aba02081b20013ab3020a07617574687a2d31100218062a25746f6f6c20636f6e7665727420666f7262696464656e206279206269672d636f6e7665727430033a0f616c6963652d617373697374616e744205616c6963654a0f616c6963652d617373697374616e74520666782d6d63705a07636f6e76657274620b6269672d636f6e766572746a0f6f746865723a206f766572666c6f7770027a2430313930633661322d376535352d376363302d386634652d30303030303030303030303482010c64656c65676174696f6e2d338a010f7061792074686520696e766f6963659201203c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c980102a0011aa80101b2011808031001221277617272616e742e64656c65676174696f6eb80180d0dfb4ab33c2010a0804120666782d6d6370";
+const V1_OUTCOME_POLICY_VERSION: &str = "0a06081820014002";
+const V1_OUTCOME_POLICY_INVALID: &str = "12430824121a74686520706f6c696379207465787420697320696e76616c69641a23080210111a0b6269672d636f6e766572742210756e657870656374656420746f6b656e";
+const V1_ROW_POLICY_VERSION: &str = "0ae601080212950140696428226269672d636f6e7665727422290a666f72626964287072696e636970616c2c20616374696f6e203d3d20416374696f6e3a3a2263616c6c222c207265736f7572636529207768656e207b20636f6e746578742e617474726962757465732068617320616d6f756e7420262620636f6e746578742e617474726962757465732e616d6f756e74203e203130303030207d3b1a0f63617020636f6e76657273696f6e73220a0a06616d6f756e7410022a205a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a320b6269672d636f6e7665727410181880d0dfb4ab33";
+const V1_ROW_POLICY_ACTIVATION: &str = "080210031a010120032819";
+const V1_ROW_BUDGET_USAGE: &str = "0807120c0a087472616e736665721002";

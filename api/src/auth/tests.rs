@@ -360,3 +360,43 @@ async fn a_full_pool_is_resource_exhausted_at_once() {
     );
     assert!(auth.pool().hashes_computed() <= 2);
 }
+
+#[tokio::test]
+async fn every_refusal_is_counted_under_the_claimed_principal_and_successes_are_not() {
+    let source = world();
+    let auth = authenticator(generous());
+    let attempts = [
+        basic("bot", WRONG),
+        basic("bot", WRONG),
+        basic("ghost", RIGHT),
+        basic("bot", RIGHT),
+        metadata("Bearer not-the-admin-token"),
+        metadata("Digest x"),
+        MetadataMap::new(),
+    ];
+    for metadata in &attempts {
+        let _ = auth.authenticate(metadata, &source).await;
+    }
+    let counted: Vec<(i32, String, String, u64)> = auth
+        .failure_log()
+        .take(1, 64)
+        .into_iter()
+        .map(|e| (e.claimed_kind, e.claimed_id, e.reason, e.count))
+        .collect();
+    use log::PrincipalKind::{Admin, Agent, Unspecified};
+    let entry = |kind: log::PrincipalKind, id: &str, reason: &str, count| {
+        (kind as i32, id.to_owned(), reason.to_owned(), count)
+    };
+    assert_eq!(
+        counted,
+        vec![
+            entry(Agent, "bot", "CREDENTIAL_INVALID", 2),
+            entry(Unspecified, "(unnamed)", "CREDENTIAL_INVALID", 1),
+            entry(Unspecified, "(unnamed)", "CREDENTIAL_MISSING", 1),
+            entry(Admin, "admin", "CREDENTIAL_INVALID", 1),
+            entry(Agent, "ghost", "CREDENTIAL_INVALID", 1),
+        ]
+    );
+    // No entry carries any part of a secret.
+    assert!(counted.iter().all(|(_, id, _, _)| !id.contains("secret")));
+}

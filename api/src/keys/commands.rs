@@ -5,7 +5,8 @@ use sha2::{Digest, Sha256};
 use warrant_proto::log;
 use warrant_token::NodeSigningKey;
 
-fn node_actor(node_id: u64) -> log::Actor {
+/// A node acting for itself: its own id, in decimal.
+pub fn node_actor(node_id: u64) -> log::Actor {
     log::Actor {
         kind: log::PrincipalKind::Node as i32,
         id: node_id.to_string(),

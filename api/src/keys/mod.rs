@@ -16,7 +16,10 @@ use warrant_proto::{api, log};
 use warrant_raft::RaftNode;
 use warrant_token::NodeSigningKey;
 
-use crate::{context::Context, error::ApiError};
+use crate::{
+    context::{Context, derived_idempotency_key},
+    error::ApiError,
+};
 use commands::{publish_command, retire_command};
 
 /// Rotates this node's key: a new key is written to the data directory, published through the
@@ -95,12 +98,18 @@ async fn retire_earlier_keys(node: &RaftNode, current_key_id: &str) {
 /// Publishes this node's public key through the log once a leader exists, then retires the
 /// node's earlier keys. Retries until it succeeds or `stop` is set: a node whose key is
 /// unpublished cannot issue. Returns whether the key was published (false: the node stopped).
+///
+/// A retry after an unknown outcome goes with the same idempotency key (it commits once). Apply
+/// keeps a refusal under its key, so a retry after a refusal goes under a key of its own
+/// (`…/retry-<n>`), decided afresh: at most one refusal per backoff interval is recorded.
 pub async fn publish(
     node: &RaftNode,
     key: &NodeSigningKey,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> bool {
-    let command = publish_command(node.node_id(), key);
+    let first = publish_command(node.node_id(), key);
+    let mut command = first.clone();
+    let mut refusals = 0u64;
     let mut backoff = Duration::from_millis(100);
     loop {
         if node.wait_for_leader(Duration::from_secs(5)).await.is_ok() {
@@ -114,7 +123,12 @@ pub async fn publish(
                 Ok(proposal) => match proposal.outcome.result {
                     Some(log::outcome::Result::Accepted(_)) => break,
                     other => {
-                        tracing::error!(outcome = ?other, "publishing the signing key was rejected")
+                        tracing::error!(outcome = ?other, "publishing the signing key was rejected");
+                        refusals += 1;
+                        command.idempotency_key = derived_idempotency_key(
+                            &first.idempotency_key,
+                            &format!("retry-{refusals}"),
+                        );
                     }
                 },
                 Err(e) => tracing::warn!(error = %e, "publishing the signing key failed; retrying"),

@@ -55,11 +55,15 @@ impl DelegationService for DelegationApi {
             .delegation_created
             .ok_or_else(|| ApiError::internal("accepted delegation carries no grant"))?;
         Ok(Response::new(api::CreateDelegationResponse {
-            delegation: Some(delegation_reply(state::DelegationRow {
-                created: Some(created),
-                created_seq: accepted.seq,
-                ..Default::default()
-            })),
+            delegation: Some(delegation_reply(
+                state::DelegationRow {
+                    created: Some(created),
+                    created_seq: accepted.seq,
+                    ..Default::default()
+                },
+                // Nothing is spent under a grant just made.
+                &state::BudgetUsageRow::default(),
+            )),
             seq: accepted.seq,
         }))
     }
@@ -95,7 +99,8 @@ impl DelegationService for DelegationApi {
         if !party {
             return Err(not_found().into());
         }
-        Ok(Response::new(delegation_reply(row)))
+        let usage = query::budget_usage(&reader, &request.delegation_id).map_err(storage)?;
+        Ok(Response::new(delegation_reply(row, &usage)))
     }
 }
 
@@ -157,8 +162,36 @@ fn check_create(request: &api::CreateDelegationRequest) -> Result<(), ApiError> 
     Ok(())
 }
 
-fn delegation_reply(row: state::DelegationRow) -> api::Delegation {
+/// The budget's spending, per tool the budget names (zero for a tool not spent yet); unset for
+/// a delegation without a budget.
+fn budget_spent(
+    budget: Option<&log::CallBudget>,
+    usage: &state::BudgetUsageRow,
+) -> Option<api::BudgetSpent> {
+    let budget = budget?;
+    let spent_on = |tool: &str| {
+        usage
+            .tools
+            .iter()
+            .find(|it| it.tool == tool)
+            .map_or(0, |it| it.spent)
+    };
+    Some(api::BudgetSpent {
+        total: usage.spent,
+        tools: budget
+            .tools
+            .iter()
+            .map(|it| api::ToolSpent {
+                tool: it.tool.clone(),
+                spent: spent_on(&it.tool),
+            })
+            .collect(),
+    })
+}
+
+fn delegation_reply(row: state::DelegationRow, usage: &state::BudgetUsageRow) -> api::Delegation {
     let created = row.created.unwrap_or_default();
+    let budget_spent = budget_spent(created.budget.as_ref(), usage);
     api::Delegation {
         delegation_id: created.delegation_id,
         parent_delegation_id: created.parent_delegation_id,
@@ -175,6 +208,44 @@ fn delegation_reply(row: state::DelegationRow) -> api::Delegation {
         revoked: row.revoked,
         created_seq: row.created_seq,
         budget: created.budget,
-        budget_spent: None,
+        budget_spent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_spent_lists_every_budgeted_tool_and_is_unset_without_a_budget() {
+        let budget = log::CallBudget {
+            total: 10,
+            tools: vec![
+                log::ToolBudget {
+                    tool: "convert".to_string(),
+                    limit: 3,
+                },
+                log::ToolBudget {
+                    tool: "quote".to_string(),
+                    limit: 5,
+                },
+            ],
+        };
+        let usage = state::BudgetUsageRow {
+            spent: 4,
+            tools: vec![state::ToolSpend {
+                tool: "convert".to_string(),
+                spent: 2,
+            }],
+        };
+        let spent = budget_spent(Some(&budget), &usage).expect("a budget");
+        assert_eq!(spent.total, 4);
+        let tools: Vec<(&str, u64)> = spent
+            .tools
+            .iter()
+            .map(|it| (it.tool.as_str(), it.spent))
+            .collect();
+        assert_eq!(tools, vec![("convert", 2), ("quote", 0)]);
+        assert_eq!(budget_spent(None, &usage), None);
     }
 }

@@ -10,7 +10,7 @@ use warrant_token::jwt::{self, AccessClaims};
 
 use crate::{
     auth::Caller,
-    context::{Context, command},
+    context::{Context, command, derived_idempotency_key},
     error::{ApiError, Reason},
 };
 
@@ -66,20 +66,34 @@ pub(crate) async fn issue_and_sign(
 /// Commits a command naming this node's current signing key (which `build` puts in). If a key
 /// rotation retired that key between choosing it and committing (`SIGNING_KEY_RETIRED`), tries
 /// once more with the new key, so issuances racing a rotation do not fail.
+///
+/// Apply keeps the refusal under the first attempt's idempotency key, so the second attempt goes
+/// under a key derived from it and the refused key id (`key/rekey-<kid>`): a client's retry of
+/// the whole request meets the same refusal, then the same second attempt, which replays its
+/// first outcome instead of issuing twice.
 async fn commit_with_current_key(
     context: &Context,
     mut build: impl FnMut(&str) -> log::Command,
 ) -> Result<log::Accepted, ApiError> {
     let mut attempts_left = 2;
+    let mut refused_key_id: Option<String> = None;
     loop {
         attempts_left -= 1;
         let key_id = context.signing_keys.current().key_id().to_string();
-        match context.commit(build(&key_id)).await {
-            Err(error) if error.reason == Reason::SigningKeyRetired && 0 < attempts_left => {}
+        let mut command = build(&key_id);
+        if let Some(refused) = &refused_key_id {
+            command.idempotency_key =
+                derived_idempotency_key(&command.idempotency_key, &format!("rekey-{refused}"));
+        }
+        match context.commit(command).await {
+            Err(error) if error.reason == Reason::SigningKeyRetired && 0 < attempts_left => {
+                refused_key_id = Some(key_id);
+            }
             // An admin marked this node's key compromised: rotate (once, however many issuances
             // met the mark) and issue with the new key.
             Err(error) if error.reason == Reason::SigningKeyCompromised && 0 < attempts_left => {
                 crate::keys::rotate_away_from(context, &key_id).await?;
+                refused_key_id = Some(key_id);
             }
             other => return other,
         }

@@ -3,9 +3,11 @@
 //! [`crate::context`].
 
 pub mod audit;
+pub mod authz;
 pub mod cluster;
 pub mod delegation;
 pub mod identity;
 pub(crate) mod mint;
+pub mod policy;
 pub mod session;
 pub mod token;

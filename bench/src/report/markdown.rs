@@ -126,15 +126,24 @@ fn scenario_table(out: &mut String, scenario: &plan::Scenario, rows: &[&Row]) {
         plan::InProcess::Verify => "÷ verify",
         plan::InProcess::None => "÷ in-process",
     };
+    // A scenario with a baseline gets one more column: its rate over the baseline's.
+    let (baseline_head, baseline_rule) = match scenario.baseline {
+        Some(baseline) => (format!(" ÷ {baseline} |"), "---|"),
+        None => (String::new(), ""),
+    };
     let _ = writeln!(
         out,
-        "| clients | target | per second | p50 ms | p99 ms | errors | ÷ etcd Put | ÷ health | {in_process} |"
+        "| clients | target | per second | p50 ms | p99 ms | errors | ÷ etcd Put | ÷ health | {in_process} |{baseline_head}"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|{baseline_rule}");
     for row in rows {
+        let baseline_cell = match scenario.baseline {
+            Some(_) => format!(" {} |", ratio(row.vs_baseline)),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |{baseline_cell}",
             row.concurrency,
             row.target.name(),
             spread_text(Some(row.per_second), ""),

@@ -27,6 +27,9 @@ pub struct Row {
     pub vs_health: Option<f64>,
     /// Median rate ÷ the in-process Ed25519 rate on one core (median over repeats).
     pub vs_in_process: Option<f64>,
+    /// Median rate ÷ the scenario's [`plan::Scenario::baseline`] median rate at the same target
+    /// and concurrency.
+    pub vs_baseline: Option<f64>,
 }
 
 /// The rows of every scenario, in [`plan::SCENARIOS`] order (unknown scenarios last), then by
@@ -48,15 +51,17 @@ pub fn rows(results: &Results) -> Vec<Row> {
             .or_default()
             .push(run);
     }
-    let median_rate = |scenario: &str, concurrency: usize| {
+    let median_rate_at = |scenario: &str, at: Target, concurrency: usize| {
         groups
             .iter()
             .find(|((_, name, target, c), _)| {
-                name == scenario && *target == Target::Leader && *c == concurrency
+                name == scenario && *target == at && *c == concurrency
             })
             .and_then(|(_, runs)| Spread::of(runs.iter().map(|r| r.result.per_second)))
             .map(|s| s.median)
     };
+    let median_rate =
+        |scenario: &str, concurrency: usize| median_rate_at(scenario, Target::Leader, concurrency);
     let sign = Spread::of(results.anchors.iter().map(|a| a.ed25519_sign_per_s));
     let verify = Spread::of(results.anchors.iter().map(|a| a.ed25519_verify_per_s));
     let mut rows = Vec::new();
@@ -89,6 +94,11 @@ pub fn rows(results: &Results) -> Vec<Row> {
             vs_etcd: ratio(median_rate(plan::ETCD_PUT, *concurrency)),
             vs_health: ratio(median_rate(plan::HEALTH, *concurrency)),
             vs_in_process: in_process
+                .filter(|b| 0.0 < *b)
+                .map(|b| per_second.median / b),
+            vs_baseline: scenario
+                .and_then(|s| s.baseline)
+                .and_then(|baseline| median_rate_at(baseline, *target, *concurrency))
                 .filter(|b| 0.0 < *b)
                 .map(|b| per_second.median / b),
         });

@@ -260,3 +260,41 @@ fn write_puts_json_plots_and_section_in_place() {
     let again = std::fs::read_to_string(&doc).expect("doc");
     assert_eq!(again, text);
 }
+
+#[test]
+fn authorize_rows_are_set_against_their_baselines_at_the_same_target() {
+    let mut results = results();
+    results.runs = vec![
+        run(0, "verify-local", Target::Leader, 16, 8000.0),
+        run(0, "verify-local", Target::Follower, 16, 6000.0),
+        run(0, "authorize-async", Target::Leader, 16, 4000.0),
+        run(0, "authorize-async", Target::Follower, 16, 4500.0),
+        run(0, "authorize-sync", Target::Leader, 16, 1000.0),
+    ];
+    let rows = table::rows(&results);
+    let ratio = |scenario: &str, target: Target| {
+        rows.iter()
+            .find(|r| r.scenario == scenario && r.target == target)
+            .map(|r| r.vs_baseline)
+            .expect("a row")
+    };
+    assert_eq!(ratio("authorize-async", Target::Leader), Some(0.5));
+    assert_eq!(ratio("authorize-async", Target::Follower), Some(0.75));
+    assert_eq!(ratio("authorize-sync", Target::Leader), Some(0.25));
+    assert_eq!(
+        ratio("verify-local", Target::Leader),
+        None,
+        "no baseline of its own"
+    );
+    let links = markdown::PlotLinks {
+        throughput: "t.svg".into(),
+        cdf: None,
+    };
+    let section = markdown::render(&results, &links, "x.json");
+    assert!(section.contains("| ÷ verify-local |"), "{section}");
+    assert!(section.contains("| ÷ authorize-async |"), "{section}");
+    assert!(
+        section.contains("| 16 | follower | 4,500 | 0.900 | 4.00 | 0 | — | — | 0.129× | 0.750× |"),
+        "{section}"
+    );
+}

@@ -123,28 +123,37 @@ impl Operation for VerifyOp {
     }
 }
 
+/// `tokens` distinct tokens agent A issues for itself through `leader` (for the fixture's
+/// scopes), for the read scenarios to present in turn.
+pub(super) async fn pre_issue(
+    f: &Fixture,
+    leader: &Channel,
+    tokens: usize,
+) -> anyhow::Result<Vec<String>> {
+    anyhow::ensure!(
+        (1..=VERIFY_TOKENS_MAX).contains(&tokens),
+        "{tokens} tokens asked for; allowed: 1 to {VERIFY_TOKENS_MAX}"
+    );
+    let issuer = IssueOp::new(f, false);
+    stream::iter(0..tokens)
+        .map(|_| issuer.issue(leader))
+        .buffer_unordered(PRE_ISSUE_CONCURRENCY)
+        .try_collect()
+        .await
+        .context("pre-issue the tokens to present")
+}
+
 async fn verify_op(
     f: &Fixture,
     leader: &Channel,
     consistency: Consistency,
     tokens: usize,
 ) -> anyhow::Result<VerifyOp> {
-    anyhow::ensure!(
-        (1..=VERIFY_TOKENS_MAX).contains(&tokens),
-        "{tokens} tokens asked for; allowed: 1 to {VERIFY_TOKENS_MAX}"
-    );
-    let issuer = IssueOp::new(f, false);
-    let issued: Vec<String> = stream::iter(0..tokens)
-        .map(|_| issuer.issue(leader))
-        .buffer_unordered(PRE_ISSUE_CONCURRENCY)
-        .try_collect()
-        .await
-        .context("pre-issue the tokens to verify")?;
     Ok(VerifyOp {
         authorization: bearer(&f.admin_token)?,
         audience: f.audience.clone(),
         consistency,
-        tokens: Arc::new(issued),
+        tokens: Arc::new(pre_issue(f, leader, tokens).await?),
         next: AtomicUsize::new(0),
     })
 }

@@ -61,6 +61,8 @@ pub(super) struct Context<'a> {
     /// and the ones after it.
     pub(super) seq: u64,
     pub(super) time_unix_ms: u64,
+    /// The command's idempotency key, as the caller chose it (an Authorize's decision id).
+    pub(super) idempotency_key: &'a str,
 }
 
 impl<'a> Context<'a> {
@@ -83,6 +85,7 @@ impl<'a> Context<'a> {
             caller: self.caller,
             seq,
             time_unix_ms: self.time_unix_ms,
+            idempotency_key: self.idempotency_key,
         })
     }
 }
@@ -102,6 +105,10 @@ pub(super) struct Change {
     pub(super) session_started: Option<log::SessionStarted>,
     /// The grant to return, for `CreateDelegation`.
     pub(super) delegation_created: Option<log::DelegationCreated>,
+    /// The receipt to return, for `Authorize`.
+    pub(super) access_decided: Option<log::AccessDecided>,
+    /// The version published, activated or marked shadow, for the policy commands.
+    pub(super) policy_version: u32,
 }
 
 impl Change {
@@ -113,6 +120,8 @@ impl Change {
             token_issued: None,
             session_started: None,
             delegation_created: None,
+            access_decided: None,
+            policy_version: 0,
         }
     }
 
@@ -166,6 +175,19 @@ pub(super) fn reject(reason: RejectReason, message: impl Into<String>) -> Refusa
         reason: reason as i32,
         message: message.into(),
         policy_errors: Vec::new(),
+    })
+}
+
+/// A POLICY_INVALID refusal carrying the errors of the text (with their positions) beside its
+/// message.
+pub(super) fn reject_policy_invalid(
+    message: impl Into<String>,
+    policy_errors: Vec<log::PolicyError>,
+) -> Refusal {
+    Refusal::Reject(log::Rejected {
+        reason: RejectReason::PolicyInvalid as i32,
+        message: message.into(),
+        policy_errors,
     })
 }
 

@@ -18,7 +18,7 @@ use super::{
         Caller, Change, Context, Decision, Refusal, agent_in_force, delegation_in_force,
         human_in_force, reject,
     },
-    revocation,
+    policies, revocation,
     tokens::active_service,
 };
 use crate::{
@@ -35,7 +35,7 @@ pub(super) fn create_delegation(
 ) -> Decision {
     let now_unix_s = context.now_unix_s();
     check::create_delegation(command, now_unix_s)?;
-    agent_in_force(state, &command.grantee_agent_id, context.seq)?;
+    let grantee = agent_in_force(state, &command.grantee_agent_id, context.seq)?;
     let created = if command.parent_delegation_id.is_empty() {
         root_grant(state, context, command)?
     } else {
@@ -48,6 +48,8 @@ pub(super) fn create_delegation(
             format!("delegation {} already exists", command.delegation_id),
         ));
     }
+    // Last: a policy narrows what the rules above allow, never widens it.
+    policies::check_delegation(state, context, &created, &grantee)?;
     let row = DelegationRow {
         created: Some(created.clone()),
         created_seq: context.seq,
@@ -89,7 +91,7 @@ fn root_grant(
         ));
     }
     Ok(log::DelegationCreated {
-        budget: None,
+        budget: command.budget.clone(),
         delegation_id: command.delegation_id.clone(),
         parent_delegation_id: String::new(),
         root_human_id: human_id.clone(),
@@ -170,10 +172,11 @@ fn child_grant(
     }
     let depth = check_child_depth(&parent, command)?;
     check_within_parent(&parent, command)?;
+    check_budget_within_parent(&parent, command)?;
     let mut agent_chain = parent.agent_chain.clone();
     agent_chain.push(command.grantee_agent_id.clone());
     Ok(log::DelegationCreated {
-        budget: None,
+        budget: command.budget.clone(),
         delegation_id: command.delegation_id.clone(),
         parent_delegation_id: parent_id.clone(),
         root_human_id: parent.root_human_id.clone(),
@@ -274,6 +277,44 @@ fn check_within_parent(
                 command.expires_at_unix_s, parent.expires_at_unix_s, parent.expires_at_unix_s
             ),
         ));
+    }
+    Ok(())
+}
+
+/// A child's budget is no larger than its parent's: its total no more than the parent's total,
+/// and each tool's limit no more than the parent's limit for that tool, where both state one.
+/// (The parent's budget counts the child's calls anyway; this keeps a grant from promising what
+/// its parent cannot give.)
+fn check_budget_within_parent(
+    parent: &log::DelegationCreated,
+    command: &log::CreateDelegation,
+) -> Result<(), Refusal> {
+    let (Some(parent_budget), Some(budget)) = (&parent.budget, &command.budget) else {
+        return Ok(());
+    };
+    let parent_id = &command.parent_delegation_id;
+    if 0 < parent_budget.total && parent_budget.total < budget.total {
+        return Err(reject(
+            RejectReason::BudgetExceedsParent,
+            format!(
+                "budget total {} is above parent delegation {parent_id}'s {}; allowed: at most {}",
+                budget.total, parent_budget.total, parent_budget.total
+            ),
+        ));
+    }
+    for each in &budget.tools {
+        if let Some(limit) = parent_budget.tools.iter().find(|it| it.tool == each.tool)
+            && limit.limit < each.limit
+        {
+            return Err(reject(
+                RejectReason::BudgetExceedsParent,
+                format!(
+                    "budget for tool {} is {}, above parent delegation {parent_id}'s {}; \
+                     allowed: at most {}",
+                    each.tool, each.limit, limit.limit, limit.limit
+                ),
+            ));
+        }
     }
     Ok(())
 }

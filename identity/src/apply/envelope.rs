@@ -6,7 +6,7 @@ use warrant_proto::{
     state::IdempotencyRow,
 };
 
-use super::context::{Caller, accepted, rejected};
+use super::context::{Caller, accepted, outcome, rejected};
 use crate::{
     limits::{self, FieldError, ON_BEHALF_OF_MAX, REQUEST_DIGEST_LEN},
     state::StateError,
@@ -146,15 +146,53 @@ pub(super) fn replay(
             ),
         ));
     }
-    // Only accepted outcomes are ever stored.
+    // An accepted outcome replays as such; a refusal a handler made (recorded as a
+    // CommandRejected event) replays as the same refusal, adding nothing.
     match row.outcome.and_then(|it| it.result) {
         Some(OutcomeResult::Accepted(first)) => Ok(accepted(log::Accepted {
             replayed: true,
             ..first
         })),
-        _ => Err(StateError::corrupt(
+        Some(OutcomeResult::Rejected(first)) => Ok(outcome(OutcomeResult::Rejected(first))),
+        None => Err(StateError::corrupt(
             key,
-            "idempotency row without an accepted outcome",
+            "idempotency row without an outcome",
         )),
+    }
+}
+
+/// The command's kind as the log schema names it: the field name of its `Command.kind` oneof
+/// member (what a `CommandRejected` event records).
+pub(super) fn kind_name(kind: &CommandKind) -> &'static str {
+    match kind {
+        CommandKind::RegisterHuman(_) => "register_human",
+        CommandKind::RegisterAgent(_) => "register_agent",
+        CommandKind::RegisterService(_) => "register_service",
+        CommandKind::IssueToken(_) => "issue_token",
+        CommandKind::RevokeToken(_) => "revoke_token",
+        CommandKind::PublishSigningKey(_) => "publish_signing_key",
+        CommandKind::UpdateHuman(_) => "update_human",
+        CommandKind::UpdateAgent(_) => "update_agent",
+        CommandKind::UpdateService(_) => "update_service",
+        CommandKind::RegisterDevice(_) => "register_device",
+        CommandKind::UpdateDevice(_) => "update_device",
+        CommandKind::BindAgentDevice(_) => "bind_agent_device",
+        CommandKind::SetStatus(_) => "set_status",
+        CommandKind::ChangeCredentials(_) => "change_credentials",
+        CommandKind::StartSession(_) => "start_session",
+        CommandKind::EndSession(_) => "end_session",
+        CommandKind::CreateDelegation(_) => "create_delegation",
+        CommandKind::RevokeDelegation(_) => "revoke_delegation",
+        CommandKind::RetireSigningKey(_) => "retire_signing_key",
+        CommandKind::RegisterHumans(_) => "register_humans",
+        CommandKind::MarkSigningKeyCompromised(_) => "mark_signing_key_compromised",
+        CommandKind::RegisterOperator(_) => "register_operator",
+        CommandKind::PublishPolicy(_) => "publish_policy",
+        CommandKind::ActivatePolicy(_) => "activate_policy",
+        CommandKind::RollbackPolicy(_) => "rollback_policy",
+        CommandKind::SetShadowPolicy(_) => "set_shadow_policy",
+        CommandKind::Authorize(_) => "authorize",
+        CommandKind::RecordAccessDecisions(_) => "record_access_decisions",
+        CommandKind::RecordAuthFailures(_) => "record_auth_failures",
     }
 }

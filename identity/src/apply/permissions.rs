@@ -36,6 +36,11 @@ impl Caller<'_> {
         matches!(self, Caller::Node(id) if id == node_id.to_string())
     }
 
+    /// Whether the caller is a node, any node.
+    pub(super) fn is_a_node(self) -> bool {
+        matches!(self, Caller::Node(_))
+    }
+
     /// Whether the caller is the principal of kind `kind` (a `PrincipalKind` value) named `id`,
     /// as sessions record their principal.
     pub(super) fn is_principal(self, kind: i32, id: &str) -> bool {
@@ -67,6 +72,17 @@ pub(super) fn require_operator(context: &Context<'_>, what: &str) -> Result<(), 
     Err(reject(
         RejectReason::PermissionDenied,
         format!("only an admin or an operator may {what}"),
+    ))
+}
+
+/// What only a node records (what it decided or saw): ASYNC receipts, auth-failure aggregates.
+pub(super) fn require_node(context: &Context<'_>, what: &str) -> Result<(), Refusal> {
+    if context.caller.is_a_node() {
+        return Ok(());
+    }
+    Err(reject(
+        RejectReason::PermissionDenied,
+        format!("only a node may {what}"),
     ))
 }
 

@@ -11,7 +11,7 @@ use warrant_proto::{
 
 use super::{
     context::{Change, Context, Decision, Refusal, agent_in_force, delegation_in_force, reject},
-    revocation,
+    policies, revocation,
 };
 use crate::{
     check, keys, query,
@@ -36,7 +36,7 @@ pub(super) fn issue_token(
         ));
     }
     let now_unix_s = context.now_unix_s();
-    agent_in_force(state, &command.agent_id, context.seq)?;
+    let agent = agent_in_force(state, &command.agent_id, context.seq)?;
     let service = active_service(state, &command.audience)?;
     check_scopes_allowed(&service, &command.scopes)?;
     let issuance = Issuance::prepare(state, &command.key_id, &command.jti)?;
@@ -54,6 +54,8 @@ pub(super) fn issue_token(
     if !command.delegation_id.is_empty() {
         under_delegation(state, command, now_unix_s, &mut claims)?;
     }
+    // Last: a policy narrows what the rules above allow, never widens it.
+    policies::check_issuance(state, context, &agent, &claims, &service)?;
 
     let mut writes = WriteSet::new();
     issuance.record(&claims, context.seq, &mut writes);

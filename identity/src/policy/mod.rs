@@ -12,7 +12,10 @@
 //! attributes and the request; errors and policy ids come out sorted, never in hash order, so
 //! the edge and apply reach the same verdict byte for byte.
 
-// OWNED BY THE POLICY HELPER: the bodies below are filled in by that work.
+//! Modules: `schema` (the generated schema and the declared attributes' rules), `validate`
+//! (parsing, naming by `@id`, strict validation, positions), `evaluate` (compiling a version,
+//! the entities and context of a request, the verdict) and `cache` (compiled versions by
+//! content, and the active and shadow lookups).
 
 use std::sync::Arc;
 
@@ -22,6 +25,17 @@ use warrant_proto::{
 };
 
 use crate::state::{StateError, StateRead};
+
+mod cache;
+mod evaluate;
+mod schema;
+mod validate;
+
+pub use schema::check_attributes;
+
+/// The id of the built-in policy every evaluation adds (`permit(principal, action, resource);`).
+/// A published text may not use it.
+pub const BUILT_IN_POLICY_ID: &str = "warrant.delegation";
 
 /// What a request asks to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,16 +93,36 @@ pub struct ValidatedPolicy {
 }
 
 /// A policy version compiled for evaluation.
-#[derive(Debug)]
 pub struct CompiledPolicy {
-    _private: (),
+    /// Err when the stored text no longer compiles (only a Cedar upgrade could cause it): every
+    /// evaluation then denies with this error, failing closed.
+    inner: Result<evaluate::Compiled, String>,
+}
+
+impl std::fmt::Debug for CompiledPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Ok(compiled) => write!(f, "CompiledPolicy({} policies)", compiled.policy_count()),
+            Err(error) => write!(f, "CompiledPolicy(broken: {error})"),
+        }
+    }
 }
 
 impl CompiledPolicy {
     /// Evaluates `request` against this set plus the built-in permit.
     pub fn evaluate(&self, request: &PolicyRequest<'_>) -> PolicyVerdict {
-        let _ = request;
-        todo!("policy helper")
+        match &self.inner {
+            Ok(compiled) => compiled.evaluate(request),
+            Err(error) => evaluate::failed(format!("{BUILT_IN_POLICY_ID}: {error}")),
+        }
+    }
+
+    /// Compiles `text` and `attributes` (as published: validated) outside the cache, for
+    /// benchmarks and tools that hold their own set.
+    pub fn compile(text: &str, attributes: &[log::PolicyAttribute]) -> Self {
+        Self {
+            inner: evaluate::compile(text, attributes),
+        }
     }
 }
 
@@ -98,24 +132,28 @@ pub fn validate(
     text: &str,
     attributes: &[log::PolicyAttribute],
 ) -> Result<ValidatedPolicy, Vec<log::PolicyError>> {
-    let _ = (text, attributes);
-    todo!("policy helper")
+    validate::validate(text, attributes)
 }
 
 /// The Cedar schema (Cedar's schema syntax) policies are validated against.
 pub fn schema_text(attributes: &[log::PolicyAttribute]) -> String {
-    let _ = attributes;
-    todo!("policy helper")
+    schema::schema_text(attributes)
 }
 
 /// The active version and its compiled set (cached by content), or `None`.
 pub fn active(state: &dyn StateRead) -> Result<Option<(u32, Arc<CompiledPolicy>)>, StateError> {
-    let _ = state;
-    todo!("policy helper")
+    cache::active(state)
 }
 
 /// The shadow version and its compiled set (cached by content), or `None`.
 pub fn shadow(state: &dyn StateRead) -> Result<Option<(u32, Arc<CompiledPolicy>)>, StateError> {
-    let _ = state;
-    todo!("policy helper")
+    cache::shadow(state)
 }
+
+/// The compiled set for a stored text and its attributes, through the process-wide cache.
+pub fn compiled(text: &str, attributes: &[log::PolicyAttribute]) -> Arc<CompiledPolicy> {
+    cache::compiled(text, attributes)
+}
+
+#[cfg(test)]
+mod tests;

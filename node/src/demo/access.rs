@@ -4,11 +4,14 @@
 
 use tonic::transport::Channel;
 use warrant_proto::{
-    api::{self, authz_service_client::AuthzServiceClient, policy_service_client::PolicyServiceClient},
+    api::{
+        self, authz_service_client::AuthzServiceClient, policy_service_client::PolicyServiceClient,
+    },
     log::{self, AccessDecision, AccessDenyReason, caller_attribute::Value},
 };
 
 use super::authed;
+use warrant_proto::log::event::Kind;
 
 /// The demo's policy: the board's calendar is off limits to agents, whatever they were granted.
 const BOARD_POLICY: &str = r#"@id("board-calendar-is-private")
@@ -26,9 +29,15 @@ pub(super) async fn decide_calls(
 ) -> anyhow::Result<()> {
     let mut authz = AuthzServiceClient::new(three.clone());
     let (allowed, _) = authorize(&mut authz, admin, token, "read_events", "board").await?;
-    anyhow::ensure!(allowed, "a call within the delegation was refused with no policy");
+    anyhow::ensure!(
+        allowed,
+        "a call within the delegation was refused with no policy"
+    );
     let (allowed, _) = authorize(&mut authz, admin, token, "create_event", "team").await?;
-    anyhow::ensure!(!allowed, "a tool outside the delegation's scopes was allowed");
+    anyhow::ensure!(
+        !allowed,
+        "a tool outside the delegation's scopes was allowed"
+    );
     let mut policies = PolicyServiceClient::new(one.clone());
     let published = policies
         .publish(authed(
@@ -60,7 +69,10 @@ pub(super) async fn decide_calls(
         activated.active_version, published.policy_ids, activated.seq
     );
     let (allowed, _) = authorize(&mut authz, admin, token, "read_events", "board").await?;
-    anyhow::ensure!(!allowed, "the board policy did not refuse the board's calendar");
+    anyhow::ensure!(
+        !allowed,
+        "the board policy did not refuse the board's calendar"
+    );
     let (allowed, _) = authorize(&mut authz, admin, token, "read_events", "team").await?;
     anyhow::ensure!(allowed, "the board policy refused another calendar");
     Ok(())
@@ -123,4 +135,44 @@ async fn authorize(
         decision.policy_version
     );
     Ok((allowed, reply.receipt_seq))
+}
+
+/// One line about an access event (policies, decisions, refusals).
+pub(super) fn describe(kind: &Kind) -> String {
+    match kind {
+        Kind::PolicyPublished(e) => {
+            format!("PolicyPublished v{} policies={:?}", e.version, e.policy_ids)
+        }
+        Kind::PolicyActivated(e) => format!(
+            "PolicyActivated v{} (was v{}){}",
+            e.version,
+            e.previous_version,
+            if e.rollback { " rollback" } else { "" }
+        ),
+        Kind::ShadowPolicySet(e) => format!("ShadowPolicySet v{}", e.version),
+        Kind::AccessDecided(e) => format!(
+            "AccessDecided {} {} {}/{} for {} policy=v{} by {:?}",
+            warrant_proto::log::AccessDecision::try_from(e.decision)
+                .map(|d| d.as_str_name().trim_start_matches("ACCESS_DECISION_"))
+                .unwrap_or("?"),
+            e.principal_id,
+            e.service_id,
+            e.tool,
+            e.on_behalf_of_human_id,
+            e.policy_version,
+            e.determining_policy_ids
+        ),
+        Kind::CommandRejected(e) => format!(
+            "CommandRejected {} {}",
+            e.command_kind,
+            warrant_proto::log::RejectReason::try_from(e.reason)
+                .map(|r| r.as_str_name())
+                .unwrap_or("?")
+        ),
+        Kind::AuthFailuresRecorded(e) => format!(
+            "AuthFailures {} x{} reason={}",
+            e.claimed_id, e.count, e.reason
+        ),
+        other => format!("{other:?}"),
+    }
 }

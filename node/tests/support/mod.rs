@@ -1145,3 +1145,126 @@ impl Node {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Added for access.rs and authzen.rs
+// ---------------------------------------------------------------------------------------------
+
+pub mod fx;
+
+impl Node {
+    /// A plain HTTP/1.1 POST of a JSON body against the node's HTTP port, with
+    /// `authorization` (when given) and `headers`: (status code, the response head, body).
+    pub fn http_post_json(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> (u16, String, String) {
+        let body = body.to_string();
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(authorization) = authorization {
+            head.push_str(&format!("Authorization: {authorization}\r\n"));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        split_http_response(&self.http_exchange(&format!("{head}\r\n{body}")))
+    }
+
+    /// A plain HTTP/1.1 GET: (status code, the response head, body).
+    pub fn http_get_with_head(&self, path: &str) -> (u16, String, String) {
+        split_http_response(&self.http_exchange(&format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )))
+    }
+}
+
+/// (status code, head, body) of a whole HTTP/1.1 response. A chunked body is de-chunked.
+pub fn split_http_response(response: &str) -> (u16, String, String) {
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+    let chunked = head.lines().any(|line| {
+        line.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, head.to_string(), body)
+}
+
+/// The payload of an HTTP/1.1 chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or_else(|_| panic!("a bad chunk size line {size:?}"));
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
+    }
+    out
+}
+
+impl Node {
+    /// The events after `seq` (one page of up to 1,000), LINEARIZABLE.
+    pub async fn events_after(&self, seq: u64) -> Vec<warrant_proto::log::Event> {
+        let request = api::ListEventsRequest {
+            from_seq: seq + 1,
+            limit: 1000,
+            read: Some(linearizable()),
+        };
+        self.audit()
+            .list_events(self.admin(request))
+            .await
+            .expect("ListEvents")
+            .into_inner()
+            .events
+    }
+}
+
+/// Checks that `events` are only audit facts about refusals: exactly one `CommandRejected` with
+/// `rejection` (a reason code such as `SCOPE_EXCEEDS_PARENT`) when one is expected, none
+/// otherwise, and any number of `AuthFailures` aggregates (a node flushes them every 10 s, at
+/// any moment of a test). Anything else means the refusal changed state.
+pub fn only_refusal_facts(
+    events: &[warrant_proto::log::Event],
+    rejection: Option<&str>,
+) -> Result<(), String> {
+    use warrant_proto::log::{RejectReason, event::Kind};
+    let mut rejections = Vec::new();
+    for event in events {
+        match &event.kind {
+            Some(Kind::AuthFailuresRecorded(_)) => {}
+            Some(Kind::CommandRejected(rejected)) => rejections.push(
+                RejectReason::try_from(rejected.reason)
+                    .map(|it| it.as_str_name().trim_start_matches("REJECT_REASON_"))
+                    .unwrap_or("?")
+                    .to_owned(),
+            ),
+            other => return Err(format!("a refusal added event {} {other:?}", event.seq)),
+        }
+    }
+    let want: Vec<String> = rejection.into_iter().map(str::to_owned).collect();
+    if rejections == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "want CommandRejected events {want:?}, got {rejections:?}"
+        ))
+    }
+}

@@ -16,7 +16,7 @@ fn an_assertion_authenticates_one_command() {
             .spending("bot", "a-1", NOW_S + 60),
     );
     assert!(query::assertion_spent(&replica.state, "bot", "a-1").expect("the store reads"));
-    check_rejected(
+    check_refused(
         replica.clone(),
         issue("j2", "bot", &["send"])
             .by(bot())
@@ -151,23 +151,31 @@ fn an_assertion_replayed_within_a_batch_is_refused() {
     );
 }
 
+/// The caller authenticated with the assertion before its handler refused the command: the
+/// refusal is on the record, so the assertion is spent like an accepted command's.
 #[test]
-fn a_rejected_command_does_not_spend_its_assertion() {
+fn a_command_its_handler_refuses_spends_its_assertion() {
     let mut replica = Replica::world();
     let bot = || agent_actor("bot");
+    let refused = issue("j1", "bot", &["delete"])
+        .by(bot())
+        .spending("bot", "a-1", NOW_S + 60);
     check_rejected(
         replica.clone(),
-        issue("j1", "bot", &["delete"])
-            .by(bot())
-            .spending("bot", "a-1", NOW_S + 60),
+        refused.clone(),
         RejectReason::ScopeNotAllowed,
         "scope delete is not a tool of service mail; allowed: read, send",
     );
-    check_accepted(
-        &mut replica,
+    replica.apply(T1, vec![refused]);
+    assert!(query::assertion_spent(&replica.state, "bot", "a-1").expect("the store reads"));
+    check_refused(
+        replica,
         issue("j1", "bot", &["send"])
             .by(bot())
             .spending("bot", "a-1", NOW_S + 60),
+        RejectReason::AssertionReplayed,
+        "client assertion a-1 of agent bot was already used; allowed: a new one (new jti) per \
+         request",
     );
 }
 
@@ -206,7 +214,7 @@ fn an_assertion_must_name_the_acting_agent() {
         ),
     ];
     for (command, message) in cases {
-        check_rejected(
+        check_refused(
             Replica::world(),
             command,
             RejectReason::InvalidCommand,

@@ -109,7 +109,7 @@ fn envelope_rejections() {
         ),
     ];
     for (command, message) in cases {
-        check_rejected(
+        check_refused(
             Replica::world(),
             command,
             RejectReason::InvalidCommand,
@@ -185,7 +185,7 @@ fn a_command_is_refused_once_its_credential_is_gone() {
     };
     check_accepted(&mut replica, grant_as_alice());
     check_accepted(&mut replica, end_session("hs1").by(human_actor("alice")));
-    check_rejected(
+    check_refused(
         replica.clone(),
         with(
             log::UpdateHuman {
@@ -218,14 +218,14 @@ fn a_command_is_refused_once_its_credential_is_gone() {
         }
         .by(admin()),
     );
-    check_rejected(
+    check_refused(
         replica.clone(),
         issue_with_secret("j2"),
         RejectReason::CredentialRevoked,
         "credential c1 of agent bot was removed; allowed: a credential the agent holds",
     );
     // A credential that does not fit the actor is malformed.
-    check_rejected(
+    check_refused(
         replica,
         with(
             issue("j3", "bot", &["send"]).by(agent_actor("bot")),

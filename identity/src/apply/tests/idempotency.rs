@@ -56,7 +56,7 @@ fn reusing_a_key_for_another_request_is_rejected() {
         register_human("zoe").key(&first.idempotency_key),
     ];
     for command in cases {
-        check_rejected(
+        check_refused(
             replica.clone(),
             command,
             RejectReason::IdempotencyKeyReused,
@@ -89,15 +89,19 @@ fn keys_are_scoped_by_actor() {
     check_accepted(&mut replica, by_node);
 }
 
+/// A refusal is kept under its key like an acceptance: the same request with the same key
+/// replays it even once it would now be accepted, and a new key decides anew.
 #[test]
-fn a_rejected_command_stores_no_key() {
+fn a_refused_command_keeps_its_refusal() {
     let mut replica = Replica::world();
     let early = agent("bot2", "zed").by(admin());
     let applied = replica.apply(T1, vec![early.clone()]);
     assert_eq!(reason_of(&applied.outcomes[0]), RejectReason::HumanNotFound);
-    // Once the owner exists, the same request with the same key goes through as new.
     check_accepted(&mut replica, register_human("zed"));
-    check_accepted(&mut replica, early);
+    let retried = replica.apply(T1, vec![early.clone()]);
+    assert_eq!(retried.outcomes, applied.outcomes);
+    assert!(retried.events.is_empty() && retried.writes.is_empty());
+    check_accepted(&mut replica, early.key("later"));
 }
 
 // Batches.
@@ -150,26 +154,53 @@ fn seqs_are_dense_across_batches() {
             assert_eq!(event.time_unix_ms, time_unix_ms);
             assert_eq!(event.log_index, replica.log_index);
             let outcome = &applied.outcomes[event.batch_position as usize];
-            assert_eq!(accepted_of(outcome).seq, event.seq);
+            // A refused command's event is its CommandRejected record.
+            match &event.kind {
+                Some(EventKind::CommandRejected(recorded)) => {
+                    assert_eq!(reason_of(outcome) as i32, recorded.reason);
+                }
+                _ => assert_eq!(accepted_of(outcome).seq, event.seq),
+            }
         }
         all_events.extend(applied.events);
     }
     let seqs: Vec<u64> = all_events.iter().map(|it| it.seq).collect();
-    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7, 8]);
     let positions: Vec<(u64, u32)> = all_events
         .iter()
         .map(|it| (it.log_index, it.batch_position))
         .collect();
-    assert_eq!(positions, [(1, 0), (1, 2), (3, 1), (4, 0), (4, 2)]);
-    assert_eq!(replica.seq(), 5);
+    assert_eq!(
+        positions,
+        [
+            (1, 0),
+            (1, 1),
+            (1, 2),
+            (3, 0),
+            (3, 1),
+            (4, 0),
+            (4, 1),
+            (4, 2)
+        ]
+    );
+    assert_eq!(replica.seq(), 8);
     assert_eq!(query::events(&replica.state, 1, 100).unwrap(), all_events);
 }
 
+/// Commands refused before any handler (here, by the envelope) are no audit fact: nobody
+/// authenticated.
 #[test]
-fn a_batch_of_rejections_writes_nothing() {
+fn a_batch_of_envelope_rejections_writes_nothing() {
     let mut replica = Replica::world();
     let seq_before = replica.seq();
-    let applied = replica.apply(T1, vec![register_human(""), Command::default()]);
+    let applied = replica.apply(
+        T1,
+        vec![register_human("zed").digest(&[1; 3]), Command::default()],
+    );
+    assert_eq!(
+        reason_of(&applied.outcomes[0]),
+        RejectReason::InvalidCommand
+    );
     assert!(applied.writes.is_empty());
     assert_eq!(replica.seq(), seq_before);
 }

@@ -25,6 +25,7 @@ use warrant_proto::{
     state::{AgentRow, HumanRow, ServiceRow, SigningKeyRow, Status},
 };
 
+mod access;
 mod assertions;
 mod corrupt_state;
 mod credentials;
@@ -33,6 +34,7 @@ mod devices;
 mod envelope;
 mod idempotency;
 mod operators;
+mod policies;
 mod principals;
 mod sessions;
 mod signing_keys;
@@ -129,9 +131,70 @@ impl Replica {
     }
 }
 
-/// Applies `command` alone and checks it is rejected for `reason` with exactly `message`, and
-/// that the state, including its events, is unchanged.
+/// Applies `command` alone and checks its handler rejected it for `reason` with exactly
+/// `message`: the refusal is on the record as one `CommandRejected` event at the next seq, the
+/// outcome is kept under the idempotency key (with the assertion spent, if any), nothing else is
+/// written, and a retry replays the refusal and adds nothing.
 fn check_rejected(mut replica: Replica, command: Command, reason: RejectReason, message: &str) {
+    let seq_before = replica.seq();
+    let context = format!("{command:?}");
+    let applied = replica.apply(T1, vec![command.clone()]);
+    let expected = rejected(reason, message.to_owned());
+    assert_eq!(
+        applied.outcomes,
+        std::slice::from_ref(&expected),
+        "command {context}"
+    );
+    let [event] = applied.events.as_slice() else {
+        panic!(
+            "command {context}: expected one event, got {:?}",
+            applied.events
+        );
+    };
+    let kind = crate::apply::envelope::kind_name(command.kind.as_ref().unwrap());
+    assert_eq!(
+        event.kind,
+        Some(EventKind::CommandRejected(log::CommandRejected {
+            command_kind: kind.to_owned(),
+            reason: reason as i32,
+            message: message.to_owned(),
+        })),
+        "command {context}"
+    );
+    assert_eq!(event.seq, seq_before + 1);
+    assert_eq!(event.actor, command.actor);
+    assert_eq!(replica.seq(), seq_before + 1);
+    let actor = command.actor.clone().unwrap();
+    let idempotency_key = keys::idempotency(actor.kind, &actor.id, &command.idempotency_key);
+    let mut written: Vec<&[u8]> = applied.writes.ops.keys().map(Vec::as_slice).collect();
+    written.retain(|key| {
+        !key.starts_with(keys::ASSERTION_PREFIX)
+            && !key.starts_with(keys::ASSERTION_BY_EXPIRY_PREFIX)
+    });
+    let mut allowed = [
+        keys::LAST_SEQ.to_vec(),
+        keys::event(event.seq),
+        idempotency_key,
+    ];
+    allowed.sort();
+    written.sort();
+    assert_eq!(
+        written,
+        allowed.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        "command {context}"
+    );
+    let digest = replica.digest();
+    let retried = replica.apply(T1, vec![command]);
+    assert_eq!(retried.outcomes, [expected], "retry of {context}");
+    assert_eq!(retried.events, [], "retry of {context}");
+    assert!(retried.writes.is_empty(), "retry of {context}");
+    assert_eq!(replica.digest(), digest);
+}
+
+/// Applies `command` alone and checks it is refused before its handler (envelope, idempotency,
+/// the caller's credential, the assertion: an authentication failure) for `reason` with exactly
+/// `message`, and that the state, including its events, is unchanged.
+fn check_refused(mut replica: Replica, command: Command, reason: RejectReason, message: &str) {
     let digest_before = replica.digest();
     let seq_before = replica.seq();
     let context = format!("{command:?}");

@@ -2,15 +2,13 @@
 
 use super::*;
 
-/// Applies `command`, which must be refused for `reason` (and, when given, with a message that
-/// contains `message`), changing nothing.
-fn check_refused(mut replica: Replica, command: Command, reason: RejectReason, message: &str) {
+/// Applies `command`, which must be refused before any handler for `reason` (and, when given,
+/// with a message that contains `message`), changing nothing: the caller did not authenticate.
+fn refused_unrecorded(mut replica: Replica, command: Command, reason: RejectReason, message: &str) {
     let digest_before = replica.digest();
     let context = format!("{command:?}");
     let applied = replica.apply(T1, vec![command]);
-    let Some(log::outcome::Result::Rejected(rejection)) = &applied.outcomes[0].result else {
-        panic!("accepted: {context}");
-    };
+    let rejection = rejection_of(&applied, &context);
     assert_eq!(rejection.reason, reason as i32, "{context}: {rejection:?}");
     assert!(
         rejection.message.contains(message),
@@ -21,6 +19,43 @@ fn check_refused(mut replica: Replica, command: Command, reason: RejectReason, m
         "{context}"
     );
     assert_eq!(replica.digest(), digest_before);
+}
+
+/// Applies `command`, which its handler must refuse for `reason` (and, when given, with a message
+/// that contains `message`): one `CommandRejected` event with that reason, and a retry adds
+/// nothing.
+fn denied_recorded(mut replica: Replica, command: Command, reason: RejectReason, message: &str) {
+    let context = format!("{command:?}");
+    let applied = replica.apply(T1, vec![command.clone()]);
+    let rejection = rejection_of(&applied, &context);
+    assert_eq!(rejection.reason, reason as i32, "{context}: {rejection:?}");
+    assert!(
+        rejection.message.contains(message),
+        "{context}: {rejection:?}"
+    );
+    let [event] = applied.events.as_slice() else {
+        panic!("{context}: expected one event, got {:?}", applied.events);
+    };
+    let Some(EventKind::CommandRejected(recorded)) = &event.kind else {
+        panic!("{context}: expected CommandRejected, got {event:?}");
+    };
+    assert_eq!(
+        (recorded.reason, &recorded.message),
+        (rejection.reason, &rejection.message)
+    );
+    let retried = replica.apply(T1, vec![command]);
+    assert_eq!(retried.outcomes, applied.outcomes, "{context}");
+    assert!(
+        retried.events.is_empty() && retried.writes.is_empty(),
+        "{context}"
+    );
+}
+
+fn rejection_of(applied: &AppliedBatch, context: &str) -> log::Rejected {
+    let Some(log::outcome::Result::Rejected(rejection)) = &applied.outcomes[0].result else {
+        panic!("accepted: {context}");
+    };
+    rejection.clone()
 }
 
 fn operator(id: &str) -> Actor {
@@ -75,7 +110,7 @@ fn the_bootstrap_admin_registers_the_first_operator_and_then_acts_no_more() {
         human("mallory").by(admin()),
         register_operator("second", log::OperatorRole::Admin).by(admin()),
     ] {
-        check_refused(
+        refused_unrecorded(
             replica.clone(),
             command,
             RejectReason::PermissionDenied,
@@ -91,7 +126,7 @@ fn the_bootstrap_admin_registers_the_first_operator_and_then_acts_no_more() {
 fn each_role_does_what_it_may_and_nothing_else() {
     let replica = operated_world();
     let denied = |who: &str| {
-        check_refused(
+        denied_recorded(
             replica.clone(),
             human("mallory").by(operator(who)),
             RejectReason::PermissionDenied,
@@ -105,7 +140,7 @@ fn each_role_does_what_it_may_and_nothing_else() {
         &mut with_token,
         issue("t1", "bot", &["read"]).by(agent_actor("bot")),
     );
-    check_refused(
+    denied_recorded(
         with_token,
         log::RevokeToken {
             jti: "t1".to_owned(),
@@ -115,7 +150,7 @@ fn each_role_does_what_it_may_and_nothing_else() {
         RejectReason::PermissionDenied,
         "",
     );
-    check_refused(
+    denied_recorded(
         replica.clone(),
         register_operator("x", log::OperatorRole::Admin).by(operator("ops")),
         RejectReason::PermissionDenied,
@@ -127,7 +162,7 @@ fn each_role_does_what_it_may_and_nothing_else() {
 fn an_operator_cannot_publish_keys_for_a_node() {
     let replica = operated_world();
     for who in ["root", "ops"] {
-        check_refused(
+        denied_recorded(
             replica.clone(),
             log::PublishSigningKey {
                 node_id: 2,
@@ -143,7 +178,7 @@ fn an_operator_cannot_publish_keys_for_a_node() {
 #[test]
 fn unknown_and_disabled_operators_act_as_no_one() {
     let mut replica = operated_world();
-    check_refused(
+    refused_unrecorded(
         replica.clone(),
         human("x").by(operator("ghost")),
         RejectReason::PermissionDenied,
@@ -159,7 +194,7 @@ fn unknown_and_disabled_operators_act_as_no_one() {
         }
         .by(operator("root")),
     );
-    check_refused(
+    refused_unrecorded(
         replica,
         human("x").by(operator("root")),
         RejectReason::CredentialRevoked,
@@ -177,7 +212,7 @@ fn operator_ids_are_dns_labels_and_roles_are_named() {
         ("ro.ot", log::OperatorRole::Admin),
         ("root", log::OperatorRole::Unspecified),
     ] {
-        check_refused(
+        denied_recorded(
             replica.clone(),
             register_operator(id, role).by(admin()),
             RejectReason::InvalidCommand,

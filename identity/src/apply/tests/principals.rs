@@ -212,7 +212,9 @@ fn an_import_is_one_command_among_others() {
         [
             (seq_before + 1, 0),
             (seq_before + 2, 0),
-            (seq_before + 3, 1)
+            (seq_before + 3, 1),
+            // The refused registration is on the record too.
+            (seq_before + 4, 2)
         ]
     );
 }
@@ -242,7 +244,7 @@ fn an_import_retried_replays_and_a_reused_key_is_refused() {
     }
     .by(admin())
     .key(&import.idempotency_key);
-    check_rejected(
+    check_refused(
         replica,
         other,
         RejectReason::IdempotencyKeyReused,
@@ -255,7 +257,7 @@ fn an_import_retried_replays_and_a_reused_key_is_refused() {
 }
 
 #[test]
-fn an_import_with_one_bad_human_writes_nothing() {
+fn an_import_with_one_bad_human_registers_none_of_them() {
     use RejectReason::*;
     let import =
         |bodies: Vec<log::RegisterHuman>| log::RegisterHumans { humans: bodies }.by(admin());
