@@ -31,10 +31,6 @@ use crate::{
     validity,
 };
 
-/// The id of the built-in permit every evaluation adds (see [`crate::policy`]): the one
-/// determining policy of an ALLOW when no version is active.
-const BUILT_IN_POLICY_ID: &str = "warrant.delegation";
-
 /// One tool call to decide.
 #[derive(Clone, Copy, Debug)]
 pub struct AccessRequest<'a> {
@@ -174,7 +170,7 @@ pub fn decide(
         Some((_, compiled)) => compiled.evaluate(&policy_request),
         None => PolicyVerdict {
             allowed: true,
-            determining_policy_ids: vec![BUILT_IN_POLICY_ID.to_owned()],
+            determining_policy_ids: vec![policy::BUILT_IN_POLICY_ID.to_owned()],
             errors: Vec::new(),
         },
     };

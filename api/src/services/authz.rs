@@ -260,7 +260,7 @@ fn decide_here(
         requested_by: &requested_by,
         mode: log::AccessMode::Async,
     };
-    access::decide(reader, &request, now_unix_ms(), decided_at_seq).map_err(storage)
+    access::decide(reader, &request, crate::auth::now_unix_ms(), decided_at_seq).map_err(storage)
 }
 
 fn reply(
@@ -275,11 +275,4 @@ fn reply(
         receipt_pending: false,
         audit: audit as i32,
     }
-}
-
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|it| u64::try_from(it.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }

@@ -13,7 +13,7 @@ use warrant_token::id_token;
 
 use super::mint::commit_and_sign;
 use crate::{
-    auth::{Caller, now_unix_s},
+    auth::{Caller, failure_log::Claimed, now_unix_ms, now_unix_s},
     context::{Context, command},
     error::{ApiError, Reason},
     storage::storage,
@@ -95,7 +95,14 @@ impl SessionApi {
         metadata: &MetadataMap,
     ) -> Result<Login, ApiError> {
         if !request.id_token.is_empty() {
-            return self.federated_login(request).await;
+            // The id_token's subject is not trusted before it verifies: counted as unnamed.
+            let claimed = Claimed::unnamed(log::PrincipalKind::Human);
+            return self.federated_login(request).await.inspect_err(|error| {
+                self.context
+                    .auth
+                    .failure_log()
+                    .record_error(&claimed, error, now_unix_ms())
+            });
         }
         if !request.human_id.is_empty() || !request.password.is_empty() {
             return self.password_login(request).await;
