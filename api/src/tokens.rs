@@ -44,6 +44,28 @@ pub fn check(
     token: &str,
     expect: &Expectations<'_>,
 ) -> Result<Result<Checked, Invalid>, ApiError> {
+    let checked = match check_issuance(state, token, expect)? {
+        Ok(checked) => checked,
+        Err(invalid) => return Ok(Err(invalid)),
+    };
+    if let Err(lapse) = validity::token(state, &checked.row, expect.now_unix_s).map_err(storage)? {
+        return Ok(Err(Invalid {
+            reason: lapse.kind.token_invalid_reason(),
+            message: lapse.message,
+        }));
+    }
+    Ok(Ok(checked))
+}
+
+/// The first half of [`check`]: the signature, the claims, and the logged issuance they must
+/// equal, but not whether it is still in force. Authorize stops here, so that a revoked or
+/// disabled token's denial still names the token, its agent and its human: the decision itself
+/// asks `validity`, at its own position.
+pub fn check_issuance(
+    state: &dyn StateRead,
+    token: &str,
+    expect: &Expectations<'_>,
+) -> Result<Result<Checked, Invalid>, ApiError> {
     let claims = match jwt::verify(token, &PublishedKeys { state }, expect)? {
         Ok(claims) => claims,
         Err(invalid) => return Ok(Err(invalid)),
@@ -87,9 +109,6 @@ pub fn check(
             TokenInvalidReason::UnknownToken,
             "the token's claims differ from its logged issuance".to_string(),
         );
-    }
-    if let Err(lapse) = validity::token(state, &row, expect.now_unix_s).map_err(storage)? {
-        return invalid(lapse.kind.token_invalid_reason(), lapse.message);
     }
     Ok(Ok(Checked { claims, row }))
 }

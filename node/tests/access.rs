@@ -562,6 +562,19 @@ fn check_killed(what: &str, reply: &api::AuthorizeResponse, disabled_seq: u64) {
         "{what}: decided at seq {}, before the disable at {disabled_seq} (LINEARIZABLE)",
         receipt.decided_at_seq
     );
+    // The denial names whose token it was: the agent, the human it acts for, the token.
+    assert_eq!(
+        (
+            receipt.principal_id.as_str(),
+            receipt.on_behalf_of_human_id.as_str()
+        ),
+        (ASSISTANT, fx::ALICE),
+        "{what}: the receipt names the disabled agent and its human: {receipt:?}"
+    );
+    assert!(
+        !receipt.token_jti.is_empty(),
+        "{what}: the receipt names the token: {receipt:?}"
+    );
 }
 
 /// Waits (bounded) until `node` lists every pending reply's receipt, then checks each was

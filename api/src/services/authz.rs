@@ -2,9 +2,11 @@
 //! receipt (`AccessDecided`) in the log.
 //!
 //! The edge checks what the log cannot: the caller, the request's fields, and the presented
-//! token's signature and claims against its logged issuance (`tokens::check`, without the
-//! audience: the decision checks the audience against the service and records
-//! `AUDIENCE_MISMATCH`). What it found (a jti, or why the token is invalid) goes into the
+//! token's signature and claims against its logged issuance (`tokens::check_issuance`, without
+//! the audience: the decision checks the audience against the service and records
+//! `AUDIENCE_MISMATCH`; and without whether the issuance is still in force, which the decision
+//! asks at its own position, so that the denial of a revoked token still names the token, its
+//! agent and its human). What it found (a jti, or why the token is invalid) goes into the
 //! decision. **SYNC** commits an `Authorize` command, decided in apply at its log position.
 //! **ASYNC** decides on this node after the read barrier, with the same
 //! `warrant_identity::access::decide`, replies at once, and queues the receipt
@@ -127,7 +129,7 @@ fn expectations(context: &Context) -> Expectations<'_> {
 /// have been committed through another node a moment ago: it then catches up to the leader's
 /// read index once and looks again. Apply checks the token again at the decision's position.
 async fn sync_token_verdict(context: &Context, token: &str) -> Result<TokenVerdict, ApiError> {
-    let check = || tokens::check(&context.node.reader(), token, &expectations(context));
+    let check = || tokens::check_issuance(&context.node.reader(), token, &expectations(context));
     let before = context.node.applied();
     let verdict = check()?;
     let unknown = matches!(
@@ -207,7 +209,7 @@ async fn authorize_async(
     consistency: ReadConsistency,
 ) -> Result<api::AuthorizeResponse, ApiError> {
     let reader = context.read(consistency).await?;
-    let verdict = TokenVerdict::of(tokens::check(
+    let verdict = TokenVerdict::of(tokens::check_issuance(
         &reader,
         &request.token,
         &expectations(context),

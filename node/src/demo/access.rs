@@ -124,7 +124,10 @@ async fn authorize(
         let reason = AccessDenyReason::try_from(decision.deny_reason)
             .map(|it| it.as_str_name().trim_start_matches("ACCESS_DENY_REASON_"))
             .unwrap_or("?");
-        format!(" {reason} {:?}", decision.determining_policy_ids)
+        match decision.determining_policy_ids.as_slice() {
+            [] => format!(" {reason}"),
+            ids => format!(" {reason} {ids:?}"),
+        }
     };
     println!(
         "node 3: calendar asks {:<12} {:<13} {}{why} (receipt seq {}, policy v{})",
