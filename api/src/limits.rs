@@ -79,6 +79,9 @@ pub const RECEIPTS_PER_RECORD_MAX: usize = 256;
 /// (`warrant_raft`'s 1 MiB), so a record always fits one with room for other commands. A single
 /// receipt larger than this still goes, alone.
 pub const RECEIPTS_RECORD_BYTES_MAX: usize = 512 * 1024;
+/// How long the drain waits after a batch's first receipt for others to join it, unless the
+/// batch is full: what a crash can lose grows by at most this much of decisions.
+pub const RECEIPT_BATCH_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 /// How long a stopping node keeps committing the receipts still queued, after its listeners
 /// stopped; what is left then is lost (and logged with its count).
 pub const RECEIPT_DRAIN_ON_STOP_MAX: std::time::Duration = std::time::Duration::from_secs(10);
