@@ -92,10 +92,13 @@ pub const RECEIPT_RETRY_BACKOFF_MAX: std::time::Duration = std::time::Duration::
 // Policies.
 
 /// The largest request to `PolicyService`: a policy text may be 256 KiB
-/// (`warrant_identity::limits::POLICY_TEXT_BYTES_MAX`), beyond the API's 64 KiB, and a text
-/// somewhat over that limit still reaches the handler, which refuses it with its reason and
-/// the limit rather than as an undecodable message.
-pub const POLICY_REQUEST_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// (`warrant_identity::limits::POLICY_TEXT_BYTES_MAX`), beyond the API's 64 KiB, plus the
+/// request's other fields. A text somewhat over its limit still reaches the handler, which
+/// refuses it as `FIELD_TOO_LONG` naming the limit; a larger request is the transport's
+/// `REQUEST_TOO_LARGE`. No more, because a request is decoded before its caller is
+/// authenticated.
+pub const POLICY_REQUEST_BYTES_MAX: usize =
+    warrant_identity::limits::POLICY_TEXT_BYTES_MAX + REQUEST_BYTES_MAX;
 /// Events one `ShadowReport` call scans at most; it says where to continue.
 pub const SHADOW_REPORT_EVENTS_SCANNED_MAX: usize = 10_000;
 

@@ -837,8 +837,10 @@ const PLANTED: &[Planted] = &[
     },
 ];
 
-/// The node's limits the cases probe (identity::limits::POLICIES_PER_SET_MAX).
+/// The node's limits the cases probe: identity::limits::POLICIES_PER_SET_MAX,
 const POLICIES_PER_SET_MAX: usize = 1024;
+/// identity::limits::POLICY_TEXT_BYTES_MAX.
+const POLICY_TEXT_BYTES_MAX: usize = 256 * 1024;
 const ONE_MIB: usize = 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -939,20 +941,36 @@ async fn check_size_limits(cluster: &Cluster) {
         huge.push_str(filler);
     }
     let before = converged_digest(cluster).await;
-    // PolicyService decodes requests up to 2 MiB, so the text reaches the edge's size check:
-    // a field too long, naming the limit.
+    // PolicyService decodes requests up to the text limit plus 64 KiB: beyond, the transport
+    // refuses the message before anything reads it, naming its limit.
     let status = assert_status(
         publish(node, &huge).await,
-        Code::InvalidArgument,
-        &["FIELD_TOO_LONG"],
+        Code::ResourceExhausted,
+        &["REQUEST_TOO_LARGE"],
         "a 1 MiB policy",
     );
     assert!(
-        status.message().contains("at most 262144 bytes"),
-        "a 1 MiB policy: the message names the limit: {}",
-        status.message()
+        !status.message().is_empty(),
+        "a 1 MiB policy: the status says why"
     );
     assert_unchanged(cluster, &before, "a 1 MiB policy").await;
+    // Just over the text limit, it reaches the edge's own check: a field too long, naming it.
+    let mut over = V1.to_string();
+    while over.len() <= POLICY_TEXT_BYTES_MAX {
+        over.push_str(filler);
+    }
+    let status = assert_status(
+        publish(node, &over).await,
+        Code::InvalidArgument,
+        &["FIELD_TOO_LONG"],
+        "a policy just over 256 KiB",
+    );
+    assert!(
+        status.message().contains("at most 262144 bytes"),
+        "a policy just over 256 KiB: the message names the limit: {}",
+        status.message()
+    );
+    assert_unchanged(cluster, &before, "a policy over the limit").await;
 
     let policies = |n: usize| "permit(principal, action, resource);\n".repeat(n);
     let at_limit = fx::policies(node)
