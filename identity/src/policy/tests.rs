@@ -567,3 +567,41 @@ fn the_cache_returns_the_same_set_for_the_same_content() {
     let other = compiled(AMOUNT_LIMIT, &[]);
     assert!(!Arc::ptr_eq(&first, &other));
 }
+
+/// The example in the README's "Access decisions" section, byte for byte, is a valid version
+/// with `amount` declared.
+#[test]
+fn the_readme_example_validates() {
+    const README_EXAMPLE: &str = r#"@id("no-large-conversions")
+forbid(principal, action == Action::"call", resource == Tool::"fx-mcp/convert")
+when { context.attributes has amount && context.attributes.amount > 10000 };
+
+@id("research-agents-keep-out-of-payments")
+forbid(principal, action == Action::"delegate", resource in Service::"payments")
+when { principal is Agent && principal.kind == "research" };
+"#;
+    // The README indents it inside a list item: compare trimmed lines.
+    let readme: Vec<&str> = include_str!("../../../README.md")
+        .lines()
+        .map(str::trim)
+        .collect();
+    let example: Vec<&str> = README_EXAMPLE.lines().map(str::trim).collect();
+    assert!(
+        readme
+            .windows(example.len())
+            .any(|it| it == example.as_slice()),
+        "the README's example changed: update this test with it"
+    );
+    assert_eq!(
+        validate(
+            README_EXAMPLE,
+            &[attribute("amount", PolicyAttributeType::Long)]
+        ),
+        Ok(ValidatedPolicy {
+            policy_ids: vec![
+                "no-large-conversions".to_owned(),
+                "research-agents-keep-out-of-payments".to_owned()
+            ]
+        })
+    );
+}
