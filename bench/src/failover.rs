@@ -257,6 +257,7 @@ async fn is_present(channel: &Channel, admin_token: &str, human_id: &str) -> any
             read: Some(ReadOptions {
                 consistency: Consistency::Linearizable as i32,
                 at_least_seq: 0,
+                as_of: None,
             }),
         };
         match IdentityServiceClient::new(channel.clone())

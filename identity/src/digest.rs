@@ -130,6 +130,14 @@ mod tests {
         ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
             self.0.scan(prefix, b"", limit)
         }
+
+        fn last_before(
+            &self,
+            prefix: &[u8],
+            end: &[u8],
+        ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
+            self.0.last_before(prefix, end)
+        }
     }
 
     #[test]

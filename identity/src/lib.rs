@@ -5,6 +5,7 @@
 //! - [`query`]: reads the projection, for `apply` and for the API layer.
 //! - [`limits`]: size limits and field rules, shared with the API layer's validation.
 //! - [`keys`]: the key layout of the state store.
+//! - [`audit`]: the Merkle tree over the events, and the versions behind as-of reads.
 //! - [`digest`]: a fingerprint of the whole state, for comparing replicas.
 //! - `fixtures` (tests and the `fixtures` feature only): commands as tests and benchmarks build
 //!   them.
@@ -15,6 +16,7 @@
 
 pub mod access;
 pub mod apply;
+pub mod audit;
 pub mod check;
 pub mod digest;
 #[cfg(any(test, feature = "fixtures"))]

@@ -24,6 +24,15 @@ pub trait StateRead {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+
+    /// The row with the greatest key that starts with `prefix` and sorts before `end`
+    /// (exclusive), if any: one reverse seek, how as-of reads find the version current at a seq.
+    #[allow(clippy::type_complexity)]
+    fn last_before(
+        &self,
+        prefix: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError>;
 }
 
 /// A failure to read state. Never a domain rejection: those are `Outcome`s.
@@ -145,6 +154,14 @@ impl StateRead for InMemoryState {
             .collect();
         Ok(rows)
     }
+
+    fn last_before(
+        &self,
+        prefix: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
+        todo!("{prefix:?}{end:?}")
+    }
 }
 
 /// Reads through pending writes to the state below: what `apply` reads while deciding a batch, so
@@ -233,6 +250,14 @@ impl StateRead for Overlay<'_> {
         }
         rows.truncate(limit);
         Ok(rows)
+    }
+
+    fn last_before(
+        &self,
+        prefix: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
+        todo!("{prefix:?}{end:?}")
     }
 }
 

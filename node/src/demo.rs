@@ -256,6 +256,7 @@ async fn print_audit_trail(three: &Channel, admin: &str, last_seq: u64) -> anyho
                 read: Some(ReadOptions {
                     consistency: Consistency::AtLeast as i32,
                     at_least_seq: last_seq,
+                    as_of: None,
                 }),
             },
         ))
@@ -483,6 +484,7 @@ fn calendar_verify(token: String) -> api::VerifyRequest {
         read: Some(ReadOptions {
             consistency: Consistency::Linearizable as i32,
             at_least_seq: 0,
+            as_of: None,
         }),
     }
 }

@@ -2167,6 +2167,7 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
                     read: Some(api::ReadOptions {
                         consistency: 99,
                         at_least_seq: 0,
+                        as_of: None,
                     }),
                 },
             ),
@@ -2183,6 +2184,7 @@ fn request_cases(f: &Fixture) -> Vec<Case> {
                     read: Some(api::ReadOptions {
                         consistency: api::Consistency::AtLeast as i32,
                         at_least_seq: 0,
+                        as_of: None,
                     }),
                 },
             ),

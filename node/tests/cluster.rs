@@ -146,6 +146,7 @@ async fn a_revocation_on_one_node_is_honoured_on_another() {
             read: Some(ReadOptions {
                 consistency: Consistency::AtLeast as i32,
                 at_least_seq: revoked.seq,
+                as_of: None,
             }),
             ..verify_request(&issued.access_token, AUDIENCE)
         }))

@@ -21,6 +21,7 @@ fn local() -> Option<ReadOptions> {
     Some(ReadOptions {
         consistency: Consistency::Local as i32,
         at_least_seq: 0,
+        as_of: None,
     })
 }
 

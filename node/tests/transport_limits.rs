@@ -686,6 +686,7 @@ async fn run(node: &Node, channel: Channel, call: &Call) -> Result<(), Status> {
                 read: Some(ReadOptions {
                     consistency: Consistency::AtLeast as i32,
                     at_least_seq: u64::MAX / 2,
+                    as_of: None,
                 }),
             });
             for value in grpc_timeout {

@@ -559,6 +559,14 @@ impl StateRead for StateReader {
         }
         Ok(rows)
     }
+
+    fn last_before(
+        &self,
+        prefix: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
+        todo!("{prefix:?}{end:?}")
+    }
 }
 
 fn state_cf(db: &DB) -> &rocksdb::ColumnFamily {

@@ -50,6 +50,7 @@ impl Operation for AuthorizeOp {
             read: (self.audit == AuditMode::Async).then_some(api::ReadOptions {
                 consistency: Consistency::Local as i32,
                 at_least_seq: 0,
+                as_of: None,
             }),
             audit: self.audit as i32,
             ..Default::default()

@@ -202,6 +202,7 @@ impl Probe {
                 read: Some(api::ReadOptions {
                     consistency: Consistency::Local as i32,
                     at_least_seq: 0,
+                    as_of: None,
                 }),
             };
             let call = client.verify(with_auth(&self.authorization, request));

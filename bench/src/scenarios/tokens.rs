@@ -105,6 +105,7 @@ impl Operation for VerifyOp {
             read: Some(api::ReadOptions {
                 consistency: self.consistency as i32,
                 at_least_seq: 0,
+                as_of: None,
             }),
         };
         let mut client = TokenServiceClient::new(channel.clone());

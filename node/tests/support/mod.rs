@@ -854,6 +854,7 @@ pub fn linearizable() -> ReadOptions {
     ReadOptions {
         consistency: Consistency::Linearizable as i32,
         at_least_seq: 0,
+        as_of: None,
     }
 }
 
