@@ -184,6 +184,36 @@ reasons! {
     ReceiptQueueFull => "RECEIPT_QUEUE_FULL", ResourceExhausted,
         "This node's queue of ASYNC receipts waiting for commit stayed full for the wait bound, \
          and nothing was decided: retry with backoff, on another node, or with audit SYNC.";
+    AsOfNotSupported => "AS_OF_NOT_SUPPORTED", InvalidArgument,
+        "ReadOptions.as_of was set on a call that answers only about now (Verify, Authorize, \
+         the audit proofs): unset it; Get, List and EffectiveAccess take it.";
+    AsOfAhead => "AS_OF_AHEAD", OutOfRange,
+        "The as_of point is past what this node has applied: ask for an earlier point, or raise \
+         the read barrier (at_least_seq, LINEARIZABLE) so the node catches up first.";
+    SeqOutOfRange => "SEQ_OUT_OF_RANGE", OutOfRange,
+        "The seq names no event this node holds (seqs start at 1 and end at its tree size): \
+         ask for a seq in that range.";
+    TreeSizeOutOfRange => "TREE_SIZE_OUT_OF_RANGE", OutOfRange,
+        "The tree size is past this node's tree, or the sizes are out of order: ask for sizes \
+         at most the node's tree size, the old one not larger than the new one.";
+    AuditRollback => "AUDIT_ROLLBACK", FailedPrecondition,
+        "This node's tree is smaller than a checkpoint it signed before (its data was rolled \
+         back): it signs and proves nothing until it has caught up; use another node.";
+    AuditTreeCorrupt => "AUDIT_TREE_CORRUPT", DataLoss,
+        "This node's stored tree disagrees with the event records it covers: it serves no \
+         proof or checkpoint; restore the node from a healthy member and report the index.";
+    CheckpointUnavailable => "CHECKPOINT_UNAVAILABLE", Unavailable,
+        "This node has not signed a checkpoint yet (its tree is empty, or it is still \
+         verifying its tree after a start): retry shortly, or ask another node.";
+    QueryCursorInvalid => "QUERY_CURSOR_INVALID", InvalidArgument,
+        "The cursor is not one a previous page returned: pass next_cursor back unchanged, or \
+         leave it empty to start over.";
+    EventKindUnknown => "EVENT_KIND_UNKNOWN", InvalidArgument,
+        "A kind filter names no event kind: use the field names of warrant.log.v1.Event's kind \
+         (human_registered, access_decided, ...).";
+    WatchersBusy => "WATCHERS_BUSY", ResourceExhausted,
+        "This node serves as many Watch or Export streams as it allows: retry later or on \
+         another node.";
     IssuerNotConfigured => "ISSUER_NOT_CONFIGURED", Unauthenticated,
         "The id_token's issuer is not one this cluster trusts: log in with a configured issuer.";
     LocalPasswordsDisabled => "LOCAL_PASSWORDS_DISABLED", FailedPrecondition,
