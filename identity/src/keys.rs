@@ -28,9 +28,19 @@
 //! | `bu\0` + delegation_id | `state::BudgetUsageRow` (what a delegation's call budget spent) |
 //! | `pv\0` + version (u32 BE) | `state::PolicyVersionRow` |
 //! | `pa` | `state::PolicyActivationRow` (one row: the active and shadow versions) |
+//! | `o\0` + operator_id | `state::OperatorRow` |
+//! | `xp\0` + principal kind (i32 BE) + principal_id + `\0` + session_id | empty (sessions by principal) |
+//! | `do\0` + owner_human_id + `\0` + device_id | empty (devices by owner) |
+//! | `v\0` + escaped key + `\0\0` + seq (u64 BE) | one version of a projection row: `0x01` + the row, or `0x00` (deleted) |
+//! | `vt\0` + time_unix_ms (u64 BE) | the last seq of the batches stamped then, u64 BE |
 //!
 //! Big-endian numbers keep the store's byte order equal to numeric order, so events scan in seq
 //! order.
+//!
+//! Versions (`v\0`, see `audit::history`) escape the key they version, every NUL becoming
+//! `\0\xff`, and end it with `\0\0`: then the versions of one key are contiguous and in seq
+//! order, the versions of the keys under a prefix are contiguous and in key order, and no key's
+//! versions fall among another's.
 
 /// The key holding the seq of the last event.
 pub const LAST_SEQ: &[u8] = b"m\0last_seq";
@@ -74,6 +84,124 @@ pub const ASSERTION_PREFIX: &[u8] = b"u\0";
 pub const ASSERTION_BY_EXPIRY_PREFIX: &[u8] = b"ue\0";
 /// The prefix of the budget usage rows.
 pub const BUDGET_USAGE_PREFIX: &[u8] = b"bu\0";
+
+/// The prefix of the sessions-by-principal index.
+pub const SESSION_BY_PRINCIPAL_PREFIX: &[u8] = b"xp\0";
+/// The prefix of the devices-by-owner index.
+pub const DEVICE_BY_OWNER_PREFIX: &[u8] = b"do\0";
+/// The prefix of every version of a projection row.
+pub const VERSION_PREFIX: &[u8] = b"v\0";
+/// The prefix of the time index of the history.
+pub const VERSION_TIME_PREFIX: &[u8] = b"vt\0";
+
+/// The prefix of one principal's entries in the sessions-by-principal index. The kind is part of
+/// the key because a human and an agent may share an id.
+pub fn session_by_principal_prefix(principal_kind: i32, principal_id: &str) -> Vec<u8> {
+    let mut key = join(SESSION_BY_PRINCIPAL_PREFIX, &principal_kind.to_be_bytes());
+    key.extend_from_slice(principal_id.as_bytes());
+    key.push(0);
+    key
+}
+
+/// The key of one entry in the sessions-by-principal index.
+pub fn session_by_principal(principal_kind: i32, principal_id: &str, session_id: &str) -> Vec<u8> {
+    join(
+        &session_by_principal_prefix(principal_kind, principal_id),
+        session_id.as_bytes(),
+    )
+}
+
+/// The prefix of one owner's entries in the devices-by-owner index.
+pub fn device_by_owner_prefix(owner_human_id: &str) -> Vec<u8> {
+    let mut key = join(DEVICE_BY_OWNER_PREFIX, owner_human_id.as_bytes());
+    key.push(0);
+    key
+}
+
+/// The key of one entry in the devices-by-owner index.
+pub fn device_by_owner(owner_human_id: &str, device_id: &str) -> Vec<u8> {
+    join(
+        &device_by_owner_prefix(owner_human_id),
+        device_id.as_bytes(),
+    )
+}
+
+/// The prefix of the versions of every key that starts with `prefix`: `v\0` + `prefix`
+/// escaped, unterminated.
+pub fn versions_under(prefix: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        VERSION_PREFIX
+            .len()
+            .saturating_add(prefix.len().saturating_mul(2)),
+    );
+    out.extend_from_slice(VERSION_PREFIX);
+    for byte in prefix {
+        out.push(*byte);
+        if *byte == 0 {
+            out.push(0xff);
+        }
+    }
+    out
+}
+
+/// The prefix of the versions of `key` exactly: [`versions_under`] `key`, then `\0\0`.
+pub fn versions_of(key: &[u8]) -> Vec<u8> {
+    let mut out = versions_under(key);
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+/// The key of the version of `key` written at `seq`.
+pub fn version(key: &[u8], seq: u64) -> Vec<u8> {
+    join(&versions_of(key), &seq.to_be_bytes())
+}
+
+/// Where the versions of the keys after `key` start: past every version of `key` and before
+/// the versions of any greater key (`\0\x01` sorts after `\0\0`, before `\0\xff` and any
+/// other byte).
+pub fn versions_after(key: &[u8]) -> Vec<u8> {
+    let mut out = versions_under(key);
+    out.extend_from_slice(&[0, 1]);
+    out
+}
+
+/// The key and seq a version key names, or `None` when `version_key` is not one.
+pub fn version_parts(version_key: &[u8]) -> Option<(Vec<u8>, u64)> {
+    let mut rest = version_key.strip_prefix(VERSION_PREFIX)?;
+    let mut key = Vec::with_capacity(rest.len());
+    loop {
+        match rest {
+            [0, 0, seq @ ..] => {
+                return Some((key, u64::from_be_bytes(seq.try_into().ok()?)));
+            }
+            [0, 0xff, tail @ ..] => {
+                key.push(0);
+                rest = tail;
+            }
+            [0, ..] | [] => return None,
+            [byte, tail @ ..] => {
+                key.push(*byte);
+                rest = tail;
+            }
+        }
+    }
+}
+
+/// The key of the time index entry of batches stamped `time_unix_ms`.
+pub fn version_time(time_unix_ms: u64) -> Vec<u8> {
+    join(VERSION_TIME_PREFIX, &time_unix_ms.to_be_bytes())
+}
+
+/// The smallest key greater than every key that starts with `prefix`, or `None` when there is
+/// none (`prefix` is empty or all 0xff): where a reverse seek under `prefix` may start.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|byte| *byte != 0xff)?;
+    let mut end = prefix.get(..=last)?.to_vec();
+    if let Some(byte) = end.last_mut() {
+        *byte = byte.saturating_add(1);
+    }
+    Some(end)
+}
 
 /// The key of delegation `delegation_id`'s budget usage row.
 pub fn budget_usage(delegation_id: &str) -> Vec<u8> {
@@ -308,6 +436,18 @@ mod tests {
             ),
             (successor(b"a\0bot"), b"a\0bot\0"),
             (policy_version(258), b"pv\0\0\0\x01\x02"),
+            (
+                session_by_principal(2, "bot", "s1"),
+                b"xp\0\0\0\0\x02bot\0s1",
+            ),
+            (device_by_owner("alice", "laptop"), b"do\0alice\0laptop"),
+            (
+                version(b"a\0bot", 258),
+                b"v\0a\0\xffbot\0\0\0\0\0\0\0\0\x01\x02",
+            ),
+            (versions_under(b"gg\0bot\0"), b"v\0gg\0\xffbot\0\xff"),
+            (versions_after(b"pa"), b"v\0pa\0\x01"),
+            (version_time(258), b"vt\0\0\0\0\0\0\0\x01\x02"),
         ];
         for (actual, expected) in cases {
             assert_eq!(display(actual), display(expected));
@@ -353,6 +493,11 @@ mod tests {
             ASSERTION_BY_EXPIRY_PREFIX,
             POLICY_VERSION_PREFIX,
             POLICY_ACTIVATION,
+            OPERATOR_PREFIX,
+            SESSION_BY_PRINCIPAL_PREFIX,
+            DEVICE_BY_OWNER_PREFIX,
+            VERSION_PREFIX,
+            VERSION_TIME_PREFIX,
         ];
         for (a_idx, a) in prefixes.iter().enumerate() {
             for (b_idx, b) in prefixes.iter().enumerate() {
@@ -394,6 +539,44 @@ mod tests {
         );
         assert_eq!(policy_version_number(POLICY_ACTIVATION), None);
         assert_eq!(policy_version_number(b"pv\0\x01"), None);
+    }
+
+    #[test]
+    fn versions_sort_by_key_then_seq_and_parse_back() {
+        // Keys in byte order, with the cases escaping must keep apart: a key and its
+        // extensions by NUL, by a low byte and by 0xff.
+        let keys: [&[u8]; 7] = [b"a", b"a\0", b"a\0\0", b"a\0\x01", b"a\x01", b"a\xff", b"b"];
+        let mut previous: Option<Vec<u8>> = None;
+        for key in keys {
+            assert!(versions_of(key).starts_with(&versions_under(key)));
+            assert!(version(key, u64::MAX) < versions_after(key));
+            for seq in [0, 1, 256, u64::MAX] {
+                let version_key = version(key, seq);
+                assert_eq!(version_parts(&version_key), Some((key.to_vec(), seq)));
+                if let Some(previous) = &previous {
+                    assert!(previous < &version_key, "{}", display(&version_key));
+                }
+                previous = Some(version_key);
+            }
+            // The versions of the keys under a prefix start with the prefix's escape.
+            assert_eq!(
+                version(key, 1).starts_with(&versions_under(b"a")),
+                key.starts_with(b"a")
+            );
+        }
+        assert!(versions_after(b"a") < version(b"a\0", 0));
+        assert!(!version(b"a", 1).starts_with(&versions_under(b"a\0")));
+        assert_eq!(version_parts(b"v\0a\0\0short"), None);
+        assert_eq!(version_parts(b"v\0a\0b"), None);
+        assert_eq!(version_parts(b"h\0a"), None);
+    }
+
+    #[test]
+    fn prefix_end_is_the_first_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff"), None);
+        assert_eq!(prefix_end(b""), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! simulation. `apply` never writes: it returns a [`WriteSet`] that the caller commits atomically
 //! together with the applied log id.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, ops::Bound};
 
 use crate::keys;
 
@@ -160,8 +160,33 @@ impl StateRead for InMemoryState {
         prefix: &[u8],
         end: &[u8],
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
-        todo!("{prefix:?}{end:?}")
+        let Some(end) = last_before_end(prefix, end) else {
+            return Ok(None);
+        };
+        let range = (
+            Bound::Included(prefix.to_vec()),
+            end.map_or(Bound::Unbounded, Bound::Excluded),
+        );
+        Ok(self
+            .rows
+            .range::<Vec<u8>, _>(range)
+            .next_back()
+            .map(|(key, value)| (key.clone(), value.clone())))
     }
+}
+
+/// Where a reverse seek for the last row under `prefix` before `end` stops (exclusive): `end`,
+/// or the first key past the prefix when that is smaller, so that the row found always carries
+/// the prefix; `Some(None)` means no bound past the prefix (a prefix of 0xff bytes only), `None`
+/// that no key can qualify (`end` is not past `prefix`).
+pub fn last_before_end(prefix: &[u8], end: &[u8]) -> Option<Option<Vec<u8>>> {
+    if end <= prefix {
+        return None;
+    }
+    Some(match keys::prefix_end(prefix) {
+        Some(prefix_end) if prefix_end.as_slice() < end => Some(prefix_end),
+        _ => Some(end.to_vec()),
+    })
 }
 
 /// Reads through pending writes to the state below: what `apply` reads while deciding a batch, so
@@ -257,7 +282,40 @@ impl StateRead for Overlay<'_> {
         prefix: &[u8],
         end: &[u8],
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
-        todo!("{prefix:?}{end:?}")
+        let mut bound = end.to_vec();
+        let mut base_best = self.base.last_before(prefix, &bound)?;
+        // Each turn either answers or moves the bound below a pending delete, so this ends after
+        // at most one turn per pending delete under the prefix.
+        loop {
+            let Some(limit) = last_before_end(prefix, &bound) else {
+                return Ok(None);
+            };
+            let range = (
+                Bound::Included(prefix.to_vec()),
+                limit.map_or(Bound::Unbounded, Bound::Excluded),
+            );
+            let pending = self.writes.ops.range::<Vec<u8>, _>(range).next_back();
+            match (pending, &base_best) {
+                (None, _) => return Ok(base_best),
+                (Some((pending_key, _)), Some((base_key, _))) if base_key > pending_key => {
+                    return Ok(base_best);
+                }
+                (Some((pending_key, Some(value))), _) => {
+                    return Ok(Some((pending_key.clone(), value.clone())));
+                }
+                (Some((pending_key, None)), _) => {
+                    // The best candidate was deleted: look below it. The base's best stays
+                    // valid unless it is the deleted row itself.
+                    bound = pending_key.clone();
+                    if base_best
+                        .as_ref()
+                        .is_some_and(|(base_key, _)| base_key >= &bound)
+                    {
+                        base_best = self.base.last_before(prefix, &bound)?;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -327,7 +385,10 @@ mod tests {
     }
 
     fn arb_key() -> impl Strategy<Value = Vec<u8>> {
-        proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(0u8)], 0..4)
+        proptest::collection::vec(
+            prop_oneof![Just(b'a'), Just(b'b'), Just(0u8), Just(0xffu8)],
+            0..4,
+        )
     }
 
     fn arb_writes() -> impl Strategy<Value = WriteSet> {
@@ -359,5 +420,55 @@ mod tests {
             );
             prop_assert_eq!(overlay.get(&prefix).unwrap(), committed.get(&prefix).unwrap());
         }
+
+        /// A reverse seek through an overlay equals one on the store after committing the
+        /// writes, pending deletes and replacements included.
+        #[test]
+        fn overlay_last_before_matches_committed_writes(
+            base_writes in arb_writes(),
+            pending in arb_writes(),
+            prefix in arb_key(),
+            end in arb_key(),
+        ) {
+            let mut base = InMemoryState::new();
+            base.apply_writes(&base_writes);
+            let mut committed = base.clone();
+            committed.apply_writes(&pending);
+            let mut overlay = Overlay::new(&base);
+            overlay.write(pending);
+            let expected = committed.last_before(&prefix, &end).unwrap();
+            // The reference itself: the greatest key under the prefix before the end.
+            let greatest = committed
+                .scan(&prefix, b"", usize::MAX)
+                .unwrap()
+                .into_iter()
+                .rfind(|(key, _)| key.as_slice() < end.as_slice());
+            prop_assert_eq!(&expected, &greatest);
+            prop_assert_eq!(overlay.last_before(&prefix, &end).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn last_before_stays_under_the_prefix() {
+        let state = store(&[
+            ("a", "0"),
+            ("b1", "1"),
+            ("b2", "2"),
+            ("c", "3"),
+            ("\u{7f}", "4"),
+        ]);
+        let last = |prefix: &str, end: &str| {
+            state
+                .last_before(prefix.as_bytes(), end.as_bytes())
+                .unwrap()
+                .map(|(key, _)| String::from_utf8(key).unwrap())
+        };
+        assert_eq!(last("b", "z").as_deref(), Some("b2"));
+        assert_eq!(last("b", "b2").as_deref(), Some("b1"));
+        assert_eq!(last("b", "b1").as_deref(), None);
+        assert_eq!(last("b", "a").as_deref(), None);
+        assert_eq!(last("", "b").as_deref(), Some("a"));
+        assert_eq!(last("", "\u{7f}\u{7f}").as_deref(), Some("\u{7f}"));
+        assert_eq!(last("d", "z").as_deref(), None);
     }
 }
