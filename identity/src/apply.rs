@@ -23,6 +23,13 @@
 //! key) appends nothing and stores nothing, unless it carried a client assertion: then it spends
 //! the assertion and keeps its outcome, so a retry replays. A command rejected before its
 //! handler spends nothing; one its handler rejected spends its assertion like an accepted one.
+//!
+//! The audit records ride in the same write set: every projection row a command writes keeps a
+//! version at the command's last seq (`audit::history`, recorded in `Applier::commit`, the one
+//! place a command's writes reach the batch), and a batch that added events adds a time index
+//! entry and appends the exact bytes of its event records to the Merkle tree (`audit::tree`).
+//! A state whose tree does not hold one leaf per event is corrupt: the two are only ever
+//! written together.
 
 use prost::Message;
 use warrant_proto::{
@@ -55,6 +62,7 @@ use self::{
     context::{Change, Context, Decision, Refusal, accepted, outcome, rejected},
 };
 use crate::{
+    audit::{history, tree},
     keys, limits, query,
     state::{Overlay, StateError, StateRead, WriteSet},
 };
@@ -71,22 +79,98 @@ pub struct AppliedBatch {
     pub events: Vec<log::Event>,
 }
 
+/// What apply records for the audit trail besides the events: the versions of the projection
+/// rows (with the time index) and the Merkle tree over the event records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditRecords {
+    pub history: bool,
+    pub tree: bool,
+}
+
+impl AuditRecords {
+    /// What [`apply_batch`] records: everything.
+    pub const ALL: Self = Self {
+        history: true,
+        tree: true,
+    };
+    /// Nothing but the events: apply as it was before the audit trail.
+    pub const NONE: Self = Self {
+        history: false,
+        tree: false,
+    };
+    /// The versions and the time index, no tree.
+    pub const HISTORY: Self = Self {
+        history: true,
+        tree: false,
+    };
+}
+
 /// Decides every command of `batch`, committed at `log_index`, against `state`.
 ///
 /// Deterministic. Err only for storage failures (StateError); domain rejections are
-/// Outcome::Rejected.
+/// Outcome::Rejected. Every projection row written keeps a version at its command's last seq,
+/// and the batch's event records are appended to the Merkle tree in the same write set; a
+/// state whose tree does not hold one leaf per event is corrupt (they are only ever written
+/// together).
 pub fn apply_batch(
     state: &dyn StateRead,
     batch: &log::Batch,
     log_index: u64,
 ) -> Result<AppliedBatch, StateError> {
+    apply_recording(state, batch, log_index, AuditRecords::ALL)
+}
+
+/// [`apply_batch`] without the history or the tree: apply as it was before the audit trail,
+/// the baseline the benchmark compares with.
+#[cfg(any(test, feature = "fixtures"))]
+pub fn apply_batch_unaudited(
+    state: &dyn StateRead,
+    batch: &log::Batch,
+    log_index: u64,
+) -> Result<AppliedBatch, StateError> {
+    apply_recording(state, batch, log_index, AuditRecords::NONE)
+}
+
+/// [`apply_batch`] recording only what `records` says, for tests and benchmarks that measure
+/// or check one record without the other.
+#[cfg(any(test, feature = "fixtures"))]
+pub fn apply_batch_recording(
+    state: &dyn StateRead,
+    batch: &log::Batch,
+    log_index: u64,
+    records: AuditRecords,
+) -> Result<AppliedBatch, StateError> {
+    apply_recording(state, batch, log_index, records)
+}
+
+/// The one body of every `apply_batch*`: the switch only adds or leaves out the audit rows.
+fn apply_recording(
+    state: &dyn StateRead,
+    batch: &log::Batch,
+    log_index: u64,
+    records: AuditRecords,
+) -> Result<AppliedBatch, StateError> {
     let seq_before = query::applied_seq(state)?;
+    if records.tree {
+        let tree_size = tree::size(state)?;
+        if tree_size != seq_before {
+            return Err(StateError::corrupt(
+                keys::LAST_SEQ,
+                format!(
+                    "the log holds {seq_before} events and the Merkle tree {tree_size} leaves; \
+                     they are written together, so the store is corrupt"
+                ),
+            ));
+        }
+    }
     let mut applier = Applier {
         overlay: Overlay::new(state),
         time_unix_ms: batch.time_unix_ms,
         log_index,
         last_seq: seq_before,
         events: Vec::new(),
+        records,
+        event_records: Vec::new(),
     };
     assertions::prune_spent(&mut applier.overlay, batch.time_unix_ms / 1000)?;
     let mut outcomes = Vec::with_capacity(batch.commands.len());
@@ -106,16 +190,8 @@ pub fn apply_batch(
         };
         outcomes.push(outcome);
     }
-    let Applier {
-        overlay,
-        last_seq,
-        events,
-        ..
-    } = applier;
-    let mut writes = overlay.into_writes();
-    if last_seq != seq_before {
-        writes.put(keys::LAST_SEQ.to_vec(), last_seq.to_be_bytes().to_vec());
-    }
+    let events = std::mem::take(&mut applier.events);
+    let writes = applier.finish(state, seq_before)?;
     Ok(AppliedBatch {
         outcomes,
         writes,
@@ -131,9 +207,56 @@ struct Applier<'a> {
     log_index: u64,
     last_seq: u64,
     events: Vec<log::Event>,
+    records: AuditRecords,
+    /// The stored bytes of `events`, for the tree (only when it is recorded).
+    event_records: Vec<Vec<u8>>,
 }
 
 impl Applier<'_> {
+    /// The batch's write set: every command's writes, then the last seq and, when the batch
+    /// added events, the time index entry and the tree's new leaves and nodes.
+    fn finish(self, state: &dyn StateRead, seq_before: u64) -> Result<WriteSet, StateError> {
+        let Applier {
+            overlay,
+            time_unix_ms,
+            last_seq,
+            records,
+            event_records,
+            ..
+        } = self;
+        let mut writes = overlay.into_writes();
+        if last_seq == seq_before {
+            return Ok(writes);
+        }
+        writes.put(keys::LAST_SEQ.to_vec(), last_seq.to_be_bytes().to_vec());
+        if records.history {
+            history::record_time(&mut writes, time_unix_ms, last_seq);
+        }
+        if records.tree {
+            let leaves: Vec<&[u8]> = event_records.iter().map(Vec::as_slice).collect();
+            let tree_size = tree::append(state, &mut writes, seq_before, &leaves)?;
+            if tree_size != last_seq {
+                return Err(StateError::corrupt(
+                    keys::LAST_SEQ,
+                    format!("the tree grew to {tree_size} leaves for {last_seq} events"),
+                ));
+            }
+        }
+        Ok(writes)
+    }
+
+    /// Commits a decided command's writes to the overlay, with a version at `seq` (the
+    /// command's last seq) of every projection row they put or delete: the one place a
+    /// command's writes reach the batch, accepted, refused or a no-op alike.
+    fn commit(&mut self, mut writes: WriteSet, seq: u64) {
+        if self.records.history {
+            let mut versions = WriteSet::new();
+            history::record_versions(&writes, seq, &mut versions);
+            writes.extend(versions);
+        }
+        self.overlay.write(writes);
+    }
+
     /// Decides one command: envelope, idempotency, the caller's credential, the assertion it
     /// spends, then the command's own rules; records what an accepted one changed.
     fn apply_command(
@@ -240,7 +363,7 @@ impl Applier<'_> {
         );
         let outcome = outcome(OutcomeResult::Rejected(rejection));
         pending.finish(&outcome, &mut writes);
-        self.overlay.write(writes);
+        self.commit(writes, context.seq);
         self.last_seq = context.seq;
         outcome
     }
@@ -264,7 +387,12 @@ impl Applier<'_> {
             actor: Some(context.actor.clone()),
             kind: Some(kind),
         };
-        writes.put(keys::event(seq), event.encode_to_vec());
+        let record = event.encode_to_vec();
+        if self.records.tree {
+            // The tree's leaf is the hash of exactly these bytes, the ones stored.
+            self.event_records.push(record.clone());
+        }
+        writes.put(keys::event(seq), record);
         self.events.push(event);
     }
 
@@ -309,7 +437,7 @@ impl Applier<'_> {
             policy_version,
         });
         pending.finish(&outcome, &mut writes);
-        self.overlay.write(writes);
+        self.commit(writes, seq);
         self.last_seq = seq;
         outcome
     }
@@ -326,7 +454,7 @@ impl Applier<'_> {
         if pending.spend.is_some() {
             let mut writes = WriteSet::new();
             pending.finish(&outcome, &mut writes);
-            self.overlay.write(writes);
+            self.commit(writes, self.last_seq);
         }
         outcome
     }

@@ -7,6 +7,8 @@
 //! - [`keys`]: the key layout of the state store.
 //! - [`audit`]: the Merkle tree over the events, and the versions behind as-of reads.
 //! - [`digest`]: a fingerprint of the whole state, for comparing replicas.
+//! - [`effective`]: what an agent could do for a human, at a state (as of a seq, through
+//!   [`audit::history::AsOf`]).
 //! - `fixtures` (tests and the `fixtures` feature only): commands as tests and benchmarks build
 //!   them.
 //!
@@ -19,6 +21,7 @@ pub mod apply;
 pub mod audit;
 pub mod check;
 pub mod digest;
+pub mod effective;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod keys;
@@ -28,6 +31,8 @@ pub mod query;
 pub mod state;
 pub mod validity;
 
-pub use apply::{AppliedBatch, apply_batch};
+pub use apply::{AppliedBatch, AuditRecords, apply_batch};
+#[cfg(any(test, feature = "fixtures"))]
+pub use apply::{apply_batch_recording, apply_batch_unaudited};
 pub use digest::state_digest;
 pub use state::{InMemoryState, Overlay, StateError, StateRead, WriteSet};

@@ -42,6 +42,12 @@ pub const COMMANDS_PER_BATCH_MAX: usize = 4096;
 pub const EVENTS_PAGE_MAX: usize = 1000;
 /// Most rows one list page returns.
 pub const LIST_PAGE_MAX: usize = 500;
+/// Most items each list of an effective-access answer holds (delegations, each principal's
+/// sessions, devices); the answer says when one was cut.
+pub const EFFECTIVE_ACCESS_ITEMS_MAX: usize = 256;
+/// Most delegations held by one agent an effective-access answer examines for the human asked
+/// about: past them the answer is marked truncated rather than reading without bound.
+pub const EFFECTIVE_ACCESS_DELEGATIONS_SCANNED_MAX: usize = 4096;
 /// Longest actor id in bytes. Actors are named by the API layer (admins, nodes and principals),
 /// so this is looser than [`ID_LEN_MAX`]; it bounds the idempotency keys and events they appear in.
 pub const ACTOR_ID_LEN_MAX: usize = 256;

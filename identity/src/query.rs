@@ -331,6 +331,69 @@ pub fn delegations_to(
     Ok(rows)
 }
 
+/// Up to `limit` (capped at [`LIST_PAGE_MAX`]) sessions started by the principal of
+/// `principal_kind` named `principal_id`, ended ones included, in session id order.
+pub fn sessions_of(
+    state: &dyn StateRead,
+    principal_kind: i32,
+    principal_id: &str,
+    limit: usize,
+) -> Result<Vec<SessionRow>, StateError> {
+    let prefix = keys::session_by_principal_prefix(principal_kind, principal_id);
+    let entries = state.scan(&prefix, b"", limit.min(LIST_PAGE_MAX))?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for (key, _) in entries {
+        let session_id = indexed_id(&key, prefix.len())?;
+        match session(state, session_id)? {
+            Some(row)
+                if row.started.as_ref().is_some_and(|it| {
+                    it.principal_kind == principal_kind && it.principal_id == principal_id
+                }) =>
+            {
+                rows.push(row);
+            }
+            _ => {
+                return Err(StateError::corrupt(
+                    &key,
+                    format!("session {session_id} is not {principal_id}'s"),
+                ));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Up to `limit` (capped at [`LIST_PAGE_MAX`]) devices owned by `owner_human_id`, in device id
+/// order.
+pub fn devices_of(
+    state: &dyn StateRead,
+    owner_human_id: &str,
+    limit: usize,
+) -> Result<Vec<DeviceRow>, StateError> {
+    let prefix = keys::device_by_owner_prefix(owner_human_id);
+    let entries = state.scan(&prefix, b"", limit.min(LIST_PAGE_MAX))?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for (key, _) in entries {
+        let device_id = indexed_id(&key, prefix.len())?;
+        match device(state, device_id)? {
+            Some(row) if row.owner_human_id == owner_human_id => rows.push(row),
+            _ => {
+                return Err(StateError::corrupt(
+                    &key,
+                    format!("device {device_id} is not {owner_human_id}'s"),
+                ));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The id an index entry names after its `prefix_len` bytes of prefix.
+fn indexed_id(key: &[u8], prefix_len: usize) -> Result<&str, StateError> {
+    std::str::from_utf8(key.get(prefix_len..).unwrap_or_default())
+        .map_err(|_| StateError::corrupt(key, "indexed id is not UTF-8"))
+}
+
 /// The human an upstream issuer names `subject`, if registered.
 pub fn human_by_federated(
     state: &dyn StateRead,

@@ -53,6 +53,12 @@ pub(super) fn register_device(
     };
     let mut writes = WriteSet::new();
     writes.put(key, row.encode_to_vec());
+    // A device never changes owner (UpdateDevice renames it only), so its index entry is
+    // written once.
+    writes.put(
+        keys::device_by_owner(&command.owner_human_id, &command.device_id),
+        Vec::new(),
+    );
     let event = log::DeviceRegistered {
         device_id: command.device_id.clone(),
         owner_human_id: command.owner_human_id.clone(),

@@ -82,6 +82,14 @@ pub(super) fn start_session(
         ..SessionRow::default()
     };
     writes.put(session_key, row.encode_to_vec());
+    writes.put(
+        keys::session_by_principal(
+            command.principal_kind,
+            &command.principal_id,
+            &command.session_id,
+        ),
+        Vec::new(),
+    );
     Ok(Some(Change {
         token_issued: token,
         session_started: Some(started.clone()),

@@ -57,7 +57,45 @@ fn the_meta_row_tracks_the_last_seq() {
         applied.writes.ops.get(keys::LAST_SEQ),
         Some(&Some(2u64.to_be_bytes().to_vec()))
     );
-    // Every write of the batch: two humans, two events, two idempotency rows, the meta row.
-    assert_eq!(applied.writes.len(), 7);
-    assert_eq!(replica.state.len(), 7);
+    // Every write of the batch: two humans and a version of each, two events, two idempotency
+    // rows, the meta row and the time index; then the tree's rows.
+    let not_tree = |key: &&Vec<u8>| !is_tree_row(key);
+    assert_eq!(applied.writes.ops.keys().filter(not_tree).count(), 10);
+    assert_eq!(
+        applied.writes.ops.get(&keys::version(&keys::human("a"), 1)),
+        Some(&Some(
+            [
+                &[1u8][..],
+                &replica.state.get(&keys::human("a")).unwrap().unwrap()
+            ]
+            .concat()
+        ))
+    );
+    assert!(applied.writes.ops.keys().any(|key| is_tree_row(key)));
+    assert_eq!(replica.state.len(), applied.writes.len());
+}
+
+#[test]
+fn a_tree_out_of_step_with_the_log_is_corrupt() {
+    let mut replica = Replica::world();
+    let mut writes = WriteSet::new();
+    // The tree one leaf short: only a torn write (or tampering) could leave it so.
+    let seq = replica.seq();
+    writes.put(b"m\0tree_size".to_vec(), (seq - 1).to_be_bytes().to_vec());
+    replica.state.apply_writes(&writes);
+    let batch = Batch {
+        time_unix_ms: T1,
+        commands: vec![register_human("zed")],
+    };
+    let error = apply_batch(&replica.state, &batch, 99).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "corrupt row m\\x00last_seq: the log holds {seq} events and the Merkle tree {} \
+             leaves; they are written together, so the store is corrupt",
+            seq - 1
+        )
+    );
+    // Without the tree (today's apply) the same state applies.
+    assert!(apply_batch_unaudited(&replica.state, &batch, 99).is_ok());
 }

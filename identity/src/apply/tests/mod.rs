@@ -32,6 +32,7 @@ mod credentials;
 mod delegations;
 mod devices;
 mod envelope;
+mod history;
 mod idempotency;
 mod operators;
 mod policies;
@@ -51,6 +52,9 @@ const T1: u64 = 1_700_000_123_456;
 struct Replica {
     state: InMemoryState,
     log_index: u64,
+    /// What apply records besides the events: everything, as `apply_batch` does, unless a test
+    /// looks at one record alone.
+    records: AuditRecords,
 }
 
 impl Replica {
@@ -58,7 +62,13 @@ impl Replica {
         Self {
             state: InMemoryState::new(),
             log_index: 0,
+            records: AuditRecords::ALL,
         }
+    }
+
+    /// This replica, applying with only `records` from now on.
+    fn recording(self, records: AuditRecords) -> Self {
+        Self { records, ..self }
     }
 
     /// The replica every rejection test starts from: human alice, her agent bot, service mail
@@ -88,7 +98,7 @@ impl Replica {
             time_unix_ms,
             commands,
         };
-        let applied = apply_batch(&self.state, &batch, self.log_index).unwrap();
+        let applied = apply_recording(&self.state, &batch, self.log_index, self.records).unwrap();
         assert_eq!(applied.outcomes.len(), batch.commands.len());
         self.state.apply_writes(&applied.writes);
         applied
@@ -170,11 +180,14 @@ fn check_rejected(mut replica: Replica, command: Command, reason: RejectReason, 
     written.retain(|key| {
         !key.starts_with(keys::ASSERTION_PREFIX)
             && !key.starts_with(keys::ASSERTION_BY_EXPIRY_PREFIX)
+            && !is_tree_row(key)
     });
+    // No projection row, so no version either: only the time index of the audit rows.
     let mut allowed = [
         keys::LAST_SEQ.to_vec(),
         keys::event(event.seq),
         idempotency_key,
+        keys::version_time(T1),
     ];
     allowed.sort();
     written.sort();
@@ -251,6 +264,12 @@ fn check_unchanged(replica: &mut Replica, command: Command) {
     assert_eq!(applied.events, []);
     assert!(applied.writes.is_empty());
     assert_eq!(replica.digest(), digest_before);
+}
+
+/// Whether `key` is a row of the Merkle tree (`audit::tree`: `mt\0` nodes and the size), which
+/// every batch that adds events writes.
+fn is_tree_row(key: &[u8]) -> bool {
+    key.starts_with(b"mt\0") || key == b"m\0tree_size"
 }
 
 fn accepted_of(outcome: &Outcome) -> Accepted {

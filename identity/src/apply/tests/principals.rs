@@ -123,9 +123,7 @@ fn three_humans() -> Vec<log::RegisterHuman> {
 fn projection(replica: &Replica) -> Vec<(Vec<u8>, Vec<u8>)> {
     let rows = replica.state.scan(b"", b"", usize::MAX).unwrap();
     rows.into_iter()
-        .filter(|(key, _)| {
-            !key.starts_with(keys::EVENT_PREFIX) && !key.starts_with(keys::IDEMPOTENCY_PREFIX)
-        })
+        .filter(|(key, _)| crate::audit::history::is_versioned(key))
         .collect()
 }
 
@@ -172,6 +170,14 @@ fn an_import_writes_what_single_registrations_write() {
     );
     // The same rows: humans (created at their own event's seq), the upstream identity's index.
     assert_eq!(projection(&at_once), projection(&singly));
+    // Its versions are the command's, at its last seq: as of any seq before, none is there.
+    let versions = keys::versions_of(&keys::human("ben"));
+    let ben_versions = at_once.state.scan(&versions, b"", 10).unwrap();
+    assert_eq!(ben_versions.len(), 1);
+    assert_eq!(
+        ben_versions[0].0,
+        keys::version(&keys::human("ben"), seq_before + 3)
+    );
     let ben = query::human(&at_once.state, "ben").unwrap().unwrap();
     assert_eq!(ben.created_seq, seq_before + 2);
     assert_eq!(
