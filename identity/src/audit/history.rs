@@ -248,6 +248,14 @@ impl<'a> AsOf<'a> {
             let page = self.base.scan(prefix, &cursor, limit)?;
             let exhausted = page.len() < limit;
             for (key, value) in page {
+                // A store that returned rows before the cursor would make this loop spin.
+                if key < cursor || !key.starts_with(prefix) {
+                    return Err(StateError::Storage(format!(
+                        "scan from {} returned {}",
+                        keys::display(&cursor),
+                        keys::display(&key)
+                    )));
+                }
                 let versioned = versioned_table(&key);
                 let table = versioned.or_else(|| {
                     key.starts_with(keys::EVENT_PREFIX)

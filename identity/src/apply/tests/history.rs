@@ -310,3 +310,47 @@ fn sessions_and_devices_are_indexed_by_principal_and_owner() {
     assert_eq!(answer.owner_devices.len(), 1);
     assert!(answer.truncated);
 }
+
+#[test]
+fn a_delegation_comes_with_its_chain_root_first() {
+    let mut replica = history_world();
+    replica.set_up([
+        register_human("hana"),
+        agent("sub", "alice").by(admin()),
+        d1().by(human_actor("hana")),
+        d2().by(agent_actor("bot")),
+    ]);
+    let state = &replica.state;
+    let answer = effective::effective_access(state, "sub", Some("hana"), T0_S, 10)
+        .unwrap()
+        .unwrap();
+    let [held] = answer.delegations.as_slice() else {
+        panic!("{:?}", answer.delegations);
+    };
+    let ids: Vec<&str> = held
+        .chain
+        .iter()
+        .map(|it| it.created.as_ref().unwrap().delegation_id.as_str())
+        .collect();
+    assert_eq!(ids, ["d1", "d2"]);
+    assert_eq!(held.delegation(), held.chain.last());
+    assert_eq!(held.lapse, None);
+    // Past d2's expiry, with the lapse's own message.
+    let later = effective::effective_access(state, "sub", None, D2_EXPIRES, 10)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        later.delegations[0].lapse,
+        Some(Lapse {
+            kind: LapseKind::DelegationExpired,
+            message: format!("delegation d2 expired at {D2_EXPIRES}"),
+        })
+    );
+    // The root human asked about is alice: hana's chain is not hers.
+    let for_alice = effective::effective_access(state, "sub", Some("alice"), T0_S, 10);
+    assert_eq!(for_alice.unwrap().unwrap().delegations, []);
+    assert_eq!(
+        effective::effective_access(state, "nobody", None, T0_S, 10).unwrap(),
+        None
+    );
+}
