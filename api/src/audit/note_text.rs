@@ -131,10 +131,9 @@ pub fn open(note: &str, verifier: &str) -> Result<Opened, NoteError> {
 
 /// A verifier key's name, key id and public key; the id must be the one the key gives.
 fn parse_verifier_key(verifier: &str) -> Result<(&str, [u8; 4], [u8; 32]), NoteError> {
-    let mut parts = verifier.split('+');
-    let (Some(name), Some(id), Some(key), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // The name has no '+' and the id is hex; base64 may hold '+'.
+    let mut parts = verifier.splitn(3, '+');
+    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(NoteError::VerifierKey("not name+id+key".to_string()));
     };
     let key = STANDARD

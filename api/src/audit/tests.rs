@@ -289,8 +289,8 @@ fn a_rolled_back_data_dir_signs_nothing_below_the_confirmed_size() {
     assert_eq!(signed_after.note, signed_before.note);
 }
 
-/// Tamper case 2 at the signer: a flipped stored leaf hash (or record) past the record is
-/// found before the next signature, with its index, and the signer stays corrupt.
+/// Tamper case 1 at the signer: a flipped record byte past the record is found before the next
+/// signature, with its index, and the signer stays corrupt.
 #[test]
 fn a_flipped_leaf_after_the_record_is_corrupt_forever() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -314,12 +314,9 @@ fn a_flipped_leaf_after_the_record_is_corrupt_forever() {
     ));
 }
 
-/// The row of the cached interior node at `level`, `index` (DESIGN-11: `mt\0` + level + index).
+/// The row of the cached interior node at `level`, `index`.
 fn node_key(level: u8, index: u64) -> Vec<u8> {
-    let mut key = b"mt\0".to_vec();
-    key.push(level);
-    key.extend_from_slice(&index.to_be_bytes());
-    key
+    keys::tree_node(level, index)
 }
 
 /// Tamper case 4: a corrupted cached interior node. Node (1, 3) covers leaves 6 and 7; it is a
@@ -403,4 +400,41 @@ fn proofs_at_every_size_verify_and_a_bad_node_refuses_consistency() {
         .err()
         .expect("refused");
     assert_eq!(error.reason, crate::error::Reason::AuditTreeCorrupt);
+}
+
+/// Tamper cases 2 and 4 before a signature: a flipped stored leaf hash, or a cached interior
+/// node, among the leaves appended since the record is found with the leaf that completes it.
+#[test]
+fn a_flipped_stored_row_after_the_record_is_found_before_signing() {
+    for (row, bad_index) in [
+        (node_key(0, 9), 9),
+        (node_key(1, 5), 11),
+        (node_key(3, 1), 15),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = audit_key();
+        let mut state = store(8);
+        let core = open(&dir, &key);
+        catch_up(&core, &state).expect("verified");
+        core.sign(&state, 8, 1).expect("signed");
+        grow(&mut state, 16, |_| 0);
+        let mut bad = state.get(&row).expect("read").expect("stored row");
+        bad[7] ^= 0x10;
+        let mut writes = WriteSet::new();
+        writes.put(row, bad);
+        state.apply_writes(&writes);
+        let error = core.sign(&state, 16, 2).expect_err("refused");
+        assert!(
+            matches!(refusal(error), Refusal::Corrupt { index, .. } if index == bad_index),
+            "{bad_index}"
+        );
+        let path = record::record_path(dir.path());
+        assert_eq!(
+            record::read(&path, &key)
+                .expect("read")
+                .map(|s| s.tree_size),
+            Some(8),
+            "nothing signed past the fault"
+        );
+    }
 }

@@ -2,19 +2,17 @@
 //! verifies at start (from its record's frontier) and before every signature (the leaves
 //! appended since).
 //!
-//! Each leaf is recomputed from the exact stored record and compared with the stored leaf
-//! row; at the end of a step the stored root at the step's size is compared with the root of
-//! the recomputed range, which covers the cached interior nodes on the tree's right edge. The
-//! interior nodes no root uses (right children inside a completed subtree) are checked by the
-//! proofs themselves, which are verified against the recomputed root before they are sent
-//! (`anchor`). Helper H1's `tree::verify_leaves`, which compares every interior row as it
-//! completes, replaces the body of [`step`] when it lands (same contract).
+//! The work is `tree::verify_leaves` (identity): each leaf recomputed from the exact stored
+//! record and compared with the stored leaf row, and every cached interior node compared with
+//! its stored row as it completes. This module maps its faults to the signer's (the first bad
+//! leaf index and what was wrong), and checks the stored tree at a signed size against the
+//! signed frontier.
 
 use warrant_identity::{
     StateError, StateRead,
     audit::{
         merkle::{self, CompactRange},
-        tree::{self, TreeError},
+        tree::{self, TreeError, TreeFault},
     },
     keys,
 };
@@ -49,55 +47,23 @@ pub fn step(
     to_size: u64,
     leaves_max: usize,
 ) -> Result<CompactRange, VerifyError> {
-    let start = from.size();
-    let end = to_size.min(start.saturating_add(leaves_max as u64));
-    let mut range = from.clone();
-    if end <= start {
-        return Ok(range);
-    }
-    let count = usize::try_from(end - start).unwrap_or(leaves_max);
-    let rows = state.scan(keys::EVENT_PREFIX, &keys::event(start + 1), count)?;
-    for (index, (key, record)) in (start..).zip(rows.iter()) {
-        let seq = index + 1;
-        if keys::event_seq(key) != Some(seq) {
-            return Err(fault(
-                index,
-                format!("the event record of seq {seq} is missing"),
-            ));
-        }
-        let leaf = merkle::leaf_hash(record);
-        match tree::leaf(state, index) {
-            Ok(stored) if stored == leaf => {}
-            Ok(_) => {
-                return Err(fault(
-                    index,
-                    format!("the stored leaf hash of seq {seq} is not the hash of its record"),
-                ));
+    tree::verify_leaves(state, from.clone(), to_size, leaves_max as u64).map_err(|e| {
+        match e {
+            TreeFault::State(e) => VerifyError::State(e),
+            // The signer asks only within the tree it just read: past it is a bug, reported
+            // as the corrupt-state error it would otherwise hide.
+            TreeFault::OutOfRange { .. } => {
+                VerifyError::State(StateError::corrupt(keys::TREE_SIZE, e.to_string()))
             }
-            Err(TreeError::State(e)) => return Err(VerifyError::State(e)),
-            Err(e) => return Err(fault(index, format!("the stored leaf of seq {seq}: {e}"))),
+            fault => {
+                let index = fault.first_bad_index().unwrap_or(from.size());
+                VerifyError::Fault(Fault {
+                    index,
+                    what: fault.to_string(),
+                })
+            }
         }
-        range.push(leaf);
-    }
-    if range.size() < end {
-        let seq = range.size() + 1;
-        return Err(fault(
-            range.size(),
-            format!("the event record of seq {seq} is missing"),
-        ));
-    }
-    match tree::root(state, end) {
-        Ok(root) if root == range.root() => Ok(range),
-        Ok(_) => Err(fault(
-            start,
-            format!(
-                "the stored root at size {end} is not the root of the leaves: a cached interior \
-                 node at or before leaf {start} is wrong"
-            ),
-        )),
-        Err(TreeError::State(e)) => Err(VerifyError::State(e)),
-        Err(e) => Err(fault(start, format!("the stored root at size {end}: {e}"))),
-    }
+    })
 }
 
 /// Checks the stored tree at a signed size against the signed frontier: the first frontier
@@ -115,7 +81,7 @@ pub fn check_signed(state: &dyn StateRead, frontier: &CompactRange) -> Result<()
     }
     let mut start = 0u64;
     for (taken, size) in sizes.iter().enumerate() {
-        let expected = prefix_root(&hashes[..=taken]);
+        let expected = merkle::fold_right(&hashes[..=taken]);
         match tree::root(state, *size) {
             Ok(stored) if stored == expected => {}
             Ok(_) => {
@@ -134,14 +100,4 @@ pub fn check_signed(state: &dyn StateRead, frontier: &CompactRange) -> Result<()
         start = *size;
     }
     Ok(())
-}
-
-/// The root of the tree made of the first perfect subtrees of a frontier (RFC 9162: the
-/// subtrees of a size's decomposition, joined right to left).
-fn prefix_root(subtrees: &[merkle::Hash]) -> merkle::Hash {
-    let mut iter = subtrees.iter().rev();
-    let Some(last) = iter.next() else {
-        return merkle::empty_root();
-    };
-    iter.fold(*last, |right, left| merkle::node_hash(left, &right))
 }
