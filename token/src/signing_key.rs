@@ -33,21 +33,21 @@ pub struct NodeSigningKey {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningKeyError {
-    #[error("read key file {path}: {source}")]
+    #[error("read signing key {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("write key file {path}: {source}")]
+    #[error("write signing key {path}: {source}")]
     Write {
         path: String,
         source: std::io::Error,
     },
-    #[error("key file {path} is not a valid Ed25519 PKCS#8 key")]
+    #[error("signing key {path} is not a valid Ed25519 PKCS#8 key")]
     Invalid { path: String },
-    #[error("key file {path} is readable by others (mode {mode:o}); allowed: 0600")]
+    #[error("signing key {path} is readable by others (mode {mode:o}); allowed: 0600")]
     Permissions { path: String, mode: u32 },
-    #[error("generate key: {0}")]
+    #[error("generate signing key: {0}")]
     Generate(String),
 }
 
@@ -55,10 +55,42 @@ impl NodeSigningKey {
     /// Loads the key from `data_dir`, generating and saving one on first start.
     pub fn load_or_generate(data_dir: &Path) -> Result<Self, SigningKeyError> {
         let path = data_dir.join(KEY_FILE);
-        let pkcs8 = load_or_generate_pkcs8(&path)?;
-        Self::from_pkcs8(&pkcs8).ok_or(SigningKeyError::Invalid {
-            path: path.display().to_string(),
-        })
+        let path_text = path.display().to_string();
+        let pkcs8 = match fs::read(&path) {
+            Ok(bytes) => {
+                let mode = fs::metadata(&path)
+                    .map_err(|source| SigningKeyError::Read {
+                        path: path_text.clone(),
+                        source,
+                    })?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(SigningKeyError::Permissions {
+                        path: path_text,
+                        mode: mode & 0o777,
+                    });
+                }
+                bytes
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                    .map_err(|e| SigningKeyError::Generate(e.to_string()))?;
+                let bytes = document.as_ref().to_vec();
+                write_private(&path, &bytes).map_err(|source| SigningKeyError::Write {
+                    path: path_text.clone(),
+                    source,
+                })?;
+                bytes
+            }
+            Err(source) => {
+                return Err(SigningKeyError::Read {
+                    path: path_text,
+                    source,
+                });
+            }
+        };
+        Self::from_pkcs8(&pkcs8).ok_or(SigningKeyError::Invalid { path: path_text })
     }
 
     /// Generates a new key and makes it the one `data_dir` holds (temp file, fsync, rename, fsync
@@ -117,46 +149,6 @@ pub fn jwk_thumbprint(public_key: &[u8; 32]) -> String {
         URL_SAFE_NO_PAD.encode(public_key)
     );
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
-}
-
-/// The PKCS#8 bytes of the Ed25519 key file at `path`, generated and written (mode 0600, temp
-/// file, fsync, rename, fsync of the directory) when there is none. A file readable by others
-/// is refused. Shared by every key a node keeps: the token signing key and the audit key. The
-/// caller parses the bytes and names the file when they are not a key.
-pub fn load_or_generate_pkcs8(path: &Path) -> Result<Vec<u8>, SigningKeyError> {
-    let path_text = path.display().to_string();
-    match fs::read(path) {
-        Ok(bytes) => {
-            let mode = fs::metadata(path)
-                .map_err(|source| SigningKeyError::Read {
-                    path: path_text.clone(),
-                    source,
-                })?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(SigningKeyError::Permissions {
-                    path: path_text,
-                    mode: mode & 0o777,
-                });
-            }
-            Ok(bytes)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-                .map_err(|e| SigningKeyError::Generate(e.to_string()))?;
-            let bytes = document.as_ref().to_vec();
-            write_private(path, &bytes).map_err(|source| SigningKeyError::Write {
-                path: path_text,
-                source,
-            })?;
-            Ok(bytes)
-        }
-        Err(source) => Err(SigningKeyError::Read {
-            path: path_text,
-            source,
-        }),
-    }
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

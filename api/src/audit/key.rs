@@ -7,20 +7,20 @@
 
 use std::path::Path;
 
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-use warrant_token::signing_key::{SigningKeyError, load_or_generate_pkcs8};
-
-use super::note_text;
+use warrant_token::{
+    NodeSigningKey,
+    note::{self, NoteError, VerifierKey},
+    signing_key::SigningKeyError,
+};
 
 /// The key file, in the data directory.
 pub const AUDIT_KEY_FILE: &str = "audit-key.pk8";
 
 /// A node's checkpoint signing key with its origin, key name and verifier key.
 pub struct AuditKey {
-    key_pair: Ed25519KeyPair,
-    public_key: [u8; 32],
+    key: NodeSigningKey,
     origin: String,
-    key_name: String,
+    verifier: VerifierKey,
     verifier_key: String,
 }
 
@@ -29,10 +29,9 @@ pub enum AuditKeyError {
     #[error("audit key: {0}")]
     File(#[from] SigningKeyError),
     #[error(
-        "the issuer {issuer:?} gives the checkpoint origin {origin:?}, which a signed note \
-         cannot carry; allowed: no spaces, no '+', no control characters"
+        "the issuer {issuer:?} gives a checkpoint key name a signed note cannot carry: {source}"
     )]
-    Origin { issuer: String, origin: String },
+    Name { issuer: String, source: NoteError },
 }
 
 impl AuditKey {
@@ -42,54 +41,32 @@ impl AuditKey {
         issuer: &str,
         node_id: u64,
     ) -> Result<Self, AuditKeyError> {
-        let path = data_dir.join(AUDIT_KEY_FILE);
-        let pkcs8 = load_or_generate_pkcs8(&path)?;
-        Self::from_pkcs8(&pkcs8, issuer, node_id)?.ok_or_else(|| {
-            AuditKeyError::File(SigningKeyError::Invalid {
-                path: path.display().to_string(),
-            })
+        let key = NodeSigningKey::load_or_generate_file(&data_dir.join(AUDIT_KEY_FILE))?;
+        Self::new(key, issuer, node_id)
+    }
+
+    /// `key` as node `node_id`'s audit key in the cluster of `issuer`.
+    pub fn new(key: NodeSigningKey, issuer: &str, node_id: u64) -> Result<Self, AuditKeyError> {
+        let origin = note::checkpoint_origin(issuer);
+        let name = note::node_key_name(&origin, node_id);
+        // The body's first line must be one line too; the key name check covers it (no
+        // whitespace, no control character).
+        let verifier =
+            VerifierKey::new(&name, key.public_key()).map_err(|source| AuditKeyError::Name {
+                issuer: issuer.to_string(),
+                source,
+            })?;
+        Ok(AuditKey {
+            key,
+            origin,
+            verifier_key: verifier.to_string(),
+            verifier,
         })
     }
 
-    /// The key from PKCS#8 bytes (`Ok(None)` when they are not an Ed25519 key).
-    pub fn from_pkcs8(
-        pkcs8: &[u8],
-        issuer: &str,
-        node_id: u64,
-    ) -> Result<Option<Self>, AuditKeyError> {
-        let origin = origin(issuer);
-        if !note_text::is_note_name(&origin) {
-            return Err(AuditKeyError::Origin {
-                issuer: issuer.to_string(),
-                origin,
-            });
-        }
-        let Ok(key_pair) = Ed25519KeyPair::from_pkcs8(pkcs8) else {
-            return Ok(None);
-        };
-        let Ok(public_key) = <[u8; 32]>::try_from(key_pair.public_key().as_ref()) else {
-            return Ok(None);
-        };
-        let key_name = key_name(&origin, node_id);
-        let verifier_key = note_text::verifier_key(&key_name, &public_key);
-        Ok(Some(AuditKey {
-            key_pair,
-            public_key,
-            origin,
-            key_name,
-            verifier_key,
-        }))
-    }
-
-    /// The Ed25519 signature of `message`.
-    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        let mut signature = [0u8; 64];
-        signature.copy_from_slice(self.key_pair.sign(message).as_ref());
-        signature
-    }
-
-    pub fn public_key(&self) -> &[u8; 32] {
-        &self.public_key
+    /// The note of `body` signed by this key.
+    pub fn sign(&self, body: &str) -> Result<String, NoteError> {
+        note::sign(body, self.verifier.name(), &self.key)
     }
 
     /// The first line of every checkpoint body: `<issuer host and path>/audit`.
@@ -99,30 +76,18 @@ impl AuditKey {
 
     /// `<origin>#node-<id>`: the name on this node's signature lines.
     pub fn key_name(&self) -> &str {
-        &self.key_name
+        self.verifier.name()
+    }
+
+    /// This key as a note reader trusts it.
+    pub fn verifier(&self) -> &VerifierKey {
+        &self.verifier
     }
 
     /// `<key name>+<hex key id>+<base64(0x01 ‖ public key)>`, what monitors pin.
     pub fn verifier_key(&self) -> &str {
         &self.verifier_key
     }
-}
-
-/// The checkpoint origin of a cluster: its issuer without the scheme and trailing slashes, plus
-/// `/audit` (`https://warrant.example/` → `warrant.example/audit`). Every node of a cluster
-/// derives the same one, so their bodies are byte-identical at the same size.
-pub fn origin(issuer: &str) -> String {
-    let bare = issuer
-        .strip_prefix("https://")
-        .or_else(|| issuer.strip_prefix("http://"))
-        .unwrap_or(issuer)
-        .trim_end_matches('/');
-    format!("{bare}/audit")
-}
-
-/// The key name of node `node_id`'s audit key.
-pub fn key_name(origin: &str, node_id: u64) -> String {
-    format!("{origin}#node-{node_id}")
 }
 
 #[cfg(test)]
@@ -133,12 +98,13 @@ mod tests {
 
     #[test]
     fn origin_and_key_name_follow_the_issuer() {
-        assert_eq!(origin("https://warrant.example/"), "warrant.example/audit");
-        assert_eq!(origin("http://127.0.0.1:8080"), "127.0.0.1:8080/audit");
-        assert_eq!(origin("warrant.example//"), "warrant.example/audit");
+        let key = NodeSigningKey::generate_ephemeral().expect("key");
+        let key = AuditKey::new(key, "https://warrant.example/", 3).expect("names");
+        assert_eq!(key.origin(), "warrant.example/audit");
+        assert_eq!(key.key_name(), "warrant.example/audit#node-3");
         assert_eq!(
-            key_name("warrant.example/audit", 3),
-            "warrant.example/audit#node-3"
+            note::parse_verifier_key(key.verifier_key()).expect("parses"),
+            *key.verifier()
         );
     }
 
@@ -150,7 +116,7 @@ mod tests {
         let mode = std::fs::metadata(&path).expect("file").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let again = AuditKey::load_or_generate(dir.path(), "https://w.example", 1).expect("key");
-        assert_eq!(first.public_key(), again.public_key());
+        assert_eq!(first.verifier(), again.verifier());
         assert_eq!(first.verifier_key(), again.verifier_key());
         assert!(first.verifier_key().starts_with("w.example/audit#node-1+"));
         // Its own file, beside (not instead of) the token signing key.
@@ -186,6 +152,6 @@ mod tests {
         )
         .err()
         .expect("refused");
-        assert!(matches!(error, AuditKeyError::Origin { .. }), "{error}");
+        assert!(matches!(error, AuditKeyError::Name { .. }), "{error}");
     }
 }

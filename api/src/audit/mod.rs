@@ -1,7 +1,7 @@
 //! The node's signed checkpoints of the audit tree, and the proofs it serves from it.
 //!
-//! - `key`: the audit key (`<data dir>/audit-key.pk8`), its origin, key name and verifier key.
-//! - `note_text`: the checkpoint text (C2SP tlog-checkpoint and signed-note).
+//! - `key`: the audit key (`<data dir>/audit-key.pk8`), its origin, key name and verifier key;
+//!   the checkpoint text itself is `warrant_token::note` (C2SP tlog-checkpoint, signed-note).
 //! - `record`: the largest checkpoint signed (`<data dir>/audit/signed-checkpoint`).
 //! - `verify`: the tree recomputed from the event records, a bounded step at a time.
 //! - `rules`: what may be signed, as a pure state machine.
@@ -11,7 +11,6 @@
 
 pub mod anchor;
 pub mod key;
-pub mod note_text;
 pub mod record;
 pub mod rules;
 pub mod schedule;

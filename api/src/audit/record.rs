@@ -16,14 +16,16 @@ use prost::Message;
 use warrant_identity::audit::merkle::{CompactRange, Hash};
 use warrant_proto::state::SignedCheckpointRecord;
 
-use super::{key::AuditKey, note_text};
+use warrant_token::note;
+
+use super::key::AuditKey;
 
 /// The directory of the record, in the data directory.
 pub const RECORD_DIR: &str = "audit";
 /// The record's file name.
 pub const RECORD_FILE: &str = "signed-checkpoint";
 /// The largest record read: a note (at most `NOTE_BYTES_MAX`) and 64 frontier hashes.
-pub const RECORD_BYTES_MAX: u64 = 2 * note_text::NOTE_BYTES_MAX as u64;
+pub const RECORD_BYTES_MAX: u64 = 2 * note::NOTE_BYTES_MAX as u64;
 
 /// A checkpoint this node signed, as it is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,14 +114,18 @@ fn from_record(record: SignedCheckpointRecord, key: &AuditKey) -> Result<Signed,
     if frontier.root() != root {
         return Err("the frontier does not give root_hash".to_string());
     }
-    let opened = note_text::open(&record.note, key.verifier_key())
+    let opened = note::open(&record.note, std::slice::from_ref(key.verifier()))
         .map_err(|e| format!("note, with this node's audit key: {e}"))?;
-    if opened.origin != key.origin() || opened.tree_size != record.tree_size || opened.root != root
+    let body = note::parse_checkpoint(&opened.body).map_err(|e| format!("note: {e}"))?;
+    if body.origin != key.origin()
+        || body.size != record.tree_size
+        || body.root != root
+        || !body.extensions.is_empty()
     {
         return Err(format!(
             "the note says {} at size {}, the record {} at size {}",
-            opened.origin,
-            opened.tree_size,
+            body.origin,
+            body.size,
             key.origin(),
             record.tree_size
         ));

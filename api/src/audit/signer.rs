@@ -18,11 +18,11 @@ use warrant_identity::{
 };
 use warrant_proto::api;
 use warrant_raft::{RaftNode, ReadConsistency, StateReader};
+use warrant_token::note;
 
 use super::{
     anchor::ProofRefusal,
     key::AuditKey,
-    note_text,
     record::{self, RecordError, Signed},
     rules::{Plan, Refusal, Rules, SignerState},
     verify::{self, VerifyError},
@@ -48,6 +48,8 @@ pub enum StepError {
     State(#[from] warrant_identity::StateError),
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error("sign the checkpoint: {0}")]
+    Note(String),
 }
 
 impl From<StepError> for ApiError {
@@ -173,10 +175,9 @@ impl Core {
             Plan::Sign(range) => range,
         };
         let root = range.root();
-        let body = note_text::checkpoint_body(self.key.origin(), range.size(), &root);
-        let note = note_text::sign(&body, self.key.key_name(), self.key.public_key(), |m| {
-            self.key.sign(m)
-        });
+        let note = note::checkpoint_body(self.key.origin(), range.size(), &root)
+            .and_then(|body| self.key.sign(&body))
+            .map_err(|e| StepError::Note(e.to_string()))?;
         let signed = Signed {
             note,
             tree_size: range.size(),
@@ -189,19 +190,30 @@ impl Core {
         Ok((signed, true))
     }
 
-    /// Runs `prove` against the verified tree, once it covers `size`. A fault it reports makes
-    /// the signer corrupt: the stored tree lied to it.
+    /// Runs `prove` against the verified tree, once it covers `size` (stepping there when
+    /// `may_step`, else refusing). A fault it reports makes the signer corrupt: the stored tree
+    /// lied to it.
     pub fn prove<T>(
         &self,
         state: &dyn StateRead,
         size: u64,
+        may_step: bool,
         prove: impl FnOnce(&dyn StateRead, &CompactRange) -> Result<T, ProofRefusal>,
     ) -> Result<T, ApiError> {
         if let Some(refusal) = self.rules().refusal() {
             return Err(refusal.into());
         }
-        self.verify_to(state, size)?;
+        if may_step {
+            self.verify_to(state, size)?;
+        }
         let verified = self.rules().verified().clone();
+        if verified.size() < size {
+            return Err(Refusal::Behind {
+                verified: verified.size(),
+                confirmed: size,
+            }
+            .into());
+        }
         match prove(state, &verified) {
             Ok(proof) => Ok(proof),
             Err(ProofRefusal::Fault(fault)) => Err(self.failed(VerifyError::Fault(fault)).into()),
@@ -347,16 +359,21 @@ impl CheckpointSigner {
         Ok(self.serve(&signed))
     }
 
-    /// Runs `prove` on a blocking thread against the verified tree covering `size`.
+    /// Runs `prove` on a blocking thread against the verified tree covering `size`. Proofs
+    /// within the verified tree run side by side; one past it first verifies the leaves
+    /// between, holding `work` like a signature.
     pub async fn prove<T: Send + 'static>(
         &self,
         size: u64,
         prove: impl FnOnce(&dyn StateRead, &CompactRange) -> Result<T, ProofRefusal> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _one = self.work.lock().await;
         let core = self.core.clone();
         let reader: StateReader = self.node.reader();
-        blocking(move || core.prove(&reader, size, prove)).await
+        if size <= core.verified_size() {
+            return blocking(move || core.prove(&reader, size, false, prove)).await;
+        }
+        let _one = self.work.lock().await;
+        blocking(move || core.prove(&reader, size, true, prove)).await
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::{rand::SystemRandom, signature::Ed25519KeyPair};
 use prost::Message;
 use warrant_identity::{
     InMemoryState, StateRead, WriteSet,
@@ -11,11 +10,14 @@ use warrant_identity::{
     keys,
 };
 use warrant_proto::log;
+use warrant_token::{
+    NodeSigningKey,
+    note::{self, NoteError},
+};
 
 use super::{
     anchor,
     key::AuditKey,
-    note_text,
     record::{self, RecordError},
     rules::{Refusal, SignerState},
     signer::{Core, StepError},
@@ -24,11 +26,8 @@ use super::{
 const ISSUER: &str = "https://warrant.example/";
 
 fn audit_key() -> Arc<AuditKey> {
-    let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("generate");
-    let key = AuditKey::from_pkcs8(document.as_ref(), ISSUER, 1)
-        .expect("origin")
-        .expect("key");
-    Arc::new(key)
+    let key = NodeSigningKey::generate_ephemeral().expect("key");
+    Arc::new(AuditKey::new(key, ISSUER, 1).expect("names"))
 }
 
 /// The record of event `seq`; `variant` changes its bytes (another history).
@@ -94,8 +93,8 @@ fn a_signature_is_persisted_and_read_back_strictly() {
     assert!(new);
     assert_eq!(signed.tree_size, 10);
     assert_eq!(signed.root, tree::root(&state, 10).expect("root"));
-    let opened = note_text::open(&signed.note, key.verifier_key()).expect("opens");
-    assert_eq!((opened.tree_size, opened.root), (10, signed.root));
+    let opened = open_note(&signed.note, &key).expect("opens");
+    assert_eq!((opened.size, opened.root), (10, signed.root));
     assert_eq!(opened.origin, "warrant.example/audit");
     // Round trip: the record read at start is the one written.
     let path = record::record_path(dir.path());
@@ -219,7 +218,7 @@ fn a_truncated_tail_is_a_rollback_until_caught_up() {
         refusal(restarted.sign(&truncated, 6, 2).expect_err("no")),
         rollback
     );
-    let proof = restarted.prove(&truncated, 6, |state, verified| {
+    let proof = restarted.prove(&truncated, 6, true, |state, verified| {
         anchor::inclusion(state, verified, 0, 6)
     });
     assert_eq!(
@@ -330,7 +329,7 @@ fn a_corrupted_cached_node_refuses_the_proofs_that_use_it() {
     let core = open(&dir, &key);
     catch_up(&core, &state).expect("verified");
     let good = core
-        .prove(&state, 16, |s, v| anchor::inclusion(s, v, 4, 16))
+        .prove(&state, 16, true, |s, v| anchor::inclusion(s, v, 4, 16))
         .expect("proof");
     merkle::verify_inclusion(4, 16, &good.leaf, &good.path, &good.root).expect("verifies");
 
@@ -341,7 +340,7 @@ fn a_corrupted_cached_node_refuses_the_proofs_that_use_it() {
     writes.put(row, bad);
     state.apply_writes(&writes);
     let error = core
-        .prove(&state, 16, |s, v| anchor::inclusion(s, v, 4, 16))
+        .prove(&state, 16, true, |s, v| anchor::inclusion(s, v, 4, 16))
         .err()
         .expect("refused");
     assert_eq!(error.reason, crate::error::Reason::AuditTreeCorrupt);
@@ -369,7 +368,7 @@ fn proofs_at_every_size_verify_and_a_bad_node_refuses_consistency() {
     for size in 1..=13u64 {
         for index in 0..size {
             let proof = core
-                .prove(&state, size, move |s, v| {
+                .prove(&state, size, true, move |s, v| {
                     anchor::inclusion(s, v, index, size)
                 })
                 .expect("inclusion");
@@ -377,13 +376,13 @@ fn proofs_at_every_size_verify_and_a_bad_node_refuses_consistency() {
                 .expect("verifies");
         }
         for old in 0..=size {
-            core.prove(&state, size, move |s, v| {
+            core.prove(&state, size, true, move |s, v| {
                 anchor::consistency(s, v, old, size)
             })
             .expect("consistency");
         }
     }
-    let out_of_range = core.prove(&state, 13, |s, v| anchor::consistency(s, v, 9, 5));
+    let out_of_range = core.prove(&state, 13, true, |s, v| anchor::consistency(s, v, 9, 5));
     assert_eq!(
         out_of_range.err().map(|e| e.reason),
         Some(crate::error::Reason::TreeSizeOutOfRange)
@@ -396,7 +395,7 @@ fn proofs_at_every_size_verify_and_a_bad_node_refuses_consistency() {
     writes.put(row, bad);
     state.apply_writes(&writes);
     let error = core
-        .prove(&state, 13, |s, v| anchor::consistency(s, v, 10, 13))
+        .prove(&state, 13, true, |s, v| anchor::consistency(s, v, 10, 13))
         .err()
         .expect("refused");
     assert_eq!(error.reason, crate::error::Reason::AuditTreeCorrupt);
@@ -437,4 +436,62 @@ fn a_flipped_stored_row_after_the_record_is_found_before_signing() {
             "nothing signed past the fault"
         );
     }
+}
+
+/// What a monitor does with a served note: open it with the pinned verifier key.
+fn open_note(text: &str, key: &AuditKey) -> Result<note::Checkpoint, NoteError> {
+    let pinned = note::parse_verifier_key(key.verifier_key())?;
+    let opened = note::open(text, &[pinned])?;
+    note::parse_checkpoint(&opened.body)
+}
+
+/// Tamper case 3: a served checkpoint with a flipped signature byte, or a swapped key id, is
+/// refused by a reader holding the pinned verifier key; so is another node's signature.
+#[test]
+fn a_flipped_signature_or_a_swapped_key_id_is_refused() {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = audit_key();
+    let state = store(5);
+    let core = open(&dir, &key);
+    catch_up(&core, &state).expect("verified");
+    let (signed, _) = core.sign(&state, 5, 1).expect("signed");
+    open_note(&signed.note, &key).expect("the served note opens");
+    let (head, blob) = signed.note.trim_end().rsplit_once(' ').expect("signature");
+    let blob = STANDARD.decode(blob).expect("base64");
+    let with = |blob: &[u8]| format!("{head} {}\n", STANDARD.encode(blob));
+    let mut flipped = blob.clone();
+    flipped[20] ^= 0x01;
+    assert!(matches!(
+        open_note(&with(&flipped), &key),
+        Err(NoteError::BadSignature { .. })
+    ));
+    let mut swapped = blob.clone();
+    swapped[0] ^= 0x01;
+    assert!(matches!(
+        open_note(&with(&swapped), &key),
+        Err(NoteError::NoKnownSignature { .. })
+    ));
+    let other = audit_key();
+    assert!(open_note(&signed.note, &other).is_err());
+    // The same size signed by another node of the cluster: byte-identical body, so the
+    // notes merge and each node's key opens the merged note.
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other_node = Arc::new(
+        AuditKey::new(
+            NodeSigningKey::generate_ephemeral().expect("key"),
+            ISSUER,
+            2,
+        )
+        .expect("names"),
+    );
+    let other_core = open(&other_dir, &other_node);
+    catch_up(&other_core, &state).expect("verified");
+    let (other_signed, _) = other_core.sign(&state, 5, 1).expect("signed");
+    let merged = note::merge(&[&signed.note, &other_signed.note]).expect("same body");
+    assert_eq!(
+        open_note(&merged, &key).expect("node 1"),
+        open_note(&merged, &other_node).expect("node 2")
+    );
 }
