@@ -146,12 +146,7 @@ impl Warrant {
         let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
         let audit_key = load_audit_key(&config)?;
         let node = start_raft(&config, peer_security(&config, tls.as_ref())?).await?;
-        // After the storage opened: the signer verifies the tree there, from its record.
-        let checkpoints = Arc::new(CheckpointSigner::open(
-            node.clone(),
-            audit_key,
-            &config.data_dir,
-        )?);
+        let checkpoints = open_checkpoints(&config, &node, audit_key)?;
         let listeners = Listeners::bind(&config).await?;
         let federation = Arc::new(Federation::load(config.federation.clone()).await?);
         let (receipt_queue, receipt_drain) = receipts::queue();
@@ -278,6 +273,17 @@ fn load_audit_key(config: &ApiConfig) -> Result<Arc<AuditKey>, ServeError> {
         "audit key loaded: monitors pin this verifier key to check this node's checkpoints"
     );
     Ok(Arc::new(key))
+}
+
+/// The checkpoint signer, once the storage opened: it verifies the tree there, from its record
+/// (read strictly: a corrupt record stops the node, naming the file).
+fn open_checkpoints(
+    config: &ApiConfig,
+    node: &RaftNode,
+    audit_key: Arc<AuditKey>,
+) -> Result<Arc<CheckpointSigner>, ServeError> {
+    let signer = CheckpointSigner::open(node.clone(), audit_key, &config.data_dir)?;
+    Ok(Arc::new(signer))
 }
 
 async fn start_raft(config: &ApiConfig, security: PeerSecurity) -> Result<RaftNode, ServeError> {

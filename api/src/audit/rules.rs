@@ -250,3 +250,141 @@ impl Rules {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use warrant_identity::audit::merkle;
+
+    use super::*;
+
+    fn range(size: u64) -> CompactRange {
+        let mut range = CompactRange::new();
+        for i in 0..size {
+            range
+                .push(merkle::leaf_hash(&i.to_be_bytes()))
+                .expect("push");
+        }
+        range
+    }
+
+    fn signed_at(size: u64) -> Signed {
+        let frontier = range(size);
+        Signed {
+            note: String::new(),
+            tree_size: size,
+            root: frontier.root(),
+            frontier,
+            signed_at_unix_ms: 0,
+        }
+    }
+
+    /// Drives the rules as the signer does, with verification standing in as "the leaves are
+    /// the ones `range` gives".
+    fn caught_up(rules: &mut Rules, tree_size: u64) {
+        if rules.observe(tree_size).expect("observed").is_some() {
+            rules.signed_checked();
+        }
+        rules.advanced(range(tree_size), tree_size);
+    }
+
+    #[test]
+    fn a_fresh_node_signs_only_a_confirmed_non_empty_tree() {
+        let mut rules = Rules::new(None);
+        assert_eq!(rules.plan(0), Err(Refusal::Verifying));
+        caught_up(&mut rules, 0);
+        assert_eq!(rules.state(), &SignerState::Ready);
+        assert_eq!(rules.plan(0), Err(Refusal::Empty));
+        caught_up(&mut rules, 3);
+        assert_eq!(rules.plan(3), Ok(Plan::Sign(range(3))));
+        assert_eq!(
+            rules.plan(4),
+            Err(Refusal::Behind {
+                verified: 3,
+                confirmed: 4
+            })
+        );
+        rules.recorded(signed_at(3));
+        assert_eq!(rules.plan(3), Ok(Plan::Keep));
+        // A smaller signature recorded late never replaces the larger one.
+        rules.recorded(signed_at(2));
+        assert_eq!(rules.signed().map(|s| s.tree_size), Some(3));
+    }
+
+    #[test]
+    fn a_tree_below_the_record_is_a_rollback_until_it_caught_up() {
+        let mut rules = Rules::new(Some(signed_at(8)));
+        let rollback = Refusal::Rollback {
+            signed_size: 8,
+            tree_size: 5,
+        };
+        assert_eq!(rules.observe(5), Err(rollback.clone()));
+        assert_eq!(rules.plan(5), Err(rollback.clone()));
+        assert_eq!(rules.refusal(), Some(rollback));
+        // Caught up: verifying (the stored tree at 8 is checked once), then ready.
+        assert_eq!(rules.observe(8), Ok(Some(range(8))));
+        assert_eq!(rules.state(), &SignerState::Verifying);
+        rules.signed_checked();
+        rules.advanced(range(9), 9);
+        assert_eq!(rules.state(), &SignerState::Ready);
+        assert_eq!(rules.plan(9), Ok(Plan::Sign(range(9))));
+    }
+
+    #[test]
+    fn another_root_at_the_signed_size_is_never_planned() {
+        let mut forged = signed_at(4);
+        forged.root = [9u8; 32];
+        let mut rules = Rules::new(Some(forged));
+        rules.signed_checked();
+        rules.observe(4).expect("observed");
+        rules.advanced(range(4), 4);
+        assert!(matches!(rules.plan(4), Err(Refusal::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_fault_is_final_and_reported_once() {
+        let mut rules = Rules::new(None);
+        caught_up(&mut rules, 4);
+        let fault = Fault {
+            index: 2,
+            what: "flipped".to_string(),
+        };
+        assert!(rules.fault(fault.clone()));
+        assert!(!rules.fault(Fault { index: 3, ..fault }));
+        assert!(matches!(
+            rules.observe(4),
+            Err(Refusal::Corrupt { index: 2, .. })
+        ));
+        rules.advanced(range(5), 5);
+        assert!(matches!(
+            rules.plan(5),
+            Err(Refusal::Corrupt { index: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn refusals_map_to_their_reasons() {
+        let cases = [
+            (Refusal::Verifying, Reason::CheckpointUnavailable),
+            (Refusal::Empty, Reason::CheckpointUnavailable),
+            (
+                Refusal::Rollback {
+                    signed_size: 2,
+                    tree_size: 1,
+                },
+                Reason::AuditRollback,
+            ),
+            (
+                Refusal::Corrupt {
+                    index: u64::MAX,
+                    what: String::new(),
+                },
+                Reason::AuditTreeCorrupt,
+            ),
+        ];
+        for (refusal, reason) in cases {
+            let error = ApiError::from(refusal);
+            assert_eq!(error.reason, reason);
+            assert_eq!(error.code, reason.status());
+        }
+    }
+}
