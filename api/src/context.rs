@@ -12,6 +12,7 @@ use warrant_proto::log;
 use warrant_raft::{RaftNode, ReadConsistency, StateReader};
 
 use crate::{
+    audit::CheckpointSigner,
     auth::{AuthSource, Authenticator, Caller},
     digest_key::DigestKey,
     error::{ApiError, Reason},
@@ -43,6 +44,9 @@ pub struct Context {
     pub digest_key: DigestKey,
     /// ASYNC receipts waiting for commit (`crate::receipts`).
     pub receipts: ReceiptQueue,
+    /// This node's signed checkpoints of the audit tree, and the verified tree proofs are
+    /// checked against (`crate::audit`).
+    pub checkpoints: Arc<CheckpointSigner>,
 }
 
 impl Context {

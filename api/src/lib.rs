@@ -8,6 +8,7 @@
 //! **Architecture Invariant:** this crate is the only one that knows the public API's protobuf
 //! types and gRPC status codes. It never touches RocksDB or openraft directly.
 
+pub mod audit;
 pub mod auth;
 pub mod authzen;
 pub mod context;

@@ -124,3 +124,15 @@ pub const AUTH_FAILURE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration
 /// rest folded into one "(other)" entry. So unauthenticated traffic adds at most this many
 /// events per node per flush interval.
 pub const AUTH_FAILURES_PER_RECORD_MAX: usize = 64;
+
+// Checkpoints (`crate::audit`).
+
+/// How often a node signs a checkpoint when its tree grew.
+pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// The least time between two signatures on demand (`GetCheckpoint` with `fresh`): within it
+/// the latest checkpoint is returned, so a flood of fresh requests costs at most 4 signatures
+/// and record writes a second.
+pub const CHECKPOINT_SIGN_INTERVAL_MIN: std::time::Duration = std::time::Duration::from_millis(250);
+/// Leaves recomputed from their event records per verification step on a blocking thread:
+/// about a few milliseconds of work, so a stop or a waiting request is never held long.
+pub const VERIFY_LEAVES_PER_STEP: usize = 4096;

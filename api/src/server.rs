@@ -17,6 +17,7 @@ use warrant_raft::{PeerSecurity, RaftConfig, RaftNode, SharedSecrets};
 use warrant_token::NodeSigningKey;
 
 use crate::{
+    audit::{self, AuditKey, CheckpointSigner, key::AuditKeyError, record::RecordError},
     auth::{AuthConfig, Authenticator},
     context::Context,
     federation::{Federation, FederationError, IssuerConfig},
@@ -89,6 +90,10 @@ pub enum ServeError {
     },
     #[error("signing key: {0}")]
     SigningKey(#[from] warrant_token::signing_key::SigningKeyError),
+    #[error(transparent)]
+    AuditKey(#[from] AuditKeyError),
+    #[error(transparent)]
+    AuditRecord(#[from] RecordError),
     #[error("start raft: {0}")]
     Raft(#[from] warrant_raft::StartError),
     #[error("bind {addr}: {source}")]
@@ -139,7 +144,9 @@ impl Warrant {
         })?;
         let tls = load_tls(&config)?;
         let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
+        let audit_key = load_audit_key(&config)?;
         let node = start_raft(&config, peer_security(&config, tls.as_ref())?).await?;
+        let checkpoints = open_checkpoints(&config, &node, audit_key)?;
         let listeners = Listeners::bind(&config).await?;
         let federation = Arc::new(Federation::load(config.federation.clone()).await?);
         let (receipt_queue, receipt_drain) = receipts::queue();
@@ -149,6 +156,7 @@ impl Warrant {
             &signing_key,
             federation.clone(),
             receipt_queue,
+            checkpoints,
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         // Not among `tasks`, which are aborted at stop: it commits what is queued, within a
@@ -255,6 +263,27 @@ fn peer_security(
             "TLS is configured but its material is not loaded".to_string(),
         )),
     }
+}
+
+/// The node's audit key, named in one log line so that an operator can pin its verifier key.
+fn load_audit_key(config: &ApiConfig) -> Result<Arc<AuditKey>, ServeError> {
+    let key = AuditKey::load_or_generate(&config.data_dir, &config.issuer, config.node_id)?;
+    tracing::info!(
+        verifier_key = key.verifier_key(),
+        "audit key loaded: monitors pin this verifier key to check this node's checkpoints"
+    );
+    Ok(Arc::new(key))
+}
+
+/// The checkpoint signer, once the storage opened: it verifies the tree there, from its record
+/// (read strictly: a corrupt record stops the node, naming the file).
+fn open_checkpoints(
+    config: &ApiConfig,
+    node: &RaftNode,
+    audit_key: Arc<AuditKey>,
+) -> Result<Arc<CheckpointSigner>, ServeError> {
+    let signer = CheckpointSigner::open(node.clone(), audit_key, &config.data_dir)?;
+    Ok(Arc::new(signer))
 }
 
 async fn start_raft(config: &ApiConfig, security: PeerSecurity) -> Result<RaftNode, ServeError> {
@@ -366,6 +395,7 @@ fn service_context(
     signing_key: &Arc<NodeSigningKey>,
     federation: Arc<Federation>,
     receipts: ReceiptQueue,
+    checkpoints: Arc<CheckpointSigner>,
 ) -> Arc<Context> {
     Arc::new(Context {
         node: node.clone(),
@@ -386,6 +416,7 @@ fn service_context(
         rotation: tokio::sync::Mutex::new(()),
         digest_key: crate::digest_key::DigestKey::from_admin_token(&config.admin_token),
         receipts,
+        checkpoints,
     })
 }
 
@@ -470,7 +501,8 @@ async fn public_routes(context: &Arc<Context>) -> Result<(Routes, HealthReporter
 /// Publishes this node's signing key (`keys::publish`), then reports the node healthy:
 /// healthy means able to serve, so a leader is known and the key is in the log.
 /// The tasks a serving node runs beside its listeners, aborted at stop: upstream JWKS refresh,
-/// the failed-authentication flush, publishing the signing key (then SERVING), TLS reload.
+/// the failed-authentication flush, the checkpoint schedule (`audit::schedule`), publishing the
+/// signing key (then SERVING), TLS reload.
 fn spawn_background(
     context: &Arc<Context>,
     federation: Arc<Federation>,
@@ -483,6 +515,10 @@ fn spawn_background(
         tokio::spawn(federation.refresh_forever(stop.clone())),
         tokio::spawn(crate::auth::failure_log::flush_forever(
             context.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(audit::schedule::run(
+            context.checkpoints.clone(),
             stop.clone(),
         )),
         tokio::spawn(publish_then_serve(

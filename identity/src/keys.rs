@@ -33,6 +33,8 @@
 //! | `do\0` + owner_human_id + `\0` + device_id | empty (devices by owner) |
 //! | `v\0` + escaped key + `\0\0` + seq (u64 BE) | one version of a projection row: `0x01` + the row, or `0x00` (deleted) |
 //! | `vt\0` + time_unix_ms (u64 BE) | the last seq of the batches stamped then, u64 BE |
+//! | `m\0tree_size` | the number of leaves of the Merkle tree over the events, u64 BE (equals `m\0last_seq`) |
+//! | `mt\0` + level (u8) + index (u64 BE) | 32 bytes: the hash of the perfect subtree of 2^level leaves from leaf index × 2^level (level 0: leaf hashes), stored once complete |
 //!
 //! Big-endian numbers keep the store's byte order equal to numeric order, so events scan in seq
 //! order.
@@ -201,6 +203,18 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         *byte = byte.saturating_add(1);
     }
     Some(end)
+}
+
+/// The key holding the number of leaves of the Merkle tree over the events.
+pub const TREE_SIZE: &[u8] = b"m\0tree_size";
+/// The prefix of every stored Merkle tree node.
+pub const TREE_NODE_PREFIX: &[u8] = b"mt\0";
+
+/// The key of the Merkle tree node of 2^`level` leaves starting at leaf `index` × 2^`level`.
+pub fn tree_node(level: u8, index: u64) -> Vec<u8> {
+    let mut key = join(TREE_NODE_PREFIX, &[level]);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
 }
 
 /// The key of delegation `delegation_id`'s budget usage row.
@@ -448,6 +462,8 @@ mod tests {
             (versions_under(b"gg\0bot\0"), b"v\0gg\0\xffbot\0\xff"),
             (versions_after(b"pa"), b"v\0pa\0\x01"),
             (version_time(258), b"vt\0\0\0\0\0\0\0\x01\x02"),
+            (TREE_SIZE.to_vec(), b"m\0tree_size"),
+            (tree_node(3, 258), b"mt\0\x03\0\0\0\0\0\0\x01\x02"),
         ];
         for (actual, expected) in cases {
             assert_eq!(display(actual), display(expected));
@@ -498,6 +514,8 @@ mod tests {
             DEVICE_BY_OWNER_PREFIX,
             VERSION_PREFIX,
             VERSION_TIME_PREFIX,
+            TREE_SIZE,
+            TREE_NODE_PREFIX,
         ];
         for (a_idx, a) in prefixes.iter().enumerate() {
             for (b_idx, b) in prefixes.iter().enumerate() {
