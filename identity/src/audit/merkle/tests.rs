@@ -575,3 +575,40 @@ fn split_is_the_largest_power_of_two_below() {
         assert_eq!(split(n), k, "split({n})");
     }
 }
+
+mod arbitrary_arguments {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn size() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..70, any::<u64>(), Just(u64::MAX), Just(u64::MAX - 1)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the arguments, the verifiers answer (never panic), and a proof of random
+        /// hashes never verifies unless it is the trivial one.
+        #[test]
+        fn verifiers_never_panic(
+            a in size(),
+            b in size(),
+            len in 0usize..=PROOF_HASHES_MAX + 2,
+            fill in any::<u8>(),
+        ) {
+            let proof = vec![[fill; 32]; len];
+            let (x, y) = ([fill ^ 1; 32], [fill ^ 2; 32]);
+            let inclusion = verify_inclusion(a, b, &x, &proof, &y);
+            prop_assert!(inclusion.is_err());
+            let consistency = verify_consistency(a, b, &x, &y, &proof);
+            prop_assert!(consistency.is_err());
+            if let Some(want) = inclusion_proof_len(a, b) {
+                prop_assert!(want <= 64);
+            }
+            if let Some(want) = consistency_proof_len(a, b) {
+                prop_assert!(want <= 65);
+            }
+        }
+    }
+}
