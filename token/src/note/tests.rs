@@ -141,15 +141,15 @@ fn tampered_notes_are_refused() {
     }
 }
 
-#[test]
-fn malformed_notes_are_refused_before_any_signature_is_checked() {
-    let peter = [vkey(PETER_VKEY)];
+/// (what, note, refusal): notes malformed in one way each, refused before any signature is
+/// checked (after the reference implementation's bad messages).
+fn malformed_notes() -> Vec<(&'static str, Vec<u8>, NoteError)> {
     let sig_base64 = PETER_SIG.trim_end().rsplit(' ').next().expect("base64");
     let malformed = |line: usize, reason: &str| NoteError::MalformedSignature {
         line,
         reason: reason.into(),
     };
-    let cases: Vec<(&str, Vec<u8>, NoteError)> = vec![
+    vec![
         ("text only", TEXT.into(), NoteError::NoSeparator),
         (
             "blank line, no signature",
@@ -225,8 +225,13 @@ fn malformed_notes_are_refused_before_any_signature_is_checked() {
                 "the signature is 3 bytes; it starts with a 4-byte key id",
             ),
         ),
-    ];
-    for (what, note, expected) in cases {
+    ]
+}
+
+#[test]
+fn malformed_notes_are_refused_before_any_signature_is_checked() {
+    let peter = [vkey(PETER_VKEY)];
+    for (what, note, expected) in malformed_notes() {
         assert_eq!(open(&note, &peter), Err(expected), "{what}");
     }
 }

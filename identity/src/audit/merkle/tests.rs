@@ -104,198 +104,119 @@ fn reference_consistency_proofs_verify() {
     }
 }
 
-/// One way to spoil a valid inclusion proof: (what, index, size, leaf, proof, root).
-type InclusionProbe = (String, u64, u64, Hash, Vec<Hash>, Hash);
-
-/// Every mutation of a valid inclusion proof that must fail (after the Go reference's
-/// corruptInclusionProof table, extended with reordering).
-fn spoiled_inclusion(
+/// An inclusion proof and what it claims.
+#[derive(Clone, PartialEq)]
+struct Inclusion {
     index: u64,
     size: u64,
     leaf: Hash,
-    proof: &[Hash],
+    proof: Vec<Hash>,
     root: Hash,
-) -> Vec<InclusionProbe> {
-    let some = [0xab; 32];
-    let with = |what: &str, i, s, l, p: Vec<Hash>, r| (what.to_string(), i, s, l, p, r);
-    let mut probes = vec![
-        with(
-            "index - 1",
-            index.wrapping_sub(1),
-            size,
-            leaf,
-            proof.to_vec(),
-            root,
-        ),
-        with("index + 1", index + 1, size, leaf, proof.to_vec(), root),
-        with("index ^ 2", index ^ 2, size, leaf, proof.to_vec(), root),
-        with("size * 2", index, size * 2, leaf, proof.to_vec(), root),
-        with("size / 2", index, size / 2, leaf, proof.to_vec(), root),
-        with("wrong leaf", index, size, some, proof.to_vec(), root),
-        with(
-            "empty root",
-            index,
-            size,
-            leaf,
-            proof.to_vec(),
-            empty_root(),
-        ),
-        with("random root", index, size, leaf, proof.to_vec(), some),
-        with(
-            "trailing root",
-            index,
-            size,
-            leaf,
-            [proof, &[root]].concat(),
-            root,
-        ),
-        with(
-            "preceding root",
-            index,
-            size,
-            leaf,
-            [&[root], proof].concat(),
-            root,
-        ),
-    ];
-    for i in 0..proof.len() {
-        let mut flipped = proof.to_vec();
-        flipped[i][0] ^= 8;
-        probes.push(with(
-            &format!("proof[{i}] bit 3"),
-            index,
-            size,
-            leaf,
-            flipped,
-            root,
-        ));
+}
+
+const SOME: Hash = [0xab; 32];
+
+/// Every way to spoil a valid inclusion proof that must fail (the Go reference's
+/// corruptInclusionProof table, with reordering added); a mutation that does not apply to a
+/// proof (too short to reorder) leaves it valid and is skipped.
+/// (what, how).
+type Spoiler<T> = (&'static str, fn(&mut T));
+
+const INCLUSION_SPOILERS: &[Spoiler<Inclusion>] = &[
+    ("index - 1", |p| p.index = p.index.wrapping_sub(1)),
+    ("index + 1", |p| p.index += 1),
+    ("index ^ 2", |p| p.index ^= 2),
+    ("size * 2", |p| p.size *= 2),
+    ("size / 2", |p| p.size /= 2),
+    ("wrong leaf", |p| p.leaf = SOME),
+    ("empty root", |p| p.root = empty_root()),
+    ("random root", |p| p.root = SOME),
+    ("trailing root", |p| p.proof.push(p.root)),
+    ("preceding root", |p| p.proof.insert(0, p.root)),
+    ("removed last", |p| {
+        p.proof.truncate(p.proof.len().saturating_sub(1))
+    }),
+    ("proof[0] bit 3", |p| flip(&mut p.proof, 0, 8)),
+    ("proof[1] bit 3", |p| flip(&mut p.proof, 1, 8)),
+    ("proof[2] bit 3", |p| flip(&mut p.proof, 2, 8)),
+    ("reversed", |p| p.proof.reverse()),
+    ("first two swapped", |p| swap_first_two(&mut p.proof)),
+];
+
+fn flip(proof: &mut [Hash], i: usize, bit: u8) {
+    if let Some(hash) = proof.get_mut(i) {
+        hash[0] ^= bit;
     }
-    if let Some((_, shorter)) = proof.split_last() {
-        probes.push(with(
-            "removed last",
-            index,
-            size,
-            leaf,
-            shorter.to_vec(),
-            root,
-        ));
-    }
+}
+
+fn swap_first_two(proof: &mut [Hash]) {
     if proof.len() > 1 {
-        let mut reversed = proof.to_vec();
-        reversed.reverse();
-        probes.push(with("reversed", index, size, leaf, reversed, root));
-        let mut swapped = proof.to_vec();
-        swapped.swap(0, 1);
-        probes.push(with("first two swapped", index, size, leaf, swapped, root));
+        proof.swap(0, 1);
     }
-    probes
 }
 
 #[test]
 fn spoiled_inclusion_proofs_fail() {
     let leaves = reference_leaves();
     for (index, size, proof) in INCLUSION_PROOFS {
-        let leaf = leaves[index as usize];
-        let root = root(size as usize);
-        for (what, i, s, l, p, r) in spoiled_inclusion(index, size, leaf, &hashes(proof), root) {
+        let valid = Inclusion {
+            index,
+            size,
+            leaf: leaves[index as usize],
+            proof: hashes(proof),
+            root: root(size as usize),
+        };
+        for (what, spoil) in INCLUSION_SPOILERS {
+            let mut p = valid.clone();
+            spoil(&mut p);
+            if p == valid {
+                continue;
+            }
             assert!(
-                verify_inclusion(i, s, &l, &p, &r).is_err(),
+                verify_inclusion(p.index, p.size, &p.leaf, &p.proof, &p.root).is_err(),
                 "inclusion of {index} in {size}, {what}: verified"
             );
         }
     }
 }
 
-/// One way to spoil a valid consistency proof: (what, old, new, old root, new root, proof).
-type ConsistencyProbe = (String, u64, u64, Hash, Hash, Vec<Hash>);
-
-fn spoiled_consistency(
+/// A consistency proof and what it claims.
+#[derive(Clone, PartialEq)]
+struct Consistency {
     old: u64,
     new: u64,
-    r1: Hash,
-    r2: Hash,
-    proof: &[Hash],
-) -> Vec<ConsistencyProbe> {
-    let some = [0xab; 32];
-    let with = |what: &str, o, n, a, b, p: Vec<Hash>| (what.to_string(), o, n, a, b, p);
-    let mut probes = vec![
-        with("old - 1", old - 1, new, r1, r2, proof.to_vec()),
-        with("old + 1", old + 1, new, r1, r2, proof.to_vec()),
-        with("old ^ 2", old ^ 2, new, r1, r2, proof.to_vec()),
-        with("new * 2", old, new * 2, r1, r2, proof.to_vec()),
-        with("new / 2", old, new / 2, r1, r2, proof.to_vec()),
-        with("wrong old root", old, new, some, r2, proof.to_vec()),
-        with("wrong new root", old, new, r1, some, proof.to_vec()),
-        with("swapped roots", old, new, r2, r1, proof.to_vec()),
-        with("empty proof", old, new, r1, r2, Vec::new()),
-        with(
-            "trailing old root",
-            old,
-            new,
-            r1,
-            r2,
-            [proof, &[r1]].concat(),
-        ),
-        with(
-            "trailing new root",
-            old,
-            new,
-            r1,
-            r2,
-            [proof, &[r2]].concat(),
-        ),
-        with(
-            "preceding old root",
-            old,
-            new,
-            r1,
-            r2,
-            [&[r1], proof].concat(),
-        ),
-        with(
-            "preceding new root",
-            old,
-            new,
-            r1,
-            r2,
-            [&[r2], proof].concat(),
-        ),
-        with(
-            "preceding proof[0]",
-            old,
-            new,
-            r1,
-            r2,
-            [&proof[..1], proof].concat(),
-        ),
-        with(
-            "truncated",
-            old,
-            new,
-            r1,
-            r2,
-            proof[..proof.len() - 1].to_vec(),
-        ),
-    ];
-    for i in 0..proof.len() {
-        let mut flipped = proof.to_vec();
-        flipped[i][0] ^= 16;
-        probes.push(with(
-            &format!("proof[{i}] bit 4"),
-            old,
-            new,
-            r1,
-            r2,
-            flipped,
-        ));
-    }
-    if proof.len() > 1 {
-        let mut reversed = proof.to_vec();
-        reversed.reverse();
-        probes.push(with("reversed", old, new, r1, r2, reversed));
-    }
-    probes
+    old_root: Hash,
+    new_root: Hash,
+    proof: Vec<Hash>,
 }
+
+/// Every way to spoil a valid, non-empty consistency proof that must fail (the Go reference's
+/// corruptConsistencyProof table, with reordering added).
+const CONSISTENCY_SPOILERS: &[Spoiler<Consistency>] = &[
+    ("old - 1", |p| p.old -= 1),
+    ("old + 1", |p| p.old += 1),
+    ("old ^ 2", |p| p.old ^= 2),
+    ("new * 2", |p| p.new *= 2),
+    ("new / 2", |p| p.new /= 2),
+    ("wrong old root", |p| p.old_root = SOME),
+    ("wrong new root", |p| p.new_root = SOME),
+    ("swapped roots", |p| {
+        std::mem::swap(&mut p.old_root, &mut p.new_root)
+    }),
+    ("empty proof", |p| p.proof.clear()),
+    ("trailing old root", |p| p.proof.push(p.old_root)),
+    ("trailing new root", |p| p.proof.push(p.new_root)),
+    ("preceding old root", |p| p.proof.insert(0, p.old_root)),
+    ("preceding new root", |p| p.proof.insert(0, p.new_root)),
+    ("preceding proof[0]", |p| p.proof.insert(0, p.proof[0])),
+    ("truncated", |p| {
+        p.proof.truncate(p.proof.len().saturating_sub(1))
+    }),
+    ("proof[0] bit 4", |p| flip(&mut p.proof, 0, 16)),
+    ("proof[1] bit 4", |p| flip(&mut p.proof, 1, 16)),
+    ("proof[2] bit 4", |p| flip(&mut p.proof, 2, 16)),
+    ("reversed", |p| p.proof.reverse()),
+];
 
 #[test]
 fn spoiled_consistency_proofs_fail() {
@@ -303,118 +224,78 @@ fn spoiled_consistency_proofs_fail() {
         if proof.is_empty() {
             continue;
         }
-        let (r1, r2) = (root(old as usize), root(new as usize));
-        for (what, o, n, a, b, p) in spoiled_consistency(old, new, r1, r2, &hashes(proof)) {
+        let valid = Consistency {
+            old,
+            new,
+            old_root: root(old as usize),
+            new_root: root(new as usize),
+            proof: hashes(proof),
+        };
+        for (what, spoil) in CONSISTENCY_SPOILERS {
+            let mut p = valid.clone();
+            spoil(&mut p);
+            if p == valid {
+                continue;
+            }
             assert!(
-                verify_consistency(o, n, &a, &b, &p).is_err(),
+                verify_consistency(p.old, p.new, &p.old_root, &p.new_root, &p.proof).is_err(),
                 "consistency {old} to {new}, {what}: verified"
             );
         }
     }
 }
 
+fn wrong_length(got: usize, want: usize) -> ProofError {
+    ProofError::WrongLength { got, want }
+}
+
+const MILLION: usize = 1_000_000;
+const OVER: usize = PROOF_HASHES_MAX + 1;
+
+/// (what, index, size, hashes in the proof, refusal).
+type InclusionRefusal = (&'static str, u64, u64, usize, fn() -> ProofError);
+
+const INCLUSION_REFUSALS: &[InclusionRefusal] = &[
+    ("empty tree", 0, 0, 0, || ProofError::IndexOutOfRange {
+        index: 0,
+        size: 0,
+    }),
+    ("index = size", 8, 8, 0, || ProofError::IndexOutOfRange {
+        index: 8,
+        size: 8,
+    }),
+    ("index past size", u64::MAX, 3, 3, || {
+        ProofError::IndexOutOfRange {
+            index: u64::MAX,
+            size: 3,
+        }
+    }),
+    ("empty proof, size 8", 5, 8, 0, || wrong_length(0, 3)),
+    ("empty proof, size 2", 0, 2, 0, || wrong_length(0, 1)),
+    ("one short", 5, 8, 2, || wrong_length(2, 3)),
+    ("one long", 5, 8, 4, || wrong_length(4, 3)),
+    ("size 1 with a hash", 0, 1, 1, || wrong_length(1, 0)),
+    ("PROOF_HASHES_MAX + 1", 5, 8, OVER, || wrong_length(OVER, 3)),
+    ("a million hashes", 5, 8, MILLION, || {
+        wrong_length(MILLION, 3)
+    }),
+    (
+        "a million hashes, largest tree",
+        0,
+        u64::MAX,
+        MILLION,
+        || wrong_length(MILLION, 64),
+    ),
+];
+
 #[test]
 fn inclusion_arguments_are_refused_before_hashing() {
     let some = [7u8; 32];
-    let million = vec![some; 1_000_000];
-    let over = vec![some; PROOF_HASHES_MAX + 1];
-    let want_8 = Some(3);
-    assert_eq!(inclusion_proof_len(5, 8), want_8);
-    let cases: Vec<(&str, u64, u64, &[Hash], ProofError)> = vec![
-        (
-            "empty tree",
-            0,
-            0,
-            &[],
-            ProofError::IndexOutOfRange { index: 0, size: 0 },
-        ),
-        (
-            "index = size",
-            8,
-            8,
-            &[],
-            ProofError::IndexOutOfRange { index: 8, size: 8 },
-        ),
-        (
-            "index past size",
-            u64::MAX,
-            3,
-            &[],
-            ProofError::IndexOutOfRange {
-                index: u64::MAX,
-                size: 3,
-            },
-        ),
-        (
-            "empty proof, size 8",
-            5,
-            8,
-            &[],
-            ProofError::WrongLength { got: 0, want: 3 },
-        ),
-        (
-            "empty proof, size 2",
-            0,
-            2,
-            &[],
-            ProofError::WrongLength { got: 0, want: 1 },
-        ),
-        (
-            "one short",
-            5,
-            8,
-            &million[..2],
-            ProofError::WrongLength { got: 2, want: 3 },
-        ),
-        (
-            "one long",
-            5,
-            8,
-            &million[..4],
-            ProofError::WrongLength { got: 4, want: 3 },
-        ),
-        (
-            "size 1 with a hash",
-            0,
-            1,
-            &million[..1],
-            ProofError::WrongLength { got: 1, want: 0 },
-        ),
-        (
-            "PROOF_HASHES_MAX + 1",
-            5,
-            8,
-            &over,
-            ProofError::WrongLength {
-                got: PROOF_HASHES_MAX + 1,
-                want: 3,
-            },
-        ),
-        (
-            "a million hashes",
-            5,
-            8,
-            &million,
-            ProofError::WrongLength {
-                got: 1_000_000,
-                want: 3,
-            },
-        ),
-        (
-            "a million hashes, largest tree",
-            0,
-            u64::MAX,
-            &million,
-            ProofError::WrongLength {
-                got: 1_000_000,
-                want: 64,
-            },
-        ),
-    ];
-    for (what, index, size, proof, expected) in cases {
+    let million = vec![some; MILLION];
+    for (what, index, size, hashes, refusal) in INCLUSION_REFUSALS {
         assert_eq!(
-            verify_inclusion(index, size, &some, proof, &some),
-            Err(expected),
+            verify_inclusion(*index, *size, &some, &million[..*hashes], &some),
+            Err(refusal()),
             "{what}"
         );
     }
@@ -442,140 +323,157 @@ fn extreme_inclusion_sizes_are_hashed_without_panic() {
     }
 }
 
-/// (what, old size, new size, old root, new root, proof, verdict).
-type ConsistencyCase<'a> = (
-    &'a str,
+/// Which root a consistency case claims.
+#[derive(Clone, Copy)]
+enum Claim {
+    Some,
+    Empty,
+}
+
+/// (what, old size, new size, old root, new root, hashes in the proof, verdict).
+type ConsistencyCase = (
+    &'static str,
     u64,
     u64,
-    Hash,
-    Hash,
-    &'a [Hash],
-    Result<(), ProofError>,
+    Claim,
+    Claim,
+    usize,
+    fn() -> Result<(), ProofError>,
 );
+
+const CONSISTENCY_VERDICTS: &[ConsistencyCase] = &[
+    ("old > new", 5, 3, Claim::Some, Claim::Some, 0, || {
+        Err(ProofError::SizesOutOfOrder { old: 5, new: 3 })
+    }),
+    (
+        "largest old, empty new",
+        u64::MAX,
+        0,
+        Claim::Some,
+        Claim::Some,
+        0,
+        || {
+            Err(ProofError::SizesOutOfOrder {
+                old: u64::MAX,
+                new: 0,
+            })
+        },
+    ),
+    (
+        "empty to empty",
+        0,
+        0,
+        Claim::Empty,
+        Claim::Empty,
+        0,
+        || Ok(()),
+    ),
+    (
+        "empty to largest",
+        0,
+        u64::MAX,
+        Claim::Empty,
+        Claim::Some,
+        0,
+        || Ok(()),
+    ),
+    (
+        "empty, wrong old root",
+        0,
+        4,
+        Claim::Some,
+        Claim::Some,
+        0,
+        || Err(ProofError::RootMismatch),
+    ),
+    (
+        "empty with a hash",
+        0,
+        4,
+        Claim::Empty,
+        Claim::Some,
+        1,
+        || Err(wrong_length(1, 0)),
+    ),
+    ("same size", 4, 4, Claim::Some, Claim::Some, 0, || Ok(())),
+    (
+        "same largest size",
+        u64::MAX,
+        u64::MAX,
+        Claim::Some,
+        Claim::Some,
+        0,
+        || Ok(()),
+    ),
+    (
+        "same size, other root",
+        4,
+        4,
+        Claim::Some,
+        Claim::Empty,
+        0,
+        || Err(ProofError::RootMismatch),
+    ),
+    (
+        "same size with a hash",
+        4,
+        4,
+        Claim::Some,
+        Claim::Some,
+        1,
+        || Err(wrong_length(1, 0)),
+    ),
+    (
+        "empty proof 1 to 2",
+        1,
+        2,
+        Claim::Some,
+        Claim::Some,
+        0,
+        || Err(wrong_length(0, 1)),
+    ),
+    (
+        "empty proof 6 to 8",
+        6,
+        8,
+        Claim::Some,
+        Claim::Some,
+        0,
+        || Err(wrong_length(0, 3)),
+    ),
+    (
+        "PROOF_HASHES_MAX + 1",
+        6,
+        8,
+        Claim::Some,
+        Claim::Some,
+        OVER,
+        || Err(wrong_length(OVER, 3)),
+    ),
+    (
+        "a million hashes",
+        1,
+        u64::MAX,
+        Claim::Some,
+        Claim::Some,
+        MILLION,
+        || Err(wrong_length(MILLION, 64)),
+    ),
+];
 
 #[test]
 fn consistency_arguments_are_refused_before_hashing() {
     let some = [7u8; 32];
-    let empty = empty_root();
-    let million = vec![some; 1_000_000];
-    let over = vec![some; PROOF_HASHES_MAX + 1];
-    let cases: Vec<ConsistencyCase> = vec![
-        (
-            "old > new",
-            5,
-            3,
-            some,
-            some,
-            &[],
-            Err(ProofError::SizesOutOfOrder { old: 5, new: 3 }),
-        ),
-        (
-            "largest old, empty new",
-            u64::MAX,
-            0,
-            some,
-            some,
-            &[],
-            Err(ProofError::SizesOutOfOrder {
-                old: u64::MAX,
-                new: 0,
-            }),
-        ),
-        ("empty to empty", 0, 0, empty, empty, &[], Ok(())),
-        ("empty to largest", 0, u64::MAX, empty, some, &[], Ok(())),
-        (
-            "empty, wrong old root",
-            0,
-            4,
-            some,
-            some,
-            &[],
-            Err(ProofError::RootMismatch),
-        ),
-        (
-            "empty with a hash",
-            0,
-            4,
-            empty,
-            some,
-            &million[..1],
-            Err(ProofError::WrongLength { got: 1, want: 0 }),
-        ),
-        ("same size", 4, 4, some, some, &[], Ok(())),
-        (
-            "same largest size",
-            u64::MAX,
-            u64::MAX,
-            some,
-            some,
-            &[],
-            Ok(()),
-        ),
-        (
-            "same size, other root",
-            4,
-            4,
-            some,
-            empty,
-            &[],
-            Err(ProofError::RootMismatch),
-        ),
-        (
-            "same size with a hash",
-            4,
-            4,
-            some,
-            some,
-            &million[..1],
-            Err(ProofError::WrongLength { got: 1, want: 0 }),
-        ),
-        (
-            "empty proof 1 to 2",
-            1,
-            2,
-            some,
-            some,
-            &[],
-            Err(ProofError::WrongLength { got: 0, want: 1 }),
-        ),
-        (
-            "empty proof 6 to 8",
-            6,
-            8,
-            some,
-            some,
-            &[],
-            Err(ProofError::WrongLength { got: 0, want: 3 }),
-        ),
-        (
-            "PROOF_HASHES_MAX + 1",
-            6,
-            8,
-            some,
-            some,
-            &over,
-            Err(ProofError::WrongLength {
-                got: PROOF_HASHES_MAX + 1,
-                want: 3,
-            }),
-        ),
-        (
-            "a million hashes",
-            1,
-            u64::MAX,
-            some,
-            some,
-            &million,
-            Err(ProofError::WrongLength {
-                got: 1_000_000,
-                want: 64,
-            }),
-        ),
-    ];
-    for (what, old, new, r1, r2, proof, expected) in cases {
+    let million = vec![some; MILLION];
+    let hash_of = |claim: &Claim| match claim {
+        Claim::Some => some,
+        Claim::Empty => empty_root(),
+    };
+    for (what, old, new, old_root, new_root, hashes, verdict) in CONSISTENCY_VERDICTS {
+        let proof = &million[..*hashes];
         assert_eq!(
-            verify_consistency(old, new, &r1, &r2, proof),
-            expected,
+            verify_consistency(*old, *new, &hash_of(old_root), &hash_of(new_root), proof),
+            verdict(),
             "{what}"
         );
     }
@@ -675,5 +573,42 @@ fn split_is_the_largest_power_of_two_below() {
     ];
     for (n, k) in cases {
         assert_eq!(split(n), k, "split({n})");
+    }
+}
+
+mod arbitrary_arguments {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn size() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..70, any::<u64>(), Just(u64::MAX), Just(u64::MAX - 1)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the arguments, the verifiers answer (never panic), and a proof of random
+        /// hashes never verifies unless it is the trivial one.
+        #[test]
+        fn verifiers_never_panic(
+            a in size(),
+            b in size(),
+            len in 0usize..=PROOF_HASHES_MAX + 2,
+            fill in any::<u8>(),
+        ) {
+            let proof = vec![[fill; 32]; len];
+            let (x, y) = ([fill ^ 1; 32], [fill ^ 2; 32]);
+            let inclusion = verify_inclusion(a, b, &x, &proof, &y);
+            prop_assert!(inclusion.is_err());
+            let consistency = verify_consistency(a, b, &x, &y, &proof);
+            prop_assert!(consistency.is_err());
+            if let Some(want) = inclusion_proof_len(a, b) {
+                prop_assert!(want <= 64);
+            }
+            if let Some(want) = consistency_proof_len(a, b) {
+                prop_assert!(want <= 65);
+            }
+        }
     }
 }
