@@ -386,6 +386,7 @@ fn service_context(
         rotation: tokio::sync::Mutex::new(()),
         digest_key: crate::digest_key::DigestKey::from_admin_token(&config.admin_token),
         receipts,
+        audit_streams: Arc::new(tokio::sync::Semaphore::new(crate::limits::WATCHERS_MAX)),
     })
 }
 
