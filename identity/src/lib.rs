@@ -6,6 +6,7 @@
 //! - [`limits`]: size limits and field rules, shared with the API layer's validation.
 //! - [`keys`]: the key layout of the state store.
 //! - [`audit`]: the Merkle tree over the events, and the versions behind as-of reads.
+//! - [`event_subjects`]: the humans, agents, services and tools each event names.
 //! - [`digest`]: a fingerprint of the whole state, for comparing replicas.
 //! - `fixtures` (tests and the `fixtures` feature only): commands as tests and benchmarks build
 //!   them.
@@ -19,6 +20,7 @@ pub mod apply;
 pub mod audit;
 pub mod check;
 pub mod digest;
+pub mod event_subjects;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod keys;
