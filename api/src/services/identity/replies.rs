@@ -37,10 +37,14 @@ pub(super) async fn get<T: ReadBack>(
         .map_err(storage)?
         .map(T::reply)
         .ok_or_else(|| {
+            let when = match view.as_of() {
+                Some(as_of) => format!(" at seq {}", as_of.seq),
+                None => String::new(),
+            };
             ApiError::new(
                 Code::NotFound,
                 T::NOT_FOUND,
-                format!("{} {id} is not registered", T::WHAT),
+                format!("{} {id} is not registered{when}", T::WHAT),
             )
         })
 }
