@@ -220,6 +220,9 @@ async fn reads_as_of_effective_access_and_export() {
         .expect("EffectiveAccess")
         .into_inner();
     assert_eq!(access.answered_at_seq, agent_seq);
+    let covering = access.checkpoint.expect("a checkpoint");
+    assert!(covering.tree_size >= agent_seq, "{covering:?}");
+    assert!(covering.note.contains("\n\n\u{2014} "), "{covering:?}");
     assert!(access.answered_at_unix_ms > 0);
     assert_eq!(access.agent.expect("agent").owner_human_id, "alice");
     assert_eq!(access.owner.expect("owner").display_name, "Alice Renamed");
@@ -253,6 +256,12 @@ async fn reads_as_of_effective_access_and_export() {
         .collect();
     let (last, events) = lines.split_last().expect("lines");
     assert_eq!(last["tree_size"], events.len() as u64);
+    let note = last["checkpoint"].as_str().expect("a note");
+    assert!(
+        note.contains(&format!("\n{}\n", events.len())),
+        "the note is at the last seq exported: {note}"
+    );
+    assert!(!last["verifier_key"].as_str().expect("a key").is_empty());
     for (i, line) in events.iter().enumerate() {
         assert_eq!(line["seq"], i as u64 + 1);
         let record = STANDARD

@@ -96,17 +96,19 @@ fn answered_at(view: &ReadView, seq: u64) -> Result<u64, ApiError> {
     }
 }
 
-/// The checkpoint of the answer: one this node signed at a size of at least `seq`, so every
-/// event the answer rests on can be proven included.
-///
-/// Connection point for the checkpoint signer (`context.checkpoints`, `crate::audit`): it is to
-/// return this node's latest signed checkpoint when it covers `seq`, else one signed now (or
-/// the signer's refusal). Until it is connected the answer carries none.
+/// The checkpoint of the answer: one this node signed (`context.checkpoints`) at a size of at
+/// least `seq`, so every event the answer rests on can be proven included; signed now if the
+/// latest is older. The signer's refusals are the answer's; only the state before any event
+/// (seq 0) rests on nothing, and goes without one when the tree is empty.
 async fn checkpoint_covering(
-    _context: &Context,
-    _seq: u64,
+    context: &Context,
+    seq: u64,
 ) -> Result<Option<api::Checkpoint>, ApiError> {
-    Ok(None)
+    match context.checkpoints.checkpoint_at_least(seq).await {
+        Ok(checkpoint) => Ok(Some(checkpoint)),
+        Err(e) if seq == 0 && e.reason == Reason::CheckpointUnavailable => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The answer as the API shows it (without the point and the checkpoint, which the caller sets).

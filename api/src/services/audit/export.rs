@@ -50,9 +50,14 @@ pub(super) async fn export(
     let slot = slots::take(&context.audit_streams)?;
     let reader = context.read(consistency).await?;
     let tree_size = tree::size(&reader).map_err(storage)?;
-    let range = export_range(request.from_seq, request.to_seq, tree_size)?;
-    // The checkpoint comes first: an export that cannot end with one does not start.
-    let last_line = final_line(context, &reader, range.last).await?;
+    let requested = export_range(request.from_seq, request.to_seq, tree_size)?;
+    // The checkpoint comes first: an export that cannot end with one does not start. Its size
+    // is where the export ends.
+    let (last_line, signed_size) = final_line(context, request.to_seq, requested.last).await?;
+    let range = SeqRange {
+        last: signed_size,
+        ..requested
+    };
     let (tx, rx) = mpsc::channel(EXPORT_BUFFER_CHUNKS);
     tokio::spawn(async move {
         if let Err(e) = stream(&reader, range, last_line, &tx).await {
@@ -63,20 +68,34 @@ pub(super) async fn export(
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }
 
-/// The export's last line: `{"checkpoint":"<note>","verifier_key":"<vkey>","tree_size":N}`, a
-/// checkpoint this node signed at `tree_size` (the last seq exported).
-///
-/// Connection point for the checkpoint signer (`context.checkpoints`, `crate::audit`): it is to
-/// return the note this node signed at exactly `tree_size` (signing one now if needed) and its
-/// verifier key, or the signer's refusal (AUDIT_ROLLBACK, AUDIT_TREE_CORRUPT,
-/// CHECKPOINT_UNAVAILABLE), and cap `to_seq` at the size it can sign. Until it is connected
-/// the line carries the size with an empty note and key, which every verifier refuses.
-async fn final_line(
-    _context: &Context,
-    _reader: &StateReader,
-    tree_size: u64,
-) -> Result<Vec<u8>, ApiError> {
-    Ok(checkpoint_line("", "", tree_size))
+/// The export's last line, `{"checkpoint":"<note>","verifier_key":"<vkey>","tree_size":N}`,
+/// and N, where the export ends: a checkpoint this node signed (`context.checkpoints`) at the
+/// last seq exported. With no `to_seq`, the latest checkpoint of at least `size` leaves, signed
+/// now if needed (so the export runs to it); with one, a checkpoint at exactly `to_seq`, or
+/// SEQ_OUT_OF_RANGE naming the size this node can sign (a file verifies against a checkpoint at
+/// its last seq, and a node signs no size below one it signed). The signer's refusals
+/// (AUDIT_ROLLBACK, AUDIT_TREE_CORRUPT, CHECKPOINT_UNAVAILABLE) are the export's.
+async fn final_line(context: &Context, to_seq: u64, size: u64) -> Result<(Vec<u8>, u64), ApiError> {
+    let checkpoint = context.checkpoints.checkpoint_at_least(size).await?;
+    if to_seq != 0 && checkpoint.tree_size != to_seq {
+        return Err(ApiError::new(
+            Code::OutOfRange,
+            Reason::SeqOutOfRange,
+            format!(
+                "this node's checkpoint is at {}, not to_seq {to_seq}; allowed: to_seq 0 (export \
+                 to the checkpoint) or {}",
+                checkpoint.tree_size, checkpoint.tree_size
+            ),
+        )
+        .with("field", "to_seq")
+        .with("tree_size", checkpoint.tree_size.to_string()));
+    }
+    let line = checkpoint_line(
+        &checkpoint.note,
+        &checkpoint.verifier_key,
+        checkpoint.tree_size,
+    );
+    Ok((line, checkpoint.tree_size))
 }
 
 /// The last line, from a note and its verifier key.
