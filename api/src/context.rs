@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
-use tonic::metadata::MetadataMap;
+use tonic::{Code, metadata::MetadataMap};
+use warrant_identity::{StateError, StateRead, audit::history, query};
 use warrant_proto::log;
 use warrant_raft::{RaftNode, ReadConsistency, StateReader};
 
@@ -19,7 +20,8 @@ use crate::{
     federation::Federation,
     keys::key_set::SigningKeys,
     receipts::ReceiptQueue,
-    validate,
+    storage::storage,
+    validate::{self, AsOfPoint, ReadRequest},
 };
 
 /// What every service shares.
@@ -47,6 +49,9 @@ pub struct Context {
     /// This node's signed checkpoints of the audit tree, and the verified tree proofs are
     /// checked against (`crate::audit`).
     pub checkpoints: Arc<CheckpointSigner>,
+    /// The slots `Watch` and `Export` streams hold while they run: `limits::WATCHERS_MAX` per
+    /// node, shared by both.
+    pub audit_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Context {
@@ -117,6 +122,31 @@ impl Context {
         Ok(self.node.reader())
     }
 
+    /// Passes the read barrier of a Get or List and returns what it reads: the applied state,
+    /// or, with `as_of`, the state as it was at that point. The point is resolved after the
+    /// barrier, against what this node has applied: a seq past it, or a time later than both
+    /// this node's clock and its last applied event, is OUT_OF_RANGE `AS_OF_AHEAD`, never a
+    /// guess. A time becomes the last seq stamped at or before it (`history::seq_at_time`).
+    pub async fn read_view(&self, read: ReadRequest) -> Result<ReadView, ApiError> {
+        let reader = self.read(read.consistency).await?;
+        let Some(point) = read.as_of else {
+            return Ok(ReadView::live(reader));
+        };
+        let applied_seq = query::applied_seq(&reader).map_err(storage)?;
+        let last_event_unix_ms = event_time_unix_ms(&reader, applied_seq).map_err(storage)?;
+        let resolved = resolve_as_of(
+            point,
+            applied_seq,
+            last_event_unix_ms.unwrap_or(0),
+            now_unix_ms(),
+            |unix_ms| history::seq_at_time(&reader, unix_ms),
+        )?;
+        Ok(ReadView {
+            reader,
+            as_of: Some(resolved),
+        })
+    }
+
     /// Proposes `command` and returns its acceptance, or maps its rejection to an error. Its
     /// fields are checked first, by the rules apply checks again, so a malformed request is
     /// refused here, with the field's reason, before anything reaches the log. A command that
@@ -165,6 +195,157 @@ pub fn derived_idempotency_key(key: &str, suffix: &str) -> String {
         return derived;
     }
     format!("{}/{suffix}", hex::encode(Sha256::digest(key.as_bytes())))
+}
+
+/// What a Get or List reads: this node's applied state, or the state as of a past seq
+/// (`history::AsOf` over the same reader: versions at or below the applied seq never change, so
+/// the live reader answers as-of reads consistently). Every read helper takes it as a
+/// `&dyn StateRead`, so each handler reads the same way with or without `as_of`.
+pub struct ReadView {
+    reader: StateReader,
+    as_of: Option<ResolvedAsOf>,
+}
+
+/// An as-of point resolved against what the node applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResolvedAsOf {
+    /// The state after the event at this seq.
+    pub seq: u64,
+    /// The time the client asked about, when it named a time rather than a seq.
+    pub unix_ms: Option<u64>,
+}
+
+impl ReadView {
+    /// The applied state, as the barrier left it.
+    pub fn live(reader: StateReader) -> Self {
+        ReadView {
+            reader,
+            as_of: None,
+        }
+    }
+
+    /// The point this view answers at, when it is not the applied state.
+    pub fn as_of(&self) -> Option<ResolvedAsOf> {
+        self.as_of
+    }
+
+    /// The reader below, as applied now: for rows that keep no versions and are read as they
+    /// are (the raw event records, the tree), never for projections.
+    pub fn live_reader(&self) -> &StateReader {
+        &self.reader
+    }
+
+    /// The seq this view answers at: the as-of seq, or the applied seq. What a reply's
+    /// `applied_seq` names.
+    pub fn seq(&self) -> Result<u64, ApiError> {
+        match self.as_of {
+            Some(as_of) => Ok(as_of.seq),
+            None => query::applied_seq(&self.reader).map_err(storage),
+        }
+    }
+}
+
+impl StateRead for ReadView {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        match self.as_of {
+            None => self.reader.get(key),
+            Some(as_of) => history::AsOf::new(&self.reader, as_of.seq).get(key),
+        }
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        match self.as_of {
+            None => self.reader.scan(prefix, start, limit),
+            Some(as_of) => history::AsOf::new(&self.reader, as_of.seq).scan(prefix, start, limit),
+        }
+    }
+
+    fn last_before(
+        &self,
+        prefix: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
+        match self.as_of {
+            None => self.reader.last_before(prefix, end),
+            Some(as_of) => history::AsOf::new(&self.reader, as_of.seq).last_before(prefix, end),
+        }
+    }
+}
+
+/// Resolves an as-of point against a node that applied up to `applied_seq`, whose last event
+/// is stamped `last_event_unix_ms`, at wall-clock `now_unix_ms`. A seq past the applied one is
+/// ahead. A time is ahead only when it is later than both the node's clock and its last event:
+/// stamps never go down, so every event stamped at or before an earlier time is already here
+/// (for a time between the last event and the clock, the barrier the client chose decides how
+/// current "here" is, as for any read).
+pub fn resolve_as_of(
+    point: AsOfPoint,
+    applied_seq: u64,
+    last_event_unix_ms: u64,
+    now_unix_ms: u64,
+    seq_at_time: impl FnOnce(u64) -> Result<u64, StateError>,
+) -> Result<ResolvedAsOf, ApiError> {
+    match point {
+        AsOfPoint::Seq(seq) if applied_seq < seq => Err(ApiError::new(
+            Code::OutOfRange,
+            Reason::AsOfAhead,
+            format!(
+                "read.as_of.seq {seq} is past this node's applied seq {applied_seq}; allowed: 0 \
+                 to {applied_seq}, or raise the read barrier so the node catches up first"
+            ),
+        )
+        .with("applied_seq", applied_seq.to_string())),
+        AsOfPoint::Seq(seq) => Ok(ResolvedAsOf { seq, unix_ms: None }),
+        AsOfPoint::Time { unix_ms } if now_unix_ms.max(last_event_unix_ms) < unix_ms => {
+            Err(ApiError::new(
+                Code::OutOfRange,
+                Reason::AsOfAhead,
+                format!(
+                    "read.as_of.time_unix_ms {unix_ms} is later than this node's clock \
+                     ({now_unix_ms}) and its last applied event (seq {applied_seq}, stamped \
+                     {last_event_unix_ms}): the state then is not known yet"
+                ),
+            )
+            .with("applied_seq", applied_seq.to_string()))
+        }
+        AsOfPoint::Time { unix_ms } => {
+            let seq = seq_at_time(unix_ms).map_err(storage)?;
+            if applied_seq < seq {
+                return Err(ApiError::internal(format!(
+                    "the time index names seq {seq} for {unix_ms}, past the applied seq {applied_seq}"
+                )));
+            }
+            Ok(ResolvedAsOf {
+                seq,
+                unix_ms: Some(unix_ms),
+            })
+        }
+    }
+}
+
+/// The stamp of the event at `seq`, if there is one.
+pub fn event_time_unix_ms(state: &dyn StateRead, seq: u64) -> Result<Option<u64>, StateError> {
+    if seq == 0 {
+        return Ok(None);
+    }
+    let events = query::events(state, seq, 1)?;
+    Ok(events
+        .first()
+        .filter(|event| event.seq == seq)
+        .map(|event| event.time_unix_ms))
+}
+
+/// This node's wall clock, in Unix milliseconds.
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// This node's state as the authenticator reads it.
@@ -219,6 +400,80 @@ mod tests {
     use tonic::Code;
 
     use super::*;
+
+    fn no_time_index(_: u64) -> Result<u64, StateError> {
+        panic!("a seq needs no time index")
+    }
+
+    #[test]
+    fn an_as_of_seq_up_to_the_applied_one_is_answered_and_past_it_is_ahead() {
+        for seq in [0, 1, 10] {
+            let resolved = resolve_as_of(AsOfPoint::Seq(seq), 10, 5_000, 9_000, no_time_index)
+                .expect("in range");
+            assert_eq!(resolved, ResolvedAsOf { seq, unix_ms: None });
+        }
+        let ahead =
+            resolve_as_of(AsOfPoint::Seq(11), 10, 5_000, 9_000, no_time_index).expect_err("ahead");
+        assert_eq!(
+            (ahead.code, ahead.reason),
+            (Code::OutOfRange, Reason::AsOfAhead)
+        );
+        assert!(
+            ahead.message.contains("applied seq 10"),
+            "{}",
+            ahead.message
+        );
+        assert_eq!(ahead.metadata, vec![("applied_seq", "10".to_string())]);
+    }
+
+    #[test]
+    fn an_as_of_time_maps_to_the_last_seq_stamped_at_or_before_it() {
+        let resolved = resolve_as_of(AsOfPoint::Time { unix_ms: 4_000 }, 10, 5_000, 9_000, |t| {
+            assert_eq!(t, 4_000);
+            Ok(7)
+        })
+        .expect("past");
+        assert_eq!(
+            resolved,
+            ResolvedAsOf {
+                seq: 7,
+                unix_ms: Some(4_000)
+            }
+        );
+        // Between the last event and the clock: the applied state is the answer.
+        let idle = resolve_as_of(AsOfPoint::Time { unix_ms: 8_000 }, 10, 5_000, 9_000, |_| {
+            Ok(10)
+        })
+        .expect("idle cluster");
+        assert_eq!(idle.seq, 10);
+        // A clock behind the leader's stamps still answers up to the last event.
+        let behind = resolve_as_of(AsOfPoint::Time { unix_ms: 5_000 }, 10, 5_000, 1_000, |_| {
+            Ok(10)
+        })
+        .expect("at the last stamp");
+        assert_eq!(behind.seq, 10);
+    }
+
+    #[test]
+    fn an_as_of_time_in_the_future_is_ahead_and_a_broken_index_is_internal() {
+        let ahead = resolve_as_of(AsOfPoint::Time { unix_ms: 9_001 }, 10, 5_000, 9_000, |_| {
+            panic!("not looked up")
+        })
+        .expect_err("future");
+        assert_eq!(
+            (ahead.code, ahead.reason),
+            (Code::OutOfRange, Reason::AsOfAhead)
+        );
+        assert!(ahead.message.contains("seq 10"), "{}", ahead.message);
+        let broken = resolve_as_of(AsOfPoint::Time { unix_ms: 1 }, 10, 5_000, 9_000, |_| Ok(11))
+            .expect_err("index past applied");
+        assert_eq!(broken.reason, Reason::Internal);
+        let failed = resolve_as_of(AsOfPoint::Time { unix_ms: 1 }, 10, 5_000, 9_000, |_| {
+            Err(StateError::Storage("io".to_string()))
+        })
+        .expect_err("storage");
+        assert_eq!(failed.reason, Reason::Internal);
+    }
 
     #[test]
     fn derived_keys_are_valid_and_the_same_everywhere() {

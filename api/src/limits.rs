@@ -136,3 +136,32 @@ pub const CHECKPOINT_SIGN_INTERVAL_MIN: std::time::Duration = std::time::Duratio
 /// Leaves recomputed from their event records per verification step on a blocking thread:
 /// about a few milliseconds of work, so a stop or a waiting request is never held long.
 pub const VERIFY_LEAVES_PER_STEP: usize = 4096;
+
+// The auditor's log (`services::audit`).
+
+/// Events one `Query` page returns at most (0 in the request means
+/// [`QUERY_PAGE_DEFAULT`]).
+pub const QUERY_PAGE_MAX: usize = 1000;
+/// Events one `Query` page returns when the request names no limit.
+pub const QUERY_PAGE_DEFAULT: usize = 100;
+/// Events one `Query` call reads at most, matching or not: a selective filter over a long log
+/// returns a short (even empty) page with a cursor, instead of scanning the whole log in one
+/// call.
+pub const QUERY_EVENTS_SCANNED_MAX: usize = 100_000;
+/// `Watch` and `Export` streams one node serves at once (one shared pool): each holds a reader
+/// and a buffer, so their number is bounded like connections. Beyond it RESOURCE_EXHAUSTED
+/// `WATCHERS_BUSY`.
+pub const WATCHERS_MAX: usize = 64;
+/// Events in one `WatchResponse`, at most.
+pub const WATCH_EVENTS_PER_MESSAGE_MAX: usize = 256;
+/// Messages a `Watch` stream buffers for its client, at most: a slow client holds the reader
+/// back (it reads no further than the buffer has room for), never a growing queue.
+pub const WATCH_BUFFER_MESSAGES: usize = 4;
+/// Bytes of whole JSON lines in one `ExportChunk`, at most (a single line larger than this goes
+/// alone: a line is never split).
+pub const EXPORT_CHUNK_BYTES: usize = 256 * 1024;
+/// Chunks an `Export` stream buffers for its client, at most (as [`WATCH_BUFFER_MESSAGES`]).
+pub const EXPORT_BUFFER_CHUNKS: usize = 4;
+/// Events one `Export` reads from the store per page: the export holds one page (at most 64
+/// records of a few hundred KiB at worst, a policy text) and one chunk in memory, never the log.
+pub const EXPORT_EVENTS_PER_PAGE: usize = 64;

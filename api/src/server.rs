@@ -417,6 +417,7 @@ fn service_context(
         digest_key: crate::digest_key::DigestKey::from_admin_token(&config.admin_token),
         receipts,
         checkpoints,
+        audit_streams: Arc::new(tokio::sync::Semaphore::new(crate::limits::WATCHERS_MAX)),
     })
 }
 

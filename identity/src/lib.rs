@@ -6,6 +6,7 @@
 //! - [`limits`]: size limits and field rules, shared with the API layer's validation.
 //! - [`keys`]: the key layout of the state store.
 //! - [`audit`]: the Merkle tree over the events, and the versions behind as-of reads.
+//! - [`event_subjects`]: the humans, agents, services and tools each event names.
 //! - [`digest`]: a fingerprint of the whole state, for comparing replicas.
 //! - [`effective`]: what an agent could do for a human, at a state (as of a seq, through
 //!   [`audit::history::AsOf`]).
@@ -22,6 +23,7 @@ pub mod audit;
 pub mod check;
 pub mod digest;
 pub mod effective;
+pub mod event_subjects;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod keys;

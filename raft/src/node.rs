@@ -514,6 +514,12 @@ impl RaftNode {
         *self.state_machine.applied_watch().borrow()
     }
 
+    /// Watches this node's applied position: it changes after every apply and snapshot install,
+    /// so a reader that follows the log (the audit `Watch`) waits on it instead of polling.
+    pub fn applied_watch(&self) -> watch::Receiver<AppliedPosition> {
+        self.state_machine.applied_watch()
+    }
+
     /// Waits until reading this node's state meets `consistency`. Returns the applied position
     /// the read may rely on.
     pub async fn read_barrier(

@@ -76,8 +76,10 @@ impl DelegationService for DelegationApi {
         caller.require_reusable_credential()?;
         let request = request.into_inner();
         limits::validate_id("delegation_id", &request.delegation_id).map_err(ApiError::from)?;
-        let consistency = validate::read_consistency(request.read.as_ref())?;
-        let reader = self.context.read(consistency).await?;
+        let reader = self
+            .context
+            .read_view(validate::read_options(request.read.as_ref())?)
+            .await?;
         let not_found = || {
             ApiError::new(
                 Code::NotFound,
@@ -189,7 +191,10 @@ fn budget_spent(
     })
 }
 
-fn delegation_reply(row: state::DelegationRow, usage: &state::BudgetUsageRow) -> api::Delegation {
+pub(crate) fn delegation_reply(
+    row: state::DelegationRow,
+    usage: &state::BudgetUsageRow,
+) -> api::Delegation {
     let created = row.created.unwrap_or_default();
     let budget_spent = budget_spent(created.budget.as_ref(), usage);
     api::Delegation {

@@ -1,11 +1,14 @@
 //! `warrant.v1.AuditService`: the event log, in seq order, with its proofs and history. The
 //! trait impl only routes: `proofs` (checkpoints, GetEvent, inclusion and consistency),
-//! `access` (EffectiveAccess), `query`, `watch` and `export`.
+//! `access` (EffectiveAccess), `events_query`, `watch` and `export`; `records` reads event
+//! records through the public descriptors, `slots` bounds the Watch and Export streams.
 
 mod access;
 mod events_query;
 mod export;
 mod proofs;
+mod records;
+mod slots;
 mod watch;
 
 use std::sync::Arc;
@@ -94,10 +97,13 @@ impl AuditService for AuditApi {
             u64::from(request.limit)
         };
         validate::in_range("limit", limit, 1, limits::EVENTS_PAGE_MAX as u64)?;
-        let consistency = validate::read_consistency(request.read.as_ref())?;
-        let reader = self.context.read(consistency).await?;
+        let reader = self
+            .context
+            .read_view(validate::read_options(request.read.as_ref())?)
+            .await?;
+        // As of a seq, the events stop at it and so does the applied seq the reply names.
         let events = query::events(&reader, from_seq, limit as usize).map_err(storage)?;
-        let applied_seq = query::applied_seq(&reader).map_err(storage)?;
+        let applied_seq = reader.seq()?;
         let next_seq = events
             .last()
             .map(|e| e.seq + 1)

@@ -14,10 +14,10 @@ use warrant_identity::{
     keys,
 };
 use warrant_proto::{
-    api::{self, ReadOptions},
+    api,
     log,
 };
-use warrant_raft::{ReadConsistency, StateReader};
+use warrant_raft::StateReader;
 
 use crate::{
     audit::anchor,
@@ -33,7 +33,7 @@ pub(super) async fn get_checkpoint(
 ) -> Result<Response<api::Checkpoint>, Status> {
     context.auditor(request.metadata()).await?;
     let request = request.into_inner();
-    let consistency = now_only(request.read.as_ref())?;
+    let consistency = validate::read_consistency(request.read.as_ref())?;
     // A fresh signature passes its own LINEARIZABLE barrier, which no read option weakens.
     let checkpoint = if request.fresh {
         context.checkpoints.sign_fresh().await?
@@ -50,7 +50,9 @@ pub(super) async fn get_event(
 ) -> Result<Response<api::GetEventResponse>, Status> {
     context.auditor(request.metadata()).await?;
     let request = request.into_inner();
-    let reader = context.read(now_only(request.read.as_ref())?).await?;
+    let reader = context
+        .read(validate::read_consistency(request.read.as_ref())?)
+        .await?;
     let size = tree::size(&reader).map_err(storage)?;
     let seq = request.seq;
     seq_in(seq, size)?;
@@ -71,7 +73,9 @@ pub(super) async fn prove_inclusion(
 ) -> Result<Response<api::InclusionProof>, Status> {
     context.auditor(request.metadata()).await?;
     let request = request.into_inner();
-    let reader = context.read(now_only(request.read.as_ref())?).await?;
+    let reader = context
+        .read(validate::read_consistency(request.read.as_ref())?)
+        .await?;
     let size = proof_size(context, &reader, request.tree_size, "tree_size")?;
     let seq = request.seq;
     seq_in(seq, size)?;
@@ -97,7 +101,9 @@ pub(super) async fn prove_consistency(
 ) -> Result<Response<api::ConsistencyProof>, Status> {
     context.auditor(request.metadata()).await?;
     let request = request.into_inner();
-    let reader = context.read(now_only(request.read.as_ref())?).await?;
+    let reader = context
+        .read(validate::read_consistency(request.read.as_ref())?)
+        .await?;
     let new_size = proof_size(context, &reader, request.new_size, "new_size")?;
     let old_size = request.old_size;
     if new_size < old_size {
@@ -124,19 +130,6 @@ pub(super) async fn prove_consistency(
         old_root: proof.old_root.to_vec(),
         new_root: proof.new_root.to_vec(),
     }))
-}
-
-/// The read barrier of a call that answers only about now: `as_of` is refused.
-fn now_only(read: Option<&ReadOptions>) -> Result<ReadConsistency, ApiError> {
-    if read.is_some_and(|r| r.as_of.is_some()) {
-        return Err(ApiError::invalid_field(
-            Reason::AsOfNotSupported,
-            "read.as_of",
-            "read.as_of is set on an audit proof, which answers only about the tree now; \
-             allowed: unset",
-        ));
-    }
-    validate::read_consistency(read)
 }
 
 /// The tree size a proof is asked at: 0 means the latest checkpoint's size, the one a client
@@ -229,22 +222,6 @@ mod tests {
         }
         seq_in(1, 1).expect("in range");
         seq_in(u64::MAX, u64::MAX).expect("in range");
-    }
-
-    #[test]
-    fn as_of_is_refused_on_proofs() {
-        let read = ReadOptions {
-            as_of: Some(api::AsOf {
-                point: Some(api::as_of::Point::Seq(1)),
-            }),
-            ..Default::default()
-        };
-        let error = now_only(Some(&read)).expect_err("refused");
-        assert_eq!(error.reason, Reason::AsOfNotSupported);
-        assert_eq!(
-            now_only(None).expect("default"),
-            ReadConsistency::Linearizable
-        );
     }
 
     #[test]

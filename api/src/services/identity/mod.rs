@@ -10,7 +10,7 @@ mod credentials;
 mod devices;
 mod humans;
 mod operators;
-mod replies;
+pub(crate) mod replies;
 mod services;
 mod status;
 mod write;

@@ -2,12 +2,11 @@
 //! reads, read-backs after a write and lists share.
 
 use tonic::Code;
-use warrant_identity::{StateError, query};
+use warrant_identity::{StateError, StateRead, query};
 use warrant_proto::{
     api::{self, ReadOptions},
     state,
 };
-use warrant_raft::StateReader;
 
 use crate::{
     context::Context,
@@ -17,32 +16,35 @@ use crate::{
 };
 
 /// A principal's reply, built from its projection row and looked up by its id.
-pub(super) trait ReadBack: Sized {
+pub(crate) trait ReadBack: Sized {
     /// The principal's kind, as messages name it.
     const WHAT: &'static str;
     /// The reason a lookup of an unknown id fails with.
     const NOT_FOUND: Reason;
     type Row;
-    fn lookup(reader: &StateReader, id: &str) -> Result<Option<Self::Row>, StateError>;
+    fn lookup(state: &dyn StateRead, id: &str) -> Result<Option<Self::Row>, StateError>;
     fn reply(row: Self::Row) -> Self;
 }
 
-/// The principal named `id`, read at the client's consistency.
+/// The principal named `id`, read at the client's consistency, as of the point it names if any.
 pub(super) async fn get<T: ReadBack>(
     context: &Context,
     read: Option<&ReadOptions>,
     id: &str,
 ) -> Result<T, ApiError> {
-    let consistency = validate::read_consistency(read)?;
-    let reader = context.read(consistency).await?;
-    T::lookup(&reader, id)
+    let view = context.read_view(validate::read_options(read)?).await?;
+    T::lookup(&view, id)
         .map_err(storage)?
         .map(T::reply)
         .ok_or_else(|| {
+            let when = match view.as_of() {
+                Some(as_of) => format!(" at seq {}", as_of.seq),
+                None => String::new(),
+            };
             ApiError::new(
                 Code::NotFound,
                 T::NOT_FOUND,
-                format!("{} {id} is not registered", T::WHAT),
+                format!("{} {id} is not registered{when}", T::WHAT),
             )
         })
 }
@@ -52,8 +54,8 @@ impl ReadBack for api::Human {
     const NOT_FOUND: Reason = Reason::HumanNotFound;
     type Row = state::HumanRow;
 
-    fn lookup(reader: &StateReader, id: &str) -> Result<Option<state::HumanRow>, StateError> {
-        query::human(reader, id)
+    fn lookup(state: &dyn StateRead, id: &str) -> Result<Option<state::HumanRow>, StateError> {
+        query::human(state, id)
     }
 
     fn reply(row: state::HumanRow) -> api::Human {
@@ -76,8 +78,8 @@ impl ReadBack for api::Agent {
     const NOT_FOUND: Reason = Reason::AgentNotFound;
     type Row = state::AgentRow;
 
-    fn lookup(reader: &StateReader, id: &str) -> Result<Option<state::AgentRow>, StateError> {
-        query::agent(reader, id)
+    fn lookup(state: &dyn StateRead, id: &str) -> Result<Option<state::AgentRow>, StateError> {
+        query::agent(state, id)
     }
 
     fn reply(row: state::AgentRow) -> api::Agent {
@@ -103,8 +105,8 @@ impl ReadBack for api::Service {
     const NOT_FOUND: Reason = Reason::ServiceNotFound;
     type Row = state::ServiceRow;
 
-    fn lookup(reader: &StateReader, id: &str) -> Result<Option<state::ServiceRow>, StateError> {
-        query::service(reader, id)
+    fn lookup(state: &dyn StateRead, id: &str) -> Result<Option<state::ServiceRow>, StateError> {
+        query::service(state, id)
     }
 
     fn reply(row: state::ServiceRow) -> api::Service {
@@ -130,8 +132,8 @@ impl ReadBack for api::Device {
     const NOT_FOUND: Reason = Reason::DeviceNotFound;
     type Row = state::DeviceRow;
 
-    fn lookup(reader: &StateReader, id: &str) -> Result<Option<state::DeviceRow>, StateError> {
-        query::device(reader, id)
+    fn lookup(state: &dyn StateRead, id: &str) -> Result<Option<state::DeviceRow>, StateError> {
+        query::device(state, id)
     }
 
     fn reply(row: state::DeviceRow) -> api::Device {

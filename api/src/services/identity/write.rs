@@ -5,12 +5,12 @@
 use prost::Message;
 use warrant_identity::limits;
 use warrant_proto::{api, log};
-use warrant_raft::{ReadConsistency, StateReader};
+use warrant_raft::ReadConsistency;
 
 use super::replies::ReadBack;
 use crate::{
     auth::Caller,
-    context::{Context, command},
+    context::{Context, ReadView, command},
     error::ApiError,
     storage::storage,
     validate,
@@ -68,9 +68,10 @@ pub(super) async fn read_back<T: ReadBack>(
         })
 }
 
-/// A validated page request, past its read barrier.
+/// A validated page request, past its read barrier: the page reads `reader`, the applied state
+/// or the state as of the point the request names.
 pub(super) struct Page {
-    pub reader: StateReader,
+    pub reader: ReadView,
     pub size: usize,
     /// List rows after this id (the previous page's token).
     pub after: String,
@@ -91,8 +92,9 @@ impl Page {
             u64::from(request.page_size)
         };
         validate::in_range("page_size", page_size, 1, limits::LIST_PAGE_MAX as u64)?;
-        let consistency = validate::read_consistency(request.read.as_ref())?;
-        let reader = context.read(consistency).await?;
+        let reader = context
+            .read_view(validate::read_options(request.read.as_ref())?)
+            .await?;
         Ok(Page {
             reader,
             size: page_size as usize,
@@ -108,8 +110,8 @@ impl Page {
         }
     }
 
-    /// The seq the page was read at.
+    /// The seq the page was read at: the as-of seq, or the applied seq.
     pub(super) fn applied_seq(&self) -> Result<u64, ApiError> {
-        warrant_identity::query::applied_seq(&self.reader).map_err(storage)
+        self.reader.seq()
     }
 }

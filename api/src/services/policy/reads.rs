@@ -1,5 +1,6 @@
 //! The policy reads: a version, the list of versions, the diff between two, and the shadow
-//! report. Each passes the read barrier its request names, as every Get does.
+//! report. Each passes the read barrier its request names, as every Get does; Get and List
+//! answer as of the point `read.as_of` names, Diff and ShadowReport only about now.
 
 use tonic::Code;
 use warrant_identity::{StateRead, limits, query};
@@ -91,8 +92,9 @@ pub(super) async fn get(
     context: &Context,
     request: api::GetPolicyRequest,
 ) -> Result<api::PolicyVersion, ApiError> {
-    let consistency = validate::read_consistency(request.read.as_ref())?;
-    let reader = context.read(consistency).await?;
+    let reader = context
+        .read_view(validate::read_options(request.read.as_ref())?)
+        .await?;
     let activation = query::policy_activation(&reader).map_err(storage)?;
     let row = version_row(&reader, &activation, request.version)?;
     Ok(version_reply(row, &activation, true))
@@ -103,8 +105,9 @@ pub(super) async fn list(
     request: api::ListPoliciesRequest,
 ) -> Result<api::ListPoliciesResponse, ApiError> {
     let size = page_size(request.limit)?;
-    let consistency = validate::read_consistency(request.read.as_ref())?;
-    let reader = context.read(consistency).await?;
+    let reader = context
+        .read_view(validate::read_options(request.read.as_ref())?)
+        .await?;
     let activation = query::policy_activation(&reader).map_err(storage)?;
     let rows =
         query::list_policy_versions(&reader, request.after_version, size).map_err(storage)?;
