@@ -1,7 +1,9 @@
 //! `warrant demo`: a three-node cluster on loopback in a temporary directory, and a scripted
 //! walk through the API as a client would make it: register on one node, issue on another,
 //! verify on the third, revoke, verify again, a delegation chain whose tool calls are decided
-//! (and narrowed by a policy) with every decision a receipt, and read the audit trail.
+//! (and narrowed by a policy) with every decision a receipt, read the audit trail, and prove it:
+//! a checkpoint signed by every node, an inclusion proof checked by the demo, and what an agent
+//! could do before the revocation and after.
 
 use std::net::TcpListener;
 
@@ -19,6 +21,7 @@ use warrant_proto::{
 use crate::local_cluster::{LOCAL_NODES, LocalCluster};
 
 mod access;
+mod proofs;
 
 /// Attempts at finding a run of free loopback ports.
 const PORT_ATTEMPTS_MAX: usize = 20;
@@ -81,8 +84,10 @@ async fn walk_through(
     // request, and a follower forwards writes to the leader.
     let registered = register_alice(one, &admin).await?;
     issue_verify_revoke(two, three, &admin, &registered.agent_secret).await?;
-    let last_seq = delegation_chain(one, two, three, &admin, registered.password).await?;
-    print_audit_trail(three, &admin, last_seq).await
+    let (last_seq, root_id) =
+        delegation_chain(one, two, three, &admin, registered.password).await?;
+    print_audit_trail(three, &admin, last_seq).await?;
+    proofs::prove([one, two, three], &admin, &root_id).await
 }
 
 /// What `register_alice` registered that later steps log in with.
@@ -277,14 +282,14 @@ async fn print_audit_trail(three: &Channel, admin: &str, last_seq: u64) -> anyho
 /// Human alice logs in and delegates to her planner agent, which delegates a narrower part to a
 /// researcher sub-agent; the researcher's token carries alice as `sub` and the act chain
 /// researcher → planner. Revoking alice's grant stops the researcher's token on every node.
-/// Returns the last seq written.
+/// Returns the last seq written and alice's root delegation.
 async fn delegation_chain(
     one: &Channel,
     two: &Channel,
     three: &Channel,
     admin: &str,
     password: String,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, String)> {
     let secret = register_team(one, admin).await?;
     let session = api::session_service_client::SessionServiceClient::new(one.clone())
         .start_session(api::StartSessionRequest {
@@ -313,7 +318,8 @@ async fn delegation_chain(
         ))
         .await?
         .into_inner();
-    verify_then_revoke(one, three, admin, &as_alice, &chain.root_id, issued).await
+    let last_seq = verify_then_revoke(one, three, admin, &as_alice, &chain.root_id, issued).await?;
+    Ok((last_seq, chain.root_id))
 }
 
 /// Registers alice's planner and researcher agents, both with the returned client secret.

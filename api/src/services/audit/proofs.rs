@@ -13,10 +13,7 @@ use warrant_identity::{
     },
     keys,
 };
-use warrant_proto::{
-    api,
-    log,
-};
+use warrant_proto::{api, log};
 use warrant_raft::StateReader;
 
 use crate::{
