@@ -162,9 +162,12 @@ impl AuditResults {
         let _ = writeln!(
             out,
             "\n### Current reads: the store with the tree and history against today's ({} \
-             events each, the RocksDB comparison's stores), p50 / p99\n\n| operation | with \
-             tree and history | today's store | p99 ratio |\n|---|---|---|---|",
-            current.events
+             events each, the RocksDB comparison's stores, read right after loading; SST files \
+             {} MiB against {} MiB), p50 / p99\n\n| operation | with tree and history | \
+             today's store | p99 ratio |\n|---|---|---|---|",
+            current.events,
+            current.audited_sst_bytes >> 20,
+            current.unaudited_sst_bytes >> 20,
         );
         for op in &current.audited {
             let Some(today) = current.unaudited.iter().find(|it| it.name == op.name) else {

@@ -50,6 +50,9 @@ impl Throughput {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurrentReads {
     pub events: u64,
+    /// Each store's SST files when read (RocksDB may still be compacting what the load wrote).
+    pub audited_sst_bytes: u64,
+    pub unaudited_sst_bytes: u64,
     pub audited: Vec<OpResult>,
     pub unaudited: Vec<OpResult>,
 }
@@ -176,8 +179,16 @@ fn compare_stores(
         return Ok((throughput, None));
     }
     let (world, last_ms) = (a.workload.world(), a.last_time_ms());
+    let sst_bytes = |store: &warrant_raft::storage::StateMachineStore| {
+        store
+            .storage_usage()
+            .map(|usage| usage.sst_file_bytes)
+            .map_err(anyhow::Error::msg)
+    };
     let current = CurrentReads {
         events: a.last_seq,
+        audited_sst_bytes: sst_bytes(&store_a)?,
+        unaudited_sst_bytes: sst_bytes(&store_b)?,
         audited: lookups::measure_current(&store_a.reader(), world, last_ms, lookups, seed)?,
         unaudited: lookups::measure_current(&store_b.reader(), world, last_ms, lookups, seed)?,
     };
