@@ -134,6 +134,9 @@ impl AuditResults {
     }
 
     fn throughput_table(&self, out: &mut String) {
+        if self.throughput.is_empty() {
+            return;
+        }
         let _ = writeln!(
             out,
             "### Apply with the tree and history against today's apply (same run, same batches, \

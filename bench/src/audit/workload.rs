@@ -4,7 +4,7 @@
 //! A setup phase registers one service, node 1's signing key, the humans (bulk imports), two
 //! agents per human and a device per human. Then every batch is [`COMMANDS_PER_BATCH`] commands
 //! drawn from [`MIX`]: token issuance and revocation, credential rotations (most of them on a
-//! hot tenth of the agents, whose rows then keep hundreds of versions at 10⁷ events), agents
+//! hot tenth of the agents, whose rows then keep about 125 versions each at every size), agents
 //! disabled and enabled again, delegations granted and revoked, sessions started and ended,
 //! and ASYNC access receipts, [`RECEIPTS_PER_RECORD`] per command, about half the events.
 //!
@@ -24,9 +24,11 @@ pub const RECEIPTS_PER_RECORD: usize = 32;
 /// The stamp of the first batch (2023-11-14), and the stamp step between batches.
 pub const GENESIS_UNIX_MS: u64 = 1_700_000_000_000;
 pub const BATCH_STEP_MS: u64 = 250;
-/// One human per this many target events, within [`HUMANS_MIN`]..=[`HUMANS_MAX`].
+/// One human per this many target events, within [`HUMANS_MIN`]..=[`HUMANS_MAX`]: every size
+/// from 10⁴ to 10⁷ has the same density (about 250 events per agent, and as many versions per
+/// hot agent row), so what changes from one size to the next is the log's length alone.
 const EVENTS_PER_HUMAN: u64 = 500;
-const HUMANS_MIN: u64 = 50;
+const HUMANS_MIN: u64 = 20;
 const HUMANS_MAX: u64 = 20_000;
 /// Agents per human (agent `2h` and `2h+1` belong to human `h`).
 pub const AGENTS_PER_HUMAN: u32 = 2;
@@ -36,8 +38,9 @@ const HOT_AGENT_EVERY: u32 = 10;
 const HOT_ROTATIONS_PER_MILLE: u32 = 800;
 /// How many recent tokens, delegations and sessions are remembered for revoking and ending.
 const RECENT_MAX: usize = 4096;
-/// The agents disabled at once, at most; beyond it a disable becomes an enable.
-const DISABLED_MAX: usize = 256;
+/// The agents disabled at once, at most one in this many; beyond it a disable becomes an
+/// enable.
+const DISABLED_ONE_IN: usize = 8;
 pub const SERVICE_ID: &str = "mail";
 pub const TOOLS: [&str; 3] = ["read", "send", "search"];
 pub const KEY_ID: &str = "k1";
@@ -247,8 +250,12 @@ impl Workload {
         Op::Issue
     }
 
-    /// An agent that is not disabled (one always is: at most [`DISABLED_MAX`] are disabled and
-    /// there are at least 100 agents).
+    /// At most this many agents are disabled at once.
+    fn disabled_max(&self) -> usize {
+        (self.world.agents as usize / DISABLED_ONE_IN).max(1)
+    }
+
+    /// An agent that is not disabled (one always is: at most one in [`DISABLED_ONE_IN`] is).
     fn active_agent(&mut self) -> u32 {
         let start = self.rng.random_range(0..self.world.agents);
         (0..self.world.agents)
@@ -290,7 +297,7 @@ impl Workload {
                 ),
                 None => self.delegate(time_unix_ms),
             },
-            Op::Disable if self.disabled_list.len() < DISABLED_MAX => self.disable(),
+            Op::Disable if self.disabled_list.len() < self.disabled_max() => self.disable(),
             Op::Disable | Op::Enable => match self.disabled_list.pop() {
                 Some(agent) => self.set_status(agent, false),
                 None => self.disable(),
@@ -427,7 +434,7 @@ mod tests {
 
     #[test]
     fn the_world_grows_with_the_target_within_bounds() {
-        assert_eq!(World::for_events(10_000).humans, 50);
+        assert_eq!(World::for_events(10_000).humans, 20);
         assert_eq!(World::for_events(1_000_000).humans, 2_000);
         assert_eq!(World::for_events(10_000_000_000).humans, 20_000);
         assert_eq!(owner_of(5), 2);
