@@ -7,6 +7,7 @@
 //! so a directory without one is an interrupted load and is loaded again from scratch.
 
 use std::{
+    io::IsTerminal as _,
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -106,9 +107,11 @@ pub fn load(dir: &Path, spec: Spec, apply: ApplyFn, apply_name: &str) -> anyhow:
     let mut loader = Loader::new(&store, spec, apply);
     let started = Instant::now();
     let bar = progress_bar(spec);
+    let mut logged_tenths = 0;
     while loader.last_seq < spec.target_events {
         loader.step()?;
         bar.set_position(loader.last_seq.min(spec.target_events));
+        log_tenth(spec, &mut logged_tenths, loader.last_seq, started);
         if loader.calls.is_multiple_of(DISK_CHECK_EVERY_CALLS) {
             disk::ensure_floor(dir)?;
         }
@@ -157,6 +160,23 @@ fn read_manifest(dir: &Path) -> anyhow::Result<Option<Manifest>> {
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+    }
+}
+
+/// Without a terminal (the bar is hidden then), one line per tenth of the load.
+fn log_tenth(spec: Spec, logged: &mut u64, events: u64, started: Instant) {
+    if !spec.progress || std::io::stderr().is_terminal() {
+        return;
+    }
+    let tenths = (events.saturating_mul(10) / spec.target_events.max(1)).min(10);
+    if *logged < tenths {
+        *logged = tenths;
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "  loaded {events} of {} events in {seconds:.0} s ({:.0}/s)",
+            spec.target_events,
+            events as f64 / seconds
+        );
     }
 }
 

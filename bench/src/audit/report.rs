@@ -38,9 +38,14 @@ pub struct SizeResult {
 }
 
 impl AuditResults {
-    /// Writes `<out_dir>/<date>-audit.json` and returns its path.
-    pub fn write_json(&self, out_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-        let path = out_dir.join(format!("{}-audit.json", self.date));
+    /// Writes `<out_dir>/<date>-audit[-<tag>].json` and returns its path.
+    pub fn write_json(
+        &self,
+        out_dir: &Path,
+        tag: Option<&str>,
+    ) -> anyhow::Result<std::path::PathBuf> {
+        let suffix = tag.map(|tag| format!("-{tag}")).unwrap_or_default();
+        let path = out_dir.join(format!("{}-audit{suffix}.json", self.date));
         let text = serde_json::to_string_pretty(self)?;
         std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
         Ok(path)

@@ -6,7 +6,12 @@
 //!
 //! ```sh
 //! cargo run --release -p warrant-bench --bin audit-bench
+//! cargo run --release -p warrant-bench --bin audit-bench -- --sizes 10000,100000 --tag quick
 //! ```
+//!
+//! Fixtures go to `/tmp/warrant-audit-bench/fixture-<events>/` (about 400 bytes per event) and
+//! are removed once measured unless `--keep`; a load refuses to start, or stops, rather than
+//! leave less than 6 GiB free.
 
 use std::path::PathBuf;
 
@@ -46,6 +51,9 @@ struct Args {
     /// Where the results JSON goes.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out_dir: PathBuf,
+    /// Appended to the JSON's name (`<date>-audit-<tag>.json`), so several runs of a day stay.
+    #[arg(long)]
+    tag: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         rocksdb_throughput_events: args.rocksdb_throughput_events,
     };
     let results = audit::run(&spec)?;
-    let json = results.write_json(&args.out_dir)?;
+    let json = results.write_json(&args.out_dir, args.tag.as_deref())?;
     let link = format!(
         "bench/results/{}",
         json.file_name()
