@@ -10,8 +10,13 @@
 //!   [`failover`]: leader SIGKILL under writes.
 //! - [`plan`]: what each mode runs; [`suite`]: one repeat of it; [`report`]: JSON, plots and
 //!   the BENCHMARKS.md section.
+//!
+//! The auditor's log benchmark (`audit-bench`, `audit-fixture`, issue 11): [`audit`]. Unlike
+//! the cluster benchmark it runs in process, on a state machine opened through
+//! `warrant_raft::storage`.
 
 pub mod anchors;
+pub mod audit;
 pub mod etcd;
 pub mod failover;
 pub mod load;

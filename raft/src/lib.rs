@@ -10,7 +10,7 @@
 //! **API Boundary:** the modules are private; what other crates use is re-exported here. The
 //! API layer sees [`RaftNode`] (proposing, the read barrier, membership, status, the service
 //! peers call), [`StateReader`], [`ReadConsistency`], [`RaftConfig`] and this crate's errors;
-//! [`storage`] is for tests that drive the stores without a node.
+//! [`storage`] is for tests and benchmarks that drive the stores without a node.
 //!
 //! **Architecture Invariant:** nothing outside this crate touches RocksDB or openraft types:
 //! no public signature here names a RocksDB type, and errors carry the storage engine's messages
@@ -57,12 +57,14 @@ pub use storage_memory::{STORAGE_CACHE_MIB_DEFAULT, STORAGE_CACHE_MIB_MAX, STORA
 pub use types::{AppliedPosition, MemberNode, NodeId, TypeConfig};
 
 /// The stores and entry types, for tests that exercise storage without a running node
-/// (openraft's storage suite, the crash and restart tests). The API layer uses none of them.
+/// (openraft's storage suite, the crash and restart tests) and for benchmarks that load and
+/// read a state machine directly (`bench`'s audit fixtures, through
+/// `StateMachineStore::apply_batches_with`). The API layer uses none of them.
 pub mod storage {
     pub use crate::{
         log_store::LogStore,
-        state_machine::StateMachineStore,
+        state_machine::{ApplyFn, StateMachineStore},
         storage_memory::{StorageMemory, StorageUsage},
-        types::{BatchPayload, Entry, SnapshotFile},
+        types::{BatchPayload, BatchResponse, Entry, SnapshotFile},
     };
 }

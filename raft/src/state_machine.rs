@@ -22,13 +22,15 @@ use std::{
     },
 };
 
-use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, storage::RaftStateMachine};
+use openraft::{
+    CommittedLeaderId, EntryPayload, OptionalSend, RaftSnapshotBuilder, storage::RaftStateMachine,
+};
 use prost::Message;
 use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions,
 };
 use tokio::sync::watch;
-use warrant_identity::{Overlay, StateError, StateRead};
+use warrant_identity::{AppliedBatch, Overlay, StateError, StateRead};
 use warrant_proto::log;
 
 use crate::{
@@ -36,8 +38,8 @@ use crate::{
     snapshot::{self, RowFamily, SnapshotReader, SnapshotWriter},
     storage_memory::{ColumnFamilyRole, StorageMemory, StorageUsage},
     types::{
-        AppliedPosition, BatchResponse, Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta,
-        StorageError, StorageIOError, StoredMembership, TypeConfig,
+        AppliedPosition, BatchPayload, BatchResponse, Entry, LogId, Snapshot, SnapshotFile,
+        SnapshotMeta, StorageError, StorageIOError, StoredMembership, TypeConfig,
     },
 };
 
@@ -463,9 +465,55 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointSnapshotBuilder {
     }
 }
 
+/// What decides one batch: `warrant_identity::apply_batch` in a node; benchmarks may pass
+/// another with the same contract (see [`StateMachineStore::apply_batches_with`]).
+pub type ApplyFn = fn(&dyn StateRead, &log::Batch, u64) -> Result<AppliedBatch, StateError>;
+
+/// The term and leader of the entries [`StateMachineStore::apply_batches_with`] makes.
+const BULK_APPLY_LEADER: (u64, u64) = (1, 1);
+
+impl StateMachineStore {
+    /// Applies `batches` as the normal entries at log indexes `first_index`, `first_index + 1`,
+    /// … (term 1, leader 1), through the path [`RaftStateMachine::apply`] takes: decoded from
+    /// their payload, decided by `apply` against the live state through one overlay, and written
+    /// with the applied log id in one synced `WriteBatch`. Returns one response per batch.
+    ///
+    /// For benchmarks and fixture generators (`bench`'s `audit-fixture`, `audit-bench`), which
+    /// load millions of events without a Raft node, and compare apply functions on the same
+    /// write path. A node never calls it: openraft drives `apply`.
+    pub fn apply_batches_with(
+        &self,
+        first_index: u64,
+        batches: &[log::Batch],
+        apply: ApplyFn,
+    ) -> Result<Vec<BatchResponse>, StorageError> {
+        let (term, leader) = BULK_APPLY_LEADER;
+        let entries = (first_index..)
+            .zip(batches)
+            .map(|(index, batch)| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(term, leader), index),
+                payload: EntryPayload::Normal(BatchPayload(batch.encode_to_vec())),
+            })
+            .collect();
+        let db = self.db();
+        let responses = apply_entries_with(&db, entries, apply)?;
+        self.publish_position(&db)?;
+        Ok(responses)
+    }
+}
+
 /// Applies committed entries in one synced `WriteBatch`. Later entries see earlier entries'
 /// writes through an overlay, exactly as if each had been written on its own.
 fn apply_entries(db: &Arc<DB>, entries: Vec<Entry>) -> Result<Vec<BatchResponse>, StorageError> {
+    apply_entries_with(db, entries, warrant_identity::apply_batch)
+}
+
+/// [`apply_entries`] with `apply` deciding each batch.
+fn apply_entries_with(
+    db: &Arc<DB>,
+    entries: Vec<Entry>,
+    apply: ApplyFn,
+) -> Result<Vec<BatchResponse>, StorageError> {
     let base = StateReader { db: db.clone() };
     let mut overlay = Overlay::new(&base);
     let mut responses = Vec::with_capacity(entries.len());
@@ -493,7 +541,7 @@ fn apply_entries(db: &Arc<DB>, entries: Vec<Entry>) -> Result<Vec<BatchResponse>
                         continue;
                     }
                 };
-                let applied = warrant_identity::apply_batch(&overlay, &batch, entry.log_id.index)
+                let applied = apply(&overlay, &batch, entry.log_id.index)
                     .map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
                 overlay.write(applied.writes);
                 last_batch_time_ms = Some(batch.time_unix_ms);
