@@ -103,15 +103,21 @@ pub fn parse_verifier_key(text: &str) -> Result<VerifierKey, String> {
     })
 }
 
-/// Parses a checkpoint note (body, blank line, signature lines), not yet checking signatures.
-pub fn parse_checkpoint(text: &str) -> Result<CheckpointNote, String> {
+/// Splits a signed note at its blank line: the signed text (with its final newline) and the
+/// signature lines, not yet verified.
+pub fn split_note(text: &str) -> Result<(String, Vec<NoteSignature>), String> {
     if text.len() > NOTE_BYTES_MAX {
         return Err(format!("the note is over {NOTE_BYTES_MAX} bytes"));
     }
     let (body, signatures) = text
         .split_once("\n\n")
         .ok_or("the note has no blank line before its signatures")?;
-    let body = format!("{body}\n");
+    Ok((format!("{body}\n"), parse_signatures(signatures)?))
+}
+
+/// Parses a checkpoint note (body, blank line, signature lines), not yet checking signatures.
+pub fn parse_checkpoint(text: &str) -> Result<CheckpointNote, String> {
+    let (body, signatures) = split_note(text)?;
     let mut lines = body.lines();
     let origin = lines
         .next()
@@ -129,7 +135,6 @@ pub fn parse_checkpoint(text: &str) -> Result<CheckpointNote, String> {
         .ok()
         .and_then(|r| r.try_into().ok())
         .ok_or_else(|| format!("root {root:?} is not base64 of 32 bytes"))?;
-    let signatures = parse_signatures(signatures)?;
     Ok(CheckpointNote {
         origin: origin.to_string(),
         body,
@@ -178,8 +183,17 @@ fn parse_signatures(text: &str) -> Result<Vec<NoteSignature>, String> {
 /// Checks `note`'s signatures against `pinned`. Signature lines by other keys are skipped, as
 /// signed-note verifiers do; a line by a pinned key (name and id) must verify.
 pub fn check_signatures(note: &CheckpointNote, pinned: &[VerifierKey]) -> SignatureCheck {
+    check_note_signatures(&note.body, &note.signatures, pinned)
+}
+
+/// [`check_signatures`] for any signed note's text and signature lines.
+pub fn check_note_signatures(
+    body: &str,
+    signatures: &[NoteSignature],
+    pinned: &[VerifierKey],
+) -> SignatureCheck {
     let mut verified = Vec::new();
-    for signature in &note.signatures {
+    for signature in signatures {
         let Some(key) = pinned
             .iter()
             .find(|k| k.name == signature.name && k.key_id == signature.key_id)
@@ -188,7 +202,7 @@ pub fn check_signatures(note: &CheckpointNote, pinned: &[VerifierKey]) -> Signat
         };
         let public = UnparsedPublicKey::new(&ED25519, &key.public_key);
         if public
-            .verify(note.body.as_bytes(), &signature.signature)
+            .verify(body.as_bytes(), &signature.signature)
             .is_err()
         {
             return SignatureCheck::Invalid {
@@ -199,7 +213,7 @@ pub fn check_signatures(note: &CheckpointNote, pinned: &[VerifierKey]) -> Signat
     }
     if verified.is_empty() {
         return SignatureCheck::NoPinnedKey {
-            signed_by: note.signatures.iter().map(|s| s.name.clone()).collect(),
+            signed_by: signatures.iter().map(|s| s.name.clone()).collect(),
         };
     }
     SignatureCheck::Verified(verified)
@@ -281,6 +295,31 @@ mod tests {
             check_signatures(&parsed, &[other_key]),
             SignatureCheck::NoPinnedKey { .. }
         ));
+    }
+
+    /// The example of golang.org/x/mod/sumdb/note, the signed-note reference implementation.
+    #[test]
+    fn the_reference_implementations_example_note_verifies() {
+        let key = parse_verifier_key(
+            "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        )
+        .expect("the reference key parses");
+        let note = "If you think cryptography is the answer to your problem,\n\
+                    then you don't know what your problem is.\n\
+                    \n\
+                    \u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+        let (body, signatures) = split_note(note).expect("the note parses");
+        assert_eq!(
+            check_note_signatures(&body, &signatures, std::slice::from_ref(&key)),
+            SignatureCheck::Verified(vec!["PeterNeumann".to_string()])
+        );
+        let tampered = body.replace("answer", "Answer");
+        assert_eq!(
+            check_note_signatures(&tampered, &signatures, &[key]),
+            SignatureCheck::Invalid {
+                key_name: "PeterNeumann".to_string()
+            }
+        );
     }
 
     #[test]
