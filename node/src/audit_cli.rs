@@ -377,3 +377,31 @@ async fn query(args: &QueryArgs) -> anyhow::Result<()> {
          with --from after the last event printed"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Clap's own consistency checks (unique option names, valid requirements) on every verb.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        crate::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn times_parse_as_rfc_3339_or_unix_ms() {
+        assert_eq!(
+            super::parse_time_ms("1700000000123").ok(),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            super::parse_time_ms("2023-11-14T22:13:20.123Z").ok(),
+            Some(1_700_000_000_123)
+        );
+        assert!(super::parse_time_ms("yesterday").is_err());
+        assert_eq!(
+            super::format_time_ms(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
+    }
+}

@@ -27,6 +27,18 @@ pub fn to_json<M: Message>(message: &M, full_name: &str) -> anyhow::Result<Value
     Ok(dynamic.serialize_with_options(serde_json::value::Serializer, &options)?)
 }
 
+/// An event from its proto3 JSON (either field naming, enums by name or number, 64-bit
+/// integers as strings or numbers: whatever a conforming printer wrote).
+pub fn event_from_json(value: &Value) -> anyhow::Result<log::Event> {
+    let descriptor = pool()?
+        .get_message_by_name("warrant.log.v1.Event")
+        .ok_or_else(|| {
+            anyhow::anyhow!("no message warrant.log.v1.Event in the public descriptors")
+        })?;
+    let dynamic = DynamicMessage::deserialize(descriptor, value)?;
+    Ok(dynamic.transcode_to::<log::Event>()?)
+}
+
 /// An event as proto3 JSON.
 pub fn event_json(event: &log::Event) -> anyhow::Result<Value> {
     to_json(event, "warrant.log.v1.Event")

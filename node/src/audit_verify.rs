@@ -40,6 +40,8 @@ pub enum FailureKind {
     RecordUndecodable,
     /// The record decodes, but to another seq or time than its line says.
     RecordDisagrees,
+    /// The line's `event` (the JSON view a reader reads) is not its record decoded.
+    EventViewMismatch,
     /// The file ends without its checkpoint line.
     CheckpointMissing,
     CheckpointMalformed,
@@ -116,6 +118,8 @@ struct Line {
     time_unix_ms: Option<u64>,
     leaf_hash: Option<String>,
     record: Option<String>,
+    /// The record decoded to JSON: only a view, but a reader trusts it, so it is checked too.
+    event: Option<serde_json::Value>,
     checkpoint: Option<String>,
     #[serde(default, deserialize_with = "number")]
     tree_size: Option<u64>,
@@ -288,6 +292,7 @@ impl Walk<'_, '_> {
                 ),
             ));
         }
+        check_view(seq, &event, line.event.as_ref())?;
         self.push(leaf)?;
         self.expected += 1;
         self.check_trusted_at(seq)
@@ -390,6 +395,30 @@ impl Walk<'_, '_> {
             trusted_size: self.inputs.trusted.map(|t| t.tree_size),
             failure,
         }
+    }
+}
+
+/// The line's JSON view of the event, when it has one, says what the record says.
+fn check_view(
+    seq: u64,
+    event: &log::Event,
+    view: Option<&serde_json::Value>,
+) -> Result<(), Failure> {
+    let Some(view) = view else {
+        return Ok(());
+    };
+    match crate::audit_json::event_from_json(view) {
+        Ok(viewed) if viewed == *event => Ok(()),
+        Ok(_) => Err(Failure::at(
+            FailureKind::EventViewMismatch,
+            seq,
+            "the line's event JSON differs from its record decoded",
+        )),
+        Err(e) => Err(Failure::at(
+            FailureKind::EventViewMismatch,
+            seq,
+            format!("the line's event JSON is not a warrant.log.v1.Event: {e:#}"),
+        )),
     }
 }
 

@@ -35,8 +35,14 @@ pub struct VerifyArgs {
     /// A node to localise a root mismatch against (and to export from when no file is given).
     #[arg(long)]
     pub endpoint: Option<String>,
-    #[command(flatten)]
-    pub tls: TlsArgs,
+    /// The CA certificate (PEM) that signed the nodes' certificates (with --endpoint).
+    #[arg(long, env = "WARRANT_CLI_CA")]
+    pub ca: Option<PathBuf>,
+    /// A client certificate (PEM) to present, with --client-key (`--key` names pinned keys here).
+    #[arg(long, env = "WARRANT_CLI_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    #[arg(long, env = "WARRANT_CLI_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     #[arg(long, env = "WARRANT_CLI_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     #[arg(long)]
@@ -61,7 +67,11 @@ impl VerifyArgs {
             auth: AdminAuth {
                 target: Target {
                     endpoint,
-                    tls: self.tls.clone(),
+                    tls: TlsArgs {
+                        ca: self.ca.clone(),
+                        cert: self.client_cert.clone(),
+                        key: self.client_key.clone(),
+                    },
                 },
                 admin_token: self.admin_token.clone(),
                 admin_token_file: self.admin_token_file.clone(),

@@ -27,14 +27,16 @@ fn record(seq: u64, who: &str) -> Vec<u8> {
 }
 
 fn line(seq: u64, record: &[u8], leaf: &[u8; 32]) -> String {
-    serde_json::json!({
+    let mut line = serde_json::json!({
         "seq": seq,
         "time_unix_ms": 1_700_000_000_000 + seq,
         "leaf_hash": STANDARD.encode(leaf),
         "record": STANDARD.encode(record),
-        "event": {"seq": seq.to_string()},
-    })
-    .to_string()
+    });
+    if let Ok(event) = log::Event::decode(record) {
+        line["event"] = crate::audit_json::event_json(&event).expect("an event as JSON");
+    }
+    line.to_string()
 }
 
 /// An export of `records` (seq = position + 1) with a checkpoint `signer` signed over them.
@@ -298,4 +300,29 @@ fn a_truncated_file_or_a_bad_record_is_reported() {
         FailureKind::RecordDisagrees,
         Some(3),
     );
+}
+
+#[test]
+fn an_edited_json_view_of_an_event_fails_at_its_seq() {
+    let signer = TestSigner::new("k");
+    let mut lines = export(&history("h", EVENTS), &signer);
+    let mut line: serde_json::Value = serde_json::from_str(&lines[5]).expect("JSON");
+    assert_eq!(line["event"]["human_registered"]["human_id"], "h-6");
+    assert_eq!(
+        line["event"]["seq"], "6",
+        "proto3 JSON writes 64-bit integers as strings"
+    );
+    line["event"]["human_registered"]["human_id"] = "mallory".into();
+    lines[5] = line.to_string();
+    assert_fails(
+        &run(&lines, &[key(&signer)], None),
+        FailureKind::EventViewMismatch,
+        Some(6),
+    );
+    // A line without the view checks on its record alone.
+    let mut lines = export(&history("h", EVENTS), &signer);
+    let mut line: serde_json::Value = serde_json::from_str(&lines[2]).expect("JSON");
+    line.as_object_mut().expect("an object").remove("event");
+    lines[2] = line.to_string();
+    assert!(run(&lines, &[key(&signer)], None).ok);
 }
