@@ -101,29 +101,7 @@ fn print_access(r: &api::EffectiveAccessResponse) {
     for d in &r.delegations {
         print_delegation(d);
     }
-    println!("sessions ({}):", r.sessions.len());
-    for s in &r.sessions {
-        let state = match (s.in_force, s.ended) {
-            (true, _) => "in force".to_string(),
-            (false, true) => "ended".to_string(),
-            (false, false) => format!("expired {}", format_time_ms(s.expires_at_unix_s * 1000)),
-        };
-        let kind = log::PrincipalKind::try_from(s.principal_kind)
-            .map_or("UNKNOWN", |k| k.as_str_name())
-            .trim_start_matches("PRINCIPAL_KIND_")
-            .to_ascii_lowercase();
-        println!(
-            "  {} of {kind} {} on device {}: {state} (started at seq {})",
-            s.session_id,
-            s.principal_id,
-            if s.device_id.is_empty() {
-                "-"
-            } else {
-                &s.device_id
-            },
-            s.started_seq
-        );
-    }
+    print_sessions(&r.sessions);
     println!("devices ({}):", r.devices.len());
     for d in &r.devices {
         println!(
@@ -156,6 +134,32 @@ fn print_access(r: &api::EffectiveAccessResponse) {
             c.tree_size, c.node_id
         ),
         None => println!("checkpoint: none"),
+    }
+}
+
+fn print_sessions(sessions: &[api::EffectiveSession]) {
+    println!("sessions ({}):", sessions.len());
+    for s in sessions {
+        let state = match (s.in_force, s.ended) {
+            (true, _) => "in force".to_string(),
+            (false, true) => "ended".to_string(),
+            (false, false) => format!("expired {}", format_time_ms(s.expires_at_unix_s * 1000)),
+        };
+        let kind = log::PrincipalKind::try_from(s.principal_kind)
+            .map_or("UNKNOWN", |k| k.as_str_name())
+            .trim_start_matches("PRINCIPAL_KIND_")
+            .to_ascii_lowercase();
+        println!(
+            "  {} of {kind} {} on device {}: {state} (started at seq {})",
+            s.session_id,
+            s.principal_id,
+            if s.device_id.is_empty() {
+                "-"
+            } else {
+                &s.device_id
+            },
+            s.started_seq
+        );
     }
 }
 

@@ -507,6 +507,60 @@ fn verify_json(admin_token: &str, args: &[&str]) -> (bool, serde_json::Value) {
     (ok, report)
 }
 
+fn flipped_byte_fails_at_its_seq(node: &Node, token: &str, key: &str, lines: &[serde_json::Value]) {
+    // A flipped byte of the record of seq 5: that leaf no longer matches.
+    let mut tampered = lines.to_vec();
+    let mut record = STANDARD
+        .decode(tampered[4]["record"].as_str().unwrap())
+        .unwrap();
+    let at = record.len() / 2;
+    record[at] ^= 0x01;
+    tampered[4]["record"] = STANDARD.encode(&record).into();
+    let bad = scratch(node, "flipped.jsonl");
+    write_lines(&bad, &tampered);
+    let (ok, report) = verify_json(token, &[bad.to_str().unwrap(), "--key", key]);
+    assert!(!ok);
+    assert_eq!(report["failure"]["kind"], "leaf_mismatch", "{report}");
+    assert_eq!(report["failure"]["seq"], 5);
+}
+
+fn forged_line_is_found_by_bisection(
+    node: &Node,
+    token: &str,
+    key: &str,
+    lines: &[serde_json::Value],
+) {
+    let endpoint = node.addr();
+    // A forged seq 7 with its leaf re-hashed: only the root says so; offline no seq is named,
+    // against the node the bisection names 7.
+    let mut forged = lines.to_vec();
+    let mut event = log::Event::decode(
+        STANDARD
+            .decode(forged[6]["record"].as_str().unwrap())
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    event.idempotency_key = "forged".to_string();
+    let record = event.encode_to_vec();
+    forged[6]["record"] = STANDARD.encode(&record).into();
+    forged[6]["leaf_hash"] = leaf_b64(&record).into();
+    // The JSON view follows, or the view check would name seq 7 offline already.
+    forged[6]["event"]["idempotency_key"] = "forged".into();
+    let bad = scratch(node, "forged.jsonl");
+    write_lines(&bad, &forged);
+    let (ok, report) = verify_json(token, &[bad.to_str().unwrap(), "--key", key]);
+    assert!(!ok);
+    assert_eq!(report["failure"]["kind"], "root_mismatch", "{report}");
+    assert!(report["failure"]["seq"].is_null());
+    let (ok, report) = verify_json(
+        token,
+        &[bad.to_str().unwrap(), "--key", key, "--endpoint", &endpoint],
+    );
+    assert!(!ok);
+    assert_eq!(report["failure"]["seq"], 7, "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_verifies_with_the_cli_and_a_tampered_one_fails_at_its_seq() {
     let node = Node::start().await;
@@ -559,54 +613,9 @@ async fn an_export_verifies_with_the_cli_and_a_tampered_one_fails_at_its_seq() {
     assert_eq!(report["tree_size"], last);
     assert!(report["trusted_size"].as_u64().unwrap() < last);
 
-    // A flipped byte of the record of seq 5: that leaf no longer matches.
     let lines = export_lines(&file);
-    let mut tampered = lines.clone();
-    let mut record = STANDARD
-        .decode(tampered[4]["record"].as_str().unwrap())
-        .unwrap();
-    let at = record.len() / 2;
-    record[at] ^= 0x01;
-    tampered[4]["record"] = STANDARD.encode(&record).into();
-    let bad = scratch(&node, "flipped.jsonl");
-    write_lines(&bad, &tampered);
-    let (ok, report) = verify_json(&token, &[bad.to_str().unwrap(), "--key", &key]);
-    assert!(!ok);
-    assert_eq!(report["failure"]["kind"], "leaf_mismatch", "{report}");
-    assert_eq!(report["failure"]["seq"], 5);
-
-    // A forged seq 7 with its leaf re-hashed: only the root says so; offline no seq is named,
-    // against the node the bisection names 7.
-    let mut forged = lines.clone();
-    let mut event = log::Event::decode(
-        STANDARD
-            .decode(forged[6]["record"].as_str().unwrap())
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
-    event.idempotency_key = "forged".to_string();
-    let record = event.encode_to_vec();
-    forged[6]["record"] = STANDARD.encode(&record).into();
-    forged[6]["leaf_hash"] = leaf_b64(&record).into();
-    let bad = scratch(&node, "forged.jsonl");
-    write_lines(&bad, &forged);
-    let (ok, report) = verify_json(&token, &[bad.to_str().unwrap(), "--key", &key]);
-    assert!(!ok);
-    assert_eq!(report["failure"]["kind"], "root_mismatch", "{report}");
-    assert!(report["failure"]["seq"].is_null());
-    let (ok, report) = verify_json(
-        &token,
-        &[
-            bad.to_str().unwrap(),
-            "--key",
-            &key,
-            "--endpoint",
-            &endpoint,
-        ],
-    );
-    assert!(!ok);
-    assert_eq!(report["failure"]["seq"], 7, "{report}");
+    flipped_byte_fails_at_its_seq(&node, &token, &key, &lines);
+    forged_line_is_found_by_bisection(&node, &token, &key, &lines);
 
     // A checkpoint newer than the file: rolled back, as the client sees it.
     write_humans(&node, "later", 2).await;

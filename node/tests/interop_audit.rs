@@ -106,15 +106,19 @@ fn tampered(proofs: &Value, kind: &str, index: usize, drop: bool) -> Value {
     proofs
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clusters_export_checkpoints_and_proofs_verify_in_an_independent_verifier() {
-    let work = tempfile::tempdir().unwrap();
-    let site = work.path().join("site");
-    install_cryptography(&site);
-    let (ok, selftest) = python(&site, &["--self-test"]);
-    assert!(ok, "the verifier fails its own known answers: {selftest}");
+/// What a cluster serves, in files for the verifier.
+struct Served {
+    export: std::path::PathBuf,
+    merged: std::path::PathBuf,
+    proofs: Value,
+    proofs_path: std::path::PathBuf,
+    keys: Vec<String>,
+    size: u64,
+}
 
-    let cluster = Cluster::start(3).await;
+/// Writes, then node 2's export, the three nodes' fresh checkpoints merged into one note, and
+/// node 2's proofs, into `work`.
+async fn served(cluster: &Cluster, work: &Path) -> Served {
     let leader = cluster.leader().await;
     for i in 0..21 {
         cluster.node(leader).register_human(&format!("p-{i}")).await;
@@ -130,18 +134,46 @@ async fn a_clusters_export_checkpoints_and_proofs_verify_in_an_independent_verif
         keys.push(c.verifier_key);
     }
     let node = cluster.node(2);
-    let export = work.path().join("export.jsonl");
+    let export = work.join("export.jsonl");
     export_to(node, &export, 0).await;
     let size = export_lines(&export).len() as u64 - 1;
-    let merged = work.path().join("merged.note");
+    let merged = work.join("merged.note");
     std::fs::write(
         &merged,
         merge_notes(&notes.iter().map(String::as_str).collect::<Vec<_>>()),
     )
     .unwrap();
     let proofs = proofs(node, size).await;
-    let proofs_path = work.path().join("proofs.json");
+    let proofs_path = work.join("proofs.json");
     std::fs::write(&proofs_path, proofs.to_string()).unwrap();
+
+    Served {
+        export,
+        merged,
+        proofs,
+        proofs_path,
+        keys,
+        size,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clusters_export_checkpoints_and_proofs_verify_in_an_independent_verifier() {
+    let work = tempfile::tempdir().unwrap();
+    let site = work.path().join("site");
+    install_cryptography(&site);
+    let (ok, selftest) = python(&site, &["--self-test"]);
+    assert!(ok, "the verifier fails its own known answers: {selftest}");
+
+    let cluster = Cluster::start(3).await;
+    let Served {
+        export,
+        merged,
+        proofs,
+        proofs_path,
+        keys,
+        size,
+    } = served(&cluster, work.path()).await;
 
     let mut args: Vec<&str> = vec!["--export", export.to_str().unwrap()];
     for key in &keys {
