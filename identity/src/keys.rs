@@ -28,6 +28,8 @@
 //! | `bu\0` + delegation_id | `state::BudgetUsageRow` (what a delegation's call budget spent) |
 //! | `pv\0` + version (u32 BE) | `state::PolicyVersionRow` |
 //! | `pa` | `state::PolicyActivationRow` (one row: the active and shadow versions) |
+//! | `m\0tree_size` | the number of leaves of the Merkle tree over the events, u64 BE (equals `m\0last_seq`) |
+//! | `mt\0` + level (u8) + index (u64 BE) | 32 bytes: the hash of the perfect subtree of 2^level leaves from leaf index × 2^level (level 0: leaf hashes), stored once complete |
 //!
 //! Big-endian numbers keep the store's byte order equal to numeric order, so events scan in seq
 //! order.
@@ -74,6 +76,18 @@ pub const ASSERTION_PREFIX: &[u8] = b"u\0";
 pub const ASSERTION_BY_EXPIRY_PREFIX: &[u8] = b"ue\0";
 /// The prefix of the budget usage rows.
 pub const BUDGET_USAGE_PREFIX: &[u8] = b"bu\0";
+
+/// The key holding the number of leaves of the Merkle tree over the events.
+pub const TREE_SIZE: &[u8] = b"m\0tree_size";
+/// The prefix of every stored Merkle tree node.
+pub const TREE_NODE_PREFIX: &[u8] = b"mt\0";
+
+/// The key of the Merkle tree node of 2^`level` leaves starting at leaf `index` × 2^`level`.
+pub fn tree_node(level: u8, index: u64) -> Vec<u8> {
+    let mut key = join(TREE_NODE_PREFIX, &[level]);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
 
 /// The key of delegation `delegation_id`'s budget usage row.
 pub fn budget_usage(delegation_id: &str) -> Vec<u8> {
@@ -308,6 +322,8 @@ mod tests {
             ),
             (successor(b"a\0bot"), b"a\0bot\0"),
             (policy_version(258), b"pv\0\0\0\x01\x02"),
+            (TREE_SIZE.to_vec(), b"m\0tree_size"),
+            (tree_node(3, 258), b"mt\0\x03\0\0\0\0\0\0\x01\x02"),
         ];
         for (actual, expected) in cases {
             assert_eq!(display(actual), display(expected));
@@ -353,6 +369,8 @@ mod tests {
             ASSERTION_BY_EXPIRY_PREFIX,
             POLICY_VERSION_PREFIX,
             POLICY_ACTIVATION,
+            TREE_SIZE,
+            TREE_NODE_PREFIX,
         ];
         for (a_idx, a) in prefixes.iter().enumerate() {
             for (b_idx, b) in prefixes.iter().enumerate() {

@@ -3,8 +3,10 @@
 //! alphabet, no padding, no whitespace, no stray trailing bits). Shared by access tokens, client
 //! assertions and upstream id_tokens, which differ only in what their headers and claims may say.
 
-use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
+use aws_lc_rs::signature::Ed25519KeyPair;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+use crate::ed25519;
 
 /// A compact JWS whose structure checked out; nothing in it is trusted yet.
 pub(crate) struct Compact<'a> {
@@ -74,21 +76,16 @@ pub(crate) fn join(header: &[u8], payload: &[u8], sign: impl FnOnce(&[u8]) -> Ve
 }
 
 /// Signs `header` and `payload` (the JSON bytes, exactly as given) as a compact JWS with the
-/// Ed25519 `key_pair`: the one signer of access tokens and client assertions. The key pair is
-/// parsed once by its owner; parsing PKCS#8 per call cost as much as the signature itself.
+/// Ed25519 `key_pair`, by the crate's one signer ([`ed25519::sign`]).
 pub(crate) fn sign_ed25519(header: &[u8], payload: &[u8], key_pair: &Ed25519KeyPair) -> String {
-    join(header, payload, |input| {
-        key_pair.sign(input).as_ref().to_vec()
-    })
+    join(header, payload, |input| ed25519::sign(key_pair, input))
 }
 
 /// Whether `signature` (raw bytes, already decoded by [`split`]) is an Ed25519 signature by
-/// `public_key` (raw 32 bytes) over `signing_input`: the one verifier of access tokens and
-/// client assertions.
+/// `public_key` (raw 32 bytes) over `signing_input`, by the crate's one verifier
+/// ([`ed25519::verify`]).
 pub(crate) fn verify_ed25519(public_key: &[u8; 32], signing_input: &str, signature: &[u8]) -> bool {
-    UnparsedPublicKey::new(&ED25519, public_key)
-        .verify(signing_input.as_bytes(), signature)
-        .is_ok()
+    ed25519::verify(public_key, signing_input.as_bytes(), signature)
 }
 
 #[cfg(test)]

@@ -54,7 +54,14 @@ pub enum SigningKeyError {
 impl NodeSigningKey {
     /// Loads the key from `data_dir`, generating and saving one on first start.
     pub fn load_or_generate(data_dir: &Path) -> Result<Self, SigningKeyError> {
-        let path = data_dir.join(KEY_FILE);
+        Self::load_or_generate_file(&data_dir.join(KEY_FILE))
+    }
+
+    /// Loads an Ed25519 key from the PKCS#8 file at `path` (which must be mode 0600),
+    /// generating and saving one there when there is none: the token signing key, and any
+    /// other key a node keeps beside it (its audit checkpoint key).
+    pub fn load_or_generate_file(path: &Path) -> Result<Self, SigningKeyError> {
+        let path = path.to_path_buf();
         let path_text = path.display().to_string();
         let pkcs8 = match fs::read(&path) {
             Ok(bytes) => {
@@ -166,5 +173,60 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     match path.parent() {
         Some(dir) => fs::File::open(dir)?.sync_all(),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of its own under the system temp dir, removed when dropped.
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "warrant-token-{tag}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("create temp dir");
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_key_file_is_generated_once_private_and_loaded_back() {
+        let dir = TempDir::new("key-file");
+        let path = dir.0.join("audit-key.pk8");
+        let first = NodeSigningKey::load_or_generate_file(&path).expect("generate");
+        let mode = fs::metadata(&path).expect("written").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = NodeSigningKey::load_or_generate_file(&path).expect("load");
+        assert_eq!(again.public_key(), first.public_key());
+        let token_key = NodeSigningKey::load_or_generate(&dir.0).expect("token key");
+        assert_ne!(
+            token_key.public_key(),
+            first.public_key(),
+            "a file of its own"
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(matches!(
+            NodeSigningKey::load_or_generate_file(&path),
+            Err(SigningKeyError::Permissions { mode: 0o644, .. })
+        ));
+        fs::write(&path, b"not a key").expect("overwrite");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(matches!(
+            NodeSigningKey::load_or_generate_file(&path),
+            Err(SigningKeyError::Invalid { .. })
+        ));
     }
 }

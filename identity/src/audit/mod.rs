@@ -5,4 +5,6 @@
 
 pub mod history;
 pub mod merkle;
+#[cfg(test)]
+mod rfc6962_vectors;
 pub mod tree;
