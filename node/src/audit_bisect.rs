@@ -193,7 +193,7 @@ fn prefix_root(leaves: &Path, size: u64) -> anyhow::Result<Hash> {
         reader
             .read_exact(&mut leaf)
             .context("read the kept leaves")?;
-        range.push(leaf);
+        range.push(leaf).context("fold the kept leaves")?;
     }
     Ok(range.root())
 }

@@ -213,7 +213,11 @@ async fn checkpoint(common: &Common, fresh: bool, out: Option<&PathBuf>) -> anyh
 }
 
 async fn keys(common: &Common) -> anyhow::Result<()> {
-    let c = fetch_checkpoint(common, false).await?;
+    // The key comes with a checkpoint; before the first scheduled one, ask for one signed now.
+    let c = match fetch_checkpoint(common, false).await {
+        Ok(c) => c,
+        Err(_) => fetch_checkpoint(common, true).await?,
+    };
     match common.output {
         Output::Json => {
             print_json(&json!({ "node_id": c.node_id, "verifier_key": c.verifier_key }))

@@ -299,7 +299,13 @@ impl Walk<'_, '_> {
     }
 
     fn push(&mut self, leaf: Hash) -> Result<(), Failure> {
-        self.range.push(leaf);
+        self.range.push(leaf).map_err(|e| {
+            Failure::at(
+                FailureKind::LineMalformed,
+                self.expected,
+                format!("fold the leaf into the tree: {e}"),
+            )
+        })?;
         if let Some(sink) = self.leaves.as_mut() {
             sink.write_all(&leaf).map_err(|e| {
                 Failure::unplaced(
