@@ -2,6 +2,13 @@
 //! `local-cluster` runs three nodes on loopback; `dev` runs a one-node cluster for development;
 //! `demo` runs a local cluster and walks through issue, verify, revoke and audit against it.
 
+mod audit_access;
+mod audit_bisect;
+mod audit_cli;
+mod audit_json;
+mod audit_note;
+mod audit_verify;
+mod audit_verify_cli;
 mod certs;
 mod client;
 mod cluster_cli;
@@ -102,6 +109,10 @@ enum Command {
     /// Decide whether an agent's token may call a tool now; the decision is recorded as a
     /// receipt. A DENY is printed and exits 0.
     Authorize(Box<policy_cli::AuthorizeArgs>),
+    /// The audit log: signed checkpoints, export and offline verification, tail, query, and
+    /// what an agent could do at a point of the log.
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -171,6 +182,7 @@ fn main() -> anyhow::Result<()> {
             Command::Operator(command) => operator_cli::run(command).await,
             Command::Policy(command) => policy_cli::run(command).await,
             Command::Authorize(args) => policy_cli::run_authorize(*args).await,
+            Command::Audit(command) => audit_cli::run(command).await,
             Command::Certs(CertsCommand::Dev {
                 out,
                 nodes,

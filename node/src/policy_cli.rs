@@ -218,7 +218,7 @@ fn req<T>(common: &Common, message: T) -> anyhow::Result<tonic::Request<T>> {
 
 /// A refused call as the CLI reports it: what, the status, the reason code and the message,
 /// and every field violation (an invalid policy's errors, with line and column).
-fn refused(what: &str, status: &Status) -> anyhow::Error {
+pub fn refused(what: &str, status: &Status) -> anyhow::Error {
     let (reason, _) = error_info(status);
     let reason = if reason.is_empty() {
         "no reason".to_string()

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // Each test binary uses a subset of the helpers.
 
+pub mod audit;
 pub mod cluster;
 
 use std::{
