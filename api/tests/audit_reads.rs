@@ -16,87 +16,9 @@ use warrant_proto::api::{
     identity_service_client::IdentityServiceClient, token_service_client::TokenServiceClient,
 };
 
-const ADMIN_TOKEN: &str = "audit-admin-token-audit-admin-token";
-/// How long the test waits for anything that must happen; never a sleep to hope.
-const WAIT_MAX: Duration = Duration::from_secs(30);
+mod support;
 
-fn config(data_dir: &std::path::Path) -> ApiConfig {
-    ApiConfig {
-        node_id: 1,
-        data_dir: data_dir.to_path_buf(),
-        listen_addr: "127.0.0.1:0".parse().expect("an address"),
-        peer_listen_addr: "127.0.0.1:0".parse().expect("an address"),
-        http_listen_addr: None,
-        advertise_addr: "127.0.0.1:0".to_owned(),
-        peer_advertise_addr: "127.0.0.1:0".to_owned(),
-        admin_token: ADMIN_TOKEN.to_owned(),
-        issuer: "https://warrant.audit.test".to_owned(),
-        token_ttl_default_s: 300,
-        clock_leeway_s: 5,
-        init_single_node: true,
-        snapshot_logs_since_last: 10_000,
-        snapshot_logs_kept: 1_000,
-        // Plaintext: the client is in-process.
-        security: warrant_api::Security::InsecurePlaintext {
-            peer_secrets: vec!["audit-peer-secret-audit-peer-secret".to_owned()],
-        },
-        federation: vec![],
-        allow_local_passwords: false,
-        session_ttl_default_s: 3_600,
-        storage_cache_mib: 64,
-    }
-}
-
-fn admin<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {ADMIN_TOKEN}").parse().expect("ASCII"),
-    );
-    request
-}
-
-fn human(human_id: &str) -> api::RegisterHumanRequest {
-    api::RegisterHumanRequest {
-        human_id: human_id.to_owned(),
-        display_name: format!("Human {human_id}"),
-        email: format!("{human_id}@example.com"),
-        ..Default::default()
-    }
-}
-
-async fn start(data_dir: &std::path::Path) -> (SocketAddr, oneshot::Sender<()>) {
-    let (ready, started) = oneshot::channel();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(Warrant::run(
-        config(data_dir),
-        async move {
-            let _ = stopped.await;
-        },
-        move |warrant| {
-            let _ = ready.send(warrant.local_addr);
-        },
-    ));
-    let addr = tokio::time::timeout(WAIT_MAX, started)
-        .await
-        .expect("the node starts in time")
-        .expect("the node starts");
-    (addr, stop)
-}
-
-/// Registers `human_id`, retrying (bounded) while the new node elects itself.
-async fn first_write(identity: &mut IdentityServiceClient<Channel>, human_id: &str) {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        match identity.register_human(admin(human(human_id))).await {
-            Ok(_) => return,
-            Err(status) if Instant::now() < deadline && status.code() == Code::Unavailable => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(status) => panic!("the first write failed: {status:?}"),
-        }
-    }
-}
+use support::{ADMIN_TOKEN, WAIT_MAX, admin, first_write, human, start};
 
 fn reason(status: &tonic::Status) -> String {
     status
@@ -299,12 +221,7 @@ async fn as_of_is_refused_where_it_cannot_be_answered(channel: &Channel) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_auditors_reads_on_one_node() {
     let data_dir = tempfile::tempdir().expect("a temp dir");
-    let (addr, stop) = start(data_dir.path()).await;
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("a URI")
-        .connect()
-        .await
-        .expect("connect");
+    let support::Started { channel, stop, .. } = start(data_dir.path()).await;
     let mut identity = IdentityServiceClient::new(channel.clone());
     first_write(&mut identity, "first").await;
     watch_resumes_without_gap_or_duplicate(&channel).await;

@@ -20,75 +20,16 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use tokio::sync::oneshot;
 use tonic::{Code, Request, transport::Channel};
 use tonic_types::StatusExt;
-use warrant_api::{ApiConfig, Warrant, auth::pool::HashCounter, limits};
+use warrant_api::{Warrant, auth::pool::HashCounter, limits};
+
+mod support;
+
+use support::{admin, first_write, start, with_auth};
 use warrant_proto::api::{self, identity_service_client::IdentityServiceClient};
 
-const ADMIN_TOKEN: &str = "flood-admin-token-flood-admin-token";
 const ATTEMPTS: usize = 2_000;
 const CALLERS: usize = 64;
 const CREDENTIALS: usize = 8;
-
-fn config(data_dir: &std::path::Path) -> ApiConfig {
-    ApiConfig {
-        node_id: 1,
-        data_dir: data_dir.to_path_buf(),
-        listen_addr: "127.0.0.1:0".parse().expect("an address"),
-        peer_listen_addr: "127.0.0.1:0".parse().expect("an address"),
-        http_listen_addr: None,
-        advertise_addr: "127.0.0.1:0".to_owned(),
-        peer_advertise_addr: "127.0.0.1:0".to_owned(),
-        admin_token: ADMIN_TOKEN.to_owned(),
-        issuer: "https://warrant.flood.test".to_owned(),
-        token_ttl_default_s: 300,
-        clock_leeway_s: 5,
-        init_single_node: true,
-        snapshot_logs_since_last: 10_000,
-        snapshot_logs_kept: 1_000,
-        // Plaintext: this test is about authentication's cost, and its client is in-process.
-        security: warrant_api::Security::InsecurePlaintext {
-            peer_secrets: vec!["flood-peer-secret-flood-peer-secret".to_owned()],
-        },
-        federation: vec![],
-        allow_local_passwords: false,
-        session_ttl_default_s: 3_600,
-        storage_cache_mib: 64,
-    }
-}
-
-fn with_auth<T>(authorization: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", authorization.parse().expect("ASCII"));
-    request
-}
-
-fn admin<T>(message: T) -> Request<T> {
-    with_auth(&format!("Bearer {ADMIN_TOKEN}"), message)
-}
-
-fn human(human_id: &str) -> api::RegisterHumanRequest {
-    api::RegisterHumanRequest {
-        human_id: human_id.to_owned(),
-        display_name: format!("Human {human_id}"),
-        email: format!("{human_id}@example.com"),
-        ..Default::default()
-    }
-}
-
-/// Registers `human_id`, retrying (bounded) while the new node elects itself.
-async fn first_write(identity: &mut IdentityServiceClient<Channel>, human_id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match identity.register_human(admin(human(human_id))).await {
-            Ok(_) => return,
-            Err(status) if Instant::now() < deadline && status.code() == Code::Unavailable => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(status) => panic!("the first write failed: {status:?}"),
-        }
-    }
-}
 
 /// Agent `flooded`, owned by `owner`, with CREDENTIALS client secrets.
 async fn register_flooded(identity: &mut IdentityServiceClient<Channel>) {
@@ -197,34 +138,14 @@ async fn write_through(
     (writes, slowest)
 }
 
-async fn start(data_dir: &std::path::Path) -> (SocketAddr, HashCounter, oneshot::Sender<()>) {
-    let (ready, started) = oneshot::channel();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(Warrant::run(
-        config(data_dir),
-        async move {
-            let _ = stopped.await;
-        },
-        move |warrant| {
-            let _ = ready.send((warrant.local_addr, warrant.argon2_hashes.clone()));
-        },
-    ));
-    let (addr, hashes) = tokio::time::timeout(Duration::from_secs(30), started)
-        .await
-        .expect("the node starts within 30 s")
-        .expect("the node starts");
-    (addr, hashes, stop)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_wrong_secrets_costs_at_most_a_hash_each_and_writes_still_commit() {
     let data_dir = tempfile::tempdir().expect("a temp dir");
-    let (addr, hashes, stop) = start(data_dir.path()).await;
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("a URI")
-        .connect()
-        .await
-        .expect("connect");
+    let support::Started {
+        channel,
+        hashes,
+        stop,
+    } = start(data_dir.path()).await;
     let mut identity = IdentityServiceClient::new(channel.clone());
     first_write(&mut identity, "owner").await;
     register_flooded(&mut identity).await;

@@ -158,7 +158,10 @@ pub fn jwk_thumbprint(public_key: &[u8; 32]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `path` mode 0600 so that a crash leaves the old file or the new one, never
+/// a mix: a temporary file, fsync, rename over `path`, fsync of the directory. Key files and
+/// the audit signer's record share it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = fs::OpenOptions::new()
         .write(true)

@@ -7,8 +7,6 @@
 
 use std::{
     fs,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -159,23 +157,12 @@ pub fn write(path: &Path, signed: &Signed) -> Result<(), RecordError> {
     })
 }
 
-/// Temp file, fsync, rename over `path`, fsync of the directory: after a crash the record is
-/// the old one or the new one, never a mix.
+/// The record's directory (0700), then the record through `signing_key::write_private`: after a
+/// crash the record is the old one or the new one, never a mix.
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("the record path has no directory"))?;
     warrant_raft::create_private_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
+    warrant_token::signing_key::write_private(path, bytes)
 }

@@ -247,18 +247,5 @@ impl Node {
 
 /// Installs `cryptography` (Ed25519) from PyPI into `dir`, for the independent verifier.
 pub fn install_cryptography(dir: &Path) {
-    let status = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-        ])
-        .arg(dir)
-        .arg("cryptography>=42")
-        .status()
-        .expect("run pip");
-    assert!(status.success(), "pip could not install cryptography");
+    super::pip_install(dir, "cryptography>=42");
 }

@@ -1037,6 +1037,11 @@ impl AgentKey {
 
 /// Installs PyJWT (with `cryptography` for EdDSA) from PyPI into `dir`, for PYTHONPATH.
 pub fn install_pyjwt(dir: &Path) {
+    pip_install(dir, "pyjwt[crypto]>=2.8");
+}
+
+/// Installs `requirement` from PyPI into `dir` (for PYTHONPATH), quietly.
+pub fn pip_install(dir: &Path, requirement: &str) {
     let status = Command::new("python3")
         .args([
             "-m",
@@ -1047,10 +1052,10 @@ pub fn install_pyjwt(dir: &Path) {
             "--target",
         ])
         .arg(dir)
-        .arg("pyjwt[crypto]>=2.8")
+        .arg(requirement)
         .status()
         .expect("run pip");
-    assert!(status.success(), "pip could not install pyjwt[crypto]");
+    assert!(status.success(), "pip could not install {requirement}");
 }
 
 /// Verifies many tokens in one PyJWT process, each with the key its `kid` names in `jwks`
