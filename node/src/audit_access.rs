@@ -8,7 +8,7 @@ use clap::Args;
 use warrant_proto::{api, log};
 
 use crate::{
-    audit_cli::{audit_client, format_time_ms, parse_time_ms, print_json, refused, req},
+    audit_client::{audit_client, format_time_ms, parse_time_ms, print_json, refused, req},
     audit_json,
     policy_cli::{Common, Output},
 };

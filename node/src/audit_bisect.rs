@@ -16,12 +16,9 @@ use anyhow::Context as _;
 use tonic::transport::Channel;
 use warrant_identity::audit::merkle::{self, CompactRange, Hash};
 use warrant_proto::api::{self, audit_service_client::AuditServiceClient};
+use warrant_token::note::VerifierKey;
 
-use crate::{
-    audit_note::{self, VerifierKey},
-    audit_verify,
-    client::authed,
-};
+use crate::{audit_verify, client::authed};
 
 /// What the node says about the file's leaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,19 +93,19 @@ impl NodeView {
             let checkpoint = client
                 .get_checkpoint(authed(authorization, request))
                 .await
-                .map_err(|status| crate::audit_cli::refused("GetCheckpoint", &status))?
+                .map_err(|status| crate::audit_client::refused("GetCheckpoint", &status))?
                 .into_inner();
-            let note = audit_note::parse_checkpoint(&checkpoint.note)
+            let note = audit_verify::read_checkpoint(&checkpoint.note)
                 .map_err(|why| anyhow::anyhow!("the node's checkpoint: {why}"))?;
             audit_verify::signed_by_pinned(&note, pinned, "the node's checkpoint")
                 .map_err(|failure| anyhow::anyhow!(failure.detail))?;
-            size = note.tree_size;
-            if note.tree_size >= at_least {
+            size = note.checkpoint.size;
+            if size >= at_least {
                 return Ok(Ok(NodeView {
                     client,
                     authorization: authorization.to_string(),
-                    size: note.tree_size,
-                    root: note.root,
+                    size,
+                    root: note.checkpoint.root,
                 }));
             }
         }
@@ -132,7 +129,7 @@ impl NodeView {
             .client
             .prove_consistency(authed(&self.authorization, request))
             .await
-            .map_err(|status| crate::audit_cli::refused("ProveConsistency", &status))?
+            .map_err(|status| crate::audit_client::refused("ProveConsistency", &status))?
             .into_inner();
         let old_root = hash(&proof.old_root).context("the proof's old root")?;
         let hashes = hashes(&proof.hashes)?;
@@ -152,7 +149,7 @@ impl NodeView {
             .client
             .prove_inclusion(authed(&self.authorization, request))
             .await
-            .map_err(|status| crate::audit_cli::refused("ProveInclusion", &status))?
+            .map_err(|status| crate::audit_client::refused("ProveInclusion", &status))?
             .into_inner();
         let leaf = hash(&proof.leaf_hash).context("the proof's leaf")?;
         merkle::verify_inclusion(

@@ -12,12 +12,12 @@ use std::{io::Write as _, path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use tonic::{Status, transport::Channel};
-use warrant_proto::api::{self, audit_service_client::AuditServiceClient};
+use tonic::Status;
+use warrant_proto::api;
 
 use crate::{
+    audit_client::{audit_client, format_time_ms, parse_time_ms, print_json, refused, req},
     audit_json,
-    client::authed,
     policy_cli::{Common, Output},
 };
 
@@ -124,52 +124,6 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Query(args) => query(&args).await,
         AuditCommand::Access(args) => crate::audit_access::run(&args).await,
     }
-}
-
-pub async fn audit_client(common: &Common) -> anyhow::Result<AuditServiceClient<Channel>> {
-    let channel = common
-        .auth
-        .connector()?
-        .connect(common.auth.endpoint())
-        .await?;
-    Ok(AuditServiceClient::new(channel))
-}
-
-pub fn req<T>(common: &Common, message: T) -> anyhow::Result<tonic::Request<T>> {
-    Ok(authed(&common.auth.authorization()?, message))
-}
-
-/// A refused call: what, the status, the reason code and the message.
-pub fn refused(what: &str, status: &Status) -> anyhow::Error {
-    crate::policy_cli::refused(what, status)
-}
-
-pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// A time given as RFC 3339 or as unix milliseconds, in unix milliseconds.
-pub fn parse_time_ms(text: &str) -> anyhow::Result<u64> {
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(ms);
-    }
-    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("{text:?} is neither RFC 3339 nor unix milliseconds"))?;
-    u64::try_from(at.unix_timestamp_nanos() / 1_000_000)
-        .with_context(|| format!("{text:?} is before 1970"))
-}
-
-/// Unix milliseconds as RFC 3339 (UTC), or the number when it is out of range.
-pub fn format_time_ms(ms: u64) -> String {
-    i128::from(ms)
-        .checked_mul(1_000_000)
-        .and_then(|ns| time::OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
 }
 
 pub async fn fetch_checkpoint(common: &Common, fresh: bool) -> anyhow::Result<api::Checkpoint> {
@@ -390,22 +344,5 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         crate::Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn times_parse_as_rfc_3339_or_unix_ms() {
-        assert_eq!(
-            super::parse_time_ms("1700000000123").ok(),
-            Some(1_700_000_000_123)
-        );
-        assert_eq!(
-            super::parse_time_ms("2023-11-14T22:13:20.123Z").ok(),
-            Some(1_700_000_000_123)
-        );
-        assert!(super::parse_time_ms("yesterday").is_err());
-        assert_eq!(
-            super::format_time_ms(1_700_000_000_123),
-            "2023-11-14T22:13:20.123Z"
-        );
     }
 }

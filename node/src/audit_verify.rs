@@ -16,11 +16,30 @@ use serde::{Deserialize, Serialize};
 use warrant_identity::audit::merkle::{self, CompactRange, Hash};
 use warrant_proto::log;
 
-use crate::audit_note::{self, CheckpointNote, SignatureCheck, VerifierKey};
+use warrant_token::note::{self, Checkpoint, NoteError, VerifierKey};
 
 /// The longest line read. An event record is bounded by the request limits (a policy text,
 /// 256 KiB, is the largest field); its base64 and its JSON view together stay well below this.
 pub const EXPORT_LINE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// A checkpoint note read strictly (C2SP signed-note around a C2SP tlog-checkpoint body) but
+/// whose signatures are not checked yet: the walk reports a size mismatch before a signature
+/// failure, and the trusted checkpoint is read before the file is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointNote {
+    /// The whole note, kept to check its signatures with [`note::open`].
+    pub text: String,
+    pub checkpoint: Checkpoint,
+}
+
+/// Reads `text` as a checkpoint note; its signatures are checked by [`signed_by_pinned`].
+pub fn read_checkpoint(text: &str) -> Result<CheckpointNote, NoteError> {
+    let parsed = note::parse(text)?;
+    Ok(CheckpointNote {
+        checkpoint: note::parse_checkpoint(&parsed.body)?,
+        text: text.to_string(),
+    })
+}
 
 /// What went wrong first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -319,10 +338,10 @@ impl Walk<'_, '_> {
 
     /// At the trusted checkpoint's size, the file's root must be its root.
     fn check_trusted_at(&self, size: u64) -> Result<(), Failure> {
-        let Some(trusted) = self.inputs.trusted else {
+        let Some(trusted) = self.inputs.trusted.map(|t| &t.checkpoint) else {
             return Ok(());
         };
-        if trusted.tree_size != size {
+        if trusted.size != size {
             return Ok(());
         }
         let root = self.range.root();
@@ -348,21 +367,22 @@ impl Walk<'_, '_> {
         tree_size: Option<u64>,
     ) -> Result<(CheckpointNote, Vec<String>), Failure> {
         let events = self.expected - 1;
-        let note = audit_note::parse_checkpoint(note)
-            .map_err(|why| Failure::unplaced(FailureKind::CheckpointMalformed, why))?;
-        if tree_size.is_some_and(|size| size != note.tree_size) {
+        let note = read_checkpoint(note)
+            .map_err(|why| Failure::unplaced(FailureKind::CheckpointMalformed, why.to_string()))?;
+        let signed = &note.checkpoint;
+        if tree_size.is_some_and(|size| size != signed.size) {
             return Err(Failure::unplaced(
                 FailureKind::CheckpointMalformed,
                 "the line's tree_size is not its note's",
             ));
         }
-        if note.tree_size != events {
+        if signed.size != events {
             return Err(Failure::at(
                 FailureKind::CheckpointSizeMismatch,
-                events.min(note.tree_size) + 1,
+                events.min(signed.size) + 1,
                 format!(
                     "the checkpoint signs {} events; the file holds {events}",
-                    note.tree_size
+                    signed.size
                 ),
             ));
         }
@@ -371,7 +391,7 @@ impl Walk<'_, '_> {
             check_trusted_note(trusted, &note)?;
         }
         let root = self.range.root();
-        if root != note.root {
+        if root != signed.root {
             return Err(Failure::unplaced(
                 FailureKind::RootMismatch,
                 format!(
@@ -379,7 +399,7 @@ impl Walk<'_, '_> {
                      Every line is well formed, so a line was forged or changed with its leaf \
                      hash; no index can be named offline (give --endpoint to localise it)",
                     STANDARD.encode(root),
-                    STANDARD.encode(note.root)
+                    STANDARD.encode(signed.root)
                 ),
             ));
         }
@@ -388,7 +408,7 @@ impl Walk<'_, '_> {
 
     fn report(&self, outcome: Result<(CheckpointNote, Vec<String>), Failure>) -> Report {
         let (tree_size, origin, signers, failure) = match outcome {
-            Ok((note, signers)) => (note.tree_size, note.origin, signers, None),
+            Ok((note, signers)) => (note.checkpoint.size, note.checkpoint.origin, signers, None),
             Err(failure) => (0, String::new(), Vec::new(), Some(failure)),
         };
         Report {
@@ -398,7 +418,7 @@ impl Walk<'_, '_> {
             root: STANDARD.encode(self.range.root()),
             origin,
             signers,
-            trusted_size: self.inputs.trusted.map(|t| t.tree_size),
+            trusted_size: self.inputs.trusted.map(|t| t.checkpoint.size),
             failure,
         }
     }
@@ -430,6 +450,7 @@ fn check_view(
 
 /// The trusted checkpoint is of this log and not larger than the file.
 fn check_trusted_note(trusted: &CheckpointNote, note: &CheckpointNote) -> Result<(), Failure> {
+    let (trusted, note) = (&trusted.checkpoint, &note.checkpoint);
     if trusted.origin != note.origin {
         return Err(Failure::unplaced(
             FailureKind::TrustedNotConsistent,
@@ -439,39 +460,50 @@ fn check_trusted_note(trusted: &CheckpointNote, note: &CheckpointNote) -> Result
             ),
         ));
     }
-    if trusted.tree_size > note.tree_size {
+    if trusted.size > note.size {
         return Err(Failure::at(
             FailureKind::TrustedLarger,
-            note.tree_size + 1,
+            note.size + 1,
             format!(
                 "the trusted checkpoint has {} events, the file only {}: the log was rolled \
                  back (or this export is older than the checkpoint)",
-                trusted.tree_size, note.tree_size
+                trusted.size, note.size
             ),
         ));
     }
     Ok(())
 }
 
-/// The names of the pinned keys that signed `note`, or why none did.
+/// The names of the pinned keys that signed `note`, or why none did. Signature lines by other
+/// keys are skipped, as signed-note verifiers do; a line by a pinned key (name and key id)
+/// must verify.
 pub fn signed_by_pinned(
     note: &CheckpointNote,
     pinned: &[VerifierKey],
     what: &str,
 ) -> Result<Vec<String>, Failure> {
-    match audit_note::check_signatures(note, pinned) {
-        SignatureCheck::Verified(names) => Ok(names),
-        SignatureCheck::Invalid { key_name } => Err(Failure::unplaced(
+    match note::open(&note.text, pinned) {
+        Ok(opened) => Ok(opened
+            .verified
+            .iter()
+            .map(|key| key.name().to_string())
+            .collect()),
+        Err(NoteError::BadSignature { key }) => Err(Failure::unplaced(
             FailureKind::SignatureInvalid,
-            format!("{what}: the signature by {key_name} does not verify"),
+            format!("{what}: the signature by {key} does not verify"),
         )),
-        SignatureCheck::NoPinnedKey { signed_by } => Err(Failure::unplaced(
+        Err(NoteError::NoKnownSignature { signers }) => Err(Failure::unplaced(
             FailureKind::NoPinnedKeySigned,
             format!(
                 "{what} is signed by {} and by no pinned key (a key name and key id given with \
                  --key)",
-                signed_by.join(", ")
+                signers.join(", ")
             ),
+        )),
+        // `read_checkpoint` parsed the note already; any other refusal is of its form.
+        Err(malformed) => Err(Failure::unplaced(
+            FailureKind::CheckpointMalformed,
+            format!("{what}: {malformed}"),
         )),
     }
 }

@@ -15,12 +15,12 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use warrant_proto::api::{self, audit_service_client::AuditServiceClient};
+use warrant_token::note::{self, VerifierKey};
 
 use crate::{
     audit_bisect::{self, Located},
-    audit_cli::{audit_client, print_json, refused, req},
-    audit_note::{self, CheckpointNote, VerifierKey},
-    audit_verify::{self, FailureKind, Inputs, Report},
+    audit_client::{audit_client, print_json, refused, req},
+    audit_verify::{self, CheckpointNote, FailureKind, Inputs, Report},
     client::{AdminAuth, Target, TlsArgs},
     policy_cli::{Common, Output},
 };
@@ -106,14 +106,15 @@ fn pinned_keys(args: &VerifyArgs) -> anyhow::Result<Vec<VerifierKey>> {
     texts
         .iter()
         .map(|t| {
-            audit_note::parse_verifier_key(t).map_err(|why| anyhow::anyhow!("--key {t}: {why}"))
+            // A key pasted on the command line may carry the newline `warrant audit keys` printed.
+            note::parse_verifier_key(t.trim()).map_err(|why| anyhow::anyhow!("--key {t}: {why}"))
         })
         .collect()
 }
 
 fn trusted_note(path: &Path) -> anyhow::Result<CheckpointNote> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    audit_note::parse_checkpoint(&text)
+    audit_verify::read_checkpoint(&text)
         .map_err(|why| anyhow::anyhow!("the trusted checkpoint {}: {why}", path.display()))
 }
 

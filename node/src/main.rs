@@ -5,8 +5,8 @@
 mod audit_access;
 mod audit_bisect;
 mod audit_cli;
+mod audit_client;
 mod audit_json;
-mod audit_note;
 mod audit_verify;
 mod audit_verify_cli;
 mod certs;

@@ -7,11 +7,36 @@ use prost::Message as _;
 use warrant_identity::audit::merkle;
 use warrant_proto::log;
 
-use super::{FailureKind, Inputs, Report, verify};
-use crate::audit_note::{self, VerifierKey, testing::TestSigner};
+use warrant_token::{
+    NodeSigningKey,
+    note::{self, VerifierKey},
+};
+
+use super::{FailureKind, Inputs, Report, read_checkpoint, verify};
 
 const ORIGIN: &str = "warrant.test/audit";
 const EVENTS: u64 = 10;
+
+/// A node's checkpoint signer: a fresh Ed25519 key under a key name.
+struct TestSigner {
+    name: String,
+    key: NodeSigningKey,
+}
+
+impl TestSigner {
+    fn new(name: &str) -> TestSigner {
+        TestSigner {
+            name: name.to_string(),
+            key: NodeSigningKey::generate_ephemeral().expect("a fresh key"),
+        }
+    }
+
+    /// A checkpoint note of `origin`, `size` and `root`, signed by this key.
+    fn checkpoint(&self, origin: &str, size: u64, root: &[u8; 32]) -> String {
+        let body = note::checkpoint_body(origin, size, root).expect("a checkpoint body");
+        note::sign(&body, &self.name, &self.key).expect("a signed note")
+    }
+}
 
 fn record(seq: u64, who: &str) -> Vec<u8> {
     log::Event {
@@ -58,9 +83,7 @@ fn checkpoint(records: &[Vec<u8>], signer: &TestSigner) -> String {
 }
 
 fn checkpoint_line(note: &str) -> String {
-    let size = audit_note::parse_checkpoint(note)
-        .expect("a note")
-        .tree_size;
+    let size = read_checkpoint(note).expect("a note").checkpoint.size;
     serde_json::json!({"checkpoint": note, "verifier_key": "", "tree_size": size}).to_string()
 }
 
@@ -69,12 +92,14 @@ fn history(who: &str, n: u64) -> Vec<Vec<u8>> {
 }
 
 fn key(signer: &TestSigner) -> VerifierKey {
-    audit_note::parse_verifier_key(&signer.verifier_key()).expect("a key")
+    // Through its text, as `--key` gives it.
+    let text = note::verifier_key(&signer.name, signer.key.public_key()).expect("a key name");
+    note::parse_verifier_key(&text).expect("a key")
 }
 
 fn run(lines: &[String], pinned: &[VerifierKey], trusted: Option<&str>) -> Report {
     let text = lines.join("\n") + "\n";
-    let trusted = trusted.map(|t| audit_note::parse_checkpoint(t).expect("a trusted note"));
+    let trusted = trusted.map(|t| read_checkpoint(t).expect("a trusted note"));
     let inputs = Inputs {
         pinned,
         trusted: trusted.as_ref(),
@@ -173,6 +198,40 @@ fn a_flipped_signature_or_a_swapped_key_id_is_refused() {
         FailureKind::NoPinnedKeySigned,
         None,
     );
+}
+
+#[test]
+fn a_malformed_checkpoint_note_is_refused_before_its_signatures() {
+    let signer = TestSigner::new("k");
+    let records = history("h", EVENTS);
+    let genuine = checkpoint(&records, &signer);
+    let (body, signature) = genuine.split_once("\n\n").expect("a note");
+    let malformed = [
+        // A hyphen for the em dash: not a signature line.
+        format!("{body}\n\n{}", signature.replacen('\u{2014}', "-", 1)),
+        // A leading zero in the tree size, validly signed: refused for its form all the same.
+        note::sign(
+            &format!(
+                "{}\n",
+                body.replacen(&format!("\n{EVENTS}\n"), &format!("\n0{EVENTS}\n"), 1)
+            ),
+            &signer.name,
+            &signer.key,
+        )
+        .expect("a signed note"),
+        // No signature at all.
+        format!("{body}\n\n"),
+    ];
+    for bad in malformed {
+        let mut lines = export(&records, &signer);
+        *lines.last_mut().expect("lines") =
+            serde_json::json!({ "checkpoint": bad, "tree_size": EVENTS }).to_string();
+        assert_fails(
+            &run(&lines, &[key(&signer)], None),
+            FailureKind::CheckpointMalformed,
+            None,
+        );
+    }
 }
 
 #[test]
