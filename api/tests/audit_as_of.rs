@@ -1,16 +1,11 @@
 //! Reads as of a past point, EffectiveAccess and Export against an in-process single-node
 //! Warrant, through the versions, the time index and the tree apply keeps.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::Instant;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
-use tonic::{Code, Request, transport::Channel};
-use warrant_api::{ApiConfig, Warrant};
+use tonic::{Code, transport::Channel};
 use warrant_proto::api::{
     self, AsOf, Consistency, ReadOptions, as_of, audit_service_client::AuditServiceClient,
     identity_service_client::IdentityServiceClient,
@@ -18,7 +13,7 @@ use warrant_proto::api::{
 
 mod support;
 
-use support::{ADMIN_TOKEN, WAIT_MAX, admin, first_write, human, start};
+use support::{WAIT_MAX, admin, first_write, human, start};
 
 fn at(point: as_of::Point) -> Option<ReadOptions> {
     Some(ReadOptions {

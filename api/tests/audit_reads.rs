@@ -2,15 +2,11 @@
 //! disconnect under writes (gapless, no duplicate), the per-node stream bound, `Query` pages
 //! and cursors, and `as_of` refused where a call answers only about now.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::Instant;
 
-use tokio::sync::oneshot;
-use tonic::{Code, Request, Streaming, transport::Channel};
+use tonic::{Code, Streaming, transport::Channel};
 use tonic_types::StatusExt;
-use warrant_api::{ApiConfig, Warrant, limits};
+use warrant_api::limits;
 use warrant_proto::api::{
     self, AsOf, Consistency, ReadOptions, as_of, audit_service_client::AuditServiceClient,
     identity_service_client::IdentityServiceClient, token_service_client::TokenServiceClient,
@@ -18,7 +14,7 @@ use warrant_proto::api::{
 
 mod support;
 
-use support::{ADMIN_TOKEN, WAIT_MAX, admin, first_write, human, start};
+use support::{WAIT_MAX, admin, first_write, human, start};
 
 fn reason(status: &tonic::Status) -> String {
     status

@@ -8,7 +8,6 @@
 //! RESOURCE_EXHAUSTED with a stable reason and a message saying what is allowed.
 
 use std::{
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -17,14 +16,13 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use tokio::sync::oneshot;
-use tonic::{Code, Request, transport::Channel};
+use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
-use warrant_api::{Warrant, auth::pool::HashCounter, limits};
+use warrant_api::limits;
 
 mod support;
 
-use support::{admin, first_write, start, with_auth};
+use support::{admin, first_write, human, start, with_auth};
 use warrant_proto::api::{self, identity_service_client::IdentityServiceClient};
 
 const ATTEMPTS: usize = 2_000;
