@@ -74,6 +74,25 @@ fn catch_up(core: &Core, state: &dyn StateRead) -> Result<(), StepError> {
     Ok(())
 }
 
+/// A store of `size` events and a signer (with its directory and key) that verified it.
+fn verified_store(size: u64) -> (tempfile::TempDir, Arc<AuditKey>, InMemoryState, Core) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = audit_key();
+    let state = store(size);
+    let core = open(&dir, &key);
+    catch_up(&core, &state).expect("verified");
+    (dir, key, state, core)
+}
+
+/// Flips the bits `mask` of byte `byte` of the stored row `row`, as a bad disk would.
+fn flip_stored(state: &mut InMemoryState, row: Vec<u8>, byte: usize, mask: u8) {
+    let mut bad = state.get(&row).expect("read").expect("a stored row");
+    bad[byte] ^= mask;
+    let mut writes = WriteSet::new();
+    writes.put(row, bad);
+    state.apply_writes(&writes);
+}
+
 fn refusal(error: StepError) -> Refusal {
     match error {
         StepError::Refused(refusal) => refusal,
@@ -83,11 +102,7 @@ fn refusal(error: StepError) -> Refusal {
 
 #[test]
 fn a_signature_is_persisted_and_read_back_strictly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = audit_key();
-    let state = store(10);
-    let core = open(&dir, &key);
-    catch_up(&core, &state).expect("verified");
+    let (dir, key, state, core) = verified_store(10);
     assert_eq!(core.state(), SignerState::Ready);
     let (signed, new) = core.sign(&state, 10, 1).expect("signed");
     assert!(new);
@@ -110,11 +125,7 @@ fn a_signature_is_persisted_and_read_back_strictly() {
 
 #[test]
 fn a_corrupt_record_is_refused_with_its_path() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = audit_key();
-    let state = store(4);
-    let core = open(&dir, &key);
-    catch_up(&core, &state).expect("verified");
+    let (dir, key, state, core) = verified_store(4);
     core.sign(&state, 4, 1).expect("signed");
     let path = record::record_path(dir.path());
     let good = std::fs::read(&path).expect("record");
@@ -156,11 +167,7 @@ fn log_record(bytes: &[u8]) -> warrant_proto::state::SignedCheckpointRecord {
 
 #[test]
 fn never_a_smaller_size_nor_another_root_at_a_signed_size() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = audit_key();
-    let mut state = store(8);
-    let core = open(&dir, &key);
-    catch_up(&core, &state).expect("verified");
+    let (dir, key, mut state, core) = verified_store(8);
     core.sign(&state, 8, 1).expect("signed at 8");
     grow(&mut state, 12, |_| 0);
     let (signed, _) = core.sign(&state, 12, 2).expect("signed at 12");
@@ -192,11 +199,7 @@ fn never_a_smaller_size_nor_another_root_at_a_signed_size() {
 /// record: Rollback, no signature and no proof, until the node caught up; then it signs on.
 #[test]
 fn a_truncated_tail_is_a_rollback_until_caught_up() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = audit_key();
-    let state = store(10);
-    let core = open(&dir, &key);
-    catch_up(&core, &state).expect("verified");
+    let (dir, key, state, core) = verified_store(10);
     let (signed, _) = core.sign(&state, 10, 1).expect("signed");
 
     let mut truncated = store(6);
@@ -292,11 +295,7 @@ fn a_rolled_back_data_dir_signs_nothing_below_the_confirmed_size() {
 /// signature, with its index, and the signer stays corrupt.
 #[test]
 fn a_flipped_leaf_after_the_record_is_corrupt_forever() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = audit_key();
-    let mut state = store(8);
-    let core = open(&dir, &key);
-    catch_up(&core, &state).expect("verified");
+    let (_dir, _key, mut state, core) = verified_store(8);
     core.sign(&state, 8, 1).expect("signed");
     grow(&mut state, 16, |_| 0);
     let mut writes = WriteSet::new();
@@ -323,22 +322,14 @@ fn node_key(level: u8, index: u64) -> Vec<u8> {
 /// is verified against the verified root first, so it is refused with the leaf, never sent.
 #[test]
 fn a_corrupted_cached_node_refuses_the_proofs_that_use_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = audit_key();
-    let mut state = store(16);
-    let core = open(&dir, &key);
-    catch_up(&core, &state).expect("verified");
+    let (_dir, _key, mut state, core) = verified_store(16);
     let good = core
         .prove(&state, 16, true, |s, v| anchor::inclusion(s, v, 4, 16))
         .expect("proof");
     merkle::verify_inclusion(4, 16, &good.leaf, &good.path, &good.root).expect("verifies");
 
     let row = node_key(1, 3);
-    let mut bad = state.get(&row).expect("read").expect("stored node");
-    bad[0] ^= 0x01;
-    let mut writes = WriteSet::new();
-    writes.put(row, bad);
-    state.apply_writes(&writes);
+    flip_stored(&mut state, row, 0, 0x01);
     let error = core
         .prove(&state, 16, true, |s, v| anchor::inclusion(s, v, 4, 16))
         .err()
@@ -360,11 +351,7 @@ fn a_corrupted_cached_node_refuses_the_proofs_that_use_it() {
 /// a healthy tree verify (the anchoring never refuses a good tree).
 #[test]
 fn proofs_at_every_size_verify_and_a_bad_node_refuses_consistency() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = audit_key();
-    let mut state = store(13);
-    let core = open(&dir, &key);
-    catch_up(&core, &state).expect("verified");
+    let (_dir, _key, mut state, core) = verified_store(13);
     for size in 1..=13u64 {
         for index in 0..size {
             let proof = core
@@ -389,11 +376,7 @@ fn proofs_at_every_size_verify_and_a_bad_node_refuses_consistency() {
     );
     // Leaves 8..12 form node (2, 2); the consistency proof from 10 to 13 needs node (1, 5).
     let row = node_key(1, 5);
-    let mut bad = state.get(&row).expect("read").expect("stored node");
-    bad[31] ^= 0x80;
-    let mut writes = WriteSet::new();
-    writes.put(row, bad);
-    state.apply_writes(&writes);
+    flip_stored(&mut state, row, 31, 0x80);
     let error = core
         .prove(&state, 13, true, |s, v| anchor::consistency(s, v, 10, 13))
         .err()
@@ -410,18 +393,10 @@ fn a_flipped_stored_row_after_the_record_is_found_before_signing() {
         (node_key(1, 5), 11),
         (node_key(3, 1), 15),
     ] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = audit_key();
-        let mut state = store(8);
-        let core = open(&dir, &key);
-        catch_up(&core, &state).expect("verified");
+        let (dir, key, mut state, core) = verified_store(8);
         core.sign(&state, 8, 1).expect("signed");
         grow(&mut state, 16, |_| 0);
-        let mut bad = state.get(&row).expect("read").expect("stored row");
-        bad[7] ^= 0x10;
-        let mut writes = WriteSet::new();
-        writes.put(row, bad);
-        state.apply_writes(&writes);
+        flip_stored(&mut state, row, 7, 0x10);
         let error = core.sign(&state, 16, 2).expect_err("refused");
         assert!(
             matches!(refusal(error), Refusal::Corrupt { index, .. } if index == bad_index),
@@ -451,11 +426,7 @@ fn open_note(text: &str, key: &AuditKey) -> Result<note::Checkpoint, NoteError> 
 fn a_flipped_signature_or_a_swapped_key_id_is_refused() {
     use base64::{Engine, engine::general_purpose::STANDARD};
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = audit_key();
-    let state = store(5);
-    let core = open(&dir, &key);
-    catch_up(&core, &state).expect("verified");
+    let (_dir, key, state, core) = verified_store(5);
     let (signed, _) = core.sign(&state, 5, 1).expect("signed");
     open_note(&signed.note, &key).expect("the served note opens");
     let (head, blob) = signed.note.trim_end().rsplit_once(' ').expect("signature");
