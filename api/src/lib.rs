@@ -18,6 +18,7 @@ pub mod federation;
 pub mod http;
 pub mod keys;
 pub mod limits;
+pub mod metrics;
 pub mod peer;
 pub mod reasons;
 pub mod receipts;
