@@ -408,12 +408,7 @@ async fn assert_cluster_gauges(cluster: &Cluster, leader_id: u64, site: &Path, w
         .await;
         assert_conventions(&scrape);
         leading += scrape.sum("warrant_raft_is_leader", &[]);
-        let lag: BTreeSet<String> = scrape
-            .series
-            .keys()
-            .filter(|(name, _)| name == "warrant_raft_replication_lag_entries")
-            .map(|(_, labels)| labels["peer"].clone())
-            .collect();
+        let lag = lag_peers(&scrape);
         if node.node_id() == leader_id {
             let peers: BTreeSet<String> = cluster
                 .nodes
@@ -428,4 +423,75 @@ async fn assert_cluster_gauges(cluster: &Cluster, leader_id: u64, site: &Path, w
         }
     }
     assert_eq!(leading, 1.0, "exactly one node leads");
+}
+
+/// Snapshot every 50 entries and keep 5 behind it, so a short test compacts its log.
+fn compacting() -> toml::Table {
+    let mut extra = toml::Table::new();
+    extra.insert("snapshot_logs_since_last".into(), toml::Value::Integer(50));
+    extra.insert("snapshot_logs_kept".into(), toml::Value::Integer(5));
+    extra
+}
+
+/// The peers the leader's scrape reports a replication lag for.
+fn lag_peers(scrape: &Scrape) -> BTreeSet<String> {
+    scrape
+        .series
+        .keys()
+        .filter(|(name, _)| name == "warrant_raft_replication_lag_entries")
+        .map(|(_, labels)| labels["peer"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_after_compaction_times_its_install_and_its_lag_series_leaves_with_it() {
+    let work = tempfile::tempdir().expect("work dir");
+    let site = work.path().join("site");
+    pip_install(&site, PROMETHEUS_CLIENT);
+    let mut cluster = Cluster::start_with(3, compacting()).await;
+    let leader_id = cluster.leader().await;
+    let leader = cluster.node(leader_id);
+    for idx in 0..60 {
+        leader.register_human(&format!("h{idx}")).await;
+    }
+    let compacted = leader
+        .cluster()
+        .compact(leader.admin(api::CompactRequest {}))
+        .await
+        .expect("Compact")
+        .into_inner();
+    assert!(compacted.purged_index > 0, "{compacted:?}");
+
+    cluster.add_learner(4, compacting()).await;
+    let newcomer = cluster.node(4);
+    let installed = scrape_until(newcomer, &site, work.path(), "a snapshot installed", |s| {
+        s.sum("warrant_snapshot_install_duration_seconds_count", &[]) >= 1.0
+    })
+    .await;
+    assert_conventions(&installed);
+    let leader = cluster.node(leader_id);
+    let with_learner = scrape_until(leader, &site, work.path(), "node 4's lag", |s| {
+        lag_peers(s).contains("4")
+    })
+    .await;
+    let others: BTreeSet<String> = (1..=4)
+        .filter(|id| *id != leader_id)
+        .map(|id| id.to_string())
+        .collect();
+    assert_eq!(
+        lag_peers(&with_learner),
+        others,
+        "the learner's lag is reported too"
+    );
+
+    leader
+        .cluster()
+        .remove_member(leader.admin(api::RemoveMemberRequest { node_id: 4 }))
+        .await
+        .expect("RemoveMember");
+    let without = scrape_until(leader, &site, work.path(), "node 4's lag gone", |s| {
+        !lag_peers(s).contains("4")
+    })
+    .await;
+    assert_eq!(lag_peers(&without).len(), 2, "the two other voters remain");
 }

@@ -111,7 +111,7 @@ async fn run_sampler(sources: SamplerSources) {
             _ = storage_tick.tick() => sample_storage(&sources.data_dir).await,
         }
         let metrics = watch.borrow_and_update().clone();
-        if leaders.saw(&metrics) {
+        if leaders.saw(metrics.current_leader, metrics.current_term) {
             ::metrics::counter!(RAFT_LEADER_CHANGES).increment(1);
         }
         set_raft_gauges(&metrics, sources.node_id);
@@ -174,11 +174,12 @@ struct LeaderChanges {
 }
 
 impl LeaderChanges {
-    fn saw(&mut self, metrics: &RaftMetrics<NodeId, MemberNode>) -> bool {
-        let Some(leader) = metrics.current_leader else {
+    /// Whether `leader` (in `term`) is a change from the last leader seen.
+    fn saw(&mut self, leader: Option<NodeId>, term: u64) -> bool {
+        let Some(leader) = leader else {
             return false;
         };
-        let seen = (leader, metrics.current_term);
+        let seen = (leader, term);
         let changed = match self.last {
             None => true,
             Some((last_leader, last_term)) => last_leader != leader || last_term < seen.1,
@@ -231,6 +232,24 @@ fn directory_bytes(dir: &Path, depth: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leader_change_is_a_new_leader_or_the_same_one_in_a_later_term() {
+        let mut changes = LeaderChanges::default();
+        let seen: Vec<bool> = [
+            (None, 1),
+            (Some(1), 1),
+            (Some(1), 1),
+            (None, 2),
+            (Some(2), 2),
+            (Some(2), 3),
+            (Some(2), 3),
+        ]
+        .into_iter()
+        .map(|(leader, term)| changes.saw(leader, term))
+        .collect();
+        assert_eq!(seen, [false, true, false, false, true, true, false]);
+    }
 
     #[test]
     fn directory_bytes_sums_files_at_every_level_within_the_depth() {
