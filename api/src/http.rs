@@ -7,6 +7,7 @@
 //!   exchange, with `private_key_jwt` (RFC 7523) or `client_secret_basic` client authentication.
 //!   Both run the same code as the gRPC `Issue` and `Exchange`.
 //! - `/healthz`.
+//! - `/metrics`: Prometheus metrics (`crate::metrics`).
 //! - AuthZEN (`crate::authzen`): `/access/v1/evaluation`, `/access/v1/evaluations` and
 //!   `/.well-known/authzen-configuration`.
 
@@ -59,6 +60,7 @@ pub fn router(context: Arc<Context>) -> Router {
         .route("/.well-known/openid-configuration", get(metadata))
         .route(TOKEN_ENDPOINT_PATH, post(token))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route(authzen::EVALUATION_PATH, post(authzen::evaluation_handler))
         .route(
             authzen::EVALUATIONS_PATH,
@@ -347,6 +349,21 @@ fn oauth_error_code(error: &ApiError) -> (StatusCode, &'static str) {
         }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }
+}
+
+/// Prometheus text format 0.0.4. Unauthenticated, like etcd's: no label carries a secret or a
+/// principal.
+async fn metrics(State(context): State<Arc<Context>>) -> Response {
+    let text = crate::metrics::render(&context.node, context.auth.pool());
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn healthz(State(context): State<Arc<Context>>) -> impl IntoResponse {

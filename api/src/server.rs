@@ -142,6 +142,7 @@ impl Warrant {
                 source,
             }
         })?;
+        crate::metrics::install();
         let tls = load_tls(&config)?;
         let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
         let audit_key = load_audit_key(&config)?;

@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod limits;
 mod log_store;
+mod metrics;
 mod node;
 mod peer_auth;
 mod peer_budget;
@@ -41,6 +42,15 @@ mod types;
 
 pub use config::RaftConfig;
 pub use error::{FatalError, MembershipError, ProposeError, ReadError, StartError};
+/// The metric names this crate reports, for the API layer's descriptions and tests.
+pub mod metric_names {
+    pub use crate::metrics::{
+        APPLY_SECONDS, PROPOSER_BATCH_COMMANDS, PROPOSER_QUEUE_DEPTH, RAFT_APPLIED_INDEX,
+        RAFT_COMMIT_INDEX, RAFT_HAS_LEADER, RAFT_IS_LEADER, RAFT_LAST_LOG_INDEX,
+        RAFT_LEADER_CHANGES, RAFT_TERM, SNAPSHOT_BUILD_SECONDS, SNAPSHOT_INSTALL_SECONDS,
+        STORAGE_FSYNC_SECONDS, STORAGE_SIZE_BYTES,
+    };
+}
 pub use node::{
     ClusterStatus, MemberStatus, PROPOSE_WAIT_MAX, RaftNode, ReadConsistency, ReplicationStatus,
 };

@@ -119,7 +119,10 @@ impl LogStore {
     fn write_synced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
         let mut write_options = WriteOptions::default();
         write_options.set_sync(true);
-        self.db.write_opt(batch, &write_options)
+        let started = std::time::Instant::now();
+        let written = self.db.write_opt(batch, &write_options);
+        crate::metrics::fsync_finished(started.elapsed());
+        written
     }
 }
 

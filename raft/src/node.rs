@@ -269,6 +269,12 @@ impl RaftNode {
         let stamps_bounded = Arc::new(AtomicU64::new(0));
         let proposer = Proposer::spawn(raft.clone(), state_machine.clone(), stamps_bounded.clone());
         let read_rounds = ReadRounds::new(&raft, &peers, config.node_id, config.read_wait_max);
+        crate::metrics::spawn_sampler(crate::metrics::SamplerSources {
+            raft: raft.clone(),
+            node_id: config.node_id,
+            proposer_queue: proposer.queue_probe(),
+            data_dir: config.data_dir.clone(),
+        });
         snapshot_schedule::spawn(
             raft.clone(),
             config.node_id,

@@ -46,7 +46,7 @@ pub struct Proposal {
     pub batch_time_ms: u64,
 }
 
-struct Pending {
+pub(crate) struct Pending {
     command: log::Command,
     reply: oneshot::Sender<Result<Proposal, ProposeError>>,
 }
@@ -64,6 +64,11 @@ impl Proposer {
         let (queue, receiver) = mpsc::channel(QUEUE_LEN_MAX);
         tokio::spawn(run(raft, sm, receiver, Stamper::new(stamps_bounded)));
         Proposer { queue }
+    }
+
+    /// The queue's depth, for the metrics sampler, without keeping the queue open.
+    pub(crate) fn queue_probe(&self) -> crate::metrics::QueueProbe {
+        crate::metrics::QueueProbe::new(self.queue.downgrade())
     }
 
     /// Proposes one command and waits until it is committed and applied on this node.
@@ -107,6 +112,7 @@ async fn run(
         };
         let (pending, next) = fill_batch(first, &mut receiver);
         carried = next;
+        crate::metrics::batch_proposed(pending.len());
         // The stamp never goes backwards, not even across a leader change to a node whose clock
         // is behind: it is at least the last stamp this node applied. Nor far forwards.
         let now_ms = SystemTime::now()

@@ -230,7 +230,11 @@ impl StateMachineStore {
 
     /// Streams a checkpoint's rows into a snapshot file, then deletes the checkpoint.
     fn build_snapshot_blocking(&self, checkpoint: &Path) -> Result<Snapshot, StorageError> {
+        let started = std::time::Instant::now();
         let result = self.write_snapshot_from(checkpoint);
+        if result.is_ok() {
+            crate::metrics::snapshot_built(started.elapsed());
+        }
         if let Err(e) = fs::remove_dir_all(checkpoint) {
             tracing::warn!(path = %checkpoint.display(), error = %e, "could not remove a snapshot checkpoint");
         }
@@ -290,6 +294,7 @@ impl StateMachineStore {
         meta: &SnapshotMeta,
         source: &Path,
     ) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         // Refuse a corrupt or mismatched file before touching anything.
         verify_snapshot_file(meta, source)?;
         let kept = self.keep_snapshot_file(meta, source)?;
@@ -310,6 +315,7 @@ impl StateMachineStore {
         self.set_current_snapshot(meta.clone());
         self.publish_position(&new_db)?;
         tracing::info!(snapshot_id = %meta.snapshot_id, rows = n_rows, "installed snapshot");
+        crate::metrics::snapshot_installed(started.elapsed());
         Ok(())
     }
 
@@ -369,8 +375,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let db = self.db();
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let responses = apply_entries(&db, entries)?;
             store.publish_position(&db)?;
+            crate::metrics::applied(started.elapsed());
             Ok(responses)
         })
         .await

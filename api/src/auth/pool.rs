@@ -13,7 +13,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         mpsc::{self, Receiver, SyncSender, TrySendError},
     },
     time::Duration,
@@ -63,6 +63,8 @@ struct Shared {
     /// The callers waiting on each check that is queued or running.
     waiting: Mutex<HashMap<CheckKey, Vec<oneshot::Sender<bool>>>>,
     hashes_computed: HashCounter,
+    /// Checks in the queue, not yet taken by a thread (the channel does not say).
+    queued: AtomicUsize,
 }
 
 /// How many argon2 hashes a pool has computed since it started: a handle that outlives the
@@ -134,9 +136,17 @@ impl HashPool {
                     secret: secret.to_string(),
                 };
                 // Queued under the lock, so no thread can finish the check before it is listed.
-                match self.jobs.try_send(job) {
+                // Counted before it is sent, so a thread that takes it at once never counts
+                // below zero.
+                self.shared.queued.fetch_add(1, Ordering::Relaxed);
+                let sent = self.jobs.try_send(job);
+                if sent.is_err() {
+                    self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                }
+                match sent {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
+                        crate::metrics::argon2_rejected();
                         return Err(PoolError::Busy {
                             queue_max: self.config.queue_max,
                         });
@@ -158,6 +168,17 @@ impl HashPool {
         self.shared.hashes_computed.get()
     }
 
+    /// Checks queued and not yet started: with [`HashPool::queue_capacity`], how saturated the
+    /// pool is.
+    pub fn queue_depth(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+
+    /// The most checks the queue holds; beyond it checks are refused at once.
+    pub fn queue_capacity(&self) -> usize {
+        self.config.queue_max
+    }
+
     /// The pool's hash counter, to read later.
     pub fn hash_counter(&self) -> HashCounter {
         self.shared.hashes_computed.clone()
@@ -170,11 +191,13 @@ fn work(queue: &Mutex<Receiver<Job>>, shared: &Shared) {
         let Ok(job) = lock(queue).recv() else {
             return;
         };
+        shared.queued.fetch_sub(1, Ordering::Relaxed);
         if abandoned(shared, &job.key) {
             continue;
         }
         let matched = verify_secret(&job.secret, &job.key.phc);
         shared.hashes_computed.add_one();
+        crate::metrics::argon2_hashed();
         let waiters = lock(&shared.waiting).remove(&job.key).unwrap_or_default();
         for waiter in waiters {
             // A caller that gave up meanwhile has dropped its receiver: nothing to tell it.

@@ -68,14 +68,18 @@ pub async fn authorize(
         ));
     }
     let consistency = validate::read_consistency(request.read.as_ref())?;
-    match mode {
-        AuditMode::Async => authorize_async(context, caller, request, consistency).await,
+    let reply = match mode {
+        AuditMode::Async => authorize_async(context, caller, request, consistency).await?,
         AuditMode::Unspecified | AuditMode::Sync => {
             let verdict = sync_token_verdict(context, &request.token).await?;
             let key = std::mem::take(&mut request.idempotency_key);
-            authorize_sync(context, caller, &key, request, verdict).await
+            authorize_sync(context, caller, &key, request, verdict).await?
         }
+    };
+    if let Some(receipt) = &reply.decision {
+        crate::metrics::decided(receipt.decision);
     }
+    Ok(reply)
 }
 
 fn audit_mode(value: i32) -> Result<AuditMode, ApiError> {

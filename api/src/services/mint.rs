@@ -118,6 +118,7 @@ fn sign_issued(
     };
     let claims = AccessClaims::from_issued(&context.issuer, issued);
     let access_token = jwt::sign(&key, &claims).map_err(|e| ApiError::internal(e.to_string()))?;
+    crate::metrics::token_issued(issued);
     Ok(api::IssueResponse {
         access_token,
         token_type: "Bearer".to_string(),

@@ -126,6 +126,7 @@ impl TokenService for TokenApi {
         };
         let verdict = tokens::check(&reader, &request.token, &expect)?;
         let applied_seq = query::applied_seq(&reader).map_err(storage)?;
+        crate::metrics::token_verified(verdict.as_ref().err().map(|invalid| invalid.reason));
         let reply = match verdict {
             Ok(checked) => {
                 let issued = checked.issued();

@@ -66,9 +66,14 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> EdgeFuture {
         let span = rpc_span(self.node_id, &request);
+        let mut meter = crate::metrics::CallMeter::start(request.uri().path());
         let deadline = match deadline(request.headers()) {
             Ok(deadline) => deadline,
-            Err(error) => return Box::pin(std::future::ready(Ok(error_response(error)))),
+            Err(error) => {
+                let response = error_response(error);
+                meter.finish_if_final(response.headers());
+                return Box::pin(std::future::ready(Ok(response)));
+            }
         };
         let call = self.inner.call(request);
         Box::pin(
@@ -77,13 +82,17 @@ where
                     None => call.await,
                     Some(deadline) => match tokio::time::timeout(deadline, call).await {
                         Ok(response) => response,
-                        Err(_) => return Ok(error_response(deadline_exceeded(deadline))),
+                        Err(_) => {
+                            let response = error_response(deadline_exceeded(deadline));
+                            meter.finish_if_final(response.headers());
+                            return Ok(response);
+                        }
                     },
                 };
-                Ok(response
-                    .map(with_error_info)
-                    .map(|response| response.map(|body| Body::new(TrailersWithErrorInfo(body))))
-                    .unwrap_or_else(|e| match e {}))
+                let response = response.map(with_error_info).unwrap_or_else(|e| match e {});
+                // A trailers-only response carries its status now; any other, in its trailers.
+                meter.finish_if_final(response.headers());
+                Ok(response.map(|body| Body::new(TrailersWithErrorInfo(body, meter))))
             }
             .instrument(span),
         )
@@ -173,7 +182,7 @@ pub fn with_error_info(response: http::Response<Body>) -> http::Response<Body> {
 
 /// A streamed response's final status travels in its trailers, where tonic puts the errors a
 /// stream yields (reflection's NOT_FOUND, say): they get `ErrorInfo` by the same rule.
-struct TrailersWithErrorInfo(Body);
+struct TrailersWithErrorInfo(Body, crate::metrics::CallMeter);
 
 impl http_body::Body for TrailersWithErrorInfo {
     type Data = tonic::codegen::Bytes;
@@ -198,6 +207,7 @@ impl http_body::Body for TrailersWithErrorInfo {
             // `add_header` fails only on a message that is no header value; ours are text.
             let _ = Status::from(error).add_header(&mut trailers);
         }
+        self.1.finish_if_final(&trailers);
         Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
     }
 
