@@ -20,6 +20,7 @@
 // return the same type so errors pass through unchanged.
 #![allow(clippy::result_large_err)]
 
+mod apply_trace;
 mod config;
 mod error;
 mod limits;
@@ -37,6 +38,7 @@ mod snapshot_schedule;
 mod stamp;
 mod state_machine;
 mod storage_memory;
+pub mod trace_context;
 mod types;
 
 pub use config::RaftConfig;
