@@ -546,6 +546,38 @@ mod tests {
     }
 
     #[test]
+    fn rpc_names_come_from_well_formed_paths_only() {
+        let named = RpcName::of("/warrant.v1.TokenService/Issue");
+        assert_eq!(
+            (named.service.as_str(), named.method.as_str()),
+            ("warrant.v1.TokenService", "Issue")
+        );
+        let long = format!("/a.B/{}", "x".repeat(RPC_PATH_LEN_MAX));
+        for path in [
+            "/", "//", "/x", "/a.B/", "/a.B/c/d", "/a B/c", "/a.B/c?d", &long,
+        ] {
+            let other = RpcName::of(path);
+            assert_eq!(
+                (other.service.as_str(), other.method.as_str()),
+                (OTHER, OTHER),
+                "{path}"
+            );
+        }
+        // Raft's heartbeats, votes and snapshots are not traced; the calls carrying a client's
+        // request are, as is everything else.
+        for (path, traced) in [
+            ("/warrant.raft.v1.RaftService/AppendEntries", false),
+            ("/warrant.raft.v1.RaftService/Vote", false),
+            ("/warrant.raft.v1.RaftService/InstallSnapshot", false),
+            ("/warrant.raft.v1.RaftService/Forward", true),
+            ("/warrant.raft.v1.RaftService/ReadIndex", true),
+            ("/grpc.health.v1.Health/Check", true),
+        ] {
+            assert_eq!(RpcName::of(path).traced(), traced, "{path}");
+        }
+    }
+
+    #[test]
     fn statuses_with_details_and_ok_responses_pass_unchanged() {
         let ours: Status = ApiError::new(Code::NotFound, Reason::AgentNotFound, "no agent").into();
         let status = status_of(&with_error_info(ours.into_http()));
