@@ -347,3 +347,72 @@ async fn an_issue_sent_to_a_follower_is_one_trace_across_both_nodes_without_secr
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A start-up error is reported long before this.
+const EXIT_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// An exporter or protocol Warrant cannot speak stops `warrant server` before it touches any
+/// data, with a message naming what is allowed: traces asked for are never silently off.
+#[test]
+fn an_unsupported_protocol_or_exporter_is_refused_at_start() {
+    for (name, value, allowed) in [
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "http/protobuf",
+            "allowed: grpc",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "http/json",
+            "allowed: grpc",
+        ),
+        ("OTEL_TRACES_EXPORTER", "zipkin", "allowed: otlp"),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("warrant.toml");
+        let data_dir = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\nadmin_token = \"a-long-enough-admin-token\"\n\
+                 insecure_plaintext = true\n",
+                data_dir.display().to_string()
+            ),
+        )
+        .expect("write config");
+        let mut child = support::warrant_command()
+            .arg("server")
+            .arg("--config")
+            .arg(&config)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+            .env(name, value)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn warrant");
+        let deadline = std::time::Instant::now() + EXIT_WAIT_MAX;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for warrant") {
+                break status;
+            }
+            if deadline <= std::time::Instant::now() {
+                // Only the child this test started.
+                let _ = child.kill();
+                panic!("warrant kept running with {name}={value}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(
+            &mut child.stderr.take().expect("stderr is piped"),
+            &mut stderr,
+        )
+        .expect("read stderr");
+        assert!(!status.success(), "{name}={value} must fail the start");
+        assert!(
+            stderr.contains(name) && stderr.contains(allowed),
+            "{name}={value}: {stderr}"
+        );
+        assert!(!data_dir.exists(), "{name}={value} created the data dir");
+    }
+}
