@@ -264,75 +264,6 @@ pub fn rpc_finished(rpc: &RpcOutcome<'_>) {
     }
 }
 
-/// One call from the edge until its final status: it reports through [`rpc_finished`] once,
-/// when [`CallMeter::finish_if_final`] sees the status, or as CANCELLED if it is dropped first
-/// (the client went away before the status was sent).
-pub struct CallMeter {
-    service: String,
-    method: String,
-    started: std::time::Instant,
-    reported: bool,
-}
-
-impl CallMeter {
-    /// Starts timing a call to the gRPC request path `path`.
-    pub fn start(path: &str) -> CallMeter {
-        let (service, method) = split_rpc_path(path);
-        CallMeter {
-            service: service.to_string(),
-            method: method.to_string(),
-            started: std::time::Instant::now(),
-            reported: false,
-        }
-    }
-
-    /// Reports the call if `headers` (a trailers-only response's headers, or the trailers)
-    /// carry its final status; returns whether they did. Reports at most once.
-    pub fn finish_if_final(&mut self, headers: &http::HeaderMap) -> bool {
-        let Some((code, reason)) = grpc_outcome(headers) else {
-            return false;
-        };
-        self.report(code, reason.as_deref());
-        true
-    }
-
-    fn report(&mut self, code: Code, reason: Option<&str>) {
-        if std::mem::replace(&mut self.reported, true) {
-            return;
-        }
-        rpc_finished(&RpcOutcome {
-            service: &self.service,
-            method: &self.method,
-            code,
-            reason,
-            elapsed: self.started.elapsed(),
-        });
-    }
-}
-
-impl Drop for CallMeter {
-    fn drop(&mut self) {
-        self.report(Code::Cancelled, None);
-    }
-}
-
-/// The final status of a call in `headers` (a trailers-only response's headers, or a body's
-/// trailers): its code and the `ErrorInfo` reason it carries. `None` when there is no
-/// `grpc-status` there.
-pub fn grpc_outcome(headers: &http::HeaderMap) -> Option<(Code, Option<String>)> {
-    let status = tonic::Status::from_header_map(headers)?;
-    let reason = tonic_types::StatusExt::get_error_details(&status)
-        .error_info()
-        .map(|info| info.reason.clone());
-    Some((status.code(), reason))
-}
-
-/// `("package.Service", "Method")` of a gRPC request path `/package.Service/Method`.
-pub fn split_rpc_path(path: &str) -> (&str, &str) {
-    let path = path.strip_prefix('/').unwrap_or(path);
-    path.split_once('/').unwrap_or((path, ""))
-}
-
 /// The services this node serves, each with its methods, from the compiled descriptors, plus
 /// the standard health and reflection services.
 fn known_rpcs() -> &'static BTreeMap<String, BTreeSet<String>> {
@@ -511,33 +442,5 @@ mod tests {
             OTHER
         );
         assert_eq!(reason_label(None), NO_REASON);
-    }
-
-    #[test]
-    fn a_path_splits_into_service_and_method() {
-        assert_eq!(
-            split_rpc_path("/warrant.v1.TokenService/Issue"),
-            ("warrant.v1.TokenService", "Issue")
-        );
-        assert_eq!(split_rpc_path("/nothing"), ("nothing", ""));
-    }
-
-    #[test]
-    fn the_outcome_is_read_from_grpc_status_and_error_info() {
-        let status = tonic::Status::from(crate::ApiError::new(
-            Code::PermissionDenied,
-            Reason::ScopeNotAllowed,
-            "no such tool",
-        ));
-        let mut headers = http::HeaderMap::new();
-        status.add_header(&mut headers).expect("status headers");
-        assert_eq!(
-            grpc_outcome(&headers),
-            Some((
-                Code::PermissionDenied,
-                Some("SCOPE_NOT_ALLOWED".to_string())
-            ))
-        );
-        assert_eq!(grpc_outcome(&http::HeaderMap::new()), None);
     }
 }

@@ -18,6 +18,7 @@ mod local_cluster;
 mod operator_cli;
 mod policy_cli;
 mod private_files;
+mod telemetry;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -161,15 +162,17 @@ fn main() -> anyhow::Result<()> {
                     init_single_node: init_single_node.then_some(true),
                 };
                 let config = ServerConfig::load(config.as_deref(), &overrides)?;
-                init_logging(&config.log_format);
+                let telemetry = telemetry::init(&config.log_format, config.node_id)?;
                 for (old, new) in config.deprecated_keys_used() {
                     tracing::warn!(old, new, "config key {old} is deprecated and will be removed in the next release; use {new}");
                 }
                 let api = api_config(&config)?;
-                serve(api, |warrant| {
+                let served = serve(api, |warrant| {
                     tracing::info!(node_id = warrant.node.node_id(), addr = %warrant.local_addr, key_id = %warrant.key_id, "serving");
                 })
-                .await
+                .await;
+                telemetry.shutdown().await;
+                served
             }
             Command::Dev { data_dir, listen_addr, http_listen_addr, peer_listen_addr } => {
                 dev(data_dir, listen_addr, http_listen_addr, peer_listen_addr).await
@@ -200,7 +203,7 @@ async fn dev(
     http_listen_addr: SocketAddr,
     peer_listen_addr: SocketAddr,
 ) -> anyhow::Result<()> {
-    init_logging("text");
+    telemetry::init_logging("text");
     let admin_token = dev_admin_token(&data_dir)?;
     let certs = certs::make(&data_dir.join("tls"), 1, &[], &[])?;
     let node = certs.node(1);
@@ -385,22 +388,4 @@ fn dev_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
     file.write_all(token.as_bytes())
         .with_context(|| format!("write {}", path.display()))?;
     Ok(token)
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init();
-    } else {
-        builder.init();
-    }
 }

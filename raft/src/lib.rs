@@ -10,7 +10,9 @@
 //! **API Boundary:** the modules are private; what other crates use is re-exported here. The
 //! API layer sees [`RaftNode`] (proposing, the read barrier, membership, status, the service
 //! peers call), [`StateReader`], [`ReadConsistency`], [`RaftConfig`] and this crate's errors;
-//! [`storage`] is for tests and benchmarks that drive the stores without a node.
+//! [`storage`] is for tests and benchmarks that drive the stores without a node;
+//! [`trace_context`] reads and writes W3C trace context in gRPC headers (the API edge reads a
+//! call's parent with it).
 //!
 //! **Architecture Invariant:** nothing outside this crate touches RocksDB or openraft types:
 //! no public signature here names a RocksDB type, and errors carry the storage engine's messages
@@ -20,6 +22,7 @@
 // return the same type so errors pass through unchanged.
 #![allow(clippy::result_large_err)]
 
+mod apply_trace;
 mod config;
 mod error;
 mod limits;
@@ -38,6 +41,7 @@ mod snapshot_schedule;
 mod stamp;
 mod state_machine;
 mod storage_memory;
+pub mod trace_context;
 mod types;
 
 pub use config::RaftConfig;

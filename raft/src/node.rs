@@ -28,6 +28,7 @@ use openraft::{
     },
 };
 use tokio::{sync::watch, time::Instant};
+use tracing::Instrument as _;
 use warrant_proto::log;
 
 use crate::{
@@ -377,6 +378,7 @@ impl RaftNode {
     /// [`LEADER_CHANGE_WAIT_ELECTION_TIMEOUTS`] election timeouts, all within
     /// [`PROPOSE_WAIT_MAX`]). A failure after the command may have been sent is never retried
     /// here: it is reported as an unknown outcome.
+    #[tracing::instrument(name = "raft.propose", skip_all)]
     pub async fn propose(&self, command: log::Command) -> Result<Proposal, ProposeError> {
         let deadline = Instant::now() + PROPOSE_WAIT_MAX;
         let proposed = self.propose_across_leader_changes(command, deadline);
@@ -439,6 +441,7 @@ impl RaftNode {
 
     /// Proposes a command that has already passed through `hops` nodes: once, with no wait for
     /// a leader change (the node the client talks to does that, in [`RaftNode::propose`]).
+    #[tracing::instrument(name = "raft.propose", skip_all, fields(hops))]
     pub(crate) async fn propose_hops(
         &self,
         command: log::Command,
@@ -506,6 +509,7 @@ impl RaftNode {
             let index = proposal.log_index;
             let _ = self
                 .wait_applied(|p| p.log_index >= index, || format!("log index {index}"))
+                .instrument(tracing::info_span!("raft.wait_applied", log_index = index))
                 .await;
         }
         Ok(proposal)

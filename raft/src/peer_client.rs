@@ -46,6 +46,7 @@ use crate::{
     },
     peer_auth::{PeerSecurity, PeerTls, node_name},
     proposer::{BATCH_BYTES_MAX, Proposal},
+    trace_context,
     types::{
         Entry, MemberNode, NodeId, Snapshot, StorageIOError, TypeConfig, Vote, entry_bytes_max,
     },
@@ -139,7 +140,22 @@ impl PeerClientFactory {
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX))
     }
 
-    /// Hands a command to the leader (`target`) and returns its committed outcome.
+    /// Hands a command to the leader (`target`) and returns its committed outcome. The call is
+    /// a client span whose trace context travels in the request, so the leader's spans for the
+    /// command join the caller's trace.
+    #[tracing::instrument(
+        name = "raft.forward",
+        skip_all,
+        fields(
+            otel.name = "warrant.raft.v1.RaftService/Forward",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "warrant.raft.v1.RaftService",
+            rpc.method = "Forward",
+            leader_id = target,
+            hops,
+        )
+    )]
     pub(crate) async fn forward(
         &self,
         target: NodeId,
@@ -161,6 +177,7 @@ impl PeerClientFactory {
             command: Some(command),
         });
         request.set_timeout(wait_max);
+        with_trace_context(&mut request);
         let reply = client
             .forward(request)
             .await
@@ -179,6 +196,18 @@ impl PeerClientFactory {
     }
 
     /// Asks the leader (`target`) for a read index confirmed by a quorum.
+    #[tracing::instrument(
+        name = "raft.read_index",
+        skip_all,
+        fields(
+            otel.name = "warrant.raft.v1.RaftService/ReadIndex",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "warrant.raft.v1.RaftService",
+            rpc.method = "ReadIndex",
+            leader_id = target,
+        )
+    )]
     pub(crate) async fn read_index(
         &self,
         target: NodeId,
@@ -198,6 +227,7 @@ impl PeerClientFactory {
             source_node_id: self.source,
         });
         request.set_timeout(wait_max);
+        with_trace_context(&mut request);
         let reply = client
             .read_index(request)
             .await
@@ -208,6 +238,14 @@ impl PeerClientFactory {
             None => Err(unreachable("empty reply".to_string())),
         }
     }
+}
+
+/// Puts the current span's W3C trace context into `request`'s metadata.
+fn with_trace_context<T>(request: &mut tonic::Request<T>) {
+    let mut headers = std::mem::take(request.metadata_mut()).into_headers();
+    let context = tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current());
+    trace_context::inject(&context, &mut headers);
+    *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
 }
 
 /// The endpoint of `target`'s peer listener at `addr`: mutual TLS when `tls` is given, the

@@ -16,6 +16,7 @@ use std::{
 use openraft::error::ClientWriteError;
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::Instrument as _;
 use warrant_proto::log;
 
 use crate::{
@@ -49,7 +50,12 @@ pub struct Proposal {
 pub(crate) struct Pending {
     command: log::Command,
     reply: oneshot::Sender<Result<Proposal, ProposeError>>,
+    /// The proposing caller's span: its batch's replication wait is traced under it.
+    span: tracing::Span,
 }
+
+// Every batch in flight can be traced through its apply.
+const _: () = assert!(BATCHES_IN_FLIGHT_MAX <= crate::apply_trace::TRACED_BATCHES_MAX);
 
 /// The handle API code proposes through. Cheap to clone.
 #[derive(Clone)]
@@ -75,7 +81,11 @@ impl Proposer {
     pub async fn propose(&self, command: log::Command) -> Result<Proposal, ProposeError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .try_send(Pending { command, reply })
+            .try_send(Pending {
+                command,
+                reply,
+                span: tracing::Span::current(),
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded {
                     queue_len_max: QUEUE_LEN_MAX,
@@ -121,14 +131,18 @@ async fn run(
             .unwrap_or(0);
         let applied_stamp_ms = sm.last_batch_time_ms().unwrap_or(0);
         let stamp_ms = stamper.next(now_ms, Instant::now(), applied_stamp_ms);
+        let span = replication_wait_span(&pending);
         let (commands, replies): (Vec<_>, Vec<_>) =
             pending.into_iter().map(|p| (p.command, p.reply)).unzip();
         let batch = log::Batch {
             time_unix_ms: stamp_ms,
             commands,
         };
+        let payload = batch.encode_to_vec();
+        let traced = sm.traces().register(&payload, &span);
         let receiver_of_result = match raft
-            .client_write_ff(BatchPayload(batch.encode_to_vec()))
+            .client_write_ff(BatchPayload(payload))
+            .instrument(span.clone())
             .await
         {
             Ok(receiver_of_result) => receiver_of_result,
@@ -137,10 +151,12 @@ async fn run(
                 break;
             }
         };
-        tokio::spawn(async move {
+        let answered = async move {
             let _permit = permit;
+            let _traced = traced;
             match receiver_of_result.await {
                 Ok(Ok(response)) => {
+                    tracing::Span::current().record("log_index", response.log_id.index);
                     answer_all(replies, &response.data.0, response.log_id.index, stamp_ms)
                 }
                 Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
@@ -154,9 +170,29 @@ async fn run(
                     ProposeError::Indeterminate("raft dropped the write".to_string())
                 }),
             }
-        });
+        };
+        tokio::spawn(answered.instrument(span));
     }
     tracing::info!("proposer stopped");
+}
+
+/// The span of one batch from its hand-over to Raft until its outcome is back (appended,
+/// replicated to a quorum, committed and applied here): a child of the first command's span,
+/// following from the others'.
+fn replication_wait_span(pending: &[Pending]) -> tracing::Span {
+    let Some(first) = pending.first() else {
+        return tracing::Span::none();
+    };
+    let span = tracing::info_span!(
+        parent: &first.span,
+        "raft.replication_wait",
+        commands = pending.len(),
+        log_index = tracing::field::Empty,
+    );
+    for other in &pending[1..] {
+        span.follows_from(&other.span);
+    }
+    span
 }
 
 /// `first` and the commands queued behind it, up to [`BATCH_COMMANDS_MAX`] and

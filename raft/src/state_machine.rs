@@ -34,6 +34,7 @@ use warrant_identity::{AppliedBatch, Overlay, StateError, StateRead};
 use warrant_proto::log;
 
 use crate::{
+    apply_trace::ApplyTraces,
     private_fs::{create_private_dir_all, create_private_file, make_private},
     snapshot::{self, RowFamily, SnapshotReader, SnapshotWriter},
     storage_memory::{ColumnFamilyRole, StorageMemory, StorageUsage},
@@ -81,6 +82,8 @@ struct Shared {
     current_snapshot: Mutex<Option<SnapshotMeta>>,
     applied: watch::Sender<AppliedPosition>,
     snapshot_counter: AtomicU64,
+    /// The leader's traced batches in flight, so their apply joins their trace.
+    traces: ApplyTraces,
 }
 
 /// A read handle on the applied state, for the API layer's queries.
@@ -131,6 +134,7 @@ impl StateMachineStore {
                 current_snapshot: Mutex::new(current_snapshot),
                 applied,
                 snapshot_counter: AtomicU64::new(0),
+                traces: ApplyTraces::default(),
             }),
         })
     }
@@ -163,6 +167,10 @@ impl StateMachineStore {
     }
 
     /// Where snapshot files live; the peer server receives incoming snapshots here.
+    pub(crate) fn traces(&self) -> &ApplyTraces {
+        &self.shared.traces
+    }
+
     pub(crate) fn snapshot_dir(&self) -> &Path {
         &self.shared.snapshot_dir
     }
@@ -374,7 +382,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let db = self.db();
         let store = self.clone();
+        let span = self.shared.traces.apply_span(&entries);
         tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
             let started = std::time::Instant::now();
             let responses = apply_entries(&db, entries)?;
             store.publish_position(&db)?;

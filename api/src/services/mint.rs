@@ -106,6 +106,8 @@ fn sign_issued(
     issued: &log::TokenIssued,
     seq: u64,
 ) -> Result<api::IssueResponse, ApiError> {
+    // The span names the key, which the JWKS publishes; never the claims or the token.
+    let _span = tracing::info_span!("token.sign", key_id = %issued.key_id, seq).entered();
     let Some(key) = context.signing_keys.by_id(&issued.key_id) else {
         return Err(ApiError::new(
             Code::FailedPrecondition,

@@ -26,12 +26,17 @@ impl Cluster {
 
     /// Starts `n` nodes with `extra` config keys and makes them one cluster.
     pub async fn start_with(n: u64, extra: toml::Table) -> Cluster {
+        Cluster::start_with_env(n, extra, Vec::new()).await
+    }
+
+    /// [`Cluster::start_with`], every node's process with `env` in its environment.
+    pub async fn start_with_env(n: u64, extra: toml::Table, env: Vec<(String, String)>) -> Cluster {
         let admin_token = format!("test-admin-{}", hex::encode(rand::random::<[u8; 16]>()));
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
             nodes.insert(
                 id,
-                Node::start_member(id, &admin_token, extra.clone()).await,
+                Node::start_member_with_env(id, &admin_token, extra.clone(), env.clone()).await,
             );
         }
         let members = nodes

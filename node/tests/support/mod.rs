@@ -196,6 +196,8 @@ pub struct Node {
     channel: Option<Channel>,
     /// Starts so far; each start logs to its own pair of files.
     starts: u32,
+    /// Environment variables the process gets beyond the test's own (e.g. `OTEL_*`).
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -209,6 +211,16 @@ impl Node {
 
     /// Starts an uninitialised node that will join a cluster, and waits until it answers.
     pub async fn start_member(node_id: u64, admin_token: &str, extra: toml::Table) -> Node {
+        Node::start_member_with_env(node_id, admin_token, extra, Vec::new()).await
+    }
+
+    /// [`Node::start_member`] with `env` set in the process's environment.
+    pub async fn start_member_with_env(
+        node_id: u64,
+        admin_token: &str,
+        extra: toml::Table,
+        env: Vec<(String, String)>,
+    ) -> Node {
         let mut node = Node::new(
             node_id,
             false,
@@ -216,6 +228,7 @@ impl Node {
             Ready::Listening,
             admin_token.to_string(),
         );
+        node.env = env;
         node.launch(None).await;
         // From now on (restarts), ready means serving in the cluster.
         node.ready = Ready::Serving;
@@ -247,6 +260,7 @@ impl Node {
             child: None,
             channel: None,
             starts: 0,
+            env: Vec::new(),
         }
     }
 
@@ -658,6 +672,7 @@ impl Node {
             .arg(self.config_path());
         // Plain log files, without ANSI colours.
         command.env("NO_COLOR", "1");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         self.child = Some(command.spawn().expect("spawn the warrant binary"));
     }
