@@ -33,8 +33,8 @@ use warrant_proto::{
     log,
     raft::{
         ForwardRequest, PeerError, RaftReply, RaftRequest, ReadIndexRequest, SnapshotChunk,
-        SnapshotHeader, forward_reply, peer_error, raft_reply,
-        raft_service_client::RaftServiceClient, read_index_reply, snapshot_chunk,
+        SnapshotHeader, TakeLeadershipReply, TakeLeadershipRequest, forward_reply, peer_error,
+        raft_reply, raft_service_client::RaftServiceClient, read_index_reply, snapshot_chunk,
     },
 };
 
@@ -207,6 +207,33 @@ impl PeerClientFactory {
             Some(read_index_reply::Result::Error(e)) => Err(read_error(e)),
             None => Err(unreachable("empty reply".to_string())),
         }
+    }
+}
+
+impl PeerClientFactory {
+    /// Asks voter `target` to take over this node's leadership of `term` (see
+    /// [`crate::transfer`]). Errors are the call's, as text.
+    pub(crate) async fn take_leadership(
+        &self,
+        target: NodeId,
+        addr: &str,
+        term: u64,
+        last_log_index: u64,
+        wait_max: Duration,
+    ) -> Result<TakeLeadershipReply, String> {
+        let mut client = self.client(target, addr, Lane::Control)?;
+        let mut request = self.request(TakeLeadershipRequest {
+            target_node_id: target,
+            source_node_id: self.source,
+            term,
+            last_log_index,
+        });
+        request.set_timeout(wait_max);
+        client
+            .take_leadership(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| format!("{}: {}", status.code(), status.message()))
     }
 }
 
