@@ -254,13 +254,10 @@ impl Warrant {
 /// The one line a node logs when it has started: what it runs, which node of which cluster
 /// (the cluster is named by its issuer, which every member shares), and where it listens.
 fn log_started(config: &ApiConfig, warrant: &Warrant) {
-    let status = warrant.node.status();
     tracing::info!(
         version = VERSION,
         node_id = config.node_id,
         cluster_id = %config.issuer,
-        initialized = status.initialized,
-        voters = ?status.members.iter().filter(|m| m.voter).map(|m| m.node_id).collect::<Vec<_>>(),
         addr = %warrant.local_addr,
         peer_addr = %warrant.peer_addr,
         key_id = %warrant.key_id,
@@ -352,7 +349,7 @@ async fn log_hand_over(node: &RaftNode) {
     let outcome = node.hand_over_leadership().await;
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match outcome {
-        HandOver::NotLeader => {}
+        HandOver::NotLeader | HandOver::OnlyVoter => {}
         HandOver::Done { to } => {
             tracing::info!(to, elapsed_ms, "handed leadership over")
         }

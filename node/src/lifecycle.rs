@@ -71,7 +71,7 @@ pub fn exit_if_stop_timed_out(result: &Result<(), ServeError>) {
 }
 
 async fn notify_ready(node: RaftNode, mut serving: watch::Receiver<bool>) {
-    if !node.status().initialized && !*serving.borrow() {
+    if !node.is_initialized().await && !*serving.borrow() {
         notify(&[
             NotifyState::Ready,
             NotifyState::Status("waiting for `warrant cluster init` or to be added as a member"),

@@ -362,6 +362,12 @@ impl RaftNode {
         (metrics.current_leader, addr)
     }
 
+    /// Whether this node belongs to a cluster (has a log or has voted), as Raft's core knows
+    /// it now; false when the core has stopped.
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
     /// Makes this node a one-member cluster if it is not part of one yet. Returns whether it
     /// initialised now. Idempotent: a node that already belongs to a cluster is left alone.
     pub async fn initialize_single(&self) -> Result<bool, StartError> {

@@ -46,6 +46,7 @@ use crate::{
     },
     peer_auth::{PeerSecurity, PeerTls, node_name},
     proposer::{BATCH_BYTES_MAX, Proposal},
+    transfer::Succession,
     types::{
         Entry, MemberNode, NodeId, Snapshot, StorageIOError, TypeConfig, Vote, entry_bytes_max,
     },
@@ -211,22 +212,23 @@ impl PeerClientFactory {
 }
 
 impl PeerClientFactory {
-    /// Asks voter `target` to take over this node's leadership of `term` (see
-    /// [`crate::transfer`]). Errors are the call's, as text.
+    /// Asks voter `target` to take over this node's leadership (see [`crate::transfer`]).
+    /// Errors are the call's, as text.
     pub(crate) async fn take_leadership(
         &self,
         target: NodeId,
         addr: &str,
-        term: u64,
-        last_log_index: u64,
+        succession: Succession,
         wait_max: Duration,
     ) -> Result<TakeLeadershipReply, String> {
         let mut client = self.client(target, addr, Lane::Control)?;
         let mut request = self.request(TakeLeadershipRequest {
             target_node_id: target,
             source_node_id: self.source,
-            term,
-            last_log_index,
+            term: succession.term,
+            last_log_index: succession.last_log_index,
+            leader_lease_left_ms: u64::try_from(succession.leader_lease_left.as_millis())
+                .unwrap_or(u64::MAX),
         });
         request.set_timeout(wait_max);
         client

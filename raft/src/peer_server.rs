@@ -307,9 +307,14 @@ impl RaftService for PeerServer {
         check_source(&request, request.get_ref().source_node_id)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
+        let succession = crate::transfer::Succession {
+            term: request.term,
+            last_log_index: request.last_log_index,
+            leader_lease_left: std::time::Duration::from_millis(request.leader_lease_left_ms),
+        };
         let reply = self
             .node
-            .take_leadership(request.source_node_id, request.term, request.last_log_index)
+            .take_leadership(request.source_node_id, succession)
             .await;
         Ok(Response::new(reply))
     }
