@@ -935,9 +935,9 @@ impl RaftNode {
         }
     }
 
-    /// Stops Raft, then syncs both databases' write-ahead logs (the state machine's apply writes
-    /// and the committed hint are written unsynced). What was acknowledged is durable without
-    /// this; a failed sync is only logged.
+    /// Stops Raft, then syncs both databases' write-ahead logs, so that what was written
+    /// unsynced (the log store's committed hint) survives too. What was
+    /// acknowledged is durable without this; a failed sync is only logged.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
