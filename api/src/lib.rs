@@ -30,5 +30,5 @@ pub mod transport;
 pub mod validate;
 
 pub use error::{ApiError, Reason};
-pub use server::{ApiConfig, Security, Warrant};
+pub use server::{ApiConfig, STOP_WAIT_MAX, Security, ServeError, Warrant};
 pub use warrant_token::{NodeSigningKey, id_token, jwt, signing_key};

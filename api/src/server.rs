@@ -1,7 +1,7 @@
 //! Starting a node: storage, Raft, the signing key, and three listeners: the public gRPC API
 //! (with health and reflection), the peer RPCs on a listener of their own, and HTTP.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tonic::service::Routes;
@@ -13,7 +13,7 @@ use warrant_proto::api::{
     identity_service_server::IdentityServiceServer, policy_service_server::PolicyServiceServer,
     session_service_server::SessionServiceServer, token_service_server::TokenServiceServer,
 };
-use warrant_raft::{PeerSecurity, RaftConfig, RaftNode, SharedSecrets};
+use warrant_raft::{HandOver, PeerSecurity, RaftConfig, RaftNode, SharedSecrets};
 use warrant_token::NodeSigningKey;
 
 use crate::{
@@ -34,6 +34,19 @@ use crate::{
     },
     transport::{self, GrpcEdge, ListenerSpec, Protocol, Role, TlsError, TlsFiles, TlsState},
 };
+
+/// The longest a stop may take, from the signal to the end of [`Warrant::run`]: the drain of
+/// open calls (`transport::DRAIN_WAIT_MAX`, 5 s), the receipts still queued
+/// (`limits::RECEIPT_DRAIN_ON_STOP_MAX`), a leadership hand-over
+/// (`RaftNode::hand_over_wait_max`, 5 s with the default timing), Raft's shutdown and the
+/// peer listener's drain (5 s) fit with room to spare. Past it the stop is abandoned and the
+/// process exits non-zero; the next start relies on the write-ahead logs, as after a crash.
+/// Supervisors' stop timeouts (systemd `TimeoutStopSec`, Kubernetes
+/// `terminationGracePeriodSeconds`) must be longer.
+pub const STOP_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// The version every start and stop line names.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How a node protects its traffic.
 #[derive(Clone, Debug)]
@@ -113,6 +126,9 @@ pub enum ServeError {
     /// NOT_SERVING and stopped, for its supervisor to restart it.
     #[error(transparent)]
     Fatal(#[from] warrant_raft::FatalError),
+    /// The stop took longer than [`STOP_WAIT_MAX`] and was abandoned.
+    #[error("the stop did not finish within {} s", STOP_WAIT_MAX.as_secs())]
+    StopTimeout,
 }
 
 /// A running node.
@@ -126,6 +142,10 @@ pub struct Warrant {
     pub key_id: String,
     /// The argon2 hashes authentication has computed, for tests until metrics count them.
     pub argon2_hashes: crate::auth::pool::HashCounter,
+    /// Whether the node reports itself SERVING (health ""): true once a leader is known and
+    /// the signing key is published; false again from the start of a stop. For readiness
+    /// notifications (systemd).
+    pub serving: watch::Receiver<bool>,
 }
 
 impl Warrant {
@@ -160,12 +180,18 @@ impl Warrant {
             checkpoints,
         );
         let (stop_tx, stop_rx) = watch::channel(false);
+        // The peer listener stops last, after Raft: a leader hands over through it.
+        let (peer_stop_tx, peer_stop_rx) = watch::channel(false);
+        let (serving_tx, serving) = watch::channel(false);
+        let serving_tx = Arc::new(serving_tx);
         // Not among `tasks`, which are aborted at stop: it commits what is queued, within a
         // bound, after the listeners stopped and before Raft does.
         let receipt_task =
             tokio::spawn(receipt_drain.run(node.clone(), config.node_id, stop_rx.clone()));
         let addrs = listeners.addrs();
-        let (servers, health) = listeners.serve(&context, tls.clone(), &stop_rx).await?;
+        let (servers, peer_server, health) = listeners
+            .serve(&context, tls.clone(), &stop_rx, &peer_stop_rx)
+            .await?;
         if config.init_single_node && node.initialize_single().await? {
             tracing::info!(node_id = config.node_id, "initialised a one-member cluster");
         }
@@ -176,36 +202,49 @@ impl Warrant {
             http_addr: addrs.2,
             key_id: signing_key.key_id().to_string(),
             argon2_hashes: context.auth.pool().hash_counter(),
+            serving,
         };
         let tasks = spawn_background(
             &context,
             federation,
             signing_key,
-            health.clone(),
+            (health.clone(), serving_tx.clone()),
             tls,
             stop_rx,
         );
         on_ready(&warrant);
+        log_started(&config, &warrant);
 
-        let fatal = wait_for_stop(shutdown, &node).await;
-        for task in tasks {
-            task.abort();
-            // Joined, so that no task can report SERVING after the health set below.
-            let _ = task.await;
+        let fatal = wait_for_stop(shutdown, &node, &config).await;
+        let stopping = Stopping {
+            tasks,
+            health,
+            serving: serving_tx,
+            stop: stop_tx,
+            servers,
+            receipt_task,
+            node,
+            peer_stop: peer_stop_tx,
+            peer_server,
+        };
+        let hand_over = fatal.is_none();
+        if tokio::time::timeout(STOP_WAIT_MAX, stopping.run(hand_over))
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                stop_wait_max_s = STOP_WAIT_MAX.as_secs(),
+                "the stop took too long; exiting without finishing it"
+            );
+            return Err(ServeError::StopTimeout);
         }
-        if fatal.is_some() {
-            stop_serving(&health).await;
-        }
-        let _ = stop_tx.send(true);
-        for server in servers {
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "server task failed");
-            }
-        }
-        if let Err(e) = receipt_task.await {
-            tracing::error!(error = %e, "receipt drain task failed");
-        }
-        node.shutdown().await;
+        tracing::info!(
+            version = VERSION,
+            node_id = config.node_id,
+            cluster_id = %config.issuer,
+            clean = fatal.is_none(),
+            "stopped"
+        );
         match fatal {
             Some(fatal) => Err(ServeError::Fatal(fatal)),
             None => Ok(()),
@@ -213,25 +252,114 @@ impl Warrant {
     }
 }
 
+/// The one line a node logs when it has started: what it runs, which node of which cluster
+/// (the cluster is named by its issuer, which every member shares), and where it listens.
+fn log_started(config: &ApiConfig, warrant: &Warrant) {
+    tracing::info!(
+        version = VERSION,
+        node_id = config.node_id,
+        cluster_id = %config.issuer,
+        addr = %warrant.local_addr,
+        peer_addr = %warrant.peer_addr,
+        key_id = %warrant.key_id,
+        "started"
+    );
+}
+
 /// Waits for `shutdown`, or for Raft to stop on a fatal error, which it returns: a node that
 /// can neither commit nor apply must not stay SERVING.
 async fn wait_for_stop(
     shutdown: impl Future<Output = ()>,
     node: &RaftNode,
+    config: &ApiConfig,
 ) -> Option<warrant_raft::FatalError> {
     let fatal = tokio::select! {
         () = shutdown => None,
         fatal = node.fatal() => Some(fatal),
     };
     match &fatal {
-        None => tracing::info!("shutting down"),
+        None => tracing::info!(
+            version = VERSION,
+            node_id = config.node_id,
+            cluster_id = %config.issuer,
+            role = node.status().role,
+            "stopping"
+        ),
         Some(fatal) => tracing::error!(
+            version = VERSION,
+            node_id = config.node_id,
+            cluster_id = %config.issuer,
             error = %fatal,
             "stopping: this node can no longer commit or apply; it exits for its supervisor to \
              restart it"
         ),
     }
     fatal
+}
+
+/// What a running node stops, in the order [`Stopping::run`] stops it.
+struct Stopping {
+    tasks: Vec<JoinHandle<()>>,
+    health: HealthReporter,
+    serving: Arc<watch::Sender<bool>>,
+    /// Stops the public and HTTP listeners and the background tasks that watch it.
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    receipt_task: JoinHandle<()>,
+    node: RaftNode,
+    peer_stop: watch::Sender<bool>,
+    peer_server: JoinHandle<()>,
+}
+
+impl Stopping {
+    /// NOT_SERVING everywhere; the public and HTTP listeners stop accepting and their open
+    /// calls drain (at most `transport::DRAIN_WAIT_MAX`); queued receipts are committed; if
+    /// `hand_over` and this node leads, another voter takes over; Raft stops and the
+    /// write-ahead logs are synced; the peer listener, which Raft needed until then, drains last.
+    async fn run(self, hand_over: bool) {
+        for task in self.tasks {
+            task.abort();
+            // Joined, so that no task can report SERVING after the health set below.
+            let _ = task.await;
+        }
+        stop_serving(&self.health).await;
+        self.serving.send_replace(false);
+        let _ = self.stop.send(true);
+        for server in self.servers {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "server task failed");
+            }
+        }
+        if let Err(e) = self.receipt_task.await {
+            tracing::error!(error = %e, "receipt drain task failed");
+        }
+        if hand_over {
+            log_hand_over(&self.node).await;
+        }
+        self.node.shutdown().await;
+        let _ = self.peer_stop.send(true);
+        if let Err(e) = self.peer_server.await {
+            tracing::error!(error = %e, "peer server task failed");
+        }
+    }
+}
+
+/// Hands leadership over if this node leads, and says how that went.
+async fn log_hand_over(node: &RaftNode) {
+    let started = tokio::time::Instant::now();
+    let outcome = node.hand_over_leadership().await;
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        HandOver::NotLeader | HandOver::OnlyVoter => {}
+        HandOver::Done { to } => {
+            tracing::info!(to, elapsed_ms, "handed leadership over")
+        }
+        HandOver::Failed(why) => tracing::warn!(
+            elapsed_ms,
+            reason = %why,
+            "leadership not handed over; the others elect a leader once this node stops"
+        ),
+    }
 }
 
 /// The TLS material, unless the node runs plaintext (which it says loudly).
@@ -333,14 +461,16 @@ impl Listeners {
         (self.public.1, self.peer.1, self.http.as_ref().map(|h| h.1))
     }
 
-    /// Serves every listener until `stop`. Returns their tasks, and the reporter that marks
-    /// the node healthy.
+    /// Serves the public and HTTP listeners until `stop` and the peer listener until
+    /// `peer_stop`. Returns their tasks (public and HTTP, then peers), and the reporter that
+    /// marks the node healthy.
     async fn serve(
         self,
         context: &Arc<Context>,
         tls: Option<Arc<TlsState>>,
         stop: &watch::Receiver<bool>,
-    ) -> Result<(Vec<JoinHandle<()>>, HealthReporter), ServeError> {
+        peer_stop: &watch::Receiver<bool>,
+    ) -> Result<(Vec<JoinHandle<()>>, JoinHandle<()>, HealthReporter), ServeError> {
         let node_id = context.node.node_id();
         let spec = |role, connections_max| ListenerSpec {
             role,
@@ -364,16 +494,16 @@ impl Listeners {
             transport::accept(
                 self.peer.0,
                 spec(Role::Peer, PEER_CONNECTIONS_MAX),
-                stop.clone(),
+                peer_stop.clone(),
             ),
             GrpcEdge::new(
                 tower_layer::Layer::layer(&auth, Routes::new(peer_service)),
                 node_id,
             ),
             Protocol::Http2,
-            stop.clone(),
+            peer_stop.clone(),
         );
-        let mut servers = vec![public, peer];
+        let mut servers = vec![public];
         if let Some((listener, _)) = self.http {
             servers.push(transport::serve(
                 transport::accept(
@@ -386,7 +516,7 @@ impl Listeners {
                 stop.clone(),
             ));
         }
-        Ok((servers, health))
+        Ok((servers, peer, health))
     }
 }
 
@@ -509,7 +639,7 @@ fn spawn_background(
     context: &Arc<Context>,
     federation: Arc<Federation>,
     signing_key: Arc<NodeSigningKey>,
-    health: HealthReporter,
+    (health, serving): (HealthReporter, Arc<watch::Sender<bool>>),
     tls: Option<Arc<TlsState>>,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
@@ -526,7 +656,7 @@ fn spawn_background(
         tokio::spawn(publish_then_serve(
             context.node.clone(),
             signing_key,
-            health,
+            (health, serving),
             stop.clone(),
         )),
     ];
@@ -539,7 +669,7 @@ fn spawn_background(
 async fn publish_then_serve(
     node: RaftNode,
     key: Arc<NodeSigningKey>,
-    health: HealthReporter,
+    (health, serving): (HealthReporter, Arc<watch::Sender<bool>>),
     stop: watch::Receiver<bool>,
 ) {
     if !keys::publish(&node, &key, stop).await {
@@ -552,10 +682,11 @@ async fn publish_then_serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    serving.send_replace(true);
 }
 
-/// Reports the node ("") and every service NOT_SERVING: it is stopping on a fatal error, and
-/// probes and balancers should take it out while its connections drain.
+/// Reports the node ("") and every service NOT_SERVING: it is stopping, and probes and
+/// balancers should take it out while its connections drain.
 async fn stop_serving(health: &HealthReporter) {
     let not_serving = tonic_health::ServingStatus::NotServing;
     health.set_service_status("", not_serving).await;

@@ -6,6 +6,11 @@
 //! end to end, its peers on mutual TLS, as a production one is. Stopping sends each
 //! child SIGTERM (a graceful shutdown) and waits for it; a child still running after
 //! [`STOP_WAIT_MAX`] is killed. Only the children this process started are ever signalled.
+//! A parent that dies without stopping them (SIGKILL, SIGPIPE) takes them along: each child
+//! asks the kernel for SIGTERM on its parent's death (`lifecycle::die_with_parent`).
+//!
+//! Children are spawned from the thread that runs the command (`block_on`'s), never from a
+//! runtime worker: the kernel sends the parent-death signal when the spawning *thread* exits.
 
 use std::{
     path::{Path, PathBuf},
@@ -30,8 +35,8 @@ pub const LOCAL_NODES: u64 = 3;
 /// How long the cluster may take to start and elect a leader.
 const START_WAIT_MAX: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
-/// How long a node may take to shut down after SIGTERM.
-const STOP_WAIT_MAX: Duration = Duration::from_secs(15);
+/// How long a node may take to shut down after SIGTERM: its own bound, and a little more.
+const STOP_WAIT_MAX: Duration = Duration::from_secs(warrant_api::STOP_WAIT_MAX.as_secs() + 5);
 
 /// One local node.
 pub struct LocalNode {
@@ -117,6 +122,12 @@ impl LocalCluster {
             // A development cluster: humans may log in with local passwords.
             .env("WARRANT_ALLOW_LOCAL_PASSWORDS", "true")
             .env("NO_COLOR", "1")
+            // The child asks for SIGTERM when this process dies (`lifecycle::die_with_parent`):
+            // a parent killed outright, or stopped by SIGPIPE, leaves no node behind.
+            .env(
+                crate::lifecycle::PARENT_PID_ENV,
+                std::process::id().to_string(),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("log file")?)
             .stderr(log)

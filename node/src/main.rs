@@ -14,6 +14,7 @@ mod client;
 mod cluster_cli;
 mod config;
 mod demo;
+mod lifecycle;
 mod local_cluster;
 mod operator_cli;
 mod policy_cli;
@@ -151,6 +152,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server { config, node_id, data_dir, listen_addr, peer_listen_addr, http_listen_addr, advertise_addr, peer_advertise_addr, init_single_node } => {
+                lifecycle::die_with_parent()?;
                 let overrides = Overrides {
                     node_id,
                     data_dir,
@@ -167,10 +169,7 @@ fn main() -> anyhow::Result<()> {
                     tracing::warn!(old, new, "config key {old} is deprecated and will be removed in the next release; use {new}");
                 }
                 let api = api_config(&config)?;
-                let served = serve(api, |warrant| {
-                    tracing::info!(node_id = warrant.node.node_id(), addr = %warrant.local_addr, key_id = %warrant.key_id, "serving");
-                })
-                .await;
+                let served = serve(api, |_| {}).await;
                 telemetry.shutdown().await;
                 served
             }
@@ -330,11 +329,15 @@ async fn local_cluster(dir: PathBuf, base_port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves until SIGINT or SIGTERM.
+/// Serves until SIGINT or SIGTERM, telling systemd how it goes (`lifecycle`).
 pub async fn serve(api: ApiConfig, on_ready: impl FnOnce(&Warrant)) -> anyhow::Result<()> {
-    Warrant::run(api, shutdown_signal(), on_ready)
-        .await
-        .context("run node")
+    let result = Warrant::run(api, lifecycle::stopping_on(shutdown_signal()), |warrant| {
+        lifecycle::started(warrant);
+        on_ready(warrant);
+    })
+    .await;
+    lifecycle::exit_if_stop_timed_out(&result);
+    result.context("run node")
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the

@@ -236,7 +236,7 @@ fn stderr_until_serving(toml: &str) -> String {
             Ok(line) => {
                 text.push_str(&line);
                 text.push('\n');
-                if line.contains("serving") {
+                if line.contains("started") {
                     break true;
                 }
             }

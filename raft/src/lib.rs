@@ -42,6 +42,7 @@ mod stamp;
 mod state_machine;
 mod storage_memory;
 pub mod trace_context;
+mod transfer;
 mod types;
 
 pub use config::RaftConfig;
@@ -68,6 +69,7 @@ pub use proposer::Proposal;
 pub use stamp::STAMP_LEAD_MAX_MS;
 pub use state_machine::StateReader;
 pub use storage_memory::{STORAGE_CACHE_MIB_DEFAULT, STORAGE_CACHE_MIB_MAX, STORAGE_CACHE_MIB_MIN};
+pub use transfer::HandOver;
 pub use types::{AppliedPosition, MemberNode, NodeId, TypeConfig};
 
 /// The stores and entry types, for tests that exercise storage without a running node

@@ -38,6 +38,11 @@ pub struct LogStore {
 }
 
 impl LogStore {
+    /// Syncs the write-ahead log: at shutdown, after Raft stopped.
+    pub(crate) fn flush(&self) -> Result<(), rocksdb::Error> {
+        self.db.flush_wal(true)
+    }
+
     /// Opens (or creates) the log database in `path`, within the node's storage memory budget.
     pub fn open(path: &Path, memory: &StorageMemory) -> Result<Self, StartError> {
         let cfs = memory.descriptors(&[

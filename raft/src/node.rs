@@ -15,7 +15,7 @@ use std::{
     path::Path,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -133,6 +133,9 @@ pub struct RaftNode {
     stamps_bounded: Arc<AtomicU64>,
     peers: PeerClientFactory,
     read_rounds: ReadRounds,
+    /// Set while this node hands its leadership over ([`crate::transfer`]): it proposes
+    /// nothing and confirms no read index, so that no AppendEntries renews its followers' lease.
+    handing_over: Arc<AtomicBool>,
 }
 
 /// The node's read-index batchers. Two, so that a round never waits behind a round of the other
@@ -148,11 +151,27 @@ struct ReadRounds {
 }
 
 impl ReadRounds {
-    fn new(raft: &Raft, peers: &PeerClientFactory, node_id: NodeId, wait_max: Duration) -> Self {
+    fn new(
+        raft: &Raft,
+        peers: &PeerClientFactory,
+        node_id: NodeId,
+        wait_max: Duration,
+        handing_over: &Arc<AtomicBool>,
+    ) -> Self {
         let leader_raft = raft.clone();
+        let leader_handing_over = handing_over.clone();
         let leader = ReadIndexBatcher::new(Box::new(move || {
             let raft = leader_raft.clone();
-            Box::pin(async move { confirm_leadership(&raft, wait_max).await })
+            let handing_over = leader_handing_over.clone();
+            Box::pin(async move {
+                if handing_over.load(Ordering::Acquire) {
+                    return Err(ReadError::NotLeader {
+                        leader_id: None,
+                        leader_addr: None,
+                    });
+                }
+                confirm_leadership(&raft, wait_max).await
+            })
         }));
         let follower_raft = raft.clone();
         let peers = peers.clone();
@@ -269,7 +288,14 @@ impl RaftNode {
         .map_err(|e| StartError::Raft(e.to_string()))?;
         let stamps_bounded = Arc::new(AtomicU64::new(0));
         let proposer = Proposer::spawn(raft.clone(), state_machine.clone(), stamps_bounded.clone());
-        let read_rounds = ReadRounds::new(&raft, &peers, config.node_id, config.read_wait_max);
+        let handing_over = Arc::new(AtomicBool::new(false));
+        let read_rounds = ReadRounds::new(
+            &raft,
+            &peers,
+            config.node_id,
+            config.read_wait_max,
+            &handing_over,
+        );
         crate::metrics::spawn_sampler(crate::metrics::SamplerSources {
             raft: raft.clone(),
             node_id: config.node_id,
@@ -290,6 +316,7 @@ impl RaftNode {
             stamps_bounded,
             peers,
             read_rounds,
+            handing_over,
         })
     }
 
@@ -313,6 +340,18 @@ impl RaftNode {
         &self.config.peer_security
     }
 
+    pub(crate) fn config(&self) -> &RaftConfig {
+        &self.config
+    }
+
+    pub(crate) fn peers(&self) -> &PeerClientFactory {
+        &self.peers
+    }
+
+    pub(crate) fn handing_over(&self) -> &AtomicBool {
+        &self.handing_over
+    }
+
     /// The leader this node knows of, with its address, unless that is this node.
     fn remote_leader(&self) -> Option<(NodeId, String)> {
         remote_leader(&self.raft, self.config.node_id)
@@ -328,6 +367,12 @@ impl RaftNode {
                 .map(|n| n.addr.clone())
         });
         (metrics.current_leader, addr)
+    }
+
+    /// Whether this node belongs to a cluster (has a log or has voted), as Raft's core knows
+    /// it now; false when the core has stopped.
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
     }
 
     /// Makes this node a one-member cluster if it is not part of one yet. Returns whether it
@@ -463,6 +508,13 @@ impl RaftNode {
             return self
                 .forward(leader_id, &addr, command, hops + 1, wait_max)
                 .await;
+        }
+        if self.handing_over.load(Ordering::Acquire) {
+            // Handing leadership over: the caller waits for the next leader and proposes there.
+            return Err(ProposeError::NotLeader {
+                leader_id: None,
+                leader_addr: None,
+            });
         }
         match self.proposer.propose(command.clone()).await {
             // Leadership moved between the check and the proposal.
@@ -893,9 +945,23 @@ impl RaftNode {
         }
     }
 
+    /// Stops Raft, then syncs both databases' write-ahead logs, so that what was written
+    /// unsynced (the log store's committed hint) survives too. What was
+    /// acknowledged is durable without this; a failed sync is only logged.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+        let log_store = self.log_store.clone();
+        let state_machine = self.state_machine.clone();
+        let flushed = tokio::task::spawn_blocking(move || {
+            log_store.flush().and_then(|()| state_machine.flush())
+        })
+        .await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "sync the write-ahead logs at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "sync the write-ahead logs at shutdown"),
         }
     }
 }

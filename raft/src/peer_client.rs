@@ -33,8 +33,8 @@ use warrant_proto::{
     log,
     raft::{
         ForwardRequest, PeerError, RaftReply, RaftRequest, ReadIndexRequest, SnapshotChunk,
-        SnapshotHeader, forward_reply, peer_error, raft_reply,
-        raft_service_client::RaftServiceClient, read_index_reply, snapshot_chunk,
+        SnapshotHeader, TakeLeadershipReply, TakeLeadershipRequest, forward_reply, peer_error,
+        raft_reply, raft_service_client::RaftServiceClient, read_index_reply, snapshot_chunk,
     },
 };
 
@@ -47,6 +47,7 @@ use crate::{
     peer_auth::{PeerSecurity, PeerTls, node_name},
     proposer::{BATCH_BYTES_MAX, Proposal},
     trace_context,
+    transfer::Succession,
     types::{
         Entry, MemberNode, NodeId, Snapshot, StorageIOError, TypeConfig, Vote, entry_bytes_max,
     },
@@ -246,6 +247,34 @@ fn with_trace_context<T>(request: &mut tonic::Request<T>) {
     let context = tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current());
     trace_context::inject(&context, &mut headers);
     *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+}
+
+impl PeerClientFactory {
+    /// Asks voter `target` to take over this node's leadership (see [`crate::transfer`]).
+    /// Errors are the call's, as text.
+    pub(crate) async fn take_leadership(
+        &self,
+        target: NodeId,
+        addr: &str,
+        succession: Succession,
+        wait_max: Duration,
+    ) -> Result<TakeLeadershipReply, String> {
+        let mut client = self.client(target, addr, Lane::Control)?;
+        let mut request = self.request(TakeLeadershipRequest {
+            target_node_id: target,
+            source_node_id: self.source,
+            term: succession.term,
+            last_log_index: succession.last_log_index,
+            leader_lease_left_ms: u64::try_from(succession.leader_lease_left.as_millis())
+                .unwrap_or(u64::MAX),
+        });
+        request.set_timeout(wait_max);
+        client
+            .take_leadership(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| format!("{}: {}", status.code(), status.message()))
+    }
 }
 
 /// The endpoint of `target`'s peer listener at `addr`: mutual TLS when `tls` is given, the

@@ -14,7 +14,8 @@ use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 use warrant_proto::raft::{
     ForwardReply, ForwardRequest, PeerError, RaftReply, RaftRequest, ReadIndexReply,
-    ReadIndexRequest, SnapshotChunk, forward_reply, peer_error, raft_reply,
+    ReadIndexRequest, SnapshotChunk, TakeLeadershipReply, TakeLeadershipRequest, forward_reply,
+    peer_error, raft_reply,
     raft_service_server::{RaftService, RaftServiceServer},
     read_index_reply, snapshot_chunk,
 };
@@ -297,6 +298,25 @@ impl RaftService for PeerServer {
         Ok(Response::new(ForwardReply {
             result: Some(result),
         }))
+    }
+
+    async fn take_leadership(
+        &self,
+        request: Request<TakeLeadershipRequest>,
+    ) -> Result<Response<TakeLeadershipReply>, Status> {
+        check_source(&request, request.get_ref().source_node_id)?;
+        let request = request.into_inner();
+        self.check_target(request.target_node_id)?;
+        let succession = crate::transfer::Succession {
+            term: request.term,
+            last_log_index: request.last_log_index,
+            leader_lease_left: std::time::Duration::from_millis(request.leader_lease_left_ms),
+        };
+        let reply = self
+            .node
+            .take_leadership(request.source_node_id, succession)
+            .await;
+        Ok(Response::new(reply))
     }
 
     async fn read_index(

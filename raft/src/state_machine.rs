@@ -175,6 +175,11 @@ impl StateMachineStore {
         &self.shared.snapshot_dir
     }
 
+    /// Syncs the write-ahead log: at shutdown, after Raft stopped.
+    pub(crate) fn flush(&self) -> Result<(), rocksdb::Error> {
+        self.db().flush_wal(true)
+    }
+
     fn db(&self) -> Arc<DB> {
         // A poisoned lock means a panic while swapping handles; the handle itself is still valid.
         self.shared
