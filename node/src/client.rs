@@ -391,3 +391,31 @@ where
         "no leader found after {LEADER_HOPS_MAX} hops"
     ))))
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    use super::*;
+
+    #[test]
+    fn a_status_without_a_reason_and_a_transport_code_is_unreachable() {
+        assert!(status_is_unreachable(&Status::unavailable(
+            "connection reset"
+        )));
+        assert!(status_is_unreachable(&Status::cancelled("Timeout expired")));
+        assert!(!status_is_unreachable(&Status::not_found(
+            "no such version"
+        )));
+        let answered = Status::with_error_details(
+            Code::Unavailable,
+            "no leader",
+            ErrorDetails::with_error_info("NO_LEADER", "warrant", std::collections::HashMap::new()),
+        );
+        assert!(!status_is_unreachable(&answered), "a node sent it");
+        let error = anyhow::Error::new(Status::permission_denied("no")).context("policy get");
+        assert_eq!(exit_code(&error), EXIT_REFUSED);
+        assert_eq!(exit_code(&anyhow::anyhow!("bad flag")), 1);
+    }
+}

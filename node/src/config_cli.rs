@@ -240,3 +240,18 @@ fn whole_config_problems(config: &ServerConfig, skip_files: bool) -> Vec<String>
     }
     problems
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figment_paths_are_shown_as_the_config_spells_them() {
+        assert_eq!(shown_key("federation.0.issuer"), "federation[0].issuer");
+        assert_eq!(shown_key("tls.cert_file"), "tls.cert_file");
+        assert_eq!(shown_key("node_id"), "node_id");
+        let docs = config_reference::keys();
+        assert!(allowed_of(&docs, "federation.1.jwks_url").starts_with("an https URL"));
+        assert_eq!(allowed_of(&docs, "log_format"), "text, json (string)");
+    }
+}

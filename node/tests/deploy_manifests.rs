@@ -286,15 +286,12 @@ fn the_dockerfile_builds_a_non_root_distroless_image_from_a_base_image_arg() {
         .iter()
         .rposition(|l| l.starts_with("FROM "))
         .expect("runtime stage")..];
-    assert!(
-        runtime.iter().any(|l| *l == "USER 65532:65532"),
-        "non-root user"
-    );
+    assert!(runtime.contains(&"USER 65532:65532"), "non-root user");
     assert!(
         !lines.iter().any(|l| l.starts_with("HEALTHCHECK")),
         "distroless has no shell to run one"
     );
-    assert!(runtime.iter().any(|l| *l == "EXPOSE 7400 7401 7402"));
+    assert!(runtime.contains(&"EXPOSE 7400 7401 7402"));
     assert!(
         runtime
             .iter()
