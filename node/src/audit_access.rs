@@ -54,7 +54,7 @@ pub async fn run(args: &AccessArgs) -> anyhow::Result<()> {
             &reply,
             "warrant.v1.EffectiveAccessResponse",
         )?),
-        Output::Text => {
+        Output::Table => {
             print_access(&reply);
             Ok(())
         }

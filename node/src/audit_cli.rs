@@ -156,7 +156,7 @@ async fn checkpoint(common: &Common, fresh: bool, out: Option<&PathBuf>) -> anyh
     }
     match common.output {
         Output::Json => print_json(&checkpoint_json(&c)),
-        Output::Text => {
+        Output::Table => {
             print!("{}", c.note);
             if let Some(out) = out {
                 eprintln!("wrote the checkpoint to {}", out.display());
@@ -176,7 +176,7 @@ async fn keys(common: &Common) -> anyhow::Result<()> {
         Output::Json => {
             print_json(&json!({ "node_id": c.node_id, "verifier_key": c.verifier_key }))
         }
-        Output::Text => {
+        Output::Table => {
             println!("{}", c.verifier_key);
             Ok(())
         }
@@ -188,7 +188,7 @@ fn print_event(common: &Common, event: &warrant_proto::log::Event) -> anyhow::Re
     let value = audit_json::event_json(event)?;
     match common.output {
         Output::Json => println!("{}", serde_json::to_string(&value)?),
-        Output::Text => {
+        Output::Table => {
             let actor = event
                 .actor
                 .as_ref()

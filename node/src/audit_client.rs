@@ -12,11 +12,7 @@ use crate::{client::authed, policy_cli::Common};
 
 /// A client of the AuditService of the node `common` names, over the CLI's TLS settings.
 pub async fn audit_client(common: &Common) -> anyhow::Result<AuditServiceClient<Channel>> {
-    let channel = common
-        .auth
-        .connector()?
-        .connect(common.auth.endpoint())
-        .await?;
+    let channel = common.auth.channel().await?;
     Ok(AuditServiceClient::new(channel))
 }
 

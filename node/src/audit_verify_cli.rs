@@ -30,11 +30,17 @@ const PINNED_KEYS_MAX: usize = 64;
 
 #[derive(Args, Clone, Debug)]
 pub struct VerifyArgs {
-    /// The export file; without it, the live export of --endpoint is verified.
+    /// The export file; without it, the live export of --endpoints is verified.
     pub file: Option<PathBuf>,
-    /// A node to localise a root mismatch against (and to export from when no file is given).
-    #[arg(long)]
-    pub endpoint: Option<String>,
+    /// Nodes to localise a root mismatch against (and to export from when no file is given),
+    /// comma-separated, tried in order; `--endpoint` is an alias.
+    #[arg(
+        long = "endpoints",
+        visible_alias = "endpoint",
+        env = "WARRANT_ENDPOINTS",
+        value_delimiter = ','
+    )]
+    pub endpoints: Vec<String>,
     /// The CA certificate (PEM) that signed the nodes' certificates (with --endpoint).
     #[arg(long, env = "WARRANT_CLI_CA")]
     pub ca: Option<PathBuf>,
@@ -56,17 +62,20 @@ pub struct VerifyArgs {
     /// An older checkpoint note you trust: the file's root at its size must be its root.
     #[arg(long)]
     pub trusted: Option<PathBuf>,
-    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
 }
 
 impl VerifyArgs {
     fn common(&self) -> Option<Common> {
-        let endpoint = self.endpoint.clone()?;
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let endpoints = self.endpoints.clone();
         Some(Common {
             auth: AdminAuth {
                 target: Target {
-                    endpoint,
+                    endpoints,
                     tls: TlsArgs {
                         ca: self.ca.clone(),
                         cert: self.client_cert.clone(),
@@ -306,7 +315,7 @@ pub async fn export(common: &Common, out: &Path, from_seq: u64, to_seq: u64) -> 
     let events = lines.saturating_sub(1);
     match common.output {
         Output::Json => print_json(&serde_json::json!({ "file": out, "events": events })),
-        Output::Text => {
+        Output::Table => {
             println!(
                 "exported {events} events and their checkpoint to {}",
                 out.display()

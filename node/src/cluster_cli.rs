@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use serde::Serialize;
 use warrant_proto::api::{self, cluster_service_client::ClusterServiceClient};
 
-use crate::client::{AdminAuth, Connector, Target, authed, on_leader};
+use crate::client::{AdminAuth, Connector, Output, Target, authed, on_leader, refused};
 
 /// How long `cluster status` waits for each member.
 const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -69,14 +69,11 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
         } => return mark_key_compromised(auth, key_id, reason).await,
     };
     let authorization = auth.authorization()?;
-    let channel = auth.connector()?.connect(auth.endpoint()).await?;
+    let channel = auth.channel().await?;
     let reply = ClusterServiceClient::new(channel)
         .rotate_signing_key(authed(&authorization, api::RotateSigningKeyRequest {}))
         .await
-        .map_err(|status| {
-            let (reason, _) = crate::client::error_info(&status);
-            anyhow::anyhow!("rotate signing key: {reason}: {}", status.message())
-        })?
+        .map_err(|status| refused("rotate signing key", &status))?
         .into_inner();
     println!(
         "rotated: new key {} signs from now on; key {} is retired (seq {})",
@@ -91,7 +88,7 @@ async fn mark_key_compromised(
     reason: String,
 ) -> anyhow::Result<()> {
     let authorization = auth.authorization()?;
-    let channel = auth.connector()?.connect(auth.endpoint()).await?;
+    let channel = auth.channel().await?;
     let request = api::MarkKeyCompromisedRequest {
         key_id: key_id.clone(),
         reason,
@@ -100,10 +97,7 @@ async fn mark_key_compromised(
     let reply = ClusterServiceClient::new(channel)
         .mark_key_compromised(authed(&authorization, request))
         .await
-        .map_err(|status| {
-            let (reason, _) = crate::client::error_info(&status);
-            anyhow::anyhow!("mark key compromised: {reason}: {}", status.message())
-        })?
+        .map_err(|status| refused("mark key compromised", &status))?
         .into_inner();
     let marked = if reply.changed {
         "marked"
@@ -151,44 +145,75 @@ pub enum MemberCommand {
     },
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-}
-
 pub async fn run_cluster(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Init {
             auth,
             members,
             peers,
-        } => {
-            let members = parse_members(&members, &peers)?;
-            let authorization = auth.authorization()?;
-            let channel = auth.connector()?.connect(auth.endpoint()).await?;
-            let reply = ClusterServiceClient::new(channel)
-                .init_cluster(authed(&authorization, api::InitClusterRequest { members }))
-                .await
-                .map_err(|status| {
-                    let (reason, _) = crate::client::error_info(&status);
-                    anyhow::anyhow!("{} ({reason}): {}", status.code(), status.message())
-                })?
-                .into_inner();
-            if reply.initialized_now {
-                println!("initialised the cluster:");
-            } else {
-                println!("the cluster was already initialised with these members:");
-            }
-            for m in reply.members {
-                println!("  {}  {}  peers: {}", m.node_id, m.address, m.peer_address);
-            }
-            Ok(())
-        }
+        } => init(&auth, parse_members(&members, &peers)?).await,
         ClusterCommand::Status { target, output } => {
             let connector = Connector::from_args(&target.tls)?;
-            status(&connector, &target.endpoint, output).await
+            status(&connector, target.endpoints()?, output).await
         }
+    }
+}
+
+/// `cluster init`. Idempotent, including after the bootstrap token was retired (a named operator
+/// registered, which needs an initialised cluster): then the node's membership, which `Status`
+/// shows to anyone, is compared with `members`, and equal means done.
+async fn init(auth: &AdminAuth, members: Vec<api::Member>) -> anyhow::Result<()> {
+    let authorization = auth.authorization()?;
+    let channel = auth.channel().await?;
+    let request = api::InitClusterRequest {
+        members: members.clone(),
+    };
+    let reply = match ClusterServiceClient::new(channel.clone())
+        .init_cluster(authed(&authorization, request))
+        .await
+    {
+        Ok(reply) => reply.into_inner(),
+        Err(status) if crate::client::error_info(&status).0 == "BOOTSTRAP_TOKEN_RETIRED" => {
+            return already_initialised(channel, &members, &status).await;
+        }
+        Err(status) => return Err(refused("init cluster", &status)),
+    };
+    if reply.initialized_now {
+        println!("initialised the cluster:");
+    } else {
+        println!("the cluster was already initialised with these members:");
+    }
+    print_members(&reply.members);
+    Ok(())
+}
+
+/// Succeeds when the node's cluster has exactly `members` (ids and both addresses).
+async fn already_initialised(
+    channel: tonic::transport::Channel,
+    members: &[api::Member],
+    retired: &tonic::Status,
+) -> anyhow::Result<()> {
+    let status = ClusterServiceClient::new(channel)
+        .status(api::StatusRequest {})
+        .await
+        .map_err(|status| refused("status", &status))?
+        .into_inner();
+    let key = |m: &api::Member| (m.node_id, m.address.clone(), m.peer_address.clone());
+    let mut want: Vec<_> = members.iter().map(key).collect();
+    let mut have: Vec<_> = status.members.iter().map(key).collect();
+    want.sort();
+    have.sort();
+    if want != have {
+        return Err(refused("init cluster", retired));
+    }
+    println!("the cluster was already initialised with these members:");
+    print_members(&status.members);
+    Ok(())
+}
+
+fn print_members(members: &[api::Member]) {
+    for m in members {
+        println!("  {}  {}  peers: {}", m.node_id, m.address, m.peer_address);
     }
 }
 
@@ -199,7 +224,7 @@ pub async fn run_member(command: MemberCommand) -> anyhow::Result<()> {
         MemberCommand::Remove { auth, node_id } => (auth, format!("removed {node_id}")),
     };
     let authorization = auth.authorization()?;
-    let reply = on_leader(&auth.connector()?, auth.endpoint(), |channel| {
+    let reply = on_leader(&auth.connector()?, auth.endpoints()?, |channel| {
         let mut client = ClusterServiceClient::new(channel);
         let authorization = authorization.clone();
         let command = &command;
@@ -332,20 +357,31 @@ async fn member_status(
         .unwrap_or_else(|_| Err("no answer".to_string()))
 }
 
-async fn status(connector: &Connector, endpoint: &str, output: Output) -> anyhow::Result<()> {
-    let statuses = member_statuses(connector, endpoint).await?;
+async fn status(connector: &Connector, endpoints: &[String], output: Output) -> anyhow::Result<()> {
+    let statuses = member_statuses(connector, endpoints).await?;
     print_rows(&member_rows(statuses), output)
 }
 
-/// Each member's status, as the member at `endpoint` lists them (itself alone when it is in no
-/// cluster yet).
+/// Each member's status, as the first of `endpoints` that answers lists them (itself alone
+/// when it is in no cluster yet).
 async fn member_statuses(
     connector: &Connector,
-    endpoint: &str,
+    endpoints: &[String],
 ) -> anyhow::Result<Vec<MemberStatus>> {
-    let first = member_status(connector, endpoint)
-        .await
-        .map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))?;
+    let (channel, endpoint) = connector.connect_first(endpoints).await?;
+    let endpoint = endpoint.as_str();
+    let first = tokio::time::timeout(
+        MEMBER_STATUS_TIMEOUT,
+        ClusterServiceClient::new(channel).status(api::StatusRequest {}),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::Error::new(crate::client::Failure::Unreachable(format!(
+            "{endpoint}: no answer within {MEMBER_STATUS_TIMEOUT:?}"
+        )))
+    })?
+    .map_err(|status| refused(endpoint, &status))?
+    .into_inner();
     let mut statuses = Vec::new();
     for member in &first.members {
         let status = if member.node_id == first.node_id {

@@ -16,6 +16,8 @@ use warrant_raft::{STORAGE_CACHE_MIB_MAX, STORAGE_CACHE_MIB_MIN};
 pub const ADMIN_TOKEN_LEN_MIN: usize = 16;
 /// Raft entries between snapshots, at most. Entries hold up to 1024 commands each.
 pub const SNAPSHOT_LOGS_SINCE_LAST_MAX: u64 = 10_000_000;
+/// The values `log_format` allows.
+pub const LOG_FORMATS: [&str; 2] = ["text", "json"];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -184,58 +186,85 @@ impl ServerConfig {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
+        let problems = self.problems();
+        anyhow::ensure!(problems.is_empty(), "{}", problems.join("\n"));
+        Ok(())
+    }
+
+    /// Every value that is out of range, each as `invalid config: key K is V; allowed: ...`.
+    pub fn problems(&self) -> Vec<String> {
+        use warrant_identity::limits::{SESSION_TTL_SECONDS_MAX, TOKEN_TTL_SECONDS_MAX};
+        let mut problems = Vec::new();
+        let mut expect = |ok: bool, text: String| {
+            if !ok {
+                problems.push(format!("invalid config: {text}"));
+            }
+        };
+        expect(
             self.peer_secrets_accepted.len() < warrant_raft::PEER_SECRETS_MAX,
-            "invalid config: key peer_secrets_accepted has {} secrets; allowed: at most {}",
-            self.peer_secrets_accepted.len(),
-            warrant_raft::PEER_SECRETS_MAX - 1
+            format!(
+                "key peer_secrets_accepted has {} secrets; allowed: at most {}",
+                self.peer_secrets_accepted.len(),
+                warrant_raft::PEER_SECRETS_MAX - 1
+            ),
         );
-        anyhow::ensure!(
+        expect(
             self.node_id != 0,
-            "invalid config: key node_id is 0; allowed: 1 or more"
+            "key node_id is 0; allowed: 1 or more".into(),
         );
-        anyhow::ensure!(
+        expect(
             !self.issuer.is_empty(),
-            "invalid config: key issuer is empty; allowed: a URL naming this cluster"
+            "key issuer is empty; allowed: a URL naming this cluster".into(),
         );
-        anyhow::ensure!(
-            0 < self.token_ttl_default_s
-                && self.token_ttl_default_s <= warrant_identity::limits::TOKEN_TTL_SECONDS_MAX,
-            "invalid config: key token_ttl_default_s is {}; allowed: 1 to {}",
-            self.token_ttl_default_s,
-            warrant_identity::limits::TOKEN_TTL_SECONDS_MAX
+        expect(
+            0 < self.token_ttl_default_s && self.token_ttl_default_s <= TOKEN_TTL_SECONDS_MAX,
+            format!(
+                "key token_ttl_default_s is {}; allowed: 1 to {TOKEN_TTL_SECONDS_MAX}",
+                self.token_ttl_default_s
+            ),
         );
-        anyhow::ensure!(
+        expect(
             (1..=SNAPSHOT_LOGS_SINCE_LAST_MAX).contains(&self.snapshot_logs_since_last),
-            "invalid config: key snapshot_logs_since_last is {}; allowed: 1 to {SNAPSHOT_LOGS_SINCE_LAST_MAX}",
-            self.snapshot_logs_since_last
+            format!(
+                "key snapshot_logs_since_last is {}; allowed: 1 to {SNAPSHOT_LOGS_SINCE_LAST_MAX}",
+                self.snapshot_logs_since_last
+            ),
         );
-        anyhow::ensure!(
+        expect(
             self.snapshot_logs_kept <= SNAPSHOT_LOGS_SINCE_LAST_MAX,
-            "invalid config: key snapshot_logs_kept is {}; allowed: 0 to {SNAPSHOT_LOGS_SINCE_LAST_MAX}",
-            self.snapshot_logs_kept
+            format!(
+                "key snapshot_logs_kept is {}; allowed: 0 to {SNAPSHOT_LOGS_SINCE_LAST_MAX}",
+                self.snapshot_logs_kept
+            ),
         );
-        anyhow::ensure!(
-            0 < self.session_ttl_default_s
-                && self.session_ttl_default_s <= warrant_identity::limits::SESSION_TTL_SECONDS_MAX,
-            "invalid config: key session_ttl_default_s is {}; allowed: 1 to {}",
-            self.session_ttl_default_s,
-            warrant_identity::limits::SESSION_TTL_SECONDS_MAX
+        expect(
+            0 < self.session_ttl_default_s && self.session_ttl_default_s <= SESSION_TTL_SECONDS_MAX,
+            format!(
+                "key session_ttl_default_s is {}; allowed: 1 to {SESSION_TTL_SECONDS_MAX}",
+                self.session_ttl_default_s
+            ),
         );
-        anyhow::ensure!(
+        expect(
             (STORAGE_CACHE_MIB_MIN..=STORAGE_CACHE_MIB_MAX).contains(&self.storage_cache_mib),
-            "invalid config: key storage_cache_mib is {}; allowed: {STORAGE_CACHE_MIB_MIN} to {STORAGE_CACHE_MIB_MAX}",
-            self.storage_cache_mib
+            format!(
+                "key storage_cache_mib is {}; allowed: {STORAGE_CACHE_MIB_MIN} to {STORAGE_CACHE_MIB_MAX}",
+                self.storage_cache_mib
+            ),
+        );
+        expect(
+            LOG_FORMATS.contains(&self.log_format.as_str()),
+            format!(
+                "key log_format is {:?}; allowed: {}",
+                self.log_format,
+                LOG_FORMATS.join(", ")
+            ),
         );
         for (idx, issuer) in self.federation.iter().enumerate() {
-            issuer.check(idx)?;
+            if let Err(e) = issuer.check(idx) {
+                problems.push(format!("{e:#}"));
+            }
         }
-        anyhow::ensure!(
-            self.log_format == "text" || self.log_format == "json",
-            "invalid config: key log_format is {:?}; allowed: text, json",
-            self.log_format
-        );
-        Ok(())
+        problems
     }
 
     /// The trusted upstream issuers, as the API layer takes them.
@@ -400,14 +429,20 @@ impl FederatedIssuer {
 }
 
 /// The `WARRANT_*` environment as config keys (`WARRANT_TLS__CA_FILE` is `tls.ca_file`).
-/// Two kinds of `WARRANT_` variable are not config keys and are left out: `WARRANT_CONFIG`
-/// (the config file's path, read by the `server` command itself) and the CLI's `WARRANT_CLI_*`,
-/// so that exporting them for the CLI never stops a node from starting.
+/// The `WARRANT_` variables that are not config keys are left out ([`is_config_env_key`]), so
+/// that exporting them for the CLI never stops a node from starting.
 fn server_env() -> Env {
     Env::prefixed("WARRANT_")
-        .ignore(&["config"])
-        .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("cli_"))
+        .filter(|key| is_config_env_key(key.as_str()))
         .split("__")
+}
+
+/// Whether `WARRANT_<key>` (the part after the prefix) is read as a config key. Not:
+/// `WARRANT_CONFIG` (the config file's path, read by the `server` command itself),
+/// `WARRANT_ENDPOINTS` (the CLI's endpoints) and the CLI's `WARRANT_CLI_*`.
+pub fn is_config_env_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    !(key == "config" || key == "endpoints" || key.starts_with("cli_"))
 }
 
 /// A secret given inline as `key` or in the file `key_file` (at most one of them), at least
@@ -433,6 +468,29 @@ fn secret_from(
         "invalid config: key {key} must be at least {ADMIN_TOKEN_LEN_MIN} printable ASCII characters"
     );
     Ok(Some(secret))
+}
+
+#[cfg(test)]
+mod env_tests {
+    #[test]
+    fn the_cli_variables_are_not_config_keys() {
+        for cli in [
+            "ENDPOINTS",
+            "endpoints",
+            "CONFIG",
+            "CLI_CA",
+            "CLI_ADMIN_TOKEN",
+            "cli_key",
+        ] {
+            assert!(!super::is_config_env_key(cli), "{cli} read as a config key");
+        }
+        for key in ["NODE_ID", "TLS__CA_FILE", "ENDPOINT", "ADMIN_TOKEN_FILE"] {
+            assert!(
+                super::is_config_env_key(key),
+                "{key} not read as a config key"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

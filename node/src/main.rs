@@ -13,9 +13,13 @@ mod certs;
 mod client;
 mod cluster_cli;
 mod config;
+mod config_cli;
+mod config_reference;
 mod demo;
+mod health_cli;
 mod lifecycle;
 mod local_cluster;
+mod meta_cli;
 mod operator_cli;
 mod policy_cli;
 mod private_files;
@@ -24,7 +28,7 @@ mod telemetry;
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use warrant_api::{ApiConfig, Warrant};
 
 use crate::config::{Overrides, ServerConfig};
@@ -33,7 +37,8 @@ use crate::config::{Overrides, ServerConfig};
 #[command(
     name = "warrant",
     version,
-    about = "Identity authority for humans and AI agents"
+    about = "Identity authority for humans and AI agents",
+    after_help = client::EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -115,6 +120,22 @@ enum Command {
     /// what an agent could do at a point of the log.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
+    /// Ask a node's gRPC health service whether it serves (for probes: exit 0 serving, 4 not,
+    /// 3 no answer).
+    Health(health_cli::HealthArgs),
+    /// Check a config file, or print the configuration reference.
+    #[command(subcommand)]
+    Config(config_cli::ConfigCommand),
+    /// Print this binary's version, compiler, target and build profile.
+    Version {
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: client::Output,
+    },
+    /// Print a shell completion script, e.g. `warrant completions bash > /etc/bash_completion.d/warrant`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,9 +163,21 @@ enum CertsCommand {
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; a failure prints its error chain and exits 1, 3 (unreachable) or 4
+/// (refused), as [`client::exit_code`] classes it (clap exits 2 on a usage error).
+fn main() -> std::process::ExitCode {
     private_files::restrict_umask();
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            std::process::ExitCode::from(client::exit_code(&error))
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -185,6 +218,13 @@ fn main() -> anyhow::Result<()> {
             Command::Policy(command) => policy_cli::run(command).await,
             Command::Authorize(args) => policy_cli::run_authorize(*args).await,
             Command::Audit(command) => audit_cli::run(command).await,
+            Command::Health(args) => health_cli::run(args).await,
+            Command::Config(command) => config_cli::run(command),
+            Command::Version { output } => meta_cli::version(output),
+            Command::Completions { shell } => {
+                meta_cli::completions(shell, &mut Cli::command());
+                Ok(())
+            }
             Command::Certs(CertsCommand::Dev {
                 out,
                 nodes,
@@ -318,7 +358,7 @@ async fn local_cluster(dir: PathBuf, base_port: u16) -> anyhow::Result<()> {
     );
     println!("  admin token : {admin_token}   (authorization: Bearer <token>)");
     println!(
-        "  status      : warrant cluster status --ca {} --endpoint {}",
+        "  status      : warrant cluster status --ca {} --endpoints {}",
         cluster.certs.ca_file.display(),
         cluster.nodes[0].addr
     );

@@ -8,7 +8,7 @@ use warrant_proto::{
     log::OperatorRole,
 };
 
-use crate::client::{AdminAuth, authed, error_info};
+use crate::client::{AdminAuth, authed, refused};
 
 #[derive(Subcommand)]
 pub enum OperatorCommand {
@@ -50,7 +50,7 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
         Role::Auditor => OperatorRole::Auditor,
     };
     let authorization = auth.authorization()?;
-    let channel = auth.connector()?.connect(auth.endpoint()).await?;
+    let channel = auth.channel().await?;
     let request = api::RegisterOperatorRequest {
         operator_id,
         role: role as i32,
@@ -60,10 +60,7 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
     let reply = IdentityServiceClient::new(channel)
         .register_operator(authed(&authorization, request))
         .await
-        .map_err(|status| {
-            let (reason, _) = error_info(&status);
-            anyhow::anyhow!("register operator: {reason}: {}", status.message())
-        })?
+        .map_err(|status| refused("register operator", &status))?
         .into_inner();
     println!(
         "registered operator {} ({}) at seq {}",

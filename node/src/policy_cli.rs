@@ -10,10 +10,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use tonic::{Status, transport::Channel};
-use tonic_types::StatusExt;
 use warrant_proto::{
     api::{
         self, authz_service_client::AuthzServiceClient, policy_service_client::PolicyServiceClient,
@@ -21,23 +20,19 @@ use warrant_proto::{
     log,
 };
 
-use crate::client::{AdminAuth, authed, error_info};
+use crate::client::{AdminAuth, authed};
 
 /// Pages `policy list` reads at most (each holds the server's page of versions).
 const LIST_PAGES_MAX: usize = 1000;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
+pub use crate::client::Output;
 
 /// The node, the credential and the output format every command takes.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
     #[command(flatten)]
     pub auth: AdminAuth,
-    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
 }
 
@@ -201,11 +196,7 @@ pub async fn run(command: PolicyCommand) -> anyhow::Result<()> {
 }
 
 async fn channel(common: &Common) -> anyhow::Result<Channel> {
-    common
-        .auth
-        .connector()?
-        .connect(common.auth.endpoint())
-        .await
+    common.auth.channel().await
 }
 
 async fn policy_client(common: &Common) -> anyhow::Result<PolicyServiceClient<Channel>> {
@@ -216,26 +207,7 @@ fn req<T>(common: &Common, message: T) -> anyhow::Result<tonic::Request<T>> {
     Ok(authed(&common.auth.authorization()?, message))
 }
 
-/// A refused call as the CLI reports it: what, the status, the reason code and the message,
-/// and every field violation (an invalid policy's errors, with line and column).
-pub fn refused(what: &str, status: &Status) -> anyhow::Error {
-    let (reason, _) = error_info(status);
-    let reason = if reason.is_empty() {
-        "no reason".to_string()
-    } else {
-        reason
-    };
-    let mut text = format!("{what}: {} ({reason}): {}", status.code(), status.message());
-    if let Some(bad) = status.get_details_bad_request() {
-        for violation in bad.field_violations {
-            text.push_str(&format!(
-                "\n  {}: {}",
-                violation.field, violation.description
-            ));
-        }
-    }
-    anyhow::anyhow!(text)
-}
+pub use crate::client::refused;
 
 fn answer<T>(what: &str, reply: Result<tonic::Response<T>, Status>) -> anyhow::Result<T> {
     reply
@@ -307,12 +279,12 @@ async fn validate(common: &Common, file: &PathBuf, attributes: &[String]) -> any
             "policy_ids": reply.policy_ids,
             "errors": errors,
         }))?,
-        Output::Text if reply.valid => println!(
+        Output::Table if reply.valid => println!(
             "{}: valid; policies: {}",
             file.display(),
             reply.policy_ids.join(", ")
         ),
-        Output::Text => {
+        Output::Table => {
             println!("{}: invalid", file.display());
             for e in &reply.errors {
                 let id = if e.policy_id.is_empty() {
@@ -351,7 +323,7 @@ async fn publish(
             "seq": reply.seq,
             "policy_ids": reply.policy_ids,
         })),
-        Output::Text => {
+        Output::Table => {
             println!(
                 "published version {} (seq {}); policies: {}; activate it with `warrant policy activate {}`",
                 reply.version,
@@ -376,7 +348,7 @@ fn print_activation(
             "shadow_version": reply.shadow_version,
             "seq": reply.seq,
         })),
-        Output::Text => {
+        Output::Table => {
             let shadow = match reply.shadow_version {
                 0 => "none".to_string(),
                 v => v.to_string(),
@@ -470,7 +442,7 @@ async fn get(common: &Common, version: u32) -> anyhow::Result<()> {
     let v = answer("get", reply)?;
     match common.output {
         Output::Json => print_json(&version_json(&v)),
-        Output::Text => {
+        Output::Table => {
             let state = match (v.active, v.shadow) {
                 (true, _) => ", active",
                 (_, true) => ", shadow",
@@ -512,7 +484,7 @@ async fn diff(common: &Common, from: u32, to: u32) -> anyhow::Result<()> {
             "changed_policy_ids": d.changed_policy_ids,
             "unified_diff": d.unified_diff,
         })),
-        Output::Text => {
+        Output::Table => {
             println!("added:   {}", d.added_policy_ids.join(", "));
             println!("removed: {}", d.removed_policy_ids.join(", "));
             println!("changed: {}", d.changed_policy_ids.join(", "));
@@ -542,7 +514,7 @@ async fn shadow_report(common: &Common, from: u64, to: u64, limit: u32) -> anyho
                 json!({ "seq": r.seq, "receipt": r.decision.as_ref().map(receipt_json) })
             }).collect::<Vec<_>>(),
         })),
-        Output::Text => {
+        Output::Table => {
             println!(
                 "{} receipts with a shadow decision compared; {} would change; next seq {}",
                 report.compared,
@@ -579,7 +551,7 @@ async fn schema(common: &Common, attributes: &[String]) -> anyhow::Result<()> {
     let schema = answer("schema", reply)?;
     match common.output {
         Output::Json => print_json(&json!({ "cedar_schema": schema.cedar_schema })),
-        Output::Text => {
+        Output::Table => {
             print!("{}", schema.cedar_schema);
             Ok(())
         }
@@ -719,7 +691,7 @@ pub async fn run_authorize(args: AuthorizeArgs) -> anyhow::Result<()> {
             "receipt_pending": reply.receipt_pending,
             "receipt": receipt_json(&receipt),
         })),
-        Output::Text => {
+        Output::Table => {
             print_decision(&reply, &receipt, mode);
             Ok(())
         }
