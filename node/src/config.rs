@@ -80,6 +80,36 @@ pub struct ServerConfig {
     /// memtables and index and filter blocks are charged to, so memory does not grow with the
     /// history.
     pub storage_cache_mib: u64,
+    /// Send every committed event, from the leader, as an OTLP log record to a collector
+    /// (`[audit_export]`). Absent: off.
+    pub audit_export: Option<AuditExportSection>,
+}
+
+/// `[audit_export]`: where the leader sends the audit stream (OTLP/gRPC logs), and how.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditExportSection {
+    /// `http://host:port` or `https://host:port` of an OTLP/gRPC logs receiver, such as an
+    /// OpenTelemetry Collector's `otlp` receiver (port 4317).
+    pub endpoint: String,
+    /// For https: the CA (PEM) the collector's certificate chains to. Unset: the cluster CA,
+    /// `[tls] ca_file`.
+    pub ca_file: Option<PathBuf>,
+    /// Events per export request, 1 to 4096.
+    #[serde(default = "audit_export_batch_default")]
+    pub batch_max: usize,
+    /// How often an idle exporter looks for new events, in milliseconds: 10 to 60000.
+    #[serde(default = "audit_export_interval_ms_default")]
+    pub interval_ms: u64,
+}
+
+fn audit_export_batch_default() -> usize {
+    warrant_api::audit_export::AUDIT_EXPORT_BATCH_DEFAULT
+}
+
+fn audit_export_interval_ms_default() -> u64 {
+    let default = warrant_api::audit_export::AUDIT_EXPORT_INTERVAL_DEFAULT;
+    u64::try_from(default.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `[tls]`: the cluster CA and this node's certificate and key, PEM. The certificate must name
@@ -137,6 +167,7 @@ impl Default for ServerConfig {
             allow_local_passwords: false,
             federation: Vec::new(),
             storage_cache_mib: warrant_raft::STORAGE_CACHE_MIB_DEFAULT,
+            audit_export: None,
         }
     }
 }
@@ -230,12 +261,53 @@ impl ServerConfig {
         for (idx, issuer) in self.federation.iter().enumerate() {
             issuer.check(idx)?;
         }
+        self.audit_export()?;
         anyhow::ensure!(
             self.log_format == "text" || self.log_format == "json",
             "invalid config: key log_format is {:?}; allowed: text, json",
             self.log_format
         );
         Ok(())
+    }
+
+    /// `[audit_export]`, checked and resolved as the API layer takes it; `None` when absent.
+    pub fn audit_export(
+        &self,
+    ) -> anyhow::Result<Option<warrant_api::audit_export::AuditExportConfig>> {
+        use warrant_api::audit_export::{
+            AUDIT_EXPORT_BATCH_MAX, AUDIT_EXPORT_INTERVAL_MAX, AUDIT_EXPORT_INTERVAL_MIN,
+            AuditExportConfig,
+        };
+        let Some(section) = &self.audit_export else {
+            return Ok(None);
+        };
+        let https = section.endpoint.starts_with("https://");
+        anyhow::ensure!(
+            https || section.endpoint.starts_with("http://"),
+            "invalid config: key audit_export.endpoint is {:?}; allowed: http://host:port or \
+             https://host:port of an OTLP/gRPC logs receiver",
+            section.endpoint
+        );
+        anyhow::ensure!(
+            (1..=AUDIT_EXPORT_BATCH_MAX).contains(&section.batch_max),
+            "invalid config: key audit_export.batch_max is {}; allowed: 1 to {AUDIT_EXPORT_BATCH_MAX}",
+            section.batch_max
+        );
+        let interval = std::time::Duration::from_millis(section.interval_ms);
+        anyhow::ensure!(
+            (AUDIT_EXPORT_INTERVAL_MIN..=AUDIT_EXPORT_INTERVAL_MAX).contains(&interval),
+            "invalid config: key audit_export.interval_ms is {}; allowed: {} to {}",
+            section.interval_ms,
+            AUDIT_EXPORT_INTERVAL_MIN.as_millis(),
+            AUDIT_EXPORT_INTERVAL_MAX.as_millis()
+        );
+        let cluster_ca = self.tls.as_ref().map(|tls| tls.ca_file.clone());
+        Ok(Some(AuditExportConfig {
+            endpoint: section.endpoint.clone(),
+            ca_file: section.ca_file.clone().or(cluster_ca).filter(|_| https),
+            batch_max: section.batch_max,
+            interval,
+        }))
     }
 
     /// The trusted upstream issuers, as the API layer takes them.
