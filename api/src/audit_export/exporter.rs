@@ -3,10 +3,12 @@
 //!
 //! Every node runs one; only the leader sends. A node that becomes leader (a new term) first
 //! takes a linearizable read barrier, so it starts from the last progress any earlier leader
-//! committed. Progress is proposed only after a batch that held an event other than progress
-//! (else each progress would call for one more); the progress events exported after the last
-//! proposal are covered by one final proposal when the node stops or loses the lead, so a
-//! graceful stop leaves nothing to export twice.
+//! committed. Every batch sent holds an event other than progress and is followed by its
+//! progress. Events that are only progress are held back until the next other event and then
+//! sent with it (sending them alone would call for a progress of their own, forever): so what
+//! was sent is always what is committed as sent, but for the batch in flight, and a new leader,
+//! after a stop or an unannounced change, sends nothing twice unless it took over during that
+//! one batch.
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -38,10 +40,9 @@ struct Lead {
     term: u64,
     /// The last seq the collector acknowledged from this node in this term.
     sent: u64,
-    /// The last progress this node knows is committed.
+    /// The last progress this node knows is committed; below `sent` only when committing it
+    /// failed, until the next try.
     persisted: u64,
-    /// Whether an acknowledged event other than progress is not yet covered by a progress.
-    owed: bool,
 }
 
 pub(super) struct Exporter {
@@ -81,7 +82,13 @@ impl Exporter {
         };
         self.lead = Some(lead);
         let batch = match read_batch(&self.node.reader(), lead.sent, self.batch_max) {
-            Ok(batch) if batch.is_empty() => return Step::Idle,
+            Ok(batch) if batch.iter().all(StoredEvent::is_progress) => {
+                // Nothing but progress (or nothing): held back until the next other event.
+                if lead.persisted < lead.sent {
+                    self.persist(lead.sent).await;
+                }
+                return Step::Idle;
+            }
             Ok(batch) => batch,
             Err(error) => {
                 tracing::error!(%error, "audit export: reading the events failed");
@@ -91,7 +98,7 @@ impl Exporter {
         self.send(lead, &batch).await
     }
 
-    /// Sends `batch`; after the acknowledgement, records the progress when it is owed.
+    /// Sends `batch`; after the acknowledgement, commits its progress.
     async fn send(&mut self, mut lead: Lead, batch: &[StoredEvent]) -> Step {
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
             return Step::Idle;
@@ -107,11 +114,8 @@ impl Exporter {
             return Step::Failed;
         }
         lead.sent = last.event.seq;
-        lead.owed |= batch.iter().any(|it| !it.is_progress());
         self.lead = Some(lead);
-        if lead.owed {
-            self.persist(last.event.seq).await;
-        }
+        self.persist(last.event.seq).await;
         Step::Sent {
             full: batch.len() == self.batch_max,
         }
@@ -133,7 +137,6 @@ impl Exporter {
             term,
             sent: persisted,
             persisted,
-            owed: false,
         })
     }
 
@@ -145,7 +148,6 @@ impl Exporter {
             Ok(Some(log::outcome::Result::Accepted(_))) => {
                 if let Some(lead) = &mut self.lead {
                     lead.persisted = lead.persisted.max(through_seq);
-                    lead.owed = lead.sent > through_seq && lead.owed;
                 }
             }
             Ok(refused) => {
@@ -159,13 +161,13 @@ impl Exporter {
             Err(error) => tracing::warn!(
                 through_seq,
                 %error,
-                "audit export: progress not committed; the next batch records it"
+                "audit export: progress not committed; trying again at the next step"
             ),
         }
     }
 
-    /// Covers what was sent and not yet covered by a progress (the progress events sent since
-    /// the last one), then gives up the lead: when stopping, or after losing the lead.
+    /// Commits the progress of what was sent if that failed before, then gives up the lead:
+    /// when stopping, or after losing the lead.
     pub(super) async fn flush(&mut self) {
         if let Some(lead) = self.lead
             && lead.persisted < lead.sent

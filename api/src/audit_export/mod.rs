@@ -5,11 +5,13 @@
 //! **Resumable.** The collector's acknowledgement is followed by a `RecordAuditExportProgress`
 //! committed through Raft, so the exporter of whichever node leads next (after a restart or a
 //! leader change) continues after the last acknowledged seq. The progress is itself an event,
-//! exported like any other, so the receiver sees every seq, gapless.
+//! exported like any other, so the receiver sees every seq, gapless; progress events are held
+//! back until the next other event and sent with it (see `exporter`), so the last one or two
+//! events of an idle log, always progress, arrive with the next write.
 //!
-//! **Delivery.** Exactly once across graceful stops and leader changes that follow them; at
-//! least once when a node crashes (or loses the lead unannounced) between a batch's
-//! acknowledgement and the commit of its progress: that batch is sent again by the next leader.
+//! **Delivery.** Exactly once across graceful stops and leader changes; at least once when the
+//! lead moves (a crash, or an unannounced election) while a batch is between its
+//! acknowledgement and the commit of its progress: the next leader sends that batch again.
 //! Receivers deduplicate by `warrant.seq`. A collector that is down is retried with a bounded
 //! backoff; it never holds up anything else on the node.
 
@@ -67,8 +69,8 @@ pub struct AuditExportConfig {
     pub interval: Duration,
 }
 
-/// Exports as node `node` until `stop`: then finishes the batch in flight and its progress, and
-/// covers the progress events it sent, within [`AUDIT_EXPORT_STOP_MAX`].
+/// Exports as node `node` until `stop`: then finishes the batch in flight and commits its
+/// progress, within [`AUDIT_EXPORT_STOP_MAX`].
 pub async fn run(
     config: AuditExportConfig,
     collector: Collector,
