@@ -115,8 +115,9 @@ impl Collector {
     }
 
     /// Waits until the collector holds exactly the seqs the cluster committed, `node` as the
-    /// reader, but for the progress events at the end, which the exporter holds back until the
-    /// next other event. Returns the committed events.
+    /// reader, up to the last committed progress, and that progress covers every event but
+    /// progress (which the exporter holds back until the next other event). Returns the
+    /// committed events.
     async fn wait_caught_up(&self, cluster: &Cluster, node: u64) -> Vec<log::Event> {
         let deadline = tokio::time::Instant::now() + EXPORT_WAIT_MAX;
         loop {
@@ -125,8 +126,13 @@ impl Collector {
                 .iter()
                 .map(|it| it.seq)
                 .collect();
+            let last_other = events
+                .iter()
+                .rev()
+                .find(|it| !matches!(it.kind, Some(Kind::AuditExportProgressed(_))))
+                .map_or(0, |it| it.seq);
             let received: BTreeSet<u64> = self.snapshot().iter().map(Received::seq).collect();
-            if committed == received {
+            if committed == received && last_other <= committed.len() as u64 {
                 return events;
             }
             assert!(
@@ -143,14 +149,18 @@ impl Collector {
     }
 }
 
-/// How many of `events` the exporter sends while idle: all but the progress events at the end.
+/// How many of `events` the last committed progress says were sent: the exporter holds back
+/// the progress events after it until the next other event.
 fn sent_part(events: &[log::Event]) -> usize {
-    let held = events
+    let through = events
         .iter()
         .rev()
-        .take_while(|it| matches!(it.kind, Some(Kind::AuditExportProgressed(_))))
-        .count();
-    events.len() - held
+        .find_map(|it| match &it.kind {
+            Some(Kind::AuditExportProgressed(progress)) => Some(progress.through_seq),
+            _ => None,
+        })
+        .unwrap_or(0);
+    usize::try_from(through).unwrap().min(events.len())
 }
 
 fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
