@@ -549,3 +549,68 @@ mod deploy_tests {
         assert!(UNIT.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     }
 }
+
+#[cfg(test)]
+mod audit_export_tests {
+    use super::*;
+
+    fn load(toml: &str) -> anyhow::Result<ServerConfig> {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("warrant.toml");
+        std::fs::write(&path, toml).expect("write the config");
+        ServerConfig::load(Some(&path), &Overrides::default())
+    }
+
+    #[test]
+    fn absent_is_off_and_a_section_takes_the_defaults() {
+        assert_eq!(load("").expect("loads").audit_export().expect("ok"), None);
+        let config = load("[audit_export]\nendpoint = \"http://collector:4317\"\n").expect("loads");
+        let export = config.audit_export().expect("ok").expect("on");
+        assert_eq!(export.endpoint, "http://collector:4317");
+        assert_eq!(export.batch_max, 512);
+        assert_eq!(export.interval, std::time::Duration::from_millis(1000));
+        assert_eq!(export.ca_file, None, "plaintext needs no CA");
+    }
+
+    #[test]
+    fn https_trusts_the_given_ca_else_the_cluster_ca() {
+        let tls = "[tls]\nca_file = \"/ca.pem\"\ncert_file = \"/n.pem\"\nkey_file = \"/k.pem\"\n";
+        let https = "[audit_export]\nendpoint = \"https://collector:4317\"\n";
+        let config = load(&format!("{tls}{https}")).expect("loads");
+        let export = config.audit_export().expect("ok").expect("on");
+        assert_eq!(export.ca_file, Some(PathBuf::from("/ca.pem")));
+        let own = format!("{tls}{https}ca_file = \"/otel-ca.pem\"\n");
+        let export = load(&own).expect("loads").audit_export().expect("ok");
+        assert_eq!(
+            export.expect("on").ca_file,
+            Some(PathBuf::from("/otel-ca.pem"))
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_named_with_what_is_allowed() {
+        let cases = [
+            (
+                "endpoint = \"collector:4317\"",
+                "key audit_export.endpoint is \"collector:4317\"; allowed: http://host:port or \
+                 https://host:port",
+            ),
+            (
+                "endpoint = \"http://c:4317\"\nbatch_max = 0",
+                "key audit_export.batch_max is 0; allowed: 1 to 4096",
+            ),
+            (
+                "endpoint = \"http://c:4317\"\ninterval_ms = 5",
+                "key audit_export.interval_ms is 5; allowed: 10 to 60000",
+            ),
+            (
+                "endpoint = \"http://c:4317\"\nbatch = 3",
+                "unknown field: found `batch`, expected `one of `endpoint`, `ca_file`, `batch_max`, `interval_ms``",
+            ),
+        ];
+        for (section, expected) in cases {
+            let error = load(&format!("[audit_export]\n{section}\n")).expect_err(section);
+            assert!(error.to_string().contains(expected), "{section}: {error}");
+        }
+    }
+}
