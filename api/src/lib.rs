@@ -9,6 +9,7 @@
 //! types and gRPC status codes. It never touches RocksDB or openraft directly.
 
 pub mod audit;
+pub mod audit_export;
 pub mod auth;
 pub mod authzen;
 pub mod context;

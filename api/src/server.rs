@@ -92,6 +92,8 @@ pub struct ApiConfig {
     /// The storage memory budget in MiB (RocksDB's block cache, memtables, index and filter
     /// blocks, for both databases).
     pub storage_cache_mib: u64,
+    /// Where the leader sends the audit stream as OTLP logs (`[audit_export]`); `None`: off.
+    pub audit_export: Option<crate::audit_export::AuditExportConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +122,8 @@ pub enum ServeError {
     PeerSecrets(String),
     #[error(transparent)]
     Federation(#[from] FederationError),
+    #[error(transparent)]
+    AuditExport(#[from] crate::audit_export::CollectorError),
     #[error("reflection: {0}")]
     Reflection(String),
     /// Raft stopped on a storage error or a panic while serving: the node reported itself
@@ -188,6 +192,8 @@ impl Warrant {
         // bound, after the listeners stopped and before Raft does.
         let receipt_task =
             tokio::spawn(receipt_drain.run(node.clone(), config.node_id, stop_rx.clone()));
+        // Also joined before Raft stops: it finishes its batch and commits its progress.
+        let audit_export_task = spawn_audit_export(&config, &node, &stop_rx)?;
         let addrs = listeners.addrs();
         let (servers, peer_server, health) = listeners
             .serve(&context, tls.clone(), &stop_rx, &peer_stop_rx)
@@ -223,6 +229,7 @@ impl Warrant {
             stop: stop_tx,
             servers,
             receipt_task,
+            audit_export_task,
             node,
             peer_stop: peer_stop_tx,
             peer_server,
@@ -266,6 +273,26 @@ fn log_started(config: &ApiConfig, warrant: &Warrant) {
     );
 }
 
+/// Starts the audit stream exporter when `[audit_export]` is configured; a bad endpoint or CA
+/// stops the node at start.
+fn spawn_audit_export(
+    config: &ApiConfig,
+    node: &RaftNode,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<JoinHandle<()>>, ServeError> {
+    let Some(export) = config.audit_export.clone() else {
+        return Ok(None);
+    };
+    let collector = crate::audit_export::Collector::new(&export)?;
+    tracing::info!(endpoint = %export.endpoint, "audit export: on (the leader sends)");
+    Ok(Some(tokio::spawn(crate::audit_export::run(
+        export,
+        collector,
+        node.clone(),
+        stop.clone(),
+    ))))
+}
+
 /// Waits for `shutdown`, or for Raft to stop on a fatal error, which it returns: a node that
 /// can neither commit nor apply must not stay SERVING.
 async fn wait_for_stop(
@@ -306,6 +333,9 @@ struct Stopping {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     receipt_task: JoinHandle<()>,
+    /// Joined before the hand-over: a new leader must see this one's last committed progress,
+    /// or it sends that batch again.
+    audit_export_task: Option<JoinHandle<()>>,
     node: RaftNode,
     peer_stop: watch::Sender<bool>,
     peer_server: JoinHandle<()>,
@@ -332,6 +362,11 @@ impl Stopping {
         }
         if let Err(e) = self.receipt_task.await {
             tracing::error!(error = %e, "receipt drain task failed");
+        }
+        if let Some(task) = self.audit_export_task
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "audit export task failed");
         }
         if hand_over {
             log_hand_over(&self.node).await;

@@ -42,6 +42,7 @@ use warrant_proto::{
 
 mod access;
 mod assertions;
+mod audit_export;
 mod context;
 mod credentials;
 mod delegations;
@@ -590,6 +591,9 @@ fn decide(state: &dyn StateRead, context: &Context<'_>, kind: &CommandKind) -> D
             access::record_access_decisions(context, command)
         }
         CommandKind::RecordAuthFailures(command) => access::record_auth_failures(context, command),
+        CommandKind::RecordAuditExportProgress(command) => {
+            audit_export::record_progress(state, context, command)
+        }
         CommandKind::PublishPolicy(command) => policies::publish_policy(state, context, command),
         CommandKind::ActivatePolicy(command) => policies::activate_policy(state, context, command),
         CommandKind::RollbackPolicy(command) => policies::rollback_policy(state, context, command),

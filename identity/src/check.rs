@@ -54,6 +54,7 @@ pub fn command(kind: &CommandKind, now_unix_s: u64) -> Result<(), FieldError> {
         CommandKind::Authorize(command) => authorize(command),
         CommandKind::RecordAccessDecisions(command) => record_access_decisions(command),
         CommandKind::RecordAuthFailures(command) => record_auth_failures(command),
+        CommandKind::RecordAuditExportProgress(_) => Ok(()),
         CommandKind::PublishPolicy(command) => publish_policy(command),
         CommandKind::ActivatePolicy(command) => activate_policy(command),
         CommandKind::RollbackPolicy(command) => rollback_policy(command),

@@ -150,7 +150,7 @@ fn kind_subjects<'a>(kind: &'a Kind, s: &mut Subjects<'a>) {
         Kind::DelegationRevoked(_) => {}
         Kind::AccessDecided(it) => s.decision(it),
         Kind::AuthFailuresRecorded(it) => s.principal(it.claimed_kind, &it.claimed_id),
-        // Keys, operators, policies and refusals name none of the four.
+        // Keys, operators, policies, refusals and the audit stream's progress name none of the four.
         Kind::SigningKeyPublished(_)
         | Kind::SigningKeyRetired(_)
         | Kind::SigningKeyCompromised(_)
@@ -158,7 +158,8 @@ fn kind_subjects<'a>(kind: &'a Kind, s: &mut Subjects<'a>) {
         | Kind::PolicyPublished(_)
         | Kind::PolicyActivated(_)
         | Kind::ShadowPolicySet(_)
-        | Kind::CommandRejected(_) => {}
+        | Kind::CommandRejected(_)
+        | Kind::AuditExportProgressed(_) => {}
     }
 }
 
@@ -192,6 +193,7 @@ pub fn kind_name(kind: &Kind) -> &'static str {
         Kind::AccessDecided(_) => "access_decided",
         Kind::CommandRejected(_) => "command_rejected",
         Kind::AuthFailuresRecorded(_) => "auth_failures_recorded",
+        Kind::AuditExportProgressed(_) => "audit_export_progressed",
     }
 }
 

@@ -127,6 +127,7 @@ impl_by! {
     Authorize => Authorize,
     RecordAccessDecisions => RecordAccessDecisions,
     RecordAuthFailures => RecordAuthFailures,
+    RecordAuditExportProgress => RecordAuditExportProgress,
 }
 
 /// Overrides for the envelope of a command.

@@ -33,6 +33,7 @@
 //! | `do\0` + owner_human_id + `\0` + device_id | empty (devices by owner) |
 //! | `v\0` + escaped key + `\0\0` + seq (u64 BE) | one version of a projection row: `0x01` + the row, or `0x00` (deleted) |
 //! | `vt\0` + time_unix_ms (u64 BE) | the last seq of the batches stamped then, u64 BE |
+//! | `m\0audit_exported` | the seq through which the audit stream exporter's collector acknowledged every event, u64 BE |
 //! | `m\0tree_size` | the number of leaves of the Merkle tree over the events, u64 BE (equals `m\0last_seq`) |
 //! | `mt\0` + level (u8) + index (u64 BE) | 32 bytes: the hash of the perfect subtree of 2^level leaves from leaf index × 2^level (level 0: leaf hashes), stored once complete |
 //!
@@ -204,6 +205,9 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     }
     Some(end)
 }
+
+/// The key holding the seq through which the audit stream was exported (absent: 0).
+pub const AUDIT_EXPORTED: &[u8] = b"m\0audit_exported";
 
 /// The key holding the number of leaves of the Merkle tree over the events.
 pub const TREE_SIZE: &[u8] = b"m\0tree_size";

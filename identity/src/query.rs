@@ -32,6 +32,21 @@ pub fn applied_seq(state: &dyn StateRead) -> Result<u64, StateError> {
     }
 }
 
+/// The seq through which the audit stream exporter's collector acknowledged every event, 0 if
+/// nothing was exported yet (`RecordAuditExportProgress`).
+pub fn audit_exported(state: &dyn StateRead) -> Result<u64, StateError> {
+    match state.get(keys::AUDIT_EXPORTED)? {
+        None => Ok(0),
+        Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+            Ok(seq) => Ok(u64::from_be_bytes(seq)),
+            Err(_) => Err(StateError::corrupt(
+                keys::AUDIT_EXPORTED,
+                format!("{} bytes where a u64 was expected", bytes.len()),
+            )),
+        },
+    }
+}
+
 /// The human `id`, if registered.
 pub fn human(state: &dyn StateRead, id: &str) -> Result<Option<HumanRow>, StateError> {
     let key = keys::human(id);

@@ -359,6 +359,7 @@ fn generated_batches_reach_every_decision() {
         "AccessDecided",
         "CommandRejected",
         "AuthFailuresRecorded",
+        "AuditExportProgressed",
         "PolicyPublished",
         "PolicyActivated",
         "ShadowPolicySet",
@@ -405,6 +406,7 @@ fn event_name(kind: &EventKind) -> &'static str {
         EventKind::AccessDecided(_) => "AccessDecided",
         EventKind::CommandRejected(_) => "CommandRejected",
         EventKind::AuthFailuresRecorded(_) => "AuthFailuresRecorded",
+        EventKind::AuditExportProgressed(_) => "AuditExportProgressed",
     }
 }
 
@@ -1145,6 +1147,9 @@ fn coherent_actor(kind: &CommandKind, pick: u8) -> Actor {
         CommandKind::RecordAccessDecisions(_) | CommandKind::RecordAuthFailures(_) => {
             [node(1), node(1), node(1), admin()][pick % 4].clone()
         }
+        CommandKind::RecordAuditExportProgress(it) => {
+            [node(it.node_id), node(it.node_id), node(1), admin()][pick % 4].clone()
+        }
     }
 }
 
@@ -1178,7 +1183,7 @@ fn arb_kind(dirt: Dirt) -> BoxedStrategy<CommandKind> {
         (4, arb_revoke_token(dirt)),
         (3, arb_publish_signing_key(dirt)),
         (3, arb_retire_signing_key(dirt)),
-        (1, arb_mark_signing_key_compromised(dirt)),
+        (2, arb_mark_signing_key_compromised(dirt)),
         (1, arb_register_operator()),
         (3, arb_update_human(dirt)),
         (3, arb_update_agent(dirt)),
@@ -1202,8 +1207,21 @@ fn arb_kind(dirt: Dirt) -> BoxedStrategy<CommandKind> {
         (20, arb_authorize(dirt)),
         (2, arb_record_access_decisions(dirt)),
         (2, arb_record_auth_failures(dirt)),
+        (1, arb_record_audit_export_progress()),
     ])
     .boxed()
+}
+
+/// Progress anywhere from nothing to past the log's end (refused), mostly by node 1.
+fn arb_record_audit_export_progress() -> BoxedStrategy<CommandKind> {
+    (0u64..40, prop_oneof![3 => Just(1u64), 1 => Just(2u64)])
+        .prop_map(|(through_seq, node_id)| {
+            CommandKind::RecordAuditExportProgress(log::RecordAuditExportProgress {
+                through_seq,
+                node_id,
+            })
+        })
+        .boxed()
 }
 
 fn arb_register_human(dirt: Dirt) -> BoxedStrategy<CommandKind> {

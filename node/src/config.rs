@@ -82,6 +82,36 @@ pub struct ServerConfig {
     /// memtables and index and filter blocks are charged to, so memory does not grow with the
     /// history.
     pub storage_cache_mib: u64,
+    /// Send every committed event, from the leader, as an OTLP log record to a collector
+    /// (`[audit_export]`). Absent: off.
+    pub audit_export: Option<AuditExportSection>,
+}
+
+/// `[audit_export]`: where the leader sends the audit stream (OTLP/gRPC logs), and how.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditExportSection {
+    /// `http://host:port` or `https://host:port` of an OTLP/gRPC logs receiver, such as an
+    /// OpenTelemetry Collector's `otlp` receiver (port 4317).
+    pub endpoint: String,
+    /// For https: the CA (PEM) the collector's certificate chains to. Unset: the cluster CA,
+    /// `[tls] ca_file`.
+    pub ca_file: Option<PathBuf>,
+    /// Events per export request, 1 to 4096.
+    #[serde(default = "audit_export_batch_default")]
+    pub batch_max: usize,
+    /// How often an idle exporter looks for new events, in milliseconds: 10 to 60000.
+    #[serde(default = "audit_export_interval_ms_default")]
+    pub interval_ms: u64,
+}
+
+fn audit_export_batch_default() -> usize {
+    warrant_api::audit_export::AUDIT_EXPORT_BATCH_DEFAULT
+}
+
+fn audit_export_interval_ms_default() -> u64 {
+    let default = warrant_api::audit_export::AUDIT_EXPORT_INTERVAL_DEFAULT;
+    u64::try_from(default.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `[tls]`: the cluster CA and this node's certificate and key, PEM. The certificate must name
@@ -139,6 +169,7 @@ impl Default for ServerConfig {
             allow_local_passwords: false,
             federation: Vec::new(),
             storage_cache_mib: warrant_raft::STORAGE_CACHE_MIB_DEFAULT,
+            audit_export: None,
         }
     }
 }
@@ -264,7 +295,50 @@ impl ServerConfig {
                 problems.push(format!("{e:#}"));
             }
         }
+        if let Err(e) = self.audit_export() {
+            problems.push(format!("{e:#}"));
+        }
         problems
+    }
+
+    /// `[audit_export]`, checked and resolved as the API layer takes it; `None` when absent.
+    pub fn audit_export(
+        &self,
+    ) -> anyhow::Result<Option<warrant_api::audit_export::AuditExportConfig>> {
+        use warrant_api::audit_export::{
+            AUDIT_EXPORT_BATCH_MAX, AUDIT_EXPORT_INTERVAL_MAX, AUDIT_EXPORT_INTERVAL_MIN,
+            AuditExportConfig,
+        };
+        let Some(section) = &self.audit_export else {
+            return Ok(None);
+        };
+        let https = section.endpoint.starts_with("https://");
+        anyhow::ensure!(
+            https || section.endpoint.starts_with("http://"),
+            "invalid config: key audit_export.endpoint is {:?}; allowed: http://host:port or \
+             https://host:port of an OTLP/gRPC logs receiver",
+            section.endpoint
+        );
+        anyhow::ensure!(
+            (1..=AUDIT_EXPORT_BATCH_MAX).contains(&section.batch_max),
+            "invalid config: key audit_export.batch_max is {}; allowed: 1 to {AUDIT_EXPORT_BATCH_MAX}",
+            section.batch_max
+        );
+        let interval = std::time::Duration::from_millis(section.interval_ms);
+        anyhow::ensure!(
+            (AUDIT_EXPORT_INTERVAL_MIN..=AUDIT_EXPORT_INTERVAL_MAX).contains(&interval),
+            "invalid config: key audit_export.interval_ms is {}; allowed: {} to {}",
+            section.interval_ms,
+            AUDIT_EXPORT_INTERVAL_MIN.as_millis(),
+            AUDIT_EXPORT_INTERVAL_MAX.as_millis()
+        );
+        let cluster_ca = self.tls.as_ref().map(|tls| tls.ca_file.clone());
+        Ok(Some(AuditExportConfig {
+            endpoint: section.endpoint.clone(),
+            ca_file: section.ca_file.clone().or(cluster_ca).filter(|_| https),
+            batch_max: section.batch_max,
+            interval,
+        }))
     }
 
     /// The trusted upstream issuers, as the API layer takes them.
@@ -533,5 +607,70 @@ mod deploy_tests {
             }
         }
         assert!(UNIT.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    }
+}
+
+#[cfg(test)]
+mod audit_export_tests {
+    use super::*;
+
+    fn load(toml: &str) -> anyhow::Result<ServerConfig> {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("warrant.toml");
+        std::fs::write(&path, toml).expect("write the config");
+        ServerConfig::load(Some(&path), &Overrides::default())
+    }
+
+    #[test]
+    fn absent_is_off_and_a_section_takes_the_defaults() {
+        assert_eq!(load("").expect("loads").audit_export().expect("ok"), None);
+        let config = load("[audit_export]\nendpoint = \"http://collector:4317\"\n").expect("loads");
+        let export = config.audit_export().expect("ok").expect("on");
+        assert_eq!(export.endpoint, "http://collector:4317");
+        assert_eq!(export.batch_max, 512);
+        assert_eq!(export.interval, std::time::Duration::from_millis(1000));
+        assert_eq!(export.ca_file, None, "plaintext needs no CA");
+    }
+
+    #[test]
+    fn https_trusts_the_given_ca_else_the_cluster_ca() {
+        let tls = "[tls]\nca_file = \"/ca.pem\"\ncert_file = \"/n.pem\"\nkey_file = \"/k.pem\"\n";
+        let https = "[audit_export]\nendpoint = \"https://collector:4317\"\n";
+        let config = load(&format!("{tls}{https}")).expect("loads");
+        let export = config.audit_export().expect("ok").expect("on");
+        assert_eq!(export.ca_file, Some(PathBuf::from("/ca.pem")));
+        let own = format!("{tls}{https}ca_file = \"/otel-ca.pem\"\n");
+        let export = load(&own).expect("loads").audit_export().expect("ok");
+        assert_eq!(
+            export.expect("on").ca_file,
+            Some(PathBuf::from("/otel-ca.pem"))
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_named_with_what_is_allowed() {
+        let cases = [
+            (
+                "endpoint = \"collector:4317\"",
+                "key audit_export.endpoint is \"collector:4317\"; allowed: http://host:port or \
+                 https://host:port",
+            ),
+            (
+                "endpoint = \"http://c:4317\"\nbatch_max = 0",
+                "key audit_export.batch_max is 0; allowed: 1 to 4096",
+            ),
+            (
+                "endpoint = \"http://c:4317\"\ninterval_ms = 5",
+                "key audit_export.interval_ms is 5; allowed: 10 to 60000",
+            ),
+            (
+                "endpoint = \"http://c:4317\"\nbatch = 3",
+                "unknown field: found `batch`, expected `one of `endpoint`, `ca_file`, `batch_max`, `interval_ms``",
+            ),
+        ];
+        for (section, expected) in cases {
+            let error = load(&format!("[audit_export]\n{section}\n")).expect_err(section);
+            assert!(error.to_string().contains(expected), "{section}: {error}");
+        }
     }
 }

@@ -267,6 +267,45 @@ fn section_keys() -> Vec<KeyDoc> {
             "an https URL (http only on loopback); exactly one of jwks_file and jwks_url",
             "Its keys, fetched by each node.",
         ),
+        row(
+            "audit_export",
+            "table",
+            "absent (off) or an [audit_export] section",
+            "Send every committed event, from the leader, as an OTLP log record (the audit stream).",
+        ),
+        row(
+            "audit_export.endpoint",
+            "string",
+            "http://host:port or https://host:port of an OTLP/gRPC logs receiver",
+            "Where the audit stream goes, e.g. an OpenTelemetry Collector's otlp receiver (4317).",
+        ),
+        row(
+            "audit_export.ca_file",
+            "path",
+            "a PEM file; unset: [tls] ca_file",
+            "For https: the CA the collector's certificate chains to.",
+        ),
+        row(
+            "audit_export.batch_max",
+            "integer",
+            format!(
+                "1 to {}; default {}",
+                warrant_api::audit_export::AUDIT_EXPORT_BATCH_MAX,
+                warrant_api::audit_export::AUDIT_EXPORT_BATCH_DEFAULT
+            ),
+            "Events per export request.",
+        ),
+        row(
+            "audit_export.interval_ms",
+            "integer",
+            format!(
+                "{} to {}; default {}",
+                warrant_api::audit_export::AUDIT_EXPORT_INTERVAL_MIN.as_millis(),
+                warrant_api::audit_export::AUDIT_EXPORT_INTERVAL_MAX.as_millis(),
+                warrant_api::audit_export::AUDIT_EXPORT_INTERVAL_DEFAULT.as_millis()
+            ),
+            "How often an idle exporter looks for new events, in milliseconds.",
+        ),
     ]
 }
 
@@ -346,7 +385,7 @@ pub fn markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{FederatedIssuer, TlsConfig};
+    use crate::config::{AuditExportSection, FederatedIssuer, TlsConfig};
 
     /// The field names `value` (a serialized struct) has, prefixed.
     fn field_names(prefix: &str, value: &Value) -> Vec<String> {
@@ -377,6 +416,16 @@ mod tests {
             "federation[].",
             &as_value(serde_json::to_value(issuer)),
         ));
+        let audit_export = AuditExportSection {
+            endpoint: String::new(),
+            ca_file: None,
+            batch_max: 1,
+            interval_ms: 1,
+        };
+        keys.extend(field_names(
+            "audit_export.",
+            &as_value(serde_json::to_value(audit_export)),
+        ));
         keys
     }
 
@@ -396,7 +445,7 @@ mod tests {
         );
         let stale: Vec<&&str> = rows
             .iter()
-            .filter(|r| !fields.iter().any(|f| f == *r) && !["tls", "federation"].contains(r))
+            .filter(|r| !fields.iter().any(|f| f == *r) && !["tls", "federation", "audit_export"].contains(r))
             .collect();
         assert!(
             stale.is_empty(),

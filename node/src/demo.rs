@@ -575,6 +575,10 @@ pub fn describe(event: &warrant_proto::log::Event) -> String {
             format!("SessionStarted {} for {}", e.session_id, e.principal_id)
         }
         Some(Kind::SessionEnded(e)) => format!("SessionEnded {}", e.session_id),
+        Some(Kind::AuditExportProgressed(e)) => format!(
+            "AuditExportProgressed through {} by node {}",
+            e.through_seq, e.node_id
+        ),
         Some(
             kind @ (Kind::PolicyPublished(_)
             | Kind::PolicyActivated(_)

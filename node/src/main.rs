@@ -330,6 +330,7 @@ fn api_config(config: &ServerConfig) -> anyhow::Result<ApiConfig> {
         allow_local_passwords: config.allow_local_passwords,
         session_ttl_default_s: config.session_ttl_default_s,
         storage_cache_mib: config.storage_cache_mib,
+        audit_export: config.audit_export()?,
     })
 }
 

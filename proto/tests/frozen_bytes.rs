@@ -429,6 +429,21 @@ fn cases() -> Vec<(&'static str, log::Event, &'static str)> {
             event(29, Kind::AuthFailuresRecorded(auth_failures())),
             V1_AUTH_FAILURES_RECORDED,
         ),
+        (
+            "v1_audit_export_progressed",
+            log::Event {
+                actor: Some(actor(PrincipalKind::Node, "2")),
+                ..event(
+                    30,
+                    Kind::AuditExportProgressed(log::AuditExportProgressed {
+                        through_seq: 29,
+                        previous_through_seq: 12,
+                        node_id: 2,
+                    }),
+                )
+            },
+            V1_AUDIT_EXPORT_PROGRESSED,
+        ),
     ]
 }
 
@@ -662,6 +677,18 @@ fn records() -> Vec<FrozenCase> {
             V1_CMD_RECORD_AUTH_FAILURES,
         ),
         (
+            "v1_cmd_record_audit_export_progress",
+            cmd(
+                C::RecordAuditExportProgress(log::RecordAuditExportProgress {
+                    through_seq: 29,
+                    node_id: 2,
+                }),
+                node(),
+            ),
+            roundtrip::<log::Command>,
+            V1_CMD_RECORD_AUDIT_EXPORT_PROGRESS,
+        ),
+        (
             "v1_outcome_access_decided",
             log::Outcome {
                 result: Some(log::outcome::Result::Accepted(log::Accepted {
@@ -844,3 +871,6 @@ const V1_OUTCOME_POLICY_INVALID: &str = "12430824121a74686520706f6c6963792074657
 const V1_ROW_POLICY_VERSION: &str = "0ae601080212950140696428226269672d636f6e7665727422290a666f72626964287072696e636970616c2c20616374696f6e203d3d20416374696f6e3a3a2263616c6c222c207265736f7572636529207768656e207b20636f6e746578742e617474726962757465732068617320616d6f756e7420262620636f6e746578742e617474726962757465732e616d6f756e74203e203130303030207d3b1a0f63617020636f6e76657273696f6e73220a0a06616d6f756e7410022a205a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a320b6269672d636f6e7665727410181880d0dfb4ab33";
 const V1_ROW_POLICY_ACTIVATION: &str = "080210031a010120032819";
 const V1_ROW_BUDGET_USAGE: &str = "0807120c0a087472616e736665721002";
+const V1_AUDIT_EXPORT_PROGRESSED: &str =
+    "081e1080d0dfb4ab33180720012a066b65792d333032050805120132aa0206081d100c1802";
+const V1_CMD_RECORD_AUDIT_EXPORT_PROGRESS: &str = "0a056b65792d63122011111111111111111111111111111111111111111111111111111111111111111a050805120132ba0204081d1002";

@@ -41,6 +41,7 @@ pub fn config(data_dir: &std::path::Path) -> ApiConfig {
         allow_local_passwords: false,
         session_ttl_default_s: 3_600,
         storage_cache_mib: 64,
+        audit_export: None,
     }
 }
 

@@ -194,5 +194,6 @@ pub(super) fn kind_name(kind: &CommandKind) -> &'static str {
         CommandKind::Authorize(_) => "authorize",
         CommandKind::RecordAccessDecisions(_) => "record_access_decisions",
         CommandKind::RecordAuthFailures(_) => "record_auth_failures",
+        CommandKind::RecordAuditExportProgress(_) => "record_audit_export_progress",
     }
 }

@@ -27,6 +27,7 @@ use warrant_proto::{
 
 mod access;
 mod assertions;
+mod audit_export;
 mod corrupt_state;
 mod credentials;
 mod delegations;
