@@ -18,6 +18,7 @@ mod local_cluster;
 mod operator_cli;
 mod policy_cli;
 mod private_files;
+mod snapshot_cli;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -113,6 +114,9 @@ enum Command {
     /// what an agent could do at a point of the log.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
+    /// Backups: save one from a live node, check a file, restore a new data dir from one.
+    #[command(subcommand)]
+    Snapshot(snapshot_cli::SnapshotCommand),
 }
 
 #[derive(Subcommand)]
@@ -183,6 +187,7 @@ fn main() -> anyhow::Result<()> {
             Command::Policy(command) => policy_cli::run(command).await,
             Command::Authorize(args) => policy_cli::run_authorize(*args).await,
             Command::Audit(command) => audit_cli::run(command).await,
+            Command::Snapshot(command) => snapshot_cli::run(command).await,
             Command::Certs(CertsCommand::Dev {
                 out,
                 nodes,

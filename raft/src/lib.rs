@@ -20,6 +20,8 @@
 // return the same type so errors pass through unchanged.
 #![allow(clippy::result_large_err)]
 
+mod backup;
+mod backup_file;
 mod config;
 mod error;
 mod limits;
@@ -39,6 +41,13 @@ mod state_machine;
 mod storage_memory;
 mod types;
 
+pub use backup::{
+    BACKUP_DIR, BackupError, RESTORE_MEMBERS_MAX, RestoreRequest, Restored, SavedBackup, restore,
+};
+pub use backup_file::{
+    BACKUP_BLOCK_BYTES_MAX, BACKUP_HEADER_LEN, BackupFileError, BackupSummary, BackupVerified,
+    verify as verify_backup,
+};
 pub use config::RaftConfig;
 pub use error::{FatalError, MembershipError, ProposeError, ReadError, StartError};
 pub use node::{

@@ -132,6 +132,8 @@ pub struct RaftNode {
     stamps_bounded: Arc<AtomicU64>,
     peers: PeerClientFactory,
     read_rounds: ReadRounds,
+    /// The one backup save this node runs at a time (`crate::backup`).
+    backup_slot: Arc<tokio::sync::Semaphore>,
 }
 
 /// The node's read-index batchers. Two, so that a round never waits behind a round of the other
@@ -283,6 +285,7 @@ impl RaftNode {
             stamps_bounded,
             peers,
             read_rounds,
+            backup_slot: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -292,6 +295,18 @@ impl RaftNode {
 
     pub(crate) fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    pub(crate) fn state_machine(&self) -> &StateMachineStore {
+        &self.state_machine
+    }
+
+    pub(crate) fn backup_slot(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.backup_slot
+    }
+
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.config.data_dir
     }
 
     pub(crate) fn snapshot_dir(&self) -> &Path {
