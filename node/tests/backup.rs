@@ -234,6 +234,20 @@ async fn a_backup_saved_under_load_restores_into_a_new_cluster() {
     let file = scratch.path().join("a.wbak");
     preload(a.node(1)).await;
 
+    // Admin only.
+    let anonymous = a
+        .node(1)
+        .cluster()
+        .save_snapshot(api::SaveSnapshotRequest {})
+        .await
+        .err()
+        .expect("a save without a credential is refused");
+    assert_eq!(
+        anonymous.code(),
+        tonic::Code::Unauthenticated,
+        "{anonymous:?}"
+    );
+
     // Save from a follower while writes go through every node.
     let leader = a.leader().await;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
@@ -470,6 +484,18 @@ async fn one_node_restored_alone_takes_new_members(
     let status = status_of(survivor.channel()).await.expect("status");
     assert_eq!(status.role, "LEADER", "{status:?}");
     let joiner = Node::start_member(6, token, toml::Table::new()).await;
+    // Uninitialised, it has nothing to back up.
+    let refused = joiner
+        .cluster()
+        .save_snapshot(joiner.admin(api::SaveSnapshotRequest {}))
+        .await
+        .err()
+        .expect("an uninitialised node refuses to save");
+    assert_eq!(
+        (refused.code(), support::error_reason(&refused).as_str()),
+        (tonic::Code::FailedPrecondition, "NOTHING_TO_BACK_UP"),
+        "{refused:?}"
+    );
     survivor
         .cluster()
         .add_member(survivor.admin(api::AddMemberRequest {
