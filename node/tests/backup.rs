@@ -240,8 +240,7 @@ async fn a_backup_saved_under_load_restores_into_a_new_cluster() {
         .cluster()
         .save_snapshot(api::SaveSnapshotRequest {})
         .await
-        .err()
-        .expect("a save without a credential is refused");
+        .expect_err("a save without a credential is refused");
     assert_eq!(
         anonymous.code(),
         tonic::Code::Unauthenticated,
@@ -489,8 +488,7 @@ async fn one_node_restored_alone_takes_new_members(
         .cluster()
         .save_snapshot(joiner.admin(api::SaveSnapshotRequest {}))
         .await
-        .err()
-        .expect("an uninitialised node refuses to save");
+        .expect_err("an uninitialised node refuses to save");
     assert_eq!(
         (refused.code(), support::error_reason(&refused).as_str()),
         (tonic::Code::FailedPrecondition, "NOTHING_TO_BACK_UP"),
