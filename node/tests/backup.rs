@@ -233,10 +233,34 @@ async fn a_backup_saved_under_load_restores_into_a_new_cluster() {
     let scratch = tempfile::tempdir().expect("scratch dir");
     let file = scratch.path().join("a.wbak");
     preload(a.node(1)).await;
+    refuses_an_anonymous_save(a.node(1)).await;
+    let leader = a.leader().await;
+    let status = save_under_load(&a, leader, &file, &token).await;
 
-    // Admin only.
-    let anonymous = a
-        .node(1)
+    // Status checked every block; it reports what the file holds.
+    let bytes = std::fs::read(&file).expect("read the backup");
+    assert_eq!(u64_of(&status, "size_bytes"), bytes.len() as u64);
+    assert_eq!(
+        str_of(&status, "sha256"),
+        hex::encode(Sha256::digest(&bytes))
+    );
+    let events = u64_of(&status, "events");
+    assert_eq!(u64_of(&status, "last_seq"), events);
+
+    let (b, lists) = start_restored_cluster(&file, &status, &token).await;
+    let a_events = same_history(&a, leader, &b, events, str_of(&status, "merkle_root")).await;
+    // B takes writes.
+    b[1].register_human("after-restore").await;
+    quiet_save_reports_the_digest(&a, leader, scratch.path(), &token).await;
+
+    refuses_a_corrupt_backup(&bytes, scratch.path(), &b[0], &lists, &token).await;
+    refuses_a_data_dir_in_use(&file, &b[0], &lists, &token).await;
+    one_node_restored_alone_takes_new_members(&file, events, &a_events, &token).await;
+}
+
+/// SaveSnapshot is for admins: no credential, no backup.
+async fn refuses_an_anonymous_save(node: &Node) {
+    let anonymous = node
         .cluster()
         .save_snapshot(api::SaveSnapshotRequest {})
         .await
@@ -246,9 +270,11 @@ async fn a_backup_saved_under_load_restores_into_a_new_cluster() {
         tonic::Code::Unauthenticated,
         "{anonymous:?}"
     );
+}
 
-    // Save from a follower while writes go through every node.
-    let leader = a.leader().await;
+/// Saves `file` through the CLI from a follower while writes go through every node, with
+/// writes committed before the save and after it; returns `snapshot status -o json`.
+async fn save_under_load(a: &Cluster, leader: u64, file: &Path, token: &str) -> serde_json::Value {
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     let channels = a.live().map(Node::channel).collect();
     let load = Load::start(channels, a.node(1).admin_auth());
@@ -261,29 +287,20 @@ async fn a_backup_saved_under_load_restores_into_a_new_cluster() {
     let file_arg = file.display().to_string();
     let (ok, stdout, stderr) = cli(
         strings(&["snapshot", "save", "--endpoint", &endpoint, &file_arg]),
-        &token,
+        token,
     )
     .await;
     assert!(ok, "snapshot save failed: {stderr}");
     assert!(
-        !scratch.path().join("a.wbak.part").exists(),
+        !Path::new(&format!("{file_arg}.part")).exists(),
         "the .part file is gone"
     );
     let after_save = load.committed.load(Ordering::SeqCst);
     load.wait_committed(after_save + WRITES_AROUND_SAVE).await;
     let writes = load.stop().await;
     eprintln!("save output:\n{stdout}");
-
-    // Status checks every block and reports what the file holds.
-    let status = status_json(&file, &token).await;
-    let bytes = std::fs::read(&file).expect("read the backup");
-    assert_eq!(u64_of(&status, "size_bytes"), bytes.len() as u64);
-    assert_eq!(
-        str_of(&status, "sha256"),
-        hex::encode(Sha256::digest(&bytes))
-    );
-    let (index, events) = (u64_of(&status, "index"), u64_of(&status, "events"));
-    assert_eq!(u64_of(&status, "last_seq"), events);
+    let status = status_json(file, token).await;
+    let events = u64_of(&status, "events");
     assert!(
         seq_before <= events,
         "the backup ({events} events) is older than the save ({seq_before})"
@@ -293,26 +310,33 @@ async fn a_backup_saved_under_load_restores_into_a_new_cluster() {
         events < final_seq,
         "writes continued past the backup: {events} < {final_seq} ({writes} writes)"
     );
-    let backup_digest = str_of(&status, "state_digest").to_string();
-    let backup_root = str_of(&status, "merkle_root").to_string();
+    status
+}
 
-    // Cluster B: three new data dirs restored with B's members, then started; no cluster init.
+/// Cluster B: three new data dirs restored with B's members, then started, with no cluster
+/// init. Returns its nodes, serving, and their `--members`/`--peers` lists.
+async fn start_restored_cluster(
+    file: &Path,
+    status: &serde_json::Value,
+    token: &str,
+) -> (Vec<Node>, (String, String)) {
     let mut b: Vec<Node> = (1..=3)
-        .map(|id| Node::unstarted_member(id, &token, toml::Table::new()))
+        .map(|id| Node::unstarted_member(id, token, toml::Table::new()))
         .collect();
     let lists = member_lists(&b.iter().collect::<Vec<_>>());
     for node in &b {
-        restore(&file, node, &lists, &token).await;
+        restore(file, node, &lists, token).await;
     }
     // Node 1 alone has no quorum, so it writes nothing: its digest is the restored state's.
     b[0].start_prepared().await;
     let restored = b[0].digest().await;
     assert_eq!(
         (restored.applied_index, restored.applied_seq),
-        (index, events)
+        (u64_of(status, "index"), u64_of(status, "events"))
     );
     assert_eq!(
-        restored.sha256_hex, backup_digest,
+        restored.sha256_hex,
+        str_of(status, "state_digest"),
         "B's digest is the backup's"
     );
     for node in &mut b[1..] {
@@ -334,49 +358,55 @@ async fn a_backup_saved_under_load_restores_into_a_new_cluster() {
         b_members, expected,
         "B's members are the ones restored with"
     );
+    (b, lists)
+}
 
-    // The same events 1..=N and the same root at N, on A and on every node of B.
-    let a_events = a.node(leader).all_events().await;
-    let a_events = &a_events[..events as usize];
+/// The same events 1..=N and the same root at N, on A and on every node of B, and that root
+/// is the backup's. Returns A's events 1..=N.
+async fn same_history(
+    a: &Cluster,
+    leader: u64,
+    b: &[Node],
+    events: u64,
+    backup_root: &str,
+) -> Vec<warrant_proto::log::Event> {
+    let mut a_events = a.node(leader).all_events().await;
+    a_events.truncate(events as usize);
     let a_root = root_at(a.node(leader), events).await;
     assert_eq!(
         hex::encode(&a_root),
         backup_root,
         "A's root at N is the backup's"
     );
-    for node in &b {
+    for node in b {
         let b_events = node.all_events().await;
         assert_eq!(
             &b_events[..events as usize],
-            a_events,
+            a_events.as_slice(),
             "events 1..={events} on B node {}",
             node.node_id()
         );
         assert_eq!(root_at(node, events).await, a_root, "root at {events}");
     }
-    // B takes writes.
-    b[1].register_human("after-restore").await;
+    a_events
+}
 
-    // A quiet save's digest is the one Digest reports at that index.
-    let quiet = scratch.path().join("quiet.wbak");
+/// A save with no writes running: its digest is the one Digest reports at its index.
+async fn quiet_save_reports_the_digest(a: &Cluster, leader: u64, scratch: &Path, token: &str) {
+    let quiet = scratch.join("quiet.wbak");
     let index_now = a.converged().await;
     let digest_now = a.node(leader).digest().await;
     let quiet_arg = quiet.display().to_string();
     let endpoint = a.node(leader).addr();
     let (ok, _, stderr) = cli(
         strings(&["snapshot", "save", "--endpoint", &endpoint, &quiet_arg]),
-        &token,
+        token,
     )
     .await;
     assert!(ok, "quiet save failed: {stderr}");
-    let quiet_status = status_json(&quiet, &token).await;
+    let quiet_status = status_json(&quiet, token).await;
     assert_eq!(u64_of(&quiet_status, "index"), index_now);
     assert_eq!(str_of(&quiet_status, "state_digest"), digest_now.sha256_hex);
-
-    refuses_a_corrupt_backup(&bytes, scratch.path(), &b[0], &lists, &token).await;
-    refuses_a_data_dir_in_use(&file, &b[0], &lists, &token).await;
-    one_node_restored_alone_takes_new_members(&file, events, a_events, &token).await;
-    drop(b);
 }
 
 /// A byte flipped in the middle: status and restore both refuse it, naming the offset of the
