@@ -214,6 +214,12 @@ reasons! {
     WatchersBusy => "WATCHERS_BUSY", ResourceExhausted,
         "This node serves as many Watch or Export streams as it allows: retry later or on \
          another node.";
+    SnapshotSaveBusy => "SNAPSHOT_SAVE_BUSY", ResourceExhausted,
+        "This node is already saving a backup (one at a time): retry when it has finished, or \
+         save from another node.";
+    NothingToBackUp => "NOTHING_TO_BACK_UP", FailedPrecondition,
+        "This node has applied nothing yet (its cluster is not initialised): save from a member \
+         of an initialised cluster.";
     IssuerNotConfigured => "ISSUER_NOT_CONFIGURED", Unauthenticated,
         "The id_token's issuer is not one this cluster trusts: log in with a configured issuer.";
     LocalPasswordsDisabled => "LOCAL_PASSWORDS_DISABLED", FailedPrecondition,

@@ -278,7 +278,10 @@ pub async fn run_member(command: MemberCommand) -> anyhow::Result<()> {
 
 /// `--members` and `--peers` as members: every member needs a peer address, and every peer
 /// address a member.
-fn parse_members(members: &[String], peers: &[String]) -> anyhow::Result<Vec<api::Member>> {
+pub(crate) fn parse_members(
+    members: &[String],
+    peers: &[String],
+) -> anyhow::Result<Vec<api::Member>> {
     let mut peer_addresses = std::collections::BTreeMap::new();
     for text in peers {
         let (node_id, address) = parse_id_address("peer", text)?;

@@ -23,6 +23,7 @@ mod meta_cli;
 mod operator_cli;
 mod policy_cli;
 mod private_files;
+mod snapshot_cli;
 mod telemetry;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -136,6 +137,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Backups: save one from a live node, check a file, restore a new data dir from one.
+    #[command(subcommand)]
+    Snapshot(snapshot_cli::SnapshotCommand),
 }
 
 #[derive(Subcommand)]
@@ -225,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 meta_cli::completions(shell, &mut Cli::command());
                 Ok(())
             }
+            Command::Snapshot(command) => snapshot_cli::run(command).await,
             Command::Certs(CertsCommand::Dev {
                 out,
                 nodes,

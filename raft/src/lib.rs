@@ -23,6 +23,8 @@
 #![allow(clippy::result_large_err)]
 
 mod apply_trace;
+mod backup;
+mod backup_file;
 mod config;
 mod error;
 mod limits;
@@ -45,6 +47,13 @@ pub mod trace_context;
 mod transfer;
 mod types;
 
+pub use backup::{
+    BACKUP_DIR, BackupError, RESTORE_MEMBERS_MAX, RestoreRequest, Restored, SavedBackup, restore,
+};
+pub use backup_file::{
+    BACKUP_BLOCK_BYTES_MAX, BACKUP_HEADER_LEN, BackupFileError, BackupSummary, BackupVerified,
+    verify as verify_backup,
+};
 pub use config::RaftConfig;
 pub use error::{FatalError, MembershipError, ProposeError, ReadError, StartError};
 /// The metric names this crate reports, for the API layer's descriptions and tests.

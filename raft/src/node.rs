@@ -136,6 +136,8 @@ pub struct RaftNode {
     /// Set while this node hands its leadership over ([`crate::transfer`]): it proposes
     /// nothing and confirms no read index, so that no AppendEntries renews its followers' lease.
     handing_over: Arc<AtomicBool>,
+    /// The one backup save this node runs at a time (`crate::backup`).
+    backup_slot: Arc<tokio::sync::Semaphore>,
 }
 
 /// The node's read-index batchers. Two, so that a round never waits behind a round of the other
@@ -317,6 +319,7 @@ impl RaftNode {
             peers,
             read_rounds,
             handing_over,
+            backup_slot: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -326,6 +329,18 @@ impl RaftNode {
 
     pub(crate) fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    pub(crate) fn state_machine(&self) -> &StateMachineStore {
+        &self.state_machine
+    }
+
+    pub(crate) fn backup_slot(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.backup_slot
+    }
+
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.config.data_dir
     }
 
     pub(crate) fn snapshot_dir(&self) -> &Path {

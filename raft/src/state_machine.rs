@@ -44,10 +44,10 @@ use crate::{
     },
 };
 
-const CF_STATE: &str = "state";
-const CF_RAFT: &str = "raft";
-const KEY_APPLIED: &[u8] = b"applied";
-const KEY_MEMBERSHIP: &[u8] = b"membership";
+pub(crate) const CF_STATE: &str = "state";
+pub(crate) const CF_RAFT: &str = "raft";
+pub(crate) const KEY_APPLIED: &[u8] = b"applied";
+pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_LAST_BATCH_TIME: &[u8] = b"last_batch_time_ms";
 /// Rows per `WriteBatch` when loading a snapshot into a fresh generation: bounds memory while
 /// installing snapshots of millions of events.
@@ -92,6 +92,13 @@ struct Shared {
 #[derive(Clone)]
 pub struct StateReader {
     db: Arc<DB>,
+}
+
+impl StateReader {
+    /// A reader over `db`: a generation, or a checkpoint opened read-only.
+    pub(crate) fn over(db: Arc<DB>) -> Self {
+        StateReader { db }
+    }
 }
 
 impl StateMachineStore {
@@ -228,7 +235,7 @@ impl StateMachineStore {
     /// Takes a RocksDB checkpoint of the live generation: hard links to its SST files, so it is
     /// cheap, and a consistent view of one applied position, because it runs on the state
     /// machine worker between applies.
-    fn checkpoint(&self) -> Result<PathBuf, String> {
+    pub(crate) fn checkpoint(&self) -> Result<PathBuf, String> {
         let counter = self.shared.snapshot_counter.fetch_add(1, Ordering::Relaxed);
         let path = self
             .shared
@@ -254,15 +261,20 @@ impl StateMachineStore {
         result
     }
 
-    fn write_snapshot_from(&self, checkpoint: &Path) -> Result<Snapshot, StorageError> {
+    /// Opens a checkpoint (see [`StateMachineStore::checkpoint`]) read-only.
+    pub(crate) fn open_checkpoint(&self, checkpoint: &Path) -> Result<DB, StorageError> {
         let memory = &self.shared.memory;
-        let db = DB::open_cf_descriptors_read_only(
+        DB::open_cf_descriptors_read_only(
             &memory.db_options(),
             checkpoint,
             generation_cfs(memory),
             false,
         )
-        .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        .map_err(|e| StorageIOError::read_state_machine(&e).into())
+    }
+
+    fn write_snapshot_from(&self, checkpoint: &Path) -> Result<Snapshot, StorageError> {
+        let db = self.open_checkpoint(checkpoint)?;
         let get = |key: &[u8]| {
             db.get_cf(raft_cf(&db), key)
                 .map_err(|e| StorageIOError::read_state_machine(&e))
@@ -665,20 +677,20 @@ impl StateRead for StateReader {
     }
 }
 
-fn state_cf(db: &DB) -> &rocksdb::ColumnFamily {
+pub(crate) fn state_cf(db: &DB) -> &rocksdb::ColumnFamily {
     // Invariant: both column families are created when a generation is opened.
     db.cf_handle(CF_STATE).expect("state column family exists")
 }
 
-fn raft_cf(db: &DB) -> &rocksdb::ColumnFamily {
+pub(crate) fn raft_cf(db: &DB) -> &rocksdb::ColumnFamily {
     db.cf_handle(CF_RAFT).expect("raft column family exists")
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
     postcard::to_allocvec(value).map_err(|e| StorageIOError::write_state_machine(&e).into())
 }
 
-fn decode_opt<T: serde::de::DeserializeOwned>(
+pub(crate) fn decode_opt<T: serde::de::DeserializeOwned>(
     bytes: Option<Vec<u8>>,
 ) -> Result<Option<T>, StorageError> {
     match bytes {

@@ -113,6 +113,15 @@ fn check_address(field: &str, address: &str) -> Result<(), ApiError> {
 
 #[tonic::async_trait]
 impl ClusterService for ClusterApi {
+    type SaveSnapshotStream = super::backup::SaveSnapshotStream;
+
+    async fn save_snapshot(
+        &self,
+        request: Request<api::SaveSnapshotRequest>,
+    ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
+        super::backup::save_snapshot(&self.context, request).await
+    }
+
     /// Unauthenticated, like a health check: it reveals topology, never identities.
     async fn status(
         &self,

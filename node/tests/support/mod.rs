@@ -235,6 +235,28 @@ impl Node {
         node
     }
 
+    /// A member whose ports are chosen but whose process is not started yet: for a data dir
+    /// written offline first (a restore), then started with [`Node::start_prepared`].
+    pub fn unstarted_member(node_id: u64, admin_token: &str, extra: toml::Table) -> Node {
+        let mut node = Node::new(
+            node_id,
+            false,
+            extra,
+            Ready::Listening,
+            admin_token.to_string(),
+        );
+        node.port = free_port();
+        node
+    }
+
+    /// Starts a node made by [`Node::unstarted_member`] on its chosen port (if still free) and
+    /// waits until its process answers; [`Node::wait_serving`] waits for more.
+    pub async fn start_prepared(&mut self) {
+        let port = self.port;
+        self.launch(Some(port)).await;
+        self.ready = Ready::Serving;
+    }
+
     fn new(
         node_id: u64,
         init_single_node: bool,
