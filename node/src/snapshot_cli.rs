@@ -22,13 +22,13 @@ use warrant_proto::api::{self, cluster_service_client::ClusterServiceClient};
 use warrant_raft::{BackupSummary, BackupVerified, MemberNode, RestoreRequest};
 
 use crate::{
-    client::{AdminAuth, authed, error_info},
-    cluster_cli::{Output, parse_members},
+    client::{AdminAuth, Output, authed, refused},
+    cluster_cli::parse_members,
 };
 
 #[derive(Subcommand)]
 pub enum SnapshotCommand {
-    /// Save a backup of the node at --endpoint to FILE: live, consistent at one applied index,
+    /// Save a backup of the first node of --endpoints that answers to FILE: live, consistent at one applied index,
     /// checksummed per block. FILE must not exist; it appears only once complete and checked.
     Save {
         #[command(flatten)]
@@ -184,7 +184,7 @@ async fn save(auth: AdminAuth, file: &Path) -> anyhow::Result<()> {
         file.display()
     );
     let authorization = auth.authorization()?;
-    let channel = auth.connector()?.connect(auth.endpoint()).await?;
+    let channel = auth.channel().await?;
     let mut stream = ClusterServiceClient::new(channel)
         .save_snapshot(authed(&authorization, api::SaveSnapshotRequest {}))
         .await
@@ -219,11 +219,6 @@ async fn save(auth: AdminAuth, file: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("rename {} to {}", part.display(), file.display()))?;
     sync_parent_dir(file)?;
     BackupReport::new(file, &summary, &verified).print(Output::Table)
-}
-
-fn refused(what: &str, status: &tonic::Status) -> anyhow::Error {
-    let (reason, _) = error_info(status);
-    anyhow::anyhow!("{what}: {reason}: {}", status.message())
 }
 
 /// `FILE.part`: where a save writes until the file is complete and checked.
