@@ -445,7 +445,10 @@ mod tests {
         );
         let stale: Vec<&&str> = rows
             .iter()
-            .filter(|r| !fields.iter().any(|f| f == *r) && !["tls", "federation", "audit_export"].contains(r))
+            .filter(|r| {
+                !fields.iter().any(|f| f == *r)
+                    && !["tls", "federation", "audit_export"].contains(r)
+            })
             .collect();
         assert!(
             stale.is_empty(),
