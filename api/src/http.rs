@@ -354,7 +354,12 @@ fn oauth_error_code(error: &ApiError) -> (StatusCode, &'static str) {
 /// Prometheus text format 0.0.4. Unauthenticated, like etcd's: no label carries a secret or a
 /// principal.
 async fn metrics(State(context): State<Arc<Context>>) -> Response {
-    let text = crate::metrics::render(&context.node, context.auth.pool());
+    let pool = context.auth.pool();
+    let argon2 = crate::metrics::Argon2Load {
+        queue_depth: pool.queue_depth(),
+        queue_capacity: pool.queue_capacity(),
+    };
+    let text = crate::metrics::render(&context.node, argon2);
     (
         StatusCode::OK,
         [(

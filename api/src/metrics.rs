@@ -25,7 +25,7 @@ use tonic::Code;
 use warrant_proto::{api::TokenInvalidReason, log};
 use warrant_raft::{RaftNode, metric_names as raft};
 
-use crate::{Reason, auth::pool::HashPool};
+use crate::Reason;
 
 /// One finished gRPC call, as the edge saw it.
 pub struct RpcOutcome<'a> {
@@ -131,6 +131,13 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 
 /// HELP lines, with units, for every metric this node reports.
 fn describe() {
+    describe_rpc();
+    describe_raft();
+    describe_domain();
+}
+
+/// The build and the RPC edge.
+fn describe_rpc() {
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the version of this node's binary in a label."
@@ -148,6 +155,10 @@ fn describe() {
         Unit::Seconds,
         "gRPC call latency, received to status."
     );
+}
+
+/// Raft and storage (`raft::metrics` names them).
+fn describe_raft() {
     describe_gauge!(raft::RAFT_TERM, "The Raft term this node is in.");
     describe_gauge!(
         raft::RAFT_HAS_LEADER,
@@ -199,6 +210,10 @@ fn describe() {
         Unit::Bytes,
         "RocksDB files on disk, by database."
     );
+}
+
+/// argon2, tokens and decisions.
+fn describe_domain() {
     describe_gauge!(
         ARGON2_QUEUE_DEPTH,
         "Secret checks queued for the argon2 pool."
@@ -219,13 +234,20 @@ fn describe() {
 
 /// The text `/metrics` answers: the gauges read at scrape time set first, then everything the
 /// recorder holds, then each peer's replication lag as this node (the leader) sees it.
-pub fn render(node: &RaftNode, pool: &HashPool) -> String {
+pub fn render(node: &RaftNode, argon2: Argon2Load) -> String {
     let handle = install();
-    gauge!(ARGON2_QUEUE_DEPTH).set(pool.queue_depth() as f64);
-    gauge!(ARGON2_QUEUE_CAPACITY).set(pool.queue_capacity() as f64);
+    gauge!(ARGON2_QUEUE_DEPTH).set(argon2.queue_depth as f64);
+    gauge!(ARGON2_QUEUE_CAPACITY).set(argon2.queue_capacity as f64);
     let mut text = handle.render();
     render_replication_lag(&mut text, node);
     text
+}
+
+/// How full the argon2 pool's queue is at a scrape (its owner reads it: `auth::pool`).
+#[derive(Clone, Copy, Debug)]
+pub struct Argon2Load {
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
 }
 
 /// `warrant_raft_replication_lag_entries{peer}` for each member the leader replicates to: only

@@ -160,12 +160,7 @@ impl Warrant {
         shutdown: impl Future<Output = ()> + Send + 'static,
         on_ready: impl FnOnce(&Warrant),
     ) -> Result<(), ServeError> {
-        warrant_raft::create_private_dir_all(&config.data_dir).map_err(|source| {
-            ServeError::DataDir {
-                path: config.data_dir.display().to_string(),
-                source,
-            }
-        })?;
+        create_data_dir(&config)?;
         crate::metrics::install();
         let tls = load_tls(&config)?;
         let signing_key = Arc::new(NodeSigningKey::load_or_generate(&config.data_dir)?);
@@ -234,29 +229,15 @@ impl Warrant {
             peer_stop: peer_stop_tx,
             peer_server,
         };
-        let hand_over = fatal.is_none();
-        if tokio::time::timeout(STOP_WAIT_MAX, stopping.run(hand_over))
-            .await
-            .is_err()
-        {
-            tracing::error!(
-                stop_wait_max_s = STOP_WAIT_MAX.as_secs(),
-                "the stop took too long; exiting without finishing it"
-            );
-            return Err(ServeError::StopTimeout);
-        }
-        tracing::info!(
-            version = VERSION,
-            node_id = config.node_id,
-            cluster_id = %config.issuer,
-            clean = fatal.is_none(),
-            "stopped"
-        );
-        match fatal {
-            Some(fatal) => Err(ServeError::Fatal(fatal)),
-            None => Ok(()),
-        }
+        stopping.finish(fatal, &config).await
     }
+}
+
+fn create_data_dir(config: &ApiConfig) -> Result<(), ServeError> {
+    warrant_raft::create_private_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })
 }
 
 /// The one line a node logs when it has started: what it runs, which node of which cluster
@@ -342,6 +323,37 @@ struct Stopping {
 }
 
 impl Stopping {
+    /// Stops within [`STOP_WAIT_MAX`] (handing leadership over unless Raft stopped on `fatal`),
+    /// logs the one `stopped` line, and says how the node ended.
+    async fn finish(
+        self,
+        fatal: Option<warrant_raft::FatalError>,
+        config: &ApiConfig,
+    ) -> Result<(), ServeError> {
+        let hand_over = fatal.is_none();
+        if tokio::time::timeout(STOP_WAIT_MAX, self.run(hand_over))
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                stop_wait_max_s = STOP_WAIT_MAX.as_secs(),
+                "the stop took too long; exiting without finishing it"
+            );
+            return Err(ServeError::StopTimeout);
+        }
+        tracing::info!(
+            version = VERSION,
+            node_id = config.node_id,
+            cluster_id = %config.issuer,
+            clean = fatal.is_none(),
+            "stopped"
+        );
+        match fatal {
+            Some(fatal) => Err(ServeError::Fatal(fatal)),
+            None => Ok(()),
+        }
+    }
+
     /// NOT_SERVING everywhere; the public and HTTP listeners stop accepting and their open
     /// calls drain (at most `transport::DRAIN_WAIT_MAX`); queued receipts are committed; if
     /// `hand_over` and this node leads, another voter takes over; Raft stops and the

@@ -45,6 +45,13 @@ pub fn keys() -> Vec<KeyDoc> {
 }
 
 fn node_keys() -> Vec<KeyDoc> {
+    let mut keys = address_keys();
+    keys.extend(behaviour_keys());
+    keys
+}
+
+/// Who the node is, where it keeps its data, and where it listens.
+fn address_keys() -> Vec<KeyDoc> {
     vec![
         row(
             "node_id",
@@ -88,6 +95,12 @@ fn node_keys() -> Vec<KeyDoc> {
             "host:port; unset: peer_listen_addr",
             "What the other members dial to reach this node's peer listener.",
         ),
+    ]
+}
+
+/// How it runs: security mode, bootstrap, logs, snapshots, memory.
+fn behaviour_keys() -> Vec<KeyDoc> {
+    vec![
         row(
             "insecure_plaintext",
             "boolean",
@@ -212,6 +225,13 @@ fn token_keys() -> Vec<KeyDoc> {
 }
 
 fn section_keys() -> Vec<KeyDoc> {
+    let mut keys = tls_keys();
+    keys.extend(federation_keys());
+    keys.extend(audit_export_keys());
+    keys
+}
+
+fn tls_keys() -> Vec<KeyDoc> {
     vec![
         row(
             "tls",
@@ -237,6 +257,11 @@ fn section_keys() -> Vec<KeyDoc> {
             "a PEM file",
             "This node's private key.",
         ),
+    ]
+}
+
+fn federation_keys() -> Vec<KeyDoc> {
+    vec![
         row(
             "federation",
             "array of tables",
@@ -267,6 +292,11 @@ fn section_keys() -> Vec<KeyDoc> {
             "an https URL (http only on loopback); exactly one of jwks_file and jwks_url",
             "Its keys, fetched by each node.",
         ),
+    ]
+}
+
+fn audit_export_keys() -> Vec<KeyDoc> {
+    vec![
         row(
             "audit_export",
             "table",

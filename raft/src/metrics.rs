@@ -15,7 +15,6 @@ use std::{
 };
 
 use openraft::{RaftMetrics, ServerState};
-use tokio::sync::mpsc;
 
 use crate::types::{MemberNode, NodeId, Raft};
 
@@ -75,22 +74,21 @@ pub(crate) struct SamplerSources {
     pub data_dir: PathBuf,
 }
 
-/// Reads a queue's depth without keeping it open.
+/// Reads a queue's depth without keeping it open: its owner (`proposer`) says how.
 pub(crate) struct QueueProbe {
-    queue: mpsc::WeakSender<crate::proposer::Pending>,
+    depth: Box<dyn Fn() -> usize + Send + Sync>,
 }
 
 impl QueueProbe {
-    pub(crate) fn new(queue: mpsc::WeakSender<crate::proposer::Pending>) -> Self {
-        QueueProbe { queue }
+    pub(crate) fn new(depth: impl Fn() -> usize + Send + Sync + 'static) -> Self {
+        QueueProbe {
+            depth: Box::new(depth),
+        }
     }
 
     /// Commands waiting for a batch; 0 once the queue is gone.
     fn depth(&self) -> usize {
-        self.queue
-            .upgrade()
-            .map(|queue| queue.max_capacity() - queue.capacity())
-            .unwrap_or(0)
+        (self.depth)()
     }
 }
 

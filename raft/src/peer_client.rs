@@ -47,9 +47,9 @@ use crate::{
     peer_auth::{PeerSecurity, PeerTls, node_name},
     proposer::{BATCH_BYTES_MAX, Proposal},
     trace_context,
-    transfer::Succession,
     types::{
-        Entry, MemberNode, NodeId, Snapshot, StorageIOError, TypeConfig, Vote, entry_bytes_max,
+        Entry, MemberNode, NodeId, Snapshot, StorageIOError, Succession, TypeConfig, Vote,
+        entry_bytes_max,
     },
 };
 

@@ -307,7 +307,7 @@ impl RaftService for PeerServer {
         check_source(&request, request.get_ref().source_node_id)?;
         let request = request.into_inner();
         self.check_target(request.target_node_id)?;
-        let succession = crate::transfer::Succession {
+        let succession = crate::types::Succession {
             term: request.term,
             last_log_index: request.last_log_index,
             leader_lease_left: std::time::Duration::from_millis(request.leader_lease_left_ms),

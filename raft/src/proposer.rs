@@ -47,7 +47,7 @@ pub struct Proposal {
     pub batch_time_ms: u64,
 }
 
-pub(crate) struct Pending {
+struct Pending {
     command: log::Command,
     reply: oneshot::Sender<Result<Proposal, ProposeError>>,
     /// The proposing caller's span: its batch's replication wait is traced under it.
@@ -74,7 +74,13 @@ impl Proposer {
 
     /// The queue's depth, for the metrics sampler, without keeping the queue open.
     pub(crate) fn queue_probe(&self) -> crate::metrics::QueueProbe {
-        crate::metrics::QueueProbe::new(self.queue.downgrade())
+        let queue = self.queue.downgrade();
+        crate::metrics::QueueProbe::new(move || {
+            queue
+                .upgrade()
+                .map(|queue| queue.max_capacity() - queue.capacity())
+                .unwrap_or(0)
+        })
     }
 
     /// Proposes one command and waits until it is committed and applied on this node.

@@ -34,7 +34,7 @@ use warrant_proto::raft::TakeLeadershipReply;
 
 use crate::{
     node::RaftNode,
-    types::{MemberNode, NodeId},
+    types::{MemberNode, NodeId, Succession},
 };
 
 /// How long a stopping leader waits for a voter to match its last log index.
@@ -262,17 +262,6 @@ fn caught_up(m: &RaftMetrics<NodeId, MemberNode>, me: NodeId) -> Option<NodeId> 
                 .flatten()
                 .is_some_and(|matched| matched.index >= last)
     })
-}
-
-/// What a stopping leader tells the voter it asks to take over.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Succession {
-    /// The term the leader leads in.
-    pub term: u64,
-    /// The leader's last log index.
-    pub last_log_index: u64,
-    /// How long the leader would still refuse a vote itself (its own lease).
-    pub leader_lease_left: Duration,
 }
 
 /// Whether this node may succeed `from`: it follows `from` in the succession's term and holds

@@ -159,3 +159,14 @@ mod tests {
         assert_eq!(decoded, payload);
     }
 }
+
+/// What a stopping leader tells the voter it asks to take over.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Succession {
+    /// The term the leader leads in.
+    pub term: u64,
+    /// The leader's last log index.
+    pub last_log_index: u64,
+    /// How long the leader would still refuse a vote itself (its own lease).
+    pub leader_lease_left: std::time::Duration,
+}

@@ -98,24 +98,7 @@ impl TokenService for TokenApi {
         let caller = self.context.caller(request.metadata()).await?;
         caller.require_reusable_credential()?;
         let request = request.into_inner();
-        if !request.audience.is_empty() {
-            limits::validate_audience("audience", &request.audience).map_err(ApiError::from)?;
-        } else if caller != Caller::Admin {
-            return Err(ApiError::invalid_field(
-                Reason::FieldRequired,
-                "audience",
-                "audience is empty; allowed: the audience you expect (only admins may skip the check)",
-            )
-            .into());
-        }
-        if request.token.is_empty() {
-            return Err(ApiError::invalid_field(
-                Reason::FieldRequired,
-                "token",
-                "token is empty; allowed: a compact JWS access token",
-            )
-            .into());
-        }
+        check_verify_request(&caller, &request)?;
         let consistency = validate::read_consistency(request.read.as_ref())?;
         let reader = self.context.read(consistency).await?;
         let expect = Expectations {
@@ -475,4 +458,25 @@ fn find_delegation(
             scopes.join(" ")
         ),
     ))
+}
+
+/// A Verify request names the audience it expects (only admins may skip the check) and a token.
+fn check_verify_request(caller: &Caller, request: &api::VerifyRequest) -> Result<(), ApiError> {
+    if !request.audience.is_empty() {
+        limits::validate_audience("audience", &request.audience).map_err(ApiError::from)?;
+    } else if *caller != Caller::Admin {
+        return Err(ApiError::invalid_field(
+            Reason::FieldRequired,
+            "audience",
+            "audience is empty; allowed: the audience you expect (only admins may skip the check)",
+        ));
+    }
+    if request.token.is_empty() {
+        return Err(ApiError::invalid_field(
+            Reason::FieldRequired,
+            "token",
+            "token is empty; allowed: a compact JWS access token",
+        ));
+    }
+    Ok(())
 }
