@@ -188,21 +188,36 @@ fn member_lists(nodes: &[&Node]) -> (String, String) {
     (members, peers)
 }
 
+/// `warrant snapshot restore FILE --data-dir D --node-id N --members … --peers …`.
+fn restore_args(
+    file: &Path,
+    data_dir: &Path,
+    node_id: u64,
+    lists: &(String, String),
+) -> Vec<String> {
+    let (file, data_dir, node_id) = (
+        file.display().to_string(),
+        data_dir.display().to_string(),
+        node_id.to_string(),
+    );
+    strings(&[
+        "snapshot",
+        "restore",
+        &file,
+        "--data-dir",
+        &data_dir,
+        "--node-id",
+        &node_id,
+        "--members",
+        &lists.0,
+        "--peers",
+        &lists.1,
+    ])
+}
+
 /// Restores `file` into `node`'s (new) data dir as one of `members`; panics unless it succeeds.
 async fn restore(file: &Path, node: &Node, members: &(String, String), admin_token: &str) {
-    let args = vec![
-        "snapshot".to_string(),
-        "restore".to_string(),
-        file.display().to_string(),
-        "--data-dir".to_string(),
-        node.data_dir().display().to_string(),
-        "--node-id".to_string(),
-        node.node_id().to_string(),
-        "--members".to_string(),
-        members.0.clone(),
-        "--peers".to_string(),
-        members.1.clone(),
-    ];
+    let args = restore_args(file, &node.data_dir(), node.node_id(), members);
     let (ok, stdout, stderr) = cli(args, admin_token).await;
     assert!(ok, "restore of node {} failed: {stderr}", node.node_id());
     assert!(stdout.contains("match the backup"), "{stdout}");
@@ -438,25 +453,7 @@ async fn refuses_a_corrupt_backup(
         "status: {stderr} (want {expected})"
     );
     let data_dir = scratch.join("from-bad");
-    let data_arg = data_dir.display().to_string();
-    let node_id = like.node_id().to_string();
-    let (ok, _, stderr) = cli(
-        strings(&[
-            "snapshot",
-            "restore",
-            &bad_arg,
-            "--data-dir",
-            &data_arg,
-            "--node-id",
-            &node_id,
-            "--members",
-            &lists.0,
-            "--peers",
-            &lists.1,
-        ]),
-        token,
-    )
-    .await;
+    let (ok, _, stderr) = cli(restore_args(&bad, &data_dir, like.node_id(), lists), token).await;
     assert!(!ok, "restore accepted a corrupt file");
     assert!(
         stderr.contains(&expected),
@@ -473,23 +470,8 @@ async fn refuses_a_data_dir_in_use(
     lists: &(String, String),
     token: &str,
 ) {
-    let file_arg = file.display().to_string();
-    let data_arg = node.data_dir().display().to_string();
-    let node_id = node.node_id().to_string();
     let (ok, _, stderr) = cli(
-        strings(&[
-            "snapshot",
-            "restore",
-            &file_arg,
-            "--data-dir",
-            &data_arg,
-            "--node-id",
-            &node_id,
-            "--members",
-            &lists.0,
-            "--peers",
-            &lists.1,
-        ]),
+        restore_args(file, &node.data_dir(), node.node_id(), lists),
         token,
     )
     .await;

@@ -50,21 +50,6 @@ fn python(site: &Path, args: &[&str]) -> Output {
     run(Command::new("python3").args(args).env("PYTHONPATH", site))
 }
 
-fn install_python_requirements(dir: &Path) {
-    let out = run(Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(["--no-deps", "--target"])
-        .arg(dir)
-        .args(PYTHON_REQUIREMENTS));
-    assert!(out.status.success(), "pip: {}", text(&out.stderr));
-}
-
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .expect("read dir")
@@ -123,7 +108,7 @@ fn compose_validate(site: &Path, file: &Path) -> Result<(), String> {
 #[test]
 fn kubernetes_and_compose_manifests_validate() {
     let site = tempfile::tempdir().expect("temp dir");
-    install_python_requirements(site.path());
+    support::pip_install_pinned(site.path(), PYTHON_REQUIREMENTS, true);
 
     let manifests = yaml_files(&deploy_dir().join("kubernetes"));
     assert!(manifests.len() >= 6, "manifests: {manifests:?}");

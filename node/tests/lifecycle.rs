@@ -149,21 +149,10 @@ fn kill_parent_and_expect_no_orphans(mut parent: Started, children: &[Proc], wha
     }
 }
 
-/// The first of `len` consecutive loopback ports that were all free a moment ago.
-fn free_port_run(len: u16) -> u16 {
-    for _ in 0..50 {
-        let base = 20_000 + rand::random::<u16>() % 30_000;
-        if (0..len).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no run of {len} free loopback ports");
-}
-
 #[test]
 fn a_killed_local_cluster_leaves_no_node_running() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let base_port = free_port_run(9);
+    let base_port = support::free_port_run(9);
     let mut parent = warrant_command()
         .arg("local-cluster")
         .arg("--dir")

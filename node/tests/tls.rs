@@ -301,17 +301,6 @@ async fn warrant_config_starts_a_node_beside_the_clis_variables() {
     assert!(started.is_ok(), "{started:?}\n{log}");
 }
 
-/// The first of `len` consecutive loopback ports that were all free a moment ago.
-fn free_port_run(len: u16) -> u16 {
-    for _ in 0..50 {
-        let base = 20_000 + rand::random::<u16>() % 30_000;
-        if (0..len).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no run of {len} free loopback ports");
-}
-
 /// The README's commands run TLS end to end: `warrant demo` says so and succeeds, and the
 /// cluster it is built on (`warrant local-cluster`, the same code) answers TLS clients that
 /// trust its CA and refuses plaintext on every listener.
@@ -330,7 +319,7 @@ async fn the_readme_commands_run_tls_and_refuse_plaintext() {
     assert!(stdout.contains("(TLS; peers on mutual TLS)"), "{stdout}");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let base = free_port_run(9);
+    let base = support::free_port_run(9);
     let mut cluster = support::warrant_command()
         .arg("local-cluster")
         .arg("--dir")

@@ -1077,22 +1077,47 @@ pub fn install_pyjwt(dir: &Path) {
     pip_install(dir, "pyjwt[crypto]>=2.8");
 }
 
+/// The first of `len` consecutive loopback ports that were all free a moment ago.
+pub fn free_port_run(len: u16) -> u16 {
+    for _ in 0..50 {
+        let base = 20_000 + rand::random::<u16>() % 30_000;
+        if (0..len).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no run of {len} free loopback ports");
+}
+
 /// Installs `requirement` from PyPI into `dir` (for PYTHONPATH), quietly.
 pub fn pip_install(dir: &Path, requirement: &str) {
-    let status = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-        ])
+    pip_install_pinned(dir, &[requirement], false);
+}
+
+/// Installs `requirements` from PyPI into `dir` (for PYTHONPATH), quietly; with `no_deps`,
+/// exactly those packages, for a set pinned down to every dependency.
+pub fn pip_install_pinned(dir: &Path, requirements: &[&str], no_deps: bool) {
+    let mut pip = Command::new("python3");
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]);
+    if no_deps {
+        pip.arg("--no-deps");
+    }
+    let output = pip
+        .arg("--target")
         .arg(dir)
-        .arg(requirement)
-        .status()
+        .args(requirements)
+        .output()
         .expect("run pip");
-    assert!(status.success(), "pip could not install {requirement}");
+    assert!(
+        output.status.success(),
+        "pip could not install {requirements:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Verifies many tokens in one PyJWT process, each with the key its `kid` names in `jwks`
