@@ -1,0 +1,1 @@
+//! The checkers that judge a run's history.

@@ -1,0 +1,2 @@
+//! `warrant-chaos`: the long tier's command line.
+fn main() {}
