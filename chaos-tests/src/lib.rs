@@ -12,3 +12,10 @@ pub mod schedule;
 
 pub mod disk;
 pub mod net;
+
+pub mod cluster;
+pub mod nemesis;
+pub mod observe;
+pub mod run;
+pub mod tiers;
+pub mod workload;

@@ -1,0 +1,331 @@
+//! One chaos run: start the cluster, set up, drive the workloads while the nemesis follows the
+//! schedule, heal, observe, and judge.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use warrant_proto::api::{self, identity_service_client::IdentityServiceClient};
+
+use crate::{
+    checkers::{self, Verdict},
+    cluster::{ChaosCluster, ClusterSpec, with_auth},
+    history::{History, OpF, Outcome, Recorder},
+    nemesis::{Nemesis, restart_dead},
+    observe,
+    schedule::{NemesisKind, Schedule},
+    workload::{self, Fixtures, Targets},
+};
+
+/// How long the cluster has to serve a write again after the last fault is healed. Reported;
+/// the check is loose, for a busy two-core machine.
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(60);
+/// The pause between two liveness probes.
+const LIVENESS_PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// How long the workloads run on after the heal, so that the healed cluster is exercised too.
+const AFTER_HEAL: Duration = Duration::from_secs(3);
+/// How long a stopped client may take to finish its call in flight.
+const CLIENT_STOP_WAIT: Duration = Duration::from_secs(15);
+/// W2 token clients per run.
+const TOKEN_CLIENTS: u32 = 2;
+
+/// A planted bug the run turns on (feature `chaos`; see `warrant_identity::chaos`).
+pub const CANARY_ENV: &str = "CHAOS_CANARY";
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub seed: u64,
+    pub kinds: Vec<NemesisKind>,
+    pub duration: Duration,
+    /// The shortest and longest fault, in ms.
+    pub fault_window: (u64, u64),
+    /// A canary to plant on every node.
+    pub canary: Option<String>,
+    /// The third octet of the cluster's subnet.
+    pub subnet: u8,
+}
+
+/// What a run found.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub seed: u64,
+    pub canary: Option<String>,
+    pub operations: usize,
+    pub acknowledged: usize,
+    pub lost: usize,
+    pub violations: usize,
+    pub liveness_ms: Option<u64>,
+    pub verdicts: Vec<Verdict>,
+    pub nemesis: Vec<crate::nemesis::Applied>,
+    /// Where the schedule, history and node logs were kept.
+    pub artefacts: PathBuf,
+}
+
+impl Report {
+    /// Whether every checker passed.
+    pub fn ok(&self) -> bool {
+        self.verdicts.iter().all(|v| v.ok)
+    }
+
+    /// The verdict of the checker named `name`.
+    pub fn verdict(&self, name: &str) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| v.checker == name)
+    }
+
+    /// One paragraph for a human.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} (seed {}, canary {:?}): {} ops, {} acknowledged, {} lost, {} violations, liveness {:?} ms; artefacts in {}\n",
+            self.scenario,
+            self.seed,
+            self.canary,
+            self.operations,
+            self.acknowledged,
+            self.lost,
+            self.violations,
+            self.liveness_ms,
+            self.artefacts.display()
+        );
+        for verdict in &self.verdicts {
+            text.push_str(&format!("  {}: {} - {}\n", verdict.checker, if verdict.ok { "ok" } else { "FAILED" }, verdict.summary));
+            for violation in verdict.violations.iter().take(5) {
+                text.push_str(&format!("      {violation}\n"));
+            }
+        }
+        text
+    }
+}
+
+/// Where runs keep their artefacts: `CHAOS_ARTEFACTS`, or `target/chaos` beside the binary.
+pub fn artefacts_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CHAOS_ARTEFACTS") {
+        return PathBuf::from(dir);
+    }
+    crate::cluster::warrant_binary()
+        .ok()
+        .and_then(|bin| bin.parent().and_then(|p| p.parent()).map(|p| p.join("chaos")))
+        .unwrap_or_else(|| std::env::temp_dir().join("warrant-chaos"))
+}
+
+/// Runs `scenario` and judges it.
+pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
+    let schedule = Schedule::generate(
+        scenario.seed,
+        &scenario.kinds,
+        scenario.duration.as_millis() as u64,
+        scenario.fault_window,
+    );
+    let artefacts = artefacts_root().join(format!("{}-{}", scenario.name, scenario.seed));
+    std::fs::create_dir_all(&artefacts).context("create the artefacts directory")?;
+    std::fs::write(artefacts.join("schedule.json"), schedule.to_file_bytes()).context("write the schedule")?;
+    let mut cluster = ChaosCluster::start(spec(scenario)).await?;
+    let outcome = drive(scenario, &schedule, &mut cluster, &artefacts).await;
+    let (history, nemesis, liveness) = match outcome {
+        Ok(found) => found,
+        Err(error) => {
+            let kept = cluster.keep_dir();
+            return Err(error.context(format!("the run failed; node logs kept in {}", kept.display())));
+        }
+    };
+    std::fs::write(artefacts.join("history.jsonl"), history.to_jsonl()).context("write the history")?;
+    let verdicts = judge(&mut cluster, &history, &nemesis, liveness, &artefacts).await?;
+    let report = report(scenario, &history, verdicts, nemesis, liveness, artefacts.clone());
+    std::fs::write(artefacts.join("report.json"), serde_json::to_vec_pretty(&report)?).context("write the report")?;
+    if !report.ok() {
+        let kept = cluster.keep_dir();
+        eprintln!("node logs of the failed run kept in {}", kept.display());
+    }
+    Ok(report)
+}
+
+fn spec(scenario: &Scenario) -> ClusterSpec {
+    let mut env = BTreeMap::new();
+    if let Some(canary) = &scenario.canary {
+        for id in 1..=3 {
+            env.insert(id, vec![(CANARY_ENV.to_string(), canary.clone())]);
+        }
+    }
+    ClusterSpec {
+        tag: short_tag(&scenario.name),
+        subnet: scenario.subnet,
+        env,
+        small_disks: scenario.kinds.contains(&NemesisKind::DiskFullFollower),
+        extra: toml::Table::new(),
+    }
+}
+
+/// A namespace-friendly tag: the scenario's initials, at most 4 characters.
+fn short_tag(name: &str) -> String {
+    let tag: String = name
+        .split(['-', '_', ' '])
+        .filter_map(|w| w.chars().next())
+        .filter(char::is_ascii_alphanumeric)
+        .take(4)
+        .collect();
+    if tag.is_empty() { "run".into() } else { tag }
+}
+
+type Driven = (History, Nemesis, Option<Duration>);
+
+async fn drive(scenario: &Scenario, schedule: &Schedule, cluster: &mut ChaosCluster, artefacts: &std::path::Path) -> anyhow::Result<Driven> {
+    let leader = cluster.leader().await?;
+    let fixtures = workload::setup(cluster.channel(leader), cluster.admin_token()).await.context("set up the workloads' fixtures")?;
+    let faulted = Arc::new(AtomicU64::new(0));
+    let targets = Targets {
+        nodes: cluster.ids().into_iter().map(|id| (id, cluster.channel(id))).collect(),
+        faulted: faulted.clone(),
+        stop: Arc::new(AtomicBool::new(false)),
+        admin_token: cluster.admin_token().to_string(),
+    };
+    let recorder = Recorder::new();
+    let clients = spawn_clients(&targets, &recorder, &fixtures, scenario.seed);
+    let mut nemesis = Nemesis::new(faulted);
+    let started = Instant::now();
+    for step in &schedule.steps {
+        let due = started + Duration::from_millis(step.at_ms);
+        tokio::time::sleep_until(due.into()).await;
+        nemesis.apply(cluster, &step.action, started.elapsed().as_millis() as u64).await
+            .with_context(|| format!("nemesis step at {} ms: {:?}", step.at_ms, step.action))?;
+    }
+    tokio::time::sleep_until((started + scenario.duration).into()).await;
+    nemesis.heal_all(cluster).await?;
+    let liveness = liveness(cluster, &targets).await;
+    tokio::time::sleep(AFTER_HEAL).await;
+    targets.stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        let _ = tokio::time::timeout(CLIENT_STOP_WAIT, client).await;
+    }
+    restart_dead(cluster).await?;
+    let _ = artefacts;
+    Ok((recorder.finish(), nemesis, liveness))
+}
+
+fn spawn_clients(targets: &Targets, recorder: &Recorder, fixtures: &Fixtures, seed: u64) -> Vec<JoinHandle<()>> {
+    let mut clients = Vec::new();
+    let mut process = 0u32;
+    let mut next = || {
+        process += 1;
+        (process, seed.wrapping_mul(1_000_003).wrapping_add(process as u64))
+    };
+    let (p, s) = next();
+    clients.push(tokio::spawn(workload::unique_events(targets.clone(), recorder.clone(), p, s)));
+    for _ in 0..TOKEN_CLIENTS {
+        let (p, s) = next();
+        clients.push(tokio::spawn(workload::token_lifecycle(targets.clone(), recorder.clone(), fixtures.clone(), p, s)));
+    }
+    let (p, s) = next();
+    clients.push(tokio::spawn(workload::delegation_chains(targets.clone(), recorder.clone(), fixtures.clone(), p, s)));
+    let (p, s) = next();
+    clients.push(tokio::spawn(workload::audit_monitor(targets.clone(), recorder.clone(), p, s)));
+    let (p, s) = next();
+    clients.push(tokio::spawn(workload::bad_input(targets.clone(), recorder.clone(), fixtures.clone(), p, s)));
+    clients
+}
+
+/// How long after the heal the first write is acknowledged (None: not within the bound).
+async fn liveness(cluster: &ChaosCluster, targets: &Targets) -> Option<Duration> {
+    let healed = Instant::now();
+    let mut probe = 0u64;
+    while healed.elapsed() < LIVENESS_BOUND {
+        for (_, channel) in &targets.nodes {
+            probe += 1;
+            let id = format!("liveness-{probe}");
+            let request = with_auth(
+                &format!("Bearer {}", cluster.admin_token()),
+                api::RegisterHumanRequest {
+                    human_id: id.clone(),
+                    display_name: id.clone(),
+                    email: format!("{id}@example.com"),
+                    ..Default::default()
+                },
+            );
+            if IdentityServiceClient::new(channel.clone()).register_human(request).await.is_ok() {
+                return Some(healed.elapsed());
+            }
+        }
+        tokio::time::sleep(LIVENESS_PROBE_INTERVAL).await;
+    }
+    None
+}
+
+async fn judge(
+    cluster: &mut ChaosCluster,
+    history: &History,
+    nemesis: &Nemesis,
+    liveness: Option<Duration>,
+    artefacts: &std::path::Path,
+) -> anyhow::Result<Vec<Verdict>> {
+    let _ = nemesis;
+    let digests = cluster.converged_digests().await?;
+    let leader = cluster.leader().await?;
+    let attempted: BTreeSet<String> = history
+        .ops
+        .iter()
+        .filter_map(|op| match &op.f {
+            OpF::RegisterHuman { id } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let existing = observe::existing_humans(cluster.channel(leader), cluster.admin_token(), &attempted).await?;
+    let mut events = Vec::new();
+    for id in cluster.ids() {
+        events.push((id, observe::event_hashes(cluster.channel(id), cluster.admin_token()).await?));
+    }
+    let held: Vec<String> = history
+        .ops
+        .iter()
+        .filter_map(|op| match &op.outcome {
+            Outcome::Ok(crate::history::Value::Checkpoint { note, .. }) => Some(note.clone()),
+            _ => None,
+        })
+        .collect();
+    let proof_failures = observe::verify_export(cluster, leader, &held, artefacts)?;
+    Ok(vec![
+        checkers::lost_writes(history, &existing),
+        checkers::revocations_honoured(history),
+        checkers::linearizable(history),
+        checkers::digests_agree(&digests),
+        checkers::audit_continuity(&events, proof_failures.is_empty(), &proof_failures.join("; ")),
+        checkers::error_contract(history, &documented_reasons(), &["transport:unreachable", "transport:deadline"]),
+        checkers::delegations_never_widen(history),
+        checkers::liveness(liveness, LIVENESS_BOUND),
+    ])
+}
+
+/// Every reason code the API documents (`warrant_api::reasons`).
+fn documented_reasons() -> BTreeSet<String> {
+    let mut reasons: BTreeSet<String> = warrant_api::reasons::Reason::ROWS.iter().map(|r| r.as_str().to_string()).collect();
+    reasons.extend(warrant_api::reasons::CREDENTIAL_CODES.iter().map(|c| c.to_string()));
+    reasons
+}
+
+fn report(scenario: &Scenario, history: &History, verdicts: Vec<Verdict>, nemesis: Nemesis, liveness: Option<Duration>, artefacts: PathBuf) -> Report {
+    let acknowledged = history.ops.iter().filter(|op| matches!(op.outcome, Outcome::Ok(_)) && op.f.is_write()).count();
+    let lost = verdicts.iter().find(|v| v.checker == "lost_writes").map_or(0, |v| v.violations.len());
+    let violations = verdicts.iter().filter(|v| !v.ok).map(|v| v.violations.len().max(1)).sum();
+    Report {
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        canary: scenario.canary.clone(),
+        operations: history.ops.len(),
+        acknowledged,
+        lost,
+        violations,
+        liveness_ms: liveness.map(|d| d.as_millis() as u64),
+        verdicts,
+        nemesis: nemesis.log,
+        artefacts,
+    }
+}

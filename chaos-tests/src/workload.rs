@@ -1,0 +1,507 @@
+//! The workloads: client tasks that call the cluster and record every call in the history.
+//!
+//! - W1 registers humans with unique ids (the set of unique events).
+//! - W2 walks tokens through their lifecycle: Issue, LINEARIZABLE Verify on random nodes (half of
+//!   them on the faulted node while there is one), Revoke, and Verify again.
+//! - W3 builds delegation chains and tries a widening and a cycle under each, which must never
+//!   commit.
+//! - W5 is an audit monitor: it collects signed checkpoints from random nodes as it goes.
+//! - W6 sends bad input during the faults; every answer must be a documented status and reason.
+//!
+//! A client never retries a call: an error is recorded as it came, and the checkers decide what
+//! it may mean.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use rand::{Rng as _, SeedableRng as _, seq::IndexedRandom as _};
+use rand_chacha::ChaCha8Rng;
+use tonic::{Request, transport::Channel};
+use tonic_types::StatusExt as _;
+use warrant_proto::api::{
+    self, Consistency, ReadOptions, audit_service_client::AuditServiceClient,
+    delegation_service_client::DelegationServiceClient,
+    identity_service_client::IdentityServiceClient, token_service_client::TokenServiceClient,
+};
+
+use crate::{
+    cluster::with_auth,
+    history::{OpF, Outcome, Recorder, Value, VerifyResult},
+};
+
+/// The service every token is for.
+pub const AUDIENCE: &str = "https://tools.chaos.test";
+/// Its tools, which are the scopes tokens and delegations name.
+pub const TOOLS: [&str; 2] = ["read", "write"];
+/// The human the tokens and delegations act for.
+pub const HUMAN: &str = "chaos-human";
+/// The token lifetime: long enough that no token expires during a run, skew included.
+pub const TOKEN_TTL_S: u32 = 900;
+/// Verifies of each token before and after its revocation.
+pub const VERIFIES_PER_PHASE: usize = 3;
+/// How long a delegation grant lasts.
+pub const DELEGATION_TTL_S: u64 = 3600;
+/// The pause between two calls of one client: the clients share two cores with three nodes.
+pub const THINK_TIME: Duration = Duration::from_millis(20);
+/// How often the audit monitor asks for a checkpoint.
+pub const MONITOR_INTERVAL: Duration = Duration::from_millis(700);
+/// The most checkpoints the monitor keeps (the oldest go first... no: it keeps a spread).
+pub const MONITOR_CHECKPOINTS_MAX: usize = 64;
+
+/// The nodes a client may call, and which one is being faulted now (0: none).
+#[derive(Clone)]
+pub struct Targets {
+    pub nodes: Vec<(u64, Channel)>,
+    pub faulted: Arc<AtomicU64>,
+    pub stop: Arc<AtomicBool>,
+    pub admin_token: String,
+}
+
+impl Targets {
+    fn random(&self, rng: &mut ChaCha8Rng) -> (u64, Channel) {
+        self.nodes.choose(rng).cloned().expect("a node")
+    }
+
+    /// Half of the time the faulted node, if there is one; otherwise a random node.
+    fn biased(&self, rng: &mut ChaCha8Rng) -> (u64, Channel) {
+        let faulted = self.faulted.load(Ordering::Relaxed);
+        if faulted != 0 && rng.random_bool(0.5) {
+            if let Some(target) = self.nodes.iter().find(|(id, _)| *id == faulted) {
+                return target.clone();
+            }
+        }
+        self.random(rng)
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn admin<T>(&self, message: T) -> Request<T> {
+        with_auth(&format!("Bearer {}", self.admin_token), message)
+    }
+}
+
+/// The agents and grants the workloads start from, registered before any fault.
+#[derive(Clone, Debug)]
+pub struct Fixtures {
+    /// (agent id, secret) of the agent that issues W2's tokens.
+    pub issuer: (String, String),
+    /// W3's agents, each of which receives one link of a chain.
+    pub chain_agents: Vec<(String, String)>,
+}
+
+/// The number of agents W3's chains use.
+const CHAIN_AGENTS: usize = 3;
+
+/// Registers the human, the service and the agents on `channel` (the leader, before faults).
+pub async fn setup(channel: Channel, admin_token: &str) -> anyhow::Result<Fixtures> {
+    let admin = |message| with_auth(&format!("Bearer {admin_token}"), message);
+    let mut identity = IdentityServiceClient::new(channel);
+    identity
+        .register_human(admin(api::RegisterHumanRequest {
+            human_id: HUMAN.into(),
+            display_name: "Chaos Human".into(),
+            email: "chaos@example.com".into(),
+            ..Default::default()
+        }))
+        .await?;
+    let tools = TOOLS
+        .iter()
+        .map(|name| api::Tool {
+            name: name.to_string(),
+            description: format!("tool {name}"),
+        })
+        .collect();
+    identity
+        .register_service(with_auth(
+            &format!("Bearer {admin_token}"),
+            api::RegisterServiceRequest {
+                service_id: "chaos-tools".into(),
+                audience: AUDIENCE.into(),
+                tools,
+                ..Default::default()
+            },
+        ))
+        .await?;
+    let mut agents = Vec::new();
+    for name in std::iter::once("issuer".to_string()).chain((1..=CHAIN_AGENTS).map(|i| format!("chain-{i}"))) {
+        let secret = hex::encode(rand::random::<[u8; 24]>());
+        identity
+            .register_agent(with_auth(
+                &format!("Bearer {admin_token}"),
+                api::RegisterAgentRequest {
+                    agent_id: format!("agent-{name}"),
+                    owner_human_id: HUMAN.into(),
+                    kind: "assistant".into(),
+                    description: format!("chaos agent {name}"),
+                    client_secret: secret.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await?;
+        agents.push((format!("agent-{name}"), secret));
+    }
+    let issuer = agents.remove(0);
+    Ok(Fixtures {
+        issuer,
+        chain_agents: agents,
+    })
+}
+
+fn basic(agent: &(String, String)) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{}:{}", agent.0, agent.1)))
+}
+
+/// `Ok` with `value`, or the error as the history records it. `write` says whether the call
+/// may have taken effect despite an error (a write), or certainly did not (a read).
+fn outcome<T>(result: Result<T, tonic::Status>, write: bool, value: impl FnOnce(T) -> Value) -> Outcome {
+    match result {
+        Ok(reply) => Outcome::Ok(value(reply)),
+        Err(status) => error_outcome(&status, write),
+    }
+}
+
+/// How an error is recorded: `Fail` when the call certainly had no effect (every read, and a
+/// write the edge refused before proposing it), `Info` when a write may or may not have
+/// committed (the node became unreachable, the deadline passed, the leader changed).
+pub fn error_outcome(status: &tonic::Status, write: bool) -> Outcome {
+    let (code, reason) = status_reason(status);
+    let definite = !write
+        || matches!(
+            status.code(),
+            tonic::Code::InvalidArgument
+                | tonic::Code::Unauthenticated
+                | tonic::Code::PermissionDenied
+                | tonic::Code::NotFound
+                | tonic::Code::AlreadyExists
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::OutOfRange
+        ) && reason.starts_with(|c: char| c.is_ascii_uppercase());
+    if definite {
+        Outcome::Fail { code, reason }
+    } else {
+        Outcome::Info { code, reason }
+    }
+}
+
+/// The status's gRPC code and its reason: the `ErrorInfo` reason the server sent, or, for a
+/// status the client made itself (no connection, deadline), `transport:<what>`; `""` when a
+/// server status carries none (an error-contract violation).
+pub fn status_reason(status: &tonic::Status) -> (String, String) {
+    let code = format!("{:?}", status.code());
+    if let Some(info) = status.get_error_details().error_info() {
+        return (code, info.reason.clone());
+    }
+    if std::error::Error::source(status).is_some() {
+        let what = match status.code() {
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => "deadline",
+            _ => "unreachable",
+        };
+        return (code, format!("transport:{what}"));
+    }
+    (code, String::new())
+}
+
+fn linearizable() -> Option<ReadOptions> {
+    Some(ReadOptions {
+        consistency: Consistency::Linearizable as i32,
+        ..Default::default()
+    })
+}
+
+/// W1: registers `w1-<process>-<n>` humans on random nodes until stopped.
+pub async fn unique_events(targets: Targets, recorder: Recorder, process: u32, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut n = 0u64;
+    while !targets.stopped() {
+        n += 1;
+        let id = format!("w1-{process}-{n}");
+        let (node, channel) = targets.random(&mut rng);
+        let pending = recorder.invoke(process, node, OpF::RegisterHuman { id: id.clone() }, &id);
+        let request = targets.admin(api::RegisterHumanRequest {
+            idempotency_key: format!("chaos-{id}"),
+            human_id: id.clone(),
+            display_name: format!("Human {id}"),
+            email: format!("{id}@example.com"),
+            ..Default::default()
+        });
+        let result = IdentityServiceClient::new(channel).register_human(request).await;
+        pending.complete(outcome(result, true, |_| Value::None));
+        tokio::time::sleep(THINK_TIME).await;
+    }
+}
+
+/// W2: one token at a time through issue, verifies, revoke and verifies, until stopped.
+pub async fn token_lifecycle(targets: Targets, recorder: Recorder, fixtures: Fixtures, process: u32, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    while !targets.stopped() {
+        let Some((jti, token)) = issue(&targets, &recorder, &fixtures, process, &mut rng).await else {
+            tokio::time::sleep(THINK_TIME).await;
+            continue;
+        };
+        verify_some(&targets, &recorder, process, &jti, &token, &mut rng).await;
+        let (node, channel) = targets.random(&mut rng);
+        let pending = recorder.invoke(process, node, OpF::Revoke { jti: jti.clone() }, &jti);
+        let request = targets.admin(api::RevokeRequest {
+            idempotency_key: format!("chaos-revoke-{jti}"),
+            jti: jti.clone(),
+            reason: "chaos".into(),
+            ..Default::default()
+        });
+        let result = TokenServiceClient::new(channel).revoke(request).await;
+        pending.complete(outcome(result, true, |_| Value::None));
+        verify_some(&targets, &recorder, process, &jti, &token, &mut rng).await;
+    }
+}
+
+async fn issue(
+    targets: &Targets,
+    recorder: &Recorder,
+    fixtures: &Fixtures,
+    process: u32,
+    rng: &mut ChaCha8Rng,
+) -> Option<(String, String)> {
+    let (node, channel) = targets.random(rng);
+    let key = format!("issue-{process}-{}", rng.random::<u64>());
+    let pending = recorder.invoke(process, node, OpF::Issue, &key);
+    let request = with_auth(
+        &basic(&fixtures.issuer),
+        api::IssueRequest {
+            audience: AUDIENCE.into(),
+            scopes: vec![TOOLS[0].into()],
+            ttl_seconds: TOKEN_TTL_S,
+            ..Default::default()
+        },
+    );
+    match TokenServiceClient::new(channel).issue(request).await {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            pending.complete_for(&reply.jti, Outcome::Ok(Value::Jti(reply.jti.clone())));
+            Some((reply.jti, reply.access_token))
+        }
+        Err(status) => {
+            pending.complete(error_outcome(&status, true));
+            None
+        }
+    }
+}
+
+async fn verify_some(
+    targets: &Targets,
+    recorder: &Recorder,
+    process: u32,
+    jti: &str,
+    token: &str,
+    rng: &mut ChaCha8Rng,
+) {
+    for _ in 0..VERIFIES_PER_PHASE {
+        if targets.stopped() {
+            return;
+        }
+        let (node, channel) = targets.biased(rng);
+        let pending = recorder.invoke(process, node, OpF::Verify { jti: jti.to_string() }, jti);
+        let request = targets.admin(api::VerifyRequest {
+            token: token.to_string(),
+            audience: AUDIENCE.into(),
+            read: linearizable(),
+        });
+        let result = TokenServiceClient::new(channel).verify(request).await;
+        pending.complete(outcome(result, false, |reply| Value::Verified(verify_result(&reply.into_inner()))));
+        tokio::time::sleep(THINK_TIME).await;
+    }
+}
+
+fn verify_result(reply: &api::VerifyResponse) -> VerifyResult {
+    if reply.active {
+        VerifyResult::Active
+    } else if reply.reason == api::TokenInvalidReason::Revoked as i32 {
+        VerifyResult::Revoked
+    } else {
+        VerifyResult::OtherInvalid(format!("{:?}", reply.reason()))
+    }
+}
+
+/// W3: a root grant to the first chain agent, a narrower child to the second, and under it two
+/// attempts that must be refused: widening the scopes, and granting back to the first agent (a
+/// cycle).
+pub async fn delegation_chains(targets: Targets, recorder: Recorder, fixtures: Fixtures, process: u32, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let agents = &fixtures.chain_agents;
+    while !targets.stopped() {
+        let root = delegate(&targets, &recorder, process, &mut rng, None, &agents[0], &TOOLS, false).await;
+        let Some(root) = root else { continue };
+        let child = delegate(&targets, &recorder, process, &mut rng, Some((&root, &agents[0])), &agents[1], &TOOLS[..1], false).await;
+        let Some(child) = child else { continue };
+        delegate(&targets, &recorder, process, &mut rng, Some((&child, &agents[1])), &agents[2], &TOOLS, true).await;
+        delegate(&targets, &recorder, process, &mut rng, Some((&child, &agents[1])), &agents[0], &TOOLS[..1], true).await;
+        tokio::time::sleep(THINK_TIME).await;
+    }
+}
+
+/// One CreateDelegation: from the human (admin, `parent` None) or by the grantee of `parent`.
+/// `must_refuse` marks the attempts that widen or close a cycle. Returns the new grant's id.
+#[allow(clippy::too_many_arguments)]
+async fn delegate(
+    targets: &Targets,
+    recorder: &Recorder,
+    process: u32,
+    rng: &mut ChaCha8Rng,
+    parent: Option<(&str, &(String, String))>,
+    grantee: &(String, String),
+    scopes: &[&str],
+    must_refuse: bool,
+) -> Option<String> {
+    let (node, channel) = targets.random(rng);
+    let key = format!("delegate-{process}-{}", rng.random::<u64>());
+    let op = OpF::CreateDelegation {
+        parent: parent.map(|(id, _)| id.to_string()),
+        grantee: grantee.0.clone(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        must_refuse,
+    };
+    let pending = recorder.invoke(process, node, op, &key);
+    let message = api::CreateDelegationRequest {
+        idempotency_key: key.clone(),
+        parent_delegation_id: parent.map(|(id, _)| id.to_string()).unwrap_or_default(),
+        grantee_agent_id: grantee.0.clone(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        audiences: vec![AUDIENCE.into()],
+        task: "chaos".into(),
+        expires_at_unix_s: unix_now() + DELEGATION_TTL_S,
+        max_depth: if parent.is_none() { 3 } else { 0 },
+        grantor_human_id: if parent.is_none() { HUMAN.into() } else { String::new() },
+        budget: None,
+    };
+    let request = match parent {
+        None => targets.admin(message),
+        Some((_, holder)) => with_auth(&basic(holder), message),
+    };
+    match DelegationServiceClient::new(channel).create_delegation(request).await {
+        Ok(reply) => {
+            let id = reply.into_inner().delegation.map(|d| d.delegation_id).unwrap_or_default();
+            pending.complete(Outcome::Ok(Value::Delegation(id.clone())));
+            Some(id)
+        }
+        Err(status) => {
+            pending.complete(error_outcome(&status, true));
+            None
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// W5: asks random nodes for their latest checkpoint, and records each one.
+pub async fn audit_monitor(targets: Targets, recorder: Recorder, process: u32, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    while !targets.stopped() {
+        let (node, channel) = targets.random(&mut rng);
+        let pending = recorder.invoke(process, node, OpF::Checkpoint, "checkpoint");
+        let request = targets.admin(api::GetCheckpointRequest {
+            read: linearizable(),
+            fresh: false,
+        });
+        let result = AuditServiceClient::new(channel).get_checkpoint(request).await;
+        pending.complete(outcome(result, false, |reply| {
+            let reply = reply.into_inner();
+            Value::Checkpoint {
+                size: reply.tree_size,
+                root: hex::encode(&reply.root_hash),
+                note: reply.note,
+            }
+        }));
+        tokio::time::sleep(MONITOR_INTERVAL).await;
+    }
+}
+
+/// W6's malformed calls, each refused with a reason whatever the faults.
+#[derive(Clone, Copy, Debug)]
+enum BadInput {
+    EmptyHumanId,
+    GarbageToken,
+    TooManyScopes,
+    BadCredential,
+}
+
+const BAD_INPUTS: [BadInput; 4] = [
+    BadInput::EmptyHumanId,
+    BadInput::GarbageToken,
+    BadInput::TooManyScopes,
+    BadInput::BadCredential,
+];
+
+/// How many scopes the oversized request names: far past any scope-list limit.
+const TOO_MANY_SCOPES: usize = 10_000;
+
+/// W6: malformed calls to random nodes, during the faults.
+pub async fn bad_input(targets: Targets, recorder: Recorder, fixtures: Fixtures, process: u32, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    while !targets.stopped() {
+        let case = *BAD_INPUTS.choose(&mut rng).expect("a case");
+        let (node, channel) = targets.random(&mut rng);
+        let pending = recorder.invoke(process, node, OpF::BadInput { case: format!("{case:?}") }, "bad-input");
+        let result = send_bad(&targets, &fixtures, channel, case).await;
+        pending.complete(match result {
+            Ok(()) => Outcome::Ok(Value::None),
+            Err(status) => error_outcome(&status, false),
+        });
+        tokio::time::sleep(THINK_TIME * 5).await;
+    }
+}
+
+async fn send_bad(targets: &Targets, fixtures: &Fixtures, channel: Channel, case: BadInput) -> Result<(), tonic::Status> {
+    match case {
+        BadInput::EmptyHumanId => {
+            let request = targets.admin(api::RegisterHumanRequest::default());
+            IdentityServiceClient::new(channel).register_human(request).await.map(drop)
+        }
+        BadInput::GarbageToken => {
+            let request = targets.admin(api::VerifyRequest {
+                token: "not.a.jwt".into(),
+                audience: AUDIENCE.into(),
+                read: linearizable(),
+            });
+            // A garbage token is a well-formed call: Verify answers "inactive, MALFORMED".
+            let reply = TokenServiceClient::new(channel).verify(request).await?.into_inner();
+            if reply.active {
+                return Err(tonic::Status::internal("a garbage token verified as active"));
+            }
+            Ok(())
+        }
+        BadInput::TooManyScopes => {
+            let request = with_auth(
+                &basic(&fixtures.issuer),
+                api::IssueRequest {
+                    audience: AUDIENCE.into(),
+                    scopes: vec!["read".into(); TOO_MANY_SCOPES],
+                    ..Default::default()
+                },
+            );
+            TokenServiceClient::new(channel).issue(request).await.map(drop)
+        }
+        BadInput::BadCredential => {
+            let wrong = (fixtures.issuer.0.clone(), "wrong-secret".to_string());
+            let request = with_auth(
+                &basic(&wrong),
+                api::IssueRequest {
+                    audience: AUDIENCE.into(),
+                    scopes: vec![TOOLS[0].into()],
+                    ..Default::default()
+                },
+            );
+            TokenServiceClient::new(channel).issue(request).await.map(drop)
+        }
+    }
+}
