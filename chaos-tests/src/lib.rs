@@ -10,5 +10,6 @@ pub mod history;
 pub mod linearizable;
 pub mod schedule;
 
+pub mod clock;
 pub mod disk;
 pub mod net;
