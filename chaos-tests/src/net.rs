@@ -8,10 +8,14 @@
 //!
 //! Every namespace holds, from creation on, a table `inet chaos_track` whose only rule reads the
 //! conntrack state. The kernel turns connection tracking on in a namespace only when some rule
-//! needs it; without this table, connections opened before [`Net::one_way`] would be picked up
-//! mid-stream by conntrack and given whichever direction their first packet after the rule had,
-//! so the rule could drop the wrong side of them. The faults themselves live in the table
-//! `inet chaos`, which [`Net::heal`] deletes.
+//! needs it (a fresh namespace's `nf_conntrack_count` stays 0 under traffic). Without this
+//! table, a connection `from` opened before [`Net::one_way`] is picked up mid-stream once the
+//! rule appears: `from`'s packets are dropped, so their entries never confirm, and the first
+//! packet `to` sends on it (a reply, even an ACK) confirms an entry with `to` as originator;
+//! from then on `from`'s packets pass as replies and the connection is back. The test
+//! `one_way_loses_what_the_sender_starts_and_keeps_what_the_receiver_starts` fails that way
+//! without this table. The faults themselves live in the table `inet chaos`, which
+//! [`Net::heal`] deletes.
 
 use std::ffi::OsStr;
 use std::fs;
