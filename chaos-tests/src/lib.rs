@@ -10,6 +10,7 @@ pub mod history;
 pub mod linearizable;
 pub mod schedule;
 
+pub mod clock;
 pub mod disk;
 pub mod net;
 
