@@ -28,6 +28,8 @@ pub use liveness::{LIVENESS, liveness, liveness_after};
 pub use revocations::{REVOCATIONS_HONOURED, revocations_honoured};
 pub use writes::{LOST_WRITES, lost_writes};
 
+use std::fmt;
+
 use serde::Serialize;
 
 /// The most violations a verdict lists; its summary counts them all.
@@ -52,6 +54,18 @@ impl Verdict {
             summary: format!("cannot judge: {why}"),
             violations: vec![why],
         }
+    }
+}
+
+/// `PASS name: summary` or `FAIL name: summary`, then one indented line per violation.
+impl fmt::Display for Verdict {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mark = if self.ok { "PASS" } else { "FAIL" };
+        write!(out, "{mark} {}: {}", self.checker, self.summary)?;
+        for violation in &self.violations {
+            write!(out, "\n  - {}", violation.replace('\n', "\n    "))?;
+        }
+        Ok(())
     }
 }
 
@@ -161,7 +175,14 @@ mod tests {
                 .summary
                 .contains(&format!("{} violations", MAX_VIOLATIONS + 5))
         );
+        assert!(
+            verdict
+                .to_string()
+                .starts_with("FAIL test: checked; 25 violations")
+        );
+        assert!(verdict.to_string().contains("\n  - v0\n  - v1\n"));
         let clean = Violations::default().verdict("test", "checked".into());
+        assert_eq!(clean.to_string(), "PASS test: checked");
         assert!(clean.ok && clean.violations.is_empty());
         assert_eq!(clean.summary, "checked");
     }
