@@ -1,1 +1,0 @@
-//! The checkers that judge a run's history.
