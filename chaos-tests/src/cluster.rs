@@ -98,6 +98,9 @@ pub struct ChaosNode {
     channel: Channel,
     /// Held so that it is unmounted only after the process is gone.
     disk: Option<SmallDisk>,
+    /// How each start that ended on its own ended (a crash, a fatal storage error), for the
+    /// report: "start 2: exit status: 1".
+    pub exits: Vec<String>,
 }
 
 impl ChaosNode {
@@ -125,7 +128,13 @@ impl ChaosNode {
     pub fn alive(&mut self) -> bool {
         match self.child.as_mut().map(Child::try_wait) {
             Some(Ok(None)) => true,
-            Some(_) => {
+            Some(ended) => {
+                let how = match ended {
+                    Ok(Some(status)) => status.to_string(),
+                    Ok(None) => "running".to_string(),
+                    Err(error) => error.to_string(),
+                };
+                self.exits.push(format!("start {}: {how}", self.starts));
                 self.child = None;
                 self.paused = false;
                 false
@@ -223,12 +232,13 @@ impl ChaosCluster {
             } else {
                 None
             };
-            let endpoint = Endpoint::from_shared(format!("https://{}:{GRPC_PORT}", net.node_ip(id)))
-                .context("node endpoint")?
-                .tls_config(tls.clone())
-                .context("client TLS")?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .timeout(RPC_TIMEOUT);
+            let endpoint =
+                Endpoint::from_shared(format!("https://{}:{GRPC_PORT}", net.node_ip(id)))
+                    .context("node endpoint")?
+                    .tls_config(tls.clone())
+                    .context("client TLS")?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .timeout(RPC_TIMEOUT);
             let node = ChaosNode {
                 id,
                 dir: node_dir,
@@ -238,6 +248,7 @@ impl ChaosCluster {
                 paused: false,
                 channel: endpoint.connect_lazy(),
                 disk,
+                exits: Vec::new(),
             };
             nodes.insert(id, node);
         }
@@ -306,7 +317,11 @@ impl ChaosCluster {
     }
 
     /// Starts a node that is not running, with the scenario's environment plus `extra_env`.
-    pub async fn start_node(&mut self, id: u64, extra_env: &[(String, String)]) -> anyhow::Result<()> {
+    pub async fn start_node(
+        &mut self,
+        id: u64,
+        extra_env: &[(String, String)],
+    ) -> anyhow::Result<()> {
         ensure!(!self.node_mut(id).alive(), "node {id} is already running");
         self.spawn(id, extra_env)?;
         self.wait_answering(id).await
@@ -347,9 +362,12 @@ impl ChaosCluster {
                     continue;
                 }
                 let request = self.admin(api::DigestRequest {});
-                if let Ok(reply) = ClusterServiceClient::new(self.channel(id)).digest(request).await {
+                if let Ok(reply) = ClusterServiceClient::new(self.channel(id))
+                    .digest(request)
+                    .await
+                {
                     let reply = reply.into_inner();
-                    digests.push((id, reply.applied_index, hex::encode(&reply.digest)));
+                    digests.push((id, reply.applied_index, reply.sha256_hex));
                 }
             }
             let indexes: Vec<u64> = digests.iter().map(|d| d.1).collect();
@@ -366,7 +384,9 @@ impl ChaosCluster {
     /// How many nodes have a running process.
     pub fn running(&mut self) -> usize {
         let ids = self.ids();
-        ids.into_iter().filter(|id| self.node_mut(*id).alive()).count()
+        ids.into_iter()
+            .filter(|id| self.node_mut(*id).alive())
+            .count()
     }
 
     async fn init(&mut self) -> anyhow::Result<()> {
@@ -426,18 +446,33 @@ impl ChaosCluster {
         let mut tls = toml::Table::new();
         let certs = &self.certs;
         tls.insert("ca_file".into(), path_value(&certs.join("ca.pem")));
-        tls.insert("cert_file".into(), path_value(&certs.join(format!("node-{id}.pem"))));
-        tls.insert("key_file".into(), path_value(&certs.join(format!("node-{id}-key.pem"))));
+        tls.insert(
+            "cert_file".into(),
+            path_value(&certs.join(format!("node-{id}.pem"))),
+        );
+        tls.insert(
+            "key_file".into(),
+            path_value(&certs.join(format!("node-{id}-key.pem"))),
+        );
         let mut table = self.spec.extra.clone();
         table.insert("node_id".into(), toml::Value::Integer(id as i64));
         table.insert("data_dir".into(), path_value(&node.data_dir()));
         table.insert("listen_addr".into(), format!("{ip}:{GRPC_PORT}").into());
-        table.insert("http_listen_addr".into(), format!("{ip}:{HTTP_PORT}").into());
-        table.insert("peer_listen_addr".into(), format!("{ip}:{PEER_PORT}").into());
+        table.insert(
+            "http_listen_addr".into(),
+            format!("{ip}:{HTTP_PORT}").into(),
+        );
+        table.insert(
+            "peer_listen_addr".into(),
+            format!("{ip}:{PEER_PORT}").into(),
+        );
         table.insert("tls".into(), toml::Value::Table(tls));
         table.insert("admin_token".into(), self.admin_token.clone().into());
         table.insert("issuer".into(), "https://warrant.chaos".into());
-        table.insert("clock_leeway_s".into(), toml::Value::Integer(CLOCK_LEEWAY_S));
+        table.insert(
+            "clock_leeway_s".into(),
+            toml::Value::Integer(CLOCK_LEEWAY_S),
+        );
         table.insert("init_single_node".into(), false.into());
         let text = toml::to_string(&table).context("render a node's config")?;
         fs::write(node.dir.join("warrant.toml"), text).context("write a node's config")
@@ -450,7 +485,8 @@ impl ChaosCluster {
         let mut command = self.net.command(id, &binary);
         let node = self.node_mut(id);
         node.starts += 1;
-        let log = |stream: &str| fs::File::create(node.dir.join(format!("{stream}.{}.log", node.starts)));
+        let log =
+            |stream: &str| fs::File::create(node.dir.join(format!("{stream}.{}.log", node.starts)));
         let stdout = log("stdout").context("create a stdout log")?;
         let stderr = log("stderr").context("create a stderr log")?;
         for (name, _) in std::env::vars_os() {
@@ -480,7 +516,11 @@ fn make_certs(binary: &Path, out: &Path, net: &Net, ids: &[u64]) -> anyhow::Resu
     for id in ids {
         command.args(["--host", &net.node_ip(*id).to_string()]);
     }
-    let output = command.arg("--out").arg(out).output().context("run warrant certs dev")?;
+    let output = command
+        .arg("--out")
+        .arg(out)
+        .output()
+        .context("run warrant certs dev")?;
     ensure!(
         output.status.success(),
         "warrant certs dev failed: {}",

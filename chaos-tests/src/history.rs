@@ -169,6 +169,8 @@ pub enum Value {
     Checkpoint {
         size: u64,
         root: String,
+        /// The signed note itself, for checking the final log's consistency with it.
+        note: String,
     },
 }
 
@@ -698,6 +700,7 @@ mod tests {
                 Outcome::Ok(Value::Checkpoint {
                     size: 7,
                     root: "ab".into(),
+                    note: "origin\n7\nqw==\n".into(),
                 }),
             ),
             (

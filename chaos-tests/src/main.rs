@@ -20,7 +20,10 @@ use warrant_chaos::{
 };
 
 #[derive(Parser)]
-#[command(name = "warrant-chaos", about = "Fault tests of real warrant processes")]
+#[command(
+    name = "warrant-chaos",
+    about = "Fault tests of real warrant processes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,7 +64,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Long { seed, minutes, table } => long(seed, minutes, table).await,
+        Command::Long {
+            seed,
+            minutes,
+            table,
+        } => long(seed, minutes, table).await,
         Command::Run { scenario, seed } => {
             let mut scenario = named(&scenario)?;
             if let Some(seed) = seed {
@@ -75,7 +82,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Schedule { nemeses, seed, ms } => {
-            let kinds = nemeses.iter().map(|n| kind(n)).collect::<anyhow::Result<Vec<_>>>()?;
+            let kinds = nemeses
+                .iter()
+                .map(|n| kind(n))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let schedule = Schedule::generate(seed, &kinds, ms, tiers::CI_FAULT_WINDOW);
             print!("{}", String::from_utf8_lossy(&schedule.to_file_bytes()));
             Ok(())
@@ -115,10 +125,15 @@ async fn long(seed: Option<u64>, minutes: u64, table: Option<PathBuf>) -> anyhow
     // Nine scenarios, the composed one twice as long: ten shares of the time, less start-up.
     let share = Duration::from_secs((minutes * 60 / 10).max(30));
     let scenarios = tiers::long_scenarios(seed, share);
-    println!("long tier: seed {seed}, {} scenarios, {share:?} each (composed: twice)", scenarios.len());
+    println!(
+        "long tier: seed {seed}, {} scenarios, {share:?} each (composed: twice)",
+        scenarios.len()
+    );
     let mut reports = Vec::new();
     for scenario in &scenarios {
-        let report = run(scenario).await.with_context(|| format!("scenario {}", scenario.name))?;
+        let report = run(scenario)
+            .await
+            .with_context(|| format!("scenario {}", scenario.name))?;
         println!("{}", report.summary());
         reports.push(report);
     }
@@ -155,7 +170,9 @@ fn markdown_table(seed: u64, reports: &[Report]) -> String {
             report.acknowledged,
             report.lost,
             report.violations,
-            report.liveness_ms.map_or("none".to_string(), |ms| format!("{ms} ms")),
+            report
+                .liveness_ms
+                .map_or("none".to_string(), |ms| format!("{ms} ms")),
         ));
     }
     text

@@ -6,10 +6,14 @@
 
 use std::{
     collections::BTreeSet,
-    sync::{Arc, atomic::{AtomicU64, Ordering}},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use anyhow::Context as _;
+use warrant_proto::api::{self, cluster_service_client::ClusterServiceClient};
 
 use crate::{
     clock,
@@ -36,6 +40,8 @@ pub struct Nemesis {
     filled: BTreeSet<u64>,
     armed: bool,
     pub log: Vec<Applied>,
+    /// What each Compact on a full disk answered.
+    pub compact_answers: Vec<String>,
 }
 
 impl Nemesis {
@@ -47,11 +53,17 @@ impl Nemesis {
             filled: BTreeSet::new(),
             armed: false,
             log: Vec::new(),
+            compact_answers: Vec::new(),
         }
     }
 
     /// Carries out one action; `at_ms` is only for the log.
-    pub async fn apply(&mut self, cluster: &mut ChaosCluster, action: &Action, at_ms: u64) -> anyhow::Result<()> {
+    pub async fn apply(
+        &mut self,
+        cluster: &mut ChaosCluster,
+        action: &Action,
+        at_ms: u64,
+    ) -> anyhow::Result<()> {
         let nodes = match action {
             Action::Kill { target } => self.kill(cluster, target).await?,
             Action::Pause { target } => self.pause(cluster, target).await?,
@@ -76,7 +88,13 @@ impl Nemesis {
                 self.faulted.store(0, Ordering::Relaxed);
                 cluster.ids()
             }
-            Action::RestartDead => restart_dead(cluster).await?,
+            Action::UnskewClocks => self.unskew(cluster).await?,
+            Action::RestartDead => {
+                if std::mem::take(&mut self.armed) {
+                    clear_env(cluster, "FAILPOINTS");
+                }
+                restart_dead(cluster).await?
+            }
         };
         self.log.push(Applied {
             at_ms,
@@ -92,8 +110,7 @@ impl Nemesis {
         cluster.net.heal().context("heal the network")?;
         self.resume(cluster)?;
         self.free(cluster)?;
-        let plain: Vec<u64> = std::mem::take(&mut self.skewed).into_iter().collect();
-        for id in plain {
+        for id in std::mem::take(&mut self.skewed) {
             cluster.node_mut(id).kill();
         }
         if std::mem::take(&mut self.armed) {
@@ -109,7 +126,11 @@ impl Nemesis {
         nodes.to_vec()
     }
 
-    async fn kill(&mut self, cluster: &mut ChaosCluster, target: &Target) -> anyhow::Result<Vec<u64>> {
+    async fn kill(
+        &mut self,
+        cluster: &mut ChaosCluster,
+        target: &Target,
+    ) -> anyhow::Result<Vec<u64>> {
         let ids = match target {
             Target::All => cluster.ids(),
             other => vec![resolve(cluster, other).await?],
@@ -120,7 +141,11 @@ impl Nemesis {
         Ok(self.fault(&ids))
     }
 
-    async fn pause(&mut self, cluster: &mut ChaosCluster, target: &Target) -> anyhow::Result<Vec<u64>> {
+    async fn pause(
+        &mut self,
+        cluster: &mut ChaosCluster,
+        target: &Target,
+    ) -> anyhow::Result<Vec<u64>> {
         let id = resolve(cluster, target).await?;
         cluster.node_mut(id).pause(true)?;
         self.paused.insert(id);
@@ -138,7 +163,12 @@ impl Nemesis {
 
     /// Restarts the target with its wall clock moved by `offset_s` (libfaketime; monotonic
     /// clocks untouched).
-    async fn skew(&mut self, cluster: &mut ChaosCluster, target: &Target, offset_s: i64) -> anyhow::Result<Vec<u64>> {
+    async fn skew(
+        &mut self,
+        cluster: &mut ChaosCluster,
+        target: &Target,
+        offset_s: i64,
+    ) -> anyhow::Result<Vec<u64>> {
         let id = resolve(cluster, target).await?;
         let env = clock::skew_env(offset_s).context("a skewed clock")?;
         cluster.node_mut(id).kill();
@@ -150,7 +180,11 @@ impl Nemesis {
     /// Restarts every node with the crash failpoint armed: each aborts right after committing
     /// its `after_applies`-th apply batch from now, before any reply for it leaves. All nodes
     /// apply the same entries, so the leader dies with replies in flight, and so do the others.
-    async fn arm(&mut self, cluster: &mut ChaosCluster, after_applies: u32) -> anyhow::Result<Vec<u64>> {
+    async fn arm(
+        &mut self,
+        cluster: &mut ChaosCluster,
+        after_applies: u32,
+    ) -> anyhow::Result<Vec<u64>> {
         let actions = format!("{CRASH_FAILPOINT}={after_applies}*off->1*return->off");
         let ids = cluster.ids();
         for id in &ids {
@@ -164,7 +198,22 @@ impl Nemesis {
         Ok(self.fault(&ids))
     }
 
-    async fn fill(&mut self, cluster: &mut ChaosCluster, target: &Target) -> anyhow::Result<Vec<u64>> {
+    /// Restarts every skewed node on the true clock.
+    async fn unskew(&mut self, cluster: &mut ChaosCluster) -> anyhow::Result<Vec<u64>> {
+        let ids: Vec<u64> = std::mem::take(&mut self.skewed).into_iter().collect();
+        for id in &ids {
+            cluster.node_mut(*id).kill();
+            cluster.start_node(*id, &[]).await?;
+        }
+        self.faulted.store(0, Ordering::Relaxed);
+        Ok(ids)
+    }
+
+    async fn fill(
+        &mut self,
+        cluster: &mut ChaosCluster,
+        target: &Target,
+    ) -> anyhow::Result<Vec<u64>> {
         let id = resolve(cluster, target).await?;
         let disk = cluster
             .node(id)
@@ -172,6 +221,21 @@ impl Nemesis {
             .context("the disk-full nemesis needs small disks (ClusterSpec::small_disks)")?;
         disk.fill().context("fill the disk")?;
         self.filled.insert(id);
+        // A few KB of writes land in space RocksDB's WAL has already allocated, so a full disk
+        // is met first by whatever writes new files: a snapshot, as an operator's Compact
+        // makes one. Its answer (refused, or the node gone) is the log's, not a failure here.
+        let request = cluster.admin(api::CompactRequest {});
+        let answer = ClusterServiceClient::new(cluster.channel(id))
+            .compact(request)
+            .await;
+        self.compact_answers.push(match answer {
+            Ok(reply) => format!("node {id}: Compact answered {:?}", reply.into_inner()),
+            Err(status) => format!(
+                "node {id}: Compact refused: {:?} {}",
+                status.code(),
+                status.message()
+            ),
+        });
         Ok(self.fault(&[id]))
     }
 
@@ -216,18 +280,30 @@ async fn resolve(cluster: &mut ChaosCluster, target: &Target) -> anyhow::Result<
     Ok(match target {
         Target::Leader | Target::All => leader,
         Target::Follower(n) => {
-            let followers: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != leader).collect();
+            let followers: Vec<u64> = cluster
+                .ids()
+                .into_iter()
+                .filter(|id| *id != leader)
+                .collect();
             followers[*n as usize % followers.len()]
         }
     })
 }
 
 /// Like [`resolve`], but never `other` (a one-way partition needs two nodes).
-async fn resolve_other(cluster: &mut ChaosCluster, target: &Target, other: u64) -> anyhow::Result<u64> {
+async fn resolve_other(
+    cluster: &mut ChaosCluster,
+    target: &Target,
+    other: u64,
+) -> anyhow::Result<u64> {
     let id = resolve(cluster, target).await?;
     if id != other {
         return Ok(id);
     }
-    let rest: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != other).collect();
+    let rest: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != other)
+        .collect();
     Ok(rest[0])
 }

@@ -12,7 +12,12 @@ use warrant_proto::api::{
     identity_service_client::IdentityServiceClient,
 };
 
-use crate::cluster::{ChaosCluster, with_auth};
+use warrant_proto::log::event::Kind;
+
+use crate::{
+    cluster::{ChaosCluster, with_auth},
+    workload::INVALID_GRANT_KEY_PREFIX,
+};
 
 /// Events per ListEvents page.
 const EVENTS_PAGE: u32 = 1000;
@@ -55,11 +60,19 @@ pub async fn existing_humans(
     Ok(found)
 }
 
-/// One node's whole event list, LOCAL (its own applied state): (seq, SHA-256 of the encoded
-/// event).
-pub async fn event_hashes(channel: Channel, admin_token: &str) -> anyhow::Result<Vec<(u64, String)>> {
+/// What one node's log holds, as the checkers read it.
+#[derive(Debug, Default)]
+pub struct NodeLog {
+    /// (seq, SHA-256 of the encoded event), in the node's order.
+    pub hashes: Vec<(u64, String)>,
+    /// The idempotency keys of created delegations that W3 made to be refused.
+    pub invalid_grants: Vec<String>,
+}
+
+/// One node's whole event list, LOCAL (its own applied state).
+pub async fn node_log(channel: Channel, admin_token: &str) -> anyhow::Result<NodeLog> {
     let mut client = AuditServiceClient::new(channel);
-    let mut events = Vec::new();
+    let mut log = NodeLog::default();
     let mut from_seq = 1;
     loop {
         let request = with_auth(
@@ -70,16 +83,32 @@ pub async fn event_hashes(channel: Channel, admin_token: &str) -> anyhow::Result
                 read: read(Consistency::Local),
             },
         );
-        let page = client.list_events(request).await.context("ListEvents")?.into_inner();
+        let page = client
+            .list_events(request)
+            .await
+            .context("ListEvents")?
+            .into_inner();
         let Some(last) = page.events.last().map(|e| e.seq) else {
-            return Ok(events);
+            return Ok(log);
         };
         for event in &page.events {
             let bytes = prost::Message::encode_to_vec(event);
-            events.push((event.seq, hex::encode(Sha256::digest(&bytes))));
+            log.hashes
+                .push((event.seq, hex::encode(Sha256::digest(&bytes))));
+            if matches!(event.kind, Some(Kind::DelegationCreated(_)))
+                && event.idempotency_key.starts_with(INVALID_GRANT_KEY_PREFIX)
+            {
+                log.invalid_grants.push(event.idempotency_key.clone());
+            }
         }
-        ensure!(events.len() <= EVENTS_READ_MAX, "more than {EVENTS_READ_MAX} events");
-        ensure!(last >= from_seq, "ListEvents went backwards: from {from_seq}, last {last}");
+        ensure!(
+            log.hashes.len() <= EVENTS_READ_MAX,
+            "more than {EVENTS_READ_MAX} events"
+        );
+        ensure!(
+            last >= from_seq,
+            "ListEvents went backwards: from {from_seq}, last {last}"
+        );
         from_seq = last + 1;
     }
 }
@@ -87,15 +116,38 @@ pub async fn event_hashes(channel: Channel, admin_token: &str) -> anyhow::Result
 /// Exports node `id`'s log and verifies it with `warrant audit verify` against every node's
 /// pinned key, once alone and once from each of (a spread of) the monitor's `held` checkpoint
 /// notes as the trusted one. Returns a line per failure (empty: all verified).
-pub fn verify_export(cluster: &ChaosCluster, id: u64, held: &[String], work: &Path) -> anyhow::Result<Vec<String>> {
+pub fn verify_export(
+    cluster: &ChaosCluster,
+    id: u64,
+    held: &[String],
+    work: &Path,
+) -> anyhow::Result<Vec<String>> {
     let export = work.join("export.jsonl");
     let common = common_args(cluster, id);
-    let output = warrant(cluster, &["audit", "export"], &common, &["--out", &export.display().to_string()])?;
-    ensure!(output.status.success(), "audit export failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = warrant(
+        cluster,
+        &["audit", "export"],
+        &common,
+        &["--out", &export.display().to_string()],
+    )?;
+    ensure!(
+        output.status.success(),
+        "audit export failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut keys = Vec::new();
     for node in cluster.ids() {
-        let output = warrant(cluster, &["audit", "keys"], &common_args(cluster, node), &[])?;
-        ensure!(output.status.success(), "audit keys failed: {}", String::from_utf8_lossy(&output.stderr));
+        let output = warrant(
+            cluster,
+            &["audit", "keys"],
+            &common_args(cluster, node),
+            &[],
+        )?;
+        ensure!(
+            output.status.success(),
+            "audit keys failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         keys.push(String::from_utf8_lossy(&output.stdout).trim().to_string());
     }
     let mut failures = Vec::new();
@@ -129,7 +181,9 @@ fn spread<T>(items: &[T], max: usize) -> Vec<&T> {
     if items.len() <= max {
         return items.iter().collect();
     }
-    (0..max).map(|i| &items[i * (items.len() - 1) / (max - 1)]).collect()
+    (0..max)
+        .map(|i| &items[i * (items.len() - 1) / (max - 1)])
+        .collect()
 }
 
 fn common_args(cluster: &ChaosCluster, id: u64) -> Vec<String> {
@@ -143,7 +197,12 @@ fn common_args(cluster: &ChaosCluster, id: u64) -> Vec<String> {
     ]
 }
 
-fn warrant(cluster: &ChaosCluster, verb: &[&str], common: &[String], args: &[&str]) -> anyhow::Result<std::process::Output> {
+fn warrant(
+    cluster: &ChaosCluster,
+    verb: &[&str],
+    common: &[String],
+    args: &[&str],
+) -> anyhow::Result<std::process::Output> {
     let mut command = Command::new(cluster.binary());
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("WARRANT_") {

@@ -19,7 +19,10 @@ pub const LONG_FAULT_WINDOW: (u64, u64) = (3_000, 15_000);
 
 /// A CI-tier scenario: `kind` alone.
 pub fn ci_scenario(kind: NemesisKind) -> Scenario {
-    let position = NemesisKind::ALL.iter().position(|k| *k == kind).unwrap_or(0) as u64;
+    let position = NemesisKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(0) as u64;
     Scenario {
         name: format!("ci-{}", kind.name()),
         seed: CI_SEED_BASE + position,

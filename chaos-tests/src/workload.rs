@@ -32,7 +32,10 @@ use warrant_proto::api::{
 
 use crate::{
     cluster::with_auth,
-    history::{OpF, Outcome, Recorder, Value, VerifyResult},
+    history::{
+        Consistency as Read, DelegationFault, OpF, Outcome, Recorder, Value, VerifyResult,
+        grpc_code_name,
+    },
 };
 
 /// The service every token is for.
@@ -51,8 +54,6 @@ pub const DELEGATION_TTL_S: u64 = 3600;
 pub const THINK_TIME: Duration = Duration::from_millis(20);
 /// How often the audit monitor asks for a checkpoint.
 pub const MONITOR_INTERVAL: Duration = Duration::from_millis(700);
-/// The most checkpoints the monitor keeps (the oldest go first... no: it keeps a spread).
-pub const MONITOR_CHECKPOINTS_MAX: usize = 64;
 
 /// The nodes a client may call, and which one is being faulted now (0: none).
 #[derive(Clone)]
@@ -131,7 +132,9 @@ pub async fn setup(channel: Channel, admin_token: &str) -> anyhow::Result<Fixtur
         ))
         .await?;
     let mut agents = Vec::new();
-    for name in std::iter::once("issuer".to_string()).chain((1..=CHAIN_AGENTS).map(|i| format!("chain-{i}"))) {
+    for name in std::iter::once("issuer".to_string())
+        .chain((1..=CHAIN_AGENTS).map(|i| format!("chain-{i}")))
+    {
         let secret = hex::encode(rand::random::<[u8; 24]>());
         identity
             .register_agent(with_auth(
@@ -156,12 +159,19 @@ pub async fn setup(channel: Channel, admin_token: &str) -> anyhow::Result<Fixtur
 }
 
 fn basic(agent: &(String, String)) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{}:{}", agent.0, agent.1)))
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", agent.0, agent.1))
+    )
 }
 
 /// `Ok` with `value`, or the error as the history records it. `write` says whether the call
 /// may have taken effect despite an error (a write), or certainly did not (a read).
-fn outcome<T>(result: Result<T, tonic::Status>, write: bool, value: impl FnOnce(T) -> Value) -> Outcome {
+fn outcome<T>(
+    result: Result<T, tonic::Status>,
+    write: bool,
+    value: impl FnOnce(T) -> Value,
+) -> Outcome {
     match result {
         Ok(reply) => Outcome::Ok(value(reply)),
         Err(status) => error_outcome(&status, write),
@@ -169,44 +179,49 @@ fn outcome<T>(result: Result<T, tonic::Status>, write: bool, value: impl FnOnce(
 }
 
 /// How an error is recorded: `Fail` when the call certainly had no effect (every read, and a
-/// write the edge refused before proposing it), `Info` when a write may or may not have
-/// committed (the node became unreachable, the deadline passed, the leader changed).
+/// write the edge refused with a documented reason before proposing it), `Info` when a write
+/// may or may not have committed (the node became unreachable, the deadline passed, the leader
+/// changed).
 pub fn error_outcome(status: &tonic::Status, write: bool) -> Outcome {
     let (code, reason) = status_reason(status);
-    let definite = !write
-        || matches!(
-            status.code(),
-            tonic::Code::InvalidArgument
-                | tonic::Code::Unauthenticated
-                | tonic::Code::PermissionDenied
-                | tonic::Code::NotFound
-                | tonic::Code::AlreadyExists
-                | tonic::Code::FailedPrecondition
-                | tonic::Code::OutOfRange
-        ) && reason.starts_with(|c: char| c.is_ascii_uppercase());
-    if definite {
+    let refused = matches!(
+        status.code(),
+        tonic::Code::InvalidArgument
+            | tonic::Code::Unauthenticated
+            | tonic::Code::PermissionDenied
+            | tonic::Code::NotFound
+            | tonic::Code::AlreadyExists
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::OutOfRange
+    ) && !reason.is_empty()
+        && !TRANSPORT_CLASSES.contains(&code.as_str());
+    if !write || refused {
         Outcome::Fail { code, reason }
     } else {
         Outcome::Info { code, reason }
     }
 }
 
-/// The status's gRPC code and its reason: the `ErrorInfo` reason the server sent, or, for a
-/// status the client made itself (no connection, deadline), `transport:<what>`; `""` when a
-/// server status carries none (an error-contract violation).
+/// The codes recorded for failures no server sent: no connection, or the client's deadline.
+pub const TRANSPORT_CLASSES: [&str; 2] = ["unreachable", "deadline"];
+
+/// The status's code and reason, as the history records them: the gRPC code's name and the
+/// `ErrorInfo` reason the server sent (`""` when it sent none: an error-contract violation), or,
+/// for a status the client made itself, a transport class and the client's message.
 pub fn status_reason(status: &tonic::Status) -> (String, String) {
-    let code = format!("{:?}", status.code());
     if let Some(info) = status.get_error_details().error_info() {
-        return (code, info.reason.clone());
+        let code = grpc_code_name(status.code() as i32).unwrap_or("UNKNOWN");
+        return (code.to_string(), info.reason.clone());
     }
     if std::error::Error::source(status).is_some() {
-        let what = match status.code() {
-            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => "deadline",
-            _ => "unreachable",
+        let class = match status.code() {
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => TRANSPORT_CLASSES[1],
+            _ => TRANSPORT_CLASSES[0],
         };
-        return (code, format!("transport:{what}"));
+        return (class.to_string(), status.message().to_string());
     }
-    (code, String::new())
+    let code = grpc_code_name(status.code() as i32).unwrap_or("UNKNOWN");
+    (code.to_string(), String::new())
 }
 
 fn linearizable() -> Option<ReadOptions> {
@@ -224,7 +239,10 @@ pub async fn unique_events(targets: Targets, recorder: Recorder, process: u32, s
         n += 1;
         let id = format!("w1-{process}-{n}");
         let (node, channel) = targets.random(&mut rng);
-        let pending = recorder.invoke(process, node, OpF::RegisterHuman { id: id.clone() }, &id);
+        let Ok(pending) = recorder.invoke(process, node, OpF::RegisterHuman { id: id.clone() })
+        else {
+            return;
+        };
         let request = targets.admin(api::RegisterHumanRequest {
             idempotency_key: format!("chaos-{id}"),
             human_id: id.clone(),
@@ -232,23 +250,34 @@ pub async fn unique_events(targets: Targets, recorder: Recorder, process: u32, s
             email: format!("{id}@example.com"),
             ..Default::default()
         });
-        let result = IdentityServiceClient::new(channel).register_human(request).await;
-        pending.complete(outcome(result, true, |_| Value::None));
+        let result = IdentityServiceClient::new(channel)
+            .register_human(request)
+            .await;
+        pending.complete(outcome(result, true, |_| Value::Ack));
         tokio::time::sleep(THINK_TIME).await;
     }
 }
 
 /// W2: one token at a time through issue, verifies, revoke and verifies, until stopped.
-pub async fn token_lifecycle(targets: Targets, recorder: Recorder, fixtures: Fixtures, process: u32, seed: u64) {
+pub async fn token_lifecycle(
+    targets: Targets,
+    recorder: Recorder,
+    fixtures: Fixtures,
+    process: u32,
+    seed: u64,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     while !targets.stopped() {
-        let Some((jti, token)) = issue(&targets, &recorder, &fixtures, process, &mut rng).await else {
+        let Some((jti, token)) = issue(&targets, &recorder, &fixtures, process, &mut rng).await
+        else {
             tokio::time::sleep(THINK_TIME).await;
             continue;
         };
         verify_some(&targets, &recorder, process, &jti, &token, &mut rng).await;
         let (node, channel) = targets.random(&mut rng);
-        let pending = recorder.invoke(process, node, OpF::Revoke { jti: jti.clone() }, &jti);
+        let Ok(pending) = recorder.invoke(process, node, OpF::Revoke { jti: jti.clone() }) else {
+            return;
+        };
         let request = targets.admin(api::RevokeRequest {
             idempotency_key: format!("chaos-revoke-{jti}"),
             jti: jti.clone(),
@@ -256,7 +285,7 @@ pub async fn token_lifecycle(targets: Targets, recorder: Recorder, fixtures: Fix
             ..Default::default()
         });
         let result = TokenServiceClient::new(channel).revoke(request).await;
-        pending.complete(outcome(result, true, |_| Value::None));
+        pending.complete(outcome(result, true, |_| Value::Ack));
         verify_some(&targets, &recorder, process, &jti, &token, &mut rng).await;
     }
 }
@@ -269,8 +298,10 @@ async fn issue(
     rng: &mut ChaCha8Rng,
 ) -> Option<(String, String)> {
     let (node, channel) = targets.random(rng);
-    let key = format!("issue-{process}-{}", rng.random::<u64>());
-    let pending = recorder.invoke(process, node, OpF::Issue, &key);
+    let f = OpF::Issue {
+        agent: fixtures.issuer.0.clone(),
+    };
+    let pending = recorder.invoke(process, node, f).ok()?;
     let request = with_auth(
         &basic(&fixtures.issuer),
         api::IssueRequest {
@@ -283,7 +314,9 @@ async fn issue(
     match TokenServiceClient::new(channel).issue(request).await {
         Ok(reply) => {
             let reply = reply.into_inner();
-            pending.complete_for(&reply.jti, Outcome::Ok(Value::Jti(reply.jti.clone())));
+            pending.complete(Outcome::Ok(Value::Issued {
+                jti: reply.jti.clone(),
+            }));
             Some((reply.jti, reply.access_token))
         }
         Err(status) => {
@@ -306,14 +339,22 @@ async fn verify_some(
             return;
         }
         let (node, channel) = targets.biased(rng);
-        let pending = recorder.invoke(process, node, OpF::Verify { jti: jti.to_string() }, jti);
+        let f = OpF::Verify {
+            jti: jti.to_string(),
+            consistency: Read::Linearizable,
+        };
+        let Ok(pending) = recorder.invoke(process, node, f) else {
+            return;
+        };
         let request = targets.admin(api::VerifyRequest {
             token: token.to_string(),
             audience: AUDIENCE.into(),
             read: linearizable(),
         });
         let result = TokenServiceClient::new(channel).verify(request).await;
-        pending.complete(outcome(result, false, |reply| Value::Verified(verify_result(&reply.into_inner()))));
+        pending.complete(outcome(result, false, |reply| Value::Verified {
+            result: verify_result(&reply.into_inner()),
+        }));
         tokio::time::sleep(THINK_TIME).await;
     }
 }
@@ -328,70 +369,154 @@ fn verify_result(reply: &api::VerifyResponse) -> VerifyResult {
     }
 }
 
+/// The idempotency key prefix of W3's attempts that must be refused: a committed event carrying
+/// one is a widening or a cycle that got through, whatever its reply said.
+pub const INVALID_GRANT_KEY_PREFIX: &str = "chaos-invalid-";
+
 /// W3: a root grant to the first chain agent, a narrower child to the second, and under it two
 /// attempts that must be refused: widening the scopes, and granting back to the first agent (a
 /// cycle).
-pub async fn delegation_chains(targets: Targets, recorder: Recorder, fixtures: Fixtures, process: u32, seed: u64) {
+pub async fn delegation_chains(
+    targets: Targets,
+    recorder: Recorder,
+    fixtures: Fixtures,
+    process: u32,
+    seed: u64,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let agents = &fixtures.chain_agents;
+    let mut client = Grants {
+        targets: &targets,
+        recorder: &recorder,
+        process,
+        rng: &mut rng,
+    };
     while !targets.stopped() {
-        let root = delegate(&targets, &recorder, process, &mut rng, None, &agents[0], &TOOLS, false).await;
-        let Some(root) = root else { continue };
-        let child = delegate(&targets, &recorder, process, &mut rng, Some((&root, &agents[0])), &agents[1], &TOOLS[..1], false).await;
-        let Some(child) = child else { continue };
-        delegate(&targets, &recorder, process, &mut rng, Some((&child, &agents[1])), &agents[2], &TOOLS, true).await;
-        delegate(&targets, &recorder, process, &mut rng, Some((&child, &agents[1])), &agents[0], &TOOLS[..1], true).await;
+        let root = Grant {
+            parent: None,
+            grantee: &agents[0],
+            scopes: &TOOLS,
+            fault: None,
+        };
+        let Some(root) = client.delegate(root).await else {
+            tokio::time::sleep(THINK_TIME).await;
+            continue;
+        };
+        let child = Grant {
+            parent: Some((&root, &agents[0])),
+            grantee: &agents[1],
+            scopes: &TOOLS[..1],
+            fault: None,
+        };
+        let Some(child) = client.delegate(child).await else {
+            tokio::time::sleep(THINK_TIME).await;
+            continue;
+        };
+        let holder = Some((child.as_str(), &agents[1]));
+        let widen = Grant {
+            parent: holder,
+            grantee: &agents[2],
+            scopes: &TOOLS,
+            fault: Some(DelegationFault::Widen),
+        };
+        client.delegate(widen).await;
+        let cycle = Grant {
+            parent: holder,
+            grantee: &agents[0],
+            scopes: &TOOLS[..1],
+            fault: Some(DelegationFault::Cycle),
+        };
+        client.delegate(cycle).await;
         tokio::time::sleep(THINK_TIME).await;
     }
 }
 
-/// One CreateDelegation: from the human (admin, `parent` None) or by the grantee of `parent`.
-/// `must_refuse` marks the attempts that widen or close a cycle. Returns the new grant's id.
-#[allow(clippy::too_many_arguments)]
-async fn delegate(
-    targets: &Targets,
-    recorder: &Recorder,
+/// One CreateDelegation W3 makes.
+struct Grant<'a> {
+    /// The parent grant and its grantee (who makes this one); `None`: a root grant from the
+    /// human, made by the admin.
+    parent: Option<(&'a str, &'a (String, String))>,
+    grantee: &'a (String, String),
+    scopes: &'a [&'a str],
+    /// Set for the attempts that must be refused.
+    fault: Option<DelegationFault>,
+}
+
+/// W3's client state.
+struct Grants<'a> {
+    targets: &'a Targets,
+    recorder: &'a Recorder,
     process: u32,
-    rng: &mut ChaCha8Rng,
-    parent: Option<(&str, &(String, String))>,
-    grantee: &(String, String),
-    scopes: &[&str],
-    must_refuse: bool,
-) -> Option<String> {
-    let (node, channel) = targets.random(rng);
-    let key = format!("delegate-{process}-{}", rng.random::<u64>());
-    let op = OpF::CreateDelegation {
-        parent: parent.map(|(id, _)| id.to_string()),
-        grantee: grantee.0.clone(),
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        must_refuse,
-    };
-    let pending = recorder.invoke(process, node, op, &key);
-    let message = api::CreateDelegationRequest {
-        idempotency_key: key.clone(),
-        parent_delegation_id: parent.map(|(id, _)| id.to_string()).unwrap_or_default(),
-        grantee_agent_id: grantee.0.clone(),
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        audiences: vec![AUDIENCE.into()],
-        task: "chaos".into(),
-        expires_at_unix_s: unix_now() + DELEGATION_TTL_S,
-        max_depth: if parent.is_none() { 3 } else { 0 },
-        grantor_human_id: if parent.is_none() { HUMAN.into() } else { String::new() },
-        budget: None,
-    };
-    let request = match parent {
-        None => targets.admin(message),
-        Some((_, holder)) => with_auth(&basic(holder), message),
-    };
-    match DelegationServiceClient::new(channel).create_delegation(request).await {
-        Ok(reply) => {
-            let id = reply.into_inner().delegation.map(|d| d.delegation_id).unwrap_or_default();
-            pending.complete(Outcome::Ok(Value::Delegation(id.clone())));
-            Some(id)
-        }
-        Err(status) => {
-            pending.complete(error_outcome(&status, true));
-            None
+    rng: &'a mut ChaCha8Rng,
+}
+
+impl Grants<'_> {
+    /// Makes `grant` on a random node; returns the new grant's id.
+    async fn delegate(&mut self, grant: Grant<'_>) -> Option<String> {
+        let (node, channel) = self.targets.random(self.rng);
+        let parent = grant
+            .parent
+            .map_or_else(|| format!("human:{HUMAN}"), |(id, _)| id.to_string());
+        let scopes: Vec<String> = grant.scopes.iter().map(|s| s.to_string()).collect();
+        let (f, prefix) = match grant.fault {
+            None => (
+                OpF::CreateDelegation {
+                    parent,
+                    scopes: scopes.clone(),
+                },
+                "chaos-grant-",
+            ),
+            Some(fault) => (
+                OpF::InvalidDelegation {
+                    parent,
+                    scopes: scopes.clone(),
+                    fault,
+                },
+                INVALID_GRANT_KEY_PREFIX,
+            ),
+        };
+        let key = format!("{prefix}{}-{}", self.process, self.rng.random::<u64>());
+        let pending = self.recorder.invoke(self.process, node, f).ok()?;
+        let message = api::CreateDelegationRequest {
+            idempotency_key: key,
+            parent_delegation_id: grant
+                .parent
+                .map(|(id, _)| id.to_string())
+                .unwrap_or_default(),
+            grantee_agent_id: grant.grantee.0.clone(),
+            scopes,
+            audiences: vec![AUDIENCE.into()],
+            task: "chaos".into(),
+            expires_at_unix_s: unix_now() + DELEGATION_TTL_S,
+            max_depth: if grant.parent.is_none() { 3 } else { 0 },
+            grantor_human_id: if grant.parent.is_none() {
+                HUMAN.into()
+            } else {
+                String::new()
+            },
+            budget: None,
+        };
+        let request = match grant.parent {
+            None => self.targets.admin(message),
+            Some((_, holder)) => with_auth(&basic(holder), message),
+        };
+        match DelegationServiceClient::new(channel)
+            .create_delegation(request)
+            .await
+        {
+            Ok(reply) => {
+                let id = reply
+                    .into_inner()
+                    .delegation
+                    .map(|d| d.delegation_id)
+                    .unwrap_or_default();
+                pending.complete(Outcome::Ok(Value::DelegationCreated { id: id.clone() }));
+                Some(id)
+            }
+            Err(status) => {
+                pending.complete(error_outcome(&status, true));
+                None
+            }
         }
     }
 }
@@ -408,12 +533,16 @@ pub async fn audit_monitor(targets: Targets, recorder: Recorder, process: u32, s
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     while !targets.stopped() {
         let (node, channel) = targets.random(&mut rng);
-        let pending = recorder.invoke(process, node, OpF::Checkpoint, "checkpoint");
+        let Ok(pending) = recorder.invoke(process, node, OpF::Checkpoint) else {
+            return;
+        };
         let request = targets.admin(api::GetCheckpointRequest {
             read: linearizable(),
             fresh: false,
         });
-        let result = AuditServiceClient::new(channel).get_checkpoint(request).await;
+        let result = AuditServiceClient::new(channel)
+            .get_checkpoint(request)
+            .await;
         pending.complete(outcome(result, false, |reply| {
             let reply = reply.into_inner();
             Value::Checkpoint {
@@ -430,55 +559,74 @@ pub async fn audit_monitor(targets: Targets, recorder: Recorder, process: u32, s
 #[derive(Clone, Copy, Debug)]
 enum BadInput {
     EmptyHumanId,
-    GarbageToken,
+    OversizedHumanId,
     TooManyScopes,
     BadCredential,
 }
 
 const BAD_INPUTS: [BadInput; 4] = [
     BadInput::EmptyHumanId,
-    BadInput::GarbageToken,
+    BadInput::OversizedHumanId,
     BadInput::TooManyScopes,
     BadInput::BadCredential,
 ];
+
+/// How long the oversized id is: far past any id limit, well under the message limit.
+const OVERSIZED_ID_BYTES: usize = 64 * 1024;
 
 /// How many scopes the oversized request names: far past any scope-list limit.
 const TOO_MANY_SCOPES: usize = 10_000;
 
 /// W6: malformed calls to random nodes, during the faults.
-pub async fn bad_input(targets: Targets, recorder: Recorder, fixtures: Fixtures, process: u32, seed: u64) {
+pub async fn bad_input(
+    targets: Targets,
+    recorder: Recorder,
+    fixtures: Fixtures,
+    process: u32,
+    seed: u64,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     while !targets.stopped() {
         let case = *BAD_INPUTS.choose(&mut rng).expect("a case");
         let (node, channel) = targets.random(&mut rng);
-        let pending = recorder.invoke(process, node, OpF::BadInput { case: format!("{case:?}") }, "bad-input");
+        let f = OpF::BadInput {
+            case: format!("{case:?}"),
+        };
+        let Ok(pending) = recorder.invoke(process, node, f) else {
+            return;
+        };
         let result = send_bad(&targets, &fixtures, channel, case).await;
         pending.complete(match result {
-            Ok(()) => Outcome::Ok(Value::None),
+            Ok(()) => Outcome::Ok(Value::Ack),
             Err(status) => error_outcome(&status, false),
         });
         tokio::time::sleep(THINK_TIME * 5).await;
     }
 }
 
-async fn send_bad(targets: &Targets, fixtures: &Fixtures, channel: Channel, case: BadInput) -> Result<(), tonic::Status> {
+async fn send_bad(
+    targets: &Targets,
+    fixtures: &Fixtures,
+    channel: Channel,
+    case: BadInput,
+) -> Result<(), tonic::Status> {
     match case {
         BadInput::EmptyHumanId => {
             let request = targets.admin(api::RegisterHumanRequest::default());
-            IdentityServiceClient::new(channel).register_human(request).await.map(drop)
+            IdentityServiceClient::new(channel)
+                .register_human(request)
+                .await
+                .map(drop)
         }
-        BadInput::GarbageToken => {
-            let request = targets.admin(api::VerifyRequest {
-                token: "not.a.jwt".into(),
-                audience: AUDIENCE.into(),
-                read: linearizable(),
+        BadInput::OversizedHumanId => {
+            let request = targets.admin(api::RegisterHumanRequest {
+                human_id: "h".repeat(OVERSIZED_ID_BYTES),
+                ..Default::default()
             });
-            // A garbage token is a well-formed call: Verify answers "inactive, MALFORMED".
-            let reply = TokenServiceClient::new(channel).verify(request).await?.into_inner();
-            if reply.active {
-                return Err(tonic::Status::internal("a garbage token verified as active"));
-            }
-            Ok(())
+            IdentityServiceClient::new(channel)
+                .register_human(request)
+                .await
+                .map(drop)
         }
         BadInput::TooManyScopes => {
             let request = with_auth(
@@ -489,7 +637,10 @@ async fn send_bad(targets: &Targets, fixtures: &Fixtures, channel: Channel, case
                     ..Default::default()
                 },
             );
-            TokenServiceClient::new(channel).issue(request).await.map(drop)
+            TokenServiceClient::new(channel)
+                .issue(request)
+                .await
+                .map(drop)
         }
         BadInput::BadCredential => {
             let wrong = (fixtures.issuer.0.clone(), "wrong-secret".to_string());
@@ -501,7 +652,10 @@ async fn send_bad(targets: &Targets, fixtures: &Fixtures, channel: Channel, case
                     ..Default::default()
                 },
             );
-            TokenServiceClient::new(channel).issue(request).await.map(drop)
+            TokenServiceClient::new(channel)
+                .issue(request)
+                .await
+                .map(drop)
         }
     }
 }

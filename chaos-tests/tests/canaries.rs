@@ -10,12 +10,23 @@ use warrant_chaos::{run::run, tiers};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 async fn caught(canary: &str, expected_checkers: &[&str]) {
-    let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let scenario = tiers::canary_scenario(canary);
     let report = run(&scenario).await.expect("the run completes");
     println!("{}", report.summary());
-    assert!(!report.ok(), "the canary {canary} went unnoticed: {}", report.summary());
-    let failed: Vec<&str> = report.verdicts.iter().filter(|v| !v.ok).map(|v| v.checker).collect();
+    assert!(
+        !report.ok(),
+        "the canary {canary} went unnoticed: {}",
+        report.summary()
+    );
+    let failed: Vec<&str> = report
+        .verdicts
+        .iter()
+        .filter(|v| !v.ok)
+        .map(|v| v.checker)
+        .collect();
     assert!(
         expected_checkers.iter().any(|c| failed.contains(c)),
         "the canary {canary} failed {failed:?}, not one of {expected_checkers:?}: {}",
@@ -25,17 +36,29 @@ async fn caught(canary: &str, expected_checkers: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledging_before_the_fsync_loses_writes_on_kill_all() {
-    caught("ack_before_fsync", &["lost_writes", "liveness", "audit_continuity"]).await;
+    caught(
+        "ack_before_fsync",
+        &["lost_writes", "liveness", "audit_continuity"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linearizable_read_from_local_state_is_stale_on_an_isolated_leader() {
-    caught("linearizable_read_local", &["revocations_honoured", "linearizable"]).await;
+    caught(
+        "linearizable_read_local",
+        &["revocations_honoured", "linearizable"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skipping_the_revocation_check_on_followers_verifies_revoked_tokens() {
-    caught("skip_follower_revocation", &["revocations_honoured", "linearizable"]).await;
+    caught(
+        "skip_follower_revocation",
+        &["revocations_honoured", "linearizable"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,13 +17,23 @@ use warrant_chaos::{
 static SERIAL: Mutex<()> = Mutex::new(());
 
 async fn passes(kind: NemesisKind) {
-    let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let scenario: Scenario = tiers::ci_scenario(kind);
     let report = run(&scenario).await.expect("the run completes");
     println!("{}", report.summary());
     assert!(report.ok(), "{}", report.summary());
-    assert!(report.acknowledged > 0, "nothing was acknowledged: {}", report.summary());
-    assert!(!report.nemesis.is_empty(), "the nemesis did nothing: {}", report.summary());
+    assert!(
+        report.acknowledged > 0,
+        "nothing was acknowledged: {}",
+        report.summary()
+    );
+    assert!(
+        !report.nemesis.is_empty(),
+        "the nemesis did nothing: {}",
+        report.summary()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,9 +5,11 @@ use crate::history::{History, OpF, Outcome};
 
 pub const DELEGATIONS_NEVER_WIDEN: &str = "delegations_never_widen";
 
-/// Every `InvalidDelegation` attempt must not have been acknowledged. Indeterminate attempts
-/// are counted: whether one committed can only be told from the final state.
-pub fn delegations_never_widen(history: &History) -> Verdict {
+/// Every `InvalidDelegation` attempt must not have been acknowledged, and none may have
+/// committed: `committed_invalid` lists the idempotency keys of the attempts found in the final
+/// log as created delegations (the caller reads them back), which settles the indeterminate
+/// ones too.
+pub fn delegations_never_widen(history: &History, committed_invalid: &[String]) -> Verdict {
     let mut violations = Violations::default();
     let (mut attempts, mut refused, mut indeterminate) = (0, 0, 0);
     for op in history.ops() {
@@ -29,8 +31,14 @@ pub fn delegations_never_widen(history: &History) -> Verdict {
             Outcome::Info { .. } => indeterminate += 1,
         }
     }
+    for key in committed_invalid {
+        violations.push(format!(
+            "a delegation that had to be refused is in the log (idempotency key {key})"
+        ));
+    }
     let summary = format!(
-        "{attempts} attempts that must be refused: {refused} refused, {indeterminate} indeterminate"
+        "{attempts} attempts that must be refused: {refused} refused, {indeterminate} indeterminate, {} in the final log",
+        committed_invalid.len()
     );
     violations.verdict(DELEGATIONS_NEVER_WIDEN, summary)
 }
@@ -95,9 +103,18 @@ mod tests {
             ),
         ];
         for (name, ops, ok, violations) in cases {
-            let verdict = delegations_never_widen(&history(ops));
+            let verdict = delegations_never_widen(&history(ops), &[]);
             assert_eq!(verdict.ok, ok, "{name}: {verdict:?}");
             assert_eq!(verdict.violations.len(), violations, "{name}: {verdict:?}");
         }
+        let indeterminate = vec![attempt(
+            DelegationFault::Cycle,
+            info("unreachable", "reset"),
+        )];
+        let verdict = delegations_never_widen(&history(indeterminate), &["chaos-invalid-1".into()]);
+        assert!(
+            !verdict.ok,
+            "an indeterminate attempt found committed: {verdict:?}"
+        );
     }
 }
