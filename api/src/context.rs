@@ -118,6 +118,8 @@ impl Context {
 
     /// Passes the read barrier for `consistency` and returns a reader over the state.
     pub async fn read(&self, consistency: ReadConsistency) -> Result<StateReader, ApiError> {
+        #[cfg(feature = "chaos")]
+        let consistency = crate::chaos::read_consistency(consistency);
         self.node.read_barrier(consistency).await?;
         Ok(self.node.reader())
     }

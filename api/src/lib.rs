@@ -12,6 +12,9 @@ pub mod audit;
 pub mod audit_export;
 pub mod auth;
 pub mod authzen;
+/// The planted bugs of chaos-tests/: only in a build with the `chaos` feature.
+#[cfg(feature = "chaos")]
+mod chaos;
 pub mod context;
 pub mod digest_key;
 pub mod error;

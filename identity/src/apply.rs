@@ -164,16 +164,20 @@ fn apply_recording(
             ));
         }
     }
+    #[cfg(not(feature = "chaos"))]
+    let time_unix_ms = batch.time_unix_ms;
+    #[cfg(feature = "chaos")]
+    let time_unix_ms = crate::chaos::apply_time_unix_ms(batch.time_unix_ms);
     let mut applier = Applier {
         overlay: Overlay::new(state),
-        time_unix_ms: batch.time_unix_ms,
+        time_unix_ms,
         log_index,
         last_seq: seq_before,
         events: Vec::new(),
         records,
         event_records: Vec::new(),
     };
-    assertions::prune_spent(&mut applier.overlay, batch.time_unix_ms / 1000)?;
+    assertions::prune_spent(&mut applier.overlay, time_unix_ms / 1000)?;
     let mut outcomes = Vec::with_capacity(batch.commands.len());
     for (position, command) in batch.commands.iter().enumerate() {
         let outcome = match u32::try_from(position) {

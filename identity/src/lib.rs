@@ -13,13 +13,19 @@
 //! - `fixtures` (tests and the `fixtures` feature only): commands as tests and benchmarks build
 //!   them.
 //!
+//! - `chaos` (feature `chaos` only): the planted bugs of chaos-tests/, selected by
+//!   `CHAOS_CANARY`.
+//!
 //! **Architecture Invariant:** this crate does no I/O. It has no tokio, RocksDB or network
 //! dependency, reads no clock and draws no randomness; storage is reached only through
-//! [`StateRead`], and writes are returned, never made.
+//! [`StateRead`], and writes are returned, never made. (The one exception is the `chaos`
+//! feature's `apply_reads_clock` canary, a planted bug that no release build contains.)
 
 pub mod access;
 pub mod apply;
 pub mod audit;
+#[cfg(feature = "chaos")]
+pub mod chaos;
 pub mod check;
 pub mod digest;
 pub mod effective;

@@ -1,5 +1,5 @@
 //! `warrant version` (what this binary is: its version, the compiler and target it was built
-//! with, and its build profile) and `warrant completions <shell>` (a completion script made by
+//! with, its build profile, and the test-only features compiled in) and `warrant completions <shell>` (a completion script made by
 //! clap_complete from the command tree itself, so it lists every verb and flag).
 
 use serde::Serialize;
@@ -15,6 +15,20 @@ pub struct VersionInfo {
     pub profile: &'static str,
     pub allocator: &'static str,
     pub tls: &'static str,
+    /// Test-only features compiled in: `chaos` (failpoints and planted bugs), else none. A
+    /// release build has none.
+    pub features: Vec<&'static str>,
+}
+
+/// The test-only features this binary was built with. Asked of `warrant_raft`, not of this
+/// crate's own features: a `cargo test --workspace` build turns `chaos` on through
+/// chaos-tests' dev-dependencies on the libraries, without this crate's feature.
+fn features() -> Vec<&'static str> {
+    if warrant_raft::CHAOS {
+        vec!["chaos"]
+    } else {
+        Vec::new()
+    }
 }
 
 pub fn version_info() -> VersionInfo {
@@ -29,6 +43,7 @@ pub fn version_info() -> VersionInfo {
         },
         allocator: "jemalloc",
         tls: "rustls with aws-lc-rs",
+        features: features(),
     }
 }
 
@@ -43,6 +58,11 @@ pub fn version(output: Output) -> anyhow::Result<()> {
             println!("  profile   : {}", info.profile);
             println!("  allocator : {}", info.allocator);
             println!("  tls       : {}", info.tls);
+            let features = match info.features.as_slice() {
+                [] => "none".to_string(),
+                features => format!("{} (test-only, never in a release)", features.join(", ")),
+            };
+            println!("  features  : {features}");
         }
     }
     Ok(())
@@ -51,4 +71,18 @@ pub fn version(output: Output) -> anyhow::Result<()> {
 /// Writes the completion script for `shell` of the command tree `command` to stdout.
 pub fn completions(shell: clap_complete::Shell, command: &mut clap::Command) {
     clap_complete::generate(shell, command, "warrant", &mut std::io::stdout());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_name_chaos_exactly_when_it_is_compiled_in() {
+        let info = version_info();
+        assert_eq!(info.features.contains(&"chaos"), warrant_raft::CHAOS);
+        let json = serde_json::to_value(&info).expect("serialise");
+        let listed = json["features"].as_array().expect("a features list");
+        assert_eq!(listed.len(), usize::from(warrant_raft::CHAOS));
+    }
 }

@@ -25,6 +25,9 @@
 mod apply_trace;
 mod backup;
 mod backup_file;
+/// Fault injection for chaos-tests/: only in a build with the `chaos` feature.
+#[cfg(feature = "chaos")]
+pub mod chaos;
 mod config;
 mod error;
 mod limits;
@@ -46,6 +49,11 @@ mod storage_memory;
 pub mod trace_context;
 mod transfer;
 mod types;
+
+/// Whether this build has the `chaos` feature (failpoints and planted bugs: the module `chaos`).
+/// The API's and the node's `chaos` features turn this crate's on, so it answers for the
+/// binary: `warrant version` reports it.
+pub const CHAOS: bool = cfg!(feature = "chaos");
 
 pub use backup::{
     BACKUP_DIR, BackupError, RESTORE_MEMBERS_MAX, RestoreRequest, Restored, SavedBackup, restore,

@@ -7,7 +7,8 @@
 //! are flushed; the vote is written synced before `save_vote` returns; `purge` persists the last
 //! purged log id in the same synced batch that deletes the entries. The committed log id is
 //! written without sync because openraft treats it as a hint (it re-learns commit from the
-//! leader).
+//! leader). The `ack_before_fsync` canary of a chaos build breaks the first rule on purpose
+//! (`write_appended`).
 
 use std::{fmt::Debug, ops::RangeBounds, path::Path, sync::Arc};
 
@@ -40,6 +41,11 @@ pub struct LogStore {
 impl LogStore {
     /// Syncs the write-ahead log: at shutdown, after Raft stopped.
     pub(crate) fn flush(&self) -> Result<(), rocksdb::Error> {
+        // What the canary wrote without a WAL is durable only in SST files.
+        #[cfg(feature = "chaos")]
+        if crate::chaos::ack_before_fsync() {
+            crate::chaos::flush_memtables(&self.db, &[CF_LOGS, CF_META])?;
+        }
         self.db.flush_wal(true)
     }
 
@@ -60,7 +66,17 @@ impl LogStore {
                 reason: e.to_string(),
             }
         })?;
-        Ok(LogStore { db: Arc::new(db) })
+        let db = Arc::new(db);
+        #[cfg(feature = "chaos")]
+        if crate::chaos::ack_before_fsync() {
+            crate::chaos::spawn_memtable_flusher(
+                "chaos-log-flush",
+                Arc::downgrade(&db),
+                Arc::clone,
+                &[CF_LOGS, CF_META],
+            );
+        }
+        Ok(LogStore { db })
     }
 
     /// What RocksDB reports this database holds in memory (and on disk).
@@ -119,6 +135,19 @@ impl LogStore {
                 Ok(Some(entry.log_id))
             }
         }
+    }
+
+    /// Writes appended entries: synced, so they survive a crash before openraft hears of them.
+    fn write_appended(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+        #[cfg(feature = "chaos")]
+        if crate::chaos::ack_before_fsync() {
+            // Planted bug (`ack_before_fsync`): the entries are acknowledged while they live
+            // only in a memtable; a SIGKILL before the next flush loses them.
+            return self
+                .db
+                .write_opt(batch, &crate::chaos::unlogged_write_options());
+        }
+        self.write_synced(batch)
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
@@ -243,7 +272,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+        let committed = self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten();
+        #[cfg(feature = "chaos")]
+        if crate::chaos::ack_before_fsync() {
+            return self.committed_within_log(committed);
+        }
+        Ok(committed)
     }
 
     async fn append<I>(
@@ -264,7 +298,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let store = self.clone();
         // The synced write is the fsync: openraft may count these entries toward a quorum only
         // once they survive a crash, so the callback fires after it returns.
-        let result = tokio::task::spawn_blocking(move || store.write_synced(batch))
+        let result = tokio::task::spawn_blocking(move || store.write_appended(batch))
             .await
             .map_err(|e| StorageError::from(StorageIOError::write_logs(&e)))?;
         match result {
@@ -304,6 +338,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
             .map_err(|e| StorageError::from(StorageIOError::write_logs(&e)))?
             .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(feature = "chaos")]
+impl LogStore {
+    /// Under `ack_before_fsync`, the committed hint (written through the WAL, so it survives a
+    /// kill) can name entries the kill took from the log. openraft re-applies up to it at start
+    /// and would fail on every restart for want of them, so the node would never come up to
+    /// show the writes it lost: the hint is cut to the last entry the log still holds.
+    fn committed_within_log(
+        &self,
+        committed: Option<LogId>,
+    ) -> Result<Option<LogId>, StorageError> {
+        let last_purged: Option<LogId> = self.read_meta(KEY_LAST_PURGED)?;
+        let last = self.last_entry_log_id()?.or(last_purged);
+        Ok(match (committed, last) {
+            (Some(committed), Some(last)) if last.index < committed.index => Some(last),
+            (Some(_), None) => None,
+            (committed, _) => committed,
+        })
     }
 }
 
@@ -357,6 +411,32 @@ mod tests {
         assert_eq!(limited[0].log_id.index, 1);
         let all = store.try_get_log_entries(1..11).await.expect("read");
         assert_eq!(all.len(), 10, "an unlimited read is not cut");
+    }
+
+    #[cfg(feature = "chaos")]
+    #[test]
+    fn the_canary_cuts_the_committed_hint_to_the_log_it_kept() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let store = open(dir.path());
+        let log_id = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
+        let within = |committed| store.committed_within_log(committed).expect("read");
+        assert_eq!(
+            within(Some(log_id(5))),
+            None,
+            "an empty log holds nothing committed"
+        );
+        put_entries(&store, &[16; 3]);
+        assert_eq!(within(Some(log_id(5))), Some(log_id(3)));
+        assert_eq!(within(Some(log_id(2))), Some(log_id(2)));
+        assert_eq!(within(None), None);
+        store
+            .write_meta(KEY_LAST_PURGED, &log_id(9), true)
+            .expect("purged");
+        store
+            .db
+            .delete_range_cf(store.logs(), index_key(0), index_key(10))
+            .expect("delete");
+        assert_eq!(within(Some(log_id(12))), Some(log_id(9)), "up to the purge");
     }
 
     #[tokio::test]

@@ -269,6 +269,8 @@ impl RaftNode {
     /// Opens the stores under `config.data_dir` and starts Raft. The node starts uninitialised
     /// unless its data directory already holds a cluster.
     pub async fn start(config: RaftConfig) -> Result<Self, StartError> {
+        #[cfg(feature = "chaos")]
+        crate::chaos::start()?;
         let openraft_config = config.to_openraft().map_err(StartError::Config)?;
         let memory = crate::storage_memory::StorageMemory::new(config.storage_cache_mib)
             .map_err(StartError::Config)?;

@@ -131,7 +131,7 @@ impl StateMachineStore {
         let current_snapshot = latest_snapshot(&snapshot_dir);
         let position = applied_position(&db)?;
         let (applied, _) = watch::channel(position);
-        Ok(StateMachineStore {
+        let store = StateMachineStore {
             shared: Arc::new(Shared {
                 sm_dir,
                 snapshot_dir,
@@ -143,7 +143,17 @@ impl StateMachineStore {
                 snapshot_counter: AtomicU64::new(0),
                 traces: ApplyTraces::default(),
             }),
-        })
+        };
+        #[cfg(feature = "chaos")]
+        if crate::chaos::ack_before_fsync() {
+            crate::chaos::spawn_memtable_flusher(
+                "chaos-sm-flush",
+                Arc::downgrade(&store.shared),
+                |shared| shared.db.read().unwrap_or_else(|e| e.into_inner()).clone(),
+                &[CF_STATE, CF_RAFT],
+            );
+        }
+        Ok(store)
     }
 
     /// What RocksDB reports the live generation holds in memory (and on disk).
@@ -184,6 +194,11 @@ impl StateMachineStore {
 
     /// Syncs the write-ahead log: at shutdown, after Raft stopped.
     pub(crate) fn flush(&self) -> Result<(), rocksdb::Error> {
+        // What the canary wrote without a WAL is durable only in SST files.
+        #[cfg(feature = "chaos")]
+        if crate::chaos::ack_before_fsync() {
+            crate::chaos::flush_memtables(&self.db(), &[CF_STATE, CF_RAFT])?;
+        }
         self.db().flush_wal(true)
     }
 
@@ -540,7 +555,13 @@ impl StateMachineStore {
 /// Applies committed entries in one synced `WriteBatch`. Later entries see earlier entries'
 /// writes through an overlay, exactly as if each had been written on its own.
 fn apply_entries(db: &Arc<DB>, entries: Vec<Entry>) -> Result<Vec<BatchResponse>, StorageError> {
-    apply_entries_with(db, entries, warrant_identity::apply_batch)
+    let responses = apply_entries_with(db, entries, warrant_identity::apply_batch)?;
+    // Between apply commit and reply: the write is durable, its outcome not yet returned.
+    #[cfg(feature = "chaos")]
+    fail::fail_point!(crate::chaos::APPLY_AFTER_COMMIT, |_| {
+        crate::chaos::crash_after_commit()
+    });
+    Ok(responses)
 }
 
 /// [`apply_entries`] with `apply` deciding each batch.
@@ -607,11 +628,24 @@ fn apply_entries_with(
     if let Some(time) = last_batch_time_ms {
         batch.put_cf(raft, KEY_LAST_BATCH_TIME, time.to_be_bytes());
     }
-    let mut write_options = WriteOptions::default();
-    write_options.set_sync(true);
-    db.write_opt(batch, &write_options)
+    db.write_opt(batch, &apply_write_options())
         .map_err(|e| StorageIOError::write_state_machine(&e))?;
     Ok(responses)
+}
+
+/// An apply is synced: its outcome goes back to the client once it returns.
+fn apply_write_options() -> WriteOptions {
+    #[cfg(feature = "chaos")]
+    if crate::chaos::ack_before_fsync() {
+        // Planted bug (`ack_before_fsync`): applies are acknowledged from a memtable too.
+        // Were they durable, the leader (which applied every acknowledged write) would win
+        // the election after a kill of every node about half the time and hand its state to
+        // the others in a snapshot, hiding the entries their logs lost.
+        return crate::chaos::unlogged_write_options();
+    }
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(true);
+    write_options
 }
 
 impl StateRead for StateReader {

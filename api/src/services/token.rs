@@ -107,7 +107,11 @@ impl TokenService for TokenApi {
             now_unix_s: now_unix_s(),
             leeway_s: self.context.clock_leeway_s,
         };
+        #[cfg(not(feature = "chaos"))]
         let verdict = tokens::check(&reader, &request.token, &expect)?;
+        #[cfg(feature = "chaos")]
+        let verdict =
+            crate::chaos::verify_token(&self.context.node, &reader, &request.token, &expect)?;
         let applied_seq = query::applied_seq(&reader).map_err(storage)?;
         crate::metrics::token_verified(verdict.as_ref().err().map(|invalid| invalid.reason));
         let reply = match verdict {
