@@ -72,10 +72,11 @@ impl Targets {
     /// Half of the time the faulted node, if there is one; otherwise a random node.
     fn biased(&self, rng: &mut ChaCha8Rng) -> (u64, Channel) {
         let faulted = self.faulted.load(Ordering::Relaxed);
-        if faulted != 0 && rng.random_bool(0.5) {
-            if let Some(target) = self.nodes.iter().find(|(id, _)| *id == faulted) {
-                return target.clone();
-            }
+        if faulted != 0
+            && rng.random_bool(0.5)
+            && let Some(target) = self.nodes.iter().find(|(id, _)| *id == faulted)
+        {
+            return target.clone();
         }
         self.random(rng)
     }

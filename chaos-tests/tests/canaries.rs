@@ -2,17 +2,13 @@
 //! make its scenario fail, and fail in the checker that guards against it. A checker that passes
 //! a planted bug would pass the real one too.
 
-use std::sync::Mutex;
-
 use warrant_chaos::{run::run, tiers};
 
 /// One scenario at a time in this binary.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn caught(canary: &str, expected_checkers: &[&str]) {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = SERIAL.lock().await;
     let scenario = tiers::canary_scenario(canary);
     let report = run(&scenario).await.expect("the run completes");
     println!("{}", report.summary());

@@ -5,8 +5,6 @@
 //! and namespaces. A failing run prints its report and keeps its schedule, history and node logs
 //! (see `Report::artefacts`); `warrant-chaos replay` reruns its seed.
 
-use std::sync::Mutex;
-
 use warrant_chaos::{
     run::{Scenario, run},
     schedule::NemesisKind,
@@ -14,12 +12,10 @@ use warrant_chaos::{
 };
 
 /// One scenario at a time in this binary.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn passes(kind: NemesisKind) {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = SERIAL.lock().await;
     let scenario: Scenario = tiers::ci_scenario(kind);
     let report = run(&scenario).await.expect("the run completes");
     println!("{}", report.summary());

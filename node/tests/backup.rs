@@ -431,7 +431,10 @@ async fn quiet_save_reports_the_digest(a: &Cluster, leader: u64, scratch: &Path,
         assert!(ok, "quiet save failed: {stderr}");
         let quiet_status = status_json(&quiet, token).await;
         let saved_index = u64_of(&quiet_status, "index");
-        assert!(saved_index >= index_now, "the save went back: {saved_index} < {index_now}");
+        assert!(
+            saved_index >= index_now,
+            "the save went back: {saved_index} < {index_now}"
+        );
         if saved_index == index_now {
             assert_eq!(str_of(&quiet_status, "state_digest"), digest_now.sha256_hex);
             return;
