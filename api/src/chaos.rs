@@ -44,7 +44,7 @@ pub(crate) fn verify_token(
     token: &str,
     expect: &Expectations<'_>,
 ) -> Result<Result<Checked, Invalid>, ApiError> {
-    if !canary(Canary::SkipFollowerRevocation) || warrant_raft::chaos::is_leader(node) {
+    if !canary(Canary::SkipFollowerRevocation) || node.is_leader() {
         return tokens::check(state, token, expect);
     }
     let checked = match tokens::check_issuance(state, token, expect)? {

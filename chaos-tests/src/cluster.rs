@@ -8,6 +8,7 @@
 use std::{
     collections::BTreeMap,
     fs,
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Stdio},
     time::Duration,
@@ -494,6 +495,9 @@ impl ChaosCluster {
                 command.env_remove(name);
             }
         }
+        // Its own process group: a terminal's Ctrl-C reaches the harness, which stops its nodes
+        // by pid, never a group it does not own.
+        command.process_group(0);
         command
             .arg("server")
             .arg("--config")

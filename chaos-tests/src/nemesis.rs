@@ -21,9 +21,6 @@ use crate::{
     schedule::{Action, Target},
 };
 
-/// The failpoint between apply's commit and the reply (feature `chaos`).
-pub const CRASH_FAILPOINT: &str = "apply_after_commit";
-
 /// One line of the nemesis's log: when (ms from the run's start), what, on which nodes.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Applied {
@@ -39,19 +36,22 @@ pub struct Nemesis {
     skewed: BTreeSet<u64>,
     filled: BTreeSet<u64>,
     armed: bool,
+    /// The crash failpoint [`Action::ArmFailpoint`] arms.
+    failpoint: String,
     pub log: Vec<Applied>,
     /// What each Compact on a full disk answered.
     pub compact_answers: Vec<String>,
 }
 
 impl Nemesis {
-    pub fn new(faulted: Arc<AtomicU64>) -> Nemesis {
+    pub fn new(faulted: Arc<AtomicU64>, failpoint: &str) -> Nemesis {
         Nemesis {
             faulted,
             paused: BTreeSet::new(),
             skewed: BTreeSet::new(),
             filled: BTreeSet::new(),
             armed: false,
+            failpoint: failpoint.to_string(),
             log: Vec::new(),
             compact_answers: Vec::new(),
         }

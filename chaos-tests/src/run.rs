@@ -39,6 +39,12 @@ const CLIENT_STOP_WAIT: Duration = Duration::from_secs(15);
 /// W2 token clients per run.
 const TOKEN_CLIENTS: u32 = 2;
 
+/// Raft entries between two snapshots in a run (the default is 20,000).
+const SNAPSHOT_EVERY_ENTRIES: i64 = 200;
+/// Raft entries kept behind a snapshot in a run (the default is 10,000): a node down for a few
+/// seconds catches up by snapshot install.
+const SNAPSHOT_KEEP_ENTRIES: i64 = 50;
+
 /// A planted bug the run turns on (feature `chaos`; see `warrant_identity::chaos`).
 pub const CANARY_ENV: &str = "CHAOS_CANARY";
 
@@ -55,6 +61,8 @@ pub struct Scenario {
     pub canary: Option<String>,
     /// The third octet of the cluster's subnet.
     pub subnet: u8,
+    /// The crash failpoint the failpoint nemesis arms (one of `tiers::CRASH_POINTS`).
+    pub failpoint: String,
 }
 
 /// What a run found.
@@ -203,12 +211,17 @@ fn spec(scenario: &Scenario) -> ClusterSpec {
             env.insert(id, vec![(CANARY_ENV.to_string(), canary.clone())]);
         }
     }
+    // Snapshots, log purges and snapshot installs every few seconds of load, not every few
+    // minutes: the faults meet them too, and so do the failpoints placed in them.
+    let mut extra = toml::Table::new();
+    extra.insert("snapshot_logs_since_last".into(), toml::Value::Integer(SNAPSHOT_EVERY_ENTRIES));
+    extra.insert("snapshot_logs_kept".into(), toml::Value::Integer(SNAPSHOT_KEEP_ENTRIES));
     ClusterSpec {
         tag: short_tag(&scenario.name),
         subnet: scenario.subnet,
         env,
         small_disks: scenario.kinds.contains(&NemesisKind::DiskFullFollower),
-        extra: toml::Table::new(),
+        extra,
     }
 }
 
@@ -263,7 +276,7 @@ async fn drive(
     };
     let recorder = Recorder::new();
     let clients = spawn_clients(&targets, &recorder, &fixtures, scenario.seed);
-    let mut nemesis = Nemesis::new(faulted);
+    let mut nemesis = Nemesis::new(faulted, &scenario.failpoint);
     let started = Instant::now();
     for step in &schedule.steps {
         let due = started + Duration::from_millis(step.at_ms);

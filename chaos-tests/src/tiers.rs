@@ -17,6 +17,22 @@ pub const LONG_DURATION: Duration = Duration::from_secs(180);
 /// The long tier's faults are longer.
 pub const LONG_FAULT_WINDOW: (u64, u64) = (3_000, 15_000);
 
+/// The product's crash failpoints (`warrant_raft::chaos::CRASH_POINTS`; a test checks the two
+/// lists agree). The CI tier arms the one between apply commit and reply; the long tier picks one
+/// by seed.
+pub const CRASH_POINTS: [&str; 8] = [
+    "log_append_before_fsync",
+    "log_append_after_fsync",
+    "vote_saved",
+    "apply_before_commit",
+    "apply_after_commit",
+    "snapshot_built",
+    "snapshot_installed",
+    "purged",
+];
+/// The failpoint the CI tier crashes at.
+pub const CI_CRASH_POINT: &str = "apply_after_commit";
+
 /// A CI-tier scenario: `kind` alone.
 pub fn ci_scenario(kind: NemesisKind) -> Scenario {
     let position = NemesisKind::ALL
@@ -31,6 +47,7 @@ pub fn ci_scenario(kind: NemesisKind) -> Scenario {
         fault_window: CI_FAULT_WINDOW,
         canary: None,
         subnet: 10 + position as u8,
+        failpoint: CI_CRASH_POINT.to_string(),
     }
 }
 
@@ -54,6 +71,7 @@ pub fn canary_scenario(canary: &str) -> Scenario {
         fault_window: CI_FAULT_WINDOW,
         canary: Some(canary.to_string()),
         subnet: 40 + position as u8,
+        failpoint: CI_CRASH_POINT.to_string(),
     }
 }
 
@@ -70,6 +88,7 @@ pub fn long_scenarios(seed: u64, duration: Duration) -> Vec<Scenario> {
             fault_window: LONG_FAULT_WINDOW,
             canary: None,
             subnet: 100 + i as u8,
+            failpoint: CRASH_POINTS[(seed as usize + i) % CRASH_POINTS.len()].to_string(),
         })
         .collect();
     scenarios.push(Scenario {
@@ -80,6 +99,7 @@ pub fn long_scenarios(seed: u64, duration: Duration) -> Vec<Scenario> {
         fault_window: LONG_FAULT_WINDOW,
         canary: None,
         subnet: 120,
+        failpoint: CRASH_POINTS[(seed as usize + 100) % CRASH_POINTS.len()].to_string(),
     });
     scenarios
 }

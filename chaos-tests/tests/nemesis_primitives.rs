@@ -533,3 +533,12 @@ fn skew_env_moves_the_wall_clock_and_not_the_monotonic_one() {
         );
     }
 }
+
+/// The harness arms the failpoints the product has: the two lists are one list.
+#[test]
+fn the_harness_knows_every_crash_point_of_the_product() {
+    assert_eq!(
+        warrant_chaos::tiers::CRASH_POINTS,
+        warrant_raft::chaos::CRASH_POINTS
+    );
+}

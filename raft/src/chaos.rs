@@ -10,7 +10,7 @@ use std::{
 use rocksdb::{DB, WriteOptions};
 use warrant_identity::chaos::{Canary, canary};
 
-use crate::{error::StartError, node::RaftNode};
+use crate::error::StartError;
 
 /// The environment variable fail-rs reads its failpoints from: `name=actions;name=actions`,
 /// e.g. `apply_after_commit=20*off->1*return->off` (crash at the 21st apply).
@@ -61,12 +61,40 @@ fn configure_failpoints(list: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// What the `apply_after_commit` failpoint does when it fires: the process dies at once, as a
-/// crash would, with the apply durable and its reply never sent.
-pub(crate) fn crash_after_commit() -> ! {
-    eprintln!("failpoint {APPLY_AFTER_COMMIT} fired: aborting after the apply was committed");
+/// Every crash failpoint, where the storage catalogue puts them (reliability.md): each aborts
+/// the process when its `return` action fires. [`APPLY_AFTER_COMMIT`] is the one between apply
+/// commit and reply.
+pub const CRASH_POINTS: [&str; 8] = [
+    LOG_APPEND_BEFORE_FSYNC,
+    LOG_APPEND_AFTER_FSYNC,
+    VOTE_SAVED,
+    APPLY_BEFORE_COMMIT,
+    APPLY_AFTER_COMMIT,
+    SNAPSHOT_BUILT,
+    SNAPSHOT_INSTALLED,
+    PURGED,
+];
+/// Before appended log entries are written and synced.
+pub const LOG_APPEND_BEFORE_FSYNC: &str = "log_append_before_fsync";
+/// After appended entries are synced, before openraft hears of it.
+pub const LOG_APPEND_AFTER_FSYNC: &str = "log_append_after_fsync";
+/// After a vote is synced, before it is answered.
+pub const VOTE_SAVED: &str = "vote_saved";
+/// After an apply is decided, before its `WriteBatch` is written.
+pub const APPLY_BEFORE_COMMIT: &str = "apply_before_commit";
+/// After a snapshot is built and recorded, before openraft hears of it.
+pub const SNAPSHOT_BUILT: &str = "snapshot_built";
+/// After a received snapshot is installed, before openraft hears of it.
+pub const SNAPSHOT_INSTALLED: &str = "snapshot_installed";
+/// After the log is purged up to a snapshot, before openraft hears of it.
+pub const PURGED: &str = "purged";
+
+/// What a crash failpoint does when it fires: the process dies at once, as a crash would.
+pub(crate) fn crash(name: &str) -> ! {
+    eprintln!("failpoint {name} fired: aborting");
     std::process::abort()
 }
+
 
 /// Whether the `ack_before_fsync` canary is active.
 pub(crate) fn ack_before_fsync() -> bool {
@@ -117,12 +145,6 @@ pub(crate) fn spawn_memtable_flusher<S: Send + Sync + 'static>(
     if let Err(error) = spawned {
         tracing::error!(%error, "ack_before_fsync canary: no memtable flusher thread");
     }
-}
-
-/// Whether `node` leads now, as its Raft metrics say: what the `skip_follower_revocation`
-/// canary asks.
-pub fn is_leader(node: &RaftNode) -> bool {
-    node.raft().metrics().borrow().current_leader == Some(node.node_id())
 }
 
 #[cfg(test)]

@@ -22,6 +22,15 @@
 // return the same type so errors pass through unchanged.
 #![allow(clippy::result_large_err)]
 
+/// A crash failpoint named `$name` (one of `chaos::CRASH_POINTS`): with the `chaos` feature,
+/// the process aborts here when `FAILPOINTS` arms it; without the feature, nothing at all.
+macro_rules! crash_point {
+    ($name:expr) => {
+        #[cfg(feature = "chaos")]
+        fail::fail_point!($name, |_| crate::chaos::crash($name));
+    };
+}
+
 mod apply_trace;
 mod backup;
 mod backup_file;

@@ -139,6 +139,7 @@ impl LogStore {
 
     /// Writes appended entries: synced, so they survive a crash before openraft hears of them.
     fn write_appended(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+        crash_point!(crate::chaos::LOG_APPEND_BEFORE_FSYNC);
         #[cfg(feature = "chaos")]
         if crate::chaos::ack_before_fsync() {
             // Planted bug (`ack_before_fsync`): the entries are acknowledged while they live
@@ -147,7 +148,9 @@ impl LogStore {
                 .db
                 .write_opt(batch, &crate::chaos::unlogged_write_options());
         }
-        self.write_synced(batch)
+        self.write_synced(batch)?;
+        crash_point!(crate::chaos::LOG_APPEND_AFTER_FSYNC);
+        Ok(())
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
@@ -258,9 +261,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let store = self.clone();
         let vote = *vote;
-        tokio::task::spawn_blocking(move || store.write_meta(KEY_VOTE, &vote, true))
+        let saved = tokio::task::spawn_blocking(move || store.write_meta(KEY_VOTE, &vote, true))
             .await
-            .map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))?
+            .map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))?;
+        crash_point!(crate::chaos::VOTE_SAVED);
+        saved
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -334,10 +339,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             index_key(log_id.index.saturating_add(1)),
         );
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_synced(batch))
+        let purged = tokio::task::spawn_blocking(move || store.write_synced(batch))
             .await
             .map_err(|e| StorageError::from(StorageIOError::write_logs(&e)))?
-            .map_err(|e| StorageIOError::write_logs(&e).into())
+            .map_err(|e| StorageIOError::write_logs(&e).into());
+        crash_point!(crate::chaos::PURGED);
+        purged
     }
 }
 

@@ -329,6 +329,12 @@ impl RaftNode {
         self.config.node_id
     }
 
+    /// Whether this node leads now, as its Raft metrics say (not a confirmed leadership: for
+    /// decisions that only need a local view).
+    pub fn is_leader(&self) -> bool {
+        self.raft().metrics().borrow().current_leader == Some(self.node_id())
+    }
+
     pub(crate) fn raft(&self) -> &Raft {
         &self.raft
     }

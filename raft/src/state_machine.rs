@@ -458,9 +458,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let store = self.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || store.install_snapshot_blocking(&meta, &snapshot.path))
-            .await
-            .map_err(|e| StorageError::from(StorageIOError::write_state_machine(&e)))?
+        let installed = tokio::task::spawn_blocking(move || {
+            store.install_snapshot_blocking(&meta, &snapshot.path)
+        })
+        .await
+        .map_err(|e| StorageError::from(StorageIOError::write_state_machine(&e)))?;
+        crash_point!(crate::chaos::SNAPSHOT_INSTALLED);
+        installed
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
@@ -508,10 +512,12 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointSnapshotBuilder {
                 let _ = done_tx.send(built);
             })
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        done_rx.await.map_err(|_| {
+        let built = done_rx.await.map_err(|_| {
             let e = std::io::Error::other("the snapshot build thread ended without a result");
             StorageError::from(StorageIOError::write_state_machine(&e))
-        })?
+        })?;
+        crash_point!(crate::chaos::SNAPSHOT_BUILT);
+        built
     }
 }
 
@@ -557,10 +563,7 @@ impl StateMachineStore {
 fn apply_entries(db: &Arc<DB>, entries: Vec<Entry>) -> Result<Vec<BatchResponse>, StorageError> {
     let responses = apply_entries_with(db, entries, warrant_identity::apply_batch)?;
     // Between apply commit and reply: the write is durable, its outcome not yet returned.
-    #[cfg(feature = "chaos")]
-    fail::fail_point!(crate::chaos::APPLY_AFTER_COMMIT, |_| {
-        crate::chaos::crash_after_commit()
-    });
+    crash_point!(crate::chaos::APPLY_AFTER_COMMIT);
     Ok(responses)
 }
 
@@ -628,6 +631,7 @@ fn apply_entries_with(
     if let Some(time) = last_batch_time_ms {
         batch.put_cf(raft, KEY_LAST_BATCH_TIME, time.to_be_bytes());
     }
+    crash_point!(crate::chaos::APPLY_BEFORE_COMMIT);
     db.write_opt(batch, &apply_write_options())
         .map_err(|e| StorageIOError::write_state_machine(&e))?;
     Ok(responses)
