@@ -202,7 +202,7 @@ impl Net {
     /// # Panics
     /// If `id` is not on this net.
     pub fn command(&self, id: u64, program: impl AsRef<OsStr>) -> Command {
-        let mut command = Command::new("ip");
+        let mut command = Command::new(tool("ip"));
         command
             .args(["netns", "exec"])
             .arg(self.ns_name(id))
@@ -298,9 +298,9 @@ add rule inet {FAULT_TABLE} input ip saddr {sender} ct direction original drop
     fn create_bridge(&self) -> Result<(), NetError> {
         let bridge = self.bridge_name();
         let address = format!("{}/{PREFIX_LEN}", self.host_ip());
-        run(Command::new("ip").args(["link", "add", &bridge, "type", "bridge"]))?;
-        run(Command::new("ip").args(["addr", "add", &address, "dev", &bridge]))?;
-        run(Command::new("ip").args(["link", "set", &bridge, "up"]))?;
+        run(Command::new(tool("ip")).args(["link", "add", &bridge, "type", "bridge"]))?;
+        run(Command::new(tool("ip")).args(["addr", "add", &address, "dev", &bridge]))?;
+        run(Command::new(tool("ip")).args(["link", "set", &bridge, "up"]))?;
         Ok(())
     }
 
@@ -312,9 +312,9 @@ add rule inet {FAULT_TABLE} input ip saddr {sender} ct direction original drop
             let _serialised = NETNS_ADD_LOCK
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            run(Command::new("ip").args(["netns", "add", &ns]))?;
+            run(Command::new(tool("ip")).args(["netns", "add", &ns]))?;
         }
-        run(Command::new("ip").args([
+        run(Command::new(tool("ip")).args([
             "link",
             "add",
             &host_veth,
@@ -326,11 +326,25 @@ add rule inet {FAULT_TABLE} input ip saddr {sender} ct direction original drop
             "netns",
             &ns,
         ]))?;
-        run(Command::new("ip").args(["link", "set", &host_veth, "master", &self.bridge_name()]))?;
-        run(Command::new("ip").args(["link", "set", &host_veth, "up"]))?;
-        run(Command::new("ip").args(["-n", &ns, "addr", "add", &address, "dev", NODE_IFNAME]))?;
-        run(Command::new("ip").args(["-n", &ns, "link", "set", NODE_IFNAME, "up"]))?;
-        run(Command::new("ip").args(["-n", &ns, "link", "set", "lo", "up"]))?;
+        run(Command::new(tool("ip")).args([
+            "link",
+            "set",
+            &host_veth,
+            "master",
+            &self.bridge_name(),
+        ]))?;
+        run(Command::new(tool("ip")).args(["link", "set", &host_veth, "up"]))?;
+        run(Command::new(tool("ip")).args([
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &address,
+            "dev",
+            NODE_IFNAME,
+        ]))?;
+        run(Command::new(tool("ip")).args(["-n", &ns, "link", "set", NODE_IFNAME, "up"]))?;
+        run(Command::new(tool("ip")).args(["-n", &ns, "link", "set", "lo", "up"]))?;
         self.nft(id, TRACK_SCRIPT)
     }
 
@@ -360,7 +374,7 @@ add rule inet {FAULT_TABLE} input ip saddr {sender} ct direction original drop
     }
 
     fn nft(&self, id: u64, script: &str) -> Result<(), NetError> {
-        let mut command = Command::new("ip");
+        let mut command = Command::new(tool("ip"));
         command
             .args(["netns", "exec"])
             .arg(self.node_name(id))
@@ -375,17 +389,17 @@ add rule inet {FAULT_TABLE} input ip saddr {sender} ct direction original drop
             let name = self.node_name(id);
             // Deleting the host end destroys the pair even if the namespace lives on.
             if interface_exists(&name) {
-                warn_on_error(run(Command::new("ip").args(["link", "del", &name])));
+                warn_on_error(run(Command::new(tool("ip")).args(["link", "del", &name])));
             }
             if Path::new("/run/netns").join(&name).exists() {
                 // A namespace with processes in it outlives its name: end them first.
                 kill_processes_in(&name);
-                warn_on_error(run(Command::new("ip").args(["netns", "del", &name])));
+                warn_on_error(run(Command::new(tool("ip")).args(["netns", "del", &name])));
             }
         }
         let bridge = self.bridge_name();
         if interface_exists(&bridge) {
-            warn_on_error(run(Command::new("ip").args(["link", "del", &bridge])));
+            warn_on_error(run(Command::new(tool("ip")).args(["link", "del", &bridge])));
         }
     }
 }
@@ -440,7 +454,7 @@ fn allow_bridged_forwarding() -> Result<(), NetError> {
     if enabled.is_empty() {
         return Ok(());
     }
-    let ruleset = run(Command::new("nft").args(["list", "ruleset"]))?;
+    let ruleset = run(Command::new(tool("nft")).args(["list", "ruleset"]))?;
     if !ruleset.contains("hook forward") {
         return Ok(());
     }
@@ -467,7 +481,7 @@ fn read_operstate(interface: &str) -> String {
 }
 
 fn kill_processes_in(ns: &str) {
-    let pids = match run(Command::new("ip").args(["netns", "pids", ns])) {
+    let pids = match run(Command::new(tool("ip")).args(["netns", "pids", ns])) {
         Ok(pids) => pids,
         Err(error) => {
             eprintln!("warrant-chaos net: cleanup: {error}");
@@ -540,3 +554,18 @@ fn run_with_input(command: &mut Command, input: Option<&str>) -> Result<String, 
     written.map_err(io_error)?;
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// Where the system tool `name` is: the first match on `PATH`, then the sbin directories that a
+/// plain user's `PATH` (and `env -i`) leaves out, where Debian puts `nft`; `name` itself when
+/// none has it (the spawn then fails naming it).
+fn tool(name: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SBIN_DIRS.iter().map(std::path::PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| std::path::PathBuf::from(name))
+}
+
+/// The sbin directories [`tool`] also searches.
+const SBIN_DIRS: [&str; 3] = ["/usr/sbin", "/sbin", "/usr/local/sbin"];

@@ -214,8 +214,14 @@ fn spec(scenario: &Scenario) -> ClusterSpec {
     // Snapshots, log purges and snapshot installs every few seconds of load, not every few
     // minutes: the faults meet them too, and so do the failpoints placed in them.
     let mut extra = toml::Table::new();
-    extra.insert("snapshot_logs_since_last".into(), toml::Value::Integer(SNAPSHOT_EVERY_ENTRIES));
-    extra.insert("snapshot_logs_kept".into(), toml::Value::Integer(SNAPSHOT_KEEP_ENTRIES));
+    extra.insert(
+        "snapshot_logs_since_last".into(),
+        toml::Value::Integer(SNAPSHOT_EVERY_ENTRIES),
+    );
+    extra.insert(
+        "snapshot_logs_kept".into(),
+        toml::Value::Integer(SNAPSHOT_KEEP_ENTRIES),
+    );
     ClusterSpec {
         tag: short_tag(&scenario.name),
         subnet: scenario.subnet,

@@ -95,7 +95,6 @@ pub(crate) fn crash(name: &str) -> ! {
     std::process::abort()
 }
 
-
 /// Whether the `ack_before_fsync` canary is active.
 pub(crate) fn ack_before_fsync() -> bool {
     canary(Canary::AckBeforeFsync)
