@@ -4,6 +4,7 @@
 //! warrant-chaos long [--seed N] [--minutes M] [--table FILE]   every nemesis at length, then composed
 //! warrant-chaos run <scenario> [--seed N]                      one CI-tier or canary scenario
 //! warrant-chaos schedule <nemesis,...> --seed N [--ms D]       print the schedule a seed makes
+//! warrant-chaos table --seed N DIR...                          the table of earlier runs' artefacts
 //! ```
 //!
 //! It runs the `warrant` binary beside it (or `CHAOS_WARRANT_BIN`), which must be built with the
@@ -14,7 +15,8 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use warrant_chaos::{
-    run::{Report, Scenario, run},
+    history::History,
+    run::{Scenario, run, workload_rows},
     schedule::{NemesisKind, Schedule},
     tiers,
 };
@@ -50,6 +52,12 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Prints the nemesis x workload table of earlier runs, from their artefacts directories.
+    Table {
+        #[arg(long)]
+        seed: u64,
+        dirs: Vec<PathBuf>,
+    },
     /// Prints the schedule file a seed makes for these nemeses (comma-separated names).
     Schedule {
         #[arg(value_delimiter = ',')]
@@ -79,6 +87,10 @@ async fn main() -> anyhow::Result<()> {
             if !report.ok() {
                 bail!("{} failed", scenario.name);
             }
+            Ok(())
+        }
+        Command::Table { seed, dirs } => {
+            print!("{}", markdown_table(seed, &dirs)?);
             Ok(())
         }
         Command::Schedule { nemeses, seed, ms } => {
@@ -130,26 +142,39 @@ async fn long(seed: Option<u64>, minutes: u64, table: Option<PathBuf>) -> anyhow
         scenarios.len()
     );
     let mut reports = Vec::new();
+    let mut errors = Vec::new();
     for scenario in &scenarios {
-        let report = run(scenario)
-            .await
-            .with_context(|| format!("scenario {}", scenario.name))?;
-        println!("{}", report.summary());
-        reports.push(report);
+        // A run that could not complete (the harness's own failure) is reported and the tier
+        // goes on: the other scenarios still say something.
+        match run(scenario).await {
+            Ok(report) => {
+                println!("{}", report.summary());
+                reports.push(report);
+            }
+            Err(error) => {
+                println!("{}: the run did not complete: {error:#}", scenario.name);
+                errors.push(scenario.name.clone());
+            }
+        }
     }
-    let text = markdown_table(seed, &reports);
+    let dirs: Vec<PathBuf> = reports.iter().map(|r| r.artefacts.clone()).collect();
+    let text = markdown_table(seed, &dirs)?;
     println!("{text}");
     if let Some(path) = table {
         std::fs::write(&path, &text).with_context(|| format!("write {}", path.display()))?;
     }
-    if reports.iter().any(|r| !r.ok()) {
-        bail!("the long tier found violations");
+    if !errors.is_empty() {
+        println!("runs that did not complete: {}", errors.join(", "));
+    }
+    if reports.iter().any(|r| !r.ok()) || !errors.is_empty() {
+        bail!("the long tier found violations or did not complete");
     }
     Ok(())
 }
 
-/// The nemesis x workload table of `chaos-tests/README.md`.
-fn markdown_table(seed: u64, reports: &[Report]) -> String {
+/// The nemesis x workload table of `chaos-tests/README.md`, from each run's artefacts
+/// directory (its `report.json` and `history.jsonl`).
+fn markdown_table(seed: u64, artefacts: &[PathBuf]) -> anyhow::Result<String> {
     let date = std::process::Command::new("date")
         .arg("-u")
         .arg("+%Y-%m-%d")
@@ -157,23 +182,43 @@ fn markdown_table(seed: u64, reports: &[Report]) -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let mut text = format!(
-        "Long tier of {date}, seed {seed}. Every scenario ran W1, W2 (two clients), W3, W5 and W6 at once.\n\n\
-         | scenario | nemesis steps | operations | acknowledged writes | lost (must be 0) | violations (must be 0) | liveness after heal |\n\
-         |---|---|---|---|---|---|---|\n"
+        "Long tier of {date}, seed {seed} (scenario seeds count up from it). Every scenario ran \
+         W1, W2 (two clients), W3, W5 and W6 at once; \"cluster\" is the checks of the whole \
+         cluster (digests, liveness).\n\n\
+         | scenario | workload | operations | acknowledged | lost (must be 0) | violations (must be 0) |\n\
+         |---|---|---|---|---|---|\n"
     );
-    for report in reports {
-        text.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            report.scenario,
-            report.nemesis.len(),
-            report.operations,
-            report.acknowledged,
-            report.lost,
-            report.violations,
-            report
-                .liveness_ms
-                .map_or("none".to_string(), |ms| format!("{ms} ms")),
-        ));
+    for dir in artefacts {
+        let report: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join("report.json"))
+                .with_context(|| format!("read {}/report.json", dir.display()))?,
+        )?;
+        let history = History::read_file(&dir.join("history.jsonl"))?;
+        let verdicts: Vec<(String, bool, usize)> = report["verdicts"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .map(|v| {
+                        let count = v["violations"].as_array().map_or(0, Vec::len);
+                        (
+                            v["checker"].as_str().unwrap_or("").to_string(),
+                            v["ok"].as_bool().unwrap_or(false),
+                            count,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let lost = report["lost"].as_u64().unwrap_or(0) as usize;
+        let scenario = report["scenario"].as_str().unwrap_or("?");
+        let failpoint = report["failpoint"].as_str().filter(|f| !f.is_empty());
+        let name = failpoint.map_or(scenario.to_string(), |f| format!("{scenario} ({f})"));
+        for row in workload_rows(&verdicts, lost, &history) {
+            text.push_str(&format!(
+                "| {name} | {} | {} | {} | {} | {} |\n",
+                row.workload, row.operations, row.acknowledged, row.lost, row.violations
+            ));
+        }
     }
-    text
+    Ok(text)
 }

@@ -177,15 +177,17 @@ impl Nemesis {
         Ok(self.fault(&[id]))
     }
 
-    /// Restarts every node with the crash failpoint armed: each aborts right after committing
-    /// its `after_applies`-th apply batch from now, before any reply for it leaves. All nodes
-    /// apply the same entries, so the leader dies with replies in flight, and so do the others.
+    /// Restarts every node with the run's crash failpoint armed: each aborts the
+    /// `after_applies + 1`-th time it passes that point from now. With `apply_after_commit` all
+    /// nodes apply the same entries, so the leader dies with replies in flight, and so do the
+    /// others; the storage points fire where each node's own appends, votes or snapshots reach
+    /// them.
     async fn arm(
         &mut self,
         cluster: &mut ChaosCluster,
         after_applies: u32,
     ) -> anyhow::Result<Vec<u64>> {
-        let actions = format!("{CRASH_FAILPOINT}={after_applies}*off->1*return->off");
+        let actions = format!("{}={after_applies}*off->1*return->off", self.failpoint);
         let ids = cluster.ids();
         for id in &ids {
             cluster.node_mut(*id).kill();

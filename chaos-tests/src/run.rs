@@ -84,6 +84,72 @@ pub struct Report {
     pub node_exits: BTreeMap<u64, Vec<String>>,
     /// Where the schedule, history and node logs were kept.
     pub artefacts: PathBuf,
+    /// The crash failpoint the failpoint nemesis armed, if it ran.
+    pub failpoint: String,
+}
+
+/// One row of the nemesis x workload table.
+#[derive(Debug, Serialize)]
+pub struct WorkloadRow {
+    pub workload: &'static str,
+    pub operations: usize,
+    pub acknowledged: usize,
+    pub lost: usize,
+    pub violations: usize,
+}
+
+/// The workloads in table order, and the checkers that judge each.
+const WORKLOAD_CHECKERS: [(&str, &[&str]); 6] = [
+    ("W1 unique events", &[checkers::LOST_WRITES]),
+    (
+        "W2 token lifecycle",
+        &[checkers::REVOCATIONS_HONOURED, checkers::LINEARIZABLE],
+    ),
+    ("W3 delegation chains", &[checkers::DELEGATIONS_NEVER_WIDEN]),
+    ("W5 audit monitor", &[checkers::AUDIT_CONTINUITY]),
+    ("W6 bad input", &[checkers::ERROR_CONTRACT]),
+    ("cluster", &[checkers::DIGESTS_AGREE, checkers::LIVENESS]),
+];
+
+/// Which workload made an op (its row in [`WORKLOAD_CHECKERS`]).
+fn workload_of(f: &OpF) -> usize {
+    match f {
+        OpF::RegisterHuman { .. } => 0,
+        OpF::Issue { .. } | OpF::Verify { .. } | OpF::Revoke { .. } => 1,
+        OpF::CreateDelegation { .. } | OpF::InvalidDelegation { .. } => 2,
+        OpF::Checkpoint => 3,
+        OpF::BadInput { .. } => 4,
+    }
+}
+
+/// The table's rows for one run: each workload's operations and acknowledged ones, the lost
+/// writes, and the violations its checkers found (`verdicts`: checker, ok, violations).
+pub fn workload_rows(
+    verdicts: &[(String, bool, usize)],
+    lost: usize,
+    history: &History,
+) -> Vec<WorkloadRow> {
+    let mut rows: Vec<WorkloadRow> = WORKLOAD_CHECKERS
+        .iter()
+        .map(|(workload, checkers)| WorkloadRow {
+            workload,
+            operations: 0,
+            acknowledged: 0,
+            lost: 0,
+            violations: verdicts
+                .iter()
+                .filter(|(checker, ok, _)| checkers.contains(&checker.as_str()) && !ok)
+                .map(|(_, _, violations)| (*violations).max(1))
+                .sum(),
+        })
+        .collect();
+    for op in history.ops() {
+        let row = &mut rows[workload_of(&op.f)];
+        row.operations += 1;
+        row.acknowledged += usize::from(op.is_ok());
+    }
+    rows[0].lost = lost;
+    rows
 }
 
 impl Report {
@@ -510,5 +576,10 @@ fn report(
         nemesis: nemesis.log,
         node_exits: BTreeMap::new(),
         artefacts,
+        failpoint: if scenario.kinds.contains(&NemesisKind::FailpointCrash) {
+            scenario.failpoint.clone()
+        } else {
+            String::new()
+        },
     }
 }

@@ -102,45 +102,77 @@ pub struct Fixtures {
 /// The number of agents W3's chains use.
 const CHAIN_AGENTS: usize = 3;
 
+/// How many times a setup call is tried: setup comes before any fault, but a loaded machine
+/// can still miss a deadline.
+const SETUP_ATTEMPTS: usize = 5;
+
+/// Runs one setup call until it succeeds (or says the entity already exists: an earlier
+/// attempt that timed out had committed it), at most [`SETUP_ATTEMPTS`] times.
+async fn setup_call<T, F, Fut>(what: &str, mut call: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut last = None;
+    for _ in 0..SETUP_ATTEMPTS {
+        match call().await {
+            Ok(_) => return Ok(()),
+            Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(()),
+            Err(status) => last = Some(status),
+        }
+        tokio::time::sleep(THINK_TIME * 10).await;
+    }
+    let status = last.map_or_else(|| "no attempt".to_string(), |s| format!("{s:?}"));
+    anyhow::bail!("setup: {what} failed {SETUP_ATTEMPTS} times; last: {status}")
+}
+
 /// Registers the human, the service and the agents on `channel` (the leader, before faults).
 pub async fn setup(channel: Channel, admin_token: &str) -> anyhow::Result<Fixtures> {
     let admin = |message| with_auth(&format!("Bearer {admin_token}"), message);
-    let mut identity = IdentityServiceClient::new(channel);
-    identity
-        .register_human(admin(api::RegisterHumanRequest {
+    let identity = IdentityServiceClient::new(channel);
+    setup_call("RegisterHuman", || {
+        let mut client = identity.clone();
+        let request = admin(api::RegisterHumanRequest {
             human_id: HUMAN.into(),
             display_name: "Chaos Human".into(),
             email: "chaos@example.com".into(),
             ..Default::default()
-        }))
-        .await?;
-    let tools = TOOLS
+        });
+        async move { client.register_human(request).await }
+    })
+    .await?;
+    let tools: Vec<api::Tool> = TOOLS
         .iter()
         .map(|name| api::Tool {
             name: name.to_string(),
             description: format!("tool {name}"),
         })
         .collect();
-    identity
-        .register_service(with_auth(
+    setup_call("RegisterService", || {
+        let mut client = identity.clone();
+        let request = with_auth(
             &format!("Bearer {admin_token}"),
             api::RegisterServiceRequest {
                 service_id: "chaos-tools".into(),
                 audience: AUDIENCE.into(),
-                tools,
+                tools: tools.clone(),
                 ..Default::default()
             },
-        ))
-        .await?;
+        );
+        async move { client.register_service(request).await }
+    })
+    .await?;
     let mut agents = Vec::new();
-    for name in std::iter::once("issuer".to_string())
-        .chain((1..=CHAIN_AGENTS).map(|i| format!("chain-{i}")))
-    {
+    let names = std::iter::once("issuer".to_string())
+        .chain((1..=CHAIN_AGENTS).map(|i| format!("chain-{i}")));
+    for name in names {
         let secret = hex::encode(rand::random::<[u8; 24]>());
-        identity
-            .register_agent(with_auth(
+        setup_call("RegisterAgent", || {
+            let mut client = identity.clone();
+            let request = with_auth(
                 &format!("Bearer {admin_token}"),
                 api::RegisterAgentRequest {
+                    idempotency_key: format!("chaos-setup-agent-{name}"),
                     agent_id: format!("agent-{name}"),
                     owner_human_id: HUMAN.into(),
                     kind: "assistant".into(),
@@ -148,8 +180,10 @@ pub async fn setup(channel: Channel, admin_token: &str) -> anyhow::Result<Fixtur
                     client_secret: secret.clone(),
                     ..Default::default()
                 },
-            ))
-            .await?;
+            );
+            async move { client.register_agent(request).await }
+        })
+        .await?;
         agents.push((format!("agent-{name}"), secret));
     }
     let issuer = agents.remove(0);
