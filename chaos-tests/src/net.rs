@@ -378,7 +378,8 @@ add rule inet {FAULT_TABLE} input ip saddr {sender} ct direction original drop
         command
             .args(["netns", "exec"])
             .arg(self.node_name(id))
-            .args(["nft", "-f", "-"]);
+            .arg(tool("nft"))
+            .args(["-f", "-"]);
         run_with_input(&mut command, Some(script)).map(drop)
     }
 
