@@ -19,6 +19,11 @@ use crate::{
     workload::INVALID_GRANT_KEY_PREFIX,
 };
 
+/// How many times a final read is tried before the run is called incomplete.
+const READ_ATTEMPTS: u32 = 5;
+/// The pause between two tries of a final read.
+const READ_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Events per ListEvents page.
 const EVENTS_PAGE: u32 = 1000;
 /// The most events read back from one node (a CI run writes a few thousand).
@@ -42,19 +47,26 @@ pub async fn existing_humans(
     let mut client = IdentityServiceClient::new(channel);
     let mut found = BTreeSet::new();
     for id in ids {
-        let request = with_auth(
-            &format!("Bearer {admin_token}"),
-            api::GetHumanRequest {
-                human_id: id.clone(),
-                read: read(Consistency::Linearizable),
-            },
-        );
-        match client.get_human(request).await {
-            Ok(_) => {
-                found.insert(id.clone());
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let request = with_auth(
+                &format!("Bearer {admin_token}"),
+                api::GetHumanRequest {
+                    human_id: id.clone(),
+                    read: read(Consistency::Linearizable),
+                },
+            );
+            match client.get_human(request).await {
+                Ok(_) => {
+                    found.insert(id.clone());
+                    break;
+                }
+                Err(status) if status.code() == tonic::Code::NotFound => break,
+                // The faults are healed, but a loaded machine can still miss a deadline.
+                Err(_) if attempts < READ_ATTEMPTS => tokio::time::sleep(READ_RETRY_PAUSE).await,
+                Err(status) => return Err(status).with_context(|| format!("GetHuman {id}")),
             }
-            Err(status) if status.code() == tonic::Code::NotFound => {}
-            Err(status) => return Err(status).with_context(|| format!("GetHuman {id}")),
         }
     }
     Ok(found)
@@ -75,19 +87,24 @@ pub async fn node_log(channel: Channel, admin_token: &str) -> anyhow::Result<Nod
     let mut log = NodeLog::default();
     let mut from_seq = 1;
     loop {
-        let request = with_auth(
-            &format!("Bearer {admin_token}"),
-            api::ListEventsRequest {
-                from_seq,
-                limit: EVENTS_PAGE,
-                read: read(Consistency::Local),
-            },
-        );
-        let page = client
-            .list_events(request)
-            .await
-            .context("ListEvents")?
-            .into_inner();
+        let mut attempts = 0;
+        let page = loop {
+            attempts += 1;
+            let request = with_auth(
+                &format!("Bearer {admin_token}"),
+                api::ListEventsRequest {
+                    from_seq,
+                    limit: EVENTS_PAGE,
+                    read: read(Consistency::Local),
+                },
+            );
+            match client.list_events(request).await {
+                Ok(page) => break page.into_inner(),
+                // The faults are healed, but a loaded machine can still miss a deadline.
+                Err(_) if attempts < READ_ATTEMPTS => tokio::time::sleep(READ_RETRY_PAUSE).await,
+                Err(status) => return Err(status).context("ListEvents"),
+            }
+        };
         let Some(last) = page.events.last().map(|e| e.seq) else {
             return Ok(log);
         };
