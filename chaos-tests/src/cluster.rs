@@ -328,6 +328,13 @@ impl ChaosCluster {
         self.wait_answering(id).await
     }
 
+    /// Starts a node that is not running, without waiting for it to answer: for a start that
+    /// may crash on purpose (an armed failpoint can fire while it starts).
+    pub fn spawn_node(&mut self, id: u64) -> anyhow::Result<()> {
+        ensure!(!self.node_mut(id).alive(), "node {id} is already running");
+        self.spawn(id, &[])
+    }
+
     /// The leader every running, unpaused node reports, once they agree.
     pub async fn leader(&mut self) -> anyhow::Result<u64> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT_MAX;

@@ -193,8 +193,10 @@ impl Nemesis {
             cluster.node_mut(*id).kill();
             set_env(cluster, *id, "FAILPOINTS", &actions);
         }
+        // Not waited for: a storage failpoint can fire while a node starts (its first appends
+        // or votes); RestartDead brings back whatever died.
         for id in &ids {
-            cluster.start_node(*id, &[]).await?;
+            cluster.spawn_node(*id)?;
         }
         self.armed = true;
         Ok(self.fault(&ids))

@@ -4,13 +4,26 @@
 
 use warrant_chaos::{run::run, tiers};
 
+/// What the harness says when a node exits while it starts.
+const NODE_WONT_START: &str = "exited while starting";
+
 /// One scenario at a time in this binary.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn caught(canary: &str, expected_checkers: &[&str]) {
     let _serial = SERIAL.lock().await;
     let scenario = tiers::canary_scenario(canary);
-    let report = run(&scenario).await.expect("the run completes");
+    let report = match run(&scenario).await {
+        Ok(report) => report,
+        // The planted bug can leave a node that no longer starts (a log that lost what its
+        // snapshot or commit marker says it holds): the run stops there, which is the scenario
+        // failing too, and only a planted bug may do it.
+        Err(error) if format!("{error:#}").contains(NODE_WONT_START) => {
+            println!("the canary {canary} left a node that does not start: {error:#}");
+            return;
+        }
+        Err(error) => panic!("the run did not complete: {error:#}"),
+    };
     println!("{}", report.summary());
     assert!(
         !report.ok(),
