@@ -153,6 +153,33 @@ impl ChaosNode {
         self.paused = false;
     }
 
+    /// SIGTERMs the process (only ours), as an operator's rolling restart does (a stopping
+    /// leader hands leadership over first), and reaps it within `wait_max`; SIGKILLs it and
+    /// fails if it has not exited by then.
+    pub async fn stop(&mut self, wait_max: Duration) -> anyhow::Result<()> {
+        if self.paused {
+            self.pause(false)?;
+        }
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)
+            .with_context(|| format!("SIGTERM node {}", self.id))?;
+        let deadline = tokio::time::Instant::now() + wait_max;
+        while matches!(child.try_wait(), Ok(None)) {
+            if tokio::time::Instant::now() >= deadline {
+                self.kill();
+                bail!(
+                    "node {} did not exit within {wait_max:?} of SIGTERM",
+                    self.id
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        self.child = None;
+        Ok(())
+    }
+
     /// SIGSTOP or SIGCONT.
     pub fn pause(&mut self, pause: bool) -> anyhow::Result<()> {
         let Some(pid) = self.pid() else {

@@ -82,16 +82,15 @@ pub mod metric_names {
         STORAGE_FSYNC_SECONDS, STORAGE_SIZE_BYTES,
     };
 }
-pub use node::{
-    ClusterStatus, MemberStatus, PROPOSE_WAIT_MAX, RaftNode, ReadConsistency, ReplicationStatus,
-};
+pub use limits::PROPOSE_WAIT_MAX;
+pub use node::{ClusterStatus, MemberStatus, RaftNode, ReadConsistency, ReplicationStatus};
 pub use peer_auth::{
     NODE_NAME_DOMAIN, PEER_BUSY, PEER_SECRETS_MAX, PEER_UNAUTHENTICATED, PeerAuthLayer,
     PeerConnInfo, PeerSecurity, PeerTls, SharedSecrets, node_id_of_certificate, node_name,
 };
 pub use peer_server::PeerServer;
 pub use private_fs::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, create_private_dir_all};
-pub use proposer::Proposal;
+pub use proposer::{BATCHES_IN_FLIGHT_MAX, Proposal};
 pub use stamp::STAMP_LEAD_MAX_MS;
 pub use state_machine::StateReader;
 pub use storage_memory::{STORAGE_CACHE_MIB_DEFAULT, STORAGE_CACHE_MIB_MAX, STORAGE_CACHE_MIB_MIN};

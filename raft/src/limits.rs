@@ -1,6 +1,7 @@
 //! The limits that more than one module of this crate must agree on: the peer client and the
 //! peer server (message and snapshot sizes, forwarding depth), and the proposer and the peer
-//! client (the queue length a refused proposal reports, the entry size an AppendEntries admits).
+//! client (the queue length a refused proposal reports, the entry size an AppendEntries admits),
+//! and the node and the proposer (how long a write's outcome is waited for).
 //!
 //! A limit only one module uses stays beside its use.
 
@@ -35,3 +36,7 @@ pub const SNAPSHOT_CHUNK_WAIT_MAX: Duration = Duration::from_secs(30);
 pub const FORWARD_HOPS_MAX: u32 = 2;
 /// Commands waiting for a batch. Beyond this, proposals are refused with `Overloaded`.
 pub const QUEUE_LEN_MAX: usize = 16_384;
+/// The longest a write waits to be committed (through forwarding, if any) before its outcome is
+/// reported unknown. A retry with the same idempotency key is then safe. The proposer waits no
+/// longer for a batch's outcome either.
+pub const PROPOSE_WAIT_MAX: Duration = Duration::from_secs(10);

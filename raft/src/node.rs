@@ -34,7 +34,7 @@ use warrant_proto::log;
 use crate::{
     config::RaftConfig,
     error::{FatalError, MembershipError, ProposeError, ReadError, StartError},
-    limits::FORWARD_HOPS_MAX,
+    limits::{FORWARD_HOPS_MAX, PROPOSE_WAIT_MAX},
     log_store::LogStore,
     peer_auth::PeerSecurity,
     peer_client::{ForwardError, PeerClientFactory},
@@ -45,9 +45,6 @@ use crate::{
     types::{AppliedPosition, MemberNode, NodeId, Raft},
 };
 
-/// The longest a write waits to be committed (through forwarding, if any) before its outcome is
-/// reported unknown. A retry with the same idempotency key is then safe.
-pub const PROPOSE_WAIT_MAX: Duration = Duration::from_secs(10);
 /// The longest a membership change waits to be committed.
 pub const MEMBERSHIP_WAIT_MAX: Duration = Duration::from_secs(30);
 /// The longest `compact` waits for a snapshot to be built and the log purged behind it.

@@ -7,24 +7,31 @@
 //! hands it to Raft in order. At most [`BATCHES_IN_FLIGHT_MAX`] batches are outstanding: while
 //! one is being fsynced and replicated the next one fills up, so the batch size follows the load
 //! without any timer.
+//!
+//! A batch holds its slot until its outcome is back or the leadership it was proposed under
+//! ends, whichever comes first; its callers wait for the outcome at most
+//! [`PROPOSE_WAIT_MAX`]. openraft 0.9.25 can leave a former leader's write unanswered for good:
+//! when a snapshot past the node's last entry catches it up, the entries it appended as leader
+//! are purged without their responders being told (openraft#1761, fixed in 0.10). A slot held
+//! until the outcome would stay taken, and once the node led again it would commit nothing.
 
 use std::{
     sync::{Arc, atomic::AtomicU64},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use openraft::error::ClientWriteError;
+use openraft::{Vote, error::ClientWriteError};
 use prost::Message;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tracing::Instrument as _;
 use warrant_proto::log;
 
 use crate::{
     error::ProposeError,
-    limits::QUEUE_LEN_MAX,
+    limits::{PROPOSE_WAIT_MAX, QUEUE_LEN_MAX},
     stamp::Stamper,
     state_machine::StateMachineStore,
-    types::{BatchPayload, Raft},
+    types::{BatchPayload, MemberNode, NodeId, Raft},
 };
 
 /// Commands per Raft entry.
@@ -146,6 +153,8 @@ async fn run(
         };
         let payload = batch.encode_to_vec();
         let traced = sm.traces().register(&payload, &span);
+        let mut metrics = raft.metrics();
+        let proposed_under = metrics.borrow().vote;
         let receiver_of_result = match raft
             .client_write_ff(BatchPayload(payload))
             .instrument(span.clone())
@@ -158,21 +167,32 @@ async fn run(
             }
         };
         let answered = async move {
-            let _permit = permit;
-            let _traced = traced;
-            match receiver_of_result.await {
-                Ok(Ok(response)) => {
+            let slot = BatchSlot {
+                _permit: permit,
+                _traced: traced,
+            };
+            let outcome = wait_for_outcome(receiver_of_result, slot, &mut metrics, proposed_under);
+            match outcome.await {
+                None => fail_all(replies, || {
+                    ProposeError::Indeterminate(format!(
+                        "no outcome from Raft within {} ms; retry with the same idempotency key",
+                        PROPOSE_WAIT_MAX.as_millis()
+                    ))
+                }),
+                Some(Ok(Ok(response))) => {
                     tracing::Span::current().record("log_index", response.log_id.index);
                     answer_all(replies, &response.data.0, response.log_id.index, stamp_ms)
                 }
-                Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
+                Some(Ok(Err(ClientWriteError::ForwardToLeader(forward)))) => {
                     fail_all(replies, || ProposeError::NotLeader {
                         leader_id: forward.leader_id,
                         leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()),
                     })
                 }
-                Ok(Err(e)) => fail_all(replies, || ProposeError::Indeterminate(e.to_string())),
-                Err(_) => fail_all(replies, || {
+                Some(Ok(Err(e))) => {
+                    fail_all(replies, || ProposeError::Indeterminate(e.to_string()))
+                }
+                Some(Err(_)) => fail_all(replies, || {
                     ProposeError::Indeterminate("raft dropped the write".to_string())
                 }),
             }
@@ -180,6 +200,44 @@ async fn run(
         tokio::spawn(answered.instrument(span));
     }
     tracing::info!("proposer stopped");
+}
+
+/// What a batch in flight holds: one of the [`BATCHES_IN_FLIGHT_MAX`] slots, and its apply trace.
+struct BatchSlot {
+    _permit: OwnedSemaphorePermit,
+    _traced: Option<crate::apply_trace::Registered>,
+}
+
+type RaftMetricsReceiver = watch::Receiver<openraft::RaftMetrics<NodeId, MemberNode>>;
+
+/// The batch's outcome, or `None` after [`PROPOSE_WAIT_MAX`]. `slot` is given back as soon as
+/// the outcome is in or the leadership under `proposed_under` has ended: a batch that leadership
+/// no longer carries must not keep the next leadership's batches out (see the module comment).
+/// Its outcome is still waited for: a former leader's entry can commit under the next leader,
+/// and openraft then answers here.
+async fn wait_for_outcome<Outcome>(
+    outcome: impl Future<Output = Outcome>,
+    slot: BatchSlot,
+    metrics: &mut RaftMetricsReceiver,
+    proposed_under: Vote<NodeId>,
+) -> Option<Outcome> {
+    let deadline = tokio::time::sleep(PROPOSE_WAIT_MAX);
+    tokio::pin!(outcome, deadline);
+    let mut slot = Some(slot);
+    loop {
+        tokio::select! {
+            result = &mut outcome => return Some(result),
+            () = &mut deadline => return None,
+            () = leadership_ended(metrics, proposed_under), if slot.is_some() => slot = None,
+        }
+    }
+}
+
+/// Returns once this node no longer leads under `vote` (or Raft has stopped).
+async fn leadership_ended(metrics: &mut RaftMetricsReceiver, vote: Vote<NodeId>) {
+    let _stopped = metrics
+        .wait_for(|m| m.vote != vote || m.current_leader != Some(m.id))
+        .await;
 }
 
 /// The span of one batch from its hand-over to Raft until its outcome is back (appended,
@@ -261,5 +319,123 @@ fn fail_all(
 ) {
     for reply in replies {
         let _ = reply.send(Err(error()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use openraft::RaftMetrics;
+
+    use super::*;
+
+    const WAIT_MAX: Duration = Duration::from_secs(10);
+    /// Scheduler turns given to the waiting task (on the current-thread runtime each runs it
+    /// until it waits again): far more than it needs to see a metrics change.
+    const TURNS: usize = 10;
+
+    type Metrics = RaftMetrics<NodeId, MemberNode>;
+    /// How a leadership ends, and the metrics change that says so.
+    type Ending = (&'static str, fn(&mut Metrics));
+
+    fn leading(id: NodeId, term: u64) -> Metrics {
+        let mut metrics = RaftMetrics::new_initial(id);
+        metrics.vote = Vote::new_committed(term, id);
+        metrics.current_leader = Some(id);
+        metrics
+    }
+
+    struct Waiting {
+        slots: Arc<Semaphore>,
+        metrics: watch::Sender<Metrics>,
+        outcome: oneshot::Sender<u32>,
+        task: tokio::task::JoinHandle<Option<Result<u32, oneshot::error::RecvError>>>,
+    }
+
+    /// A batch proposed by node 1 leading in term 2, waiting for its outcome in a slot of one.
+    fn waiting() -> Waiting {
+        let slots = Arc::new(Semaphore::new(1));
+        let slot = BatchSlot {
+            _permit: slots.clone().try_acquire_owned().expect("a free slot"),
+            _traced: None,
+        };
+        let (metrics, mut receiver) = watch::channel(leading(1, 2));
+        let proposed_under = receiver.borrow().vote;
+        let (outcome, outcome_receiver) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            wait_for_outcome(outcome_receiver, slot, &mut receiver, proposed_under).await
+        });
+        Waiting {
+            slots,
+            metrics,
+            outcome,
+            task,
+        }
+    }
+
+    async fn give_turns() {
+        for _ in 0..TURNS {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_slot_is_given_back_when_the_leadership_ends_and_the_outcome_still_awaited() {
+        let endings: [Ending; 3] = [
+            ("a vote for a higher term", |m| {
+                m.vote = Vote::new(3, 2);
+                m.current_leader = None;
+            }),
+            ("another leader", |m| {
+                m.vote = Vote::new_committed(3, 2);
+                m.current_leader = Some(2);
+            }),
+            ("no leader known", |m| m.current_leader = None),
+        ];
+        for (ending, change) in endings {
+            let waiting = waiting();
+            waiting.metrics.send_modify(change);
+            let slot = tokio::time::timeout(WAIT_MAX, waiting.slots.clone().acquire_owned())
+                .await
+                .unwrap_or_else(|_| panic!("{ending}: the slot was kept"));
+            drop(slot);
+            give_turns().await;
+            assert!(
+                !waiting.task.is_finished(),
+                "{ending}: stopped waiting for the outcome"
+            );
+            waiting.outcome.send(7).expect("still listening");
+            let answer = waiting.task.await.expect("the task");
+            assert!(matches!(answer, Some(Ok(7))), "{ending}: {answer:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_slot_is_given_back_when_raft_stops() {
+        let waiting = waiting();
+        drop(waiting.metrics);
+        let slot = tokio::time::timeout(WAIT_MAX, waiting.slots.clone().acquire_owned()).await;
+        assert!(slot.is_ok(), "the slot was kept after Raft stopped");
+    }
+
+    #[tokio::test]
+    async fn the_slot_is_kept_while_the_leadership_lasts() {
+        let waiting = waiting();
+        waiting.metrics.send_modify(|m| m.current_term = 2);
+        give_turns().await;
+        assert_eq!(
+            waiting.slots.available_permits(),
+            0,
+            "the slot was given back"
+        );
+        waiting.outcome.send(7).expect("still listening");
+        let answer = waiting.task.await.expect("the task");
+        assert!(matches!(answer, Some(Ok(7))), "{answer:?}");
+        assert_eq!(
+            waiting.slots.available_permits(),
+            1,
+            "the slot was not given back"
+        );
     }
 }
