@@ -20,7 +20,7 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use openraft::{Vote, error::ClientWriteError};
+use openraft::{Vote, error::ClientWriteError, raft::ClientWriteResult};
 use prost::Message;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tracing::Instrument as _;
@@ -31,7 +31,7 @@ use crate::{
     limits::{PROPOSE_WAIT_MAX, QUEUE_LEN_MAX},
     stamp::Stamper,
     state_machine::StateMachineStore,
-    types::{BatchPayload, MemberNode, NodeId, Raft},
+    types::{BatchPayload, MemberNode, NodeId, Raft, TypeConfig},
 };
 
 /// Commands per Raft entry.
@@ -172,34 +172,41 @@ async fn run(
                 _traced: traced,
             };
             let outcome = wait_for_outcome(receiver_of_result, slot, &mut metrics, proposed_under);
-            match outcome.await {
-                None => fail_all(replies, || {
-                    ProposeError::Indeterminate(format!(
-                        "no outcome from Raft within {} ms; retry with the same idempotency key",
-                        PROPOSE_WAIT_MAX.as_millis()
-                    ))
-                }),
-                Some(Ok(Ok(response))) => {
-                    tracing::Span::current().record("log_index", response.log_id.index);
-                    answer_all(replies, &response.data.0, response.log_id.index, stamp_ms)
-                }
-                Some(Ok(Err(ClientWriteError::ForwardToLeader(forward)))) => {
-                    fail_all(replies, || ProposeError::NotLeader {
-                        leader_id: forward.leader_id,
-                        leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()),
-                    })
-                }
-                Some(Ok(Err(e))) => {
-                    fail_all(replies, || ProposeError::Indeterminate(e.to_string()))
-                }
-                Some(Err(_)) => fail_all(replies, || {
-                    ProposeError::Indeterminate("raft dropped the write".to_string())
-                }),
-            }
+            answer_outcome(replies, outcome.await, stamp_ms);
         };
         tokio::spawn(answered.instrument(span));
     }
     tracing::info!("proposer stopped");
+}
+
+/// Tells a batch's callers its outcome (`None`: none came within [`PROPOSE_WAIT_MAX`]).
+fn answer_outcome<E>(
+    replies: Vec<oneshot::Sender<Result<Proposal, ProposeError>>>,
+    outcome: Option<Result<ClientWriteResult<TypeConfig>, E>>,
+    stamp_ms: u64,
+) {
+    match outcome {
+        None => fail_all(replies, || {
+            ProposeError::Indeterminate(format!(
+                "no outcome from Raft within {} ms; retry with the same idempotency key",
+                PROPOSE_WAIT_MAX.as_millis()
+            ))
+        }),
+        Some(Ok(Ok(response))) => {
+            tracing::Span::current().record("log_index", response.log_id.index);
+            answer_all(replies, &response.data.0, response.log_id.index, stamp_ms)
+        }
+        Some(Ok(Err(ClientWriteError::ForwardToLeader(forward)))) => {
+            fail_all(replies, || ProposeError::NotLeader {
+                leader_id: forward.leader_id,
+                leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()),
+            })
+        }
+        Some(Ok(Err(e))) => fail_all(replies, || ProposeError::Indeterminate(e.to_string())),
+        Some(Err(_)) => fail_all(replies, || {
+            ProposeError::Indeterminate("raft dropped the write".to_string())
+        }),
+    }
 }
 
 /// What a batch in flight holds: one of the [`BATCHES_IN_FLIGHT_MAX`] slots, and its apply trace.
