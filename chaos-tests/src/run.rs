@@ -47,6 +47,9 @@ const SNAPSHOT_KEEP_ENTRIES: i64 = 50;
 
 /// A planted bug the run turns on (feature `chaos`; see `warrant_identity::chaos`).
 pub const CANARY_ENV: &str = "CHAOS_CANARY";
+/// What a report or a failed run says of a node whose process ended without the harness
+/// stopping it (a crash, a fatal storage error).
+pub const NODE_ENDED_ON_ITS_OWN: &str = "ended on its own";
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -180,13 +183,8 @@ impl Report {
         for answer in &self.compact_answers {
             text.push_str(&format!("  full disk: {answer}\n"));
         }
-        for (node, exits) in &self.node_exits {
-            if !exits.is_empty() {
-                text.push_str(&format!(
-                    "  node {node} ended on its own: {}\n",
-                    exits.join("; ")
-                ));
-            }
+        for line in ended_on_their_own(&self.node_exits) {
+            text.push_str(&format!("  {line}\n"));
         }
         for verdict in &self.verdicts {
             text.push_str(&format!(
@@ -231,33 +229,20 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
     std::fs::write(artefacts.join("schedule.json"), schedule.to_file_bytes())
         .context("write the schedule")?;
     let mut cluster = ChaosCluster::start(spec(scenario)).await?;
-    let outcome = drive(scenario, &schedule, &mut cluster, &artefacts).await;
-    let (history, nemesis, liveness) = match outcome {
-        Ok(found) => found,
+    let outcome = drive_and_judge(scenario, &schedule, &mut cluster, &artefacts).await;
+    let mut report = match outcome {
+        Ok(report) => report,
         Err(error) => {
+            let exits = node_exits(&mut cluster);
             let kept = cluster.keep_dir();
             return Err(error.context(format!(
-                "the run failed; node logs kept in {}",
+                "the run failed ({}); node logs kept in {}",
+                exits_summary(&exits),
                 kept.display()
             )));
         }
     };
-    std::fs::write(artefacts.join("history.jsonl"), history.to_jsonl())
-        .context("write the history")?;
-    let verdicts = judge(&mut cluster, &history, &nemesis, liveness, &artefacts).await?;
-    let mut report = report(
-        scenario,
-        &history,
-        verdicts,
-        nemesis,
-        liveness,
-        artefacts.clone(),
-    );
-    report.node_exits = cluster
-        .ids()
-        .into_iter()
-        .map(|id| (id, cluster.node(id).exits.clone()))
-        .collect();
+    report.node_exits = node_exits(&mut cluster);
     std::fs::write(
         artefacts.join("report.json"),
         serde_json::to_vec_pretty(&report)?,
@@ -268,6 +253,59 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
         eprintln!("node logs of the failed run kept in {}", kept.display());
     }
     Ok(report)
+}
+
+/// Drives the scenario, keeps its history, and judges it.
+async fn drive_and_judge(
+    scenario: &Scenario,
+    schedule: &Schedule,
+    cluster: &mut ChaosCluster,
+    artefacts: &std::path::Path,
+) -> anyhow::Result<Report> {
+    let (history, nemesis, liveness) = drive(scenario, schedule, cluster, artefacts).await?;
+    std::fs::write(artefacts.join("history.jsonl"), history.to_jsonl())
+        .context("write the history")?;
+    let verdicts = judge(cluster, &history, &nemesis, liveness, artefacts).await?;
+    Ok(report(
+        scenario,
+        &history,
+        verdicts,
+        nemesis,
+        liveness,
+        artefacts.to_path_buf(),
+    ))
+}
+
+/// How each node's starts that ended on their own ended, reaping any that just did.
+fn node_exits(cluster: &mut ChaosCluster) -> BTreeMap<u64, Vec<String>> {
+    cluster
+        .ids()
+        .into_iter()
+        .map(|id| {
+            let node = cluster.node_mut(id);
+            node.alive();
+            (id, node.exits.clone())
+        })
+        .collect()
+}
+
+/// A line per node that ended on its own: "node 2 ended on its own: start 3: exit status: 1".
+fn ended_on_their_own(exits: &BTreeMap<u64, Vec<String>>) -> Vec<String> {
+    exits
+        .iter()
+        .filter(|(_, exits)| !exits.is_empty())
+        .map(|(node, exits)| format!("node {node} {NODE_ENDED_ON_ITS_OWN}: {}", exits.join("; ")))
+        .collect()
+}
+
+/// [`ended_on_their_own`] in one line, or that no node did.
+fn exits_summary(exits: &BTreeMap<u64, Vec<String>>) -> String {
+    let ended = ended_on_their_own(exits);
+    if ended.is_empty() {
+        "every node ran until the harness stopped it".to_string()
+    } else {
+        ended.join("; ")
+    }
 }
 
 fn spec(scenario: &Scenario) -> ClusterSpec {

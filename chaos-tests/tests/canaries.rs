@@ -2,7 +2,10 @@
 //! make its scenario fail, and fail in the checker that guards against it. A checker that passes
 //! a planted bug would pass the real one too.
 
-use warrant_chaos::{run::run, tiers};
+use warrant_chaos::{
+    run::{NODE_ENDED_ON_ITS_OWN, run},
+    tiers,
+};
 
 /// What the harness says when a node exits while it starts.
 const NODE_WONT_START: &str = "exited while starting";
@@ -15,11 +18,16 @@ async fn caught(canary: &str, expected_checkers: &[&str]) {
     let scenario = tiers::canary_scenario(canary);
     let report = match run(&scenario).await {
         Ok(report) => report,
-        // The planted bug can leave a node that no longer starts (a log that lost what its
-        // snapshot or commit marker says it holds): the run stops there, which is the scenario
-        // failing too, and only a planted bug may do it.
-        Err(error) if format!("{error:#}").contains(NODE_WONT_START) => {
-            println!("the canary {canary} left a node that does not start: {error:#}");
+        // The planted bug can leave a node that no longer runs (a log that lost what its
+        // snapshot or commit marker says it holds: openraft refuses it as the node starts, or
+        // panics on it just after): the run stops there, which is the scenario failing too, and
+        // only a planted bug may do it.
+        Err(error)
+            if [NODE_WONT_START, NODE_ENDED_ON_ITS_OWN]
+                .iter()
+                .any(|said| format!("{error:#}").contains(said)) =>
+        {
+            println!("the canary {canary} left a node that no longer runs: {error:#}");
             return;
         }
         Err(error) => panic!("the run did not complete: {error:#}"),
