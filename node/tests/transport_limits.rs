@@ -498,6 +498,10 @@ enum Expect {
     /// A status the HTTP/2 layer raises below the server's services, which therefore carries no
     /// `ErrorInfo`: this code, and a message containing this text.
     Http2(Code, &'static str),
+    /// HTTP/2 ends the whole connection: the client reads the GOAWAY (this code, and
+    /// "h2 protocol error"), or, when the close reaches it while it is still writing the
+    /// request's frames, only the reset (UNKNOWN, "transport error"). No `ErrorInfo` either way.
+    ConnectionEnded(Code),
 }
 
 const fn refused(code: Code, reason: &'static str) -> Expect {
@@ -613,7 +617,9 @@ fn metadata_rows() -> Vec<Row> {
         // Many frames of headers: h2 ends the whole connection rather than buffer them, with
         // GOAWAY COMPRESSION_ERROR once a block over the limit goes on (tonic: INTERNAL), or
         // ENHANCE_YOUR_CALM past 5 CONTINUATION frames (tonic: RESOURCE_EXHAUSTED). tonic's
-        // message names neither reason, only "h2 protocol error: http2 error".
+        // message names neither reason, only "h2 protocol error: http2 error". A client still
+        // sending the rest of its frames may see only the reset (seen once in CI for the 1 MiB
+        // row); either way the node refused it unread and serves other connections.
         row(
             "45",
             "10,000 entries",
@@ -621,13 +627,13 @@ fn metadata_rows() -> Vec<Row> {
                 count: 10_000,
                 value_len: 8,
             },
-            Expect::Http2(Code::Internal, "h2 protocol error"),
+            Expect::ConnectionEnded(Code::Internal),
         ),
         row(
             "45",
             "a 1 MiB authorization",
             Call::HugeAuthorization(1024 * 1024),
-            Expect::Http2(Code::ResourceExhausted, "h2 protocol error"),
+            Expect::ConnectionEnded(Code::ResourceExhausted),
         ),
     ]
 }
@@ -844,6 +850,20 @@ fn judge(expect: Expect, result: Result<(), Status>, took: Duration) -> Result<(
             if status.code() != code || !got.is_empty() || !status.message().contains(text) {
                 return Err(format!(
                     "want {code:?} without ErrorInfo saying {text:?}, got {:?}/{got:?}: {}",
+                    status.code(),
+                    status.message()
+                ));
+            }
+            Ok(())
+        }
+        (Expect::ConnectionEnded(code), Err(status)) => {
+            let got = error_reason(&status);
+            let goaway = status.code() == code && status.message().contains("h2 protocol error");
+            let reset = status.code() == Code::Unknown && status.message() == "transport error";
+            if !got.is_empty() || !(goaway || reset) {
+                return Err(format!(
+                    "want the connection ended ({code:?} \"h2 protocol error\", or UNKNOWN \
+                     \"transport error\") without ErrorInfo, got {:?}/{got:?}: {}",
                     status.code(),
                     status.message()
                 ));
