@@ -652,11 +652,54 @@ fn apply_write_options() -> WriteOptions {
     write_options
 }
 
+impl StateReader {
+    /// Runs `read` over one consistent view of the state, given the log index applied in that
+    /// view. A plain reader's reads each see the state of their own instant, so a walk of the
+    /// whole state under writes (the digest) could mix batches, and an applied index read
+    /// beside it could be a later one: whatever claims "this is the state at index N" reads
+    /// through here.
+    pub fn consistent<R>(
+        &self,
+        read: impl FnOnce(&dyn StateRead, u64) -> R,
+    ) -> Result<R, StateError> {
+        let snapshot = self.db.snapshot();
+        let view = StateView {
+            db: &self.db,
+            snapshot: &snapshot,
+        };
+        let applied = view.applied_log_index()?;
+        Ok(read(&view, applied))
+    }
+}
+
+/// The state as of one RocksDB snapshot: every read sees the same whole batches.
+struct StateView<'a> {
+    db: &'a DB,
+    snapshot: &'a rocksdb::Snapshot<'a>,
+}
+
+impl StateView<'_> {
+    fn options(&self) -> ReadOptions {
+        let mut options = ReadOptions::default();
+        options.set_snapshot(self.snapshot);
+        options
+    }
+
+    fn applied_log_index(&self) -> Result<u64, StateError> {
+        let bytes = self
+            .db
+            .get_cf_opt(raft_cf(self.db), KEY_APPLIED, &self.options())
+            .map_err(|e| StateError::Storage(e.to_string()))?;
+        let applied: Option<LogId> = decode_opt(bytes)
+            .map_err(|e| StateError::Storage(e.to_string()))?
+            .flatten();
+        Ok(applied.map(|log_id| log_id.index).unwrap_or(0))
+    }
+}
+
 impl StateRead for StateReader {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.db
-            .get_cf(state_cf(&self.db), key)
-            .map_err(|e| StateError::Storage(e.to_string()))
+        get_row(&self.db, ReadOptions::default(), key)
     }
 
     fn scan(
@@ -665,20 +708,7 @@ impl StateRead for StateReader {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
-        let from = if start > prefix { start } else { prefix };
-        let mut rows = Vec::new();
-        let mode = IteratorMode::From(from, Direction::Forward);
-        for item in self.db.iterator_cf(state_cf(&self.db), mode) {
-            if limit <= rows.len() {
-                break;
-            }
-            let (key, value) = item.map_err(|e| StateError::Storage(e.to_string()))?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            rows.push((key.into_vec(), value.into_vec()));
-        }
-        Ok(rows)
+        scan_rows(&self.db, ReadOptions::default(), prefix, start, limit)
     }
 
     fn last_before(
@@ -686,32 +716,93 @@ impl StateRead for StateReader {
         prefix: &[u8],
         end: &[u8],
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
-        let Some(upper) = warrant_identity::state::last_before_end(prefix, end) else {
-            return Ok(None);
-        };
-        // Bounding the iterator to [prefix, upper) makes seek_to_last one reverse seek to the
-        // row wanted: RocksDB positions it on the last key below the exclusive upper bound.
-        let mut options = ReadOptions::default();
-        options.set_iterate_lower_bound(prefix.to_vec());
-        if let Some(upper) = upper {
-            options.set_iterate_upper_bound(upper);
+        last_row_before(&self.db, ReadOptions::default(), prefix, end)
+    }
+}
+
+impl StateRead for StateView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        get_row(self.db, self.options(), key)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        scan_rows(self.db, self.options(), prefix, start, limit)
+    }
+
+    fn last_before(
+        &self,
+        prefix: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
+        last_row_before(self.db, self.options(), prefix, end)
+    }
+}
+
+fn get_row(db: &DB, options: ReadOptions, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+    db.get_cf_opt(state_cf(db), key, &options)
+        .map_err(|e| StateError::Storage(e.to_string()))
+}
+
+#[allow(clippy::type_complexity)]
+fn scan_rows(
+    db: &DB,
+    options: ReadOptions,
+    prefix: &[u8],
+    start: &[u8],
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    let from = if start > prefix { start } else { prefix };
+    let mut rows = Vec::new();
+    let mode = IteratorMode::From(from, Direction::Forward);
+    for item in db.iterator_cf_opt(state_cf(db), options, mode) {
+        if limit <= rows.len() {
+            break;
         }
-        let mut iter = self.db.raw_iterator_cf_opt(state_cf(&self.db), options);
-        iter.seek_to_last();
-        iter.status()
-            .map_err(|e| StateError::Storage(e.to_string()))?;
-        match (iter.key(), iter.value()) {
-            (Some(key), Some(value)) if key.starts_with(prefix) && key < end => {
-                Ok(Some((key.to_vec(), value.to_vec())))
-            }
-            (Some(key), Some(_)) => Err(StateError::Storage(format!(
-                "reverse seek under {} before {} returned {}",
-                warrant_identity::keys::display(prefix),
-                warrant_identity::keys::display(end),
-                warrant_identity::keys::display(key)
-            ))),
-            _ => Ok(None),
+        let (key, value) = item.map_err(|e| StateError::Storage(e.to_string()))?;
+        if !key.starts_with(prefix) {
+            break;
         }
+        rows.push((key.into_vec(), value.into_vec()));
+    }
+    Ok(rows)
+}
+
+#[allow(clippy::type_complexity)]
+fn last_row_before(
+    db: &DB,
+    mut options: ReadOptions,
+    prefix: &[u8],
+    end: &[u8],
+) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
+    let Some(upper) = warrant_identity::state::last_before_end(prefix, end) else {
+        return Ok(None);
+    };
+    // Bounding the iterator to [prefix, upper) makes seek_to_last one reverse seek to the row
+    // wanted: RocksDB positions it on the last key below the exclusive upper bound.
+    options.set_iterate_lower_bound(prefix.to_vec());
+    if let Some(upper) = upper {
+        options.set_iterate_upper_bound(upper);
+    }
+    let mut iter = db.raw_iterator_cf_opt(state_cf(db), options);
+    iter.seek_to_last();
+    iter.status()
+        .map_err(|e| StateError::Storage(e.to_string()))?;
+    match (iter.key(), iter.value()) {
+        (Some(key), Some(value)) if key.starts_with(prefix) && key < end => {
+            Ok(Some((key.to_vec(), value.to_vec())))
+        }
+        (Some(key), Some(_)) => Err(StateError::Storage(format!(
+            "reverse seek under {} before {} returned {}",
+            warrant_identity::keys::display(prefix),
+            warrant_identity::keys::display(end),
+            warrant_identity::keys::display(key)
+        ))),
+        _ => Ok(None),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The state machine survives a restart, and a snapshot installed on another node yields the same
-//! state, also after that node restarts (the generation switch is durable).
+//! state, also after that node restarts (the generation switch is durable). A consistent view
+//! reads one index while applies go on.
 
 use openraft::{
     CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder, storage::RaftStateMachine,
@@ -170,5 +171,47 @@ async fn a_corrupt_snapshot_is_refused_and_leaves_state_intact() {
         digest(&follower),
         before,
         "a refused snapshot changed the state"
+    );
+}
+
+/// A consistent view names the index it reads at and keeps seeing that state while applies go
+/// on: what the Digest RPC and the chaos checker compare must be a digest of the index it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consistent_view_stays_at_its_index_while_applies_go_on() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut sm = open(dir.path());
+    sm.apply(vec![register_human(1, "alice"), register_human(2, "bob")])
+        .await
+        .expect("apply");
+    let at_two = digest(&sm);
+    let reader = sm.reader();
+    let runtime = tokio::runtime::Handle::current();
+
+    let (index_in_view, digest_in_view) = tokio::task::block_in_place(|| {
+        reader
+            .consistent(|view, index| {
+                // Entry 3 lands while the view is open; the view must not see it.
+                runtime
+                    .block_on(sm.apply(vec![register_human(3, "carol")]))
+                    .expect("apply inside the view");
+                (index, state_digest(view).expect("digest in the view"))
+            })
+            .expect("consistent view")
+    });
+    assert_eq!(index_in_view, 2, "the view's index");
+    assert_eq!(
+        digest_in_view, at_two,
+        "the view saw an apply made after it opened"
+    );
+
+    let at_three = digest(&sm);
+    assert_ne!(at_three, at_two, "entry 3 changed nothing");
+    let (index_now, digest_now) = reader
+        .consistent(|view, index| (index, state_digest(view).expect("digest")))
+        .expect("consistent view");
+    assert_eq!(
+        (index_now, digest_now),
+        (3, at_three),
+        "a new view sees entry 3"
     );
 }

@@ -264,16 +264,22 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<api::DigestResponse>, Status> {
         self.context.auditor(request.metadata()).await?;
         let reader = self.context.node.reader();
-        // The digest walks the whole state: off the async runtime.
-        let (digest, applied_seq) = tokio::task::spawn_blocking(move || {
-            let digest = warrant_identity::state_digest(&reader).map_err(storage)?;
-            let applied_seq = warrant_identity::query::applied_seq(&reader).map_err(storage)?;
-            Ok::<_, ApiError>((digest, applied_seq))
+        // The digest walks the whole state: off the async runtime, and over one consistent
+        // view, so that the index it names is the one it hashed while applies go on.
+        let (digest, applied_seq, applied_index) = tokio::task::spawn_blocking(move || {
+            reader
+                .consistent(|view, applied_index| {
+                    let digest = warrant_identity::state_digest(view)?;
+                    let applied_seq = warrant_identity::query::applied_seq(view)?;
+                    Ok((digest, applied_seq, applied_index))
+                })
+                .and_then(|digested| digested)
+                .map_err(storage)
         })
         .await
         .map_err(|e| ApiError::internal(format!("digest task: {e}")))??;
         Ok(Response::new(api::DigestResponse {
-            applied_index: self.context.node.applied().log_index,
+            applied_index,
             applied_seq,
             sha256_hex: hex::encode(digest),
         }))
