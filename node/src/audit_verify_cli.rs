@@ -49,7 +49,12 @@ pub struct VerifyArgs {
     pub client_cert: Option<PathBuf>,
     #[arg(long, env = "WARRANT_CLI_KEY", requires = "client_cert")]
     pub client_key: Option<PathBuf>,
-    #[arg(long, env = "WARRANT_CLI_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "WARRANT_CLI_ADMIN_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub admin_token: Option<String>,
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,

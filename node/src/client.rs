@@ -272,8 +272,14 @@ impl Connector {
 pub struct AdminAuth {
     #[command(flatten)]
     pub target: Target,
-    /// The bootstrap admin token (prefer --admin-token-file or WARRANT_CLI_ADMIN_TOKEN).
-    #[arg(long, env = "WARRANT_CLI_ADMIN_TOKEN", hide_env_values = true)]
+    /// The bootstrap admin token (prefer --admin-token-file or WARRANT_CLI_ADMIN_TOKEN). Taken
+    /// as is even when it begins with '-': a credential is opaque.
+    #[arg(
+        long,
+        env = "WARRANT_CLI_ADMIN_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub admin_token: Option<String>,
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,

@@ -50,11 +50,12 @@ pub enum KeyCommand {
     Compromised {
         #[command(flatten)]
         auth: AdminAuth,
-        /// The key's id (the `kid` of the tokens it signed).
-        #[arg(long)]
+        /// The key's id (the `kid` of the tokens it signed). A kid is base64url and may begin
+        /// with '-', so the value is taken as is.
+        #[arg(long, allow_hyphen_values = true)]
         key_id: String,
         /// Why, for the audit trail.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
         reason: String,
     },
 }

@@ -438,3 +438,39 @@ fn dev_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
         .with_context(|| format!("write {}", path.display()))?;
     Ok(token)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Command, cluster_cli::KeyCommand};
+
+    /// A kid is base64url, so about one in 32 begins with '-' (CI once drew `-Wjef…`): the value
+    /// after `--key-id`, and the free-text and credential values beside it, are taken as is.
+    #[test]
+    fn values_that_begin_with_a_hyphen_are_values() {
+        let cli = Cli::try_parse_from([
+            "warrant",
+            "key",
+            "compromised",
+            "--key-id",
+            "-Wjef3nrmZxFxkoKZAUNDKVRsVRZH1HUPyz8snmcU3E",
+            "--reason",
+            "-leaked",
+            "--admin-token",
+            "-token",
+        ])
+        .unwrap_or_else(|e| panic!("a hyphen-led kid was refused: {e}"));
+        let Command::Key(KeyCommand::Compromised {
+            auth,
+            key_id,
+            reason,
+        }) = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(key_id, "-Wjef3nrmZxFxkoKZAUNDKVRsVRZH1HUPyz8snmcU3E");
+        assert_eq!(reason, "-leaked");
+        assert_eq!(auth.admin_token.as_deref(), Some("-token"));
+    }
+}

@@ -123,8 +123,8 @@ pub enum PolicyCommand {
 pub struct AuthorizeArgs {
     #[command(flatten)]
     pub common: Common,
-    /// The access token the agent presented.
-    #[arg(long)]
+    /// The access token the agent presented (opaque: taken as is, even after a '-').
+    #[arg(long, allow_hyphen_values = true)]
     pub token: String,
     #[arg(long)]
     pub service: String,
